@@ -1,0 +1,36 @@
+"""The library in two calls: `encode` and `decode`, with codecs cached per model and device."""
+
+__all__ = ["encode", "decode", "get_codec"]
+
+import functools
+
+import numpy as np
+
+from nfcompress.codec import Codec
+from nfcompress.io import load_image
+
+
+@functools.lru_cache(maxsize=4)
+def get_codec(model: str = "", device: str = "cpu") -> Codec:
+    """The codec for a model name or path ('' is the shipped default), loaded once."""
+    return Codec.load(model, device=device)
+
+
+def encode(image, model: str = "", device: str = "cpu") -> bytes:
+    """Compress an image (a path, a PIL image or a uint8 array) to .nfc bytes.
+
+    Example:
+        >>> import numpy as np, nfcompress
+        >>> image = np.zeros((16, 16, 3), np.uint8)
+        >>> data = nfcompress.encode(image)
+        >>> data[:3]
+        b'NFC'
+        >>> bool((nfcompress.decode(data) == image).all())
+        True
+    """
+    return get_codec(model, device).encode(load_image(image)).data
+
+
+def decode(data: bytes, model: str = "", device: str = "cpu") -> np.ndarray:
+    """Decompress .nfc bytes to the exact uint8 array, or raise NfcError saying why not."""
+    return get_codec(model, device).decode(bytes(data))

@@ -1,0 +1,281 @@
+"""Image arrays <-> .nfc bytes: tiling, batching, the flow and the coder together."""
+
+__all__ = ["Codec", "EncodeResult", "plan_tiles"]
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nfcompress.coding import Decoder, Encoder, build_tables
+from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
+from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
+from nfcompress.flows import IDF, log2_prob, split_params
+
+DEFAULT_TILE = 256
+DEFAULT_BATCH = 4
+
+
+@dataclass
+class EncodeResult:
+    """A coded image and what it cost."""
+
+    data: bytes
+    ideal_bits: float
+    subpixels: int
+
+    @property
+    def bpsp(self) -> float:
+        """Bits per sub-pixel of the real file, header included."""
+        return 8 * len(self.data) / self.subpixels
+
+    @property
+    def ideal_bpsp(self) -> float:
+        """The model's own figure: -log2 P(image) per sub-pixel."""
+        return self.ideal_bits / self.subpixels
+
+
+@dataclass
+class _Tile:
+    y: int
+    x: int
+    h: int
+    w: int
+
+
+def plan_tiles(height: int, width: int, tile: int, batch: int, multiple: int) -> list[list[_Tile]]:
+    """Split an image into tiles and group them into chunks of equal padded shape.
+
+    The plan depends only on its arguments, so the decoder rebuilds it from the header and
+    every chunk is decoded with exactly the batch shape it was encoded with.
+    """
+    groups: dict[tuple[int, int], list[_Tile]] = {}
+    for y in range(0, height, tile):
+        for x in range(0, width, tile):
+            t = _Tile(y, x, min(tile, height - y), min(tile, width - x))
+            key = (-(-t.h // multiple) * multiple, -(-t.w // multiple) * multiple)
+            groups.setdefault(key, []).append(t)
+    chunks = []
+    for key in sorted(groups, reverse=True):
+        tiles = groups[key]
+        chunks.extend(tiles[i : i + batch] for i in range(0, len(tiles), batch))
+    return chunks
+
+
+def _padded(rgb: np.ndarray, tiles: list[_Tile], multiple: int) -> np.ndarray:
+    """The tiles of an (H, W, 3) image as a (B, 3, h, w) batch, edges replicated to a multiple."""
+    ph = -(-tiles[0].h // multiple) * multiple
+    pw = -(-tiles[0].w // multiple) * multiple
+    out = np.empty((len(tiles), 3, ph, pw), np.uint8)
+    for i, t in enumerate(tiles):
+        crop = rgb[t.y : t.y + t.h, t.x : t.x + t.w]
+        out[i] = np.pad(crop, ((0, ph - t.h), (0, pw - t.w), (0, 0)), mode="edge").transpose(2, 0, 1)
+    return out
+
+
+def _split_mode(pixels: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The colour part as (H, W, 3) for the flow, and the alpha plane if there is one."""
+    if mode in ("L", "LA"):
+        gray = pixels[..., 0]
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+    else:
+        rgb = pixels[..., :3]
+    alpha = pixels[..., -1] if mode in ("LA", "RGBA") else None
+    return np.ascontiguousarray(rgb), alpha
+
+
+def _as_pixels(image: np.ndarray) -> tuple[np.ndarray, str]:
+    """Check an array and name its mode: (H, W) is L, (H, W, 2|3|4) is LA, RGB or RGBA."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise NfcError(f"images must be 8-bit (uint8), got {a.dtype}")
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise NfcError(f"cannot code an array of shape {np.asarray(image).shape}")
+    if a.shape[0] * a.shape[1] == 0:
+        raise NfcError("cannot code an empty image")
+    if a.shape[0] * a.shape[1] > MAX_PIXELS:
+        raise NfcError(f"image of {a.shape[1]}x{a.shape[0]} is larger than the limit of {MAX_PIXELS} pixels")
+    return np.ascontiguousarray(a), MODES[a.shape[2] - 1]
+
+
+class Codec:
+    """A model bound to a device: encodes uint8 arrays to .nfc bytes and decodes them back.
+
+    Example:
+        >>> import numpy as np
+        >>> codec = Codec.load()
+        >>> image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+        >>> data = codec.encode(image).data
+        >>> bool((codec.decode(data) == image).all())
+        True
+    """
+
+    def __init__(
+        self,
+        model: IDF,
+        name: str,
+        weights_hash: str,
+        device: str = "cpu",
+        tile: int = DEFAULT_TILE,
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
+        if tile & (tile - 1) or tile < model.config.multiple:
+            raise NfcError(f"tile must be a power of two of at least {model.config.multiple}")
+        self.model = model.to(device).eval()
+        self.name = name
+        self.hash = bytes.fromhex(weights_hash)[:4]
+        self.device = device
+        self.tile = tile
+        self.batch = batch
+
+    @classmethod
+    def load(cls, model: str = "", device: str = "cpu", **kw) -> "Codec":
+        """A codec for a named model (the shipped default when none is named)."""
+        from nfcompress.weights import DEFAULT_MODEL, load_model
+
+        m, card = load_model(model or DEFAULT_MODEL)
+        return cls(m, card.name, card.sha256, device=device, **kw)
+
+    def _device_kind(self) -> str:
+        return "cuda" if str(self.device).startswith("cuda") else "cpu"
+
+    @torch.no_grad()
+    def encode(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> EncodeResult:
+        """Code an (H, W[, C]) uint8 array; `progress(done, total)` is called after each chunk."""
+        pixels, mode = _as_pixels(image)
+        rgb, alpha = _split_mode(pixels, mode)
+        height, width = rgb.shape[:2]
+        plan = plan_tiles(height, width, self.tile, self.batch, self.model.config.multiple)
+        chunks, ideal = [], 0.0
+        for i, tiles in enumerate(plan):
+            data, bits = self._encode_chunk(_padded(rgb, tiles, self.model.config.multiple))
+            chunks.append(data)
+            ideal += bits
+            if progress:
+                progress(i + 1, len(plan))
+        alpha_data = b""
+        if alpha is not None:
+            alpha_data = zlib.compress(alpha.tobytes(), 9)
+            ideal += 8 * len(alpha_data)
+        header = Header(
+            model_name=self.name,
+            model_hash=self.hash,
+            width=width,
+            height=height,
+            mode=mode,
+            tile=self.tile,
+            batch=self.batch,
+            pixel_crc=zlib.crc32(pixels.tobytes()),
+            device=self._device_kind(),
+        )
+        return EncodeResult(pack(header, chunks, alpha_data), ideal, pixels.size)
+
+    @torch.no_grad()
+    def ideal_bits(self, image: np.ndarray) -> tuple[float, int]:
+        """The model's -log2 P of an image as `encode` would tile it, and its sub-pixel count."""
+        pixels, mode = _as_pixels(image)
+        rgb, alpha = _split_mode(pixels, mode)
+        m = self.model.config.multiple
+        bits = 0.0
+        for tiles in plan_tiles(rgb.shape[0], rgb.shape[1], self.tile, self.batch, m):
+            x = torch.from_numpy(_padded(rgb, tiles, m)).to(self.device).float()
+            bits += float(self.model.bits(x).double().sum())
+        if alpha is not None:
+            bits += 8 * len(zlib.compress(alpha.tobytes(), 9))
+        return bits, pixels.size
+
+    def _encode_chunk(self, batch: np.ndarray) -> tuple[bytes, float]:
+        x = torch.from_numpy(batch).to(self.device).float()
+        latents, params = self.model.forward_with_params(x)
+        enc = Encoder()
+        bits = 0.0
+        # The decoder pops the last forward step first, so push in forward order.
+        for z, raw in zip(latents, params):
+            p = split_params(raw, self.model.config.mixtures)
+            bits -= float(log2_prob(z, p).double().sum())
+            values = z.round().to(torch.int64).cpu().numpy().ravel()
+            enc.push_latents(values, _tables(p))
+        return enc.finish(), bits
+
+    def read_header(self, data: bytes) -> Header:
+        """Parse a file and check it was made with this codec's model and kind of device."""
+        header, _, _ = unpack(data)
+        if header.model_hash != self.hash or header.model_name != self.name:
+            raise ModelMismatch(
+                f"this file needs model {header.model_name!r} (weights {header.model_hash.hex()}), "
+                f"but {self.name!r} ({self.hash.hex()}) is loaded"
+            )
+        if header.device != self._device_kind():
+            raise ModelMismatch(f"this file was encoded on {header.device} and must be decoded on {header.device}")
+        return header
+
+    @torch.no_grad()
+    def decode(self, data: bytes, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Rebuild the exact uint8 array (H, W[, C]) from .nfc bytes, or raise NfcError."""
+        header = self.read_header(data)
+        _, chunks, alpha_data = unpack(data)
+        m = self.model.config.multiple
+        plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
+        if len(plan) != len(chunks):
+            raise FormatError(f"corrupted .nfc file: {len(chunks)} chunks where the tiling needs {len(plan)}")
+        rgb = np.empty((header.height, header.width, 3), np.uint8)
+        for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
+            out = self._decode_chunk(chunk, len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
+            for t, tile in zip(tiles, out):
+                rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
+            if progress:
+                progress(i + 1, len(plan))
+        pixels = self._join_mode(rgb, header, alpha_data)
+        if zlib.crc32(pixels.tobytes()) != header.pixel_crc:
+            raise ChecksumError("decoded pixels do not match the file's checksum: the file is damaged "
+                                "or was encoded on a machine that computes differently")
+        return pixels if pixels.shape[2] > 1 else pixels[..., 0]
+
+    def _decode_chunk(self, chunk: bytes, n: int, h: int, w: int) -> np.ndarray:
+        dec = Decoder(chunk)
+        self.model.set_shape(n, h, w)
+
+        def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+            p = split_params(raw, self.model.config.mixtures)
+            values = dec.pop_latents(int(np.prod(shape)), _tables(p))
+            return torch.from_numpy(values.reshape(shape)).to(raw.device).float()
+
+        try:
+            x = self.model.decode(draw)
+        except (ValueError, RuntimeError, OverflowError) as e:
+            raise FormatError(f"corrupted .nfc payload ({e})") from None
+        if not dec.exhausted():
+            raise FormatError("corrupted .nfc payload (data left over after decoding)")
+        x = x.round()
+        if x.min() < 0 or x.max() > 255:
+            raise ChecksumError("decoded pixels are out of range: the file is damaged")
+        return x.to(torch.uint8).cpu().numpy()
+
+    def _join_mode(self, rgb: np.ndarray, header: Header, alpha_data: bytes) -> np.ndarray:
+        planes = [rgb[..., :1]] if header.mode in ("L", "LA") else [rgb]
+        if header.mode in ("L", "LA") and not (rgb[..., 0:1] == rgb[..., 1:]).all():
+            raise ChecksumError("decoded grey image is not grey: the file is damaged")
+        if header.mode in ("LA", "RGBA"):
+            try:
+                d = zlib.decompressobj()
+                raw = d.decompress(alpha_data, header.width * header.height)
+                if len(raw) != header.width * header.height or d.unconsumed_tail or not d.eof:
+                    raise zlib.error("wrong length")
+            except zlib.error:
+                raise FormatError("corrupted .nfc file (alpha plane)") from None
+            planes.append(np.frombuffer(raw, np.uint8).reshape(header.height, header.width, 1))
+        elif alpha_data:
+            raise FormatError("corrupted .nfc file (alpha data for a mode without alpha)")
+        return np.ascontiguousarray(np.concatenate(planes, axis=2))
+
+
+def _tables(p) -> list:
+    """Coding tables for every latent of a group, from its mixture parameters."""
+    def flat(t: torch.Tensor) -> np.ndarray:
+        return t.movedim(1, -1).reshape(-1, t.shape[1]).cpu().numpy()
+
+    return build_tables(flat(p.log_weights), flat(p.means), flat(p.log_scales))

@@ -1,0 +1,161 @@
+"""The .nfc byte format: a small checked header, a chunk table, the chunks, nothing else.
+
+See docs/format.md. Parsing is strict: every field is range-checked and the header carries its
+own CRC32, so damage is reported before any large allocation or any decoding work.
+"""
+
+__all__ = ["MAGIC", "VERSION", "MODES", "MAX_SIDE", "MAX_PIXELS", "Header", "pack", "unpack"]
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from nfcompress.errors import FormatError
+
+MAGIC = b"NFC"
+VERSION = 1
+MODES = ("L", "LA", "RGB", "RGBA")
+DEVICES = ("cpu", "cuda")
+MAX_SIDE = 1 << 16
+MAX_PIXELS = 1 << 28
+MAX_CHUNKS = 1 << 20
+MAX_NAME = 64
+
+
+@dataclass
+class Header:
+    """Everything a decoder needs besides the model's weights."""
+
+    model_name: str
+    model_hash: bytes  # first 4 bytes of the weights' sha256
+    width: int
+    height: int
+    mode: str
+    tile: int
+    batch: int
+    pixel_crc: int
+    device: str = "cpu"
+    bit_depth: int = 8
+    chunk_sizes: list[int] = field(default_factory=list)
+    alpha_size: int = 0
+
+    @property
+    def channels(self) -> int:
+        """Channels of the decoded image."""
+        return len(self.mode)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise FormatError(f"truncated .nfc file (ends inside the {what})")
+        b = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return b
+
+    def varint(self, what: str, limit: int) -> int:
+        n = shift = 0
+        for _ in range(10):
+            b = self.take(1, what)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                if n > limit:
+                    raise FormatError(f"corrupted .nfc file: {what} {n} exceeds {limit}")
+                return n
+        raise FormatError(f"corrupted .nfc file: {what} is not a valid number")
+
+
+def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
+    """Header, chunk table and payload as one .nfc file."""
+    name = h.model_name.encode()
+    if len(name) > MAX_NAME or len(h.model_hash) != 4:
+        raise ValueError("model name too long or hash not 4 bytes")
+    flags = DEVICES.index(h.device) | (0x10 if alpha else 0)
+    head = bytearray(MAGIC)
+    head += bytes([VERSION, flags, len(name)]) + name + h.model_hash
+    head += _varint(h.width) + _varint(h.height)
+    head += bytes([MODES.index(h.mode) | (h.bit_depth << 4), h.tile.bit_length() - 1])
+    head += _varint(h.batch) + _varint(len(chunks))
+    for c in chunks:
+        head += _varint(len(c))
+    if alpha:
+        head += _varint(len(alpha))
+    head += struct.pack("<I", h.pixel_crc)
+    head += struct.pack("<I", zlib.crc32(head))
+    return bytes(head) + b"".join(chunks) + alpha
+
+
+def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
+    """Parse and check a .nfc file; returns the header, the chunks and the alpha payload."""
+    r = _Reader(data)
+    if r.take(len(MAGIC), "magic bytes") != MAGIC:
+        raise FormatError("not an .nfc file (wrong magic bytes)")
+    version, flags, name_len = r.take(3, "header")
+    if version != VERSION:
+        raise FormatError(f"unsupported .nfc format version {version} (this build reads {VERSION})")
+    if flags & 0x0F >= len(DEVICES) or flags & 0xE0:
+        raise FormatError("corrupted .nfc header (unknown flags)")
+    if name_len == 0 or name_len > MAX_NAME:
+        raise FormatError("corrupted .nfc header (bad model name length)")
+    try:
+        name = r.take(name_len, "model name").decode()
+    except UnicodeDecodeError:
+        raise FormatError("corrupted .nfc header (model name is not text)") from None
+    model_hash = r.take(4, "model hash")
+    width = r.varint("width", MAX_SIDE)
+    height = r.varint("height", MAX_SIDE)
+    mode_depth, tile_log = r.take(2, "header")
+    if mode_depth & 0x0F >= len(MODES) or mode_depth >> 4 != 8:
+        raise FormatError("corrupted .nfc header (unknown mode or bit depth)")
+    if not 3 <= tile_log <= 14:
+        raise FormatError("corrupted .nfc header (bad tile size)")
+    batch = r.varint("batch size", 4096)
+    n_chunks = r.varint("chunk count", MAX_CHUNKS)
+    sizes = [r.varint("chunk size", len(data)) for _ in range(n_chunks)]
+    alpha_size = r.varint("alpha size", len(data)) if flags & 0x10 else 0
+    pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
+    end = r.pos
+    (head_crc,) = struct.unpack("<I", r.take(4, "header checksum"))
+    if zlib.crc32(data[:end]) != head_crc:
+        raise FormatError("corrupted .nfc header (header checksum mismatch)")
+    if width == 0 or height == 0 or width * height > MAX_PIXELS:
+        raise FormatError(f"corrupted .nfc header (image size {width}x{height} out of range)")
+    body = len(data) - r.pos
+    if sum(sizes) + alpha_size != body:
+        kind = "truncated" if sum(sizes) + alpha_size > body else "corrupted"
+        raise FormatError(f"{kind} .nfc file: payload is {body} bytes, the header says {sum(sizes) + alpha_size}")
+    chunks = []
+    for s in sizes:
+        chunks.append(r.take(s, "payload"))
+    alpha = r.take(alpha_size, "alpha payload")
+    h = Header(
+        model_name=name,
+        model_hash=model_hash,
+        width=width,
+        height=height,
+        mode=MODES[mode_depth & 0x0F],
+        tile=1 << tile_log,
+        batch=batch,
+        pixel_crc=pixel_crc,
+        device=DEVICES[flags & 0x0F],
+        chunk_sizes=sizes,
+        alpha_size=alpha_size,
+    )
+    return h, chunks, alpha

@@ -1,0 +1,91 @@
+"""Discretized logistic mixtures over the unbounded integers, and the priors built from them."""
+
+__all__ = ["MixtureParams", "split_params", "log2_prob", "ConditionalPrior", "TopPrior"]
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nfcompress.flows.nets import ResNet
+
+MEAN_SCALE = 64.0
+MEAN_OFFSET = 128.0
+LOG_SCALE_OFFSET = 2.0
+LOG_SCALE_MIN = -4.0
+
+
+@dataclass
+class MixtureParams:
+    """Per-latent mixture parameters, each (B, M, C, H, W): log-weights, means, log-scales."""
+
+    log_weights: Tensor
+    means: Tensor
+    log_scales: Tensor
+
+
+def split_params(raw: Tensor, mixtures: int) -> MixtureParams:
+    """Turn a net's raw output (B, 3*M*C, H, W) into normalised mixture parameters."""
+    b, p, h, w = raw.shape
+    r = raw.view(b, 3, mixtures, p // (3 * mixtures), h, w)
+    return MixtureParams(
+        log_weights=torch.log_softmax(r[:, 0], dim=1),
+        means=r[:, 1] * MEAN_SCALE + MEAN_OFFSET,
+        log_scales=torch.clamp(r[:, 2] + LOG_SCALE_OFFSET, min=LOG_SCALE_MIN),
+    )
+
+
+def log2_prob(z: Tensor, p: MixtureParams) -> Tensor:
+    """log2 P(z) of integer z (B, C, H, W) under the discretized mixture, elementwise.
+
+    P(z) = sum_k w_k [sigmoid((z + 1/2 - mu_k)/s_k) - sigmoid((z - 1/2 - mu_k)/s_k)], which sums
+    to 1 over all integers; the difference of sigmoids is computed in log space, stably.
+    """
+    inv_s = torch.exp(-p.log_scales)
+    centred = z.unsqueeze(1) - p.means
+    upper = (centred + 0.5) * inv_s
+    lower = (centred - 0.5) * inv_s
+    log_mass = (
+        nn.functional.logsigmoid(upper)
+        + nn.functional.logsigmoid(-lower)
+        + torch.log(-torch.expm1(-inv_s))
+    )
+    return torch.logsumexp(p.log_weights + log_mass, dim=1) / math.log(2.0)
+
+
+def _spread_init(bias: Tensor, mixtures: int, channels: int) -> None:
+    """Spread the mixture components' initial means so they do not train as one."""
+    with torch.no_grad():
+        b = bias.view(3, mixtures, channels)
+        b.zero_()
+        if mixtures > 1:
+            b[1] = torch.linspace(-1.0, 1.0, mixtures).view(mixtures, 1)
+
+
+class ConditionalPrior(nn.Module):
+    """A mixture for factored-out latents, its parameters predicted from the kept latents."""
+
+    def __init__(self, kept: int, out: int, mixtures: int, width: int, blocks: int) -> None:
+        super().__init__()
+        self.mixtures = mixtures
+        self.net = ResNet(kept, 3 * mixtures * out, width, blocks)
+        _spread_init(self.net.out.bias, mixtures, out)
+
+    def forward(self, kept: Tensor) -> Tensor:
+        """Raw parameters (B, 3*M*out, H, W) from the kept latents."""
+        return self.net(kept.contiguous() * (1 / 128.0) - 1.0)
+
+
+class TopPrior(nn.Module):
+    """A learned mixture per channel for the last latents, which have nothing to condition on."""
+
+    def __init__(self, out: int, mixtures: int) -> None:
+        super().__init__()
+        self.mixtures = mixtures
+        self.raw = nn.Parameter(torch.zeros(3 * mixtures * out))
+        _spread_init(self.raw.data, mixtures, out)
+
+    def forward(self, batch: int, height: int, width: int) -> Tensor:
+        """Raw parameters (B, 3*M*out, H, W), the same at every position."""
+        return self.raw.view(1, -1, 1, 1).expand(batch, -1, height, width).contiguous()

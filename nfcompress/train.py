@@ -1,0 +1,231 @@
+"""Training: patches of photos -> an IDF, with EMA weights, resumable checkpoints and a card."""
+
+__all__ = ["TrainSettings", "train"]
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from nfcompress.data import PatchPool, eval_sets, list_images, load_photo, package_of
+from nfcompress.evaluate import classical_bpsp, flow_timing, ideal_bpsp
+from nfcompress.flows import IDF, IDFConfig
+from nfcompress.weights import ModelCard, save_model
+
+# (kind, size, batch, weight): each step draws one kind; batches hold about 64k pixels.
+KINDS = [("thumb", 32, 64, 0.3), ("thumb", 64, 16, 0.3), ("native", 64, 16, 0.25), ("native", 32, 64, 0.15)]
+
+
+@dataclass
+class TrainSettings:
+    """Everything a training run needs; saved in the card."""
+
+    train_dirs: list[str]
+    val_dirs: list[str]
+    output: str
+    name: str = "nfc-small"
+    config: IDFConfig = field(default_factory=IDFConfig)
+    minutes: float = 10.0
+    max_steps: int = 0
+    lr: float = 1.5e-3
+    warmup: int = 300
+    ema: float = 0.999
+    holdout: list[str] = field(default_factory=list)
+    pool: int = 20000
+    seed: int = 0
+    eval_minutes: float = 5.0
+    checkpoint: str = ""
+    resume: bool = False
+    threads: int = 0
+
+
+def _ddp() -> tuple[int, int]:
+    """(rank, world size), starting torch.distributed when launched by torchrun."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _save_state(path: Path, model: IDF, ema: IDF, opt: torch.optim.Optimizer, meta: dict) -> None:
+    """A resumable checkpoint: safetensors for every tensor, JSON for the rest."""
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(path / "ema.safetensors"))
+    opt_tensors, opt_meta = {}, {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                opt_tensors[f"{i}.{k}"] = v.contiguous()
+            else:
+                opt_meta[f"{i}.{k}"] = v
+    save_file(opt_tensors, str(path / "optim.safetensors"))
+    (path / "state.json").write_text(json.dumps({**meta, "optim": opt_meta}))
+
+
+def _load_state(path: Path, model: IDF, ema: IDF, opt: torch.optim.Optimizer) -> dict:
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    ema.load_state_dict(load_file(str(path / "ema.safetensors")))
+    meta = json.loads((path / "state.json").read_text())
+    tensors = load_file(str(path / "optim.safetensors"))
+    sd = opt.state_dict()
+    state: dict = {}
+    for key, v in list(tensors.items()) + list(meta.pop("optim").items()):
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    return meta
+
+
+def _split_photos(paths: list[Path], holdout: list[str]) -> tuple[list[Path], list[Path]]:
+    keep = [p for p in paths if package_of(p) not in holdout]
+    held = [p for p in paths if package_of(p) in holdout]
+    return keep, held
+
+
+def _pools(photos: list[np.ndarray], count: int, seed: int) -> list[tuple[PatchPool, int, float]]:
+    pools = []
+    for j, (kind, size, batch, weight) in enumerate(KINDS):
+        n = count if size == 32 else count // 2
+        pools.append((PatchPool.build(photos, kind, size, n, seed * 10 + j), batch, weight))
+    return pools
+
+
+def _lr(step: int, frac: float, s: TrainSettings) -> float:
+    warm = min(1.0, (step + 1) / s.warmup)
+    return s.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
+    """Train (or resume) a model as `s` says; writes weights and card to `s.output`."""
+    from tqdm import tqdm
+
+    torch.set_flush_denormal(True)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    rank, world = _ddp()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(s.seed + rank)
+    rng = np.random.default_rng(s.seed + 1000 * rank)
+
+    all_train = list_images(s.train_dirs)
+    train_paths, held_paths = _split_photos(all_train, s.holdout)
+    val_paths = list_images(s.val_dirs)
+    if not train_paths:
+        raise ValueError("no training images found")
+    log(f"training on {len(train_paths)} photos; holding out {len(held_paths)} ({', '.join(s.holdout) or 'none'})")
+    t0 = time.time()
+    photos = [load_photo(p) for p in train_paths]
+    pools = _pools(photos, s.pool, s.seed + rank)
+    del photos
+    weights = np.array([w for _, _, w in pools])
+    weights = weights / weights.sum()
+    log(f"patches ready in {time.time() - t0:.0f}s")
+    val_sets = eval_sets(val_paths, per_photo=4) if val_paths else {}
+    held_sets = eval_sets([p for p in held_paths] + [p for p in val_paths if package_of(p) in s.holdout], per_photo=4) if s.holdout else {}
+
+    model = IDF(s.config).to(device)
+    ema = IDF(s.config).to(device)
+    ema.load_state_dict(model.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+    ckpt = Path(s.checkpoint or Path(s.output).with_suffix(".ckpt"))
+    step, elapsed_before = 0, 0.0
+    if s.resume and (ckpt / "state.json").exists():
+        meta = _load_state(ckpt, model, ema, opt)
+        step, elapsed_before = meta["step"], meta["elapsed"]
+        log(f"resumed from {ckpt} at step {step}")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+
+    budget = s.minutes * 60
+    start = time.time()
+    last_eval = start
+    bar = tqdm(total=int(budget), unit="s", disable=not progress or rank != 0, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}")
+    running = None
+    history = []
+    while True:
+        elapsed = time.time() - start
+        if elapsed >= budget or (s.max_steps and step >= s.max_steps):
+            break
+        frac = (elapsed_before + elapsed) / (elapsed_before + budget) if s.resume else elapsed / budget
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, frac, s)
+        pool, batch, _ = pools[rng.choice(len(pools), p=weights)]
+        x = torch.from_numpy(pool.batch(batch, rng)).to(device).float()
+        loss = net.bits(x).sum() / x.numel() if world == 1 else net.module.bits(x).sum() / x.numel()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(s.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        step += 1
+        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        if rank == 0:
+            bar.n = int(min(elapsed, budget))
+            bar.set_postfix_str(f"step {step} loss {running:.3f} bpsp")
+        if rank == 0 and val_sets and time.time() - last_eval > s.eval_minutes * 60:
+            last_eval = time.time()
+            ema.eval()
+            v = {k: round(ideal_bpsp(ema, a), 4) for k, a in val_sets.items()}
+            history.append({"step": step, "minutes": round((time.time() - start) / 60, 1), "train": round(running, 4), **v})
+            log(f"step {step}: train {running:.3f} val {v}")
+            _save_state(ckpt, model, ema, opt, {"step": step, "elapsed": elapsed_before + time.time() - start})
+    bar.close()
+    if rank != 0:
+        return ModelCard(s.name, s.config.to_dict())
+    wall = elapsed_before + time.time() - start
+    _save_state(ckpt, model, ema, opt, {"step": step, "elapsed": wall})
+    ema.eval().cpu()
+    card = ModelCard(
+        name=s.name,
+        config=s.config.to_dict(),
+        training={
+            "train_dirs": s.train_dirs,
+            "val_dirs": s.val_dirs,
+            "photos": len(train_paths),
+            "holdout_packages": s.holdout,
+            "kinds": [f"{k}{z} x{b} p={w}" for k, z, b, w in KINDS],
+            "steps": step,
+            "wall_minutes": round(wall / 60, 1),
+            "device": str(device),
+            "world_size": world,
+            "lr": s.lr,
+            "ema": s.ema,
+            "history": history,
+        },
+    )
+    card.metrics = measure(ema, val_sets, held_sets)
+    return save_model(ema, Path(s.output), card)
+
+
+def measure(model: IDF, val_sets: dict, held_sets: dict) -> dict:
+    """The card's figures: ideal bpsp beside classical codecs on val and held-out sets, speed."""
+    metrics: dict = {"bpsp": {}, "heldout_bpsp": {}}
+    for key, sets in (("bpsp", val_sets), ("heldout_bpsp", held_sets)):
+        for k, a in sets.items():
+            metrics[key][k] = {"nfcompress_ideal": round(ideal_bpsp(model, a), 4), **{c: round(v, 4) for c, v in classical_bpsp(a).items()}}
+    metrics["cpu_512"] = flow_timing(model)
+    metrics["cpu_threads"] = torch.get_num_threads()
+    metrics["parameters"] = sum(p.numel() for p in model.parameters())
+    return metrics
+
+
+def settings_to_json(s: TrainSettings) -> str:
+    """Settings as JSON text (for logs)."""
+    d = asdict(s)
+    return json.dumps(d)

@@ -1,0 +1,108 @@
+"""Model files: safetensors weights beside a JSON card, found by name and checked by hash."""
+
+__all__ = ["DEFAULT_MODEL", "ModelCard", "models_dir", "save_model", "load_model", "sha256_file"]
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from nfcompress.errors import NfcError
+from nfcompress.flows import IDF, IDFConfig
+
+DEFAULT_MODEL = "nfc-small"
+
+
+@dataclass
+class ModelCard:
+    """What a model is and how it was made; written by training, read on load."""
+
+    name: str
+    config: dict
+    sha256: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Pretty JSON text."""
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+
+def models_dir() -> Path:
+    """Where named models live: $NFCOMPRESS_MODELS, else the shipped `models/` folder."""
+    env = os.environ.get("NFCOMPRESS_MODELS")
+    if env:
+        return Path(env)
+    from importlib.resources import files
+
+    return Path(str(files("nfcompress.models")))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_model(model: IDF, path: Path, card: ModelCard) -> ModelCard:
+    """Write `path` (.safetensors) and its card (.json beside it), the card holding the hash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"name": card.name})
+    os.replace(tmp, path)
+    card.sha256 = sha256_file(path)
+    card.config = model.config.to_dict()
+    path.with_suffix(".json").write_text(card.to_json())
+    return card
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors" or p.suffix == ".json":
+        return p.with_suffix(".safetensors")
+    if p.exists() and p.is_dir():
+        raise NfcError(f"{p} is a folder, not a model")
+    return models_dir() / f"{p.name}.safetensors"
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> tuple[IDF, ModelCard]:
+    """Load a model by name (from `models_dir()`) or by .safetensors path, checking its hash."""
+    path = _resolve(name_or_path)
+    card_path = path.with_suffix(".json")
+    if not path.is_file() or not card_path.is_file():
+        raise NfcError(f"model {str(name_or_path)!r} not found (looked for {path} and its .json card)")
+    try:
+        card = ModelCard(**json.loads(card_path.read_text()))
+        config = IDFConfig.from_dict(card.config)
+    except (ValueError, TypeError) as e:
+        raise NfcError(f"model card {card_path} is not valid: {e}") from None
+    digest = sha256_file(path)
+    if card.sha256 and digest != card.sha256:
+        raise NfcError(f"model weights {path} do not match the sha256 in their card")
+    card.sha256 = digest
+    model = IDF(config)
+    try:
+        state = load_file(str(path))
+        model.load_state_dict(state)
+    except Exception as e:  # safetensors and torch raise several types for a bad file
+        raise NfcError(f"model weights {path} could not be loaded: {e}") from None
+    model.eval()
+    return model, card
+
+
+def hash_state(model: torch.nn.Module) -> str:
+    """sha256 of a model's tensors, for models that never touched a file (tests, training)."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

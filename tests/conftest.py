@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny randomly perturbed model (fast, non-trivial) and small images."""
+
+import numpy as np
+import pytest
+import torch
+
+from nfcompress.codec import Codec
+from nfcompress.flows import IDF, IDFConfig
+from nfcompress.weights import ModelCard, save_model
+
+TINY = IDFConfig(coupling_width=8, prior_width=8, mixtures=2, top_groups=[16, 16, 8, 8])
+
+
+def make_tiny(seed: int = 0) -> IDF:
+    """A tiny IDF with every weight nudged off its init, so couplings and priors do something."""
+    torch.manual_seed(seed)
+    model = IDF(TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> IDF:
+    return make_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory, tiny_model):
+    """A models folder holding the tiny model as 'tiny' and another as 'other'."""
+    d = tmp_path_factory.mktemp("models")
+    save_model(tiny_model, d / "tiny.safetensors", ModelCard("tiny", {}))
+    save_model(make_tiny(1), d / "other.safetensors", ModelCard("other", {}))
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_models_dir, monkeypatch_session) -> Codec:
+    return Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2)
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def photo_like(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
+    """A smooth image with noise, more like a photo than uniform noise."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(yy / 7.0)[..., None] * np.cos(xx / 11.0)[..., None] + r.normal(0, 6, (h, w, c))
+    return np.clip(base, 0, 255).astype(np.uint8)

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nfcompress.coding import PRECISION, Decoder, Encoder, build_tables
+
+
+def _mixtures(n, m, seed, scale_mu=0.0):
+    r = np.random.default_rng(seed)
+    lw = np.log(r.dirichlet(np.ones(m), n)).astype(np.float32)
+    mu = (128 + r.normal(0, 20, (n, m))).astype(np.float32)
+    ls = r.normal(0.5, 1.0, (n, m)).astype(np.float32)
+    return lw, mu, ls
+
+
+def test_tables_are_non_negative_integers_summing_to_the_precision():
+    lw, mu, ls = _mixtures(5000, 3, 0)
+    for b in build_tables(lw, mu, ls):
+        assert (b.weights >= 0).all()
+        assert np.array_equal(b.weights, np.floor(b.weights))
+        assert np.all(b.weights.sum(1) + b.weights.shape[1] == 2**PRECISION)
+
+
+def test_tables_are_deterministic():
+    lw, mu, ls = _mixtures(3000, 2, 1)
+    a, b = build_tables(lw, mu, ls), build_tables(lw.copy(), mu.copy(), ls.copy())
+    assert all(np.array_equal(x.weights, y.weights) and np.array_equal(x.low, y.low) for x, y in zip(a, b))
+
+
+def _roundtrip(values, lw, mu, ls):
+    tables = build_tables(lw, mu, ls)
+    enc = Encoder()
+    enc.push_latents(values, tables)
+    data = enc.finish()
+    dec = Decoder(data)
+    out = dec.pop_latents(len(values), tables)
+    assert dec.exhausted()
+    return out, data
+
+
+def test_push_pop_is_exact_with_escapes_and_near_the_ideal_size():
+    n = 20000
+    lw, mu, ls = _mixtures(n, 3, 2)
+    r = np.random.default_rng(3)
+    comp = np.array([r.choice(3, p=np.exp(w) / np.exp(w).sum()) for w in lw])
+    values = np.round(mu[np.arange(n), comp] + r.logistic(0, 1, n) * np.exp(ls[np.arange(n), comp])).astype(np.int64)
+    values[:5] = [10**6, -(10**6), 0, 2**30, -(2**30)]
+    out, data = _roundtrip(values, lw, mu, ls)
+    assert np.array_equal(out, values)
+    # ideal bits from the float mixture, outliers excluded
+    v = values[5:, None].astype(np.float64)
+    s = np.exp(ls[5:].astype(np.float64))
+    cdf = lambda t: 1 / (1 + np.exp(-(t - mu[5:]) / s))  # noqa: E731
+    ideal = -np.log2((np.exp(lw[5:]) * (cdf(v + 0.5) - cdf(v - 0.5))).sum(1)).sum()
+    assert 8 * len(data) < ideal * 1.01 + 5 * 60 + 64
+
+
+def test_two_groups_pop_in_reverse_push_order():
+    lw, mu, ls = _mixtures(100, 1, 4)
+    a = np.round(mu[:, 0]).astype(np.int64)
+    b = a + 3
+    enc = Encoder()
+    enc.push_latents(a, build_tables(lw, mu, ls))
+    enc.push_latents(b, build_tables(lw, mu + 3, ls))
+    dec = Decoder(enc.finish())
+    assert np.array_equal(dec.pop_latents(100, build_tables(lw, mu + 3, ls)), b)
+    assert np.array_equal(dec.pop_latents(100, build_tables(lw, mu, ls)), a)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-(2**20), 2**20), min_size=1, max_size=50), st.floats(-3, 5), st.floats(-50, 300))
+def test_any_integers_round_trip(vals, log_scale, mean):
+    n = len(vals)
+    lw = np.zeros((n, 1), np.float32)
+    mu = np.full((n, 1), mean, np.float32)
+    ls = np.full((n, 1), log_scale, np.float32)
+    out, _ = _roundtrip(np.array(vals, np.int64), lw, mu, ls)
+    assert out.tolist() == vals
+
+
+def test_corrupt_stream_length_is_refused():
+    from nfcompress.errors import FormatError
+
+    with pytest.raises(FormatError):
+        Decoder(b"abc")
