@@ -1,8 +1,8 @@
 """nfcompress: lossless image compression with an integer discrete flow.
 
-    >>> import nfcompress
-    >>> data = nfcompress.encode("photo.png")      # doctest: +SKIP
-    >>> pixels = nfcompress.decode(data)           # doctest: +SKIP
+>>> import nfcompress
+>>> data = nfcompress.encode("photo.png")      # doctest: +SKIP
+>>> pixels = nfcompress.decode(data)           # doctest: +SKIP
 """
 
 __all__ = [

@@ -82,7 +82,9 @@ def _write_output(dst: str, data: bytes, force: bool) -> None:
         atomic_write(Path(dst), data, force=force)
 
 
-model_option = click.option("--model", "-m", default="", help="Model name or .safetensors path (default: the shipped model).")
+model_option = click.option(
+    "--model", "-m", default="", help="Model name or .safetensors path (default: the shipped model)."
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")
 
@@ -107,7 +109,7 @@ def encode(inputs, output, out_dir, model, force, as_json, no_verify, max_pixels
     """Compress images to .nfc files (IMG -> IMG.nfc), each checked by decoding it again."""
     from nfcompress.api import get_codec
     from nfcompress.errors import NfcError
-    from nfcompress.io import load_image, set_max_pixels
+    from nfcompress.io import load_image
 
     _setup(threads, max_pixels)
     codec = _codec(get_codec, model)
@@ -123,12 +125,23 @@ def encode(inputs, output, out_dir, model, force, as_json, no_verify, max_pixels
             raise NfcError(f"{src}: verification failed, the decoded image differs; nothing written")
         _write_output(dst, res.data, force)
         secs = time.perf_counter() - t
-        rec = {"input": src, "output": dst, "bytes": len(res.data), "bpsp": round(res.bpsp, 4),
-               "ideal_bpsp": round(res.ideal_bpsp, 4), "seconds": round(secs, 3),
-               "width": pixels.shape[1], "height": pixels.shape[0]}
+        rec = {
+            "input": src,
+            "output": dst,
+            "bytes": len(res.data),
+            "bpsp": round(res.bpsp, 4),
+            "ideal_bpsp": round(res.ideal_bpsp, 4),
+            "seconds": round(secs, 3),
+            "width": pixels.shape[1],
+            "height": pixels.shape[0],
+        }
         if dst != "-" or as_json:
-            _emit(rec, as_json, f"{src} -> {dst}: {len(res.data):,} bytes, {res.bpsp:.3f} bpsp "
-                  f"(ideal {res.ideal_bpsp:.3f}), {secs:.2f} s")
+            _emit(
+                rec,
+                as_json,
+                f"{src} -> {dst}: {len(res.data):,} bytes, {res.bpsp:.3f} bpsp "
+                f"(ideal {res.ideal_bpsp:.3f}), {secs:.2f} s",
+            )
 
     _run_many(list(inputs), work, as_json, "encoding")
 
@@ -161,11 +174,22 @@ def decode(inputs, output, out_dir, model, force, as_json, threads) -> None:
         pixels = _prefixed(src, codec.decode, data, progress=_chunk_progress(src, as_json))
         _write_output(dst, image_to_png_bytes(pixels), force)
         secs = time.perf_counter() - t
-        rec = {"input": src, "output": dst, "bytes": len(data), "bpsp": round(8 * len(data) / pixels.size, 4),
-               "ideal_bpsp": None, "seconds": round(secs, 3), "width": header.width, "height": header.height}
+        rec = {
+            "input": src,
+            "output": dst,
+            "bytes": len(data),
+            "bpsp": round(8 * len(data) / pixels.size, 4),
+            "ideal_bpsp": None,
+            "seconds": round(secs, 3),
+            "width": header.width,
+            "height": header.height,
+        }
         if dst != "-" or as_json:
-            _emit(rec, as_json, f"{src} -> {dst}: {header.width}x{header.height} {header.mode}, "
-                  f"{rec['bpsp']:.3f} bpsp, {secs:.2f} s")
+            _emit(
+                rec,
+                as_json,
+                f"{src} -> {dst}: {header.width}x{header.height} {header.mode}, {rec['bpsp']:.3f} bpsp, {secs:.2f} s",
+            )
 
     _run_many(list(inputs), work, as_json, "decoding")
 
@@ -181,10 +205,23 @@ def info(inputs, as_json) -> None:
         data = _read_bytes(src)
         h, chunks, alpha = _prefixed(src, unpack, data)
         sub = h.width * h.height * h.channels
-        rec = {"input": src, "bytes": len(data), "bpsp": round(8 * len(data) / sub, 4), "width": h.width,
-               "height": h.height, "mode": h.mode, "bit_depth": h.bit_depth, "model": h.model_name,
-               "model_hash": h.model_hash.hex(), "device": h.device, "tile": h.tile, "batch": h.batch,
-               "chunks": len(chunks), "alpha_bytes": len(alpha), "pixel_crc32": f"{h.pixel_crc:08x}"}
+        rec = {
+            "input": src,
+            "bytes": len(data),
+            "bpsp": round(8 * len(data) / sub, 4),
+            "width": h.width,
+            "height": h.height,
+            "mode": h.mode,
+            "bit_depth": h.bit_depth,
+            "model": h.model_name,
+            "model_hash": h.model_hash.hex(),
+            "device": h.device,
+            "tile": h.tile,
+            "batch": h.batch,
+            "chunks": len(chunks),
+            "alpha_bytes": len(alpha),
+            "pixel_crc32": f"{h.pixel_crc:08x}",
+        }
         _emit(rec, as_json, "\n".join(f"{k}: {v}" for k, v in rec.items()))
 
     _run_many(list(inputs), work, as_json, "reading")
@@ -271,20 +308,39 @@ def _chunk_progress(src: str, as_json: bool):
 
 
 @main.command()
-@click.option("--train", "train_dirs", multiple=True, required=True, type=click.Path(exists=True), help="Folder of training images (repeatable).")
-@click.option("--val", "val_dirs", multiple=True, type=click.Path(exists=True), help="Folder of validation images (repeatable).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Weights to write (.safetensors; the card goes beside it).")
+@click.option(
+    "--train",
+    "train_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True),
+    help="Folder of training images (repeatable).",
+)
+@click.option(
+    "--val", "val_dirs", multiple=True, type=click.Path(exists=True), help="Folder of validation images (repeatable)."
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Weights to write (.safetensors; the card goes beside it).",
+)
 @click.option("--name", default="nfc-small", help="Model name stored in the card and in every file it codes.")
 @click.option("--minutes", type=float, default=10.0, help="Wall-clock budget; the learning rate decays over it.")
 @click.option("--steps", type=int, default=0, help="Stop after this many steps (0: only the time budget).")
 @click.option("--holdout", multiple=True, help="Source package held out of training and validated on (repeatable).")
-@click.option("--config", "config_json", default="{}", help='Architecture overrides as JSON, e.g. \'{"couplings": 4}\'.')
+@click.option(
+    "--config", "config_json", default="{}", help="Architecture overrides as JSON, e.g. '{\"couplings\": 4}'."
+)
 @click.option("--lr", type=float, default=1.5e-3)
 @click.option("--pool", type=int, default=20000, help="Patches per kind drawn from the photos up front.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the output.")
 @click.option("--threads", type=int, default=0)
 @click.option("--seed", type=int, default=0)
-def train(train_dirs, val_dirs, output, name, minutes, steps, holdout, config_json, lr, pool, resume, threads, seed) -> None:
+def train(
+    train_dirs, val_dirs, output, name, minutes, steps, holdout, config_json, lr, pool, resume, threads, seed
+) -> None:
     """Train a model on folders of photos (CUDA when present; torchrun for several GPUs)."""
     from nfcompress.flows import IDFConfig
     from nfcompress.train import TrainSettings
@@ -294,11 +350,55 @@ def train(train_dirs, val_dirs, output, name, minutes, steps, holdout, config_js
         config = IDFConfig.from_dict({**IDFConfig().to_dict(), **json.loads(config_json)})
     except (ValueError, TypeError) as e:
         raise click.BadParameter(str(e), param_hint="--config") from None
-    s = TrainSettings(train_dirs=list(train_dirs), val_dirs=list(val_dirs), output=output, name=name,
-                      config=config, minutes=minutes, max_steps=steps, holdout=list(holdout), lr=lr,
-                      pool=pool, resume=resume, threads=threads, seed=seed)
+    s = TrainSettings(
+        train_dirs=list(train_dirs),
+        val_dirs=list(val_dirs),
+        output=output,
+        name=name,
+        config=config,
+        minutes=minutes,
+        max_steps=steps,
+        holdout=list(holdout),
+        lr=lr,
+        pool=pool,
+        resume=resume,
+        threads=threads,
+        seed=seed,
+    )
     try:
         card = run(s, log=lambda m: click.echo(m, err=True))
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps({"output": output, "sha256": card.sha256, "metrics": card.metrics}))
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@model_option
+@json_option
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a chart of size and speed (PNG).")
+@click.option("--threads", type=int, default=0, help="CPU threads for the network (0: torch's default).")
+def bench(folders, model, as_json, plot_path, threads) -> None:
+    """nfcompress beside PNG, WebP lossless and JPEG XL on every image of each folder."""
+    from nfcompress.api import get_codec
+    from nfcompress.bench import bench_folder, format_table, plot
+
+    _setup(threads, None)
+    codec = _codec(get_codec, model)
+    rows = []
+    for folder in folders:
+        show = sys.stderr.isatty() and not as_json
+        rows += bench_folder(
+            folder, codec, progress=(lambda p: click.echo(f"\r{p}", err=True, nl=False)) if show else None
+        )
+        if show:
+            click.echo("", err=True)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r.to_dict()))
+    else:
+        click.echo(format_table(rows))
+    if plot_path:
+        plot(rows, plot_path)
+    if any(r.failures for r in rows):
+        raise click.ClickException("some round trips were not exact: " + ", ".join(f for r in rows for f in r.failures))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nfcompress.coding import Decoder, Encoder, build_tables
+from nfcompress.coding import Decoder, Encoder, plan_buckets
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, log2_prob, split_params
@@ -231,8 +231,10 @@ class Codec:
                 progress(i + 1, len(plan))
         pixels = self._join_mode(rgb, header, alpha_data)
         if zlib.crc32(pixels.tobytes()) != header.pixel_crc:
-            raise ChecksumError("decoded pixels do not match the file's checksum: the file is damaged "
-                                "or was encoded on a machine that computes differently")
+            raise ChecksumError(
+                "decoded pixels do not match the file's checksum: the file is damaged "
+                "or was encoded on a machine that computes differently"
+            )
         return pixels if pixels.shape[2] > 1 else pixels[..., 0]
 
     def _decode_chunk(self, chunk: bytes, n: int, h: int, w: int) -> np.ndarray:
@@ -275,7 +277,8 @@ class Codec:
 
 def _tables(p) -> list:
     """Coding tables for every latent of a group, from its mixture parameters."""
+
     def flat(t: torch.Tensor) -> np.ndarray:
         return t.movedim(1, -1).reshape(-1, t.shape[1]).cpu().numpy()
 
-    return build_tables(flat(p.log_weights), flat(p.means), flat(p.log_scales))
+    return plan_buckets(flat(p.log_weights), flat(p.means), flat(p.log_scales))

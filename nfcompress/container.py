@@ -128,8 +128,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         raise FormatError("corrupted .nfc header (bad tile size)")
     batch = r.varint("batch size", 4096)
     n_chunks = r.varint("chunk count", MAX_CHUNKS)
-    sizes = [r.varint("chunk size", len(data)) for _ in range(n_chunks)]
-    alpha_size = r.varint("alpha size", len(data)) if flags & 0x10 else 0
+    sizes = [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
+    alpha_size = r.varint("alpha size", 1 << 40) if flags & 0x10 else 0
     pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
     end = r.pos
     (head_crc,) = struct.unpack("<I", r.take(4, "header checksum"))

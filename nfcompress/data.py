@@ -74,9 +74,7 @@ class PatchPool:
     patches: np.ndarray
 
     @classmethod
-    def build(
-        cls, photos: list[np.ndarray], kind: str, size: int, count: int, seed: int
-    ) -> "PatchPool":
+    def build(cls, photos: list[np.ndarray], kind: str, size: int, count: int, seed: int) -> "PatchPool":
         """Make `count` patches of `kind` ('thumb' or 'native') from the photos, evenly."""
         rng = np.random.default_rng(seed)
         make = thumbnail if kind == "thumb" else native_crop

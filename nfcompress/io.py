@@ -33,7 +33,9 @@ def _from_pil(im: Image.Image, name: str) -> np.ndarray:
         target = _LOSSLESS.get(mode)
     if target is None:
         why = "16-bit or float" if mode.startswith(("I", "F")) else mode
-        raise NfcError(f"{name}: cannot code {why} images (mode {mode}) losslessly; only 8-bit L, LA, RGB, RGBA and palette images")
+        raise NfcError(
+            f"{name}: cannot code {why} images (mode {mode}) losslessly; only 8-bit L, LA, RGB, RGBA and palette images"
+        )
     return np.asarray(im.convert(target) if target != mode else im)
 
 
@@ -60,7 +62,10 @@ def load_image(source: "str | os.PathLike | bytes | Image.Image | np.ndarray") -
     except UnidentifiedImageError:
         raise NfcError(f"{name}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise NfcError(f"{name}: larger than the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels (--max-pixels 0 lifts it)") from None
+        raise NfcError(
+            f"{name}: larger than the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels "
+            "(--max-pixels 0 lifts it)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise NfcError(f"{name}: cannot read image ({e})") from None
 

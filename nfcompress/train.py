@@ -131,7 +131,11 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     weights = weights / weights.sum()
     log(f"patches ready in {time.time() - t0:.0f}s")
     val_sets = eval_sets(val_paths, per_photo=4) if val_paths else {}
-    held_sets = eval_sets([p for p in held_paths] + [p for p in val_paths if package_of(p) in s.holdout], per_photo=4) if s.holdout else {}
+    held_sets = (
+        eval_sets([p for p in held_paths] + [p for p in val_paths if package_of(p) in s.holdout], per_photo=4)
+        if s.holdout
+        else {}
+    )
 
     model = IDF(s.config).to(device)
     ema = IDF(s.config).to(device)
@@ -152,7 +156,12 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     budget = s.minutes * 60
     start = time.time()
     last_eval = start
-    bar = tqdm(total=int(budget), unit="s", disable=not progress or rank != 0, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}")
+    bar = tqdm(
+        total=int(budget),
+        unit="s",
+        disable=not progress or rank != 0,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}",
+    )
     running = None
     history = []
     while True:
@@ -182,7 +191,9 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
             last_eval = time.time()
             ema.eval()
             v = {k: round(ideal_bpsp(ema, a), 4) for k, a in val_sets.items()}
-            history.append({"step": step, "minutes": round((time.time() - start) / 60, 1), "train": round(running, 4), **v})
+            history.append(
+                {"step": step, "minutes": round((time.time() - start) / 60, 1), "train": round(running, 4), **v}
+            )
             log(f"step {step}: train {running:.3f} val {v}")
             _save_state(ckpt, model, ema, opt, {"step": step, "elapsed": elapsed_before + time.time() - start})
     bar.close()
@@ -218,7 +229,10 @@ def measure(model: IDF, val_sets: dict, held_sets: dict) -> dict:
     metrics: dict = {"bpsp": {}, "heldout_bpsp": {}}
     for key, sets in (("bpsp", val_sets), ("heldout_bpsp", held_sets)):
         for k, a in sets.items():
-            metrics[key][k] = {"nfcompress_ideal": round(ideal_bpsp(model, a), 4), **{c: round(v, 4) for c, v in classical_bpsp(a).items()}}
+            metrics[key][k] = {
+                "nfcompress_ideal": round(ideal_bpsp(model, a), 4),
+                **{c: round(v, 4) for c, v in classical_bpsp(a).items()},
+            }
     metrics["cpu_512"] = flow_timing(model)
     metrics["cpu_threads"] = torch.get_num_threads()
     metrics["parameters"] = sum(p.numel() for p in model.parameters())

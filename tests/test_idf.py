@@ -1,10 +1,9 @@
 import pytest
 import torch
+from conftest import TINY, make_tiny
 
 from nfcompress.flows import IDF, IDFConfig, log2_prob, split_params
 from nfcompress.weights import ModelCard, hash_state, load_model, save_model
-
-from conftest import TINY, make_tiny
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 8), (1, 16, 24), (3, 32, 32), (1, 40, 8)])

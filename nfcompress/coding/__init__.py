@@ -1,6 +1,6 @@
 """Entropy coding: integer frequency tables from prior parameters, and ANS over them."""
 
-__all__ = ["PRECISION", "Bucket", "build_tables", "Encoder", "Decoder"]
+__all__ = ["PRECISION", "Bucket", "plan_buckets", "coarse_weights", "fine_weights", "Encoder", "Decoder"]
 
 from nfcompress.coding.ans import Decoder, Encoder
-from nfcompress.coding.tables import PRECISION, Bucket, build_tables
+from nfcompress.coding.tables import PRECISION, Bucket, coarse_weights, fine_weights, plan_buckets

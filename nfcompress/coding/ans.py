@@ -1,7 +1,8 @@
 """ANS coding of integer latents with per-symbol tables, on constriction's stack coder.
 
-The coder is a stack: what is pushed last pops first. `push_latents` and `pop_latents` are
-exact mirrors: pop(push(stream, x)) gives x back and leaves the stream as it was.
+The coder is a stack: what is pushed last pops first. `Encoder.push_latents` and
+`Decoder.pop_latents` are exact mirrors: a group pushed last pops first, bit for bit. Within a
+group the pop order is: coarse symbols of every bucket, fine symbols of every bucket, escapes.
 """
 
 __all__ = ["Encoder", "Decoder"]
@@ -9,7 +10,7 @@ __all__ = ["Encoder", "Decoder"]
 import constriction
 import numpy as np
 
-from nfcompress.coding.tables import Bucket
+from nfcompress.coding.tables import Bucket, coarse_weights, fine_weights
 from nfcompress.errors import FormatError
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
@@ -26,30 +27,35 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
 
 
 class Encoder:
-    """Pushes latent groups; call `push_latents` in the reverse of the order they will pop."""
+    """Pushes latent groups; push them in the reverse of the order they are to pop."""
 
     def __init__(self) -> None:
         self._coder = constriction.stream.stack.AnsCoder()
 
     def push_latents(self, values: np.ndarray, buckets: list[Bucket]) -> None:
-        """Push integer latents (flat int64) with their tables; escapes carry the value raw."""
-        escaped_all = []
-        symbols_per_bucket = []
+        """Push integer latents (flat int64) with their buckets; escapes carry the value raw."""
+        coarse, fine, escaped = [], [], []
         for b in buckets:
-            s = values[b.index] - b.low
-            out = (s < 0) | (s > 2 * b.half)
-            s = np.where(out, b.escape, s)
-            symbols_per_bucket.append(s.astype(np.int32))
-            escaped_all.append(values[b.index][out] - (b.low[out] + b.half))
-        esc = np.concatenate(escaped_all) if escaped_all else np.zeros(0, np.int64)
+            v = values[b.index]
+            off = v - b.low
+            out = (off < 0) | (off > 2 * b.half)
+            c = np.where(out, b.escape, off // b.bin)
+            coarse.append(c.astype(np.int32))
+            rows = np.flatnonzero(~out)
+            fine.append((rows, c[rows], (off[rows] % b.bin).astype(np.int32)))
+            escaped.append(v[out] - (b.low[out] + b.half))
+        esc = np.concatenate(escaped) if escaped else np.zeros(0, np.int64)
         if len(esc):
             u = _zigzag(esc)
             if (u >= (1 << 32)).any():
                 raise OverflowError("latent too far from its mean to code")
             raw = np.stack([(u >> 16).astype(np.int32), (u & 0xFFFF).astype(np.int32)], 1).ravel()
             self._coder.encode_reverse(raw, _RAW16)
-        for b, s in zip(reversed(buckets), reversed(symbols_per_bucket)):
-            self._coder.encode_reverse(s, _CATEGORICAL, b.weights)
+        for b, (rows, c, s) in zip(reversed(buckets), reversed(fine)):
+            if b.bin > 1 and len(rows):
+                self._coder.encode_reverse(s, _CATEGORICAL, fine_weights(b, rows, c))
+        for b, c in zip(reversed(buckets), reversed(coarse)):
+            self._coder.encode_reverse(c, _CATEGORICAL, coarse_weights(b))
 
     def finish(self) -> bytes:
         """The compressed stream as little-endian bytes."""
@@ -57,7 +63,7 @@ class Encoder:
 
 
 class Decoder:
-    """Pops latent groups from a stream made by `Encoder`, in the order they were pushed last."""
+    """Pops latent groups from a stream made by `Encoder`."""
 
     def __init__(self, data: bytes) -> None:
         if len(data) % 4:
@@ -65,13 +71,17 @@ class Decoder:
         self._coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
 
     def pop_latents(self, n: int, buckets: list[Bucket]) -> np.ndarray:
-        """Pop n integer latents with the same tables the encoder used."""
+        """Pop n integer latents with the same buckets the encoder used."""
         values = np.empty(n, np.int64)
+        coarse = [self._coder.decode(_CATEGORICAL, coarse_weights(b)).astype(np.int64) for b in buckets]
         escapes = []
-        for b in buckets:
-            s = self._coder.decode(_CATEGORICAL, b.weights).astype(np.int64)
-            values[b.index] = b.low + s
-            out = s == b.escape
+        for b, c in zip(buckets, coarse):
+            out = c == b.escape
+            rows = np.flatnonzero(~out)
+            off = c * b.bin
+            if b.bin > 1 and len(rows):
+                off[rows] += self._coder.decode(_CATEGORICAL, fine_weights(b, rows, c[rows]))
+            values[b.index] = b.low + off
             escapes.append((b.index[out], b.low[out] + b.half))
         count = sum(len(i) for i, _ in escapes)
         if count:

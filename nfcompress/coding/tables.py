@@ -1,88 +1,147 @@
 """Prior parameters -> integer frequency tables over a window around each latent's mean.
 
 This is the one place where probabilities become integers. Every table is a row of
-non-negative integer weights summing to exactly 2**PRECISION - K (the coder gives each symbol
-one more), computed in float64 on the CPU from the prior's float32 parameters, so the same
-parameters always give the same integers.
+non-negative integer weights summing to exactly 2**PRECISION - K for K symbols (the coder gives
+each symbol one more), computed in float64 on the CPU from the prior's float32 parameters, so
+the same parameters always give the same integers.
+
+A latent codes as its offset inside a window of 2h+1 integers centred on the mixture's rounded
+mean, or as an escape. Wide windows code in two stages, a coarse bin of `bin` integers and then
+the offset inside that bin, so a table never holds more than a few dozen entries.
 """
 
-__all__ = ["PRECISION", "HALF_WIDTHS", "Bucket", "build_tables"]
+__all__ = ["PRECISION", "HALF_WIDTHS", "Bucket", "plan_buckets", "coarse_weights", "fine_weights"]
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 PRECISION = 24
-# Window half-widths h: a window holds the 2h+1 integers around the centre, then an escape.
-HALF_WIDTHS = (2, 4, 8, 16, 32, 64, 128, 256)
+HALF_WIDTHS = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SCALES_COVERED = 10.0
-CHUNK = 16384
+MIN_WEIGHT = 1e-4  # components lighter than this do not widen the window
+CHUNK = 8192
+_POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+
+
+def _bin_size(half: int) -> int:
+    if half <= 16:
+        return 1
+    return 1 << int(np.ceil(np.log2(np.sqrt(2 * half + 1))))
 
 
 @dataclass
 class Bucket:
-    """Symbols sharing a window size: their positions, window starts, and integer tables."""
+    """Latents sharing a window size, with their mixture parameters (float64, (n, M))."""
 
-    index: np.ndarray  # (n,) int64 positions in the flat latent array
+    index: np.ndarray  # (n,) positions in the flat latent array
     low: np.ndarray  # (n,) int64 first integer of each window
-    half: int  # window half-width; the escape symbol is 2 * half + 1
-    weights: np.ndarray  # (n, 2 * half + 2) float64 holding integers
+    half: int
+    log_weights: np.ndarray
+    means: np.ndarray
+    log_scales: np.ndarray
+
+    @property
+    def bin(self) -> int:
+        """Integers per coarse bin (1: a single-stage table)."""
+        return _bin_size(self.half)
+
+    @property
+    def bins(self) -> int:
+        """Coarse symbols before the escape."""
+        return -(-(2 * self.half + 1) // self.bin)
 
     @property
     def escape(self) -> int:
-        """The symbol that says 'outside the window'."""
-        return 2 * self.half + 1
+        """The coarse symbol that says 'outside the window'."""
+        return self.bins
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
-def _table(lw: np.ndarray, mu: np.ndarray, ls: np.ndarray, low: np.ndarray, half: int) -> np.ndarray:
-    """Integer weights (n, 2h+2) for mixtures (n, M) over [low, low + 2h] plus an escape."""
-    k = 2 * half + 1
-    edges = low[:, None].astype(np.float64) - 0.5 + np.arange(k + 1, dtype=np.float64)[None, :]
+def _cdf(lw: np.ndarray, mu: np.ndarray, ls: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mixture CDF at edges (n, E)."""
     inv_s = np.exp(-ls)
     w = np.exp(lw)
-    cdf = np.zeros((len(low), k + 1))
+    out = np.zeros(edges.shape)
     for m in range(lw.shape[1]):
-        cdf += w[:, m : m + 1] * _sigmoid((edges - mu[:, m : m + 1]) * inv_s[:, m : m + 1])
-    mass = np.empty((len(low), k + 1))
-    mass[:, :k] = np.diff(cdf, axis=1)
-    mass[:, k] = 1.0 - (cdf[:, k] - cdf[:, 0])
-    np.maximum(mass, 0.0, out=mass)
-    cum = np.cumsum(mass, axis=1)
-    total = (1 << PRECISION) - (k + 1)
-    scaled = np.floor(cum * (total / cum[:, -1:]))
-    scaled[:, -1] = total
-    weights = np.diff(scaled, axis=1, prepend=0.0)
-    if (weights < 0).any():  # impossible for a monotone cumsum; guards the Rust core
+        out += w[:, m : m + 1] * _sigmoid((edges - mu[:, m : m + 1]) * inv_s[:, m : m + 1])
+    return out
+
+
+def _quantize(cum: np.ndarray) -> np.ndarray:
+    """Cumulative masses (n, K-1), rising from 0 to at most 1, -> integer weights (n, K)."""
+    k = cum.shape[1] + 1
+    total = (1 << PRECISION) - k
+    c = np.floor(np.clip(cum, 0.0, 1.0) * total)
+    np.maximum.accumulate(c, axis=1, out=c)
+    weights = np.diff(c, axis=1, prepend=0.0, append=float(total))
+    if (weights < 0).any():  # impossible after the clip and accumulate; guards the Rust core
         raise ArithmeticError("negative frequency in a coding table")
     return weights
 
 
-def build_tables(log_weights: np.ndarray, means: np.ndarray, log_scales: np.ndarray) -> list[Bucket]:
-    """Tables for n latents with mixture parameters (n, M) each, grouped by window size.
+def _coarse_chunk(lw, mu, ls, low, step: int, bins: int) -> np.ndarray:
+    edges = low[:, None] - 0.5 + step * np.arange(bins + 1, dtype=np.float64)[None, :]
+    cdf = _cdf(lw, mu, ls, edges)
+    return _quantize(cdf[:, 1:] - cdf[:, :1])  # window symbols, then the escape takes the rest
 
-    The window is centred on the rounded mixture mean and wide enough for every component's
-    mean plus SCALES_COVERED of its scales (capped; the rest escapes).
+
+def _fine_chunk(lw, mu, ls, start, step: int) -> np.ndarray:
+    edges = start[:, None] - 0.5 + np.arange(step + 1, dtype=np.float64)[None, :]
+    cdf = _cdf(lw, mu, ls, edges)
+    mass = cdf[:, -1:] - cdf[:, :1]
+    cum = (cdf[:, 1:-1] - cdf[:, :1]) / np.where(mass > 0, mass, 1.0)
+    flat = np.arange(1, step, dtype=np.float64)[None, :] / step
+    return _quantize(np.where(mass > 0, cum, flat))
+
+
+def _chunked(fn, b: Bucket, sel: np.ndarray, *args) -> np.ndarray:
+    """Run a table builder over rows `sel` of a bucket in parallel chunks, results in order."""
+    parts = [
+        _POOL.submit(
+            fn, b.log_weights[s], b.means[s], b.log_scales[s], *[a[i : i + CHUNK] for a in args[:1]], *args[1:]
+        )
+        for i in range(0, len(sel), CHUNK)
+        for s in [sel[i : i + CHUNK]]
+    ]
+    return np.concatenate([p.result() for p in parts]) if parts else np.zeros((0, 1))
+
+
+def coarse_weights(b: Bucket) -> np.ndarray:
+    """Integer weights (n, bins + 1) of each latent's coarse symbol (its offset, if bin == 1)."""
+    sel = np.arange(len(b.index))
+    return _chunked(_coarse_chunk, b, sel, b.low.astype(np.float64), b.bin, b.bins)
+
+
+def fine_weights(b: Bucket, rows: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Integer weights (len(rows), bin) of the offset inside bin `coarse` of latents `rows`."""
+    start = (b.low[rows] + coarse * b.bin).astype(np.float64)
+    return _chunked(_fine_chunk, b, rows, start, b.bin)
+
+
+def plan_buckets(log_weights: np.ndarray, means: np.ndarray, log_scales: np.ndarray) -> list[Bucket]:
+    """Group n latents with mixture parameters (n, M) by window size.
+
+    The window is centred on the rounded mixture mean and reaches every non-negligible
+    component's mean plus SCALES_COVERED of its scales (capped; the rest escapes).
     """
     lw = log_weights.astype(np.float64)
     mu = means.astype(np.float64)
     ls = log_scales.astype(np.float64)
-    centre = np.round((np.exp(lw) * mu).sum(1))
-    reach = (np.abs(mu - centre[:, None]) + SCALES_COVERED * np.exp(ls)).max(1)
+    w = np.exp(lw)
+    centre = np.round((w * mu).sum(1))
+    reach = np.where(w > MIN_WEIGHT, np.abs(mu - centre[:, None]) + SCALES_COVERED * np.exp(ls), 0.0).max(1)
     sizes = np.asarray(HALF_WIDTHS)
     which = np.minimum(np.searchsorted(sizes, reach), len(sizes) - 1)
     buckets = []
-    for b, half in enumerate(HALF_WIDTHS):
-        idx = np.flatnonzero(which == b)
-        if len(idx) == 0:
-            continue
-        low = centre[idx].astype(np.int64) - half
-        parts = [
-            _table(lw[idx[i : i + CHUNK]], mu[idx[i : i + CHUNK]], ls[idx[i : i + CHUNK]], low[i : i + CHUNK], half)
-            for i in range(0, len(idx), CHUNK)
-        ]
-        buckets.append(Bucket(idx, low, half, np.concatenate(parts)))
+    for i, half in enumerate(HALF_WIDTHS):
+        idx = np.flatnonzero(which == i)
+        if len(idx):
+            low = centre[idx].astype(np.int64) - half
+            buckets.append(Bucket(idx, low, half, lw[idx], mu[idx], ls[idx]))
     return buckets

@@ -29,6 +29,8 @@ class IDFConfig:
     factor_steps: int = 2
     # At the top, the groups coded one after another; the last has no condition.
     top_groups: list[int] = field(default_factory=lambda: [16, 16, 8, 8])
+    # A linear path beside every net (see ResNet).
+    linear_skip: bool = True
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -56,7 +58,7 @@ class _Level(nn.Module):
         for i in range(cfg.couplings):
             self.perms.append(Permutation(c, seed * 100 + i))
             split = c // 2
-            net = ResNet(split, c - split, cfg.coupling_width, cfg.coupling_blocks)
+            net = ResNet(split, c - split, cfg.coupling_width, cfg.coupling_blocks, cfg.linear_skip)
             self.couplings.append(AdditiveCoupling(net, split))
         self.groups = groups
         self.top = top
@@ -68,7 +70,7 @@ class _Level(nn.Module):
                 self.priors.append(TopPrior(g, cfg.mixtures))
             else:
                 self.priors.append(
-                    ConditionalPrior(kept, g, cfg.mixtures, cfg.prior_width, cfg.prior_blocks)
+                    ConditionalPrior(kept, g, cfg.mixtures, cfg.prior_width, cfg.prior_blocks, cfg.linear_skip)
                 )
         self.kept = kept
 

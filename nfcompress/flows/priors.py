@@ -46,11 +46,7 @@ def log2_prob(z: Tensor, p: MixtureParams) -> Tensor:
     centred = z.unsqueeze(1) - p.means
     upper = (centred + 0.5) * inv_s
     lower = (centred - 0.5) * inv_s
-    log_mass = (
-        nn.functional.logsigmoid(upper)
-        + nn.functional.logsigmoid(-lower)
-        + torch.log(-torch.expm1(-inv_s))
-    )
+    log_mass = nn.functional.logsigmoid(upper) + nn.functional.logsigmoid(-lower) + torch.log(-torch.expm1(-inv_s))
     return torch.logsumexp(p.log_weights + log_mass, dim=1) / math.log(2.0)
 
 
@@ -66,10 +62,10 @@ def _spread_init(bias: Tensor, mixtures: int, channels: int) -> None:
 class ConditionalPrior(nn.Module):
     """A mixture for factored-out latents, its parameters predicted from the kept latents."""
 
-    def __init__(self, kept: int, out: int, mixtures: int, width: int, blocks: int) -> None:
+    def __init__(self, kept: int, out: int, mixtures: int, width: int, blocks: int, skip: bool = True) -> None:
         super().__init__()
         self.mixtures = mixtures
-        self.net = ResNet(kept, 3 * mixtures * out, width, blocks)
+        self.net = ResNet(kept, 3 * mixtures * out, width, blocks, skip)
         _spread_init(self.net.out.bias, mixtures, out)
 
     def forward(self, kept: Tensor) -> Tensor:

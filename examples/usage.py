@@ -1,0 +1,17 @@
+"""Compress and restore an image with the shipped model, from Python."""
+
+from pathlib import Path
+
+import numpy as np
+
+import nfcompress
+
+here = Path(__file__).parent
+pixels = nfcompress.load_image(here / "pizza-128.png")
+data = nfcompress.encode(pixels)
+print(f"{len(data)} bytes, {8 * len(data) / pixels.size:.3f} bits per sub-pixel")
+assert np.array_equal(nfcompress.decode(data), pixels)
+
+codec = nfcompress.Codec.load()  # a chosen model and device, with figures
+result = codec.encode(pixels)
+print(f"real {result.bpsp:.3f} bpsp, model's ideal {result.ideal_bpsp:.3f} bpsp")

@@ -1,0 +1,5 @@
+"""`python -m nfcompress` runs the CLI."""
+
+from nfcompress.cli import main
+
+main()

@@ -1,0 +1,147 @@
+"""Every codec on the same images: sizes totalled per folder, speeds, round trips checked."""
+
+__all__ = ["CodecFigures", "bench_folder", "format_table", "plot"]
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nfcompress.classical import available, encode_classical
+from nfcompress.codec import Codec
+from nfcompress.data import list_images
+from nfcompress.errors import NfcError
+from nfcompress.io import load_image
+
+
+@dataclass
+class CodecFigures:
+    """One codec's totals over one folder."""
+
+    codec: str
+    folder: str
+    images: int = 0
+    subpixels: int = 0
+    bytes: int = 0
+    ideal_bits: float = 0.0
+    encode_s: float = 0.0
+    decode_s: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def bpsp(self) -> float:
+        """Total file bits over total sub-pixels."""
+        return 8 * self.bytes / max(self.subpixels, 1)
+
+    def to_dict(self) -> dict:
+        """JSON-ready, derived figures included."""
+        d = asdict(self)
+        d.update(
+            bpsp=round(self.bpsp, 4),
+            ideal_bpsp=round(self.ideal_bits / self.subpixels, 4) if self.ideal_bits else None,
+            encode_msubs=round(self.subpixels / self.encode_s / 1e6, 4) if self.encode_s else None,
+            decode_msubs=round(self.subpixels / self.decode_s / 1e6, 4) if self.decode_s else None,
+        )
+        return d
+
+
+def bench_folder(
+    folder: str | Path,
+    codec: Codec,
+    classical: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[CodecFigures]:
+    """Code every image under `folder` with nfcompress and each classical codec."""
+    names = ["nfcompress"] + (available() if classical is None else classical)
+    figs = {n: CodecFigures(n, str(folder)) for n in names}
+    for path in list_images([folder]):
+        img = load_image(path)
+        for n in names:
+            f = figs[n]
+            t = time.perf_counter()
+            if n == "nfcompress":
+                res = codec.encode(img)
+                data, f.ideal_bits = res.data, f.ideal_bits + res.ideal_bits
+                t1 = time.perf_counter()
+                try:
+                    ok = np.array_equal(codec.decode(data), img)
+                except NfcError:
+                    ok = False
+            else:
+                data, dec = encode_classical(n, img)
+                t1 = time.perf_counter()
+                ok = np.array_equal(dec(data), img)
+            t2 = time.perf_counter()
+            f.images += 1
+            f.subpixels += img.size
+            f.bytes += len(data)
+            f.encode_s += t1 - t
+            f.decode_s += t2 - t1
+            if not ok:
+                f.failures.append(str(path))
+        if progress:
+            progress(str(path))
+    return list(figs.values())
+
+
+def format_table(rows: list[CodecFigures]) -> str:
+    """A plain-text table: one line per folder and codec."""
+    head = f"{'folder':<28} {'codec':<11} {'images':>6} {'bpsp':>7} {'ideal':>7} {'enc Msub/s':>10} {'dec Msub/s':>10}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        d = r.to_dict()
+        ideal = f"{d['ideal_bpsp']:.3f}" if d["ideal_bpsp"] else ""
+        fail = f"  FAILED {len(r.failures)}" if r.failures else ""
+        lines.append(
+            f"{Path(r.folder).name[-28:]:<28} {r.codec:<11} {r.images:>6} {r.bpsp:>7.3f} {ideal:>7} "
+            f"{d['encode_msubs'] or 0:>10.3f} {d['decode_msubs'] or 0:>10.3f}{fail}"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[CodecFigures], path: str | Path) -> None:
+    """A PNG chart: bits per sub-pixel and encode/decode speed (log scale) per codec and folder."""
+    from PIL import Image, ImageDraw
+
+    folders = list(dict.fromkeys(r.folder for r in rows))
+    codecs = list(dict.fromkeys(r.codec for r in rows))
+    colours = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (255, 127, 14), (148, 103, 189)]
+    bar, gap, panel_h = 22, 30, 260
+    width = 120 + len(folders) * (len(codecs) * bar + gap)
+    img = Image.new("RGB", (max(width, 420), 2 * panel_h + 90), "white")
+    d = ImageDraw.Draw(img)
+    max_bpsp = max(r.bpsp for r in rows) * 1.1
+    speeds = [v for r in rows for v in (r.to_dict()["encode_msubs"], r.to_dict()["decode_msubs"]) if v]
+    lo, hi = np.log10(min(speeds)) - 0.2, np.log10(max(speeds)) + 0.2
+    for panel, title in enumerate(["bits per sub-pixel (lower is better)", "encode | decode Msub/s, log scale"]):
+        top = 30 + panel * (panel_h + 30)
+        d.text((10, top - 20), title, fill="black")
+        d.line((60, top, 60, top + panel_h), fill="black")
+        d.line((60, top + panel_h, img.width - 10, top + panel_h), fill="black")
+        for fi, folder in enumerate(folders):
+            x0 = 70 + fi * (len(codecs) * bar + gap)
+            d.text((x0, top + panel_h + 4), Path(folder).name[:18], fill="black")
+            for ci, c in enumerate(codecs):
+                r = next((r for r in rows if r.folder == folder and r.codec == c), None)
+                if r is None:
+                    continue
+                x = x0 + ci * bar
+                if panel == 0:
+                    h = panel_h * r.bpsp / max_bpsp
+                    d.rectangle((x, top + panel_h - h, x + bar - 4, top + panel_h), fill=colours[ci % 5])
+                    d.text((x, top + panel_h - h - 12), f"{r.bpsp:.2f}", fill="black")
+                else:
+                    for k, key in enumerate(("encode_msubs", "decode_msubs")):
+                        v = r.to_dict()[key]
+                        if v:
+                            h = panel_h * (np.log10(v) - lo) / (hi - lo)
+                            xs = x + k * (bar - 4) // 2
+                            d.rectangle(
+                                (xs, top + panel_h - h, xs + (bar - 4) // 2 - 1, top + panel_h), fill=colours[ci % 5]
+                            )
+    for ci, c in enumerate(codecs):
+        d.rectangle((img.width - 110, 10 + ci * 14, img.width - 100, 20 + ci * 14), fill=colours[ci % 5])
+        d.text((img.width - 95, 8 + ci * 14), c, fill="black")
+    img.save(path)

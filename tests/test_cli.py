@@ -1,0 +1,167 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import photo_like
+from PIL import Image
+
+from nfcompress.cli import main
+
+
+@pytest.fixture
+def runner(tiny_models_dir, monkeypatch):
+    monkeypatch.setenv("NFCOMPRESS_MODELS", str(tiny_models_dir))
+    from nfcompress.api import get_codec
+
+    get_codec.cache_clear()
+    yield CliRunner()
+    get_codec.cache_clear()
+
+
+def _save(path, arr, mode=None, **kw):
+    Image.fromarray(arr, mode=mode).save(path, **kw) if mode else Image.fromarray(arr).save(path, **kw)
+    return path
+
+
+def test_encode_decode_info_json(runner, tmp_path):
+    img = photo_like(24, 40, 3)
+    src = _save(tmp_path / "a.png", img)
+    r = runner.invoke(main, ["encode", "--model", "tiny", "--json", str(src)])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.output.strip().splitlines()[-1])
+    assert {"input", "output", "bytes", "bpsp", "ideal_bpsp", "seconds"} <= rec.keys()
+    nfc = tmp_path / "a.nfc"
+    assert rec["bytes"] == nfc.stat().st_size and rec["output"] == str(nfc)
+    assert rec["bpsp"] == pytest.approx(8 * rec["bytes"] / img.size, abs=1e-3)
+    (tmp_path / "a.png").rename(tmp_path / "orig.png")
+    r = runner.invoke(main, ["decode", str(nfc)])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)
+    r = runner.invoke(main, ["info", "--json", str(nfc)])
+    info = json.loads(r.output)
+    assert (info["width"], info["height"], info["mode"], info["model"]) == (40, 24, "RGB", "tiny")
+
+
+def test_bpd_json(runner, tmp_path):
+    src = _save(tmp_path / "a.png", photo_like(16, 16, 3))
+    r = runner.invoke(main, ["bpd", "--model", "tiny", "--json", str(src), str(src)])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(s) for s in r.output.strip().splitlines()]
+    assert len(lines) == 2 and lines[0]["ideal_bpsp"] > 0 and lines[0]["input"] == str(src)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "1"])
+def test_modes_round_trip_through_png(runner, tmp_path, mode):
+    base = Image.fromarray(photo_like(19, 23, 4)).convert(mode if mode != "P" else "RGB")
+    if mode == "P":
+        base = base.quantize(16)
+    src = tmp_path / f"in_{mode}.png"
+    base.save(src)
+    r = runner.invoke(main, ["encode", "--model", "tiny", str(src), "-o", str(tmp_path / "x.nfc")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["decode", str(tmp_path / "x.nfc"), "-o", str(tmp_path / "out.png")])
+    assert r.exit_code == 0, r.output
+    want = np.asarray(Image.open(src).convert({"1": "L", "P": "RGB"}.get(mode, mode)))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), want)
+
+
+def test_existing_output_is_not_overwritten_without_force(runner, tmp_path):
+    src = _save(tmp_path / "a.png", photo_like(8, 8, 3))
+    (tmp_path / "a.nfc").write_bytes(b"keep")
+    r = runner.invoke(main, ["encode", "--model", "tiny", str(src)])
+    assert r.exit_code != 0 and "already exists" in r.output
+    assert (tmp_path / "a.nfc").read_bytes() == b"keep"
+    r = runner.invoke(main, ["encode", "--model", "tiny", "--force", str(src)])
+    assert r.exit_code == 0 and (tmp_path / "a.nfc").read_bytes()[:3] == b"NFC"
+
+
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (lambda p: p.write_text("hello, not an image"), "not an image"),
+        (lambda p: Image.fromarray(np.zeros((4, 4), np.uint16)).save(p), "16-bit"),
+        (lambda p: Image.new("CMYK", (4, 4)).save(p, format="TIFF"), "CMYK"),
+    ],
+)
+def test_bad_images_give_one_line_and_no_output(runner, tmp_path, make, needle):
+    src = tmp_path / "bad.tif"
+    make(src)
+    r = runner.invoke(main, ["encode", "--model", "tiny", str(src)])
+    assert r.exit_code != 0
+    assert needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "bad.nfc").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.tif"]
+
+
+def test_damaged_files_give_one_line_and_no_output(runner, tmp_path):
+    src = _save(tmp_path / "a.png", photo_like(30, 30, 3))
+    runner.invoke(main, ["encode", "--model", "tiny", str(src), "-o", str(tmp_path / "a.nfc")])
+    data = (tmp_path / "a.nfc").read_bytes()
+    (tmp_path / "t.nfc").write_bytes(data[: len(data) // 2])
+    (tmp_path / "c.nfc").write_bytes(data[:-10] + bytes(b ^ 0xFF for b in data[-10:]))
+    (tmp_path / "g.nfc").write_bytes(b"garbage!" * 10)
+    for name, needle in [("t", "truncated"), ("c", ""), ("g", "not an .nfc file")]:
+        r = runner.invoke(main, ["decode", str(tmp_path / f"{name}.nfc")])
+        assert r.exit_code != 0 and needle in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / f"{name}.png").exists()
+
+
+def test_file_from_another_model_names_it(runner, tmp_path):
+    src = _save(tmp_path / "a.png", photo_like(8, 8, 3))
+    runner.invoke(main, ["encode", "--model", "tiny", str(src)])
+    r = runner.invoke(main, ["decode", "--model", "other", str(tmp_path / "a.nfc"), "-o", str(tmp_path / "o.png")])
+    assert r.exit_code != 0 and "'tiny'" in r.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_batch_with_one_bad_file_codes_the_rest(runner, tmp_path):
+    good = [_save(tmp_path / f"g{i}.png", photo_like(8, 8, 3, seed=i)) for i in range(2)]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = runner.invoke(main, ["encode", "--model", "tiny", "--out-dir", str(out), str(good[0]), str(bad), str(good[1])])
+    assert r.exit_code == 1
+    assert "bad.png" in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["g0.nfc", "g1.nfc"]
+
+
+def test_stdin_to_stdout(runner, tmp_path):
+    img = photo_like(10, 12, 3)
+    png = (_save(tmp_path / "a.png", img)).read_bytes()
+    r = runner.invoke(main, ["encode", "--model", "tiny", "-", "-o", "-"], input=png)
+    assert r.exit_code == 0
+    nfc = r.stdout_bytes
+    assert nfc[:3] == b"NFC"
+    r = runner.invoke(main, ["decode", "-", "-o", "-"], input=nfc)
+    assert r.exit_code == 0
+    import io
+
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.stdout_bytes))), img)
+
+
+def _cli(args, threads, env):
+    e = dict(os.environ, **env, OMP_NUM_THREADS=str(threads))
+    return subprocess.run(
+        [sys.executable, "-m", "nfcompress", *args, "--threads", str(threads)],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=300,
+    )
+
+
+def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tiny_models_dir, tmp_path):
+    img = photo_like(70, 90, 3, seed=9)
+    src = _save(tmp_path / "a.png", img)
+    env = {"NFCOMPRESS_MODELS": str(tiny_models_dir)}
+    r = _cli(["encode", "--model", "tiny", str(src)], 1, env)
+    assert r.returncode == 0, r.stderr
+    src.rename(tmp_path / "orig.png")
+    r = _cli(["decode", str(tmp_path / "a.nfc")], 2, env)
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from conftest import photo_like
+
+from nfcompress.codec import Codec, plan_tiles
+from nfcompress.container import unpack
+from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 1, 3), (1, 1), (5, 3, 3), (17, 9), (33, 70, 3), (20, 21, 2), (31, 40, 4), (64, 64, 3), (100, 65, 3)],
+)
+def test_round_trip_is_exact(tiny_codec, shape):
+    img = photo_like(shape[0], shape[1], shape[2] if len(shape) == 3 else 1, seed=sum(shape))
+    img = img if len(shape) == 3 else img[..., 0]
+    img.flat[0], img.flat[-1] = 0, 255
+    res = tiny_codec.encode(img)
+    out = tiny_codec.decode(res.data)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.array_equal(out, img)
+
+
+def test_image_larger_than_a_tile_uses_several_chunks(tiny_codec):
+    img = photo_like(80, 100, 3)
+    res = tiny_codec.encode(img)
+    _, chunks, _ = unpack(res.data)
+    assert len(chunks) == len(plan_tiles(80, 100, 32, 2, 8)) > 2
+    assert np.array_equal(tiny_codec.decode(res.data), img)
+
+
+def test_plan_groups_equal_shapes_and_covers_every_pixel():
+    plan = plan_tiles(70, 45, 32, 2, 8)
+    covered = np.zeros((70, 45), int)
+    for tiles in plan:
+        shapes = {(-(-t.h // 8), -(-t.w // 8)) for t in tiles}
+        assert len(shapes) == 1 and len(tiles) <= 2
+        for t in tiles:
+            covered[t.y : t.y + t.h, t.x : t.x + t.w] += 1
+    assert (covered == 1).all()
+
+
+def test_real_size_tracks_ideal(tiny_codec):
+    img = photo_like(64, 64, 3, seed=5)
+    res = tiny_codec.encode(img)
+    assert res.ideal_bits > 0
+    assert 8 * len(res.data) <= res.ideal_bits * 1.01 + 64 * 8
+    bits, sub = tiny_codec.ideal_bits(img)
+    assert sub == img.size and abs(bits - res.ideal_bits) < 1e-6 * bits
+
+
+def test_other_model_is_refused_by_name(tiny_codec, tiny_models_dir):
+    other = Codec.load(str(tiny_models_dir / "other.safetensors"), tile=32, batch=2)
+    data = tiny_codec.encode(photo_like(16, 16)).data
+    with pytest.raises(ModelMismatch, match="'tiny'"):
+        other.decode(data)
+
+
+def test_corrupted_payload_fails_loudly(tiny_codec):
+    img = photo_like(40, 40, 3)
+    data = bytearray(tiny_codec.encode(img).data)
+    for pos in [len(data) - 3, len(data) // 2 + 20]:
+        bad = bytearray(data)
+        bad[pos] ^= 0x55
+        try:
+            out = tiny_codec.decode(bytes(bad))
+        except (FormatError, ChecksumError):
+            continue
+        assert np.array_equal(out, img)
+
+
+def test_bad_arrays_are_refused(tiny_codec):
+    with pytest.raises(NfcError, match="8-bit"):
+        tiny_codec.encode(np.zeros((4, 4, 3), np.uint16))
+    with pytest.raises(NfcError):
+        tiny_codec.encode(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(NfcError, match="empty"):
+        tiny_codec.encode(np.zeros((0, 4, 3), np.uint8))

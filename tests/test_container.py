@@ -1,0 +1,102 @@
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nfcompress.container import MAX_PIXELS, Header, pack, unpack
+from nfcompress.errors import FormatError
+
+
+def _header(**kw):
+    base = dict(
+        model_name="tiny",
+        model_hash=b"\x01\x02\x03\x04",
+        width=70,
+        height=33,
+        mode="RGBA",
+        tile=32,
+        batch=2,
+        pixel_crc=0xDEADBEEF,
+    )
+    base.update(kw)
+    return Header(**base)
+
+
+def test_pack_unpack_round_trip():
+    h = _header()
+    data = pack(h, [b"abcd" * 3, b"efgh"], alpha=b"xyz")
+    h2, chunks, alpha = unpack(data)
+    assert (h2.model_name, h2.model_hash, h2.width, h2.height, h2.mode, h2.tile, h2.batch, h2.pixel_crc) == (
+        "tiny",
+        b"\x01\x02\x03\x04",
+        70,
+        33,
+        "RGBA",
+        32,
+        2,
+        0xDEADBEEF,
+    )
+    assert chunks == [b"abcd" * 3, b"efgh"] and alpha == b"xyz"
+    assert h2.chunk_sizes == [12, 4]
+
+
+def test_header_is_small():
+    data = pack(_header(mode="RGB"), [b"abcd"])
+    assert len(data) - 4 <= 40
+
+
+@pytest.mark.parametrize("cut", [0, 2, 5, 12, 20, 30])
+def test_truncations_are_refused(cut):
+    data = pack(_header(), [b"abcd" * 3, b"efgh"], alpha=b"xyz")
+    with pytest.raises(FormatError):
+        unpack(data[:cut])
+
+
+def test_truncated_payload_says_truncated():
+    data = pack(_header(), [b"abcd" * 3, b"efgh"])
+    with pytest.raises(FormatError, match="truncated"):
+        unpack(data[:-1])
+
+
+def test_wrong_magic_and_version():
+    data = pack(_header(), [b"abcd"])
+    with pytest.raises(FormatError, match="magic"):
+        unpack(b"PNG" + data[3:])
+    with pytest.raises(FormatError, match="version"):
+        unpack(data[:3] + b"\x09" + data[4:])
+
+
+def test_huge_declared_size_is_refused_before_allocating():
+    h = _header(width=65536, height=65536)
+    data = pack(h, [b"abcd"])
+    with pytest.raises(FormatError, match="out of range"):
+        unpack(data)
+    assert 65536 * 65536 > MAX_PIXELS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_headers_end_in_format_error_or_parse(data):
+    original = pack(_header(), [b"abcd" * 3, b"efgh"], alpha=b"xyz")
+    buf = bytearray(original)
+    kind = data.draw(st.sampled_from(["flip", "insert", "delete", "random"]))
+    if kind == "flip":
+        i = data.draw(st.integers(0, len(buf) - 1))
+        buf[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif kind == "insert":
+        i = data.draw(st.integers(0, len(buf)))
+        buf[i:i] = data.draw(st.binary(min_size=1, max_size=8))
+    elif kind == "delete":
+        i = data.draw(st.integers(0, len(buf) - 1))
+        del buf[i : i + data.draw(st.integers(1, 8))]
+    else:
+        buf = bytearray(data.draw(st.binary(max_size=80)))
+    try:
+        h, chunks, alpha = unpack(bytes(buf))
+    except FormatError as e:
+        assert str(e)
+        return
+    # A parse that succeeds must have a header identical to the original (its CRC held).
+    assert zlib.crc32(bytes(buf)[: len(buf) - len(b"".join(chunks)) - len(alpha)]) is not None
+    assert (h.width, h.height, h.mode) == (70, 33, "RGBA")
