@@ -3,30 +3,18 @@
 __all__ = ["main"]
 
 import json
-import signal
 import sys
-import time
 from pathlib import Path
 
 import click
-
-
-class _Interrupted(Exception):
-    """SIGTERM, raised as an exception so cleanup code runs."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Interrupted()
 
 
 def _emit(record: dict, as_json: bool, text: str) -> None:
     click.echo(json.dumps(record) if as_json else text)
 
 
-def _out_path(src: str, suffix: str, output: str | None, out_dir: str | None, many: bool) -> str:
+def _out_path(src: str, suffix: str, output: str | None, out_dir: str | None) -> str:
     if output:
-        if many:
-            raise click.UsageError("-o names one output; use --out-dir for several inputs")
         return output
     if src == "-":
         return "-"
@@ -35,57 +23,79 @@ def _out_path(src: str, suffix: str, output: str | None, out_dir: str | None, ma
     return str(Path(out_dir) / name) if out_dir else str(p.with_suffix(suffix))
 
 
-def _run_many(inputs, work, as_json: bool, label: str) -> None:
+def _run_many(inputs: list[str], work, as_json: bool, label: str) -> None:
     """Run `work(src)` for every input; a bad one is named on stderr and the rest still run."""
+    from nfcompress.batch import Interrupted, catch_sigterm
     from nfcompress.errors import NfcError
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    catch_sigterm()
     failed = 0
-    show_bar = len(inputs) > 1 and not as_json and sys.stderr.isatty()
-    with click.progressbar(inputs, label=label, file=sys.stderr) if show_bar else _nullbar(inputs) as items:
-        for src in items:
-            try:
-                work(src)
-            except NfcError as e:
-                failed += 1
-                click.echo(f"error: {e}", err=True)
-            except (KeyboardInterrupt, _Interrupted):
-                click.echo(f"error: interrupted while working on {src}; no partial output was left", err=True)
-                sys.exit(130)
+    for src in inputs:
+        try:
+            work(src)
+        except NfcError as e:
+            failed += 1
+            click.echo(f"error: {e}", err=True)
+        except (KeyboardInterrupt, Interrupted):
+            click.echo(f"error: interrupted while working on {src}; no partial output was left", err=True)
+            sys.exit(130)
+    _finish(failed, len(inputs))
+
+
+def _finish(failed: int, total: int) -> None:
     if failed:
-        click.echo(f"error: {failed} of {len(inputs)} inputs failed", err=True) if len(inputs) > 1 else None
+        if total > 1:
+            click.echo(f"error: {failed} of {total} inputs failed", err=True)
         sys.exit(1)
 
 
-class _nullbar:
-    def __init__(self, items):
-        self.items = items
+def _code_files(fn, inputs, suffix, output, out_dir, jobs, as_json, describe, **kw) -> None:
+    """Encode or decode every input (in `jobs` worker processes), one line or JSON object each."""
+    from nfcompress.batch import Interrupted, catch_sigterm, run_jobs
+    from nfcompress.errors import NfcError
 
-    def __enter__(self):
-        return self.items
-
-    def __exit__(self, *a):
-        return False
-
-
-def _read_input(src: str) -> bytes | str:
-    return sys.stdin.buffer.read() if src == "-" else src
-
-
-def _write_output(dst: str, data: bytes, force: bool) -> None:
-    from nfcompress.io import atomic_write
-
-    if dst == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        atomic_write(Path(dst), data, force=force)
+    catch_sigterm()
+    if output and len(inputs) > 1:
+        raise click.UsageError("-o names one output; use --out-dir for several inputs")
+    if "-" in inputs and jobs > 1:
+        raise click.UsageError("stdin cannot be read by worker processes; drop -j")
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    pairs = [(src, _out_path(src, suffix, output, out_dir)) for src in inputs]
+    if jobs <= 1 and len(pairs) == 1:
+        kw["progress"] = _chunk_progress(pairs[0][0], as_json)
+    failed = 0
+    show_bar = len(pairs) > 1 and not as_json and sys.stderr.isatty()
+    bar = click.progressbar(length=len(pairs), label="files", file=sys.stderr) if show_bar else None
+    try:
+        for _src, result in run_jobs(fn, pairs, jobs, **kw):
+            if bar:
+                bar.update(1)
+            if isinstance(result, NfcError):
+                failed += 1
+                click.echo(f"{chr(10) if bar else ''}error: {result}", err=True)
+            elif result["output"] != "-" or as_json:
+                _emit(result, as_json, describe(result))
+    except (KeyboardInterrupt, Interrupted):
+        click.echo("error: interrupted; no partial output was left", err=True)
+        sys.exit(130)
+    finally:
+        if bar:
+            bar.render_finish()
+    _finish(failed, len(pairs))
 
 
 model_option = click.option(
     "--model", "-m", default="", help="Model name or .safetensors path (default: the shipped model)."
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
+threads_option = click.option(
+    "--threads", type=int, default=0, help="CPU threads for the network (0: torch's default)."
+)
+jobs_option = click.option("-j", "--jobs", type=int, default=1, help="Worker processes for many files.")
+device_option = click.option(
+    "--device", default="cpu", help="cpu, or cuda where a GPU is present (the file records it)."
+)
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")
 
 
@@ -104,46 +114,32 @@ def main() -> None:
 @json_option
 @click.option("--no-verify", is_flag=True, help="Skip decoding the output to check it is exact.")
 @click.option("--max-pixels", type=int, default=None, help="Pillow's decompression-bomb limit (0 lifts it).")
-@click.option("--threads", type=int, default=0, help="CPU threads for the network (0: torch's default).")
-def encode(inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads) -> None:
+@threads_option
+@jobs_option
+@device_option
+def encode(inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads, jobs, device) -> None:
     """Compress images to .nfc files (IMG -> IMG.nfc), each checked by decoding it again."""
-    from nfcompress.api import get_codec
-    from nfcompress.errors import NfcError
-    from nfcompress.io import load_image
+    from nfcompress.batch import encode_file
 
-    _setup(threads, max_pixels)
-    codec = _codec(get_codec, model)
-
-    def work(src: str) -> None:
-        dst = _out_path(src, ".nfc", output, out_dir, len(inputs) > 1)
-        if dst != "-" and Path(dst).exists() and not force:
-            raise NfcError(f"{dst}: already exists (use --force to overwrite)")
-        t = time.perf_counter()
-        pixels = load_image(_read_input(src))
-        res = codec.encode(pixels, progress=_chunk_progress(src, as_json))
-        if not no_verify and not (codec.decode(res.data) == pixels).all():
-            raise NfcError(f"{src}: verification failed, the decoded image differs; nothing written")
-        _write_output(dst, res.data, force)
-        secs = time.perf_counter() - t
-        rec = {
-            "input": src,
-            "output": dst,
-            "bytes": len(res.data),
-            "bpsp": round(res.bpsp, 4),
-            "ideal_bpsp": round(res.ideal_bpsp, 4),
-            "seconds": round(secs, 3),
-            "width": pixels.shape[1],
-            "height": pixels.shape[0],
-        }
-        if dst != "-" or as_json:
-            _emit(
-                rec,
-                as_json,
-                f"{src} -> {dst}: {len(res.data):,} bytes, {res.bpsp:.3f} bpsp "
-                f"(ideal {res.ideal_bpsp:.3f}), {secs:.2f} s",
-            )
-
-    _run_many(list(inputs), work, as_json, "encoding")
+    _setup(threads, max_pixels, device)
+    _codec(model, device)
+    _code_files(
+        encode_file,
+        list(inputs),
+        ".nfc",
+        output,
+        out_dir,
+        jobs,
+        as_json,
+        lambda r: (
+            f"{r['input']} -> {r['output']}: {r['bytes']:,} bytes, {r['bpsp']:.3f} bpsp "
+            f"(ideal {r['ideal_bpsp']:.3f}), {r['seconds']:.2f} s"
+        ),
+        model=model,
+        device=device,
+        force=force,
+        verify=not no_verify,
+    )
 
 
 @main.command()
@@ -153,45 +149,30 @@ def encode(inputs, output, out_dir, model, force, as_json, no_verify, max_pixels
 @model_option
 @force_option
 @json_option
-@click.option("--threads", type=int, default=0, help="CPU threads for the network (0: torch's default).")
-def decode(inputs, output, out_dir, model, force, as_json, threads) -> None:
+@threads_option
+@jobs_option
+@device_option
+def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device) -> None:
     """Decompress .nfc files to PNG (FILE.nfc -> FILE.png), bit-exact or an error."""
-    from nfcompress.api import get_codec
-    from nfcompress.container import unpack
-    from nfcompress.errors import NfcError
-    from nfcompress.io import image_to_png_bytes
+    from nfcompress.batch import decode_file
 
-    _setup(threads, None)
-
-    def work(src: str) -> None:
-        dst = _out_path(src, ".png", output, out_dir, len(inputs) > 1)
-        if dst != "-" and Path(dst).exists() and not force:
-            raise NfcError(f"{dst}: already exists (use --force to overwrite)")
-        t = time.perf_counter()
-        data = _read_bytes(src)
-        header, _, _ = _prefixed(src, unpack, data)
-        codec = _codec(get_codec, model or header.model_name)
-        pixels = _prefixed(src, codec.decode, data, progress=_chunk_progress(src, as_json))
-        _write_output(dst, image_to_png_bytes(pixels), force)
-        secs = time.perf_counter() - t
-        rec = {
-            "input": src,
-            "output": dst,
-            "bytes": len(data),
-            "bpsp": round(8 * len(data) / pixels.size, 4),
-            "ideal_bpsp": None,
-            "seconds": round(secs, 3),
-            "width": header.width,
-            "height": header.height,
-        }
-        if dst != "-" or as_json:
-            _emit(
-                rec,
-                as_json,
-                f"{src} -> {dst}: {header.width}x{header.height} {header.mode}, {rec['bpsp']:.3f} bpsp, {secs:.2f} s",
-            )
-
-    _run_many(list(inputs), work, as_json, "decoding")
+    _setup(threads, None, device)
+    _code_files(
+        decode_file,
+        list(inputs),
+        ".png",
+        output,
+        out_dir,
+        jobs,
+        as_json,
+        lambda r: (
+            f"{r['input']} -> {r['output']}: {r['width']}x{r['height']} {r['mode']}, "
+            f"{r['bpsp']:.3f} bpsp, {r['seconds']:.2f} s"
+        ),
+        model=model,
+        device=device,
+        force=force,
+    )
 
 
 @main.command()
@@ -199,10 +180,11 @@ def decode(inputs, output, out_dir, model, force, as_json, threads) -> None:
 @json_option
 def info(inputs, as_json) -> None:
     """Show the header of .nfc files."""
+    from nfcompress.batch import read_input
     from nfcompress.container import unpack
 
     def work(src: str) -> None:
-        data = _read_bytes(src)
+        data = _prefixed(src, read_input, src)
         h, chunks, alpha = _prefixed(src, unpack, data)
         sub = h.width * h.height * h.channels
         rec = {
@@ -234,14 +216,14 @@ def info(inputs, as_json) -> None:
 @click.option("--max-pixels", type=int, default=None, help="Pillow's decompression-bomb limit (0 lifts it).")
 def bpd(inputs, model, as_json, max_pixels) -> None:
     """The model's ideal bits per sub-pixel of each image (high figures flag unusual images)."""
-    from nfcompress.api import get_codec
+    from nfcompress.batch import read_input
     from nfcompress.io import load_image
 
     _setup(0, max_pixels)
-    codec = _codec(get_codec, model)
+    codec = _codec(model)
 
     def work(src: str) -> None:
-        pixels = load_image(_read_input(src))
+        pixels = load_image(read_input(src) if src == "-" else src)
         bits, sub = codec.ideal_bits(pixels)
         rec = {"input": src, "ideal_bpsp": round(bits / sub, 4), "width": pixels.shape[1], "height": pixels.shape[0]}
         _emit(rec, as_json, f"{src}: {bits / sub:.4f} bpsp")
@@ -249,11 +231,15 @@ def bpd(inputs, model, as_json, max_pixels) -> None:
     _run_many(list(inputs), work, as_json, "measuring")
 
 
-def _setup(threads: int, max_pixels: int | None) -> None:
+def _setup(threads: int, max_pixels: int | None, device: str = "cpu") -> None:
     import torch
 
     from nfcompress.io import set_max_pixels
 
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise click.ClickException("--device cuda: no CUDA GPU is available on this machine")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise click.BadParameter(f"unknown device {device!r}", param_hint="--device")
     torch.set_flush_denormal(True)
     if threads:
         torch.set_num_threads(threads)
@@ -261,38 +247,25 @@ def _setup(threads: int, max_pixels: int | None) -> None:
         set_max_pixels(max_pixels or None)
 
 
-def _codec(get_codec, model: str):
+def _codec(model: str, device: str = "cpu"):
+    from nfcompress.api import get_codec
     from nfcompress.errors import NfcError
 
     try:
-        return get_codec(model)
+        return get_codec(model, device)
     except NfcError as e:
         raise click.ClickException(str(e)) from None
 
 
-def _read_bytes(src: str) -> bytes:
-    from nfcompress.errors import NfcError
-
-    if src == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(src).read_bytes()
-    except FileNotFoundError:
-        raise NfcError(f"{src}: no such file") from None
-    except IsADirectoryError:
-        raise NfcError(f"{src}: is a folder") from None
-    except OSError as e:
-        raise NfcError(f"{src}: cannot read ({e.strerror})") from None
-
-
 def _prefixed(src: str, fn, *args, **kw):
     """Call fn, naming the input in any NfcError it raises."""
+    from nfcompress.batch import _named
     from nfcompress.errors import NfcError
 
     try:
         return fn(*args, **kw)
     except NfcError as e:
-        raise type(e)(f"{src}: {e}") from None
+        raise _named(src, e) from None
 
 
 def _chunk_progress(src: str, as_json: bool):
@@ -380,11 +353,10 @@ def train(
 @click.option("--threads", type=int, default=0, help="CPU threads for the network (0: torch's default).")
 def bench(folders, model, as_json, plot_path, threads) -> None:
     """nfcompress beside PNG, WebP lossless and JPEG XL on every image of each folder."""
-    from nfcompress.api import get_codec
     from nfcompress.bench import bench_folder, format_table, plot
 
     _setup(threads, None)
-    codec = _codec(get_codec, model)
+    codec = _codec(model)
     rows = []
     for folder in folders:
         show = sys.stderr.isatty() and not as_json

@@ -1,6 +1,6 @@
 """Image arrays <-> .nfc bytes: tiling, batching, the flow and the coder together."""
 
-__all__ = ["Codec", "EncodeResult", "plan_tiles"]
+__all__ = ["Codec", "EncodeResult", "plan_tiles", "count_chunks"]
 
 import zlib
 from collections.abc import Callable
@@ -62,6 +62,21 @@ def plan_tiles(height: int, width: int, tile: int, batch: int, multiple: int) ->
         tiles = groups[key]
         chunks.extend(tiles[i : i + batch] for i in range(0, len(tiles), batch))
     return chunks
+
+
+def count_chunks(height: int, width: int, tile: int, batch: int, multiple: int) -> int:
+    """How many chunks `plan_tiles` makes, computed without building the plan."""
+
+    def sizes(n: int) -> dict[int, int]:
+        full, rem = divmod(n, tile)
+        out = {tile: full} if full else {}
+        if rem:
+            padded = -(-rem // multiple) * multiple
+            out[padded] = out.get(padded, 0) + 1
+        return out
+
+    rows, cols = sizes(height), sizes(width)
+    return sum(-(-(r * c) // batch) for r in rows.values() for c in cols.values())
 
 
 def _padded(rgb: np.ndarray, tiles: list[_Tile], multiple: int) -> np.ndarray:
@@ -219,9 +234,10 @@ class Codec:
         header = self.read_header(data)
         _, chunks, alpha_data = unpack(data)
         m = self.model.config.multiple
+        expected = count_chunks(header.height, header.width, header.tile, header.batch, m)
+        if expected != len(chunks) or header.tile < m:
+            raise FormatError(f"corrupted .nfc file: {len(chunks)} chunks where the tiling needs {expected}")
         plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
-        if len(plan) != len(chunks):
-            raise FormatError(f"corrupted .nfc file: {len(chunks)} chunks where the tiling needs {len(plan)}")
         rgb = np.empty((header.height, header.width, 3), np.uint8)
         for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
             out = self._decode_chunk(chunk, len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)

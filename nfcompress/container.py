@@ -128,7 +128,11 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         raise FormatError("corrupted .nfc header (bad tile size)")
     batch = r.varint("batch size", 4096)
     n_chunks = r.varint("chunk count", MAX_CHUNKS)
+    if 4 * n_chunks > len(data):
+        raise FormatError(f"truncated .nfc file: {n_chunks} chunks cannot fit in {len(data)} bytes")
     sizes = [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
+    if any(s < 4 or s % 4 for s in sizes):
+        raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
     alpha_size = r.varint("alpha size", 1 << 40) if flags & 0x10 else 0
     pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
     end = r.pos

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import photo_like
 
-from nfcompress.codec import Codec, plan_tiles
+from nfcompress.codec import Codec, count_chunks, plan_tiles
 from nfcompress.container import unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 
@@ -76,3 +76,15 @@ def test_bad_arrays_are_refused(tiny_codec):
         tiny_codec.encode(np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(NfcError, match="empty"):
         tiny_codec.encode(np.zeros((0, 4, 3), np.uint8))
+
+
+def test_count_chunks_matches_the_plan():
+    for h, w, t, b in [
+        (1, 1, 8, 1),
+        (70, 45, 32, 2),
+        (256, 256, 64, 3),
+        (300, 17, 16, 5),
+        (64, 64, 64, 4),
+        (20, 20, 16, 1),
+    ]:
+        assert count_chunks(h, w, t, b, 8) == len(plan_tiles(h, w, t, b, 8))

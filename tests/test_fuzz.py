@@ -1,0 +1,92 @@
+"""Fuzzing the whole decode: every damaged file ends in NfcError or the exact image, quickly."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+from conftest import photo_like
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nfcompress.container import pack, unpack
+from nfcompress.errors import NfcError
+
+EXAMPLES = int(os.environ.get("NFC_FUZZ_EXAMPLES", "150"))
+
+
+@pytest.fixture(scope="module")
+def originals(tiny_codec):
+    images = [photo_like(20, 27, 3, seed=1), photo_like(40, 33, 4, seed=2), photo_like(9, 9, 1, seed=3)[..., 0]]
+    return [(img, tiny_codec.encode(img).data) for img in images]
+
+
+def _mutate(data: bytes, d) -> bytes:
+    buf = bytearray(data)
+    kind = d.draw(st.sampled_from(["flip", "flips", "insert", "delete", "truncate", "random", "splice"]))
+    if kind == "flip":
+        i = d.draw(st.integers(0, len(buf) - 1))
+        buf[i] ^= 1 << d.draw(st.integers(0, 7))
+    elif kind == "flips":
+        for i in d.draw(st.lists(st.integers(0, len(buf) - 1), min_size=2, max_size=20)):
+            buf[i] = d.draw(st.integers(0, 255))
+    elif kind == "insert":
+        i = d.draw(st.integers(0, len(buf)))
+        buf[i:i] = d.draw(st.binary(min_size=1, max_size=16))
+    elif kind == "delete":
+        i = d.draw(st.integers(0, len(buf) - 1))
+        del buf[i : i + d.draw(st.integers(1, 16))]
+    elif kind == "truncate":
+        buf = buf[: d.draw(st.integers(0, len(buf) - 1))]
+    elif kind == "random":
+        buf = bytearray(d.draw(st.binary(max_size=400)))
+    else:
+        buf = bytearray(b"NFC" + d.draw(st.binary(max_size=100)))
+    return bytes(buf)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_damaged_files_fail_cleanly_or_decode_exactly(tiny_codec, originals, data):
+    img, good = originals[data.draw(st.integers(0, len(originals) - 1))]
+    bad = _mutate(good, data)
+    t = time.perf_counter()
+    try:
+        out = tiny_codec.decode(bad)
+    except NfcError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert np.array_equal(out, img)
+    assert time.perf_counter() - t < 20
+
+
+@settings(
+    max_examples=max(20, EXAMPLES // 3), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_payload_damage_behind_a_valid_header_fails_cleanly(tiny_codec, originals, data):
+    """Rebuild the header around damaged chunks, so the payload itself is what is tested."""
+    img, good = originals[data.draw(st.integers(0, len(originals) - 1))]
+    header, chunks, alpha = unpack(good)
+    i = data.draw(st.integers(0, len(chunks) - 1))
+    c = bytearray(chunks[i])
+    j = data.draw(st.integers(0, len(c) - 1))
+    c[j] ^= data.draw(st.integers(1, 255))
+    if data.draw(st.booleans()) and len(c) > 4:
+        c = c[:-4]
+    chunks[i] = bytes(c)
+    try:
+        out = tiny_codec.decode(pack(header, chunks, alpha))
+    except NfcError as e:
+        assert str(e)
+    else:
+        assert np.array_equal(out, img)
+
+
+def test_enormous_declared_size_is_refused_quickly(tiny_codec, originals):
+    header, chunks, alpha = unpack(originals[0][1])
+    header.width, header.height = 16384, 16384
+    t = time.perf_counter()
+    with pytest.raises(NfcError):
+        tiny_codec.decode(pack(header, chunks, alpha))
+    assert time.perf_counter() - t < 2
