@@ -36,6 +36,15 @@ _LAZY = {
 }
 
 
+def _register_pillow() -> None:
+    from nfcompress.pillow_plugin import register
+
+    register()
+
+
+_register_pillow()
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)

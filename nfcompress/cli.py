@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 
 def _emit(record: dict, as_json: bool, text: str) -> None:
@@ -374,3 +375,62 @@ def bench(folders, model, as_json, plot_path, threads) -> None:
         plot(rows, plot_path)
     if any(r.failures for r in rows):
         raise click.ClickException("some round trips were not exact: " + ", ".join(f for r in rows for f in r.failures))
+
+
+@main.command()
+@click.argument("image")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("--overlay", is_flag=True, help="Blend the map over the image instead of beside it.")
+@model_option
+@force_option
+@json_option
+def heatmap(image, output, overlay, model, force, as_json) -> None:
+    """A picture of where the bits go: the model's bits per pixel as a colour map."""
+    from nfcompress.errors import NfcError
+    from nfcompress.io import atomic_write, image_to_png_bytes, load_image
+    from nfcompress.visual import bit_map, heatmap_image
+
+    _setup(0, None)
+    codec = _codec(model)
+    try:
+        pixels = load_image(image)
+        bits = bit_map(codec, pixels)
+        atomic_write(Path(output), image_to_png_bytes(np.asarray(heatmap_image(pixels, bits, overlay))), force=force)
+    except NfcError as e:
+        raise click.ClickException(str(e)) from None
+    sub = pixels.size
+    rec = {
+        "input": image,
+        "output": output,
+        "ideal_bits": round(float(bits.sum()), 1),
+        "ideal_bpsp": round(float(bits.sum()) / sub, 4),
+        "max_bits_per_pixel": round(float(bits.max()), 2),
+    }
+    _emit(rec, as_json, f"{image}: {rec['ideal_bits']:.0f} bits in all, {rec['ideal_bpsp']:.3f} bpsp; map in {output}")
+
+
+@main.command()
+@click.option("-n", "count", type=int, default=16, show_default=True, help="How many images.")
+@click.option("--size", type=int, default=32, show_default=True, help="Side of each image (a multiple of 8).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the priors' spread.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
+@model_option
+@force_option
+def sample(count, size, seed, temperature, output, model, force) -> None:
+    """Draw new images from the flow (sample the priors, invert the flow) as a grid."""
+    from nfcompress.errors import NfcError
+    from nfcompress.io import atomic_write, image_to_png_bytes
+    from nfcompress.visual import grid
+    from nfcompress.visual import sample as draw
+
+    _setup(0, None)
+    codec = _codec(model)
+    if size % codec.model.config.multiple or size <= 0 or not 0 < count <= 1024:
+        raise click.BadParameter(f"size must be a positive multiple of {codec.model.config.multiple}, n in 1..1024")
+    images = draw(codec.model, count, size, seed, temperature)
+    try:
+        atomic_write(Path(output), image_to_png_bytes(np.asarray(grid(images))), force=force)
+    except NfcError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{count} samples of {size}x{size} (seed {seed}) in {output}")
