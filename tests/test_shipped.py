@@ -1,0 +1,70 @@
+"""The shipped default model: its card, and real round trips as a user meets them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nfcompress
+from nfcompress.weights import DEFAULT_MODEL, load_model, models_dir, sha256_file
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _shipped_models(monkeypatch):
+    monkeypatch.delenv("NFCOMPRESS_MODELS", raising=False)
+
+
+def test_card_describes_the_weights():
+    path = models_dir() / f"{DEFAULT_MODEL}.safetensors"
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["sha256"] == sha256_file(path)
+    assert {"config", "training", "metrics"} <= card.keys()
+    model, _ = load_model()
+    assert model.config.to_dict() == card["config"]
+
+
+def _big_example() -> np.ndarray:
+    pizza = np.asarray(Image.open(EXAMPLES / "pizza-128.png"))
+    return np.pad(pizza, ((0, 172), (0, 150), (0, 0)), mode="reflect")  # 300 x 278: several tiles
+
+
+def test_real_size_is_close_to_the_ideal():
+    codec = nfcompress.Codec.load()
+    for img in [np.asarray(Image.open(EXAMPLES / "pizza-128.png")), _big_example()[:64, :64]]:
+        res = codec.encode(img)
+        assert 8 * len(res.data) <= res.ideal_bits * 1.01 + 64 * 8
+        assert np.array_equal(codec.decode(res.data), img)
+
+
+def _run(args, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env.pop("NFCOMPRESS_MODELS", None)
+    r = subprocess.run(
+        [sys.executable, "-m", "nfcompress", *args, "--threads", str(threads)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.mark.parametrize("name", ["big", "nature-gray-80x60.png", "pizza-rgba-48x32.png"])
+def test_encode_and_decode_in_separate_processes(tmp_path, name):
+    src = tmp_path / "in.png"
+    if name == "big":
+        Image.fromarray(_big_example()).save(src)
+    else:
+        src.write_bytes((EXAMPLES / name).read_bytes())
+    want = np.asarray(Image.open(src))
+    _run(["encode", str(src), "-o", str(tmp_path / "x.nfc")], 2)
+    _run(["decode", str(tmp_path / "x.nfc"), "-o", str(tmp_path / "out.png")], 1)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), want)
