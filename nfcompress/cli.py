@@ -312,8 +312,22 @@ def _chunk_progress(src: str, as_json: bool):
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the output.")
 @click.option("--threads", type=int, default=0)
 @click.option("--seed", type=int, default=0)
+@click.option("--eval-minutes", type=float, default=5.0, help="Validate (and checkpoint) this often.")
 def train(
-    train_dirs, val_dirs, output, name, minutes, steps, holdout, config_json, lr, pool, resume, threads, seed
+    train_dirs,
+    val_dirs,
+    output,
+    name,
+    minutes,
+    steps,
+    holdout,
+    config_json,
+    lr,
+    pool,
+    resume,
+    threads,
+    seed,
+    eval_minutes,
 ) -> None:
     """Train a model on folders of photos (CUDA when present; torchrun for several GPUs)."""
     from nfcompress.flows import IDFConfig
@@ -338,6 +352,7 @@ def train(
         resume=resume,
         threads=threads,
         seed=seed,
+        eval_minutes=eval_minutes,
     )
     try:
         card = run(s, log=lambda m: click.echo(m, err=True))

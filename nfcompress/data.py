@@ -59,8 +59,11 @@ def thumbnail(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarra
 
 
 def native_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random size x size crop at the photo's own resolution."""
+    """A random size x size crop at the photo's own resolution (edges mirrored if it is smaller)."""
     h, w = img.shape[:2]
+    if h < size or w < size:
+        img = np.pad(img, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="symmetric")
+        h, w = img.shape[:2]
     y = rng.integers(0, h - size + 1)
     x = rng.integers(0, w - size + 1)
     return img[y : y + size, x : x + size]

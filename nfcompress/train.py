@@ -40,9 +40,21 @@ class TrainSettings:
     pool: int = 20000
     seed: int = 0
     eval_minutes: float = 5.0
+    eval_per_photo: int = 4
     checkpoint: str = ""
     resume: bool = False
     threads: int = 0
+
+
+class _Loss(torch.nn.Module):
+    """Bits per sub-pixel of a batch as a module's forward, so DDP can hook it."""
+
+    def __init__(self, model: IDF) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.bits(x).sum() / x.numel()
 
 
 def _ddp() -> tuple[int, int]:
@@ -130,9 +142,11 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     weights = np.array([w for _, _, w in pools])
     weights = weights / weights.sum()
     log(f"patches ready in {time.time() - t0:.0f}s")
-    val_sets = eval_sets(val_paths, per_photo=4) if val_paths else {}
+    val_sets = eval_sets(val_paths, per_photo=s.eval_per_photo) if val_paths else {}
     held_sets = (
-        eval_sets([p for p in held_paths] + [p for p in val_paths if package_of(p) in s.holdout], per_photo=4)
+        eval_sets(
+            [p for p in held_paths] + [p for p in val_paths if package_of(p) in s.holdout], per_photo=s.eval_per_photo
+        )
         if s.holdout
         else {}
     )
@@ -149,9 +163,9 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         meta = _load_state(ckpt, model, ema, opt)
         step, elapsed_before = meta["step"], meta["elapsed"]
         log(f"resumed from {ckpt} at step {step}")
-    net = model
+    net: torch.nn.Module = _Loss(model)
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+        net = torch.nn.parallel.DistributedDataParallel(net)
 
     budget = s.minutes * 60
     start = time.time()
@@ -173,7 +187,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
             g["lr"] = _lr(step, frac, s)
         pool, batch, _ = pools[rng.choice(len(pools), p=weights)]
         x = torch.from_numpy(pool.batch(batch, rng)).to(device).float()
-        loss = net.bits(x).sum() / x.numel() if world == 1 else net.module.bits(x).sum() / x.numel()
+        loss = net(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -23,7 +23,7 @@ class IDFConfig:
     coupling_width: int = 48
     coupling_blocks: int = 1
     prior_width: int = 64
-    prior_blocks: int = 1
+    prior_blocks: int = 2
     mixtures: int = 3
     # Channels factored out at each level below the top, as a chain of conditional steps.
     factor_steps: int = 2

@@ -1,0 +1,62 @@
+"""A short training run on the example images lowers the loss and writes a usable model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+
+from nfcompress.cli import main
+from nfcompress.data import eval_sets, list_images
+from nfcompress.evaluate import ideal_bpsp
+from nfcompress.flows import IDF, IDFConfig
+from nfcompress.weights import load_model
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+CONFIG = {"coupling_width": 8, "prior_width": 8, "prior_blocks": 1, "mixtures": 2}
+
+
+def test_short_training_run_lowers_the_loss_and_writes_weights_and_card(tmp_path):
+    out = tmp_path / "m.safetensors"
+    args = [
+        "train",
+        "--train",
+        str(EXAMPLES),
+        "--val",
+        str(EXAMPLES),
+        "-o",
+        str(out),
+        "--name",
+        "t",
+        "--steps",
+        "60",
+        "--minutes",
+        "5",
+        "--pool",
+        "64",
+        "--config",
+        json.dumps(CONFIG),
+        "--lr",
+        "3e-3",
+    ]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    model, card = load_model(out)
+    assert card.name == "t" and card.training["steps"] == 60
+    assert {"thumb32", "thumb64", "native64"} <= card.metrics["bpsp"].keys()
+    assert {"png", "webp", "nfcompress_ideal"} <= card.metrics["bpsp"]["thumb32"].keys()
+    assert card.metrics["cpu_512"]["forward_s"] > 0
+    sets = eval_sets(list_images([EXAMPLES]), per_photo=2, seed=99)
+    torch.manual_seed(0)
+    fresh = IDF(IDFConfig.from_dict({**IDFConfig().to_dict(), **CONFIG})).eval()
+    for kind in ["thumb32", "native64"]:
+        assert ideal_bpsp(model, sets[kind]) < ideal_bpsp(fresh, sets[kind]) - 0.3
+    # resuming continues from the checkpoint's step count
+    r = CliRunner().invoke(
+        main,
+        [*args[:-8], "--steps", "70", "--minutes", "5", "--pool", "64", "--config", json.dumps(CONFIG), "--resume"],
+    )
+    assert r.exit_code == 0, r.output
+    assert load_model(out)[1].training["steps"] == 70
+    assert np.isfinite(card.metrics["bpsp"]["thumb32"]["nfcompress_ideal"])
