@@ -53,10 +53,7 @@ def test_short_training_run_lowers_the_loss_and_writes_weights_and_card(tmp_path
     for kind in ["thumb32", "native64"]:
         assert ideal_bpsp(model, sets[kind]) < ideal_bpsp(fresh, sets[kind]) - 0.3
     # resuming continues from the checkpoint's step count
-    r = CliRunner().invoke(
-        main,
-        [*args[:-8], "--steps", "70", "--minutes", "5", "--pool", "64", "--config", json.dumps(CONFIG), "--resume"],
-    )
+    r = CliRunner().invoke(main, [*args, "--steps", "70", "--resume"])  # the later --steps wins
     assert r.exit_code == 0, r.output
     assert load_model(out)[1].training["steps"] == 70
     assert np.isfinite(card.metrics["bpsp"]["thumb32"]["nfcompress_ideal"])
