@@ -2,6 +2,7 @@
 
 __all__ = ["Interrupted", "read_input", "encode_file", "decode_file", "run_jobs", "catch_sigterm"]
 
+import multiprocessing
 import os
 import signal
 import sys
@@ -11,6 +12,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from nfcompress.errors import NfcError
+
+# Workers start fresh: a forked child of a process whose torch and table threads are running
+# can inherit a held lock and hang.
+_SPAWN = multiprocessing.get_context("spawn")
 
 
 class Interrupted(BaseException):
@@ -157,7 +162,7 @@ def run_jobs(
                 yield src, e
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=_SPAWN, initializer=_worker_init, initargs=(threads,)) as pool:
         pending = {pool.submit(fn, src, dst, **kw): src for src, dst in jobs}
         try:
             while pending:

@@ -2,6 +2,7 @@
 
 __all__ = ["CodecFigures", "bench_folder", "format_table", "plot"]
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,42 +48,77 @@ class CodecFigures:
         return d
 
 
+def _bench_image(path: Path, codec: Codec | None, names: list[str], model: str = "") -> dict[str, tuple]:
+    """(bytes, ideal bits, encode s, decode s, exact) of one image for every codec."""
+    if codec is None:
+        from nfcompress.api import get_codec
+
+        codec = get_codec(model)
+    img = load_image(path)
+    out = {}
+    for n in names:
+        t = time.perf_counter()
+        ideal = 0.0
+        if n == "nfcompress":
+            res = codec.encode(img)
+            data, ideal = res.data, res.ideal_bits
+            t1 = time.perf_counter()
+            try:
+                ok = bool(np.array_equal(codec.decode(data), img))
+            except NfcError:
+                ok = False
+        else:
+            data, dec = encode_classical(n, img)
+            t1 = time.perf_counter()
+            ok = bool(np.array_equal(dec(data), img))
+        out[n] = (len(data), ideal, t1 - t, time.perf_counter() - t1, ok, int(img.size))
+    return out
+
+
 def bench_folder(
     folder: str | Path,
     codec: Codec,
     classical: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    model: str = "",
 ) -> list[CodecFigures]:
-    """Code every image under `folder` with nfcompress and each classical codec."""
+    """Code every image under `folder` with nfcompress and each classical codec.
+
+    With jobs > 1 the images are shared among worker processes (each loads `model`); the
+    speeds are then per process, summed over images, not the pool's throughput.
+    """
+    from nfcompress.batch import _SPAWN, _worker_init
+
     names = ["nfcompress"] + (available() if classical is None else classical)
     figs = {n: CodecFigures(n, str(folder)) for n in names}
-    for path in list_images([folder]):
-        img = load_image(path)
-        for n in names:
+    paths = list_images([folder])
+
+    def add(path: Path, per: dict[str, tuple]) -> None:
+        for n, (size, ideal, enc_s, dec_s, ok, sub) in per.items():
             f = figs[n]
-            t = time.perf_counter()
-            if n == "nfcompress":
-                res = codec.encode(img)
-                data, f.ideal_bits = res.data, f.ideal_bits + res.ideal_bits
-                t1 = time.perf_counter()
-                try:
-                    ok = np.array_equal(codec.decode(data), img)
-                except NfcError:
-                    ok = False
-            else:
-                data, dec = encode_classical(n, img)
-                t1 = time.perf_counter()
-                ok = np.array_equal(dec(data), img)
-            t2 = time.perf_counter()
             f.images += 1
-            f.subpixels += img.size
-            f.bytes += len(data)
-            f.encode_s += t1 - t
-            f.decode_s += t2 - t1
+            f.subpixels += sub
+            f.bytes += size
+            f.ideal_bits += ideal
+            f.encode_s += enc_s
+            f.decode_s += dec_s
             if not ok:
                 f.failures.append(str(path))
         if progress:
             progress(str(path))
+
+    if jobs <= 1:
+        for path in paths:
+            add(path, _bench_image(path, codec, names))
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=_SPAWN, initializer=_worker_init, initargs=(threads,)) as pool:
+            futures = [pool.submit(_bench_image, p, None, names, model) for p in paths]
+            for path, fut in zip(paths, futures):
+                add(path, fut.result())
     return list(figs.values())
 
 

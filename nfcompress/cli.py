@@ -366,8 +366,9 @@ def train(
 @model_option
 @json_option
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a chart of size and speed (PNG).")
-@click.option("--threads", type=int, default=0, help="CPU threads for the network (0: torch's default).")
-def bench(folders, model, as_json, plot_path, threads) -> None:
+@threads_option
+@jobs_option
+def bench(folders, model, as_json, plot_path, threads, jobs) -> None:
     """nfcompress beside PNG, WebP lossless and JPEG XL on every image of each folder."""
     from nfcompress.bench import bench_folder, format_table, plot
 
@@ -377,7 +378,11 @@ def bench(folders, model, as_json, plot_path, threads) -> None:
     for folder in folders:
         show = sys.stderr.isatty() and not as_json
         rows += bench_folder(
-            folder, codec, progress=(lambda p: click.echo(f"\r{p}", err=True, nl=False)) if show else None
+            folder,
+            codec,
+            progress=(lambda p: click.echo(f"\r{p}", err=True, nl=False)) if show else None,
+            jobs=jobs,
+            model=model,
         )
         if show:
             click.echo("", err=True)
