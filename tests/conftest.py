@@ -48,6 +48,25 @@ def monkeypatch_session():
 
 
 @pytest.fixture
+def tiny_env(tiny_models_dir, monkeypatch):
+    """Named models resolve to the tiny ones; the library's codec cache starts empty."""
+    from nfcompress.api import get_codec
+
+    monkeypatch.setenv("NFCOMPRESS_MODELS", str(tiny_models_dir))
+    get_codec.cache_clear()
+    yield tiny_models_dir
+    get_codec.cache_clear()
+
+
+@pytest.fixture
+def runner(tiny_env):
+    """A Click runner whose commands see the tiny models."""
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

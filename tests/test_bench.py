@@ -9,17 +9,12 @@ from nfcompress.cli import main
 
 
 @pytest.fixture
-def folder(tmp_path, tiny_models_dir, monkeypatch):
-    monkeypatch.setenv("NFCOMPRESS_MODELS", str(tiny_models_dir))
-    from nfcompress.api import get_codec
-
-    get_codec.cache_clear()
+def folder(tmp_path, tiny_env):
     d = tmp_path / "imgs"
     d.mkdir()
     for i in range(3):
         Image.fromarray(photo_like(16 + 8 * i, 24, 3, seed=i)).save(d / f"{i}.png")
-    yield d
-    get_codec.cache_clear()
+    return d
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])

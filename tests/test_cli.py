@@ -5,21 +5,10 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import photo_like
 from PIL import Image
 
 from nfcompress.cli import main
-
-
-@pytest.fixture
-def runner(tiny_models_dir, monkeypatch):
-    monkeypatch.setenv("NFCOMPRESS_MODELS", str(tiny_models_dir))
-    from nfcompress.api import get_codec
-
-    get_codec.cache_clear()
-    yield CliRunner()
-    get_codec.cache_clear()
 
 
 def _save(path, arr, mode=None, **kw):

@@ -10,23 +10,12 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import photo_like
 from PIL import Image
 
 from nfcompress import io as nio
 from nfcompress.cli import main
 from nfcompress.errors import NfcError
-
-
-@pytest.fixture
-def runner(tiny_models_dir, monkeypatch):
-    monkeypatch.setenv("NFCOMPRESS_MODELS", str(tiny_models_dir))
-    from nfcompress.api import get_codec
-
-    get_codec.cache_clear()
-    yield CliRunner()
-    get_codec.cache_clear()
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):

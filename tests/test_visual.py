@@ -28,18 +28,8 @@ def test_samples_are_images_and_repeat_with_the_seed(tiny_model):
     assert grid(a).size == (2 * 18 + 2, 2 * 18 + 2)
 
 
-@pytest.fixture
-def models_env(tiny_models_dir, monkeypatch):
-    monkeypatch.setenv("NFCOMPRESS_MODELS", str(tiny_models_dir))
-    from nfcompress.api import get_codec
-
-    get_codec.cache_clear()
-    yield
-    get_codec.cache_clear()
-
-
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
-def test_pillow_reads_and_writes_nfc(models_env, tmp_path, mode):
+def test_pillow_reads_and_writes_nfc(tiny_env, tmp_path, mode):
     im = Image.fromarray(photo_like(21, 34, 4)).convert(mode)
     im.save(tmp_path / "x.nfc", model="tiny")
     assert (tmp_path / "x.nfc").read_bytes()[:3] == b"NFC"
@@ -48,7 +38,7 @@ def test_pillow_reads_and_writes_nfc(models_env, tmp_path, mode):
     assert np.array_equal(np.asarray(back), np.asarray(im))
 
 
-def test_heatmap_and_sample_commands(models_env, tmp_path):
+def test_heatmap_and_sample_commands(tiny_env, tmp_path):
     Image.fromarray(photo_like(24, 24, 3)).save(tmp_path / "a.png")
     r = CliRunner().invoke(
         main, ["heatmap", "--model", "tiny", str(tmp_path / "a.png"), "-o", str(tmp_path / "h.png"), "--json"]
