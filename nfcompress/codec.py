@@ -219,6 +219,10 @@ class Codec:
     def read_header(self, data: bytes) -> Header:
         """Parse a file and check it was made with this codec's model and kind of device."""
         header, _, _ = unpack(data)
+        self._check(header)
+        return header
+
+    def _check(self, header: Header) -> None:
         if header.model_hash != self.hash or header.model_name != self.name:
             raise ModelMismatch(
                 f"this file needs model {header.model_name!r} (weights {header.model_hash.hex()}), "
@@ -226,13 +230,12 @@ class Codec:
             )
         if header.device != self._device_kind():
             raise ModelMismatch(f"this file was encoded on {header.device} and must be decoded on {header.device}")
-        return header
 
     @torch.no_grad()
     def decode(self, data: bytes, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Rebuild the exact uint8 array (H, W[, C]) from .nfc bytes, or raise NfcError."""
-        header = self.read_header(data)
-        _, chunks, alpha_data = unpack(data)
+        header, chunks, alpha_data = unpack(data)
+        self._check(header)
         m = self.model.config.multiple
         expected = count_chunks(header.height, header.width, header.tile, header.batch, m)
         if expected != len(chunks) or header.tile < m:

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -251,9 +251,3 @@ def measure(model: IDF, val_sets: dict, held_sets: dict) -> dict:
     metrics["cpu_threads"] = torch.get_num_threads()
     metrics["parameters"] = sum(p.numel() for p in model.parameters())
     return metrics
-
-
-def settings_to_json(s: TrainSettings) -> str:
-    """Settings as JSON text (for logs)."""
-    d = asdict(s)
-    return json.dumps(d)
