@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import strategies as st
 
 from nfcompress.codec import Codec
 from nfcompress.flows import IDF, IDFConfig
@@ -77,3 +78,28 @@ def photo_like(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     base = 128 + 60 * np.sin(yy / 7.0)[..., None] * np.cos(xx / 11.0)[..., None] + r.normal(0, 6, (h, w, c))
     return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def mutate(data: bytes, d) -> bytes:
+    """A damaged copy of `data`, the damage drawn from hypothesis data `d`."""
+    buf = bytearray(data)
+    kind = d.draw(st.sampled_from(["flip", "flips", "insert", "delete", "truncate", "random", "splice"]))
+    if kind == "flip":
+        i = d.draw(st.integers(0, len(buf) - 1))
+        buf[i] ^= 1 << d.draw(st.integers(0, 7))
+    elif kind == "flips":
+        for i in d.draw(st.lists(st.integers(0, len(buf) - 1), min_size=2, max_size=20)):
+            buf[i] = d.draw(st.integers(0, 255))
+    elif kind == "insert":
+        i = d.draw(st.integers(0, len(buf)))
+        buf[i:i] = d.draw(st.binary(min_size=1, max_size=16))
+    elif kind == "delete":
+        i = d.draw(st.integers(0, len(buf) - 1))
+        del buf[i : i + d.draw(st.integers(1, 16))]
+    elif kind == "truncate":
+        buf = buf[: d.draw(st.integers(0, len(buf) - 1))]
+    elif kind == "random":
+        buf = bytearray(d.draw(st.binary(max_size=400)))
+    else:
+        buf = bytearray(b"NFC" + d.draw(st.binary(max_size=100)))
+    return bytes(buf)

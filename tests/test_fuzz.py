@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import photo_like
+from conftest import mutate, photo_like
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,35 +21,11 @@ def originals(tiny_codec):
     return [(img, tiny_codec.encode(img).data) for img in images]
 
 
-def _mutate(data: bytes, d) -> bytes:
-    buf = bytearray(data)
-    kind = d.draw(st.sampled_from(["flip", "flips", "insert", "delete", "truncate", "random", "splice"]))
-    if kind == "flip":
-        i = d.draw(st.integers(0, len(buf) - 1))
-        buf[i] ^= 1 << d.draw(st.integers(0, 7))
-    elif kind == "flips":
-        for i in d.draw(st.lists(st.integers(0, len(buf) - 1), min_size=2, max_size=20)):
-            buf[i] = d.draw(st.integers(0, 255))
-    elif kind == "insert":
-        i = d.draw(st.integers(0, len(buf)))
-        buf[i:i] = d.draw(st.binary(min_size=1, max_size=16))
-    elif kind == "delete":
-        i = d.draw(st.integers(0, len(buf) - 1))
-        del buf[i : i + d.draw(st.integers(1, 16))]
-    elif kind == "truncate":
-        buf = buf[: d.draw(st.integers(0, len(buf) - 1))]
-    elif kind == "random":
-        buf = bytearray(d.draw(st.binary(max_size=400)))
-    else:
-        buf = bytearray(b"NFC" + d.draw(st.binary(max_size=100)))
-    return bytes(buf)
-
-
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_damaged_files_fail_cleanly_or_decode_exactly(tiny_codec, originals, data):
     img, good = originals[data.draw(st.integers(0, len(originals) - 1))]
-    bad = _mutate(good, data)
+    bad = mutate(good, data)
     t = time.perf_counter()
     try:
         out = tiny_codec.decode(bad)
