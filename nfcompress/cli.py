@@ -308,7 +308,8 @@ def _chunk_progress(src: str, as_json: bool):
     "--config", "config_json", default="{}", help="Architecture overrides as JSON, e.g. '{\"couplings\": 4}'."
 )
 @click.option("--lr", type=float, default=1.5e-3)
-@click.option("--pool", type=int, default=20000, help="Patches per kind drawn from the photos up front.")
+@click.option("--schedule-minutes", type=float, default=0.0, help="Span of the learning-rate decay over resumed runs.")
+@click.option("--batch-scale", type=int, default=1, help="Multiply every batch (about 64k pixels) by this.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the output.")
 @click.option("--threads", type=int, default=0)
 @click.option("--seed", type=int, default=0)
@@ -323,7 +324,8 @@ def train(
     holdout,
     config_json,
     lr,
-    pool,
+    schedule_minutes,
+    batch_scale,
     resume,
     threads,
     seed,
@@ -348,7 +350,8 @@ def train(
         max_steps=steps,
         holdout=list(holdout),
         lr=lr,
-        pool=pool,
+        schedule_minutes=schedule_minutes,
+        batch_scale=batch_scale,
         resume=resume,
         threads=threads,
         seed=seed,

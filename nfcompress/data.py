@@ -7,15 +7,15 @@ __all__ = [
     "load_photo",
     "thumbnail",
     "native_crop",
-    "PatchPool",
+    "PhotoSampler",
     "eval_sets",
 ]
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -69,30 +69,60 @@ def native_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
     return img[y : y + size, x : x + size]
 
 
-@dataclass
-class PatchPool:
-    """A pool of uint8 patches (N, 3, S, S) of one kind, drawn from in random batches."""
+class PhotoSampler:
+    """Fresh random patches drawn from photos held as tensors (on the training device).
 
-    kind: str
-    patches: np.ndarray
+    Thumbnails are box-downsampled by a whole factor, pixel for pixel as Pillow's BOX resize;
+    native crops start on multiples of 8, where JPEG's block grid lies in a photo coded from its
+    corner, so the model sees the grid as full-size photos present it.
+    """
 
-    @classmethod
-    def build(cls, photos: list[np.ndarray], kind: str, size: int, count: int, seed: int) -> "PatchPool":
-        """Make `count` patches of `kind` ('thumb' or 'native') from the photos, evenly."""
-        rng = np.random.default_rng(seed)
-        make = thumbnail if kind == "thumb" else native_crop
-        out = np.empty((count, size, size, 3), np.uint8)
-        for i in range(count):
-            out[i] = make(photos[i % len(photos)], size, rng)
-        return cls(f"{kind}{size}", np.ascontiguousarray(out.transpose(0, 3, 1, 2)))
+    def __init__(self, photos: list[np.ndarray], device: torch.device | str, seed: int, min_side: int = 64) -> None:
+        self.photos = []
+        for img in photos:
+            h, w = img.shape[:2]
+            if h < min_side or w < min_side:
+                img = np.pad(img, ((0, max(0, min_side - h)), (0, max(0, min_side - w)), (0, 0)), mode="symmetric")
+            self.photos.append(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).to(device))
+        self.rng = np.random.default_rng(seed)
 
-    def batch(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n random patches, each flipped left-right with probability 1/2."""
-        idx = rng.integers(0, len(self.patches), n)
-        b = self.patches[idx]
-        flip = rng.random(n) < 0.5
-        b[flip] = b[flip, :, :, ::-1]
-        return b
+    def batch(self, kind: str, size: int, n: int) -> torch.Tensor:
+        """n patches (n, 3, size, size) as integer-valued floats, each flipped left-right with p=1/2."""
+        pick = self.rng.integers(0, len(self.photos), n)
+        if kind == "thumb":
+            out = self._thumbs(pick, size)
+        else:
+            crops = []
+            for i in pick:
+                img = self.photos[i]
+                y = 8 * self.rng.integers(0, (img.shape[1] - size) // 8 + 1)
+                x = 8 * self.rng.integers(0, (img.shape[2] - size) // 8 + 1)
+                crops.append(img[:, y : y + size, x : x + size])
+            out = torch.stack(crops).float()
+        flip = torch.from_numpy(self.rng.random(n) < 0.5).to(out.device)
+        return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+    def _thumbs(self, pick: np.ndarray, size: int) -> torch.Tensor:
+        factors = np.ones(len(pick), np.int64)
+        for j, i in enumerate(pick):
+            top = min(self.photos[i].shape[1:]) // size
+            if top >= 2:
+                factors[j] = min(top, int(np.exp(self.rng.uniform(np.log(2), np.log(top + 1)))))
+        out = torch.empty(len(pick), 3, size, size, device=self.photos[0].device)
+        for k in np.unique(factors):
+            rows = np.nonzero(factors == k)[0]
+            side = int(k) * size
+            crops = []
+            for r in rows:
+                img = self.photos[pick[r]]
+                y = self.rng.integers(0, img.shape[1] - side + 1)
+                x = self.rng.integers(0, img.shape[2] - side + 1)
+                crops.append(img[:, y : y + side, x : x + side])
+            # Rows, then columns, each rounded, as Pillow's two-pass BOX resize does.
+            wide = torch.floor(torch.nn.functional.avg_pool2d(torch.stack(crops).float(), (1, int(k))) + 0.5)
+            pooled = torch.floor(torch.nn.functional.avg_pool2d(wide, (int(k), 1)) + 0.5)
+            out[torch.from_numpy(rows).to(out.device)] = pooled
+        return out
 
 
 def eval_sets(paths: list[Path], per_photo: int = 8, seed: int = 1234) -> dict[str, np.ndarray]:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,12 +14,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from nfcompress.data import PatchPool, eval_sets, list_images, load_photo, package_of
+from nfcompress.data import PhotoSampler, eval_sets, list_images, load_photo, package_of
 from nfcompress.evaluate import classical_bpsp, flow_timing, ideal_bpsp
 from nfcompress.flows import IDF, IDFConfig
 from nfcompress.weights import ModelCard, save_model
 
-# (kind, size, batch, weight): each step draws one kind; batches hold about 64k pixels.
+# (kind, size, batch, weight): each step draws one kind; batches hold about 64k pixels
+# (times TrainSettings.batch_scale).
 KINDS = [("thumb", 32, 64, 0.3), ("thumb", 64, 16, 0.3), ("native", 64, 16, 0.25), ("native", 32, 64, 0.15)]
 
 
@@ -32,12 +34,14 @@ class TrainSettings:
     name: str = "nfc-small"
     config: IDFConfig = field(default_factory=IDFConfig)
     minutes: float = 10.0
+    # The learning rate's cosine spans this many minutes over all resumed runs (0: `minutes`).
+    schedule_minutes: float = 0.0
+    batch_scale: int = 1
     max_steps: int = 0
     lr: float = 1.5e-3
     warmup: int = 300
     ema: float = 0.999
     holdout: list[str] = field(default_factory=list)
-    pool: int = 20000
     seed: int = 0
     eval_minutes: float = 5.0
     eval_per_photo: int = 4
@@ -104,12 +108,13 @@ def _split_photos(paths: list[Path], holdout: list[str]) -> tuple[list[Path], li
     return keep, held
 
 
-def _pools(photos: list[np.ndarray], count: int, seed: int) -> list[tuple[PatchPool, int, float]]:
-    pools = []
-    for j, (kind, size, batch, weight) in enumerate(KINDS):
-        n = count if size == 32 else count // 2
-        pools.append((PatchPool.build(photos, kind, size, n, seed * 10 + j), batch, weight))
-    return pools
+def _val_sets(val_dirs: list[str], val_paths: list[Path], per_photo: int) -> dict[str, np.ndarray]:
+    """Validation sets from the val photos, or from a saved .npz of them (for machines without the photos)."""
+    npz = [d for d in val_dirs if d.endswith(".npz")]
+    if npz:
+        with np.load(npz[0]) as f:
+            return {k: f[k] for k in f.files}
+    return eval_sets(val_paths, per_photo=per_photo) if val_paths else {}
 
 
 def _lr(step: int, frac: float, s: TrainSettings) -> float:
@@ -122,6 +127,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     from tqdm import tqdm
 
     torch.set_flush_denormal(True)
+    torch.backends.cudnn.benchmark = True
     if s.threads:
         torch.set_num_threads(s.threads)
     rank, world = _ddp()
@@ -131,25 +137,21 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
 
     all_train = list_images(s.train_dirs)
     train_paths, held_paths = _split_photos(all_train, s.holdout)
-    val_paths = list_images(s.val_dirs)
+    val_paths = list_images([d for d in s.val_dirs if not d.endswith(".npz")])
     if not train_paths:
         raise ValueError("no training images found")
     log(f"training on {len(train_paths)} photos; holding out {len(held_paths)} ({', '.join(s.holdout) or 'none'})")
     t0 = time.time()
-    photos = [load_photo(p) for p in train_paths]
-    pools = _pools(photos, s.pool, s.seed + rank)
+    with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as ex:
+        photos = list(ex.map(load_photo, train_paths))
+    sampler = PhotoSampler(photos, device, s.seed + rank)
     del photos
-    weights = np.array([w for _, _, w in pools])
+    weights = np.array([w for *_, w in KINDS])
     weights = weights / weights.sum()
-    log(f"patches ready in {time.time() - t0:.0f}s")
-    val_sets = eval_sets(val_paths, per_photo=s.eval_per_photo) if val_paths else {}
-    held_sets = (
-        eval_sets(
-            [p for p in held_paths] + [p for p in val_paths if package_of(p) in s.holdout], per_photo=s.eval_per_photo
-        )
-        if s.holdout
-        else {}
-    )
+    log(f"photos ready in {time.time() - t0:.0f}s")
+    val_sets = _val_sets(s.val_dirs, val_paths, s.eval_per_photo)
+    held_eval = held_paths + [p for p in val_paths if package_of(p) in s.holdout]
+    held_sets = eval_sets(held_eval, per_photo=s.eval_per_photo) if held_eval else {}
 
     model = IDF(s.config).to(device)
     ema = IDF(s.config).to(device)
@@ -158,16 +160,18 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         p.requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     ckpt = Path(s.checkpoint or Path(s.output).with_suffix(".ckpt"))
-    step, elapsed_before = 0, 0.0
+    step, elapsed_before, history = 0, 0.0, []
     if s.resume and (ckpt / "state.json").exists():
         meta = _load_state(ckpt, model, ema, opt)
         step, elapsed_before = meta["step"], meta["elapsed"]
+        history = meta.get("history", [])
         log(f"resumed from {ckpt} at step {step}")
     net: torch.nn.Module = _Loss(model)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net)
 
     budget = s.minutes * 60
+    schedule = s.schedule_minutes * 60 or (elapsed_before + budget if s.resume else budget)
     start = time.time()
     last_eval = start
     bar = tqdm(
@@ -176,17 +180,17 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         disable=not progress or rank != 0,
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}",
     )
-    running = None
-    history = []
+    running, smoothed = None, None
+    ema_params, model_params = list(ema.parameters()), list(model.parameters())
     while True:
         elapsed = time.time() - start
         if elapsed >= budget or (s.max_steps and step >= s.max_steps):
             break
-        frac = (elapsed_before + elapsed) / (elapsed_before + budget) if s.resume else elapsed / budget
+        frac = (elapsed_before + elapsed) / schedule
         for g in opt.param_groups:
             g["lr"] = _lr(step, frac, s)
-        pool, batch, _ = pools[rng.choice(len(pools), p=weights)]
-        x = torch.from_numpy(pool.batch(batch, rng)).to(device).float()
+        kind, size, batch, _ = KINDS[rng.choice(len(KINDS), p=weights)]
+        x = sampler.batch(kind, size, batch * s.batch_scale)
         loss = net(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -194,10 +198,11 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         opt.step()
         with torch.no_grad():
             d = min(s.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+            torch._foreach_lerp_(ema_params, model_params, 1 - d)
         step += 1
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        smoothed = loss.detach() if smoothed is None else 0.98 * smoothed + 0.02 * loss.detach()
+        if step % 25 == 0 or running is None:
+            running = float(smoothed)  # reading it waits for the GPU, so not every step
         if rank == 0:
             bar.n = int(min(elapsed, budget))
             bar.set_postfix_str(f"step {step} loss {running:.3f} bpsp")
@@ -206,15 +211,21 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
             ema.eval()
             v = {k: round(ideal_bpsp(ema, a), 4) for k, a in val_sets.items()}
             history.append(
-                {"step": step, "minutes": round((time.time() - start) / 60, 1), "train": round(running, 4), **v}
+                {
+                    "step": step,
+                    "minutes": round((elapsed_before + time.time() - start) / 60, 1),
+                    "train": round(running, 4),
+                    **v,
+                }
             )
             log(f"step {step}: train {running:.3f} val {v}")
-            _save_state(ckpt, model, ema, opt, {"step": step, "elapsed": elapsed_before + time.time() - start})
+            meta = {"step": step, "elapsed": elapsed_before + time.time() - start, "history": history}
+            _save_state(ckpt, model, ema, opt, meta)
     bar.close()
     if rank != 0:
         return ModelCard(s.name, s.config.to_dict())
     wall = elapsed_before + time.time() - start
-    _save_state(ckpt, model, ema, opt, {"step": step, "elapsed": wall})
+    _save_state(ckpt, model, ema, opt, {"step": step, "elapsed": wall, "history": history})
     ema.eval().cpu()
     card = ModelCard(
         name=s.name,
@@ -224,7 +235,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
             "val_dirs": s.val_dirs,
             "photos": len(train_paths),
             "holdout_packages": s.holdout,
-            "kinds": [f"{k}{z} x{b} p={w}" for k, z, b, w in KINDS],
+            "kinds": [f"{k}{z} x{b * s.batch_scale} p={w}" for k, z, b, w in KINDS],
             "steps": step,
             "wall_minutes": round(wall / 60, 1),
             "device": str(device),
