@@ -311,6 +311,7 @@ def _chunk_progress(src: str, as_json: bool):
 @click.option("--schedule-minutes", type=float, default=0.0, help="Span of the learning-rate decay over resumed runs.")
 @click.option("--batch-scale", type=int, default=1, help="Multiply every batch (about 64k pixels) by this.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the output.")
+@click.option("--init", default="", help="Start from these weights (.safetensors) wherever names and shapes match.")
 @click.option("--threads", type=int, default=0)
 @click.option("--seed", type=int, default=0)
 @click.option("--eval-minutes", type=float, default=5.0, help="Validate (and checkpoint) this often.")
@@ -327,6 +328,7 @@ def train(
     schedule_minutes,
     batch_scale,
     resume,
+    init,
     threads,
     seed,
     eval_minutes,
@@ -353,6 +355,7 @@ def train(
         schedule_minutes=schedule_minutes,
         batch_scale=batch_scale,
         resume=resume,
+        init=init,
         threads=threads,
         seed=seed,
         eval_minutes=eval_minutes,

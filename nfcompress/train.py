@@ -46,6 +46,8 @@ class TrainSettings:
     eval_minutes: float = 5.0
     eval_per_photo: int = 4
     checkpoint: str = ""
+    # Start from another model's weights wherever names and shapes match (new parts start fresh).
+    init: str = ""
     resume: bool = False
     threads: int = 0
 
@@ -100,6 +102,14 @@ def _load_state(path: Path, model: IDF, ema: IDF, opt: torch.optim.Optimizer) ->
     sd["state"] = state
     opt.load_state_dict(sd)
     return meta
+
+
+def _init_from(model: IDF, path: Path) -> int:
+    """Copy every tensor of the weights at `path` whose name and shape `model` shares; how many."""
+    own = model.state_dict()
+    found = {k: v for k, v in load_file(str(path)).items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(found, strict=False)
+    return len(found)
 
 
 def _split_photos(paths: list[Path], holdout: list[str]) -> tuple[list[Path], list[Path]]:
@@ -161,6 +171,9 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     ckpt = Path(s.checkpoint or Path(s.output).with_suffix(".ckpt"))
     step, elapsed_before, history = 0, 0.0, []
+    if s.init and not (s.resume and (ckpt / "state.json").exists()):
+        log(f"started from {s.init}: {_init_from(model, Path(s.init))} tensors")
+        ema.load_state_dict(model.state_dict())
     if s.resume and (ckpt / "state.json").exists():
         meta = _load_state(ckpt, model, ema, opt)
         step, elapsed_before = meta["step"], meta["elapsed"]
@@ -241,6 +254,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
             "device": str(device),
             "world_size": world,
             "lr": s.lr,
+            "init": s.init,
             "ema": s.ema,
             "history": history,
         },

@@ -57,3 +57,23 @@ def test_short_training_run_lowers_the_loss_and_writes_weights_and_card(tmp_path
     assert r.exit_code == 0, r.output
     assert load_model(out)[1].training["steps"] == 70
     assert np.isfinite(card.metrics["bpsp"]["thumb32"]["nfcompress_ideal"])
+
+
+def test_init_copies_every_tensor_that_fits_a_deeper_model(tmp_path):
+    from safetensors.torch import save_file
+
+    from nfcompress.train import _init_from
+
+    torch.manual_seed(1)
+    small = IDF(IDFConfig.from_dict({**IDFConfig().to_dict(), **CONFIG, "levels": 2, "top_groups": [12, 12]}))
+    for p in small.parameters():
+        p.data.normal_()
+    save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(tmp_path / "s.safetensors"))
+    deep = IDF(IDFConfig.from_dict({**IDFConfig().to_dict(), **CONFIG, "levels": 3}))
+    copied = _init_from(deep, tmp_path / "s.safetensors")
+    mine, theirs = deep.state_dict(), small.state_dict()
+    shared = [k for k in theirs if k in mine and mine[k].shape == theirs[k].shape]
+    assert copied == len(shared) and copied > 0
+    assert all(torch.equal(mine[k], theirs[k]) for k in shared)
+    assert "levels.0.couplings.0.net.inp.weight" in shared  # the first level carries over whole
+    assert not any(k.startswith("levels.2.") for k in shared)  # the new level starts fresh
