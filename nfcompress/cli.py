@@ -437,7 +437,13 @@ def heatmap(image, output, overlay, model, force, as_json) -> None:
 
 @main.command()
 @click.option("-n", "count", type=int, default=16, show_default=True, help="How many images.")
-@click.option("--size", type=int, default=32, show_default=True, help="Side of each image (a multiple of 8).")
+@click.option(
+    "--size",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Side of each image (a multiple of 2^levels: 32 for nfc-small).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the priors' spread.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")

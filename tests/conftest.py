@@ -9,7 +9,7 @@ from nfcompress.codec import Codec
 from nfcompress.flows import IDF, IDFConfig
 from nfcompress.weights import ModelCard, save_model
 
-TINY = IDFConfig(coupling_width=8, prior_width=8, mixtures=2, top_groups=[16, 16, 8, 8])
+TINY = IDFConfig(levels=3, coupling_width=8, prior_width=8, mixtures=2, top_groups=[16, 16, 8, 8])
 
 
 def make_tiny(seed: int = 0) -> IDF:

@@ -69,7 +69,7 @@ def test_init_copies_every_tensor_that_fits_a_deeper_model(tmp_path):
     for p in small.parameters():
         p.data.normal_()
     save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(tmp_path / "s.safetensors"))
-    deep = IDF(IDFConfig.from_dict({**IDFConfig().to_dict(), **CONFIG, "levels": 3}))
+    deep = IDF(IDFConfig.from_dict({**IDFConfig().to_dict(), **CONFIG, "levels": 3, "top_groups": [16, 16, 8, 8]}))
     copied = _init_from(deep, tmp_path / "s.safetensors")
     mine, theirs = deep.state_dict(), small.state_dict()
     shared = [k for k in theirs if k in mine and mine[k].shape == theirs[k].shape]

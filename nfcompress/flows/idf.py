@@ -18,7 +18,7 @@ class IDFConfig:
     """Architecture of an IDF; saved in every model card so a model rebuilds from its card."""
 
     channels: int = 3
-    levels: int = 3
+    levels: int = 5
     couplings: int = 2
     coupling_width: int = 48
     coupling_blocks: int = 1
@@ -28,7 +28,7 @@ class IDFConfig:
     # Channels factored out at each level below the top, as a chain of conditional steps.
     factor_steps: int = 2
     # At the top, the groups coded one after another; the last has no condition.
-    top_groups: list[int] = field(default_factory=lambda: [16, 16, 8, 8])
+    top_groups: list[int] = field(default_factory=lambda: [64, 64, 32, 32])
     # A linear path beside every net (see ResNet).
     linear_skip: bool = True
 
