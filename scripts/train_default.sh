@@ -3,7 +3,8 @@
 #  1. a 3-level IDF trained 105 minutes (that run drew its patches from a fixed pool of 40k per
 #     kind, the sampler of the time; the trainer now draws fresh patches every step);
 #  2. the same grown to 5 levels (--init keeps every trained tensor; the level-3 factor-out and
-#     levels 4-5 start fresh) and trained 70 minutes more.
+#     levels 4-5 start fresh) and trained 70 minutes, then resumed for 24 more on the same
+#     cosine stretched to 94 minutes.
 # Then the card is re-measured with the val photos and every held-out photo.
 set -euo pipefail
 shared=${SHARED:-../shared}
@@ -11,8 +12,10 @@ common=(--train "$shared/data/photos/train" --val "$shared/data/photos/val" --na
   --eval-minutes 10 --holdout tuxtype-data --holdout scribus-template --holdout hugin-data)
 nfcompress train "${common[@]}" -o runs/default/stage1.safetensors --minutes 105 \
   --config '{"levels": 3, "top_groups": [16, 16, 8, 8], "prior_blocks": 2}'
-nfcompress train "${common[@]}" -o runs/default/nfc-small.safetensors --minutes 70 --lr 1e-3 \
-  --init runs/default/stage1.safetensors --config '{"levels": 5, "top_groups": [64, 64, 32, 32], "prior_blocks": 2}'
+stage2=(-o runs/default/nfc-small.safetensors --lr 1e-3 --init runs/default/stage1.safetensors
+  --config '{"levels": 5, "top_groups": [64, 64, 32, 32], "prior_blocks": 2}')
+nfcompress train "${common[@]}" "${stage2[@]}" --minutes 70
+nfcompress train "${common[@]}" "${stage2[@]}" --minutes 24 --schedule-minutes 94 --resume
 python scripts/measure_card.py runs/default/nfc-small.safetensors --train "$shared/data/photos/train" \
   --val "$shared/data/photos/val"
 cp runs/default/nfc-small.safetensors runs/default/nfc-small.json models/
