@@ -4,6 +4,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "list_images",
     "package_of",
+    "split_heldout",
     "load_photo",
     "thumbnail",
     "native_crop",
@@ -36,6 +37,12 @@ def list_images(dirs: Iterable[str | Path]) -> list[Path]:
 def package_of(path: Path) -> str:
     """The source package of a photo named `<package>--<stem>.jpg` (the whole stem otherwise)."""
     return path.stem.split("--")[0]
+
+
+def split_heldout(paths: list[Path], holdout: Iterable[str]) -> tuple[list[Path], list[Path]]:
+    """(kept, held out): the photos outside and inside the held-out source packages."""
+    held = set(holdout)
+    return [p for p in paths if package_of(p) not in held], [p for p in paths if package_of(p) in held]
 
 
 def load_photo(path: Path, max_side: int = 0) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from nfcompress.data import PhotoSampler, eval_sets, list_images, load_photo, package_of
+from nfcompress.data import PhotoSampler, eval_sets, list_images, load_photo, split_heldout
 from nfcompress.evaluate import classical_bpsp, flow_timing, ideal_bpsp
 from nfcompress.flows import IDF, IDFConfig
 from nfcompress.weights import ModelCard, save_model
@@ -112,12 +112,6 @@ def _init_from(model: IDF, path: Path) -> int:
     return len(found)
 
 
-def _split_photos(paths: list[Path], holdout: list[str]) -> tuple[list[Path], list[Path]]:
-    keep = [p for p in paths if package_of(p) not in holdout]
-    held = [p for p in paths if package_of(p) in holdout]
-    return keep, held
-
-
 def _val_sets(val_dirs: list[str], val_paths: list[Path], per_photo: int) -> dict[str, np.ndarray]:
     """Validation sets from the val photos, or from a saved .npz of them (for machines without the photos)."""
     npz = [d for d in val_dirs if d.endswith(".npz")]
@@ -146,7 +140,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     rng = np.random.default_rng(s.seed + 1000 * rank)
 
     all_train = list_images(s.train_dirs)
-    train_paths, held_paths = _split_photos(all_train, s.holdout)
+    train_paths, held_paths = split_heldout(all_train, s.holdout)
     val_paths = list_images([d for d in s.val_dirs if not d.endswith(".npz")])
     if not train_paths:
         raise ValueError("no training images found")
@@ -160,7 +154,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     weights = weights / weights.sum()
     log(f"photos ready in {time.time() - t0:.0f}s")
     val_sets = _val_sets(s.val_dirs, val_paths, s.eval_per_photo)
-    held_eval = held_paths + [p for p in val_paths if package_of(p) in s.holdout]
+    held_eval = held_paths + split_heldout(val_paths, s.holdout)[1]
     held_sets = eval_sets(held_eval, per_photo=s.eval_per_photo) if held_eval else {}
 
     model = IDF(s.config).to(device)
@@ -171,10 +165,11 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     ckpt = Path(s.checkpoint or Path(s.output).with_suffix(".ckpt"))
     step, elapsed_before, history = 0, 0.0, []
-    if s.init and not (s.resume and (ckpt / "state.json").exists()):
+    resuming = s.resume and (ckpt / "state.json").exists()
+    if s.init and not resuming:
         log(f"started from {s.init}: {_init_from(model, Path(s.init))} tensors")
         ema.load_state_dict(model.state_dict())
-    if s.resume and (ckpt / "state.json").exists():
+    if resuming:
         meta = _load_state(ckpt, model, ema, opt)
         step, elapsed_before = meta["step"], meta["elapsed"]
         history = meta.get("history", [])
@@ -184,7 +179,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         net = torch.nn.parallel.DistributedDataParallel(net)
 
     budget = s.minutes * 60
-    schedule = s.schedule_minutes * 60 or (elapsed_before + budget if s.resume else budget)
+    schedule = s.schedule_minutes * 60 or elapsed_before + budget
     start = time.time()
     last_eval = start
     bar = tqdm(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from nfcompress.data import eval_sets, list_images, package_of
+from nfcompress.data import eval_sets, list_images, split_heldout
 from nfcompress.train import measure
 from nfcompress.weights import load_model, save_model
 
@@ -22,9 +22,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, card = load_model(Path(a.model))
-    holdout = set(card.training.get("holdout_packages", []))
     val = list_images([a.val])
-    held = [p for p in list_images([a.train]) + val if package_of(p) in holdout]
+    held = split_heldout(list_images([a.train]) + val, card.training.get("holdout_packages", []))[1]
     card.training["val_dirs"] = [a.val]
     card.metrics = measure(
         model,

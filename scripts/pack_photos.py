@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
-from nfcompress.data import eval_sets, list_images, package_of
+from nfcompress.data import eval_sets, list_images, split_heldout
 
 
 def main() -> None:
@@ -27,9 +27,7 @@ def main() -> None:
     out = Path(a.out)
     (out / "train").mkdir(parents=True, exist_ok=True)
     limit = a.max_mp * 1e6
-    for p in list_images([a.train]):
-        if package_of(p) in a.holdout:
-            continue
+    for p in split_heldout(list_images([a.train]), a.holdout)[0]:
         dst = out / "train" / p.name
         with Image.open(p) as im:
             w, h = im.size
