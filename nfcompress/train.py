@@ -105,10 +105,15 @@ def _load_state(path: Path, model: IDF, ema: IDF, opt: torch.optim.Optimizer) ->
 
 
 def _init_from(model: IDF, path: Path) -> int:
-    """Copy every tensor of the weights at `path` whose name and shape `model` shares; how many."""
+    """Copy every tensor of the weights at `path` whose name and shape `model` shares; how many.
+
+    Checkerboard contexts missing from those weights start as copies of their priors.
+    """
     own = model.state_dict()
     found = {k: v for k, v in load_file(str(path)).items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(found, strict=False)
+    if model.config.checkerboard and not any(".contexts." in k for k in found):
+        model.seed_contexts()
     return len(found)
 
 

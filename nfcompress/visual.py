@@ -8,6 +8,7 @@ from PIL import Image
 
 from nfcompress.codec import Codec, _as_pixels, _padded, _split_mode, plan_tiles
 from nfcompress.flows import IDF, log2_prob, split_params
+from nfcompress.flows.idf import anchors, place
 
 # Anchor colours of a dark-to-bright map (black, purple, red, orange, pale yellow).
 _ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float64)
@@ -26,9 +27,15 @@ def bit_map(codec: Codec, image: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(_padded(rgb, tiles, m)).to(codec.device).float()
         latents, params = model.forward_with_params(x)
         total = torch.zeros(x.shape[0], x.shape[2], x.shape[3], dtype=torch.float64)
-        for (level, _), z, raw in zip(steps, latents, params):
-            bits = -log2_prob(z, split_params(raw, model.config.mixtures)).double().sum(1).cpu()
+        for (level, _, half), z, raw in zip(steps, latents, params):
+            bits = -log2_prob(z, split_params(raw, model.config.mixtures)).double().sum(1, keepdim=True).cpu()
             f = 2 ** (level + 1)
+            h, w = x.shape[2] // f, x.shape[3] // f
+            if model.config.checkerboard:
+                first = anchors(h, w, bits.device)
+                spread = torch.zeros(x.shape[0], 1, h, w, dtype=torch.float64)
+                bits = place(bits, first if half == 0 else ~first, spread)
+            bits = bits[:, 0]
             total += bits.repeat_interleave(f, 1).repeat_interleave(f, 2) / (f * f)
         for t, tile in zip(tiles, total.numpy()):
             out[t.y : t.y + t.h, t.x : t.x + t.w] = tile[: t.h, : t.w]
@@ -70,6 +77,8 @@ def sample(model: IDF, n: int, size: int, seed: int, temperature: float = 1.0) -
     model.set_shape(n, size, size)
 
     def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        if 0 in shape:
+            return raw.new_zeros(shape)
         p = split_params(raw.cpu(), model.config.mixtures)
         probs = p.log_weights.exp().movedim(1, -1).reshape(-1, p.log_weights.shape[1])
         k = torch.multinomial(probs, 1, generator=g).view(p.means.shape[0], 1, *p.means.shape[2:])

@@ -69,3 +69,16 @@ def test_load_refuses_tampered_weights(tmp_path, tiny_model):
 def test_bad_top_groups_are_refused():
     with pytest.raises(ValueError):
         IDF(IDFConfig(top_groups=[8, 8]))
+
+
+def test_model_without_checkerboard_inverts_and_old_cards_load_without_it():
+    cfg = IDFConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k != "checkerboard"})
+    assert cfg.checkerboard is False
+    torch.manual_seed(3)
+    model = IDF(cfg).eval()
+    x = torch.randint(0, 256, (2, 3, 16, 24)).float()
+    with torch.no_grad():
+        latents = model(x)
+        model.set_shape(2, 16, 24)
+        assert torch.equal(model.inverse(latents), x)
+    assert len(latents) == len(model.steps()) == len(IDF(TINY).steps()) // 2

@@ -3,7 +3,7 @@ import math
 import torch
 
 from nfcompress.flows import MixtureParams, log2_prob, split_params
-from nfcompress.flows.priors import ConditionalPrior, TopPrior
+from nfcompress.flows.priors import ConditionalPrior, ContextPrior, TopPrior
 
 
 def _params(m=3, seed=0):
@@ -46,3 +46,15 @@ def test_conditional_prior_shapes_and_fresh_components_differ():
     top = TopPrior(out=5, mixtures=2)
     assert top(3, 2, 2).shape == (3, 3 * 2 * 5, 2, 2)
     assert math.isclose(float(split_params(top(1, 1, 1).detach(), 2).log_weights.exp().sum(1)[0, 0]), 1.0, rel_tol=1e-6)
+
+
+def test_context_prior_centres_on_the_neighbours_of_flat_ground():
+    from nfcompress.flows.idf import anchors
+
+    prior = ContextPrior(kept=4, out=2, mixtures=3, width=8, blocks=1)
+    z = torch.full((1, 2, 5, 6), 37.0)
+    m = anchors(5, 6, z.device)
+    z[:, :, ~m] = 1000.0  # what is not yet decoded must not matter
+    p = split_params(prior(torch.zeros(1, 4, 5, 6), z, m), 3)
+    # the middle component of a fresh prior sits on the average of the coded neighbours
+    assert torch.allclose(p.means[:, 1][:, :, ~m], torch.full_like(p.means[:, 1][:, :, ~m], 37.0))

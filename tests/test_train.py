@@ -77,3 +77,24 @@ def test_init_copies_every_tensor_that_fits_a_deeper_model(tmp_path):
     assert all(torch.equal(mine[k], theirs[k]) for k in shared)
     assert "levels.0.couplings.0.net.inp.weight" in shared  # the first level carries over whole
     assert not any(k.startswith("levels.2.") for k in shared)  # the new level starts fresh
+
+
+def test_init_without_contexts_starts_the_checkerboard_where_the_old_model_stood(tmp_path):
+    from safetensors.torch import save_file
+
+    from nfcompress.train import _init_from
+
+    torch.manual_seed(2)
+    base = {**IDFConfig().to_dict(), **CONFIG, "levels": 2, "top_groups": [12, 12]}
+    old = IDF(IDFConfig.from_dict({**base, "checkerboard": False}))
+    for p in old.parameters():
+        p.data.normal_(0, 0.05)
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(tmp_path / "o.safetensors"))
+    new = IDF(IDFConfig.from_dict({**base, "checkerboard": True}))
+    _init_from(new, tmp_path / "o.safetensors")
+    x = torch.randint(0, 256, (2, 3, 16, 16)).float()
+    with torch.no_grad():
+        assert torch.allclose(new.bits(x), old.bits(x), rtol=1e-5)
+    new.bits(x).sum().backward()
+    gate = new.levels[0].contexts[0].gate
+    assert gate.grad is not None and torch.any(gate.grad != 0)  # the neighbours can come into play

@@ -1,6 +1,6 @@
 """The integer discrete flow: multi-scale couplings with conditional factor-out priors."""
 
-__all__ = ["IDFConfig", "IDF"]
+__all__ = ["IDFConfig", "IDF", "anchors", "take", "place"]
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from nfcompress.flows.bijections import AdditiveCoupling, Permutation, squeeze, unsqueeze
 from nfcompress.flows.nets import ResNet
-from nfcompress.flows.priors import ConditionalPrior, TopPrior, log2_prob, split_params
+from nfcompress.flows.priors import ConditionalPrior, ContextPrior, TopPrior, log2_prob, split_params
 
 
 @dataclass
@@ -31,6 +31,8 @@ class IDFConfig:
     top_groups: list[int] = field(default_factory=lambda: [64, 64, 32, 32])
     # A linear path beside every net (see ResNet).
     linear_skip: bool = True
+    # Code each latent group in two checkerboard halves, the second given the first.
+    checkerboard: bool = True
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -39,7 +41,8 @@ class IDFConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "IDFConfig":
         """Rebuild from `to_dict` output, refusing unknown keys."""
-        return cls(**d)
+        # Cards written before the checkerboard existed describe models without it.
+        return cls(**{"checkerboard": False, **d})
 
     @property
     def multiple(self) -> int:
@@ -72,6 +75,14 @@ class _Level(nn.Module):
                 self.priors.append(
                     ConditionalPrior(kept, g, cfg.mixtures, cfg.prior_width, cfg.prior_blocks, cfg.linear_skip)
                 )
+        self.contexts = nn.ModuleList()
+        if cfg.checkerboard:
+            kept = c
+            for g in groups:
+                kept -= g
+                self.contexts.append(
+                    ContextPrior(kept, g, cfg.mixtures, cfg.prior_width, cfg.prior_blocks, cfg.linear_skip)
+                )
         self.kept = kept
 
     def transform(self, x: Tensor) -> Tensor:
@@ -90,6 +101,24 @@ class _Level(nn.Module):
         if isinstance(p, TopPrior):
             return p(kept.shape[0], kept.shape[2], kept.shape[3])
         return p(kept)
+
+
+def anchors(height: int, width: int, device: torch.device) -> Tensor:
+    """The checkerboard's first half, coded before the rest: bool (H, W), True where (i + j) is even."""
+    i = torch.arange(height, device=device).view(-1, 1)
+    j = torch.arange(width, device=device).view(1, -1)
+    return (i + j) % 2 == 0
+
+
+def take(t: Tensor, where: Tensor) -> Tensor:
+    """The positions of t (B, C, H, W) where `where` (H, W) holds, in raster order: (B, C, n, 1)."""
+    return t[:, :, where].unsqueeze(-1)
+
+
+def place(values: Tensor, where: Tensor, out: Tensor) -> Tensor:
+    """Write values (B, C, n, 1) from `take` back into out (B, C, H, W) at `where`, in place."""
+    out[:, :, where] = values.squeeze(-1).to(out.dtype)
+    return out
 
 
 class IDF(nn.Module):
@@ -119,34 +148,50 @@ class IDF(nn.Module):
             self.levels.append(level)
             c = level.kept
 
-    def steps(self) -> list[tuple[int, int]]:
-        """(level, group) of every latent group, in forward order."""
-        return [(li, gi) for li, lvl in enumerate(self.levels) for gi in range(len(lvl.groups))]
+    def steps(self) -> list[tuple[int, int, int]]:
+        """(level, group, half) of every coded latent tensor, in forward order.
 
-    def forward_with_params(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Latents in forward order and the raw prior parameters of each."""
-        latents, params = [], []
+        With a checkerboard each group codes as two tensors, its second half (1) before its
+        anchors (0) in forward order, so that decoding, which runs backwards, meets anchors first.
+        """
+        halves = [1, 0] if self.config.checkerboard else [0]
+        return [(li, gi, h) for li, lvl in enumerate(self.levels) for gi in range(len(lvl.groups)) for h in halves]
+
+    def _groups(self, x: Tensor):
+        """Walk the levels forward, yielding (level, group index, latent group, the kept latents)."""
         h = x
         for level in self.levels:
             kept = level.transform(h)
             for i, g in enumerate(level.groups):
-                z = kept[:, kept.shape[1] - g :]
+                z = kept[:, kept.shape[1] - g :].contiguous()
                 kept = kept[:, : kept.shape[1] - g].contiguous()
-                latents.append(z.contiguous())
-                params.append(level.prior(i, kept))
+                yield level, i, z, kept
             h = kept
+
+    def forward_with_params(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Coded latent tensors in forward order and the raw prior parameters of each."""
+        latents, params = [], []
+        for level, i, z, kept in self._groups(x):
+            first = level.prior(i, kept)
+            if self.config.checkerboard:
+                m = anchors(z.shape[2], z.shape[3], z.device)
+                second = level.contexts[i](kept, z, m)
+                latents += [take(z, ~m), take(z, m)]
+                params += [take(second, ~m), take(first, m)]
+            else:
+                latents.append(z)
+                params.append(first)
         return latents, params
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """x -> latents (forward order), exact on integers."""
+        """x -> coded latent tensors (forward order), exact on integers."""
         latents = []
-        h = x
-        for level in self.levels:
-            kept = level.transform(h)
-            for g in level.groups:
-                latents.append(kept[:, kept.shape[1] - g :].contiguous())
-                kept = kept[:, : kept.shape[1] - g]
-            h = kept
+        for _, _, z, _ in self._groups(x):
+            if self.config.checkerboard:
+                m = anchors(z.shape[2], z.shape[3], z.device)
+                latents += [take(z, ~m), take(z, m)]
+            else:
+                latents.append(z)
         return latents
 
     def inverse(self, latents: list[Tensor]) -> Tensor:
@@ -155,22 +200,30 @@ class IDF(nn.Module):
         return self.decode(lambda step, params, shape: next(it))
 
     def decode(self, draw: Callable[[int, Tensor, tuple[int, ...]], Tensor]) -> Tensor:
-        """Rebuild x from the top down, asking `draw(step, raw_params, shape)` for each latent.
+        """Rebuild x from the top down, asking `draw(step, raw_params, shape)` for each latent tensor.
 
-        `step` indexes the forward order; `draw` returns the latent whose prior has those raw
-        parameters: the ANS decoder reads it from a stream, a sampler draws it at random.
+        `step` indexes `steps()`; `draw` returns the latents whose prior has those raw
+        parameters: the ANS decoder reads them from a stream, a sampler draws them at random.
         """
-        steps = self.steps()
+        step = len(self.steps())
         b, h_, w_ = self._top_shape
-        kept: Tensor | None = None
+        kept = torch.zeros(b, 0, h_, w_, device=self._device(), dtype=torch.float32)
         for li in reversed(range(len(self.levels))):
             level = self.levels[li]
-            if kept is None:
-                kept = torch.zeros(b, 0, h_, w_, device=self._device(), dtype=torch.float32)
             for gi in reversed(range(len(level.groups))):
-                step = steps.index((li, gi))
-                params = level.prior(gi, kept.contiguous())
-                z = draw(step, params, (b, level.groups[gi], kept.shape[2], kept.shape[3]))
+                g, h, w = level.groups[gi], kept.shape[2], kept.shape[3]
+                first = level.prior(gi, kept.contiguous())
+                if self.config.checkerboard:
+                    m = anchors(h, w, kept.device)
+                    z = kept.new_zeros(b, g, h, w)
+                    step -= 1
+                    place(draw(step, take(first, m), (b, g, int(m.sum()), 1)), m, z)
+                    second = level.contexts[gi](kept.contiguous(), z, m)
+                    step -= 1
+                    place(draw(step, take(second, ~m), (b, g, int((~m).sum()), 1)), ~m, z)
+                else:
+                    step -= 1
+                    z = draw(step, first, (b, g, h, w))
                 kept = torch.cat([kept, z.to(kept.dtype)], dim=1)
             kept = level.untransform(kept)
         return kept
@@ -180,14 +233,23 @@ class IDF(nn.Module):
         m = self.config.multiple
         self._top_shape = (batch, height // m, width // m)
 
+    def seed_contexts(self) -> None:
+        """Start every checkerboard context as a copy of its group's prior, so that a model grown
+        from one without a checkerboard begins exactly where that one stood."""
+        for level in self.levels:
+            for prior, context in zip(level.priors, level.contexts):
+                context.copy_from(prior)
+
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
     def bits(self, x: Tensor) -> Tensor:
         """Exact code length -log2 P(x) of each image, in bits, shape (B,)."""
-        latents, params = self.forward_with_params(x)
         total = torch.zeros(x.shape[0], device=x.device)
-        for z, raw in zip(latents, params):
-            p = split_params(raw, self.config.mixtures)
-            total = total - log2_prob(z, p).flatten(1).sum(1)
+        for level, i, z, kept in self._groups(x):
+            raw = level.prior(i, kept)
+            if self.config.checkerboard:
+                m = anchors(z.shape[2], z.shape[3], z.device)
+                raw = torch.where(m, raw, level.contexts[i](kept, z, m))
+            total = total - log2_prob(z, split_params(raw, self.config.mixtures)).flatten(1).sum(1)
         return total

@@ -1,6 +1,6 @@
 """Discretized logistic mixtures over the unbounded integers, and the priors built from them."""
 
-__all__ = ["MixtureParams", "split_params", "log2_prob", "ConditionalPrior", "TopPrior"]
+__all__ = ["MixtureParams", "split_params", "log2_prob", "ConditionalPrior", "ContextPrior", "TopPrior"]
 
 import math
 from dataclasses import dataclass
@@ -50,13 +50,13 @@ def log2_prob(z: Tensor, p: MixtureParams) -> Tensor:
     return torch.logsumexp(p.log_weights + log_mass, dim=1) / math.log(2.0)
 
 
-def _spread_init(bias: Tensor, mixtures: int, channels: int) -> None:
+def _spread_init(bias: Tensor, mixtures: int, channels: int, spread: float = 1.0) -> None:
     """Spread the mixture components' initial means so they do not train as one."""
     with torch.no_grad():
         b = bias.view(3, mixtures, channels)
         b.zero_()
         if mixtures > 1:
-            b[1] = torch.linspace(-1.0, 1.0, mixtures).view(mixtures, 1)
+            b[1] = torch.linspace(-spread, spread, mixtures).view(mixtures, 1)
 
 
 class ConditionalPrior(nn.Module):
@@ -71,6 +71,56 @@ class ConditionalPrior(nn.Module):
     def forward(self, kept: Tensor) -> Tensor:
         """Raw parameters (B, 3*M*out, H, W) from the kept latents."""
         return self.net(kept.contiguous() * (1 / 128.0) - 1.0)
+
+
+class ContextPrior(nn.Module):
+    """A mixture for the second half of a checkerboard, given the kept latents and the first half.
+
+    Its means are offsets from the average of each latent's coded (anchor) neighbours in the same
+    channel: on flat and smooth ground, where neighbouring latents are equal, that is nearly exact
+    from the first step, and the net learns what is left.
+    """
+
+    def __init__(self, kept: int, out: int, mixtures: int, width: int, blocks: int, skip: bool = True) -> None:
+        super().__init__()
+        self.mixtures = mixtures
+        self.net = ResNet(kept + out + 1, 3 * mixtures * out, width, blocks, skip)
+        _spread_init(self.net.out.bias, mixtures, out, spread=0.05)
+        # How much of the neighbour average goes into each channel's means.
+        self.gate = nn.Parameter(torch.ones(out))
+        cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+        self.register_buffer("cross", cross.view(1, 1, 3, 3))
+
+    def forward(self, kept: Tensor, z: Tensor, anchors: Tensor) -> Tensor:
+        """Raw parameters (B, 3*M*out, H, W) from the kept latents and z at the anchors (bool (H, W))."""
+        b, g, h, w = z.shape
+        a = anchors.to(z.dtype).expand(b, 1, h, w)
+        known = torch.where(anchors, z, 0.0)
+        inp = torch.cat([kept * (1 / 128.0) - 1.0, torch.where(anchors, z * (1 / 128.0) - 1.0, 0.0), a], dim=1)
+        raw = self.net(inp).view(b, 3, self.mixtures, g, h, w)
+        total = nn.functional.conv2d(known, self.cross.expand(g, 1, 3, 3), padding=1, groups=g)
+        count = nn.functional.conv2d(a[:1], self.cross, padding=1).clamp(min=1.0)
+        centre = ((total / count - MEAN_OFFSET) / MEAN_SCALE).unsqueeze(1) * self.gate.view(1, 1, g, 1, 1)
+        return torch.stack([raw[:, 0], raw[:, 1] + centre, raw[:, 2]], dim=1).view(b, -1, h, w)
+
+    @torch.no_grad()
+    def copy_from(self, prior: "ConditionalPrior | TopPrior") -> None:
+        """Start as `prior` does: its net (or constants) on the kept latents, neighbours unused."""
+        self.gate.zero_()
+        for p in self.net.parameters():
+            p.zero_()
+        if isinstance(prior, TopPrior):
+            self.net.out.bias.copy_(prior.raw)
+            return
+        src, dst = prior.net, self.net
+        kept = src.inp.weight.shape[1]
+        dst.inp.weight[:, :kept] = src.inp.weight
+        if src.skip is not None and dst.skip is not None:
+            dst.skip.weight[:, :kept] = src.skip.weight
+        own = dict(dst.named_parameters())
+        for name, p in src.named_parameters():
+            if not name.startswith(("inp.weight", "skip.")):
+                own[name].copy_(p)
 
 
 class TopPrior(nn.Module):
