@@ -210,8 +210,6 @@ class Codec:
         bits = 0.0
         # The decoder pops the last forward step first, so push in forward order.
         for z, raw in zip(latents, params):
-            if z.numel() == 0:
-                continue
             p = split_params(raw, self.model.config.mixtures)
             bits -= float(log2_prob(z, p).double().sum())
             values = z.round().to(torch.int64).cpu().numpy().ravel()
@@ -263,8 +261,6 @@ class Codec:
         self.model.set_shape(n, h, w)
 
         def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-            if 0 in shape:
-                return raw.new_zeros(shape)
             p = split_params(raw, self.model.config.mixtures)
             values = dec.pop_latents(int(np.prod(shape)), _tables(p))
             return torch.from_numpy(values.reshape(shape)).to(raw.device).float()

@@ -77,8 +77,6 @@ def sample(model: IDF, n: int, size: int, seed: int, temperature: float = 1.0) -
     model.set_shape(n, size, size)
 
     def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        if 0 in shape:
-            return raw.new_zeros(shape)
         p = split_params(raw.cpu(), model.config.mixtures)
         probs = p.log_weights.exp().movedim(1, -1).reshape(-1, p.log_weights.shape[1])
         k = torch.multinomial(probs, 1, generator=g).view(p.means.shape[0], 1, *p.means.shape[2:])

@@ -66,23 +66,14 @@ class _Level(nn.Module):
         self.groups = groups
         self.top = top
         self.priors = nn.ModuleList()
+        self.contexts = nn.ModuleList()
         kept = c
         for i, g in enumerate(groups):
             kept -= g
-            if top and i == len(groups) - 1:
-                self.priors.append(TopPrior(g, cfg.mixtures))
-            else:
-                self.priors.append(
-                    ConditionalPrior(kept, g, cfg.mixtures, cfg.prior_width, cfg.prior_blocks, cfg.linear_skip)
-                )
-        self.contexts = nn.ModuleList()
-        if cfg.checkerboard:
-            kept = c
-            for g in groups:
-                kept -= g
-                self.contexts.append(
-                    ContextPrior(kept, g, cfg.mixtures, cfg.prior_width, cfg.prior_blocks, cfg.linear_skip)
-                )
+            net = (kept, g, cfg.mixtures, cfg.prior_width, cfg.prior_blocks, cfg.linear_skip)
+            self.priors.append(TopPrior(g, cfg.mixtures) if top and i == len(groups) - 1 else ConditionalPrior(*net))
+            if cfg.checkerboard:
+                self.contexts.append(ContextPrior(*net))
         self.kept = kept
 
     def transform(self, x: Tensor) -> Tensor:
@@ -196,14 +187,14 @@ class IDF(nn.Module):
 
     def inverse(self, latents: list[Tensor]) -> Tensor:
         """latents -> x, exact on integers."""
-        it = iter(reversed(latents))
-        return self.decode(lambda step, params, shape: next(it))
+        return self.decode(lambda step, params, shape: latents[step])
 
     def decode(self, draw: Callable[[int, Tensor, tuple[int, ...]], Tensor]) -> Tensor:
         """Rebuild x from the top down, asking `draw(step, raw_params, shape)` for each latent tensor.
 
         `step` indexes `steps()`; `draw` returns the latents whose prior has those raw
         parameters: the ANS decoder reads them from a stream, a sampler draws them at random.
+        A checkerboard half with no positions (on a 1x1 grid) is not asked for.
         """
         step = len(self.steps())
         b, h_, w_ = self._top_shape
@@ -218,9 +209,10 @@ class IDF(nn.Module):
                     z = kept.new_zeros(b, g, h, w)
                     step -= 1
                     place(draw(step, take(first, m), (b, g, int(m.sum()), 1)), m, z)
-                    second = level.contexts[gi](kept.contiguous(), z, m)
                     step -= 1
-                    place(draw(step, take(second, ~m), (b, g, int((~m).sum()), 1)), ~m, z)
+                    if not m.all():
+                        second = level.contexts[gi](kept.contiguous(), z, m)
+                        place(draw(step, take(second, ~m), (b, g, int((~m).sum()), 1)), ~m, z)
                 else:
                     step -= 1
                     z = draw(step, first, (b, g, h, w))
