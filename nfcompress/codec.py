@@ -14,8 +14,8 @@ from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, log2_prob, split_params
 
-DEFAULT_TILE = 256
-DEFAULT_BATCH = 4
+DEFAULT_TILE = 64
+DEFAULT_BATCH = 64
 
 
 @dataclass

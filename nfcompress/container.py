@@ -1,10 +1,22 @@
 """The .nfc byte format: a small checked header, a chunk table, the chunks, nothing else.
 
 See docs/format.md. Parsing is strict: every field is range-checked and the header carries its
-own CRC32, so damage is reported before any large allocation or any decoding work.
+own checksum, so damage is reported before any large allocation or any decoding work. Version 2
+files (written now) leave out what a small image does not need; version 1 files still read.
 """
 
-__all__ = ["MAGIC", "VERSION", "MODES", "MAX_SIDE", "MAX_PIXELS", "Header", "pack", "unpack"]
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "VERSIONS",
+    "SHIPPED_MODEL",
+    "MODES",
+    "MAX_SIDE",
+    "MAX_PIXELS",
+    "Header",
+    "pack",
+    "unpack",
+]
 
 import struct
 import zlib
@@ -13,13 +25,18 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)
+# Coded as an empty name (version 2): the model shipped with nfcompress.
+SHIPPED_MODEL = "nfc-small"
 MODES = ("L", "LA", "RGB", "RGBA")
 DEVICES = ("cpu", "cuda")
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
 MAX_CHUNKS = 1 << 20
 MAX_NAME = 64
+# The largest image written as one tile; a damaged size then costs at most one such decode.
+ONE_TILE_SIDE = 256
 
 
 @dataclass
@@ -38,6 +55,8 @@ class Header:
     bit_depth: int = 8
     chunk_sizes: list[int] = field(default_factory=list)
     alpha_size: int = 0
+    # Set by unpack for a version 2 file coded as a single tile (tile and batch then mean nothing).
+    one_tile: bool = False
 
     @property
     def channels(self) -> int:
@@ -83,16 +102,19 @@ class _Reader:
 
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
-    """Header, chunk table and payload as one .nfc file."""
-    name = h.model_name.encode()
-    if len(name) > MAX_NAME or len(h.model_hash) != 4:
-        raise ValueError("model name too long or hash not 4 bytes")
-    flags = DEVICES.index(h.device) | (0x10 if alpha else 0)
+    """Header, chunk table and payload as one (version 2) .nfc file."""
+    name = b"" if h.model_name == SHIPPED_MODEL else h.model_name.encode()
+    if not 0 < len(h.model_name) <= MAX_NAME or len(h.model_hash) != 4:
+        raise ValueError("model name empty or too long, or hash not 4 bytes")
+    # An image within one tile is one chunk: no tile, batch or chunk count.
+    one_tile = len(chunks) == 1 and max(h.width, h.height) <= min(h.tile, ONE_TILE_SIDE)
+    flags = DEVICES.index(h.device) | (0x10 if alpha else 0) | (0x20 if one_tile else 0)
     head = bytearray(MAGIC)
     head += bytes([VERSION, flags, len(name)]) + name + h.model_hash
     head += _varint(h.width) + _varint(h.height)
-    head += bytes([MODES.index(h.mode) | (h.bit_depth << 4), h.tile.bit_length() - 1])
-    head += _varint(h.batch) + _varint(len(chunks))
+    head += bytes([MODES.index(h.mode) | (h.bit_depth << 4)])
+    if not one_tile:
+        head += bytes([h.tile.bit_length() - 1]) + _varint(h.batch) + _varint(len(chunks))
     for c in chunks:
         head += _varint(len(c))
     if alpha:
@@ -103,36 +125,44 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
-    """Parse and check a .nfc file; returns the header, the chunks and the alpha payload."""
+    """Parse and check a .nfc file (version 1 or 2); returns the header, the chunks and the alpha payload."""
     r = _Reader(data)
     if r.take(len(MAGIC), "magic bytes") != MAGIC:
         raise FormatError("not an .nfc file (wrong magic bytes)")
     version, flags, name_len = r.take(3, "header")
-    if version != VERSION:
-        raise FormatError(f"unsupported .nfc format version {version} (this build reads {VERSION})")
-    if flags & 0x0F >= len(DEVICES) or flags & 0xE0:
+    if version not in VERSIONS:
+        raise FormatError(
+            f"unsupported .nfc format version {version} (this build reads {', '.join(map(str, VERSIONS))})"
+        )
+    one_tile = version >= 2 and bool(flags & 0x20)
+    if flags & 0x0F >= len(DEVICES) or flags & (0xC0 if version >= 2 else 0xE0):
         raise FormatError("corrupted .nfc header (unknown flags)")
-    if name_len == 0 or name_len > MAX_NAME:
+    if name_len > MAX_NAME or (name_len == 0 and version < 2):
         raise FormatError("corrupted .nfc header (bad model name length)")
     try:
-        name = r.take(name_len, "model name").decode()
+        name = r.take(name_len, "model name").decode() if name_len else SHIPPED_MODEL
     except UnicodeDecodeError:
         raise FormatError("corrupted .nfc header (model name is not text)") from None
     model_hash = r.take(4, "model hash")
     width = r.varint("width", MAX_SIDE)
     height = r.varint("height", MAX_SIDE)
-    mode_depth, tile_log = r.take(2, "header")
+    mode_depth = r.take(1, "header")[0]
     if mode_depth & 0x0F >= len(MODES) or mode_depth >> 4 != 8:
         raise FormatError("corrupted .nfc header (unknown mode or bit depth)")
-    if not 3 <= tile_log <= 14:
-        raise FormatError("corrupted .nfc header (bad tile size)")
-    batch = r.varint("batch size", 4096)
-    n_chunks = r.varint("chunk count", MAX_CHUNKS)
-    if 4 * n_chunks > len(data):
-        raise FormatError(f"truncated .nfc file: {n_chunks} chunks cannot fit in {len(data)} bytes")
+    if one_tile:
+        if max(width, height) > ONE_TILE_SIDE:
+            raise FormatError("corrupted .nfc header (image too large for one tile)")
+        tile, batch, n_chunks = ONE_TILE_SIDE, 1, 1
+    else:
+        tile_log = r.take(1, "header")[0]
+        if not 3 <= tile_log <= 14:
+            raise FormatError("corrupted .nfc header (bad tile size)")
+        tile = 1 << tile_log
+        batch = r.varint("batch size", 4096)
+        n_chunks = r.varint("chunk count", MAX_CHUNKS)
+        if 4 * n_chunks > len(data):
+            raise FormatError(f"truncated .nfc file: {n_chunks} chunks cannot fit in {len(data)} bytes")
     sizes = [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
-    if any(s < 4 or s % 4 for s in sizes):
-        raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
     alpha_size = r.varint("alpha size", 1 << 40) if flags & 0x10 else 0
     pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
     end = r.pos
@@ -142,12 +172,12 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
     if width == 0 or height == 0 or width * height > MAX_PIXELS:
         raise FormatError(f"corrupted .nfc header (image size {width}x{height} out of range)")
     body = len(data) - r.pos
+    if any(s < 4 or s % 4 for s in sizes):
+        raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
     if sum(sizes) + alpha_size != body:
         kind = "truncated" if sum(sizes) + alpha_size > body else "corrupted"
         raise FormatError(f"{kind} .nfc file: payload is {body} bytes, the header says {sum(sizes) + alpha_size}")
-    chunks = []
-    for s in sizes:
-        chunks.append(r.take(s, "payload"))
+    chunks = [r.take(s, "payload") for s in sizes]
     alpha = r.take(alpha_size, "alpha payload")
     h = Header(
         model_name=name,
@@ -155,11 +185,12 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         width=width,
         height=height,
         mode=MODES[mode_depth & 0x0F],
-        tile=1 << tile_log,
+        tile=tile,
         batch=batch,
         pixel_crc=pixel_crc,
         device=DEVICES[flags & 0x0F],
         chunk_sizes=sizes,
         alpha_size=alpha_size,
+        one_tile=one_tile,
     )
     return h, chunks, alpha

@@ -5,11 +5,11 @@ __all__ = ["NfcImageFile", "register"]
 import numpy as np
 from PIL import Image, ImageFile
 
-from nfcompress.container import MAGIC, VERSION
+from nfcompress.container import MAGIC, VERSIONS
 
 
 def _accept(prefix: bytes) -> bool:
-    return prefix[:4] == MAGIC + bytes([VERSION])
+    return prefix[:3] == MAGIC and len(prefix) > 3 and prefix[3] in VERSIONS
 
 
 class NfcImageFile(ImageFile.ImageFile):

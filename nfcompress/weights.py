@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from nfcompress.container import SHIPPED_MODEL
 from nfcompress.errors import NfcError
 from nfcompress.flows import IDF, IDFConfig
 
-DEFAULT_MODEL = "nfc-small"
+DEFAULT_MODEL = SHIPPED_MODEL
 
 
 @dataclass

@@ -1,9 +1,11 @@
+import zlib
+
 import pytest
 from conftest import mutate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nfcompress.container import MAX_PIXELS, Header, pack, unpack
+from nfcompress.container import MAX_PIXELS, SHIPPED_MODEL, Header, pack, unpack
 from nfcompress.errors import FormatError
 
 
@@ -85,3 +87,37 @@ def test_mutated_files_end_in_format_error_or_parse(data):
         return
     # A parse that succeeds passed the header CRC, so the header is the original one.
     assert (h.width, h.height, h.mode, h.chunk_sizes) == (70, 33, "RGBA", [12, 4])
+
+
+def test_small_image_of_the_shipped_model_has_a_short_header():
+    h = _header(model_name=SHIPPED_MODEL, width=32, height=32, mode="RGB", tile=64, batch=64)
+    data = pack(h, [b"abcd" * 300])
+    assert len(data) - 1200 <= 23
+    h2, chunks, alpha = unpack(data)
+    assert (h2.model_name, h2.width, h2.height, h2.one_tile, chunks, alpha) == (
+        SHIPPED_MODEL,
+        32,
+        32,
+        True,
+        [b"abcd" * 300],
+        b"",
+    )
+
+
+def test_version_1_files_still_parse():
+    # Version 1, written by hand: name always spelled out, tiling fields always present.
+    head = b"NFC" + bytes([1, 0x10, 4]) + b"tiny" + b"\x01\x02\x03\x04" + bytes([70, 33, 0x83, 5, 2, 2, 12, 4, 3])
+    head += (0xDEADBEEF).to_bytes(4, "little")
+    data = head + zlib.crc32(head).to_bytes(4, "little") + b"abcd" * 3 + b"efgh" + b"xyz"
+    h, chunks, alpha = unpack(data)
+    assert (h.model_name, h.width, h.height, h.mode, h.tile, h.batch, h.pixel_crc, h.one_tile) == (
+        "tiny",
+        70,
+        33,
+        "RGBA",
+        32,
+        2,
+        0xDEADBEEF,
+        False,
+    )
+    assert chunks == [b"abcd" * 3, b"efgh"] and alpha == b"xyz"
