@@ -102,6 +102,9 @@ def _fine_chunk(lw, mu, ls, start, step: int) -> np.ndarray:
 
 def _chunked(fn, b: Bucket, sel: np.ndarray, *args) -> np.ndarray:
     """Run a table builder over rows `sel` of a bucket in parallel chunks, results in order."""
+    if 0 < len(sel) <= CHUNK:
+        # One chunk: handing it to a thread costs more than building it here (small images).
+        return fn(b.log_weights[sel], b.means[sel], b.log_scales[sel], *args)
     parts = [
         _POOL.submit(
             fn, b.log_weights[s], b.means[s], b.log_scales[s], *[a[i : i + CHUNK] for a in args[:1]], *args[1:]
