@@ -163,6 +163,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         if 4 * n_chunks > len(data):
             raise FormatError(f"truncated .nfc file: {n_chunks} chunks cannot fit in {len(data)} bytes")
     sizes = [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
+    if any(s < 4 or s % 4 for s in sizes):
+        raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
     alpha_size = r.varint("alpha size", 1 << 40) if flags & 0x10 else 0
     pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
     end = r.pos
@@ -172,8 +174,6 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
     if width == 0 or height == 0 or width * height > MAX_PIXELS:
         raise FormatError(f"corrupted .nfc header (image size {width}x{height} out of range)")
     body = len(data) - r.pos
-    if any(s < 4 or s % 4 for s in sizes):
-        raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
     if sum(sizes) + alpha_size != body:
         kind = "truncated" if sum(sizes) + alpha_size > body else "corrupted"
         raise FormatError(f"{kind} .nfc file: payload is {body} bytes, the header says {sum(sizes) + alpha_size}")
