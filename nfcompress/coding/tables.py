@@ -102,17 +102,16 @@ def _fine_chunk(lw, mu, ls, start, step: int) -> np.ndarray:
 
 def _chunked(fn, b: Bucket, sel: np.ndarray, *args) -> np.ndarray:
     """Run a table builder over rows `sel` of a bucket in parallel chunks, results in order."""
-    if 0 < len(sel) <= CHUNK:
-        # One chunk: handing it to a thread costs more than building it here (small images).
-        return fn(b.log_weights[sel], b.means[sel], b.log_scales[sel], *args)
     parts = [
-        _POOL.submit(
-            fn, b.log_weights[s], b.means[s], b.log_scales[s], *[a[i : i + CHUNK] for a in args[:1]], *args[1:]
-        )
+        (b.log_weights[s], b.means[s], b.log_scales[s], *[a[i : i + CHUNK] for a in args[:1]], *args[1:])
         for i in range(0, len(sel), CHUNK)
         for s in [sel[i : i + CHUNK]]
     ]
-    return np.concatenate([p.result() for p in parts]) if parts else np.zeros((0, 1))
+    if len(parts) == 1:
+        # One chunk: handing it to a thread costs more than building it here (small images).
+        return fn(*parts[0])
+    futures = [_POOL.submit(fn, *p) for p in parts]
+    return np.concatenate([f.result() for f in futures]) if futures else np.zeros((0, 1))
 
 
 def coarse_weights(b: Bucket) -> np.ndarray:
