@@ -8,16 +8,18 @@ import numpy as np
 
 from nfcompress.codec import Codec
 from nfcompress.io import load_image
+from nfcompress.orientation import DEFAULT_EFFORT
 
 
 @functools.lru_cache(maxsize=4)
-def get_codec(model: str = "", device: str = "cpu") -> Codec:
+def get_codec(model: str = "", device: str = "cpu", effort: int = DEFAULT_EFFORT) -> Codec:
     """The codec for a model name or path ('' is the shipped default), loaded once."""
-    return Codec.load(model, device=device)
+    return Codec.load(model, device=device, effort=effort)
 
 
-def encode(image, model: str = "", device: str = "cpu") -> bytes:
-    """Compress an image (a path, a PIL image or a uint8 array) to .nfc bytes.
+def encode(image, model: str = "", device: str = "cpu", effort: int = DEFAULT_EFFORT) -> bytes:
+    """Compress an image (a path, a PIL image or a uint8 array) to .nfc bytes; effort 1-3 trades
+    encode time (1x, 2x, 8x the network work) for size (each tile coded the way it costs least).
 
     Example:
         >>> import numpy as np, nfcompress
@@ -28,7 +30,7 @@ def encode(image, model: str = "", device: str = "cpu") -> bytes:
         >>> bool((nfcompress.decode(data) == image).all())
         True
     """
-    return get_codec(model, device).encode(load_image(image)).data
+    return get_codec(model, device, effort).encode(load_image(image)).data
 
 
 def decode(data: bytes, model: str = "", device: str = "cpu") -> np.ndarray:

@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from nfcompress.errors import NfcError
+from nfcompress.orientation import DEFAULT_EFFORT
 
 # Workers start fresh: a forked child of a process whose torch and table threads are running
 # can inherit a held lock and hang.
@@ -73,6 +74,7 @@ def encode_file(
     device: str = "cpu",
     force: bool = False,
     verify: bool = True,
+    effort: int = DEFAULT_EFFORT,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Encode one image file to one .nfc file, checked by decoding it, written atomically."""
@@ -82,7 +84,7 @@ def encode_file(
     try:
         _check_free(dst, force)
         t = time.perf_counter()
-        codec = get_codec(model, device)
+        codec = get_codec(model, device, effort)
         pixels = load_image(read_input(src) if src == "-" else src)
         res = codec.encode(pixels, progress=progress)
         if verify and not (codec.decode(res.data) == pixels).all():

@@ -15,6 +15,7 @@ from nfcompress.codec import Codec
 from nfcompress.data import list_images
 from nfcompress.errors import NfcError
 from nfcompress.io import load_image
+from nfcompress.orientation import DEFAULT_EFFORT
 
 
 @dataclass
@@ -48,12 +49,15 @@ class CodecFigures:
         return d
 
 
-def _bench_image(path: Path, codec: Codec | None, names: list[str], model: str = "") -> dict[str, tuple]:
-    """(bytes, ideal bits, encode s, decode s, exact) of one image for every codec."""
+def _bench_image(
+    path: Path, codec: Codec | None, names: list[str], model: str = "", effort: int = DEFAULT_EFFORT
+) -> dict:
+    """(bytes, ideal bits, encode s, decode s, exact) of one image for every codec; without a
+    codec (in a worker process) the model's codec at `effort`."""
     if codec is None:
         from nfcompress.api import get_codec
 
-        codec = get_codec(model)
+        codec = get_codec(model, effort=effort)
     img = load_image(path)
     out = {}
     for n in names:
@@ -82,6 +86,7 @@ def bench_folder(
     progress: Callable[[str], None] | None = None,
     jobs: int = 1,
     model: str = "",
+    effort: int = DEFAULT_EFFORT,
 ) -> list[CodecFigures]:
     """Code every image under `folder` with nfcompress and each classical codec.
 
@@ -116,7 +121,7 @@ def bench_folder(
 
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(jobs, mp_context=_SPAWN, initializer=_worker_init, initargs=(threads,)) as pool:
-            futures = [pool.submit(_bench_image, p, None, names, model) for p in paths]
+            futures = [pool.submit(_bench_image, p, None, names, model, effort) for p in paths]
             for path, fut in zip(paths, futures):
                 add(path, fut.result())
     return list(figs.values())

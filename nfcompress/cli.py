@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from nfcompress.orientation import DEFAULT_EFFORT, EFFORTS
+
 
 def _emit(record: dict, as_json: bool, text: str) -> None:
     click.echo(json.dumps(record) if as_json else text)
@@ -98,6 +100,13 @@ device_option = click.option(
     "--device", default="cpu", help="cpu, or cuda where a GPU is present (the file records it)."
 )
 force_option = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")
+effort_option = click.option(
+    "--effort",
+    type=click.IntRange(min(EFFORTS), max(EFFORTS)),
+    default=DEFAULT_EFFORT,
+    show_default=True,
+    help="Encode effort: each tile is coded in the cheapest of 1, 2 or 8 orientations (encode time 1x, 2x, 8x).",
+)
 
 
 @click.group()
@@ -118,12 +127,15 @@ def main() -> None:
 @threads_option
 @jobs_option
 @device_option
-def encode(inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads, jobs, device) -> None:
+@effort_option
+def encode(
+    inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads, jobs, device, effort
+) -> None:
     """Compress images to .nfc files (IMG -> IMG.nfc), each checked by decoding it again."""
     from nfcompress.batch import encode_file
 
     _setup(threads, max_pixels, device)
-    _codec(model, device)
+    _codec(model, device, effort)
     _code_files(
         encode_file,
         list(inputs),
@@ -140,6 +152,7 @@ def encode(inputs, output, out_dir, model, force, as_json, no_verify, max_pixels
         device=device,
         force=force,
         verify=not no_verify,
+        effort=effort,
     )
 
 
@@ -215,13 +228,14 @@ def info(inputs, as_json) -> None:
 @model_option
 @json_option
 @click.option("--max-pixels", type=int, default=None, help="Pillow's decompression-bomb limit (0 lifts it).")
-def bpd(inputs, model, as_json, max_pixels) -> None:
+@effort_option
+def bpd(inputs, model, as_json, max_pixels, effort) -> None:
     """The model's ideal bits per sub-pixel of each image (high figures flag unusual images)."""
     from nfcompress.batch import read_input
     from nfcompress.io import load_image
 
     _setup(0, max_pixels)
-    codec = _codec(model)
+    codec = _codec(model, effort=effort)
 
     def work(src: str) -> None:
         pixels = load_image(read_input(src) if src == "-" else src)
@@ -248,12 +262,12 @@ def _setup(threads: int, max_pixels: int | None, device: str = "cpu") -> None:
         set_max_pixels(max_pixels or None)
 
 
-def _codec(model: str, device: str = "cpu"):
+def _codec(model: str, device: str = "cpu", effort: int = DEFAULT_EFFORT):
     from nfcompress.api import get_codec
     from nfcompress.errors import NfcError
 
     try:
-        return get_codec(model, device)
+        return get_codec(model, device, effort)
     except NfcError as e:
         raise click.ClickException(str(e)) from None
 
@@ -374,12 +388,13 @@ def train(
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a chart of size and speed (PNG).")
 @threads_option
 @jobs_option
-def bench(folders, model, as_json, plot_path, threads, jobs) -> None:
+@effort_option
+def bench(folders, model, as_json, plot_path, threads, jobs, effort) -> None:
     """nfcompress beside PNG, WebP lossless and JPEG XL on every image of each folder."""
     from nfcompress.bench import bench_folder, format_table, plot
 
     _setup(threads, None)
-    codec = _codec(model)
+    codec = _codec(model, effort=effort)
     rows = []
     for folder in folders:
         show = sys.stderr.isatty() and not as_json
@@ -389,6 +404,7 @@ def bench(folders, model, as_json, plot_path, threads, jobs) -> None:
             progress=(lambda p: click.echo(f"\r{p}", err=True, nl=False)) if show else None,
             jobs=jobs,
             model=model,
+            effort=effort,
         )
         if show:
             click.echo("", err=True)

@@ -13,6 +13,7 @@ from nfcompress.coding import Decoder, Encoder, plan_buckets
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, log2_prob, split_params
+from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
 
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
@@ -137,10 +138,17 @@ class Codec:
         device: str = "cpu",
         tile: int = DEFAULT_TILE,
         batch: int = DEFAULT_BATCH,
+        effort: int = DEFAULT_EFFORT,
     ) -> None:
         if tile & (tile - 1) or tile < model.config.multiple:
             raise NfcError(f"tile must be a power of two of at least {model.config.multiple}")
-        self.model = model.to(device).eval()
+        try:
+            candidates(effort, True)
+        except ValueError as e:
+            raise NfcError(str(e)) from None
+        self.effort = effort
+        # Channels-last convolutions are ~20% faster on the CPU; encode and decode both use them.
+        self.model = model.to(device).eval().to(memory_format=torch.channels_last)
         self.name = name
         self.hash = bytes.fromhex(weights_hash)[:4]
         self.device = device
@@ -186,35 +194,62 @@ class Codec:
             batch=self.batch,
             pixel_crc=zlib.crc32(pixels.tobytes()),
             device=self._device_kind(),
+            oriented=self.effort > 1,
         )
         return EncodeResult(pack(header, chunks, alpha_data), ideal, pixels.size)
 
     @torch.no_grad()
     def ideal_bits(self, image: np.ndarray) -> tuple[float, int]:
-        """The model's -log2 P of an image as `encode` would tile it, and its sub-pixel count."""
+        """The model's -log2 P of an image as `encode` would tile and turn it, and its sub-pixel count."""
         pixels, mode = _as_pixels(image)
         rgb, alpha = _split_mode(pixels, mode)
         m = self.model.config.multiple
         bits = 0.0
         for tiles in plan_tiles(rgb.shape[0], rgb.shape[1], self.tile, self.batch, m):
             x = torch.from_numpy(_padded(rgb, tiles, m)).to(self.device).float()
-            bits += float(self.model.bits(x).double().sum())
+            bits += float(self._choose(x)[3].sum())
         if alpha is not None:
             bits += 8 * len(zlib.compress(alpha.tobytes(), 9))
         return bits, pixels.size
 
+    def _choose(self, x: torch.Tensor) -> tuple[list[int], list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Each tile's cheapest orientation among the effort's candidates, with the latents and
+        prior parameters of the tiles so turned and each tile's bits (orientation included)."""
+        square = x.shape[2] == x.shape[3]
+        best = None
+        for k in candidates(self.effort, square):
+            latents, params = self.model.forward_with_params(orient(x, k).contiguous(memory_format=torch.channels_last))
+            bits = sum(
+                -log2_prob(z, split_params(raw, self.model.config.mixtures)).double().flatten(1).sum(1)
+                for z, raw in zip(latents, params)
+            )
+            if best is None:
+                best = (torch.full_like(bits, k, dtype=torch.int64), latents, params, bits)
+                continue
+            win = bits < best[3]
+            best = (
+                torch.where(win, k, best[0]),
+                [_per_tile(win, a, b) for a, b in zip(latents, best[1])],
+                [_per_tile(win, a, b) for a, b in zip(params, best[2])],
+                torch.minimum(bits, best[3]),
+            )
+        ks, latents, params, bits = best
+        if self.effort > 1:
+            bits = bits + float(np.log2(ORIENTATIONS))
+        return ks.tolist(), latents, params, bits
+
     def _encode_chunk(self, batch: np.ndarray) -> tuple[bytes, float]:
         x = torch.from_numpy(batch).to(self.device).float()
-        latents, params = self.model.forward_with_params(x)
+        ks, latents, params, bits = self._choose(x)
         enc = Encoder()
-        bits = 0.0
         # The decoder pops the last forward step first, so push in forward order.
         for z, raw in zip(latents, params):
             p = split_params(raw, self.model.config.mixtures)
-            bits -= float(log2_prob(z, p).double().sum())
             values = z.round().to(torch.int64).cpu().numpy().ravel()
             enc.push_latents(values, _tables(p))
-        return enc.finish(), bits
+        if self.effort > 1:
+            enc.push_symbols(np.array(ks), ORIENTATIONS)
+        return enc.finish(), float(bits.sum())
 
     def read_header(self, data: bytes) -> Header:
         """Parse a file and check it was made with this codec's model and kind of device."""
@@ -243,7 +278,8 @@ class Codec:
         plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
         rgb = np.empty((header.height, header.width, 3), np.uint8)
         for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
-            out = self._decode_chunk(chunk, len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
+            shape = (len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
+            out = self._decode_chunk(chunk, *shape, oriented=header.oriented, legacy=header.version < 3)
             for t, tile in zip(tiles, out):
                 rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
             if progress:
@@ -256,13 +292,16 @@ class Codec:
             )
         return pixels if pixels.shape[2] > 1 else pixels[..., 0]
 
-    def _decode_chunk(self, chunk: bytes, n: int, h: int, w: int) -> np.ndarray:
+    def _decode_chunk(self, chunk: bytes, n: int, h: int, w: int, oriented: bool, legacy: bool) -> np.ndarray:
         dec = Decoder(chunk)
+        ks = dec.pop_symbols(n, ORIENTATIONS) if oriented else np.zeros(n, np.int64)
+        if h != w and (ks & 4).any():
+            raise FormatError("corrupted .nfc payload (a tile that is not square is transposed)")
         self.model.set_shape(n, h, w)
 
         def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
             p = split_params(raw, self.model.config.mixtures)
-            values = dec.pop_latents(int(np.prod(shape)), _tables(p))
+            values = dec.pop_latents(int(np.prod(shape)), _tables(p, legacy))
             return torch.from_numpy(values.reshape(shape)).to(raw.device).float()
 
         try:
@@ -271,7 +310,7 @@ class Codec:
             raise FormatError(f"corrupted .nfc payload ({e})") from None
         if not dec.exhausted():
             raise FormatError("corrupted .nfc payload (data left over after decoding)")
-        x = x.round()
+        x = torch.stack([unorient(t, int(k)) for t, k in zip(x.round(), ks)])
         if x.min() < 0 or x.max() > 255:
             raise ChecksumError("decoded pixels are out of range: the file is damaged")
         return x.to(torch.uint8).cpu().numpy()
@@ -294,10 +333,16 @@ class Codec:
         return np.ascontiguousarray(np.concatenate(planes, axis=2))
 
 
-def _tables(p) -> list:
-    """Coding tables for every latent of a group, from its mixture parameters."""
+def _per_tile(win: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """`new` for the tiles (first dimension) where `win` holds, `old` for the rest."""
+    return torch.where(win.view(-1, *[1] * (new.dim() - 1)), new, old)
+
+
+def _tables(p, legacy: bool = False) -> list:
+    """Coding tables for every latent of a group, from its mixture parameters (`legacy`: as files
+    before format version 3 were coded)."""
 
     def flat(t: torch.Tensor) -> np.ndarray:
         return t.movedim(1, -1).reshape(-1, t.shape[1]).cpu().numpy()
 
-    return plan_buckets(flat(p.log_weights), flat(p.means), flat(p.log_scales))
+    return plan_buckets(flat(p.log_weights), flat(p.means), flat(p.log_scales), legacy)

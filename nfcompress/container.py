@@ -1,8 +1,9 @@
 """The .nfc byte format: a small checked header, a chunk table, the chunks, nothing else.
 
 See docs/format.md. Parsing is strict: every field is range-checked and the header carries its
-own checksum, so damage is reported before any large allocation or any decoding work. Version 2
-files (written now) leave out what a small image does not need; version 1 files still read.
+own checksum, so damage is reported before any large allocation or any decoding work. Version 3
+files (written now) carry the mode and whether the model is named in the flags; versions 1
+and 2 still read.
 """
 
 __all__ = [
@@ -25,9 +26,9 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 2
-VERSIONS = (1, 2)
-# Coded as an empty name (version 2): the model shipped with nfcompress.
+VERSION = 3
+VERSIONS = (1, 2, 3)
+# Not spelled out in the file (from version 2): the model shipped with nfcompress.
 SHIPPED_MODEL = "nfc-small"
 MODES = ("L", "LA", "RGB", "RGBA")
 DEVICES = ("cpu", "cuda")
@@ -37,6 +38,8 @@ MAX_CHUNKS = 1 << 20
 MAX_NAME = 64
 # The largest image written as one tile; a damaged size then costs at most one such decode.
 ONE_TILE_SIDE = 256
+# Version 3 flags; bits 0-1 are the device kind and bits 4-5 the mode.
+_ALPHA, _ONE_TILE, _NAMED, _ORIENTED = 0x04, 0x08, 0x40, 0x80
 
 
 @dataclass
@@ -55,7 +58,11 @@ class Header:
     bit_depth: int = 8
     chunk_sizes: list[int] = field(default_factory=list)
     alpha_size: int = 0
-    # Set by unpack for a version 2 file coded as a single tile (tile and batch then mean nothing).
+    # Every tile's orientation is coded at the head of its chunk (see nfcompress.orientation).
+    oriented: bool = False
+    # Set by unpack: the file's version, and whether it was coded as a single tile (tile and
+    # batch then mean nothing).
+    version: int = VERSION
     one_tile: bool = False
 
     @property
@@ -102,17 +109,18 @@ class _Reader:
 
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
-    """Header, chunk table and payload as one (version 2) .nfc file."""
+    """Header, chunk table and payload as one (version 3) .nfc file."""
     name = b"" if h.model_name == SHIPPED_MODEL else h.model_name.encode()
-    if not 0 < len(h.model_name) <= MAX_NAME or len(h.model_hash) != 4:
-        raise ValueError("model name empty or too long, or hash not 4 bytes")
+    if not 0 < len(h.model_name) <= MAX_NAME or len(h.model_hash) != 4 or not chunks:
+        raise ValueError("model name empty or too long, hash not 4 bytes, or no chunks")
     # An image within one tile is one chunk: no tile, batch or chunk count.
     one_tile = len(chunks) == 1 and max(h.width, h.height) <= min(h.tile, ONE_TILE_SIDE)
-    flags = DEVICES.index(h.device) | (0x10 if alpha else 0) | (0x20 if one_tile else 0)
-    head = bytearray(MAGIC)
-    head += bytes([VERSION, flags, len(name)]) + name + h.model_hash
-    head += _varint(h.width) + _varint(h.height)
-    head += bytes([MODES.index(h.mode) | (h.bit_depth << 4)])
+    flags = DEVICES.index(h.device) | (_ALPHA if alpha else 0) | (_ONE_TILE if one_tile else 0)
+    flags |= MODES.index(h.mode) << 4 | (_NAMED if name else 0) | (_ORIENTED if h.oriented else 0)
+    head = bytearray(MAGIC) + bytes([VERSION, flags])
+    if name:
+        head += bytes([len(name)]) + name
+    head += h.model_hash + _varint(h.width) + _varint(h.height)
     if not one_tile:
         head += bytes([h.tile.bit_length() - 1]) + _varint(h.batch) + _varint(len(chunks))
     for c in chunks:
@@ -124,32 +132,61 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
     return bytes(head) + b"".join(chunks) + alpha
 
 
-def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
-    """Parse and check a .nfc file (version 1 or 2); returns the header, the chunks and the alpha payload."""
-    r = _Reader(data)
-    if r.take(len(MAGIC), "magic bytes") != MAGIC:
-        raise FormatError("not an .nfc file (wrong magic bytes)")
-    version, flags, name_len = r.take(3, "header")
-    if version not in VERSIONS:
-        raise FormatError(
-            f"unsupported .nfc format version {version} (this build reads {', '.join(map(str, VERSIONS))})"
-        )
-    one_tile = version >= 2 and bool(flags & 0x20)
+def _flags(r: _Reader, version: int) -> dict:
+    """The fields before the model hash, as each version lays them out."""
+    if version >= 3:
+        (flags,) = r.take(1, "header")
+        if flags & 0x03 >= len(DEVICES):
+            raise FormatError("corrupted .nfc header (unknown flags)")
+        name_len = r.take(1, "header")[0] if flags & _NAMED else 0
+        if flags & _NAMED and not 0 < name_len <= MAX_NAME:
+            raise FormatError("corrupted .nfc header (bad model name length)")
+        return {
+            "device": flags & 0x03,
+            "alpha": bool(flags & _ALPHA),
+            "one_tile": bool(flags & _ONE_TILE),
+            "mode": (flags >> 4) & 0x03,
+            "oriented": bool(flags & _ORIENTED),
+            "name_len": name_len,
+        }
+    flags, name_len = r.take(2, "header")
     if flags & 0x0F >= len(DEVICES) or flags & (0xC0 if version >= 2 else 0xE0):
         raise FormatError("corrupted .nfc header (unknown flags)")
     if name_len > MAX_NAME or (name_len == 0 and version < 2):
         raise FormatError("corrupted .nfc header (bad model name length)")
+    return {
+        "device": flags & 0x0F,
+        "alpha": bool(flags & 0x10),
+        "one_tile": version >= 2 and bool(flags & 0x20),
+        "oriented": False,
+        "name_len": name_len,
+    }
+
+
+def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
+    """Parse and check a .nfc file (version 1, 2 or 3); returns the header, the chunks and the alpha payload."""
+    r = _Reader(data)
+    if r.take(len(MAGIC), "magic bytes") != MAGIC:
+        raise FormatError("not an .nfc file (wrong magic bytes)")
+    (version,) = r.take(1, "header")
+    if version not in VERSIONS:
+        raise FormatError(
+            f"unsupported .nfc format version {version} (this build reads {', '.join(map(str, VERSIONS))})"
+        )
+    f = _flags(r, version)
     try:
-        name = r.take(name_len, "model name").decode() if name_len else SHIPPED_MODEL
+        name = r.take(f["name_len"], "model name").decode() if f["name_len"] else SHIPPED_MODEL
     except UnicodeDecodeError:
         raise FormatError("corrupted .nfc header (model name is not text)") from None
     model_hash = r.take(4, "model hash")
     width = r.varint("width", MAX_SIDE)
     height = r.varint("height", MAX_SIDE)
-    mode_depth = r.take(1, "header")[0]
-    if mode_depth & 0x0F >= len(MODES) or mode_depth >> 4 != 8:
-        raise FormatError("corrupted .nfc header (unknown mode or bit depth)")
-    if one_tile:
+    if version < 3:
+        mode_depth = r.take(1, "header")[0]
+        if mode_depth & 0x0F >= len(MODES) or mode_depth >> 4 != 8:
+            raise FormatError("corrupted .nfc header (unknown mode or bit depth)")
+        f["mode"] = mode_depth & 0x0F
+    if f["one_tile"]:
         if max(width, height) > ONE_TILE_SIDE:
             raise FormatError("corrupted .nfc header (image too large for one tile)")
         tile, batch, n_chunks = ONE_TILE_SIDE, 1, 1
@@ -165,7 +202,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
     sizes = [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
     if any(s < 4 or s % 4 for s in sizes):
         raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
-    alpha_size = r.varint("alpha size", 1 << 40) if flags & 0x10 else 0
+    alpha_size = r.varint("alpha size", 1 << 40) if f["alpha"] else 0
     pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
     end = r.pos
     (head_crc,) = struct.unpack("<I", r.take(4, "header checksum"))
@@ -184,13 +221,15 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         model_hash=model_hash,
         width=width,
         height=height,
-        mode=MODES[mode_depth & 0x0F],
+        mode=MODES[f["mode"]],
         tile=tile,
         batch=batch,
         pixel_crc=pixel_crc,
-        device=DEVICES[flags & 0x0F],
+        device=DEVICES[f["device"]],
         chunk_sizes=sizes,
         alpha_size=alpha_size,
-        one_tile=one_tile,
+        oriented=f["oriented"],
+        version=version,
+        one_tile=f["one_tile"],
     )
     return h, chunks, alpha

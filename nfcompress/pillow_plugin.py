@@ -48,8 +48,10 @@ class NfcImageFile(ImageFile.ImageFile):
 def _save(im: Image.Image, fp, filename) -> None:
     from nfcompress.api import encode
     from nfcompress.io import load_image
+    from nfcompress.orientation import DEFAULT_EFFORT
 
-    fp.write(encode(np.asarray(load_image(im)), model=im.encoderinfo.get("model", "")))
+    info = im.encoderinfo
+    fp.write(encode(np.asarray(load_image(im)), model=info.get("model", ""), effort=info.get("effort", DEFAULT_EFFORT)))
 
 
 def register() -> None:

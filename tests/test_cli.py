@@ -154,3 +154,19 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tiny_m
     r = _cli(["decode", str(tmp_path / "a.nfc")], 2, env)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)
+
+
+def test_effort_is_an_encode_option_and_decode_needs_none(runner, tmp_path):
+    src = _save(tmp_path / "a.png", photo_like(40, 40, 3))
+    sizes = {}
+    for effort in ("1", "3"):
+        out = tmp_path / f"e{effort}.nfc"
+        r = runner.invoke(main, ["encode", "--model", "tiny", "--effort", effort, "--json", str(src), "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        sizes[effort] = json.loads(r.output)["ideal_bpsp"]
+        r = runner.invoke(main, ["decode", str(out), "-o", str(tmp_path / f"e{effort}.png")])
+        assert r.exit_code == 0, r.output
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"e{effort}.png")), np.asarray(Image.open(src)))
+    assert sizes["3"] <= sizes["1"] + 3 * 4 * 8 / (40 * 40 * 3)
+    r = runner.invoke(main, ["encode", "--model", "tiny", "--effort", "4", str(src)])
+    assert r.exit_code != 0 and "effort" in r.output.lower()

@@ -88,3 +88,70 @@ def test_count_chunks_matches_the_plan():
         (20, 20, 16, 1),
     ]:
         assert count_chunks(h, w, t, b, 8) == len(plan_tiles(h, w, t, b, 8))
+
+
+@pytest.mark.parametrize("effort", [1, 2, 3])
+def test_every_effort_round_trips_square_and_edge_tiles(tiny_models_dir, effort):
+    codec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=3, effort=effort)
+    img = photo_like(70, 45, 3, seed=effort)
+    res = codec.encode(img)
+    assert unpack(res.data)[0].oriented == (effort > 1)
+    assert np.array_equal(codec.decode(res.data), img)
+    bits, _ = codec.ideal_bits(img)
+    assert abs(bits - res.ideal_bits) < 1e-6 * bits
+
+
+def test_more_effort_never_costs_more_than_its_orientation_symbols(tiny_models_dir):
+    img = photo_like(64, 96, 3, seed=3)
+    ideal = {}
+    for effort in (1, 2, 3):
+        codec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, effort=effort)
+        ideal[effort] = codec.ideal_bits(img)[0]
+    tiles = 6
+    assert ideal[3] <= ideal[2] + 1e-6 and ideal[2] <= ideal[1] + 3 * tiles + 1e-6
+    # The tiny model is not symmetric, so some tile is cheaper turned: effort 3 saves bits.
+    assert ideal[3] < ideal[1] + 3 * tiles
+
+
+def test_unknown_effort_is_refused(tiny_models_dir):
+    with pytest.raises(NfcError, match="effort"):
+        Codec.load(str(tiny_models_dir / "tiny.safetensors"), effort=0)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def _legacy_payload(codec: Codec, img: np.ndarray) -> bytes:
+    """One tile coded as nfcompress 0.2 did: no orientation, the tables of version 2."""
+    import torch
+
+    from nfcompress.codec import _padded, _tables
+    from nfcompress.coding import Encoder
+    from nfcompress.flows import split_params
+
+    m = codec.model.config.multiple
+    tiles = plan_tiles(img.shape[0], img.shape[1], 256, 1, m)[0]
+    x = torch.from_numpy(_padded(img, tiles, m)).float()
+    enc = Encoder()
+    with torch.no_grad():
+        for z, raw in zip(*codec.model.forward_with_params(x)):
+            p = split_params(raw, codec.model.config.mixtures)
+            enc.push_latents(z.round().to(torch.int64).numpy().ravel(), _tables(p, legacy=True))
+    return enc.finish()
+
+
+def test_version_2_files_decode(tiny_codec):
+    import zlib
+
+    img = photo_like(20, 24, 3, seed=9)
+    payload = _legacy_payload(tiny_codec, img)
+    name = tiny_codec.name.encode()
+    head = b"NFC" + bytes([2, 0x20, len(name)]) + name + tiny_codec.hash + _varint(24) + _varint(20)
+    head += bytes([0x82]) + _varint(len(payload)) + zlib.crc32(img.tobytes()).to_bytes(4, "little")
+    head += zlib.crc32(head).to_bytes(4, "little")
+    assert np.array_equal(tiny_codec.decode(head + payload), img)

@@ -14,9 +14,10 @@ def _mixtures(n, m, seed, scale_mu=0.0):
     return lw, mu, ls
 
 
-def test_tables_are_non_negative_integers_summing_to_the_precision():
+@pytest.mark.parametrize("legacy", [False, True])
+def test_tables_are_non_negative_integers_summing_to_the_precision(legacy):
     lw, mu, ls = _mixtures(5000, 3, 0)
-    buckets = plan_buckets(lw, mu, ls)
+    buckets = plan_buckets(lw, mu, ls, legacy)
     assert len({b.bin for b in buckets}) > 1  # both single- and two-stage tables are exercised
     for b in buckets:
         rows = np.arange(len(b.index))
@@ -34,8 +35,8 @@ def test_tables_are_deterministic():
         assert np.array_equal(x.low, y.low) and np.array_equal(coarse_weights(x), coarse_weights(y))
 
 
-def _roundtrip(values, lw, mu, ls):
-    tables = plan_buckets(lw, mu, ls)
+def _roundtrip(values, lw, mu, ls, legacy=False):
+    tables = plan_buckets(lw, mu, ls, legacy)
     enc = Encoder()
     enc.push_latents(values, tables)
     data = enc.finish()
@@ -45,19 +46,20 @@ def _roundtrip(values, lw, mu, ls):
     return out, data
 
 
-def test_push_pop_is_exact_with_escapes_and_near_the_ideal_size():
+@pytest.mark.parametrize("legacy", [False, True])
+def test_push_pop_is_exact_with_escapes_and_near_the_ideal_size(legacy):
     n = 20000
     lw, mu, ls = _mixtures(n, 3, 2)
     r = np.random.default_rng(3)
     comp = np.array([r.choice(3, p=np.exp(w) / np.exp(w).sum()) for w in lw])
     values = np.round(mu[np.arange(n), comp] + r.logistic(0, 1, n) * np.exp(ls[np.arange(n), comp])).astype(np.int64)
     values[:5] = [10**6, -(10**6), 0, 2**30, -(2**30)]
-    out, data = _roundtrip(values, lw, mu, ls)
+    out, data = _roundtrip(values, lw, mu, ls, legacy)
     assert np.array_equal(out, values)
     # ideal bits from the float mixture, outliers excluded
     v = values[5:, None].astype(np.float64)
     s = np.exp(ls[5:].astype(np.float64))
-    cdf = lambda t: 1 / (1 + np.exp(-(t - mu[5:]) / s))  # noqa: E731
+    cdf = lambda t: 0.5 + 0.5 * np.tanh((t - mu[5:]) / (2 * s))  # noqa: E731
     ideal = -np.log2((np.exp(lw[5:]) * (cdf(v + 0.5) - cdf(v - 0.5))).sum(1)).sum()
     assert 8 * len(data) < ideal * 1.01 + 5 * 60 + 64
 
@@ -94,3 +96,12 @@ def test_corrupt_stream_length_is_refused():
 
     with pytest.raises(FormatError):
         Decoder(b"abc")
+
+
+def test_windows_of_17_or_more_integers_code_in_two_stages():
+    # Scales of 0.35 and 1.5 reach 3.5 and 15 from the mean: windows of 9 and 33 integers.
+    lw, mu = np.zeros((2, 1), np.float32), np.full((2, 1), 100.0, np.float32)
+    ls = np.log(np.array([[0.35], [1.5]], np.float32))
+    new = {b.half: b.bin for b in plan_buckets(lw, mu, ls)}
+    old = {b.half: b.bin for b in plan_buckets(lw, mu, ls, legacy=True)}
+    assert new[4] == old[4] == 1 and new[16] > 1 and old[16] == 1

@@ -89,10 +89,20 @@ def test_mutated_files_end_in_format_error_or_parse(data):
     assert (h.width, h.height, h.mode, h.chunk_sizes) == (70, 33, "RGBA", [12, 4])
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+@pytest.mark.parametrize("name", ["tiny", SHIPPED_MODEL])
+@pytest.mark.parametrize("oriented", [False, True])
+def test_flags_round_trip(mode, name, oriented):
+    h = _header(model_name=name, mode=mode, oriented=oriented, device="cuda")
+    h2, chunks, alpha = unpack(pack(h, [b"abcd"], alpha=b"xy" if "A" in mode else b""))
+    assert (h2.mode, h2.model_name, h2.oriented, h2.device, h2.version) == (mode, name, oriented, "cuda", 3)
+    assert chunks == [b"abcd"] and alpha == (b"xy" if "A" in mode else b"")
+
+
 def test_small_image_of_the_shipped_model_has_a_short_header():
     h = _header(model_name=SHIPPED_MODEL, width=32, height=32, mode="RGB", tile=64, batch=64)
     data = pack(h, [b"abcd" * 300])
-    assert len(data) - 1200 <= 23
+    assert len(data) - 1200 <= 21
     h2, chunks, alpha = unpack(data)
     assert (h2.model_name, h2.width, h2.height, h2.one_tile, chunks, alpha) == (
         SHIPPED_MODEL,
@@ -121,3 +131,21 @@ def test_version_1_files_still_parse():
         False,
     )
     assert chunks == [b"abcd" * 3, b"efgh"] and alpha == b"xyz"
+
+
+def test_version_2_files_still_parse():
+    # Version 2, written by hand: the shipped model as an empty name, one tile, a mode byte.
+    head = b"NFC" + bytes([2, 0x20, 0]) + b"\x01\x02\x03\x04" + bytes([32, 32, 0x82, 8])
+    head += (0xDEADBEEF).to_bytes(4, "little")
+    data = head + zlib.crc32(head).to_bytes(4, "little") + b"abcdefgh"
+    h, chunks, alpha = unpack(data)
+    assert (h.model_name, h.width, h.height, h.mode, h.one_tile, h.oriented, h.version) == (
+        SHIPPED_MODEL,
+        32,
+        32,
+        "RGB",
+        True,
+        False,
+        2,
+    )
+    assert chunks == [b"abcdefgh"] and alpha == b""

@@ -57,6 +57,10 @@ class Encoder:
         for b, c in zip(reversed(buckets), reversed(coarse)):
             self._coder.encode_reverse(c, _CATEGORICAL, coarse_weights(b))
 
+    def push_symbols(self, values: np.ndarray, size: int) -> None:
+        """Push integers in [0, size) with a uniform model: side information such as orientations."""
+        self._coder.encode_reverse(np.asarray(values, np.int32), constriction.stream.model.Uniform(size))
+
     def finish(self) -> bytes:
         """The compressed stream as little-endian bytes."""
         return self._coder.get_compressed().astype("<u4").tobytes()
@@ -92,6 +96,10 @@ class Decoder:
                 values[idx] = centre + delta[pos : pos + len(idx)]
                 pos += len(idx)
         return values
+
+    def pop_symbols(self, n: int, size: int) -> np.ndarray:
+        """Pop n integers pushed by `Encoder.push_symbols` with the same size."""
+        return self._coder.decode(constriction.stream.model.Uniform(size), n).astype(np.int64)
 
     def exhausted(self) -> bool:
         """True when every word of the stream has been read back."""
