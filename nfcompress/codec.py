@@ -3,7 +3,8 @@
 __all__ = ["Codec", "EncodeResult", "plan_tiles", "count_chunks"]
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -277,13 +278,15 @@ class Codec:
             raise FormatError(f"corrupted .nfc file: {len(chunks)} chunks where the tiling needs {expected}")
         plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
         rgb = np.empty((header.height, header.width, 3), np.uint8)
-        for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
-            shape = (len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
-            out = self._decode_chunk(chunk, *shape, oriented=header.oriented, legacy=header.version < 3)
-            for t, tile in zip(tiles, out):
-                rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
-            if progress:
-                progress(i + 1, len(plan))
+        legacy = header.version < 3
+        with _row_major(self.model) if legacy else nullcontext():
+            for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
+                shape = (len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
+                out = self._decode_chunk(chunk, *shape, oriented=header.oriented, legacy=legacy)
+                for t, tile in zip(tiles, out):
+                    rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
+                if progress:
+                    progress(i + 1, len(plan))
         pixels = self._join_mode(rgb, header, alpha_data)
         if zlib.crc32(pixels.tobytes()) != header.pixel_crc:
             raise ChecksumError(
@@ -294,7 +297,10 @@ class Codec:
 
     def _decode_chunk(self, chunk: bytes, n: int, h: int, w: int, oriented: bool, legacy: bool) -> np.ndarray:
         dec = Decoder(chunk)
-        ks = dec.pop_symbols(n, ORIENTATIONS) if oriented else np.zeros(n, np.int64)
+        try:
+            ks = dec.pop_symbols(n, ORIENTATIONS) if oriented else np.zeros(n, np.int64)
+        except (ValueError, RuntimeError, OverflowError) as e:
+            raise FormatError(f"corrupted .nfc payload ({e})") from None
         if h != w and (ks & 4).any():
             raise FormatError("corrupted .nfc payload (a tile that is not square is transposed)")
         self.model.set_shape(n, h, w)
@@ -331,6 +337,17 @@ class Codec:
         elif alpha_data:
             raise FormatError("corrupted .nfc file (alpha data for a mode without alpha)")
         return np.ascontiguousarray(np.concatenate(planes, axis=2))
+
+
+@contextmanager
+def _row_major(model: IDF) -> Iterator[None]:
+    """The model's convolutions in the row-major layout that files before version 3 were coded
+    with: the two layouts run different kernels, whose floats differ."""
+    model.to(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.channels_last)
 
 
 def _per_tile(win: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:

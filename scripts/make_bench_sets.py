@@ -1,4 +1,5 @@
-"""Write the benchmark folders from a photo folder: 32x32 and 64x64 thumbnails, full-size PNGs.
+"""Write the benchmark folders from a photo folder: 32x32 and 64x64 thumbnails, native 64x64 crops,
+central 512x512 crops of the first 4 photos, full-size PNGs.
 
 python scripts/make_bench_sets.py ../shared/data/photos/val cache/bench [--full-max-pixels N]
 """
@@ -21,12 +22,18 @@ def main(src: str, dst: str, full_max_pixels: int = 1_100_000, per_photo: int = 
         folder.mkdir(parents=True, exist_ok=True)
         for i, a in enumerate(arrays):
             Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0))).save(folder / f"{i:04d}.png")
-    folder = out / "full"
-    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("full", "crop512"):
+        (out / name).mkdir(parents=True, exist_ok=True)
+    crops = 0
     for p in paths:
         img = load_photo(p)
-        if img.shape[0] * img.shape[1] <= full_max_pixels:
-            Image.fromarray(img).save(folder / f"{p.stem}.png")
+        h, w = img.shape[:2]
+        if h * w <= full_max_pixels:
+            Image.fromarray(img).save(out / "full" / f"{p.stem}.png")
+        if crops < 4 and min(h, w) >= 512:
+            y, x = (h - 512) // 2, (w - 512) // 2
+            Image.fromarray(img[y : y + 512, x : x + 512]).save(out / "crop512" / f"{p.stem}.png")
+            crops += 1
 
 
 if __name__ == "__main__":

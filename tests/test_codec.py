@@ -127,7 +127,9 @@ def _varint(n: int) -> bytes:
 
 
 def _legacy_payload(codec: Codec, img: np.ndarray) -> bytes:
-    """One tile coded as nfcompress 0.2 did: no orientation, the tables of version 2."""
+    """One tile coded as nfcompress 0.2 did: row-major convolutions, no orientation, version 2 tables."""
+    import copy
+
     import torch
 
     from nfcompress.codec import _padded, _tables
@@ -137,9 +139,10 @@ def _legacy_payload(codec: Codec, img: np.ndarray) -> bytes:
     m = codec.model.config.multiple
     tiles = plan_tiles(img.shape[0], img.shape[1], 256, 1, m)[0]
     x = torch.from_numpy(_padded(img, tiles, m)).float()
+    model = copy.deepcopy(codec.model).to(memory_format=torch.contiguous_format)
     enc = Encoder()
     with torch.no_grad():
-        for z, raw in zip(*codec.model.forward_with_params(x)):
+        for z, raw in zip(*model.forward_with_params(x)):
             p = split_params(raw, codec.model.config.mixtures)
             enc.push_latents(z.round().to(torch.int64).numpy().ravel(), _tables(p, legacy=True))
     return enc.finish()
@@ -155,3 +158,5 @@ def test_version_2_files_decode(tiny_codec):
     head += bytes([0x82]) + _varint(len(payload)) + zlib.crc32(img.tobytes()).to_bytes(4, "little")
     head += zlib.crc32(head).to_bytes(4, "little")
     assert np.array_equal(tiny_codec.decode(head + payload), img)
+    # and the codec is back to its own layout for version 3 files
+    assert np.array_equal(tiny_codec.decode(tiny_codec.encode(img).data), img)

@@ -78,3 +78,9 @@ def test_encode_and_decode_in_separate_processes(tmp_path, name):
     _run(["encode", str(src), "-o", str(tmp_path / "x.nfc")], 2)
     _run(["decode", str(tmp_path / "x.nfc"), "-o", str(tmp_path / "out.png")], 1)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), want)
+
+
+def test_the_usage_example_runs():
+    r = subprocess.run([sys.executable, str(EXAMPLES / "usage.py")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "effort 3:" in r.stdout
