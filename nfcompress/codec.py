@@ -13,7 +13,7 @@ import torch
 from nfcompress.coding import Decoder, Encoder, plan_buckets
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
-from nfcompress.flows import IDF, log2_prob, split_params
+from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
 from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
 
 DEFAULT_TILE = 64
@@ -213,17 +213,15 @@ class Codec:
             bits += 8 * len(zlib.compress(alpha.tobytes(), 9))
         return bits, pixels.size
 
-    def _choose(self, x: torch.Tensor) -> tuple[list[int], list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    def _choose(self, x: torch.Tensor) -> tuple[list[int], list[torch.Tensor], list[MixtureParams], torch.Tensor]:
         """Each tile's cheapest orientation among the effort's candidates, with the latents and
-        prior parameters of the tiles so turned and each tile's bits (orientation included)."""
+        prior mixtures of the tiles so turned and each tile's bits (orientation included)."""
         square = x.shape[2] == x.shape[3]
         best = None
         for k in candidates(self.effort, square):
-            latents, params = self.model.forward_with_params(orient(x, k).contiguous(memory_format=torch.channels_last))
-            bits = sum(
-                -log2_prob(z, split_params(raw, self.model.config.mixtures)).double().flatten(1).sum(1)
-                for z, raw in zip(latents, params)
-            )
+            latents, raw = self.model.forward_with_params(orient(x, k).contiguous(memory_format=torch.channels_last))
+            params = [split_params(r, self.model.config.mixtures) for r in raw]
+            bits = sum(-log2_prob(z, p).double().flatten(1).sum(1) for z, p in zip(latents, params))
             if best is None:
                 best = (torch.full_like(bits, k, dtype=torch.int64), latents, params, bits)
                 continue
@@ -231,7 +229,7 @@ class Codec:
             best = (
                 torch.where(win, k, best[0]),
                 [_per_tile(win, a, b) for a, b in zip(latents, best[1])],
-                [_per_tile(win, a, b) for a, b in zip(params, best[2])],
+                [_per_tile_mixture(win, a, b) for a, b in zip(params, best[2])],
                 torch.minimum(bits, best[3]),
             )
         ks, latents, params, bits = best
@@ -244,8 +242,7 @@ class Codec:
         ks, latents, params, bits = self._choose(x)
         enc = Encoder()
         # The decoder pops the last forward step first, so push in forward order.
-        for z, raw in zip(latents, params):
-            p = split_params(raw, self.model.config.mixtures)
+        for z, p in zip(latents, params):
             values = z.round().to(torch.int64).cpu().numpy().ravel()
             enc.push_latents(values, _tables(p))
         if self.effort > 1:
@@ -353,6 +350,15 @@ def _row_major(model: IDF) -> Iterator[None]:
 def _per_tile(win: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     """`new` for the tiles (first dimension) where `win` holds, `old` for the rest."""
     return torch.where(win.view(-1, *[1] * (new.dim() - 1)), new, old)
+
+
+def _per_tile_mixture(win: torch.Tensor, new: MixtureParams, old: MixtureParams) -> MixtureParams:
+    """`_per_tile` for each of a mixture's parameters."""
+    return MixtureParams(
+        _per_tile(win, new.log_weights, old.log_weights),
+        _per_tile(win, new.means, old.means),
+        _per_tile(win, new.log_scales, old.log_scales),
+    )
 
 
 def _tables(p, legacy: bool = False) -> list:
