@@ -32,9 +32,10 @@ _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
 
 
 def _bin_size(half: int, legacy: bool) -> int:
-    if half <= (16 if legacy else 4):
-        return 1
-    return 1 << int(np.ceil(np.log2(np.sqrt(2 * half + 1))))
+    if legacy:
+        return 1 if half <= 16 else 1 << int(np.ceil(np.log2(np.sqrt(2 * half + 1))))
+    # The power of two nearest the square root of the window: the fewest edges for both stages.
+    return 1 if half <= 4 else 1 << int(np.round(np.log2(np.sqrt(2 * half + 1))))
 
 
 @dataclass
