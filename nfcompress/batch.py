@@ -98,6 +98,7 @@ def encode_file(
         "bytes": len(res.data),
         "bpsp": round(res.bpsp, 4),
         "ideal_bpsp": round(res.ideal_bpsp, 4),
+        "effort": effort,
         "seconds": round(time.perf_counter() - t, 3),
         "width": int(pixels.shape[1]),
         "height": int(pixels.shape[0]),

@@ -203,6 +203,7 @@ def info(inputs, as_json) -> None:
         sub = h.width * h.height * h.channels
         rec = {
             "input": src,
+            "format_version": h.version,
             "bytes": len(data),
             "bpsp": round(8 * len(data) / sub, 4),
             "width": h.width,
@@ -215,6 +216,7 @@ def info(inputs, as_json) -> None:
             "tile": None if h.one_tile else h.tile,
             "batch": None if h.one_tile else h.batch,
             "chunks": len(chunks),
+            "orientations": h.oriented,
             "alpha_bytes": len(alpha),
             "pixel_crc32": f"{h.pixel_crc:08x}",
         }

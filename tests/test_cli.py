@@ -22,7 +22,7 @@ def test_encode_decode_info_json(runner, tmp_path):
     r = runner.invoke(main, ["encode", "--model", "tiny", "--json", str(src)])
     assert r.exit_code == 0, r.output
     rec = json.loads(r.output.strip().splitlines()[-1])
-    assert {"input", "output", "bytes", "bpsp", "ideal_bpsp", "seconds"} <= rec.keys()
+    assert {"input", "output", "bytes", "bpsp", "ideal_bpsp", "effort", "seconds"} <= rec.keys()
     nfc = tmp_path / "a.nfc"
     assert rec["bytes"] == nfc.stat().st_size and rec["output"] == str(nfc)
     assert rec["bpsp"] == pytest.approx(8 * rec["bytes"] / img.size, abs=1e-3)
@@ -33,6 +33,7 @@ def test_encode_decode_info_json(runner, tmp_path):
     r = runner.invoke(main, ["info", "--json", str(nfc)])
     info = json.loads(r.output)
     assert (info["width"], info["height"], info["mode"], info["model"]) == (40, 24, "RGB", "tiny")
+    assert (info["format_version"], info["orientations"]) == (3, False)
 
 
 def test_bpd_json(runner, tmp_path):
