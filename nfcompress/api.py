@@ -12,14 +12,16 @@ from nfcompress.orientation import DEFAULT_EFFORT
 
 
 @functools.lru_cache(maxsize=4)
-def get_codec(model: str = "", device: str = "cpu", effort: int = DEFAULT_EFFORT) -> Codec:
+def get_codec(model: str = "", device: str = "cpu") -> Codec:
     """The codec for a model name or path ('' is the shipped default), loaded once."""
-    return Codec.load(model, device=device, effort=effort)
+    return Codec.load(model, device=device)
 
 
 def encode(image, model: str = "", device: str = "cpu", effort: int = DEFAULT_EFFORT) -> bytes:
-    """Compress an image (a path, a PIL image or a uint8 array) to .nfc bytes; effort 1-3 trades
-    encode time (1x, 2x, 8x the network work) for size (each tile coded the way it costs least).
+    """Compress an image (a path, a PIL image or a uint8 array) to .nfc bytes.
+
+    Effort 1-3 trades encode time (1x, 2x, up to 8x the network work) for size: each tile is
+    coded in the cheapest of up to 1, 2 or 8 orientations. Decoding costs the same at any effort.
 
     Example:
         >>> import numpy as np, nfcompress
@@ -30,7 +32,7 @@ def encode(image, model: str = "", device: str = "cpu", effort: int = DEFAULT_EF
         >>> bool((nfcompress.decode(data) == image).all())
         True
     """
-    return get_codec(model, device, effort).encode(load_image(image)).data
+    return get_codec(model, device).encode(load_image(image), effort=effort).data
 
 
 def decode(data: bytes, model: str = "", device: str = "cpu") -> np.ndarray:

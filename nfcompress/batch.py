@@ -84,9 +84,9 @@ def encode_file(
     try:
         _check_free(dst, force)
         t = time.perf_counter()
-        codec = get_codec(model, device, effort)
+        codec = get_codec(model, device)
         pixels = load_image(read_input(src) if src == "-" else src)
-        res = codec.encode(pixels, progress=progress)
+        res = codec.encode(pixels, progress=progress, effort=effort)
         if verify and not (codec.decode(res.data) == pixels).all():
             raise NfcError("verification failed, the decoded image differs; nothing written")
         _write(dst, res.data, force)

@@ -24,6 +24,7 @@ class CodecFigures:
 
     codec: str
     folder: str
+    effort: int | None = None  # nfcompress's encode effort
     images: int = 0
     subpixels: int = 0
     bytes: int = 0
@@ -51,20 +52,19 @@ class CodecFigures:
 
 def _bench_image(
     path: Path, codec: Codec | None, names: list[str], model: str = "", effort: int = DEFAULT_EFFORT
-) -> dict:
-    """(bytes, ideal bits, encode s, decode s, exact) of one image for every codec; without a
-    codec (in a worker process) the model's codec at `effort`."""
+) -> dict[str, tuple]:
+    """(bytes, ideal bits, encode s, decode s, exact) of one image for every codec."""
     if codec is None:
         from nfcompress.api import get_codec
 
-        codec = get_codec(model, effort=effort)
+        codec = get_codec(model)
     img = load_image(path)
     out = {}
     for n in names:
         t = time.perf_counter()
         ideal = 0.0
         if n == "nfcompress":
-            res = codec.encode(img)
+            res = codec.encode(img, effort=effort)
             data, ideal = res.data, res.ideal_bits
             t1 = time.perf_counter()
             try:
@@ -96,7 +96,7 @@ def bench_folder(
     from nfcompress.batch import _SPAWN, _worker_init
 
     names = ["nfcompress"] + (available() if classical is None else classical)
-    figs = {n: CodecFigures(n, str(folder)) for n in names}
+    figs = {n: CodecFigures(n, str(folder), effort if n == "nfcompress" else None) for n in names}
     paths = list_images([folder])
 
     def add(path: Path, per: dict[str, tuple]) -> None:
@@ -115,7 +115,7 @@ def bench_folder(
 
     if jobs <= 1:
         for path in paths:
-            add(path, _bench_image(path, codec, names))
+            add(path, _bench_image(path, codec, names, effort=effort))
     else:
         from concurrent.futures import ProcessPoolExecutor
 

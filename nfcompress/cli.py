@@ -105,7 +105,7 @@ effort_option = click.option(
     type=click.IntRange(min(EFFORTS), max(EFFORTS)),
     default=DEFAULT_EFFORT,
     show_default=True,
-    help="Encode effort: each tile is coded in the cheapest of 1, 2 or 8 orientations (encode time 1x, 2x, 8x).",
+    help="Encode effort: each tile in the cheapest of up to 1, 2 or 8 orientations (encode up to 1x, 2x, 8x).",
 )
 
 
@@ -135,7 +135,7 @@ def encode(
     from nfcompress.batch import encode_file
 
     _setup(threads, max_pixels, device)
-    _codec(model, device, effort)
+    _codec(model, device)
     _code_files(
         encode_file,
         list(inputs),
@@ -237,11 +237,11 @@ def bpd(inputs, model, as_json, max_pixels, effort) -> None:
     from nfcompress.io import load_image
 
     _setup(0, max_pixels)
-    codec = _codec(model, effort=effort)
+    codec = _codec(model)
 
     def work(src: str) -> None:
         pixels = load_image(read_input(src) if src == "-" else src)
-        bits, sub = codec.ideal_bits(pixels)
+        bits, sub = codec.ideal_bits(pixels, effort=effort)
         rec = {"input": src, "ideal_bpsp": round(bits / sub, 4), "width": pixels.shape[1], "height": pixels.shape[0]}
         _emit(rec, as_json, f"{src}: {bits / sub:.4f} bpsp")
 
@@ -264,12 +264,12 @@ def _setup(threads: int, max_pixels: int | None, device: str = "cpu") -> None:
         set_max_pixels(max_pixels or None)
 
 
-def _codec(model: str, device: str = "cpu", effort: int = DEFAULT_EFFORT):
+def _codec(model: str, device: str = "cpu"):
     from nfcompress.api import get_codec
     from nfcompress.errors import NfcError
 
     try:
-        return get_codec(model, device, effort)
+        return get_codec(model, device)
     except NfcError as e:
         raise click.ClickException(str(e)) from None
 
@@ -396,7 +396,7 @@ def bench(folders, model, as_json, plot_path, threads, jobs, effort) -> None:
     from nfcompress.bench import bench_folder, format_table, plot
 
     _setup(threads, None)
-    codec = _codec(model, effort=effort)
+    codec = _codec(model)
     rows = []
     for folder in folders:
         show = sys.stderr.isatty() and not as_json

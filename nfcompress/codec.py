@@ -2,9 +2,10 @@
 
 __all__ = ["Codec", "EncodeResult", "plan_tiles", "count_chunks"]
 
+import copy
+import threading
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ from nfcompress.coding import Decoder, Encoder, plan_buckets
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
-from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
+from nfcompress.orientation import DEFAULT_EFFORT, EFFORTS, ORIENTATIONS, candidates, orient, unorient
 
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
@@ -143,13 +144,14 @@ class Codec:
     ) -> None:
         if tile & (tile - 1) or tile < model.config.multiple:
             raise NfcError(f"tile must be a power of two of at least {model.config.multiple}")
-        try:
-            candidates(effort, True)
-        except ValueError as e:
-            raise NfcError(str(e)) from None
-        self.effort = effort
+        self.effort = _check_effort(effort)
         # Channels-last convolutions are ~20% faster on the CPU; encode and decode both use them.
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
+        # Files before version 3 were coded with row-major convolutions, whose floats differ:
+        # they decode with a row-major copy, made on first use.
+        self._row_major: IDF | None = None
+        # The model holds per-call state (the decode shape): one call at a time.
+        self._lock = threading.Lock()
         self.name = name
         self.hash = bytes.fromhex(weights_hash)[:4]
         self.device = device
@@ -168,15 +170,23 @@ class Codec:
         return "cuda" if str(self.device).startswith("cuda") else "cpu"
 
     @torch.no_grad()
-    def encode(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> EncodeResult:
-        """Code an (H, W[, C]) uint8 array; `progress(done, total)` is called after each chunk."""
+    def encode(
+        self, image: np.ndarray, progress: Callable[[int, int], None] | None = None, effort: int | None = None
+    ) -> EncodeResult:
+        """Code an (H, W[, C]) uint8 array at an effort (the codec's own by default); `progress(done,
+        total)` is called after each chunk."""
+        effort = self.effort if effort is None else _check_effort(effort)
+        with self._lock:
+            return self._encode(image, progress, effort)
+
+    def _encode(self, image: np.ndarray, progress: Callable[[int, int], None] | None, effort: int) -> EncodeResult:
         pixels, mode = _as_pixels(image)
         rgb, alpha = _split_mode(pixels, mode)
         height, width = rgb.shape[:2]
         plan = plan_tiles(height, width, self.tile, self.batch, self.model.config.multiple)
         chunks, ideal = [], 0.0
         for i, tiles in enumerate(plan):
-            data, bits = self._encode_chunk(_padded(rgb, tiles, self.model.config.multiple))
+            data, bits = self._encode_chunk(_padded(rgb, tiles, self.model.config.multiple), effort)
             chunks.append(data)
             ideal += bits
             if progress:
@@ -195,31 +205,34 @@ class Codec:
             batch=self.batch,
             pixel_crc=zlib.crc32(pixels.tobytes()),
             device=self._device_kind(),
-            oriented=self.effort > 1,
+            oriented=effort > 1,
         )
         return EncodeResult(pack(header, chunks, alpha_data), ideal, pixels.size)
 
     @torch.no_grad()
-    def ideal_bits(self, image: np.ndarray) -> tuple[float, int]:
-        """The model's -log2 P of an image as `encode` would tile and turn it, and its sub-pixel count."""
+    def ideal_bits(self, image: np.ndarray, effort: int | None = None) -> tuple[float, int]:
+        """The model's -log2 P of an image as `encode` would code it, and its sub-pixel count."""
+        effort = self.effort if effort is None else _check_effort(effort)
         pixels, mode = _as_pixels(image)
         rgb, alpha = _split_mode(pixels, mode)
         m = self.model.config.multiple
         bits = 0.0
         for tiles in plan_tiles(rgb.shape[0], rgb.shape[1], self.tile, self.batch, m):
             x = torch.from_numpy(_padded(rgb, tiles, m)).to(self.device).float()
-            bits += float(self._choose(x)[3].sum())
+            with self._lock:
+                bits += float(self._choose(x, effort)[3].sum())
         if alpha is not None:
             bits += 8 * len(zlib.compress(alpha.tobytes(), 9))
         return bits, pixels.size
 
-    def _choose(self, x: torch.Tensor) -> tuple[list[int], list[torch.Tensor], list[MixtureParams], torch.Tensor]:
-        """Each tile's cheapest orientation among the effort's candidates, with the latents and
-        prior mixtures of the tiles so turned and each tile's bits (orientation included)."""
+    def _choose(
+        self, x: torch.Tensor, effort: int
+    ) -> tuple[list[int], list[torch.Tensor], list[MixtureParams], torch.Tensor]:
+        """Each tile's cheapest orientation, with its latents, prior mixtures and bits (orientation included)."""
         square = x.shape[2] == x.shape[3]
         best = None
-        for k in candidates(self.effort, square):
-            latents, raw = self.model.forward_with_params(orient(x, k).contiguous(memory_format=torch.channels_last))
+        for k in candidates(effort, square):
+            latents, raw = self.model.forward_with_params(orient(x, k))
             params = [split_params(r, self.model.config.mixtures) for r in raw]
             bits = sum(-log2_prob(z, p).double().flatten(1).sum(1) for z, p in zip(latents, params))
             if best is None:
@@ -233,19 +246,19 @@ class Codec:
                 torch.minimum(bits, best[3]),
             )
         ks, latents, params, bits = best
-        if self.effort > 1:
+        if effort > 1:
             bits = bits + float(np.log2(ORIENTATIONS))
         return ks.tolist(), latents, params, bits
 
-    def _encode_chunk(self, batch: np.ndarray) -> tuple[bytes, float]:
+    def _encode_chunk(self, batch: np.ndarray, effort: int) -> tuple[bytes, float]:
         x = torch.from_numpy(batch).to(self.device).float()
-        ks, latents, params, bits = self._choose(x)
+        ks, latents, params, bits = self._choose(x, effort)
         enc = Encoder()
         # The decoder pops the last forward step first, so push in forward order.
         for z, p in zip(latents, params):
             values = z.round().to(torch.int64).cpu().numpy().ravel()
             enc.push_latents(values, _tables(p))
-        if self.effort > 1:
+        if effort > 1:
             enc.push_symbols(np.array(ks), ORIENTATIONS)
         return enc.finish(), float(bits.sum())
 
@@ -267,6 +280,10 @@ class Codec:
     @torch.no_grad()
     def decode(self, data: bytes, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Rebuild the exact uint8 array (H, W[, C]) from .nfc bytes, or raise NfcError."""
+        with self._lock:
+            return self._decode(data, progress)
+
+    def _decode(self, data: bytes, progress: Callable[[int, int], None] | None) -> np.ndarray:
         header, chunks, alpha_data = unpack(data)
         self._check(header)
         m = self.model.config.multiple
@@ -276,14 +293,16 @@ class Codec:
         plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
         rgb = np.empty((header.height, header.width, 3), np.uint8)
         legacy = header.version < 3
-        with _row_major(self.model) if legacy else nullcontext():
-            for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
-                shape = (len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
-                out = self._decode_chunk(chunk, *shape, oriented=header.oriented, legacy=legacy)
-                for t, tile in zip(tiles, out):
-                    rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
-                if progress:
-                    progress(i + 1, len(plan))
+        if legacy and self._row_major is None:
+            self._row_major = copy.deepcopy(self.model).to(memory_format=torch.contiguous_format)
+        model = self._row_major if legacy else self.model
+        for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
+            shape = (len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
+            out = self._decode_chunk(model, chunk, *shape, oriented=header.oriented, legacy=legacy)
+            for t, tile in zip(tiles, out):
+                rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
+            if progress:
+                progress(i + 1, len(plan))
         pixels = self._join_mode(rgb, header, alpha_data)
         if zlib.crc32(pixels.tobytes()) != header.pixel_crc:
             raise ChecksumError(
@@ -292,7 +311,9 @@ class Codec:
             )
         return pixels if pixels.shape[2] > 1 else pixels[..., 0]
 
-    def _decode_chunk(self, chunk: bytes, n: int, h: int, w: int, oriented: bool, legacy: bool) -> np.ndarray:
+    def _decode_chunk(
+        self, model: IDF, chunk: bytes, n: int, h: int, w: int, oriented: bool, legacy: bool
+    ) -> np.ndarray:
         dec = Decoder(chunk)
         try:
             ks = dec.pop_symbols(n, ORIENTATIONS) if oriented else np.zeros(n, np.int64)
@@ -300,15 +321,15 @@ class Codec:
             raise FormatError(f"corrupted .nfc payload ({e})") from None
         if h != w and (ks & 4).any():
             raise FormatError("corrupted .nfc payload (a tile that is not square is transposed)")
-        self.model.set_shape(n, h, w)
+        model.set_shape(n, h, w)
 
         def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-            p = split_params(raw, self.model.config.mixtures)
+            p = split_params(raw, model.config.mixtures)
             values = dec.pop_latents(int(np.prod(shape)), _tables(p, legacy))
             return torch.from_numpy(values.reshape(shape)).to(raw.device).float()
 
         try:
-            x = self.model.decode(draw)
+            x = model.decode(draw)
         except (ValueError, RuntimeError, OverflowError) as e:
             raise FormatError(f"corrupted .nfc payload ({e})") from None
         if not dec.exhausted():
@@ -336,15 +357,10 @@ class Codec:
         return np.ascontiguousarray(np.concatenate(planes, axis=2))
 
 
-@contextmanager
-def _row_major(model: IDF) -> Iterator[None]:
-    """The model's convolutions in the row-major layout that files before version 3 were coded
-    with: the two layouts run different kernels, whose floats differ."""
-    model.to(memory_format=torch.contiguous_format)
-    try:
-        yield
-    finally:
-        model.to(memory_format=torch.channels_last)
+def _check_effort(effort: int) -> int:
+    if effort not in EFFORTS:
+        raise NfcError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {effort}")
+    return effort
 
 
 def _per_tile(win: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
@@ -362,8 +378,7 @@ def _per_tile_mixture(win: torch.Tensor, new: MixtureParams, old: MixtureParams)
 
 
 def _tables(p, legacy: bool = False) -> list:
-    """Coding tables for every latent of a group, from its mixture parameters (`legacy`: as files
-    before format version 3 were coded)."""
+    """Coding tables for every latent of a group (`legacy`: as files before version 3 were coded)."""
 
     def flat(t: torch.Tensor) -> np.ndarray:
         return t.movedim(1, -1).reshape(-1, t.shape[1]).cpu().numpy()

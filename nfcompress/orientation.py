@@ -44,8 +44,9 @@ def unorient(x: Tensor, k: int) -> Tensor:
 
 
 def candidates(effort: int, square: bool) -> list[int]:
-    """Orientations an encoder tries at an effort (1 fastest); transposes only for square tiles,
-    so that every tile of a chunk keeps the chunk's shape.
+    """Orientations an encoder tries at an effort (1 fastest), transposes only for square tiles.
+
+    Every tile of a chunk then keeps the chunk's shape.
 
     >>> candidates(1, True), candidates(2, True), candidates(2, False), len(candidates(3, True))
     ([0], [0, 4], [0, 1], 8)

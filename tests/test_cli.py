@@ -168,6 +168,6 @@ def test_effort_is_an_encode_option_and_decode_needs_none(runner, tmp_path):
         r = runner.invoke(main, ["decode", str(out), "-o", str(tmp_path / f"e{effort}.png")])
         assert r.exit_code == 0, r.output
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"e{effort}.png")), np.asarray(Image.open(src)))
-    assert sizes["3"] <= sizes["1"] + 3 * 4 * 8 / (40 * 40 * 3)
+    assert sizes["3"] <= sizes["1"] + 3 * 4 / (40 * 40 * 3)  # 3 bits for each of 4 tiles
     r = runner.invoke(main, ["encode", "--model", "tiny", "--effort", "4", str(src)])
     assert r.exit_code != 0 and "effort" in r.output.lower()

@@ -1,9 +1,11 @@
+import zlib
+
 import numpy as np
 import pytest
 from conftest import photo_like
 
 from nfcompress.codec import Codec, count_chunks, plan_tiles
-from nfcompress.container import unpack
+from nfcompress.container import Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 
 
@@ -148,15 +150,53 @@ def _legacy_payload(codec: Codec, img: np.ndarray) -> bytes:
     return enc.finish()
 
 
+def _version_2_file(codec: Codec, img: np.ndarray) -> bytes:
+    """A one-tile RGB image as a version 2 file, header written by hand."""
+    payload = _legacy_payload(codec, img)
+    name = codec.name.encode()
+    head = b"NFC" + bytes([2, 0x20, len(name)]) + name + codec.hash + _varint(img.shape[1]) + _varint(img.shape[0])
+    head += bytes([0x82]) + _varint(len(payload)) + zlib.crc32(img.tobytes()).to_bytes(4, "little")
+    return head + zlib.crc32(head).to_bytes(4, "little") + payload
+
+
 def test_version_2_files_decode(tiny_codec):
-    import zlib
+    import torch
 
     img = photo_like(20, 24, 3, seed=9)
-    payload = _legacy_payload(tiny_codec, img)
-    name = tiny_codec.name.encode()
-    head = b"NFC" + bytes([2, 0x20, len(name)]) + name + tiny_codec.hash + _varint(24) + _varint(20)
-    head += bytes([0x82]) + _varint(len(payload)) + zlib.crc32(img.tobytes()).to_bytes(4, "little")
-    head += zlib.crc32(head).to_bytes(4, "little")
-    assert np.array_equal(tiny_codec.decode(head + payload), img)
-    # and the codec is back to its own layout for version 3 files
-    assert np.array_equal(tiny_codec.decode(tiny_codec.encode(img).data), img)
+    assert np.array_equal(tiny_codec.decode(_version_2_file(tiny_codec, img)), img)
+    # A row-major copy decoded it; the codec's own model stays channels-last.
+    conv = next(p for p in tiny_codec.model.parameters() if p.dim() == 4 and p.shape[1] > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
+def test_a_transposed_tile_that_is_not_square_is_refused(tiny_codec):
+    import torch
+
+    from nfcompress.codec import _padded, _tables
+    from nfcompress.coding import Encoder
+    from nfcompress.flows import split_params
+
+    img = photo_like(16, 24, 3, seed=4)
+    x = torch.from_numpy(_padded(img, plan_tiles(16, 24, 32, 2, 8)[0], 8)).float()
+    enc = Encoder()
+    with torch.no_grad():
+        for z, raw in zip(*tiny_codec.model.forward_with_params(x)):
+            enc.push_latents(z.round().to(torch.int64).numpy().ravel(), _tables(split_params(raw, 2)))
+    enc.push_symbols(np.array([4]), 8)
+    h = Header("tiny", tiny_codec.hash, 24, 16, "RGB", 32, 2, zlib.crc32(img.tobytes()), oriented=True)
+    with pytest.raises(FormatError, match="transposed"):
+        tiny_codec.decode(pack(h, [enc.finish()]))
+
+
+def test_encode_and_a_version_2_decode_in_two_threads_do_not_disturb_each_other(tiny_codec, tiny_models_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    img = photo_like(20, 24, 3, seed=9)
+    legacy = _version_2_file(tiny_codec, img)
+    fresh = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2)
+    with ThreadPoolExecutor(2) as pool:
+        decodes = [pool.submit(tiny_codec.decode, legacy) for _ in range(3)]
+        encodes = [pool.submit(tiny_codec.encode, photo_like(24, 20, 3, seed=s)) for s in range(3)]
+        assert all(np.array_equal(f.result(), img) for f in decodes)
+        for s, f in enumerate(encodes):
+            assert np.array_equal(fresh.decode(f.result().data), photo_like(24, 20, 3, seed=s))

@@ -99,9 +99,9 @@ def test_corrupt_stream_length_is_refused():
 
 
 def test_windows_of_17_or_more_integers_code_in_two_stages():
-    # Scales of 0.35 and 1.5 reach 3.5 and 15 from the mean: windows of 9 and 33 integers.
-    lw, mu = np.zeros((2, 1), np.float32), np.full((2, 1), 100.0, np.float32)
-    ls = np.log(np.array([[0.35], [1.5]], np.float32))
+    # Scales of 0.35, 0.7 and 1.5 reach 3.5, 7 and 15 from the mean: windows of 9, 17 and 33 integers.
+    lw, mu = np.zeros((3, 1), np.float32), np.full((3, 1), 100.0, np.float32)
+    ls = np.log(np.array([[0.35], [0.7], [1.5]], np.float32))
     new = {b.half: b.bin for b in plan_buckets(lw, mu, ls)}
     old = {b.half: b.bin for b in plan_buckets(lw, mu, ls, legacy=True)}
-    assert new[4] == old[4] == 1 and new[16] > 1 and old[16] == 1
+    assert new[4] == old[4] == 1 and new[8] > 1 and new[16] > 1 and old[8] == old[16] == 1

@@ -18,7 +18,8 @@ EXAMPLES = int(os.environ.get("NFC_FUZZ_EXAMPLES", "150"))
 @pytest.fixture(scope="module")
 def originals(tiny_codec):
     images = [photo_like(20, 27, 3, seed=1), photo_like(40, 33, 4, seed=2), photo_like(9, 9, 1, seed=3)[..., 0]]
-    return [(img, tiny_codec.encode(img).data) for img in images]
+    coded = [(img, tiny_codec.encode(img).data) for img in images]
+    return coded + [(images[1], tiny_codec.encode(images[1], effort=3).data)]  # orientations too
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -10,7 +10,7 @@ __all__ = ["Encoder", "Decoder"]
 import constriction
 import numpy as np
 
-from nfcompress.coding.tables import Bucket, coarse_weights, fine_weights
+from nfcompress.coding.tables import Bucket, coarse_weights_of, fine_weights_of
 from nfcompress.errors import FormatError
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
@@ -51,11 +51,13 @@ class Encoder:
                 raise OverflowError("latent too far from its mean to code")
             raw = np.stack([(u >> 16).astype(np.int32), (u & 0xFFFF).astype(np.int32)], 1).ravel()
             self._coder.encode_reverse(raw, _RAW16)
-        for b, (rows, c, s) in zip(reversed(buckets), reversed(fine)):
-            if b.bin > 1 and len(rows):
-                self._coder.encode_reverse(s, _CATEGORICAL, fine_weights(b, rows, c))
-        for b, c in zip(reversed(buckets), reversed(coarse)):
-            self._coder.encode_reverse(c, _CATEGORICAL, coarse_weights(b))
+        # Every bucket's tables are built together (they share the thread pool), then coded in order.
+        two = [(b, f) for b, f in zip(buckets, fine) if b.bin > 1 and len(f[0])]
+        fine_w = fine_weights_of([b for b, _ in two], [f[0] for _, f in two], [f[1] for _, f in two])
+        for (_, (_, _, s)), w in zip(reversed(two), reversed(fine_w)):
+            self._coder.encode_reverse(s, _CATEGORICAL, w)
+        for c, w in zip(reversed(coarse), reversed(coarse_weights_of(buckets))):
+            self._coder.encode_reverse(c, _CATEGORICAL, w)
 
     def push_symbols(self, values: np.ndarray, size: int) -> None:
         """Push integers in [0, size) with a uniform model: side information such as orientations."""
@@ -77,14 +79,17 @@ class Decoder:
     def pop_latents(self, n: int, buckets: list[Bucket]) -> np.ndarray:
         """Pop n integer latents with the same buckets the encoder used."""
         values = np.empty(n, np.int64)
-        coarse = [self._coder.decode(_CATEGORICAL, coarse_weights(b)).astype(np.int64) for b in buckets]
+        coarse = [self._coder.decode(_CATEGORICAL, w).astype(np.int64) for w in coarse_weights_of(buckets)]
+        rows = [np.flatnonzero(c != b.escape) for b, c in zip(buckets, coarse)]
+        two = [i for i, b in enumerate(buckets) if b.bin > 1 and len(rows[i])]
+        tables = fine_weights_of([buckets[i] for i in two], [rows[i] for i in two], [coarse[i][rows[i]] for i in two])
+        fine_w = dict(zip(two, tables))
         escapes = []
-        for b, c in zip(buckets, coarse):
+        for i, (b, c) in enumerate(zip(buckets, coarse)):
             out = c == b.escape
-            rows = np.flatnonzero(~out)
             off = c * b.bin
-            if b.bin > 1 and len(rows):
-                off[rows] += self._coder.decode(_CATEGORICAL, fine_weights(b, rows, c[rows]))
+            if i in fine_w:
+                off[rows[i]] += self._coder.decode(_CATEGORICAL, fine_w[i])
             values[b.index] = b.low + off
             escapes.append((b.index[out], b.low[out] + b.half))
         count = sum(len(i) for i, _ in escapes)

@@ -7,15 +7,24 @@ the same parameters always give the same integers.
 
 A latent codes as its offset inside a window of 2h+1 integers centred on the mixture's rounded
 mean, or as an escape. Windows of 17 integers or more code in two stages, a coarse bin of `bin`
-integers and then the offset inside that bin, so a latent needs two short tables (about 4 + 9
-entries for 33 integers) instead of one long one: building tables is most of the codec's CPU
-time beside the network.
+integers and then the offset inside that bin, so a latent needs two short tables (6 + 8 entries
+for 33 integers) instead of one long one: building tables is most of the codec's CPU time
+beside the network.
 
 Files written before format version 3 used other tables (`legacy`): single stages up to 33
 integers and the sigmoid through tanh. They are kept so that those files still decode.
 """
 
-__all__ = ["PRECISION", "HALF_WIDTHS", "Bucket", "plan_buckets", "coarse_weights", "fine_weights"]
+__all__ = [
+    "PRECISION",
+    "HALF_WIDTHS",
+    "Bucket",
+    "plan_buckets",
+    "coarse_weights",
+    "fine_weights",
+    "coarse_weights_of",
+    "fine_weights_of",
+]
 
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -113,30 +122,62 @@ def _fine_chunk(lw, mu, ls, start, step: int, legacy: bool) -> np.ndarray:
     return _quantize(np.where(mass > 0, cum, flat))
 
 
-def _chunked(fn, b: Bucket, sel: np.ndarray, *args) -> np.ndarray:
-    """Run a table builder over rows `sel` of a bucket in parallel chunks, results in order."""
-    parts = [
-        (b.log_weights[s], b.means[s], b.log_scales[s], *[a[i : i + CHUNK] for a in args[:1]], *args[1:])
+def _chunks(fn, b: Bucket, sel: np.ndarray, *args) -> list[tuple]:
+    """A table builder's calls over rows `sel` of a bucket, in chunks of CHUNK rows."""
+    return [
+        (fn, b.log_weights[s], b.means[s], b.log_scales[s], args[0][i : i + CHUNK], *args[1:])
         for i in range(0, len(sel), CHUNK)
         for s in [sel[i : i + CHUNK]]
     ]
-    if len(parts) == 1:
-        # One chunk: handing it to a thread costs more than building it here (small images).
-        return fn(*parts[0])
-    futures = [_POOL.submit(fn, *p) for p in parts]
-    return np.concatenate([f.result() for f in futures]) if futures else np.zeros((0, 1))
+
+
+def _run(jobs: list[list[tuple]]) -> list[np.ndarray]:
+    """Every bucket's chunks at once, so that many small buckets share the pool; results per bucket.
+
+    Tables for fewer than CHUNK rows in all are built in the calling thread: handing them to a
+    thread costs more than building them (small images).
+    """
+    calls = [c for chunks in jobs for c in chunks]
+    if sum(len(c[1]) for c in calls) <= CHUNK:
+        results = [c[0](*c[1:]) for c in calls]
+    else:
+        futures = [_POOL.submit(*c) for c in calls]
+        results = [f.result() for f in futures]
+    out, i = [], 0
+    for chunks in jobs:
+        out.append(np.concatenate(results[i : i + len(chunks)]) if chunks else np.zeros((0, 1)))
+        i += len(chunks)
+    return out
+
+
+def coarse_weights_of(buckets: list[Bucket]) -> list[np.ndarray]:
+    """`coarse_weights` of several buckets, built together."""
+    return _run(
+        [
+            _chunks(_coarse_chunk, b, np.arange(len(b.index)), b.low.astype(np.float64), b.bin, b.bins, b.legacy)
+            for b in buckets
+        ]
+    )
+
+
+def fine_weights_of(buckets: list[Bucket], rows: list[np.ndarray], coarse: list[np.ndarray]) -> list[np.ndarray]:
+    """`fine_weights` of several buckets, built together."""
+    return _run(
+        [
+            _chunks(_fine_chunk, b, r, (b.low[r] + c * b.bin).astype(np.float64), b.bin, b.legacy)
+            for b, r, c in zip(buckets, rows, coarse)
+        ]
+    )
 
 
 def coarse_weights(b: Bucket) -> np.ndarray:
     """Integer weights (n, bins + 1) of each latent's coarse symbol (its offset, if bin == 1)."""
-    sel = np.arange(len(b.index))
-    return _chunked(_coarse_chunk, b, sel, b.low.astype(np.float64), b.bin, b.bins, b.legacy)
+    return coarse_weights_of([b])[0]
 
 
 def fine_weights(b: Bucket, rows: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     """Integer weights (len(rows), bin) of the offset inside bin `coarse` of latents `rows`."""
-    start = (b.low[rows] + coarse * b.bin).astype(np.float64)
-    return _chunked(_fine_chunk, b, rows, start, b.bin, b.legacy)
+    return fine_weights_of([b], [rows], [coarse])[0]
 
 
 def plan_buckets(
