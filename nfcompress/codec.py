@@ -15,7 +15,7 @@ from nfcompress.coding import Decoder, Encoder, plan_buckets
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
-from nfcompress.orientation import DEFAULT_EFFORT, EFFORTS, ORIENTATIONS, candidates, orient, unorient
+from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
 
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
@@ -144,7 +144,7 @@ class Codec:
     ) -> None:
         if tile & (tile - 1) or tile < model.config.multiple:
             raise NfcError(f"tile must be a power of two of at least {model.config.multiple}")
-        self.effort = _check_effort(effort)
+        self.effort = self._effort(effort)
         # Channels-last convolutions are ~20% faster on the CPU; encode and decode both use them.
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
         # Files before version 3 were coded with row-major convolutions, whose floats differ:
@@ -166,6 +166,15 @@ class Codec:
         m, card = load_model(model or DEFAULT_MODEL)
         return cls(m, card.name, card.sha256, device=device, **kw)
 
+    def _effort(self, effort: int | None) -> int:
+        """A call's effort (the codec's own when None), checked where the efforts are defined."""
+        effort = self.effort if effort is None else effort
+        try:
+            candidates(effort, square=True)
+        except ValueError as e:
+            raise NfcError(str(e)) from None
+        return effort
+
     def _device_kind(self) -> str:
         return "cuda" if str(self.device).startswith("cuda") else "cpu"
 
@@ -175,7 +184,7 @@ class Codec:
     ) -> EncodeResult:
         """Code an (H, W[, C]) uint8 array at an effort (the codec's own by default); `progress(done,
         total)` is called after each chunk."""
-        effort = self.effort if effort is None else _check_effort(effort)
+        effort = self._effort(effort)
         with self._lock:
             return self._encode(image, progress, effort)
 
@@ -212,7 +221,7 @@ class Codec:
     @torch.no_grad()
     def ideal_bits(self, image: np.ndarray, effort: int | None = None) -> tuple[float, int]:
         """The model's -log2 P of an image as `encode` would code it, and its sub-pixel count."""
-        effort = self.effort if effort is None else _check_effort(effort)
+        effort = self._effort(effort)
         pixels, mode = _as_pixels(image)
         rgb, alpha = _split_mode(pixels, mode)
         m = self.model.config.multiple
@@ -355,12 +364,6 @@ class Codec:
         elif alpha_data:
             raise FormatError("corrupted .nfc file (alpha data for a mode without alpha)")
         return np.ascontiguousarray(np.concatenate(planes, axis=2))
-
-
-def _check_effort(effort: int) -> int:
-    if effort not in EFFORTS:
-        raise NfcError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {effort}")
-    return effort
 
 
 def _per_tile(win: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,15 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
 
 
+def _fine_tables(buckets: list[Bucket], rows: list[np.ndarray], coarse: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """Fine tables, by bucket index, of the buckets with a second stage and latents in it.
+
+    Every bucket's tables are built together (they share the thread pool), then coded in order.
+    """
+    two = [i for i, b in enumerate(buckets) if b.bin > 1 and len(rows[i])]
+    return dict(zip(two, fine_weights_of([buckets[i] for i in two], [rows[i] for i in two], [coarse[i] for i in two])))
+
+
 class Encoder:
     """Pushes latent groups; push them in the reverse of the order they are to pop."""
 
@@ -51,11 +60,10 @@ class Encoder:
                 raise OverflowError("latent too far from its mean to code")
             raw = np.stack([(u >> 16).astype(np.int32), (u & 0xFFFF).astype(np.int32)], 1).ravel()
             self._coder.encode_reverse(raw, _RAW16)
-        # Every bucket's tables are built together (they share the thread pool), then coded in order.
-        two = [(b, f) for b, f in zip(buckets, fine) if b.bin > 1 and len(f[0])]
-        fine_w = fine_weights_of([b for b, _ in two], [f[0] for _, f in two], [f[1] for _, f in two])
-        for (_, (_, _, s)), w in zip(reversed(two), reversed(fine_w)):
-            self._coder.encode_reverse(s, _CATEGORICAL, w)
+        fine_w = _fine_tables(buckets, [f[0] for f in fine], [f[1] for f in fine])
+        for i in reversed(range(len(buckets))):
+            if i in fine_w:
+                self._coder.encode_reverse(fine[i][2], _CATEGORICAL, fine_w[i])
         for c, w in zip(reversed(coarse), reversed(coarse_weights_of(buckets))):
             self._coder.encode_reverse(c, _CATEGORICAL, w)
 
@@ -80,13 +88,11 @@ class Decoder:
         """Pop n integer latents with the same buckets the encoder used."""
         values = np.empty(n, np.int64)
         coarse = [self._coder.decode(_CATEGORICAL, w).astype(np.int64) for w in coarse_weights_of(buckets)]
-        rows = [np.flatnonzero(c != b.escape) for b, c in zip(buckets, coarse)]
-        two = [i for i, b in enumerate(buckets) if b.bin > 1 and len(rows[i])]
-        tables = fine_weights_of([buckets[i] for i in two], [rows[i] for i in two], [coarse[i][rows[i]] for i in two])
-        fine_w = dict(zip(two, tables))
+        outs = [c == b.escape for b, c in zip(buckets, coarse)]
+        rows = [np.flatnonzero(~out) for out in outs]
+        fine_w = _fine_tables(buckets, rows, [c[r] for c, r in zip(coarse, rows)])
         escapes = []
-        for i, (b, c) in enumerate(zip(buckets, coarse)):
-            out = c == b.escape
+        for i, (b, c, out) in enumerate(zip(buckets, coarse, outs)):
             off = c * b.bin
             if i in fine_w:
                 off[rows[i]] += self._coder.decode(_CATEGORICAL, fine_w[i])
