@@ -128,26 +128,32 @@ def _varint(n: int) -> bytes:
     return bytes(out + bytes([n]))
 
 
-def _legacy_payload(codec: Codec, img: np.ndarray) -> bytes:
-    """One tile coded as nfcompress 0.2 did: row-major convolutions, no orientation, version 2 tables."""
-    import copy
-
+def _tile_encoder(model, img: np.ndarray, legacy: bool):
+    """An Encoder holding the latents of a one-tile image, coded by hand (no orientations)."""
     import torch
 
     from nfcompress.codec import _padded, _tables
     from nfcompress.coding import Encoder
     from nfcompress.flows import split_params
 
-    m = codec.model.config.multiple
-    tiles = plan_tiles(img.shape[0], img.shape[1], 256, 1, m)[0]
-    x = torch.from_numpy(_padded(img, tiles, m)).float()
-    model = copy.deepcopy(codec.model).to(memory_format=torch.contiguous_format)
+    m = model.config.multiple
+    x = torch.from_numpy(_padded(img, plan_tiles(img.shape[0], img.shape[1], 256, 1, m)[0], m)).float()
     enc = Encoder()
     with torch.no_grad():
         for z, raw in zip(*model.forward_with_params(x)):
-            p = split_params(raw, codec.model.config.mixtures)
-            enc.push_latents(z.round().to(torch.int64).numpy().ravel(), _tables(p, legacy=True))
-    return enc.finish()
+            p = split_params(raw, model.config.mixtures)
+            enc.push_latents(z.round().to(torch.int64).numpy().ravel(), _tables(p, legacy))
+    return enc
+
+
+def _legacy_payload(codec: Codec, img: np.ndarray) -> bytes:
+    """One tile coded as nfcompress 0.2 did: row-major convolutions, no orientation, version 2 tables."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(codec.model).to(memory_format=torch.contiguous_format)
+    return _tile_encoder(model, img, legacy=True).finish()
 
 
 def _version_2_file(codec: Codec, img: np.ndarray) -> bytes:
@@ -170,18 +176,8 @@ def test_version_2_files_decode(tiny_codec):
 
 
 def test_a_transposed_tile_that_is_not_square_is_refused(tiny_codec):
-    import torch
-
-    from nfcompress.codec import _padded, _tables
-    from nfcompress.coding import Encoder
-    from nfcompress.flows import split_params
-
     img = photo_like(16, 24, 3, seed=4)
-    x = torch.from_numpy(_padded(img, plan_tiles(16, 24, 32, 2, 8)[0], 8)).float()
-    enc = Encoder()
-    with torch.no_grad():
-        for z, raw in zip(*tiny_codec.model.forward_with_params(x)):
-            enc.push_latents(z.round().to(torch.int64).numpy().ravel(), _tables(split_params(raw, 2)))
+    enc = _tile_encoder(tiny_codec.model, img, legacy=False)
     enc.push_symbols(np.array([4]), 8)
     h = Header("tiny", tiny_codec.hash, 24, 16, "RGB", 32, 2, zlib.crc32(img.tobytes()), oriented=True)
     with pytest.raises(FormatError, match="transposed"):
