@@ -331,6 +331,11 @@ def _chunk_progress(src: str, as_json: bool):
 @click.option("--threads", type=int, default=0)
 @click.option("--seed", type=int, default=0)
 @click.option("--eval-minutes", type=float, default=5.0, help="Validate (and checkpoint) this often.")
+@click.option(
+    "--mix",
+    default="",
+    help="What each step draws, e.g. 'thumb32:0.3,native64:0.7' (default: nfcompress.train.DEFAULT_MIX).",
+)
 def train(
     train_dirs,
     val_dirs,
@@ -348,16 +353,21 @@ def train(
     threads,
     seed,
     eval_minutes,
+    mix,
 ) -> None:
     """Train a model on folders of photos (CUDA when present; torchrun for several GPUs)."""
     from nfcompress.flows import IDFConfig
-    from nfcompress.train import TrainSettings
+    from nfcompress.train import DEFAULT_MIX, TrainSettings, parse_mix
     from nfcompress.train import train as run
 
     try:
         config = IDFConfig.from_dict({**IDFConfig().to_dict(), **json.loads(config_json)})
     except (ValueError, TypeError) as e:
         raise click.BadParameter(str(e), param_hint="--config") from None
+    try:
+        kinds = parse_mix(mix or DEFAULT_MIX)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--mix") from None
     s = TrainSettings(
         train_dirs=list(train_dirs),
         val_dirs=list(val_dirs),
@@ -375,6 +385,7 @@ def train(
         threads=threads,
         seed=seed,
         eval_minutes=eval_minutes,
+        kinds=kinds,
     )
     try:
         card = run(s, log=lambda m: click.echo(m, err=True))
@@ -391,12 +402,15 @@ def train(
 @threads_option
 @jobs_option
 @effort_option
-def bench(folders, model, as_json, plot_path, threads, jobs, effort) -> None:
+@device_option
+def bench(folders, model, as_json, plot_path, threads, jobs, effort, device) -> None:
     """nfcompress beside PNG, WebP lossless and JPEG XL on every image of each folder."""
     from nfcompress.bench import bench_folder, format_table, plot
 
-    _setup(threads, None)
-    codec = _codec(model)
+    _setup(threads, None, device)
+    if device != "cpu" and jobs > 1:
+        raise click.BadParameter("one process codes on a GPU: leave out -j", param_hint="--jobs")
+    codec = _codec(model, device)
     rows = []
     for folder in folders:
         show = sys.stderr.isatty() and not as_json

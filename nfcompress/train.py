@@ -1,10 +1,11 @@
 """Training: patches of photos -> an IDF, with EMA weights, resumable checkpoints and a card."""
 
-__all__ = ["TrainSettings", "train"]
+__all__ = ["TrainSettings", "parse_mix", "train"]
 
 import json
 import math
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,9 +20,33 @@ from nfcompress.evaluate import classical_bpsp, flow_timing, ideal_bpsp
 from nfcompress.flows import IDF, IDFConfig
 from nfcompress.weights import ModelCard, save_model
 
-# (kind, size, batch, weight): each step draws one kind; batches hold about 64k pixels
-# (times TrainSettings.batch_scale).
-KINDS = [("thumb", 32, 64, 0.3), ("thumb", 64, 16, 0.3), ("native", 64, 16, 0.25), ("native", 32, 64, 0.15)]
+# Each step draws one kind of patch; a batch holds about this many pixels (times
+# TrainSettings.batch_scale).
+BATCH_PIXELS = 65536
+DEFAULT_MIX = "thumb32:0.3,thumb64:0.3,native64:0.25,native32:0.15"
+
+
+def parse_mix(text: str) -> list[tuple[str, int, int, float]]:
+    """KINDS from text like 'thumb32:0.3,native64:0.7' (batches of about 64k pixels each).
+
+    >>> parse_mix("thumb32:0.5, native128:0.5")
+    [('thumb', 32, 64, 0.5), ('native', 128, 4, 0.5)]
+    """
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(thumb|native)(\d+):([0-9.]+)\s*", part)
+        if not m:
+            raise ValueError(f"bad mix entry {part.strip()!r}: expected thumbN:WEIGHT or nativeN:WEIGHT")
+        size, weight = int(m[2]), float(m[3])
+        if size < 8 or size & (size - 1) or size > 256:
+            raise ValueError(f"bad mix entry {part.strip()!r}: the size must be a power of two from 8 to 256")
+        if weight <= 0:
+            raise ValueError(f"bad mix entry {part.strip()!r}: the weight must be positive")
+        out.append((m[1], size, max(1, BATCH_PIXELS // size**2), weight))
+    return out
+
+
+KINDS = parse_mix(DEFAULT_MIX)
 
 
 @dataclass
@@ -50,6 +75,8 @@ class TrainSettings:
     init: str = ""
     resume: bool = False
     threads: int = 0
+    # What each step draws: (kind, size, batch, weight); see parse_mix.
+    kinds: list = field(default_factory=lambda: list(KINDS))
 
 
 class _Loss(torch.nn.Module):
@@ -155,7 +182,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         photos = list(ex.map(load_photo, train_paths))
     sampler = PhotoSampler(photos, device, s.seed + rank)
     del photos
-    weights = np.array([w for *_, w in KINDS])
+    weights = np.array([w for *_, w in s.kinds])
     weights = weights / weights.sum()
     log(f"photos ready in {time.time() - t0:.0f}s")
     val_sets = _val_sets(s.val_dirs, val_paths, s.eval_per_photo)
@@ -202,7 +229,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         frac = (elapsed_before + elapsed) / schedule
         for g in opt.param_groups:
             g["lr"] = _lr(step, frac, s)
-        kind, size, batch, _ = KINDS[rng.choice(len(KINDS), p=weights)]
+        kind, size, batch, _ = s.kinds[rng.choice(len(s.kinds), p=weights)]
         x = sampler.batch(kind, size, batch * s.batch_scale)
         loss = net(x)
         opt.zero_grad(set_to_none=True)
@@ -248,7 +275,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
             "val_dirs": s.val_dirs,
             "photos": len(train_paths),
             "holdout_packages": s.holdout,
-            "kinds": [f"{k}{z} x{b * s.batch_scale} p={w}" for k, z, b, w in KINDS],
+            "kinds": [f"{k}{z} x{b * s.batch_scale} p={w}" for k, z, b, w in s.kinds],
             "steps": step,
             "wall_minutes": round(wall / 60, 1),
             "device": str(device),
