@@ -48,6 +48,14 @@ class _Tile:
     w: int
 
 
+def _undecodable(what: str) -> str:
+    """The message for a payload that fails to decode behind a valid header, naming both causes."""
+    return (
+        f"{what}: the file is damaged, or it was coded on a machine whose floating-point arithmetic "
+        "differs from this one's (another kind of CPU or GPU); decode it where it was coded"
+    )
+
+
 def plan_tiles(height: int, width: int, tile: int, batch: int, multiple: int) -> list[list[_Tile]]:
     """Split an image into tiles and group them into chunks of equal padded shape.
 
@@ -314,10 +322,7 @@ class Codec:
                 progress(i + 1, len(plan))
         pixels = self._join_mode(rgb, header, alpha_data)
         if zlib.crc32(pixels.tobytes()) != header.pixel_crc:
-            raise ChecksumError(
-                "decoded pixels do not match the file's checksum: the file is damaged "
-                "or was encoded on a machine that computes differently"
-            )
+            raise ChecksumError(_undecodable("decoded pixels do not match the file's checksum"))
         return pixels if pixels.shape[2] > 1 else pixels[..., 0]
 
     def _decode_chunk(
@@ -340,18 +345,18 @@ class Codec:
         try:
             x = model.decode(draw)
         except (ValueError, RuntimeError, OverflowError) as e:
-            raise FormatError(f"corrupted .nfc payload ({e})") from None
+            raise ChecksumError(_undecodable(f"the payload does not decode: {e}")) from None
         if not dec.exhausted():
-            raise FormatError("corrupted .nfc payload (data left over after decoding)")
+            raise ChecksumError(_undecodable("data left over after decoding"))
         x = torch.stack([unorient(t, int(k)) for t, k in zip(x.round(), ks)])
         if x.min() < 0 or x.max() > 255:
-            raise ChecksumError("decoded pixels are out of range: the file is damaged")
+            raise ChecksumError(_undecodable("decoded pixels out of range"))
         return x.to(torch.uint8).cpu().numpy()
 
     def _join_mode(self, rgb: np.ndarray, header: Header, alpha_data: bytes) -> np.ndarray:
         planes = [rgb[..., :1]] if header.mode in ("L", "LA") else [rgb]
         if header.mode in ("L", "LA") and not (rgb[..., 0:1] == rgb[..., 1:]).all():
-            raise ChecksumError("decoded grey image is not grey: the file is damaged")
+            raise ChecksumError(_undecodable("decoded grey image is not grey"))
         if header.mode in ("LA", "RGBA"):
             try:
                 d = zlib.decompressobj()

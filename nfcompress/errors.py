@@ -16,4 +16,4 @@ class ModelMismatch(NfcError):
 
 
 class ChecksumError(NfcError):
-    """The decoded pixels do not match the checksum the encoder stored."""
+    """The payload does not decode to the pixels the encoder checksummed (damage, or other arithmetic)."""

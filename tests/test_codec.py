@@ -2,6 +2,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from conftest import photo_like
 
 from nfcompress.codec import Codec, count_chunks, plan_tiles
@@ -69,6 +70,18 @@ def test_corrupted_payload_fails_loudly(tiny_codec):
         except (FormatError, ChecksumError):
             continue
         assert np.array_equal(out, img)
+
+
+def test_other_arithmetic_is_named_when_a_file_does_not_decode(tiny_models_dir):
+    """Floats that differ (here one prior weight, a few ulps off) fail with a message naming both causes."""
+    img = photo_like(40, 40, 3)
+    data = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2).encode(img).data
+    other = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2)
+    with torch.no_grad():
+        w = next(p for n, p in other.model.named_parameters() if "prior" in n and p.dim() == 4)
+        w.mul_(1 + 1e-6)
+    with pytest.raises(ChecksumError, match="damaged, or it was coded on a machine whose floating-point arithmetic"):
+        other.decode(data)
 
 
 def test_bad_arrays_are_refused(tiny_codec):
