@@ -286,7 +286,7 @@ class Codec:
         return header
 
     def _check(self, header: Header) -> None:
-        if header.model_hash != self.hash or header.model_name != self.name:
+        if header.model_hash != self.hash[: len(header.model_hash)] or header.model_name != self.name:
             raise ModelMismatch(
                 f"this file needs model {header.model_name!r} (weights {header.model_hash.hex()}), "
                 f"but {self.name!r} ({self.hash.hex()}) is loaded"

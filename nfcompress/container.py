@@ -1,9 +1,9 @@
 """The .nfc byte format: a small checked header, a chunk table, the chunks, nothing else.
 
 See docs/format.md. Parsing is strict: every field is range-checked and the header carries its
-own checksum, so damage is reported before any large allocation or any decoding work. Version 3
-files (written now) carry the mode and whether the model is named in the flags; versions 1
-and 2 still read.
+own checksum, so damage is reported before any large allocation or any decoding work. Version 4
+files (written now) keep 2 bytes of the model hash and of the header CRC; versions 1 to 3 still
+read.
 """
 
 __all__ = [
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 3
-VERSIONS = (1, 2, 3)
+VERSION = 4
+VERSIONS = (1, 2, 3, 4)
 # Not spelled out in the file (from version 2): the model shipped with nfcompress.
 SHIPPED_MODEL = "nfc-small"
 MODES = ("L", "LA", "RGB", "RGBA")
@@ -38,7 +38,7 @@ MAX_CHUNKS = 1 << 20
 MAX_NAME = 64
 # The largest image written as one tile; a damaged size then costs at most one such decode.
 ONE_TILE_SIDE = 256
-# Version 3 flags; bits 0-1 are the device kind and bits 4-5 the mode.
+# Flags from version 3; bits 0-1 are the device kind and bits 4-5 the mode.
 _ALPHA, _ONE_TILE, _NAMED, _ORIENTED = 0x04, 0x08, 0x40, 0x80
 
 
@@ -47,7 +47,7 @@ class Header:
     """Everything a decoder needs besides the model's weights."""
 
     model_name: str
-    model_hash: bytes  # first 4 bytes of the weights' sha256
+    model_hash: bytes  # first bytes of the weights' sha256 (4; 2 in version 4 files)
     width: int
     height: int
     mode: str
@@ -109,10 +109,10 @@ class _Reader:
 
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
-    """Header, chunk table and payload as one (version 3) .nfc file."""
+    """Header, chunk table and payload as one (version 4) .nfc file."""
     name = b"" if h.model_name == SHIPPED_MODEL else h.model_name.encode()
-    if not 0 < len(h.model_name) <= MAX_NAME or len(h.model_hash) != 4 or not chunks or h.version != VERSION:
-        raise ValueError(f"model name empty or too long, hash not 4 bytes, no chunks, or not version {VERSION}")
+    if not 0 < len(h.model_name) <= MAX_NAME or len(h.model_hash) < 2 or not chunks or h.version != VERSION:
+        raise ValueError(f"model name empty or too long, hash under 2 bytes, no chunks, or not version {VERSION}")
     # An image within one tile is one chunk: no tile, batch or chunk count.
     one_tile = len(chunks) == 1 and max(h.width, h.height) <= min(h.tile, ONE_TILE_SIDE)
     flags = DEVICES.index(h.device) | (_ALPHA if alpha else 0) | (_ONE_TILE if one_tile else 0)
@@ -120,7 +120,7 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
     head = bytearray(MAGIC) + bytes([VERSION, flags])
     if name:
         head += bytes([len(name)]) + name
-    head += h.model_hash + _varint(h.width) + _varint(h.height)
+    head += h.model_hash[:2] + _varint(h.width) + _varint(h.height)
     if not one_tile:
         head += bytes([h.tile.bit_length() - 1]) + _varint(h.batch) + _varint(len(chunks))
     for c in chunks:
@@ -128,7 +128,7 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
     if alpha:
         head += _varint(len(alpha))
     head += struct.pack("<I", h.pixel_crc)
-    head += struct.pack("<I", zlib.crc32(head))
+    head += struct.pack("<H", zlib.crc32(head) & 0xFFFF)
     return bytes(head) + b"".join(chunks) + alpha
 
 
@@ -164,7 +164,7 @@ def _flags(r: _Reader, version: int) -> dict:
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
-    """Parse and check a .nfc file (version 1, 2 or 3); returns the header, the chunks and the alpha payload."""
+    """Parse and check a .nfc file (version 1 to 4); returns the header, the chunks and the alpha payload."""
     r = _Reader(data)
     if r.take(len(MAGIC), "magic bytes") != MAGIC:
         raise FormatError("not an .nfc file (wrong magic bytes)")
@@ -178,7 +178,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         name = r.take(f["name_len"], "model name").decode() if f["name_len"] else SHIPPED_MODEL
     except UnicodeDecodeError:
         raise FormatError("corrupted .nfc header (model name is not text)") from None
-    model_hash = r.take(4, "model hash")
+    model_hash = r.take(2 if version >= 4 else 4, "model hash")
     width = r.varint("width", MAX_SIDE)
     height = r.varint("height", MAX_SIDE)
     if version < 3:
@@ -205,8 +205,13 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
     alpha_size = r.varint("alpha size", 1 << 40) if f["alpha"] else 0
     pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
     end = r.pos
-    (head_crc,) = struct.unpack("<I", r.take(4, "header checksum"))
-    if zlib.crc32(data[:end]) != head_crc:
+    if version >= 4:
+        (head_crc,) = struct.unpack("<H", r.take(2, "header checksum"))
+        crc_ok = zlib.crc32(data[:end]) & 0xFFFF == head_crc
+    else:
+        (head_crc,) = struct.unpack("<I", r.take(4, "header checksum"))
+        crc_ok = zlib.crc32(data[:end]) == head_crc
+    if not crc_ok:
         raise FormatError("corrupted .nfc header (header checksum mismatch)")
     if width == 0 or height == 0 or width * height > MAX_PIXELS:
         raise FormatError(f"corrupted .nfc header (image size {width}x{height} out of range)")

@@ -188,6 +188,23 @@ def test_version_2_files_decode(tiny_codec):
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
 
+def test_version_3_files_decode(tiny_codec):
+    """Version 3 differs from 4 only in the header (4-byte model hash and header CRC): rewrite one."""
+    img = photo_like(20, 24, 3, seed=5)
+    h, (chunk,), _ = unpack(tiny_codec.encode(img, effort=3).data)
+    assert h.version == 4 and h.one_tile and len(h.model_hash) == 2
+    flags = 0x08 | 2 << 4 | 0x40 | (0x80 if h.oriented else 0)
+    name = tiny_codec.name.encode()
+    head = b"NFC" + bytes([3, flags, len(name)]) + name + tiny_codec.hash + _varint(24) + _varint(20)
+    head += _varint(len(chunk)) + h.pixel_crc.to_bytes(4, "little")
+    data = head + zlib.crc32(head).to_bytes(4, "little") + chunk
+    assert np.array_equal(tiny_codec.decode(data), img)
+    other_hash = bytes([tiny_codec.hash[0], tiny_codec.hash[1], tiny_codec.hash[2] ^ 1, tiny_codec.hash[3]])
+    head = head.replace(tiny_codec.hash, other_hash)
+    with pytest.raises(ModelMismatch):
+        tiny_codec.decode(head + zlib.crc32(head).to_bytes(4, "little") + chunk)
+
+
 def test_a_transposed_tile_that_is_not_square_is_refused(tiny_codec):
     img = photo_like(16, 24, 3, seed=4)
     enc = _tile_encoder(tiny_codec.model, img, legacy=False)

@@ -43,14 +43,14 @@ def test_real_size_is_close_to_the_ideal():
         assert np.array_equal(codec.decode(res.data), img)
 
 
-def test_a_thumbnail_of_the_shipped_model_has_a_21_byte_header():
+def test_a_thumbnail_of_the_shipped_model_has_a_17_byte_header():
     from nfcompress.container import unpack
 
     img = np.asarray(Image.open(EXAMPLES / "pizza-128.png"))[:32, :32]
     data = nfcompress.Codec.load().encode(img).data
     header, chunks, _ = unpack(data)
     assert header.one_tile and header.model_name == DEFAULT_MODEL
-    assert len(data) - sum(len(c) for c in chunks) == 21
+    assert len(data) - sum(len(c) for c in chunks) == 17
 
 
 def _run(args, threads):
