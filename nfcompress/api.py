@@ -17,11 +17,15 @@ def get_codec(model: str = "", device: str = "cpu") -> Codec:
     return Codec.load(model, device=device)
 
 
-def encode(image, model: str = "", device: str = "cpu", effort: int = DEFAULT_EFFORT) -> bytes:
+def encode(
+    image, model: str = "", device: str = "cpu", effort: int = DEFAULT_EFFORT, portable: bool | None = None
+) -> bytes:
     """Compress an image (a path, a PIL image or a uint8 array) to .nfc bytes.
 
     Effort 1-3 trades encode time (1x, 2x, up to 8x the network work) for size: each tile is
     coded in the cheapest of up to 1, 2 or 8 orientations. Decoding costs the same at any effort.
+    Files are portable (they decode on any machine) where the model has a calibrated integer
+    form, as the shipped one does; `portable=False` codes with this machine's floats instead.
 
     Example:
         >>> import numpy as np, nfcompress
@@ -32,7 +36,7 @@ def encode(image, model: str = "", device: str = "cpu", effort: int = DEFAULT_EF
         >>> bool((nfcompress.decode(data) == image).all())
         True
     """
-    return get_codec(model, device).encode(load_image(image), effort=effort).data
+    return get_codec(model, device).encode(load_image(image), effort=effort, portable=portable).data
 
 
 def decode(data: bytes, model: str = "", device: str = "cpu") -> np.ndarray:

@@ -75,6 +75,7 @@ def encode_file(
     force: bool = False,
     verify: bool = True,
     effort: int = DEFAULT_EFFORT,
+    portable: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Encode one image file to one .nfc file, checked by decoding it, written atomically."""
@@ -86,7 +87,7 @@ def encode_file(
         t = time.perf_counter()
         codec = get_codec(model, device)
         pixels = load_image(read_input(src) if src == "-" else src)
-        res = codec.encode(pixels, progress=progress, effort=effort)
+        res = codec.encode(pixels, progress=progress, effort=effort, portable=portable)
         if verify and not (codec.decode(res.data) == pixels).all():
             raise NfcError("verification failed, the decoded image differs; nothing written")
         _write(dst, res.data, force)
@@ -99,6 +100,7 @@ def encode_file(
         "bpsp": round(res.bpsp, 4),
         "ideal_bpsp": round(res.ideal_bpsp, 4),
         "effort": effort,
+        "portable": res.portable,
         "seconds": round(time.perf_counter() - t, 3),
         "width": int(pixels.shape[1]),
         "height": int(pixels.shape[0]),

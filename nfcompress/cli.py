@@ -128,8 +128,14 @@ def main() -> None:
 @jobs_option
 @device_option
 @effort_option
+@click.option(
+    "--portable/--no-portable",
+    default=None,
+    help="Portable files (the default where the model allows) decode on any machine; "
+    "--no-portable codes with this machine's faster floats, and the file then decodes only on its kind.",
+)
 def encode(
-    inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads, jobs, device, effort
+    inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads, jobs, device, effort, portable
 ) -> None:
     """Compress images to .nfc files (IMG -> IMG.nfc), each checked by decoding it again."""
     from nfcompress.batch import encode_file
@@ -153,6 +159,7 @@ def encode(
         force=force,
         verify=not no_verify,
         effort=effort,
+        portable=portable,
     )
 
 
@@ -213,6 +220,7 @@ def info(inputs, as_json) -> None:
             "model": h.model_name,
             "model_hash": h.model_hash.hex(),
             "device": h.device,
+            "portable": h.device == "any",
             "tile": None if h.one_tile else h.tile,
             "batch": None if h.one_tile else h.batch,
             "chunks": len(chunks),

@@ -3,6 +3,8 @@
 __all__ = ["Codec", "EncodeResult", "plan_tiles", "count_chunks"]
 
 import copy
+import hashlib
+import json
 import threading
 import zlib
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from nfcompress.coding import Decoder, Encoder, plan_buckets
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
+from nfcompress.flows.exact import LEVELS
 from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
 
 DEFAULT_TILE = 64
@@ -28,6 +31,7 @@ class EncodeResult:
     data: bytes
     ideal_bits: float
     subpixels: int
+    portable: bool = False  # decodes on any machine (exact integer network)
 
     @property
     def bpsp(self) -> float:
@@ -149,9 +153,19 @@ class Codec:
         tile: int = DEFAULT_TILE,
         batch: int = DEFAULT_BATCH,
         effort: int = DEFAULT_EFFORT,
+        exact: dict | None = None,
+        portable: bool | None = None,
     ) -> None:
         if tile & (tile - 1) or tile < model.config.multiple:
             raise NfcError(f"tile must be a power of two of at least {model.config.multiple}")
+        # The calibration of the model's portable form (its card's "exact"), if it has one.
+        self._ranges = (exact or {}).get("ranges")
+        self._levels = int((exact or {}).get("levels", LEVELS))
+        self._exact: IDF | None = None
+        self.name = name
+        self.device = device
+        # Portable files decode on any machine; they are the default where the model allows them.
+        self.portable = self._portable(portable) if portable is not None else self._can_be_portable()
         self.effort = self._effort(effort)
         # Channels-last convolutions are ~20% faster on the CPU; encode and decode both use them.
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
@@ -160,9 +174,10 @@ class Codec:
         self._row_major: IDF | None = None
         # The model holds per-call state (the decode shape): one call at a time.
         self._lock = threading.Lock()
-        self.name = name
         self.hash = bytes.fromhex(weights_hash)[:4]
-        self.device = device
+        # Portable files name the weights and the calibration together: another calibration of
+        # the same weights is another network.
+        self.portable_hash = _portable_hash(weights_hash, exact) if self._ranges else b""
         self.tile = tile
         self.batch = batch
 
@@ -172,7 +187,7 @@ class Codec:
         from nfcompress.weights import DEFAULT_MODEL, load_model
 
         m, card = load_model(model or DEFAULT_MODEL)
-        return cls(m, card.name, card.sha256, device=device, **kw)
+        return cls(m, card.name, card.sha256, device=device, exact=card.exact, **kw)
 
     def _effort(self, effort: int | None) -> int:
         """A call's effort (the codec's own when None), checked where the efforts are defined."""
@@ -183,27 +198,54 @@ class Codec:
             raise NfcError(str(e)) from None
         return effort
 
+    def _can_be_portable(self) -> bool:
+        return bool(self._ranges) and not str(self.device).startswith("cuda")
+
+    def _portable(self, portable: bool | None) -> bool:
+        """A call's choice of portable coding (the codec's own when None), checked against the model."""
+        if portable is None:
+            return self.portable
+        if portable and not self._can_be_portable():
+            raise NfcError(f"model {self.name!r} has no portable form on {self.device} (its card holds no calibration)")
+        return bool(portable)
+
     def _device_kind(self) -> str:
         return "cuda" if str(self.device).startswith("cuda") else "cpu"
 
+    def _net(self, portable: bool) -> IDF:
+        """The network a file's kind needs: the exact integer copy for portable files (made on first use)."""
+        if not portable:
+            return self.model
+        if self._exact is None:
+            from nfcompress.flows.exact import exact_copy
+
+            self._exact = exact_copy(self.model, self._ranges, self._levels)
+        return self._exact
+
     @torch.no_grad()
     def encode(
-        self, image: np.ndarray, progress: Callable[[int, int], None] | None = None, effort: int | None = None
+        self,
+        image: np.ndarray,
+        progress: Callable[[int, int], None] | None = None,
+        effort: int | None = None,
+        portable: bool | None = None,
     ) -> EncodeResult:
-        """Code an (H, W[, C]) uint8 array at an effort (the codec's own by default); `progress(done,
-        total)` is called after each chunk."""
-        effort = self._effort(effort)
+        """Code an (H, W[, C]) uint8 array at an effort and portability (the codec's own by default);
+        `progress(done, total)` is called after each chunk."""
+        effort, portable = self._effort(effort), self._portable(portable)
         with self._lock:
-            return self._encode(image, progress, effort)
+            return self._encode(image, progress, effort, portable)
 
-    def _encode(self, image: np.ndarray, progress: Callable[[int, int], None] | None, effort: int) -> EncodeResult:
+    def _encode(
+        self, image: np.ndarray, progress: Callable[[int, int], None] | None, effort: int, portable: bool
+    ) -> EncodeResult:
         pixels, mode = _as_pixels(image)
         rgb, alpha = _split_mode(pixels, mode)
         height, width = rgb.shape[:2]
         plan = plan_tiles(height, width, self.tile, self.batch, self.model.config.multiple)
         chunks, ideal = [], 0.0
         for i, tiles in enumerate(plan):
-            data, bits = self._encode_chunk(_padded(rgb, tiles, self.model.config.multiple), effort)
+            data, bits = self._encode_chunk(_padded(rgb, tiles, self.model.config.multiple), effort, portable)
             chunks.append(data)
             ideal += bits
             if progress:
@@ -214,22 +256,24 @@ class Codec:
             ideal += 8 * len(alpha_data)
         header = Header(
             model_name=self.name,
-            model_hash=self.hash,
+            model_hash=self.portable_hash if portable else self.hash,
             width=width,
             height=height,
             mode=mode,
             tile=self.tile,
             batch=self.batch,
             pixel_crc=zlib.crc32(pixels.tobytes()),
-            device=self._device_kind(),
+            device="any" if portable else self._device_kind(),
             oriented=effort > 1,
         )
-        return EncodeResult(pack(header, chunks, alpha_data), ideal, pixels.size)
+        return EncodeResult(pack(header, chunks, alpha_data), ideal, pixels.size, portable)
 
     @torch.no_grad()
-    def ideal_bits(self, image: np.ndarray, effort: int | None = None) -> tuple[float, int]:
+    def ideal_bits(
+        self, image: np.ndarray, effort: int | None = None, portable: bool | None = None
+    ) -> tuple[float, int]:
         """The model's -log2 P of an image as `encode` would code it, and its sub-pixel count."""
-        effort = self._effort(effort)
+        effort, portable = self._effort(effort), self._portable(portable)
         pixels, mode = _as_pixels(image)
         rgb, alpha = _split_mode(pixels, mode)
         m = self.model.config.multiple
@@ -237,21 +281,24 @@ class Codec:
         for tiles in plan_tiles(rgb.shape[0], rgb.shape[1], self.tile, self.batch, m):
             x = torch.from_numpy(_padded(rgb, tiles, m)).to(self.device).float()
             with self._lock:
-                bits += float(self._choose(x, effort)[3].sum())
+                bits += float(self._choose(x, effort, portable)[3].sum())
         if alpha is not None:
             bits += 8 * len(zlib.compress(alpha.tobytes(), 9))
         return bits, pixels.size
 
     def _choose(
-        self, x: torch.Tensor, effort: int
+        self, x: torch.Tensor, effort: int, portable: bool
     ) -> tuple[list[int], list[torch.Tensor], list[MixtureParams], torch.Tensor]:
-        """Each tile's cheapest orientation, with its latents, prior mixtures and bits (orientation included)."""
+        """Each tile's cheapest orientation, with its latents, the prior mixtures to code them with
+        (raw logits for portable files) and bits (orientation included)."""
         square = x.shape[2] == x.shape[3]
         best = None
+        mixtures = self.model.config.mixtures
         for k in candidates(effort, square):
-            latents, raw = self.model.forward_with_params(orient(x, k))
-            params = [split_params(r, self.model.config.mixtures) for r in raw]
-            bits = sum(-log2_prob(z, p).double().flatten(1).sum(1) for z, p in zip(latents, params))
+            latents, raw = self._net(portable).forward_with_params(orient(x, k))
+            params = [split_params(r, mixtures, normalise=not portable) for r in raw]
+            scored = [split_params(r, mixtures) for r in raw] if portable else params
+            bits = sum(-log2_prob(z, p).double().flatten(1).sum(1) for z, p in zip(latents, scored))
             if best is None:
                 best = (torch.full_like(bits, k, dtype=torch.int64), latents, params, bits)
                 continue
@@ -267,14 +314,14 @@ class Codec:
             bits = bits + float(np.log2(ORIENTATIONS))
         return ks.tolist(), latents, params, bits
 
-    def _encode_chunk(self, batch: np.ndarray, effort: int) -> tuple[bytes, float]:
+    def _encode_chunk(self, batch: np.ndarray, effort: int, portable: bool) -> tuple[bytes, float]:
         x = torch.from_numpy(batch).to(self.device).float()
-        ks, latents, params, bits = self._choose(x, effort)
+        ks, latents, params, bits = self._choose(x, effort, portable)
         enc = Encoder()
         # The decoder pops the last forward step first, so push in forward order.
         for z, p in zip(latents, params):
             values = z.round().to(torch.int64).cpu().numpy().ravel()
-            enc.push_latents(values, _tables(p))
+            enc.push_latents(values, _tables(p, portable=portable))
         if effort > 1:
             enc.push_symbols(np.array(ks), ORIENTATIONS)
         return enc.finish(), float(bits.sum())
@@ -286,12 +333,20 @@ class Codec:
         return header
 
     def _check(self, header: Header) -> None:
-        if header.model_hash != self.hash[: len(header.model_hash)] or header.model_name != self.name:
+        portable = header.device == "any"
+        if portable and header.model_name == self.name:
+            if self._device_kind() != "cpu":
+                raise ModelMismatch("this portable file decodes on the CPU (--device cpu)")
+            if not self._ranges:
+                raise ModelMismatch(f"this portable file needs the calibration of {self.name!r}, which its card lacks")
+        ours = self.portable_hash if portable else self.hash
+        if header.model_hash != ours[: len(header.model_hash)] or header.model_name != self.name:
+            what = "weights and calibration" if portable else "weights"
             raise ModelMismatch(
-                f"this file needs model {header.model_name!r} (weights {header.model_hash.hex()}), "
-                f"but {self.name!r} ({self.hash.hex()}) is loaded"
+                f"this file needs model {header.model_name!r} ({what} {header.model_hash.hex()}), "
+                f"but {self.name!r} ({ours.hex()}) is loaded"
             )
-        if header.device != self._device_kind():
+        if not portable and header.device != self._device_kind():
             raise ModelMismatch(f"this file was encoded on {header.device} and must be decoded on {header.device}")
 
     @torch.no_grad()
@@ -309,13 +364,13 @@ class Codec:
             raise FormatError(f"corrupted .nfc file: {len(chunks)} chunks where the tiling needs {expected}")
         plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
         rgb = np.empty((header.height, header.width, 3), np.uint8)
-        legacy = header.version < 3
+        legacy, portable = header.version < 3, header.device == "any"
         if legacy and self._row_major is None:
             self._row_major = copy.deepcopy(self.model).to(memory_format=torch.contiguous_format)
-        model = self._row_major if legacy else self.model
+        model = self._row_major if legacy else self._net(portable)
         for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
             shape = (len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
-            out = self._decode_chunk(model, chunk, *shape, oriented=header.oriented, legacy=legacy)
+            out = self._decode_chunk(model, chunk, *shape, header.oriented, legacy, portable)
             for t, tile in zip(tiles, out):
                 rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
             if progress:
@@ -326,7 +381,7 @@ class Codec:
         return pixels if pixels.shape[2] > 1 else pixels[..., 0]
 
     def _decode_chunk(
-        self, model: IDF, chunk: bytes, n: int, h: int, w: int, oriented: bool, legacy: bool
+        self, model: IDF, chunk: bytes, n: int, h: int, w: int, oriented: bool, legacy: bool, portable: bool
     ) -> np.ndarray:
         dec = Decoder(chunk)
         try:
@@ -338,8 +393,8 @@ class Codec:
         model.set_shape(n, h, w)
 
         def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-            p = split_params(raw, model.config.mixtures)
-            values = dec.pop_latents(int(np.prod(shape)), _tables(p, legacy))
+            p = split_params(raw, model.config.mixtures, normalise=not portable)
+            values = dec.pop_latents(int(np.prod(shape)), _tables(p, legacy, portable))
             return torch.from_numpy(values.reshape(shape)).to(raw.device).float()
 
         try:
@@ -385,10 +440,17 @@ def _per_tile_mixture(win: torch.Tensor, new: MixtureParams, old: MixtureParams)
     )
 
 
-def _tables(p, legacy: bool = False) -> list:
-    """Coding tables for every latent of a group (`legacy`: as files before version 3 were coded)."""
+def _portable_hash(weights_hash: str, exact: dict) -> bytes:
+    """The first bytes of a hash of the weights' sha256 and the calibration (levels and ranges)."""
+    spec = json.dumps({"levels": exact.get("levels", LEVELS), "ranges": exact["ranges"]}, sort_keys=True)
+    return hashlib.sha256((weights_hash + spec).encode()).digest()[:4]
+
+
+def _tables(p, legacy: bool = False, portable: bool = False) -> list:
+    """Coding tables for every latent of a group (`legacy`: as files before version 3 were coded;
+    `portable`: from raw logits, the same integers on every machine)."""
 
     def flat(t: torch.Tensor) -> np.ndarray:
         return t.movedim(1, -1).reshape(-1, t.shape[1]).cpu().numpy()
 
-    return plan_buckets(flat(p.log_weights), flat(p.means), flat(p.log_scales), legacy)
+    return plan_buckets(flat(p.log_weights), flat(p.means), flat(p.log_scales), legacy, portable)

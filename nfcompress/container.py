@@ -31,7 +31,8 @@ VERSIONS = (1, 2, 3, 4)
 # Not spelled out in the file (from version 2): the model shipped with nfcompress.
 SHIPPED_MODEL = "nfc-small"
 MODES = ("L", "LA", "RGB", "RGBA")
-DEVICES = ("cpu", "cuda")
+# The kind of device a file decodes on; "any" for portable files (exact integer network).
+DEVICES = ("cpu", "cuda", "any")
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
 MAX_CHUNKS = 1 << 20
@@ -136,7 +137,7 @@ def _flags(r: _Reader, version: int) -> dict:
     """The fields before the model hash, as each version lays them out."""
     if version >= 3:
         (flags,) = r.take(1, "header")
-        if flags & 0x03 >= len(DEVICES):
+        if flags & 0x03 >= (len(DEVICES) if version >= 4 else 2):
             raise FormatError("corrupted .nfc header (unknown flags)")
         name_len = r.take(1, "header")[0] if flags & _NAMED else 0
         if flags & _NAMED and not 0 < name_len <= MAX_NAME:
@@ -150,7 +151,7 @@ def _flags(r: _Reader, version: int) -> dict:
             "name_len": name_len,
         }
     flags, name_len = r.take(2, "header")
-    if flags & 0x0F >= len(DEVICES) or flags & (0xC0 if version >= 2 else 0xE0):
+    if flags & 0x0F >= 2 or flags & (0xC0 if version >= 2 else 0xE0):
         raise FormatError("corrupted .nfc header (unknown flags)")
     if name_len > MAX_NAME or (name_len == 0 and version < 2):
         raise FormatError("corrupted .nfc header (bad model name length)")

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from nfcompress.data import PhotoSampler, eval_sets, list_images, load_photo, split_heldout
 from nfcompress.evaluate import classical_bpsp, flow_timing, ideal_bpsp
 from nfcompress.flows import IDF, IDFConfig
+from nfcompress.flows.exact import LEVELS, calibrate
 from nfcompress.weights import ModelCard, save_model
 
 # Each step draws one kind of patch; a batch holds about this many pixels (times
@@ -286,8 +287,19 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
             "history": history,
         },
     )
+    card.exact = exact_calibration(ema, [sampler.batch(k, 64, 64).cpu() for k in ("native", "thumb") for _ in range(4)])
     card.metrics = measure(ema, val_sets, held_sets)
     return save_model(ema, Path(s.output), card)
+
+
+def exact_calibration(model: IDF, batches: list[torch.Tensor]) -> dict:
+    """The card's calibration of the model's portable (exact integer) form, from patches."""
+    ranges: dict[str, list[float]] = {}
+    for x in batches:
+        for name, (lo, hi) in calibrate(model, x).items():
+            old = ranges.get(name, [lo, hi])
+            ranges[name] = [min(lo, old[0]), max(hi, old[1])]
+    return {"levels": LEVELS, "ranges": ranges, "calibration": f"{sum(len(x) for x in batches)} training patches"}
 
 
 def measure(model: IDF, val_sets: dict, held_sets: dict) -> dict:

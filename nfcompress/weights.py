@@ -1,6 +1,6 @@
 """Model files: safetensors weights beside a JSON card, found by name and checked by hash."""
 
-__all__ = ["DEFAULT_MODEL", "ModelCard", "models_dir", "save_model", "load_model", "sha256_file"]
+__all__ = ["DEFAULT_MODEL", "ModelCard", "models_dir", "save_model", "save_card", "load_model", "sha256_file"]
 
 import hashlib
 import json
@@ -27,6 +27,8 @@ class ModelCard:
     sha256: str = ""
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    # The portable (integer) network's calibration: {"levels": ..., "ranges": {conv: [lo, hi]}}.
+    exact: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Pretty JSON text."""
@@ -64,6 +66,14 @@ def save_model(model: IDF, path: Path, card: ModelCard) -> ModelCard:
     card.config = model.config.to_dict()
     path.with_suffix(".json").write_text(card.to_json())
     return card
+
+
+def save_card(path: Path, card: ModelCard) -> None:
+    """Rewrite the card beside weights `path` (.safetensors), which stay as they are."""
+    path = Path(path).with_suffix(".json")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(card.to_json())
+    os.replace(tmp, path)
 
 
 def _resolve(name_or_path: str | Path) -> Path:

@@ -87,6 +87,13 @@ def test_bad_images_give_one_line_and_no_output(runner, tmp_path, make, needle):
     assert [p.name for p in tmp_path.iterdir()] == ["bad.tif"]
 
 
+def test_portable_needs_a_calibrated_model(runner, tmp_path):
+    src = _save(tmp_path / "a.png", photo_like(8, 8, 3))
+    r = runner.invoke(main, ["encode", "--model", "tiny", "--portable", str(src)])
+    assert r.exit_code != 0 and "no portable form" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "a.nfc").exists()
+
+
 def test_damaged_files_give_one_line_and_no_output(runner, tmp_path):
     src = _save(tmp_path / "a.png", photo_like(30, 30, 3))
     runner.invoke(main, ["encode", "--model", "tiny", str(src), "-o", str(tmp_path / "a.nfc")])

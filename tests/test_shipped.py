@@ -67,15 +67,18 @@ def _run(args, threads):
     return r
 
 
-@pytest.mark.parametrize("name", ["big", "nature-gray-80x60.png", "pizza-rgba-48x32.png"])
-def test_encode_and_decode_in_separate_processes(tmp_path, name):
+@pytest.mark.parametrize(
+    "name, portable", [("big", "--portable"), ("nature-gray-80x60.png", "--no-portable"), ("pizza-rgba-48x32.png", "")]
+)
+def test_encode_and_decode_in_separate_processes(tmp_path, name, portable):
     src = tmp_path / "in.png"
     if name == "big":
         Image.fromarray(_big_example()).save(src)
     else:
         src.write_bytes((EXAMPLES / name).read_bytes())
     want = np.asarray(Image.open(src))
-    _run(["encode", str(src), "-o", str(tmp_path / "x.nfc")], 2)
+    r = _run(["encode", str(src), "-o", str(tmp_path / "x.nfc"), "--json", *[portable][: bool(portable)]], 2)
+    assert json.loads(r.stdout)["portable"] == (portable != "--no-portable")  # portable by default
     _run(["decode", str(tmp_path / "x.nfc"), "-o", str(tmp_path / "out.png")], 1)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), want)
 

@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from nfcompress.cli import main
+from nfcompress.codec import Codec
 from nfcompress.data import eval_sets, list_images
 from nfcompress.evaluate import ideal_bpsp
 from nfcompress.flows import IDF, IDFConfig
@@ -47,6 +49,13 @@ def test_short_training_run_lowers_the_loss_and_writes_weights_and_card(tmp_path
     assert {"thumb32", "thumb64", "native64"} <= card.metrics["bpsp"].keys()
     assert {"png", "webp", "nfcompress_ideal"} <= card.metrics["bpsp"]["thumb32"].keys()
     assert card.metrics["cpu_512"]["forward_s"] > 0
+    # The card calibrates the portable form, and a codec of it writes portable files.
+    convs = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert set(card.exact["ranges"]) == convs
+    codec = Codec.load(str(out))
+    img = np.asarray(Image.open(EXAMPLES / "pizza-128.png").convert("RGB"))[:40, :48]
+    res = codec.encode(img)
+    assert res.portable and np.array_equal(codec.decode(res.data), img)
     sets = eval_sets(list_images([EXAMPLES]), per_photo=2, seed=99)
     torch.manual_seed(0)
     fresh = IDF(IDFConfig.from_dict({**IDFConfig().to_dict(), **CONFIG})).eval()

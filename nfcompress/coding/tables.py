@@ -13,6 +13,11 @@ beside the network.
 
 Files written before format version 3 used other tables (`legacy`): single stages up to 33
 integers and the sigmoid through tanh. They are kept so that those files still decode.
+
+Portable files (`portable`) must give the same integers on every machine, and numpy's exp may
+differ in the last bit between vector units (it has its own AVX-512 code): their tables take
+the mixture's raw logits and use `det_exp`, built from additions and multiplications alone,
+which IEEE arithmetic rounds alike everywhere.
 """
 
 __all__ = [
@@ -24,8 +29,10 @@ __all__ = [
     "fine_weights",
     "coarse_weights_of",
     "fine_weights_of",
+    "det_exp",
 ]
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +45,24 @@ SCALES_COVERED = 10.0
 MIN_WEIGHT = 1e-4  # components lighter than this do not widen the window
 CHUNK = 8192
 _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+
+
+_LOG2E = 1.4426950408889634
+# 2**f = exp(f ln 2) for |f| <= 1/2 by its Taylor series to degree 8 (relative error 3e-10).
+_EXP2 = [math.log(2.0) ** k / math.factorial(k) for k in range(9)]
+
+
+def det_exp(x: np.ndarray) -> np.ndarray:
+    """exp(x), from IEEE additions, multiplications and exact scalings only: the same bits on every machine."""
+    t = np.clip(np.asarray(x, np.float64) * _LOG2E, -1100.0, 1100.0)
+    k = np.rint(t)
+    f = t - k
+    p = np.full_like(f, _EXP2[-1])
+    for c in _EXP2[-2::-1]:
+        p *= f
+        p += c
+    with np.errstate(over="ignore"):
+        return np.ldexp(p, k.astype(np.int32))
 
 
 def _bin_size(half: int, legacy: bool) -> int:
@@ -54,10 +79,11 @@ class Bucket:
     index: np.ndarray  # (n,) positions in the flat latent array
     low: np.ndarray  # (n,) int64 first integer of each window
     half: int
-    log_weights: np.ndarray
+    weights: np.ndarray
     means: np.ndarray
-    log_scales: np.ndarray
+    inv_scales: np.ndarray
     legacy: bool = False  # the tables of files before format version 3
+    portable: bool = False  # the same integers on every machine (det_exp)
 
     @property
     def bin(self) -> int:
@@ -75,23 +101,24 @@ class Bucket:
         return self.bins
 
 
-def _sigmoid(x: np.ndarray, legacy: bool) -> np.ndarray:
+def _sigmoid(x: np.ndarray, legacy: bool, portable: bool) -> np.ndarray:
     if legacy:
         return 0.5 + 0.5 * np.tanh(0.5 * x)
-    # In place: 1 / (1 + exp(-x)), with exp(+large) = inf giving 0 (2.6x faster than tanh here).
-    with np.errstate(over="ignore"):
-        np.exp(np.negative(x, out=x), out=x)
+    if portable:
+        x = det_exp(np.negative(x, out=x))
+    else:
+        # In place: 1 / (1 + exp(-x)), with exp(+large) = inf giving 0 (2.6x faster than tanh here).
+        with np.errstate(over="ignore"):
+            np.exp(np.negative(x, out=x), out=x)
     x += 1.0
     return np.reciprocal(x, out=x)
 
 
-def _cdf(lw: np.ndarray, mu: np.ndarray, ls: np.ndarray, edges: np.ndarray, legacy: bool) -> np.ndarray:
+def _cdf(w: np.ndarray, mu: np.ndarray, inv_s: np.ndarray, edges: np.ndarray, legacy: bool, portable: bool):
     """Mixture CDF at edges (n, E)."""
-    inv_s = np.exp(-ls)
-    w = np.exp(lw)
     out = np.zeros(edges.shape)
-    for m in range(lw.shape[1]):
-        out += w[:, m : m + 1] * _sigmoid((edges - mu[:, m : m + 1]) * inv_s[:, m : m + 1], legacy)
+    for m in range(w.shape[1]):
+        out += w[:, m : m + 1] * _sigmoid((edges - mu[:, m : m + 1]) * inv_s[:, m : m + 1], legacy, portable)
     return out
 
 
@@ -107,15 +134,15 @@ def _quantize(cum: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _coarse_chunk(lw, mu, ls, low, step: int, bins: int, legacy: bool) -> np.ndarray:
+def _coarse_chunk(w, mu, inv_s, low, step: int, bins: int, legacy: bool, portable: bool) -> np.ndarray:
     edges = low[:, None] - 0.5 + step * np.arange(bins + 1, dtype=np.float64)[None, :]
-    cdf = _cdf(lw, mu, ls, edges, legacy)
+    cdf = _cdf(w, mu, inv_s, edges, legacy, portable)
     return _quantize(cdf[:, 1:] - cdf[:, :1])  # window symbols, then the escape takes the rest
 
 
-def _fine_chunk(lw, mu, ls, start, step: int, legacy: bool) -> np.ndarray:
+def _fine_chunk(w, mu, inv_s, start, step: int, legacy: bool, portable: bool) -> np.ndarray:
     edges = start[:, None] - 0.5 + np.arange(step + 1, dtype=np.float64)[None, :]
-    cdf = _cdf(lw, mu, ls, edges, legacy)
+    cdf = _cdf(w, mu, inv_s, edges, legacy, portable)
     mass = cdf[:, -1:] - cdf[:, :1]
     cum = (cdf[:, 1:-1] - cdf[:, :1]) / np.where(mass > 0, mass, 1.0)
     flat = np.arange(1, step, dtype=np.float64)[None, :] / step
@@ -125,7 +152,7 @@ def _fine_chunk(lw, mu, ls, start, step: int, legacy: bool) -> np.ndarray:
 def _chunks(fn, b: Bucket, sel: np.ndarray, *args) -> list[tuple]:
     """A table builder's calls over rows `sel` of a bucket, in chunks of CHUNK rows."""
     return [
-        (fn, b.log_weights[s], b.means[s], b.log_scales[s], args[0][i : i + CHUNK], *args[1:])
+        (fn, b.weights[s], b.means[s], b.inv_scales[s], args[0][i : i + CHUNK], *args[1:])
         for i in range(0, len(sel), CHUNK)
         for s in [sel[i : i + CHUNK]]
     ]
@@ -154,7 +181,9 @@ def coarse_weights_of(buckets: list[Bucket]) -> list[np.ndarray]:
     """`coarse_weights` of several buckets, built together."""
     return _run(
         [
-            _chunks(_coarse_chunk, b, np.arange(len(b.index)), b.low.astype(np.float64), b.bin, b.bins, b.legacy)
+            _chunks(
+                _coarse_chunk, b, np.arange(len(b.index)), b.low.astype(np.float64), b.bin, b.bins, b.legacy, b.portable
+            )
             for b in buckets
         ]
     )
@@ -164,7 +193,7 @@ def fine_weights_of(buckets: list[Bucket], rows: list[np.ndarray], coarse: list[
     """`fine_weights` of several buckets, built together."""
     return _run(
         [
-            _chunks(_fine_chunk, b, r, (b.low[r] + c * b.bin).astype(np.float64), b.bin, b.legacy)
+            _chunks(_fine_chunk, b, r, (b.low[r] + c * b.bin).astype(np.float64), b.bin, b.legacy, b.portable)
             for b, r, c in zip(buckets, rows, coarse)
         ]
     )
@@ -181,19 +210,34 @@ def fine_weights(b: Bucket, rows: np.ndarray, coarse: np.ndarray) -> np.ndarray:
 
 
 def plan_buckets(
-    log_weights: np.ndarray, means: np.ndarray, log_scales: np.ndarray, legacy: bool = False
+    log_weights: np.ndarray, means: np.ndarray, log_scales: np.ndarray, legacy: bool = False, portable: bool = False
 ) -> list[Bucket]:
     """Group n latents with mixture parameters (n, M) by window size (`legacy`: as before version 3).
 
     The window is centred on the rounded mixture mean and reaches every non-negligible
-    component's mean plus SCALES_COVERED of its scales (capped; the rest escapes).
+    component's mean plus SCALES_COVERED of its scales (capped; the rest escapes). `portable`:
+    `log_weights` are raw logits, normalised here, and every exp is `det_exp`.
     """
-    lw = log_weights.astype(np.float64)
     mu = means.astype(np.float64)
     ls = log_scales.astype(np.float64)
-    w = np.exp(lw)
-    centre = np.round((w * mu).sum(1))
-    reach = np.where(w > MIN_WEIGHT, np.abs(mu - centre[:, None]) + SCALES_COVERED * np.exp(ls), 0.0).max(1)
+    if portable:
+        logits = log_weights.astype(np.float64)
+        e = det_exp(logits - logits.max(1, keepdims=True))
+        total = e[:, 0].copy()
+        for m in range(1, e.shape[1]):  # an explicit order: the same sum everywhere
+            total += e[:, m]
+        w = e / total[:, None]
+        scales = det_exp(ls)
+        weighted = w[:, 0] * mu[:, 0]
+        for m in range(1, w.shape[1]):
+            weighted += w[:, m] * mu[:, m]
+    else:
+        w = np.exp(log_weights.astype(np.float64))
+        scales = np.exp(ls)
+        weighted = (w * mu).sum(1)
+    inv_s = 1.0 / scales if portable else np.exp(-ls)
+    centre = np.round(weighted)
+    reach = np.where(w > MIN_WEIGHT, np.abs(mu - centre[:, None]) + SCALES_COVERED * scales, 0.0).max(1)
     sizes = np.asarray(HALF_WIDTHS)
     which = np.minimum(np.searchsorted(sizes, reach), len(sizes) - 1)
     buckets = []
@@ -201,5 +245,5 @@ def plan_buckets(
         idx = np.flatnonzero(which == i)
         if len(idx):
             low = centre[idx].astype(np.int64) - half
-            buckets.append(Bucket(idx, low, half, lw[idx], mu[idx], ls[idx], legacy))
+            buckets.append(Bucket(idx, low, half, w[idx], mu[idx], inv_s[idx], legacy, portable))
     return buckets

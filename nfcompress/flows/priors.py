@@ -25,12 +25,16 @@ class MixtureParams:
     log_scales: Tensor
 
 
-def split_params(raw: Tensor, mixtures: int) -> MixtureParams:
-    """Turn a net's raw output (B, 3*M*C, H, W) into normalised mixture parameters."""
+def split_params(raw: Tensor, mixtures: int, normalise: bool = True) -> MixtureParams:
+    """Turn a net's raw output (B, 3*M*C, H, W) into normalised mixture parameters.
+
+    With `normalise` False the weights stay raw logits (portable coding normalises them itself,
+    with an exp that every machine computes alike).
+    """
     b, p, h, w = raw.shape
     r = raw.view(b, 3, mixtures, p // (3 * mixtures), h, w)
     return MixtureParams(
-        log_weights=torch.log_softmax(r[:, 0], dim=1),
+        log_weights=torch.log_softmax(r[:, 0], dim=1) if normalise else r[:, 0],
         means=r[:, 1] * MEAN_SCALE + MEAN_OFFSET,
         log_scales=torch.clamp(r[:, 2] + LOG_SCALE_OFFSET, min=LOG_SCALE_MIN),
     )

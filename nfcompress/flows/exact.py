@@ -1,0 +1,105 @@
+"""A copy of a model whose every convolution is an exact integer sum: the same floats on any machine.
+
+Each convolution's input is quantised to integers (a fixed per-layer range, measured once by
+`calibrate` and kept in the model's card; a net's own input, latents scaled by 1/128, is
+already an integer multiple of 1/128 and stays exact) and its weights to integers with a
+power-of-two scale per output channel, chosen so that the sum of |weight| times the largest
+input stays below 2**24. Every partial sum is then an integer that float32 holds exactly, so
+any kernel, memory layout, thread count or vector unit gives the same result; the scaling, bias
+and rounding around it are single IEEE operations, which every machine rounds alike.
+Measured on the shipped model (scripts/exact_spike.py): 1023 levels cost 0.05% on thumbnails
+and 0.23% on native crops against the float network.
+"""
+
+__all__ = ["LEVELS", "calibrate", "exact_copy"]
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+LEVELS = 1023
+_EXACT = 1 << 24
+_INPUT_NAMES = ("inp", "skip")  # convolutions that read a net's own input
+
+
+def _convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, x: Tensor) -> dict[str, list[float]]:
+    """Each convolution's input range [min, max] on a batch of images (N, 3, H, W), for the card."""
+    ranges: dict[str, list[float]] = {}
+    hooks = []
+    for name, conv in _convs(model):
+
+        def hook(mod, args, name=name):
+            lo, hi = ranges.get(name, [0.0, 0.0])
+            ranges[name] = [min(lo, float(args[0].min())), max(hi, float(args[0].max()))]
+
+        hooks.append(conv.register_forward_pre_hook(hook))
+    try:
+        model.bits(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return ranges
+
+
+class _IntegerConv:
+    """An exact integer stand-in for one Conv2d's forward."""
+
+    def __init__(self, conv: nn.Conv2d, name: str, lo: float, hi: float, levels: int) -> None:
+        if name.rsplit(".", 1)[-1] in _INPUT_NAMES:
+            self.step = 1 / 128.0
+            top = math.ceil(128 * max(abs(lo), abs(hi))) + 1
+            self.lo, self.hi = -top, top
+        else:
+            reach = max(abs(lo), abs(hi), 1e-6)
+            if lo < 0:
+                top = levels // 2
+                self.lo, self.hi = -top, top
+            else:
+                top = levels
+                self.lo, self.hi = 0, top
+            self.step = reach / top
+        w = conv.weight.detach().cpu().double().numpy()
+        fan_in = w[0].size
+        budget = _EXACT - 1 - fan_in * top  # room for every weight's rounding
+        # A power of two per output channel, from an exactly rounded sum (math.fsum) and frexp,
+        # so that every machine picks the same one; dividing by it is exact.
+        exps = []
+        for row in np.abs(w).reshape(len(w), -1):
+            m, e = math.frexp(max(math.fsum(row.tolist()) * top / budget, 1e-30))
+            exps.append(e - 1 if m == 0.5 else e)
+        scale = np.ldexp(1.0, np.asarray(exps, np.int64))
+        q = np.round(w / scale[:, None, None, None])
+        if (np.abs(q).reshape(len(q), -1).sum(1) * top >= _EXACT).any():
+            raise ArithmeticError(f"{name}: integer weights exceed the exact range")
+        self.weight = torch.from_numpy(q).float().to(conv.weight.device)
+        self.weight_cl = self.weight.contiguous(memory_format=torch.channels_last)
+        self.out_scale = torch.from_numpy(scale * self.step).float().to(conv.weight.device).view(1, -1, 1, 1)
+        self.inv_step = float(np.float32(1.0 / self.step))
+        self.bias = None if conv.bias is None else conv.bias.detach().view(1, -1, 1, 1)
+        self.stride, self.padding = conv.stride, conv.padding
+
+    def __call__(self, x: Tensor) -> Tensor:
+        q = (x * self.inv_step).round_().clamp_(self.lo, self.hi)
+        cl = q.is_contiguous(memory_format=torch.channels_last) and not q.is_contiguous()
+        y = nn.functional.conv2d(q, self.weight_cl if cl else self.weight, None, self.stride, self.padding)
+        # Separate multiply and add (never a fused multiply-add, which not every machine rounds alike).
+        y.mul_(self.out_scale)
+        return y if self.bias is None else y.add_(self.bias)
+
+
+def exact_copy(model: nn.Module, ranges: dict[str, list[float]], levels: int = LEVELS) -> nn.Module:
+    """A deep copy of `model` whose convolutions are exact integer sums (see the module's notes)."""
+    out = copy.deepcopy(model)
+    for name, conv in _convs(out):
+        if name not in ranges:
+            raise KeyError(f"no calibrated input range for convolution {name}")
+        conv.forward = _IntegerConv(conv, name, *ranges[name], levels)
+    return out

@@ -1,0 +1,130 @@
+"""Portable files: the exact integer network and deterministic tables give the same bits anywhere."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny, photo_like
+
+from nfcompress.codec import Codec
+from nfcompress.coding import det_exp
+from nfcompress.container import unpack
+from nfcompress.errors import ModelMismatch, NfcError
+from nfcompress.flows.exact import LEVELS, calibrate, exact_copy
+from nfcompress.weights import ModelCard, load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    """The tiny model and its calibration, measured on photo-like images."""
+    model = make_tiny()
+    x = torch.from_numpy(np.stack([photo_like(32, 32, 3, seed=s).transpose(2, 0, 1) for s in range(8)])).float()
+    return model, {"levels": LEVELS, "ranges": calibrate(model, x)}
+
+
+def _params(model, x, channels_last: bool, threads: int) -> list[torch.Tensor]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        with torch.no_grad():
+            _, raw = model.to(memory_format=fmt).forward_with_params(x.contiguous(memory_format=fmt))
+        return [r.contiguous() for r in raw]
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_the_exact_network_gives_the_same_bits_with_other_kernels(calibrated):
+    model, exact = calibrated
+    x = torch.from_numpy(np.stack([photo_like(64, 64, 3, seed=s).transpose(2, 0, 1) for s in range(4)])).float()
+    ex = exact_copy(model, exact["ranges"])
+    ways = [_params(ex, x, cl, t) for cl, t in [(True, 2), (False, 2), (False, 1), (True, 1)]]
+    for other in ways[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(ways[0], other))
+    # The float network is only close to it, and the exact one stays near the float one.
+    floats = _params(model, x, False, 2)
+    assert all(torch.allclose(a, b, atol=0.05, rtol=0.02) for a, b in zip(floats, ways[0]))
+    assert not all(torch.equal(a, b) for a, b in zip(floats, ways[0]))
+
+
+def test_exact_copy_needs_every_range(calibrated):
+    model, exact = calibrated
+    ranges = dict(exact["ranges"])
+    ranges.pop(next(iter(ranges)))
+    with pytest.raises(KeyError, match="no calibrated input range"):
+        exact_copy(model, ranges)
+
+
+def test_det_exp_is_exp():
+    x = np.concatenate([np.linspace(-700, 700, 100001), [0.0, 1.0, -1.0]])
+    assert np.allclose(det_exp(x), np.exp(x), rtol=1e-9, atol=0)
+    assert det_exp(np.array([0.0]))[0] == 1.0
+    with np.errstate(over="ignore"):
+        assert list(det_exp(np.array([-1e6, 1e6]))) == [0.0, np.inf]
+
+
+@pytest.fixture(scope="module")
+def portable_dir(tmp_path_factory, calibrated):
+    model, exact = calibrated
+    d = tmp_path_factory.mktemp("portable")
+    card = ModelCard("tiny", {})
+    card.exact = exact
+    save_model(model, d / "tiny.safetensors", card)
+    save_model(model, d / "plain.safetensors", ModelCard("plain", {}))
+    return d
+
+
+def test_the_card_keeps_the_calibration(portable_dir, calibrated):
+    _, card = load_model(portable_dir / "tiny.safetensors")
+    assert card.exact == json.loads(json.dumps(calibrated[1]))
+
+
+def test_portable_files_decode_with_other_kernels_and_threads(portable_dir):
+    img = photo_like(40, 72, 3, seed=3)
+    enc = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2)
+    assert enc.portable
+    data = enc.encode(img, effort=3).data
+    header = unpack(data)[0]
+    assert header.device == "any"
+    dec = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2)
+    dec.model = dec.model.to(memory_format=torch.contiguous_format)  # other convolution kernels
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert np.array_equal(dec.decode(data), img)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_portable_and_float_files_both_decode(portable_dir):
+    img = photo_like(24, 24, 3, seed=8)
+    fast = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, portable=False)
+    data = fast.encode(img).data
+    assert unpack(data)[0].device == "cpu"
+    assert np.array_equal(Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2).decode(data), img)
+
+
+def test_a_model_without_calibration_is_not_portable(portable_dir):
+    plain = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=2)
+    assert not plain.portable and unpack(plain.encode(photo_like(8, 8, 3)).data)[0].device == "cpu"
+    with pytest.raises(NfcError, match="no portable form"):
+        Codec.load(str(portable_dir / "plain.safetensors"), portable=True)
+
+
+def test_a_portable_file_needs_the_calibration(portable_dir, tmp_path):
+    data = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2).encode(photo_like(8, 8, 3)).data
+    model, card = load_model(portable_dir / "tiny.safetensors")
+    bare = Codec(model, card.name, card.sha256, tile=32, batch=2)
+    with pytest.raises(ModelMismatch, match="calibration"):
+        bare.decode(data)
+
+
+def test_another_calibration_of_the_same_weights_is_another_model(portable_dir, calibrated, tmp_path):
+    model, exact = calibrated
+    data = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2).encode(photo_like(8, 8, 3)).data
+    card = ModelCard("tiny", {})
+    card.exact = {**exact, "ranges": {k: [lo, 2 * hi] for k, (lo, hi) in exact["ranges"].items()}}
+    save_model(model, tmp_path / "tiny.safetensors", card)
+    with pytest.raises(ModelMismatch, match="weights and calibration"):
+        Codec.load(str(tmp_path / "tiny.safetensors"), tile=32, batch=2).decode(data)
