@@ -17,7 +17,7 @@ from nfcompress.coding import Decoder, Encoder, plan_buckets
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
-from nfcompress.flows.exact import LEVELS
+from nfcompress.flows.exact import ALGORITHM, LEVELS, check_ranges
 from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
 
 DEFAULT_TILE = 64
@@ -52,8 +52,10 @@ class _Tile:
     w: int
 
 
-def _undecodable(what: str) -> str:
-    """The message for a payload that fails to decode behind a valid header, naming both causes."""
+def _undecodable(what: str, portable: bool) -> str:
+    """The message for a payload that fails to decode behind a valid header, naming its causes."""
+    if portable:
+        return f"{what}: the file is damaged (a portable file decodes alike on every machine)"
     return (
         f"{what}: the file is damaged, or it was coded on a machine whose floating-point arithmetic "
         "differs from this one's (another kind of CPU or GPU); decode it where it was coded"
@@ -161,9 +163,16 @@ class Codec:
         # The calibration of the model's portable form (its card's "exact"), if it has one.
         self._ranges = (exact or {}).get("ranges")
         self._levels = int((exact or {}).get("levels", LEVELS))
+        if self._ranges is not None:
+            try:
+                check_ranges(model, self._ranges)
+            except ValueError as e:
+                raise NfcError(f"model {name!r}: {e}") from None
         self._exact: IDF | None = None
         self.name = name
         self.device = device
+        if torch.device(device).type not in ("cpu", "cuda"):
+            raise NfcError(f"unsupported device {device!r} (cpu or cuda)")
         # Portable files decode on any machine; they are the default where the model allows them.
         self.portable = self._portable(portable) if portable is not None else self._can_be_portable()
         self.effort = self._effort(effort)
@@ -199,18 +208,20 @@ class Codec:
         return effort
 
     def _can_be_portable(self) -> bool:
-        return bool(self._ranges) and not str(self.device).startswith("cuda")
+        return bool(self._ranges) and torch.device(self.device).type == "cpu"
 
     def _portable(self, portable: bool | None) -> bool:
         """A call's choice of portable coding (the codec's own when None), checked against the model."""
         if portable is None:
             return self.portable
+        if portable and not self._ranges:
+            raise NfcError(f"model {self.name!r} has no portable form (its card holds no calibration)")
         if portable and not self._can_be_portable():
-            raise NfcError(f"model {self.name!r} has no portable form on {self.device} (its card holds no calibration)")
+            raise NfcError(f"portable files are coded on the CPU, not on {self.device}")
         return bool(portable)
 
     def _device_kind(self) -> str:
-        return "cuda" if str(self.device).startswith("cuda") else "cpu"
+        return torch.device(self.device).type
 
     def _net(self, portable: bool) -> IDF:
         """The network a file's kind needs: the exact integer copy for portable files (made on first use)."""
@@ -377,7 +388,7 @@ class Codec:
                 progress(i + 1, len(plan))
         pixels = self._join_mode(rgb, header, alpha_data)
         if zlib.crc32(pixels.tobytes()) != header.pixel_crc:
-            raise ChecksumError(_undecodable("decoded pixels do not match the file's checksum"))
+            raise ChecksumError(_undecodable("decoded pixels do not match the file's checksum", header.device == "any"))
         return pixels if pixels.shape[2] > 1 else pixels[..., 0]
 
     def _decode_chunk(
@@ -400,18 +411,18 @@ class Codec:
         try:
             x = model.decode(draw)
         except (ValueError, RuntimeError, OverflowError) as e:
-            raise ChecksumError(_undecodable(f"the payload does not decode: {e}")) from None
+            raise ChecksumError(_undecodable(f"the payload does not decode: {e}", portable)) from None
         if not dec.exhausted():
-            raise ChecksumError(_undecodable("data left over after decoding"))
+            raise ChecksumError(_undecodable("data left over after decoding", portable))
         x = torch.stack([unorient(t, int(k)) for t, k in zip(x.round(), ks)])
         if x.min() < 0 or x.max() > 255:
-            raise ChecksumError(_undecodable("decoded pixels out of range"))
+            raise ChecksumError(_undecodable("decoded pixels out of range", portable))
         return x.to(torch.uint8).cpu().numpy()
 
     def _join_mode(self, rgb: np.ndarray, header: Header, alpha_data: bytes) -> np.ndarray:
         planes = [rgb[..., :1]] if header.mode in ("L", "LA") else [rgb]
         if header.mode in ("L", "LA") and not (rgb[..., 0:1] == rgb[..., 1:]).all():
-            raise ChecksumError(_undecodable("decoded grey image is not grey"))
+            raise ChecksumError(_undecodable("decoded grey image is not grey", header.device == "any"))
         if header.mode in ("LA", "RGBA"):
             try:
                 d = zlib.decompressobj()
@@ -441,8 +452,10 @@ def _per_tile_mixture(win: torch.Tensor, new: MixtureParams, old: MixtureParams)
 
 
 def _portable_hash(weights_hash: str, exact: dict) -> bytes:
-    """The first bytes of a hash of the weights' sha256 and the calibration (levels and ranges)."""
-    spec = json.dumps({"levels": exact.get("levels", LEVELS), "ranges": exact["ranges"]}, sort_keys=True)
+    """The first bytes of a hash of the weights' sha256 and the exact form (algorithm, levels, ranges)."""
+    spec = json.dumps(
+        {"algorithm": ALGORITHM, "levels": exact.get("levels", LEVELS), "ranges": exact["ranges"]}, sort_keys=True
+    )
     return hashlib.sha256((weights_hash + spec).encode()).digest()[:4]
 
 

@@ -6,12 +6,14 @@ already an integer multiple of 1/128 and stays exact) and its weights to integer
 power-of-two scale per output channel, chosen so that the sum of |weight| times the largest
 input stays below 2**24. Every partial sum is then an integer that float32 holds exactly, so
 any kernel, memory layout, thread count or vector unit gives the same result; the scaling, bias
-and rounding around it are single IEEE operations, which every machine rounds alike.
-Measured on the shipped model (scripts/exact_spike.py): 1023 levels cost 0.05% on thumbnails
-and 0.23% on native crops against the float network.
+and rounding around it are single IEEE operations, which every machine rounds alike. Only
+kernels that add the products up directly keep that promise, so the sums run with NNPACK off
+(its Winograd kernels are not exact) and oneDNN held to IEEE float32.
+Measured on the shipped model (scripts/measure_exact.py): 1023 levels cost 0.07% on thumbnails
+and 0.26% on native crops against the float network.
 """
 
-__all__ = ["LEVELS", "calibrate", "exact_copy"]
+__all__ = ["LEVELS", "ALGORITHM", "calibrate", "exact_copy", "check_ranges"]
 
 import copy
 import math
@@ -21,6 +23,8 @@ import torch
 from torch import Tensor, nn
 
 LEVELS = 1023
+# Names this way of making the network exact; portable files' model hash includes it.
+ALGORITHM = "exact-v1"
 _EXACT = 1 << 24
 _INPUT_NAMES = ("inp", "skip")  # convolutions that read a net's own input
 
@@ -53,6 +57,8 @@ class _IntegerConv:
     """An exact integer stand-in for one Conv2d's forward."""
 
     def __init__(self, conv: nn.Conv2d, name: str, lo: float, hi: float, levels: int) -> None:
+        if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+            raise ValueError(f"{name}: only plain convolutions have an exact form")
         if name.rsplit(".", 1)[-1] in _INPUT_NAMES:
             self.step = 1 / 128.0
             top = math.ceil(128 * max(abs(lo), abs(hi))) + 1
@@ -89,17 +95,31 @@ class _IntegerConv:
     def __call__(self, x: Tensor) -> Tensor:
         q = (x * self.inv_step).round_().clamp_(self.lo, self.hi)
         cl = q.is_contiguous(memory_format=torch.channels_last) and not q.is_contiguous()
-        y = nn.functional.conv2d(q, self.weight_cl if cl else self.weight, None, self.stride, self.padding)
+        onednn = torch.backends.mkldnn.conv
+        precision, onednn.fp32_precision = onednn.fp32_precision, "ieee"
+        try:
+            with torch.backends.nnpack.flags(enabled=False):
+                y = nn.functional.conv2d(q, self.weight_cl if cl else self.weight, None, self.stride, self.padding)
+        finally:
+            onednn.fp32_precision = precision
         # Separate multiply and add (never a fused multiply-add, which not every machine rounds alike).
         y.mul_(self.out_scale)
         return y if self.bias is None else y.add_(self.bias)
 
 
+def check_ranges(model: nn.Module, ranges: dict) -> None:
+    """Raise ValueError unless `ranges` holds a [lo, hi] for exactly the model's convolutions."""
+    if set(ranges) != {n for n, _ in _convs(model)}:
+        raise ValueError("the calibration does not name the model's convolutions")
+    for r in ranges.values():
+        if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, float | int) for v in r)):
+            raise ValueError("the calibration's ranges are not pairs of numbers")
+
+
 def exact_copy(model: nn.Module, ranges: dict[str, list[float]], levels: int = LEVELS) -> nn.Module:
     """A deep copy of `model` whose convolutions are exact integer sums (see the module's notes)."""
+    check_ranges(model, ranges)
     out = copy.deepcopy(model)
     for name, conv in _convs(out):
-        if name not in ranges:
-            raise KeyError(f"no calibrated input range for convolution {name}")
         conv.forward = _IntegerConv(conv, name, *ranges[name], levels)
     return out
