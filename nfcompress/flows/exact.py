@@ -86,7 +86,7 @@ class _IntegerConv:
         if (np.abs(q).reshape(len(q), -1).sum(1) * top >= _EXACT).any():
             raise ArithmeticError(f"{name}: integer weights exceed the exact range")
         self.weight = torch.from_numpy(q).float().to(conv.weight.device)
-        self.weight_cl = self.weight.contiguous(memory_format=torch.channels_last)
+        self._weight_cl: Tensor | None = None  # for channels-last inputs, made on first use
         self.out_scale = torch.from_numpy(scale * self.step).float().to(conv.weight.device).view(1, -1, 1, 1)
         self.inv_step = float(np.float32(1.0 / self.step))
         self.bias = None if conv.bias is None else conv.bias.detach().view(1, -1, 1, 1)
@@ -94,12 +94,17 @@ class _IntegerConv:
 
     def __call__(self, x: Tensor) -> Tensor:
         q = (x * self.inv_step).round_().clamp_(self.lo, self.hi)
-        cl = q.is_contiguous(memory_format=torch.channels_last) and not q.is_contiguous()
+        # The weights follow the input's layout (any kernel gives the same exact sums).
+        w = self.weight
+        if q.is_contiguous(memory_format=torch.channels_last) and not q.is_contiguous():
+            if self._weight_cl is None:
+                self._weight_cl = w.contiguous(memory_format=torch.channels_last)
+            w = self._weight_cl
         onednn = torch.backends.mkldnn.conv
         precision, onednn.fp32_precision = onednn.fp32_precision, "ieee"
         try:
             with torch.backends.nnpack.flags(enabled=False):
-                y = nn.functional.conv2d(q, self.weight_cl if cl else self.weight, None, self.stride, self.padding)
+                y = nn.functional.conv2d(q, w, None, self.stride, self.padding)
         finally:
             onednn.fp32_precision = precision
         # Separate multiply and add (never a fused multiply-add, which not every machine rounds alike).
@@ -122,4 +127,5 @@ def exact_copy(model: nn.Module, ranges: dict[str, list[float]], levels: int = L
     out = copy.deepcopy(model)
     for name, conv in _convs(out):
         conv.forward = _IntegerConv(conv, name, *ranges[name], levels)
+        conv.weight = None  # the integer copy replaces it; no need to hold both
     return out
