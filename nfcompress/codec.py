@@ -17,7 +17,7 @@ from nfcompress.coding import Decoder, Encoder, plan_buckets
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
-from nfcompress.flows.exact import ALGORITHM, LEVELS, check_ranges
+from nfcompress.flows.exact import ALGORITHM, LEVELS, check_ranges, exact_copy
 from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
 
 DEFAULT_TILE = 64
@@ -228,8 +228,6 @@ class Codec:
         if not portable:
             return self.model
         if self._exact is None:
-            from nfcompress.flows.exact import exact_copy
-
             self._exact = exact_copy(self.model, self._ranges, self._levels)
         return self._exact
 
