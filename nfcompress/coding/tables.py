@@ -235,10 +235,13 @@ def plan_buckets(
         for m in range(1, w.shape[1]):
             weighted += w[:, m] * mu[:, m]
     else:
-        w = np.exp(log_weights.astype(np.float64))
-        scales = np.exp(ls)
+        with np.errstate(over="ignore"):  # a wild scale (a damaged file's latents) is inf: it escapes
+            w = np.exp(log_weights.astype(np.float64))
+            scales = np.exp(ls)
+            inv_s = np.exp(-ls)
         weighted = (w * mu).sum(1)
-    inv_s = 1.0 / scales if portable else np.exp(-ls)
+    if portable:
+        inv_s = 1.0 / scales
     centre = np.round(weighted)
     reach = np.where(w > MIN_WEIGHT, np.abs(mu - centre[:, None]) + SCALES_COVERED * scales, 0.0).max(1)
     sizes = np.asarray(HALF_WIDTHS)
