@@ -75,13 +75,12 @@ class _IntegerConv:
         w = conv.weight.detach().cpu().double().numpy()
         fan_in = w[0].size
         budget = _EXACT - 1 - fan_in * top  # room for every weight's rounding
-        # A power of two per output channel, from an exactly rounded sum (math.fsum) and frexp,
-        # so that every machine picks the same one; dividing by it is exact.
-        exps = []
-        for row in np.abs(w).reshape(len(w), -1):
-            m, e = math.frexp(max(math.fsum(row.tolist()) * top / budget, 1e-30))
-            exps.append(e - 1 if m == 0.5 else e)
-        scale = np.ldexp(1.0, np.asarray(exps, np.int64))
+        # A power of two per output channel, so that dividing by it is exact. Every machine must
+        # pick the same one: the sum of |w| is taken over integers (|w| in units of 2**-50,
+        # truncated), which any order adds up exactly, and the exponent read by frexp.
+        l1 = np.floor(np.abs(w).reshape(len(w), -1) * 2.0**50).astype(np.int64).sum(1)
+        m, e = np.frexp(np.maximum(l1.astype(np.float64) * 2.0**-50 * top / budget, 1e-30))
+        scale = np.ldexp(1.0, np.where(m == 0.5, e - 1, e))
         q = np.round(w / scale[:, None, None, None])
         if (np.abs(q).reshape(len(q), -1).sum(1) * top >= _EXACT).any():
             raise ArithmeticError(f"{name}: integer weights exceed the exact range")
