@@ -306,7 +306,7 @@ class Codec:
         for k in candidates(effort, square):
             latents, raw = self._net(portable).forward_with_params(orient(x, k))
             params = [split_params(r, mixtures, normalise=not portable) for r in raw]
-            scored = [split_params(r, mixtures) for r in raw] if portable else params
+            scored = [_normalised(p) for p in params] if portable else params
             bits = sum(-log2_prob(z, p).double().flatten(1).sum(1) for z, p in zip(latents, scored))
             if best is None:
                 best = (torch.full_like(bits, k, dtype=torch.int64), latents, params, bits)
@@ -447,6 +447,11 @@ def _per_tile_mixture(win: torch.Tensor, new: MixtureParams, old: MixtureParams)
         _per_tile(win, new.means, old.means),
         _per_tile(win, new.log_scales, old.log_scales),
     )
+
+
+def _normalised(p: MixtureParams) -> MixtureParams:
+    """Mixture parameters with raw logits (portable coding's) turned into log weights."""
+    return MixtureParams(torch.log_softmax(p.log_weights, dim=1), p.means, p.log_scales)
 
 
 def _portable_hash(weights_hash: str, exact: dict) -> bytes:

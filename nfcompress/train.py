@@ -294,11 +294,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
 
 def exact_calibration(model: IDF, batches: list[torch.Tensor]) -> dict:
     """The card's calibration of the model's portable (exact integer) form, from patches."""
-    ranges: dict[str, list[float]] = {}
-    for x in batches:
-        for name, (lo, hi) in calibrate(model, x).items():
-            old = ranges.get(name, [lo, hi])
-            ranges[name] = [min(lo, old[0]), max(hi, old[1])]
+    ranges = calibrate(model, batches)
     return {"levels": LEVELS, "ranges": ranges, "calibration": f"{sum(len(x) for x in batches)} training patches"}
 
 

@@ -64,7 +64,7 @@ def save_model(model: IDF, path: Path, card: ModelCard) -> ModelCard:
     os.replace(tmp, path)
     card.sha256 = sha256_file(path)
     card.config = model.config.to_dict()
-    path.with_suffix(".json").write_text(card.to_json())
+    save_card(path, card)
     return card
 
 

@@ -21,7 +21,7 @@ def calibrated():
     """The tiny model and its calibration, measured on photo-like images."""
     model = make_tiny()
     x = torch.from_numpy(np.stack([photo_like(32, 32, 3, seed=s).transpose(2, 0, 1) for s in range(8)])).float()
-    return model, {"levels": LEVELS, "ranges": calibrate(model, x)}
+    return model, {"levels": LEVELS, "ranges": calibrate(model, [x])}
 
 
 def _params(model, x, channels_last: bool, threads: int) -> list[torch.Tensor]:

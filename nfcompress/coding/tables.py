@@ -212,6 +212,14 @@ def fine_weights(b: Bucket, rows: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     return fine_weights_of([b], [rows], [coarse])[0]
 
 
+def _ordered_sum(a: np.ndarray) -> np.ndarray:
+    """Each row's sum, column by column: one order, so the same float on every machine."""
+    total = a[:, 0].copy()
+    for m in range(1, a.shape[1]):
+        total += a[:, m]
+    return total
+
+
 def plan_buckets(
     log_weights: np.ndarray, means: np.ndarray, log_scales: np.ndarray, legacy: bool = False, portable: bool = False
 ) -> list[Bucket]:
@@ -226,22 +234,16 @@ def plan_buckets(
     if portable:
         logits = log_weights.astype(np.float64)
         e = det_exp(logits - logits.max(1, keepdims=True))
-        total = e[:, 0].copy()
-        for m in range(1, e.shape[1]):  # an explicit order: the same sum everywhere
-            total += e[:, m]
-        w = e / total[:, None]
+        w = e / _ordered_sum(e)[:, None]
         scales = det_exp(ls)
-        weighted = w[:, 0] * mu[:, 0]
-        for m in range(1, w.shape[1]):
-            weighted += w[:, m] * mu[:, m]
+        inv_s = 1.0 / scales
+        weighted = _ordered_sum(w * mu)
     else:
         with np.errstate(over="ignore"):  # a wild scale (a damaged file's latents) is inf: it escapes
             w = np.exp(log_weights.astype(np.float64))
             scales = np.exp(ls)
             inv_s = np.exp(-ls)
         weighted = (w * mu).sum(1)
-    if portable:
-        inv_s = 1.0 / scales
     centre = np.round(weighted)
     reach = np.where(w > MIN_WEIGHT, np.abs(mu - centre[:, None]) + SCALES_COVERED * scales, 0.0).max(1)
     sizes = np.asarray(HALF_WIDTHS)

@@ -34,8 +34,8 @@ def _convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, x: Tensor) -> dict[str, list[float]]:
-    """Each convolution's input range [min, max] on a batch of images (N, 3, H, W), for the card."""
+def calibrate(model: nn.Module, batches: list[Tensor]) -> dict[str, list[float]]:
+    """Each convolution's input range [min, max] over batches of images (N, 3, H, W), for the card."""
     ranges: dict[str, list[float]] = {}
     hooks = []
     for name, conv in _convs(model):
@@ -46,7 +46,8 @@ def calibrate(model: nn.Module, x: Tensor) -> dict[str, list[float]]:
 
         hooks.append(conv.register_forward_pre_hook(hook))
     try:
-        model.bits(x)
+        for x in batches:
+            model.bits(x)
     finally:
         for h in hooks:
             h.remove()
