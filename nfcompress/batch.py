@@ -1,6 +1,10 @@
-"""One file in, one file out: the jobs behind `encode` and `decode`, inline or in worker processes."""
+"""Files in, files out: the jobs behind `encode` and `decode`, inline or in worker processes.
 
-__all__ = ["Interrupted", "read_input", "encode_file", "decode_file", "run_jobs", "catch_sigterm"]
+Small images are coded in groups, which share the network's runs; every file still gets its own
+file, record and verdict.
+"""
+
+__all__ = ["Interrupted", "read_input", "encode_files", "decode_files", "run_jobs", "catch_sigterm"]
 
 import multiprocessing
 import os
@@ -11,12 +15,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
+import numpy as np
+
+from nfcompress.container import Header
 from nfcompress.errors import NfcError
 from nfcompress.orientation import DEFAULT_EFFORT
 
 # Workers start fresh: a forked child of a process whose torch and table threads are running
 # can inherit a held lock and hang.
 _SPAWN = multiprocessing.get_context("spawn")
+# Images of at most SMALL pixels are coded together, GROUP files at most.
+SMALL = 256 * 256
+GROUP = 64
 
 
 class Interrupted(BaseException):
@@ -66,9 +76,13 @@ def _named(src: str, e: NfcError) -> NfcError:
     return e if msg.startswith(f"{src}:") else type(e)(f"{src}: {msg}")
 
 
-def encode_file(
-    src: str,
-    dst: str,
+def _group_time(t: float, pixels: int, total: int) -> float:
+    """A file's share, by its pixels, of the seconds its group took."""
+    return round((time.perf_counter() - t) * pixels / max(total, 1), 3)
+
+
+def encode_files(
+    pairs: list[tuple[str, str]],
     *,
     model: str = "",
     device: str = "cpu",
@@ -77,70 +91,135 @@ def encode_file(
     effort: int = DEFAULT_EFFORT,
     portable: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """Encode one image file to one .nfc file, checked by decoding it, written atomically."""
+) -> list[dict | NfcError]:
+    """Encode image files to .nfc files, each checked by decoding it and written atomically.
+
+    Small images are coded together (the same bytes as one at a time, faster). Each file gets
+    its record, or the NfcError that stopped it.
+    """
     from nfcompress.api import get_codec
     from nfcompress.io import load_image
 
-    try:
-        _check_free(dst, force)
+    results: list[dict | NfcError | None] = [None] * len(pairs)
+
+    def code(group: list[tuple[int, np.ndarray]]) -> None:
         t = time.perf_counter()
-        codec = get_codec(model, device)
-        pixels = load_image(read_input(src) if src == "-" else src)
-        res = codec.encode(pixels, progress=progress, effort=effort, portable=portable)
-        if verify and not (codec.decode(res.data) == pixels).all():
-            raise NfcError("verification failed, the decoded image differs; nothing written")
-        _write(dst, res.data, force)
-    except NfcError as e:
-        raise _named(src, e) from None
-    return {
-        "input": src,
-        "output": dst,
-        "bytes": len(res.data),
-        "bpsp": round(res.bpsp, 4),
-        "ideal_bpsp": round(res.ideal_bpsp, 4),
-        "effort": effort,
-        "portable": res.portable,
-        "seconds": round(time.perf_counter() - t, 3),
-        "width": int(pixels.shape[1]),
-        "height": int(pixels.shape[0]),
-    }
+        try:
+            codec = get_codec(model, device)
+            coded = codec.encode_many([p for _, p in group], progress=progress, effort=effort, portable=portable)
+            back = codec.decode_many([r.data for r in coded]) if verify else [p for _, p in group]
+        except NfcError as e:
+            if len(group) > 1:  # one image's fault: find whose
+                for item in group:
+                    code([item])
+                return
+            results[group[0][0]] = _named(pairs[group[0][0]][0], e)
+            return
+        total = sum(p.size for _, p in group)
+        for (i, pixels), res, out in zip(group, coded, back):
+            src, dst = pairs[i]
+            try:
+                if isinstance(out, NfcError) or not np.array_equal(out, pixels):
+                    raise NfcError("verification failed, the decoded image differs; nothing written")
+                _write(dst, res.data, force)
+            except NfcError as e:
+                results[i] = _named(src, e)
+                continue
+            results[i] = {
+                "input": src,
+                "output": dst,
+                "bytes": len(res.data),
+                "bpsp": round(res.bpsp, 4),
+                "ideal_bpsp": round(res.ideal_bpsp, 4),
+                "effort": effort,
+                "portable": res.portable,
+                "seconds": _group_time(t, pixels.size, total),
+                "width": int(pixels.shape[1]),
+                "height": int(pixels.shape[0]),
+            }
+
+    small: list[tuple[int, np.ndarray]] = []
+    for i, (src, dst) in enumerate(pairs):
+        try:
+            _check_free(dst, force)
+            pixels = load_image(read_input(src) if src == "-" else src)
+        except NfcError as e:
+            results[i] = _named(src, e)
+            continue
+        if pixels.shape[0] * pixels.shape[1] > SMALL:
+            code([(i, pixels)])
+            continue
+        small.append((i, pixels))
+        if len(small) == GROUP:
+            code(small)
+            small = []
+    if small:
+        code(small)
+    return results
 
 
-def decode_file(
-    src: str,
-    dst: str,
+def decode_files(
+    pairs: list[tuple[str, str]],
     *,
     model: str = "",
     device: str = "cpu",
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """Decode one .nfc file to one PNG, exact or an error, written atomically."""
+) -> list[dict | NfcError]:
+    """Decode .nfc files to PNGs, exact or an error each, written atomically; small ones together."""
     from nfcompress.api import get_codec
     from nfcompress.container import unpack
     from nfcompress.io import image_to_png_bytes
 
-    try:
-        _check_free(dst, force)
+    results: list[dict | NfcError | None] = [None] * len(pairs)
+
+    def code(name: str, group: list[tuple[int, bytes, Header]]) -> None:
         t = time.perf_counter()
-        data = read_input(src)
-        header, _, _ = unpack(data)
-        pixels = get_codec(model or header.model_name, device).decode(data, progress=progress)
-        _write(dst, image_to_png_bytes(pixels), force)
-    except NfcError as e:
-        raise _named(src, e) from None
-    return {
-        "input": src,
-        "output": dst,
-        "bytes": len(data),
-        "bpsp": round(8 * len(data) / pixels.size, 4),
-        "ideal_bpsp": None,
-        "seconds": round(time.perf_counter() - t, 3),
-        "width": header.width,
-        "height": header.height,
-        "mode": header.mode,
-    }
+        try:
+            outs = get_codec(name, device).decode_many([data for _, data, _ in group], progress=progress)
+        except NfcError as e:
+            outs = [e] * len(group)
+        total = sum(h.width * h.height for _, _, h in group)
+        for (i, data, header), pixels in zip(group, outs):
+            src, dst = pairs[i]
+            try:
+                if isinstance(pixels, NfcError):
+                    raise pixels
+                _write(dst, image_to_png_bytes(pixels), force)
+            except NfcError as e:
+                results[i] = _named(src, e)
+                continue
+            results[i] = {
+                "input": src,
+                "output": dst,
+                "bytes": len(data),
+                "bpsp": round(8 * len(data) / pixels.size, 4),
+                "ideal_bpsp": None,
+                "seconds": _group_time(t, header.width * header.height, total),
+                "width": header.width,
+                "height": header.height,
+                "mode": header.mode,
+            }
+
+    small: dict[str, list[tuple[int, bytes, Header]]] = {}
+    for i, (src, dst) in enumerate(pairs):
+        try:
+            _check_free(dst, force)
+            data = read_input(src)
+            header = unpack(data)[0]
+        except NfcError as e:
+            results[i] = _named(src, e)
+            continue
+        name = model or header.model_name
+        if header.width * header.height > SMALL:
+            code(name, [(i, data, header)])
+            continue
+        small.setdefault(name, []).append((i, data, header))
+        if len(small[name]) == GROUP:
+            code(name, small.pop(name))
+    for name, group in small.items():
+        code(name, group)
+    return results
 
 
 def _worker_init(threads: int) -> None:
@@ -152,32 +231,27 @@ def _worker_init(threads: int) -> None:
 
 
 def run_jobs(
-    fn: Callable[..., dict], jobs: list[tuple[str, str]], workers: int, **kw
+    fn: Callable[..., list[dict | NfcError]], jobs: list[tuple[str, str]], workers: int, **kw
 ) -> Iterator[tuple[str, dict | NfcError]]:
-    """Run fn(src, dst, **kw) for every job; yields (src, record or NfcError) as each finishes.
+    """Run fn(pairs, **kw) over groups of the jobs; yields (src, record or NfcError) for every job.
 
-    With workers > 1 the jobs run in a pool of processes sharing the CPU threads; results come
-    in the order they finish. A job's NfcError is yielded, not raised, so the others go on.
+    With workers > 1 the groups run in a pool of processes sharing the CPU threads; results come
+    in the order groups finish. A job's NfcError is yielded, not raised, so the others go on.
     """
+    size = max(1, min(GROUP, -(-len(jobs) // max(workers, 1))))
+    groups = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     if workers <= 1:
-        for src, dst in jobs:
-            try:
-                yield src, fn(src, dst, **kw)
-            except NfcError as e:
-                yield src, e
+        for group in groups:
+            yield from zip([src for src, _ in group], fn(group, **kw))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=_SPAWN, initializer=_worker_init, initargs=(threads,)) as pool:
-        pending = {pool.submit(fn, src, dst, **kw): src for src, dst in jobs}
+        pending = {pool.submit(fn, group, **kw): group for group in groups}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
-                    src = pending.pop(f)
-                    try:
-                        yield src, f.result()
-                    except NfcError as e:
-                        yield src, e
+                    yield from zip([src for src, _ in pending.pop(f)], f.result())
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise

@@ -138,12 +138,12 @@ def encode(
     inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads, jobs, device, effort, portable
 ) -> None:
     """Compress images to .nfc files (IMG -> IMG.nfc), each checked by decoding it again."""
-    from nfcompress.batch import encode_file
+    from nfcompress.batch import encode_files
 
     _setup(threads, max_pixels, device)
     _codec(model, device)
     _code_files(
-        encode_file,
+        encode_files,
         list(inputs),
         ".nfc",
         output,
@@ -175,11 +175,11 @@ def encode(
 @device_option
 def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device) -> None:
     """Decompress .nfc files to PNG (FILE.nfc -> FILE.png), bit-exact or an error."""
-    from nfcompress.batch import decode_file
+    from nfcompress.batch import decode_files
 
     _setup(threads, None, device)
     _code_files(
-        decode_file,
+        decode_files,
         list(inputs),
         ".png",
         output,

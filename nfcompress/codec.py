@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nfcompress.coding import Decoder, Encoder, plan_buckets
+from nfcompress.coding import Decoder, Encoder, plan_buckets, pop_latents, push_latents
 from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
@@ -98,13 +98,35 @@ def count_chunks(height: int, width: int, tile: int, batch: int, multiple: int) 
 
 def _padded(rgb: np.ndarray, tiles: list[_Tile], multiple: int) -> np.ndarray:
     """The tiles of an (H, W, 3) image as a (B, 3, h, w) batch, edges replicated to a multiple."""
-    ph = -(-tiles[0].h // multiple) * multiple
-    pw = -(-tiles[0].w // multiple) * multiple
+    ph, pw = _shape(tiles, multiple)
     out = np.empty((len(tiles), 3, ph, pw), np.uint8)
     for i, t in enumerate(tiles):
         crop = rgb[t.y : t.y + t.h, t.x : t.x + t.w]
         out[i] = np.pad(crop, ((0, ph - t.h), (0, pw - t.w), (0, 0)), mode="edge").transpose(2, 0, 1)
     return out
+
+
+def _shape(tiles: list[_Tile], multiple: int) -> tuple[int, int]:
+    """The padded (h, w) of a chunk's tiles."""
+    return -(-tiles[0].h // multiple) * multiple, -(-tiles[0].w // multiple) * multiple
+
+
+def _runs(jobs: list[tuple[int, object]], batch: int) -> list[list[int]]:
+    """Chunks (tiles, key) grouped into network runs: of one key and at most `batch` tiles.
+
+    A key of None runs alone: float networks give other bits for other batch shapes, so only
+    portable chunks, whose network is exact, may share a run.
+    """
+    runs: list[list[int]] = []
+    open_runs: dict[object, tuple[list[int], int]] = {}
+    for i, (n, key) in enumerate(jobs):
+        run, size = open_runs.get(key, ([], batch)) if key is not None else ([], batch)
+        if size + n > batch:
+            run, size = [], 0
+            runs.append(run)
+        run.append(i)
+        open_runs[key] = (run, size + n)
+    return runs
 
 
 def _split_mode(pixels: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -241,24 +263,55 @@ class Codec:
     ) -> EncodeResult:
         """Code an (H, W[, C]) uint8 array at an effort and portability (the codec's own by default);
         `progress(done, total)` is called after each chunk."""
+        return self.encode_many([image], progress, effort, portable)[0]
+
+    @torch.no_grad()
+    def encode_many(
+        self,
+        images: list[np.ndarray],
+        progress: Callable[[int, int], None] | None = None,
+        effort: int | None = None,
+        portable: bool | None = None,
+    ) -> list[EncodeResult]:
+        """`encode` of each image, the same bytes, faster for small ones: portable files share network runs."""
         effort, portable = self._effort(effort), self._portable(portable)
         with self._lock:
-            return self._encode(image, progress, effort, portable)
+            return self._encode(images, progress, effort, portable)
 
     def _encode(
-        self, image: np.ndarray, progress: Callable[[int, int], None] | None, effort: int, portable: bool
-    ) -> EncodeResult:
-        pixels, mode = _as_pixels(image)
-        rgb, alpha = _split_mode(pixels, mode)
-        height, width = rgb.shape[:2]
-        plan = plan_tiles(height, width, self.tile, self.batch, self.model.config.multiple)
-        chunks, ideal = [], 0.0
-        for i, tiles in enumerate(plan):
-            data, bits = self._encode_chunk(_padded(rgb, tiles, self.model.config.multiple), effort, portable)
-            chunks.append(data)
-            ideal += bits
+        self, images: list[np.ndarray], progress: Callable[[int, int], None] | None, effort: int, portable: bool
+    ) -> list[EncodeResult]:
+        m = self.model.config.multiple
+        prepared, jobs = [], []
+        for i, image in enumerate(images):
+            pixels, mode = _as_pixels(image)
+            rgb, alpha = _split_mode(pixels, mode)
+            prepared.append((pixels, mode, alpha))
+            jobs += [(i, rgb, tiles) for tiles in plan_tiles(*rgb.shape[:2], self.tile, self.batch, m)]
+        runs = _runs([(len(t), _shape(t, m) if portable else None) for _, _, t in jobs], self.batch)
+        coded: list[tuple[bytes, float]] = [(b"", 0.0)] * len(jobs)
+        for r, run in enumerate(runs):
+            x = np.concatenate([_padded(jobs[j][1], jobs[j][2], m) for j in run])
+            for j, out in zip(run, self._encode_chunks(x, [len(jobs[j][2]) for j in run], effort, portable)):
+                coded[j] = out
             if progress:
-                progress(i + 1, len(plan))
+                progress(r + 1, len(runs))
+        return [
+            self._result(*prepared[i], [c for (k, _, _), c in zip(jobs, coded) if k == i], effort, portable)
+            for i in range(len(images))
+        ]
+
+    def _result(
+        self,
+        pixels: np.ndarray,
+        mode: str,
+        alpha: np.ndarray | None,
+        coded: list[tuple[bytes, float]],
+        effort: int,
+        portable: bool,
+    ) -> EncodeResult:
+        """One image's file from its coded chunks."""
+        ideal = sum(bits for _, bits in coded)
         alpha_data = b""
         if alpha is not None:
             alpha_data = zlib.compress(alpha.tobytes(), 9)
@@ -266,8 +319,8 @@ class Codec:
         header = Header(
             model_name=self.name,
             model_hash=self.portable_hash if portable else self.hash,
-            width=width,
-            height=height,
+            width=pixels.shape[1],
+            height=pixels.shape[0],
             mode=mode,
             tile=self.tile,
             batch=self.batch,
@@ -275,7 +328,7 @@ class Codec:
             device="any" if portable else self._device_kind(),
             oriented=effort > 1,
         )
-        return EncodeResult(pack(header, chunks, alpha_data), ideal, pixels.size, portable)
+        return EncodeResult(pack(header, [data for data, _ in coded], alpha_data), ideal, pixels.size, portable)
 
     @torch.no_grad()
     def ideal_bits(
@@ -323,17 +376,26 @@ class Codec:
             bits = bits + float(np.log2(ORIENTATIONS))
         return ks.tolist(), latents, params, bits
 
-    def _encode_chunk(self, batch: np.ndarray, effort: int, portable: bool) -> tuple[bytes, float]:
+    def _encode_chunks(
+        self, batch: np.ndarray, counts: list[int], effort: int, portable: bool
+    ) -> list[tuple[bytes, float]]:
+        """Code a batch of tiles as chunks of `counts` tiles each: one network run, a stream per chunk."""
         x = torch.from_numpy(batch).to(self.device).float()
         ks, latents, params, bits = self._choose(x, effort, portable)
-        enc = Encoder()
+        starts = np.cumsum([0, *counts]).tolist()
+        encoders = [Encoder() for _ in counts]
         # The decoder pops the last forward step first, so push in forward order.
         for z, p in zip(latents, params):
             values = z.round().to(torch.int64).cpu().numpy().ravel()
-            enc.push_latents(values, _tables(p, portable=portable))
-        if effort > 1:
-            enc.push_symbols(np.array(ks), ORIENTATIONS)
-        return enc.finish(), float(bits.sum())
+            per_tile = len(values) // len(x)
+            spans = [(a * per_tile, b * per_tile) for a, b in zip(starts, starts[1:])]
+            push_latents(encoders, spans, values, _tables(p, portable=portable))
+        out = []
+        for enc, a, b in zip(encoders, starts, starts[1:]):
+            if effort > 1:
+                enc.push_symbols(np.array(ks[a:b]), ORIENTATIONS)
+            out.append((enc.finish(), float(bits[a:b].sum())))
+        return out
 
     def read_header(self, data: bytes) -> Header:
         """Parse a file and check it was made with this codec's model and kind of device."""
@@ -361,56 +423,127 @@ class Codec:
     @torch.no_grad()
     def decode(self, data: bytes, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Rebuild the exact uint8 array (H, W[, C]) from .nfc bytes, or raise NfcError."""
-        with self._lock:
-            return self._decode(data, progress)
+        out = self.decode_many([data], progress)[0]
+        if isinstance(out, NfcError):
+            raise out
+        return out
 
-    def _decode(self, data: bytes, progress: Callable[[int, int], None] | None) -> np.ndarray:
-        header, chunks, alpha_data = unpack(data)
-        self._check(header)
+    @torch.no_grad()
+    def decode_many(
+        self, datas: list[bytes], progress: Callable[[int, int], None] | None = None
+    ) -> list[np.ndarray | NfcError]:
+        """`decode` of each file, faster for small ones (portable files share network runs).
+
+        A file that fails gives its NfcError in its place; the others still decode.
+        """
+        with self._lock:
+            return self._decode(datas, progress)
+
+    def _decode(self, datas: list[bytes], progress: Callable[[int, int], None] | None) -> list[np.ndarray | NfcError]:
         m = self.model.config.multiple
-        expected = count_chunks(header.height, header.width, header.tile, header.batch, m)
-        if expected != len(chunks) or header.tile < m:
-            raise FormatError(f"corrupted .nfc file: {len(chunks)} chunks where the tiling needs {expected}")
-        plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
-        rgb = np.empty((header.height, header.width, 3), np.uint8)
-        legacy, portable = header.version < 3, header.device == "any"
-        if legacy and self._row_major is None:
-            self._row_major = copy.deepcopy(self.model).to(memory_format=torch.contiguous_format)
-        model = self._row_major if legacy else self._net(portable)
-        for i, (tiles, chunk) in enumerate(zip(plan, chunks)):
-            shape = (len(tiles), -(-tiles[0].h // m) * m, -(-tiles[0].w // m) * m)
-            out = self._decode_chunk(model, chunk, *shape, header.oriented, legacy, portable)
-            for t, tile in zip(tiles, out):
-                rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
+        results: list[np.ndarray | NfcError | None] = [None] * len(datas)
+        files, jobs = {}, []
+        for i, data in enumerate(datas):
+            try:
+                header, chunks, alpha_data = unpack(data)
+                self._check(header)
+                expected = count_chunks(header.height, header.width, header.tile, header.batch, m)
+                if expected != len(chunks) or header.tile < m:
+                    raise FormatError(f"corrupted .nfc file: {len(chunks)} chunks where the tiling needs {expected}")
+            except NfcError as e:
+                results[i] = e
+                continue
+            files[i] = (header, alpha_data, np.empty((header.height, header.width, 3), np.uint8))
+            plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
+            jobs += [(i, tiles, chunk) for tiles, chunk in zip(plan, chunks)]
+        portable = {i: f[0].device == "any" for i, f in files.items()}
+        runs = _runs([(len(t), _shape(t, m) if portable[i] else None) for i, t, _ in jobs], self.batch)
+        for r, run in enumerate(runs):
+            run = [j for j in run if results[jobs[j][0]] is None]
+            owners = sorted({jobs[j][0] for j in run})
+            if not run:
+                continue
+            header = files[owners[0]][0]
+            legacy = header.version < 3
+            if legacy and self._row_major is None:
+                self._row_major = copy.deepcopy(self.model).to(memory_format=torch.contiguous_format)
+            model = self._row_major if legacy else self._net(portable[owners[0]])
+            counts = [len(jobs[j][1]) for j in run]
+            try:
+                out = self._decode_chunks(
+                    model,
+                    [jobs[j][2] for j in run],
+                    counts,
+                    *_shape(jobs[run[0]][1], m),
+                    [files[jobs[j][0]][0].oriented for j in run],
+                    legacy,
+                    portable[owners[0]],
+                )
+            except NfcError as e:
+                # A run of several files failed: decode each alone, so that each gets its own verdict.
+                for i in owners:
+                    results[i] = e if len(owners) == 1 else self._decode([datas[i]], None)[0]
+                continue
+            for j, tiles in zip(run, np.split(out, np.cumsum(counts)[:-1])):
+                rgb = files[jobs[j][0]][2]
+                for t, tile in zip(jobs[j][1], tiles):
+                    rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
             if progress:
-                progress(i + 1, len(plan))
+                progress(r + 1, len(runs))
+        for i, (header, alpha_data, rgb) in files.items():
+            if results[i] is None:
+                try:
+                    results[i] = self._pixels(rgb, header, alpha_data)
+                except NfcError as e:
+                    results[i] = e
+        return results
+
+    def _pixels(self, rgb: np.ndarray, header: Header, alpha_data: bytes) -> np.ndarray:
+        """A decoded file's pixels in its mode, checked against its checksum."""
         pixels = self._join_mode(rgb, header, alpha_data)
         if zlib.crc32(pixels.tobytes()) != header.pixel_crc:
             raise ChecksumError(_undecodable("decoded pixels do not match the file's checksum", header.device == "any"))
         return pixels if pixels.shape[2] > 1 else pixels[..., 0]
 
-    def _decode_chunk(
-        self, model: IDF, chunk: bytes, n: int, h: int, w: int, oriented: bool, legacy: bool, portable: bool
+    def _decode_chunks(
+        self,
+        model: IDF,
+        chunks: list[bytes],
+        counts: list[int],
+        h: int,
+        w: int,
+        oriented: list[bool],
+        legacy: bool,
+        portable: bool,
     ) -> np.ndarray:
-        dec = Decoder(chunk)
+        """Decode chunks of `counts` tiles each, of one padded shape, in one network run: (tiles, 3, h, w)."""
+        decs = [Decoder(chunk) for chunk in chunks]
         try:
-            ks = dec.pop_symbols(n, ORIENTATIONS) if oriented else np.zeros(n, np.int64)
+            ks = np.concatenate(
+                [
+                    d.pop_symbols(n, ORIENTATIONS) if o else np.zeros(n, np.int64)
+                    for d, n, o in zip(decs, counts, oriented)
+                ]
+            )
         except (ValueError, RuntimeError, OverflowError) as e:
             raise FormatError(f"corrupted .nfc payload ({e})") from None
         if h != w and (ks & 4).any():
             raise FormatError("corrupted .nfc payload (a tile that is not square is transposed)")
-        model.set_shape(n, h, w)
+        model.set_shape(len(ks), h, w)
+        starts = np.cumsum([0, *counts]).tolist()
 
         def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
             p = split_params(raw, model.config.mixtures, normalise=not portable)
-            values = dec.pop_latents(int(np.prod(shape)), _tables(p, legacy, portable))
+            per_tile = int(np.prod(shape[1:]))
+            spans = [(a * per_tile, b * per_tile) for a, b in zip(starts, starts[1:])]
+            values = pop_latents(decs, spans, _tables(p, legacy, portable))
             return torch.from_numpy(values.reshape(shape)).to(raw.device).float()
 
         try:
             x = model.decode(draw)
         except (ValueError, RuntimeError, OverflowError) as e:
             raise ChecksumError(_undecodable(f"the payload does not decode: {e}", portable)) from None
-        if not dec.exhausted():
+        if not all(d.exhausted() for d in decs):
             raise ChecksumError(_undecodable("data left over after decoding", portable))
         x = torch.stack([unorient(t, int(k)) for t, k in zip(x.round(), ks)])
         if x.min() < 0 or x.max() > 255:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from nfcompress.codec import Codec
 from nfcompress.flows import IDF, IDFConfig
+from nfcompress.flows.exact import LEVELS, calibrate
 from nfcompress.weights import ModelCard, save_model
 
 TINY = IDFConfig(levels=3, coupling_width=8, prior_width=8, mixtures=2, top_groups=[16, 16, 8, 8])
@@ -103,3 +104,23 @@ def mutate(data: bytes, d) -> bytes:
     else:
         buf = bytearray(b"NFC" + d.draw(st.binary(max_size=100)))
     return bytes(buf)
+
+
+@pytest.fixture(scope="session")
+def calibrated():
+    """The tiny model and its calibration, measured on photo-like images."""
+    model = make_tiny()
+    x = torch.from_numpy(np.stack([photo_like(32, 32, 3, seed=s).transpose(2, 0, 1) for s in range(8)])).float()
+    return model, {"levels": LEVELS, "ranges": calibrate(model, [x])}
+
+
+@pytest.fixture(scope="session")
+def portable_dir(tmp_path_factory, calibrated):
+    """A models folder: the tiny model with its calibration (portable) as "tiny", without as "plain"."""
+    model, exact = calibrated
+    d = tmp_path_factory.mktemp("portable")
+    card = ModelCard("tiny", {})
+    card.exact = exact
+    save_model(model, d / "tiny.safetensors", card)
+    save_model(model, d / "plain.safetensors", ModelCard("plain", {}))
+    return d

@@ -178,3 +178,29 @@ def test_effort_is_an_encode_option_and_decode_needs_none(runner, tmp_path):
     assert sizes["3"] <= sizes["1"] + 3 * 4 / (40 * 40 * 3)  # 3 bits for each of 4 tiles
     r = runner.invoke(main, ["encode", "--model", "tiny", "--effort", "4", str(src)])
     assert r.exit_code != 0 and "effort" in r.output.lower()
+
+
+def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(portable_dir, tmp_path):
+    """Grouped encodes write the bytes a lone encode writes; a damaged file among many fails alone."""
+    images = [photo_like(24 + 4 * (i % 3), 32, 3, seed=i) for i in range(7)]
+    srcs = [str(_save(tmp_path / f"i{i}.png", im)) for i, im in enumerate(images)]
+    env = {"NFCOMPRESS_MODELS": str(portable_dir)}
+    r = _cli(["encode", "--model", "tiny", "--json", *srcs], 1, env)
+    assert r.returncode == 0, r.stderr
+    assert all(json.loads(line)["portable"] for line in r.stdout.splitlines())
+    alone = _cli(["encode", "--model", "tiny", srcs[3], "-o", str(tmp_path / "alone.nfc")], 2, env)
+    assert alone.returncode == 0, alone.stderr
+    assert (tmp_path / "alone.nfc").read_bytes() == (tmp_path / "i3.nfc").read_bytes()
+    data = bytearray((tmp_path / "i5.nfc").read_bytes())
+    data[-6] ^= 0x40
+    (tmp_path / "i5.nfc").write_bytes(bytes(data))
+    for s in srcs:
+        os.remove(s)
+    r = _cli(["decode", "-j", "2", *[str(tmp_path / f"i{i}.nfc") for i in range(7)]], 1, env)
+    assert r.returncode == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "i5.nfc" in errors[0] and "1 of 7" in errors[1], r.stderr
+    assert not (tmp_path / "i5.png").exists()
+    for i, im in enumerate(images):
+        if i != 5:
+            assert np.array_equal(np.asarray(Image.open(tmp_path / f"i{i}.png")), im)

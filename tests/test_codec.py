@@ -72,6 +72,12 @@ def test_corrupted_payload_fails_loudly(tiny_codec):
         assert np.array_equal(out, img)
 
 
+def test_a_payload_ending_in_a_zero_word_is_a_format_error(tiny_codec):
+    data = tiny_codec.encode(photo_like(16, 16)).data
+    with pytest.raises(FormatError, match="corrupted payload"):
+        tiny_codec.decode(data[:-4] + bytes(4))
+
+
 def test_other_arithmetic_is_named_when_a_file_does_not_decode(tiny_models_dir):
     """Floats that differ (here one prior weight, a few ulps off) fail with a message naming both causes."""
     img = photo_like(40, 40, 3)

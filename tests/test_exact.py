@@ -6,22 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny, photo_like
+from conftest import photo_like
 
 from nfcompress.codec import Codec
 from nfcompress.coding import det_exp
 from nfcompress.container import unpack
 from nfcompress.errors import ModelMismatch, NfcError
-from nfcompress.flows.exact import LEVELS, calibrate, exact_copy
+from nfcompress.flows.exact import exact_copy
 from nfcompress.weights import ModelCard, load_model, save_model
-
-
-@pytest.fixture(scope="module")
-def calibrated():
-    """The tiny model and its calibration, measured on photo-like images."""
-    model = make_tiny()
-    x = torch.from_numpy(np.stack([photo_like(32, 32, 3, seed=s).transpose(2, 0, 1) for s in range(8)])).float()
-    return model, {"levels": LEVELS, "ranges": calibrate(model, [x])}
 
 
 def _params(model, x, channels_last: bool, threads: int) -> list[torch.Tensor]:
@@ -87,17 +79,6 @@ def test_integer_convolutions_equal_a_float64_reference(calibrated, mkldnn):
         got = conv(x)
     bias = f.bias if f.bias is not None else 0.0
     assert torch.equal(got, want.float() * f.out_scale + bias)
-
-
-@pytest.fixture(scope="module")
-def portable_dir(tmp_path_factory, calibrated):
-    model, exact = calibrated
-    d = tmp_path_factory.mktemp("portable")
-    card = ModelCard("tiny", {})
-    card.exact = exact
-    save_model(model, d / "tiny.safetensors", card)
-    save_model(model, d / "plain.safetensors", ModelCard("plain", {}))
-    return d
 
 
 def test_the_card_keeps_the_calibration(portable_dir, calibrated):

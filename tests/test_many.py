@@ -1,0 +1,66 @@
+"""Coding many images together: the same files as one at a time, and each file its own verdict."""
+
+import numpy as np
+import pytest
+from conftest import photo_like
+
+from nfcompress.codec import Codec, _runs
+from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
+
+
+def _images() -> list[np.ndarray]:
+    """Small images of every mode and several shapes, some of several chunks."""
+    shapes = [(32, 32, 3), (32, 32, 3), (24, 30, 3), (40, 72, 3), (32, 32, 1), (20, 21, 2), (31, 40, 4), (70, 45, 3)]
+    images = [photo_like(h, w, c, seed=i) for i, (h, w, c) in enumerate(shapes)]
+    return [im[..., 0] if im.shape[2] == 1 else im for im in images]
+
+
+@pytest.fixture(scope="module")
+def portable(portable_dir) -> Codec:
+    return Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=4)
+
+
+@pytest.mark.parametrize("effort", [1, 3])
+def test_encode_many_writes_the_files_encode_writes(portable, effort):
+    images = _images()
+    many = portable.encode_many(images, effort=effort)
+    alone = [portable.encode(im, effort=effort) for im in images]
+    assert [r.data for r in many] == [r.data for r in alone]
+    assert [r.ideal_bits for r in many] == pytest.approx([r.ideal_bits for r in alone])
+
+
+def test_float_files_are_coded_one_at_a_time_and_still_match(portable):
+    images = _images()[:4]
+    many = portable.encode_many(images, portable=False)
+    assert [r.data for r in many] == [portable.encode(im, portable=False).data for im in images]
+    assert not any(r.portable for r in many)
+
+
+def test_decode_many_gives_every_image_back(portable):
+    images = _images()
+    datas = [r.data for r in portable.encode_many(images)] + [portable.encode(images[0], portable=False).data]
+    out = portable.decode_many(datas)
+    for got, want in zip(out, [*images, images[0]]):
+        assert isinstance(got, np.ndarray) and np.array_equal(got, want)
+
+
+def test_a_bad_file_among_many_fails_alone(portable, portable_dir):
+    images = _images()
+    datas = [r.data for r in portable.encode_many(images)]
+    damaged = bytearray(datas[1])
+    damaged[-6] ^= 0x40
+    other = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=4).encode(images[2]).data
+    datas[1], datas[2], datas[3] = bytes(damaged), other, b"not a file"
+    out = portable.decode_many(datas)
+    assert isinstance(out[1], (ChecksumError, FormatError))
+    assert isinstance(out[2], ModelMismatch)
+    assert isinstance(out[3], FormatError)
+    for i in (0, 4, 5, 6, 7):
+        assert np.array_equal(out[i], images[i])
+    with pytest.raises(NfcError):
+        portable.decode(datas[1])
+
+
+def test_runs_share_a_key_up_to_the_batch_and_none_runs_alone():
+    jobs = [(2, "a"), (1, "b"), (2, "a"), (1, "a"), (3, None), (1, None), (1, "b")]
+    assert _runs(jobs, 4) == [[0, 2], [1, 6], [3], [4], [5]]
