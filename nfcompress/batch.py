@@ -4,16 +4,17 @@ Small images are coded in groups, which share the network's runs; every file sti
 file, record and verdict.
 """
 
-__all__ = ["Interrupted", "read_input", "encode_files", "decode_files", "run_jobs", "catch_sigterm"]
+__all__ = ["Interrupted", "read_input", "encode_files", "decode_files", "run_jobs", "grouped", "catch_sigterm"]
 
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +28,7 @@ _SPAWN = multiprocessing.get_context("spawn")
 # Images of at most SMALL pixels are coded together, GROUP files at most.
 SMALL = 256 * 256
 GROUP = 64
+T = TypeVar("T")
 
 
 class Interrupted(BaseException):
@@ -74,6 +76,25 @@ def _check_free(dst: str, force: bool) -> None:
 def _named(src: str, e: NfcError) -> NfcError:
     msg = str(e)
     return e if msg.startswith(f"{src}:") else type(e)(f"{src}: {msg}")
+
+
+def grouped(
+    items: Iterable[T], pixels: Callable[[T], int], key: Callable[[T], object] = lambda item: None
+) -> Iterator[list[T]]:
+    """Items in groups to code together: a large image alone, small ones of a key GROUP at a time.
+
+    Lazy: a group is yielded as soon as it is full, so images can be loaded as they are needed.
+    """
+    pending: dict[object, list[T]] = {}
+    for item in items:
+        if pixels(item) > SMALL:
+            yield [item]
+            continue
+        group = pending.setdefault(key(item), [])
+        group.append(item)
+        if len(group) == GROUP:
+            yield pending.pop(key(item))
+    yield from pending.values()
 
 
 def _group_time(t: float, pixels: int, total: int) -> float:
@@ -138,23 +159,16 @@ def encode_files(
                 "height": int(pixels.shape[0]),
             }
 
-    small: list[tuple[int, np.ndarray]] = []
-    for i, (src, dst) in enumerate(pairs):
-        try:
-            _check_free(dst, force)
-            pixels = load_image(read_input(src) if src == "-" else src)
-        except NfcError as e:
-            results[i] = _named(src, e)
-            continue
-        if pixels.shape[0] * pixels.shape[1] > SMALL:
-            code([(i, pixels)])
-            continue
-        small.append((i, pixels))
-        if len(small) == GROUP:
-            code(small)
-            small = []
-    if small:
-        code(small)
+    def loaded() -> Iterator[tuple[int, np.ndarray]]:
+        for i, (src, dst) in enumerate(pairs):
+            try:
+                _check_free(dst, force)
+                yield i, load_image(read_input(src) if src == "-" else src)
+            except NfcError as e:
+                results[i] = _named(src, e)
+
+    for group in grouped(loaded(), lambda item: item[1].shape[0] * item[1].shape[1]):
+        code(group)
     return results
 
 
@@ -201,24 +215,20 @@ def decode_files(
                 "mode": header.mode,
             }
 
-    small: dict[str, list[tuple[int, bytes, Header]]] = {}
-    for i, (src, dst) in enumerate(pairs):
-        try:
-            _check_free(dst, force)
-            data = read_input(src)
-            header = unpack(data)[0]
-        except NfcError as e:
-            results[i] = _named(src, e)
-            continue
-        name = model or header.model_name
-        if header.width * header.height > SMALL:
-            code(name, [(i, data, header)])
-            continue
-        small.setdefault(name, []).append((i, data, header))
-        if len(small[name]) == GROUP:
-            code(name, small.pop(name))
-    for name, group in small.items():
-        code(name, group)
+    def read() -> Iterator[tuple[int, bytes, Header]]:
+        for i, (src, dst) in enumerate(pairs):
+            try:
+                _check_free(dst, force)
+                data = read_input(src)
+                yield i, data, unpack(data)[0]
+            except NfcError as e:
+                results[i] = _named(src, e)
+
+    def name(item: tuple[int, bytes, Header]) -> str:
+        return model or item[2].model_name
+
+    for group in grouped(read(), lambda item: item[2].width * item[2].height, name):
+        code(name(group[0]), group)
     return results
 
 
