@@ -86,7 +86,7 @@ def _bench_group(
     return out
 
 
-def _pixels(path: Path) -> int:
+def _pixel_count(path: Path) -> int:
     """An image's pixel count, from its header."""
     try:
         with Image.open(path) as im:
@@ -121,7 +121,7 @@ def bench_folder(
     names = ["nfcompress"] + (available() if classical is None else classical)
     figs = {n: CodecFigures(n, str(folder), effort if n == "nfcompress" else None) for n in names}
     paths = list_images([folder])
-    groups = list(grouped(paths, _pixels))
+    groups = list(grouped(paths, _pixel_count))
 
     def add(path: Path, per: dict[str, tuple]) -> None:
         for n, (size, ideal, enc_s, dec_s, ok, sub) in per.items():

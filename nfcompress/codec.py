@@ -129,6 +129,11 @@ def _runs(jobs: list[tuple[int, object]], batch: int) -> list[list[int]]:
     return runs
 
 
+def _spans(starts: list[int], per_tile: int) -> list[tuple[int, int]]:
+    """The flat latent rows of each chunk in a run, from the chunks' first tiles (and the end)."""
+    return [(a * per_tile, b * per_tile) for a, b in zip(starts, starts[1:])]
+
+
 def _split_mode(pixels: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
     """The colour part as (H, W, 3) for the flow, and the alpha plane if there is one."""
     if mode in ("L", "LA"):
@@ -387,9 +392,7 @@ class Codec:
         # The decoder pops the last forward step first, so push in forward order.
         for z, p in zip(latents, params):
             values = z.round().to(torch.int64).cpu().numpy().ravel()
-            per_tile = len(values) // len(x)
-            spans = [(a * per_tile, b * per_tile) for a, b in zip(starts, starts[1:])]
-            push_latents(encoders, spans, values, _tables(p, portable=portable))
+            push_latents(encoders, _spans(starts, len(values) // len(x)), values, _tables(p, portable=portable))
         out = []
         for enc, a, b in zip(encoders, starts, starts[1:]):
             if effort > 1:
@@ -534,9 +537,7 @@ class Codec:
 
         def draw(step: int, raw: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
             p = split_params(raw, model.config.mixtures, normalise=not portable)
-            per_tile = int(np.prod(shape[1:]))
-            spans = [(a * per_tile, b * per_tile) for a, b in zip(starts, starts[1:])]
-            values = pop_latents(decs, spans, _tables(p, legacy, portable))
+            values = pop_latents(decs, _spans(starts, int(np.prod(shape[1:]))), _tables(p, legacy, portable))
             return torch.from_numpy(values.reshape(shape)).to(raw.device).float()
 
         try:
