@@ -97,6 +97,17 @@ def grouped(
     yield from pending.values()
 
 
+def _written(src: str, dst: str, data: bytes | NfcError, force: bool) -> NfcError | None:
+    """Write one output atomically, or take the error that stopped it; the error, named for its input."""
+    try:
+        if isinstance(data, NfcError):
+            raise data
+        _write(dst, data, force)
+    except NfcError as e:
+        return _named(src, e)
+    return None
+
+
 def _group_time(t: float, pixels: int, total: int) -> float:
     """A file's share, by its pixels, of the seconds its group took."""
     return round((time.perf_counter() - t) * pixels / max(total, 1), 3)
@@ -139,14 +150,10 @@ def encode_files(
         total = sum(p.size for _, p in group)
         for (i, pixels), res, out in zip(group, coded, back):
             src, dst = pairs[i]
-            try:
-                if isinstance(out, NfcError) or not np.array_equal(out, pixels):
-                    raise NfcError("verification failed, the decoded image differs; nothing written")
-                _write(dst, res.data, force)
-            except NfcError as e:
-                results[i] = _named(src, e)
-                continue
-            results[i] = {
+            exact = not isinstance(out, NfcError) and np.array_equal(out, pixels)
+            failed = NfcError("verification failed, the decoded image differs; nothing written")
+            error = _written(src, dst, res.data if exact else failed, force)
+            results[i] = error or {
                 "input": src,
                 "output": dst,
                 "bytes": len(res.data),
@@ -196,14 +203,8 @@ def decode_files(
         total = sum(h.width * h.height for _, _, h in group)
         for (i, data, header), pixels in zip(group, outs):
             src, dst = pairs[i]
-            try:
-                if isinstance(pixels, NfcError):
-                    raise pixels
-                _write(dst, image_to_png_bytes(pixels), force)
-            except NfcError as e:
-                results[i] = _named(src, e)
-                continue
-            results[i] = {
+            error = _written(src, dst, pixels if isinstance(pixels, NfcError) else image_to_png_bytes(pixels), force)
+            results[i] = error or {
                 "input": src,
                 "output": dst,
                 "bytes": len(data),
