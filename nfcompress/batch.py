@@ -4,7 +4,17 @@ Small images are coded in groups, which share the network's runs; every file sti
 file, record and verdict.
 """
 
-__all__ = ["Interrupted", "read_input", "encode_files", "decode_files", "run_jobs", "grouped", "catch_sigterm"]
+__all__ = [
+    "Interrupted",
+    "read_input",
+    "encode_files",
+    "decode_files",
+    "run_jobs",
+    "grouped",
+    "image_pixels",
+    "nfc_pixels",
+    "catch_sigterm",
+]
 
 import multiprocessing
 import os
@@ -79,9 +89,12 @@ def _named(src: str, e: NfcError) -> NfcError:
 
 
 def grouped(
-    items: Iterable[T], pixels: Callable[[T], int], key: Callable[[T], object] = lambda item: None
+    items: Iterable[T],
+    pixels: Callable[[T], int],
+    key: Callable[[T], object] = lambda item: None,
+    size: int = GROUP,
 ) -> Iterator[list[T]]:
-    """Items in groups to code together: a large image alone, small ones of a key GROUP at a time.
+    """Items in groups to code together: a large image alone, small ones of a key `size` at a time.
 
     Lazy: a group is yielded as soon as it is full, so images can be loaded as they are needed.
     """
@@ -92,9 +105,36 @@ def grouped(
             continue
         group = pending.setdefault(key(item), [])
         group.append(item)
-        if len(group) == GROUP:
+        if len(group) >= size:
             yield pending.pop(key(item))
     yield from pending.values()
+
+
+def image_pixels(src: str) -> int:
+    """An image file's pixel count from its header (more than SMALL where it cannot be read: alone)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings(), Image.open(src) as im:
+            warnings.simplefilter("ignore")  # load_image says what is wrong with it, once
+            return im.width * im.height
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return SMALL + 1
+
+
+def nfc_pixels(src: str) -> int:
+    """An .nfc file's pixel count from its header (more than SMALL for large or unreadable files: alone)."""
+    from nfcompress.container import unpack
+
+    try:
+        if src == "-" or Path(src).stat().st_size > 1 << 20:
+            return SMALL + 1
+        header = unpack(Path(src).read_bytes())[0]
+    except (OSError, NfcError):
+        return SMALL + 1
+    return header.width * header.height
 
 
 def _written(src: str, dst: str, data: bytes | NfcError, force: bool) -> NfcError | None:
@@ -150,8 +190,9 @@ def encode_files(
         total = sum(p.size for _, p in group)
         for (i, pixels), res, out in zip(group, coded, back):
             src, dst = pairs[i]
+            why = out if isinstance(out, NfcError) else "the decoded image differs"
             exact = not isinstance(out, NfcError) and np.array_equal(out, pixels)
-            failed = NfcError("verification failed, the decoded image differs; nothing written")
+            failed = NfcError(f"verification failed ({why}); nothing written")
             error = _written(src, dst, res.data if exact else failed, force)
             results[i] = error or {
                 "input": src,
@@ -242,15 +283,21 @@ def _worker_init(threads: int) -> None:
 
 
 def run_jobs(
-    fn: Callable[..., list[dict | NfcError]], jobs: list[tuple[str, str]], workers: int, **kw
+    fn: Callable[..., list[dict | NfcError]],
+    jobs: list[tuple[str, str]],
+    workers: int,
+    pixels: Callable[[str], int] | None = None,
+    **kw,
 ) -> Iterator[tuple[str, dict | NfcError]]:
     """Run fn(pairs, **kw) over groups of the jobs; yields (src, record or NfcError) for every job.
 
-    With workers > 1 the groups run in a pool of processes sharing the CPU threads; results come
-    in the order groups finish. A job's NfcError is yielded, not raised, so the others go on.
+    `pixels(src)` sizes an input: small ones go to `fn` in groups (at most GROUP, and spread
+    over the workers), the rest one at a time. With workers > 1 the groups run in a pool of
+    processes sharing the CPU threads; results come in the order groups finish. A job's
+    NfcError is yielded, not raised, so the others go on.
     """
     size = max(1, min(GROUP, -(-len(jobs) // max(workers, 1))))
-    groups = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    groups = list(grouped(jobs, lambda job: pixels(job[0]) if pixels else SMALL + 1, size=size))
     if workers <= 1:
         for group in groups:
             yield from zip([src for src, _ in group], fn(group, **kw))

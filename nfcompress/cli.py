@@ -52,7 +52,7 @@ def _finish(failed: int, total: int) -> None:
         sys.exit(1)
 
 
-def _code_files(fn, inputs, suffix, output, out_dir, jobs, as_json, describe, **kw) -> None:
+def _code_files(fn, inputs, suffix, output, out_dir, jobs, as_json, describe, pixels, **kw) -> None:
     """Encode or decode every input (in `jobs` worker processes), one line or JSON object each."""
     from nfcompress.batch import Interrupted, catch_sigterm, run_jobs
     from nfcompress.errors import NfcError
@@ -71,7 +71,7 @@ def _code_files(fn, inputs, suffix, output, out_dir, jobs, as_json, describe, **
     show_bar = len(pairs) > 1 and not as_json and sys.stderr.isatty()
     bar = click.progressbar(length=len(pairs), label="files", file=sys.stderr) if show_bar else None
     try:
-        for _src, result in run_jobs(fn, pairs, jobs, **kw):
+        for _src, result in run_jobs(fn, pairs, jobs, pixels, **kw):
             if bar:
                 bar.update(1)
             if isinstance(result, NfcError):
@@ -138,7 +138,7 @@ def encode(
     inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads, jobs, device, effort, portable
 ) -> None:
     """Compress images to .nfc files (IMG -> IMG.nfc), each checked by decoding it again."""
-    from nfcompress.batch import encode_files
+    from nfcompress.batch import encode_files, image_pixels
 
     _setup(threads, max_pixels, device)
     _codec(model, device)
@@ -154,6 +154,7 @@ def encode(
             f"{r['input']} -> {r['output']}: {r['bytes']:,} bytes, {r['bpsp']:.3f} bpsp "
             f"(ideal {r['ideal_bpsp']:.3f}), {r['seconds']:.2f} s"
         ),
+        image_pixels,
         model=model,
         device=device,
         force=force,
@@ -175,7 +176,7 @@ def encode(
 @device_option
 def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device) -> None:
     """Decompress .nfc files to PNG (FILE.nfc -> FILE.png), bit-exact or an error."""
-    from nfcompress.batch import decode_files
+    from nfcompress.batch import decode_files, nfc_pixels
 
     _setup(threads, None, device)
     _code_files(
@@ -190,6 +191,7 @@ def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device
             f"{r['input']} -> {r['output']}: {r['width']}x{r['height']} {r['mode']}, "
             f"{r['bpsp']:.3f} bpsp, {r['seconds']:.2f} s"
         ),
+        nfc_pixels,
         model=model,
         device=device,
         force=force,

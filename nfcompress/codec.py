@@ -112,7 +112,7 @@ def _shape(tiles: list[_Tile], multiple: int) -> tuple[int, int]:
 
 
 def _runs(jobs: list[tuple[int, object]], batch: int) -> list[list[int]]:
-    """Chunks (tiles, key) grouped into network runs: of one key and at most `batch` tiles.
+    """Chunks (tile count, key) grouped into network runs: of one key and at most `batch` tiles.
 
     A key of None runs alone: float networks give other bits for other batch shapes, so only
     portable chunks, whose network is exact, may share a run.
@@ -120,8 +120,8 @@ def _runs(jobs: list[tuple[int, object]], batch: int) -> list[list[int]]:
     runs: list[list[int]] = []
     open_runs: dict[object, tuple[list[int], int]] = {}
     for i, (n, key) in enumerate(jobs):
-        run, size = open_runs.get(key, ([], batch)) if key is not None else ([], batch)
-        if size + n > batch:
+        run, size = open_runs.get(key, ([], batch))
+        if key is None or size + n > batch:
             run, size = [], 0
             runs.append(run)
         run.append(i)
@@ -267,7 +267,7 @@ class Codec:
         portable: bool | None = None,
     ) -> EncodeResult:
         """Code an (H, W[, C]) uint8 array at an effort and portability (the codec's own by default);
-        `progress(done, total)` is called after each chunk."""
+        `progress(done, total)` is called after each network run (a chunk of tiles)."""
         return self.encode_many([image], progress, effort, portable)[0]
 
     @torch.no_grad()
@@ -278,7 +278,10 @@ class Codec:
         effort: int | None = None,
         portable: bool | None = None,
     ) -> list[EncodeResult]:
-        """`encode` of each image, the same bytes, faster for small ones: portable files share network runs."""
+        """`encode` of each image, the same bytes, faster for small ones: portable files share network runs.
+
+        All the images and their files are held at once: pass small images, or a few large ones.
+        """
         effort, portable = self._effort(effort), self._portable(portable)
         with self._lock:
             return self._encode(images, progress, effort, portable)
@@ -301,10 +304,10 @@ class Codec:
                 coded[j] = out
             if progress:
                 progress(r + 1, len(runs))
-        return [
-            self._result(*prepared[i], [c for (k, _, _), c in zip(jobs, coded) if k == i], effort, portable)
-            for i in range(len(images))
-        ]
+        per_image: list[list[tuple[bytes, float]]] = [[] for _ in images]
+        for (i, _, _), c in zip(jobs, coded):
+            per_image[i].append(c)
+        return [self._result(*p, c, effort, portable) for p, c in zip(prepared, per_image)]
 
     def _result(
         self,
@@ -437,7 +440,8 @@ class Codec:
     ) -> list[np.ndarray | NfcError]:
         """`decode` of each file, faster for small ones (portable files share network runs).
 
-        A file that fails gives its NfcError in its place; the others still decode.
+        A file that fails gives its NfcError in its place; the others still decode. All the
+        decoded images are held at once: pass small files, or a few large ones.
         """
         with self._lock:
             return self._decode(datas, progress)
@@ -459,38 +463,9 @@ class Codec:
             files[i] = (header, alpha_data, np.empty((header.height, header.width, 3), np.uint8))
             plan = plan_tiles(header.height, header.width, header.tile, header.batch, m)
             jobs += [(i, tiles, chunk) for tiles, chunk in zip(plan, chunks)]
-        portable = {i: f[0].device == "any" for i, f in files.items()}
-        runs = _runs([(len(t), _shape(t, m) if portable[i] else None) for i, t, _ in jobs], self.batch)
+        runs = _runs([(len(t), _shape(t, m) if files[i][0].device == "any" else None) for i, t, _ in jobs], self.batch)
         for r, run in enumerate(runs):
-            run = [j for j in run if results[jobs[j][0]] is None]
-            owners = sorted({jobs[j][0] for j in run})
-            if not run:
-                continue
-            header = files[owners[0]][0]
-            legacy = header.version < 3
-            if legacy and self._row_major is None:
-                self._row_major = copy.deepcopy(self.model).to(memory_format=torch.contiguous_format)
-            model = self._row_major if legacy else self._net(portable[owners[0]])
-            counts = [len(jobs[j][1]) for j in run]
-            try:
-                out = self._decode_chunks(
-                    model,
-                    [jobs[j][2] for j in run],
-                    counts,
-                    *_shape(jobs[run[0]][1], m),
-                    [files[jobs[j][0]][0].oriented for j in run],
-                    legacy,
-                    portable[owners[0]],
-                )
-            except NfcError as e:
-                # A run of several files failed: decode each alone, so that each gets its own verdict.
-                for i in owners:
-                    results[i] = e if len(owners) == 1 else self._decode([datas[i]], None)[0]
-                continue
-            for j, tiles in zip(run, np.split(out, np.cumsum(counts)[:-1])):
-                rgb = files[jobs[j][0]][2]
-                for t, tile in zip(jobs[j][1], tiles):
-                    rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
+            self._decode_run([j for j in run if results[jobs[j][0]] is None], jobs, files, datas, results)
             if progress:
                 progress(r + 1, len(runs))
         for i, (header, alpha_data, rgb) in files.items():
@@ -500,6 +475,37 @@ class Codec:
                 except NfcError as e:
                     results[i] = e
         return results
+
+    def _decode_run(self, run: list[int], jobs: list, files: dict, datas: list[bytes], results: list) -> None:
+        """Decode one network run of chunks into their files' pixels; a failure goes to `results`."""
+        if not run:
+            return
+        m = self.model.config.multiple
+        owners = sorted({jobs[j][0] for j in run})
+        header = files[owners[0]][0]
+        legacy, portable = header.version < 3, header.device == "any"
+        if legacy and self._row_major is None:
+            self._row_major = copy.deepcopy(self.model).to(memory_format=torch.contiguous_format)
+        counts = [len(jobs[j][1]) for j in run]
+        try:
+            out = self._decode_chunks(
+                self._row_major if legacy else self._net(portable),
+                [jobs[j][2] for j in run],
+                counts,
+                *_shape(jobs[run[0]][1], m),
+                [files[jobs[j][0]][0].oriented for j in run],
+                legacy,
+                portable,
+            )
+        except NfcError as e:
+            # A run of several files failed: decode each alone, so that each gets its own verdict.
+            for i in owners:
+                results[i] = e if len(owners) == 1 else self._decode([datas[i]], None)[0]
+            return
+        for j, tiles in zip(run, np.split(out, np.cumsum(counts)[:-1])):
+            rgb = files[jobs[j][0]][2]
+            for t, tile in zip(jobs[j][1], tiles):
+                rgb[t.y : t.y + t.h, t.x : t.x + t.w] = tile[:, : t.h, : t.w].transpose(1, 2, 0)
 
     def _pixels(self, rgb: np.ndarray, header: Header, alpha_data: bytes) -> np.ndarray:
         """A decoded file's pixels in its mode, checked against its checksum."""

@@ -64,3 +64,22 @@ def test_a_bad_file_among_many_fails_alone(portable, portable_dir):
 def test_runs_share_a_key_up_to_the_batch_and_none_runs_alone():
     jobs = [(2, "a"), (1, "b"), (2, "a"), (1, "a"), (3, None), (1, None), (1, "b")]
     assert _runs(jobs, 4) == [[0, 2], [1, 6], [3], [4], [5]]
+
+
+def test_run_jobs_sends_large_inputs_alone_and_small_ones_together():
+    from nfcompress.batch import SMALL, run_jobs
+
+    calls = []
+
+    def fn(pairs):
+        calls.append([src for src, _ in pairs])
+        return [{"input": src} for src, _ in pairs]
+
+    sizes = {"a": 10, "big": SMALL + 1, "b": 10, "c": SMALL, "d": 10}
+    jobs = [(src, src + ".out") for src in sizes]
+    got = list(run_jobs(fn, jobs, 1, sizes.get))
+    assert sorted(src for src, _ in got) == sorted(sizes) and all(r["input"] == src for src, r in got)
+    assert calls == [["big"], ["a", "b", "c", "d"]]
+    calls.clear()
+    list(run_jobs(fn, jobs, 1))  # without sizes, every input goes alone
+    assert calls == [[src] for src in sizes]
