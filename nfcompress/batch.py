@@ -117,9 +117,10 @@ def image_pixels(src: str) -> int:
     from PIL import Image
 
     try:
-        with warnings.catch_warnings(), Image.open(src) as im:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # load_image says what is wrong with it, once
-            return im.width * im.height
+            with Image.open(src) as im:
+                return im.width * im.height
     except (OSError, ValueError, Image.DecompressionBombError):
         return SMALL + 1
 
