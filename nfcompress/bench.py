@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from nfcompress.classical import available, encode_classical
 from nfcompress.codec import Codec
@@ -86,15 +85,6 @@ def _bench_group(
     return out
 
 
-def _pixel_count(path: Path) -> int:
-    """An image's pixel count, from its header."""
-    try:
-        with Image.open(path) as im:
-            return im.width * im.height
-    except OSError:
-        return 0  # load_image names the problem when the image is read
-
-
 def _warm_up(codec: Codec, path: Path) -> None:
     """Code a corner of the first image once, so no timed image pays for first-call set-up."""
     corner = np.ascontiguousarray(load_image(path)[:64, :64])
@@ -116,12 +106,12 @@ def bench_folder(
     the groups are shared among worker processes (each loads `model`); the speeds are then per
     process, summed over images, not the pool's throughput.
     """
-    from nfcompress.batch import _SPAWN, _worker_init, grouped
+    from nfcompress.batch import _SPAWN, _worker_init, grouped, image_pixels
 
     names = ["nfcompress"] + (available() if classical is None else classical)
     figs = {n: CodecFigures(n, str(folder), effort if n == "nfcompress" else None) for n in names}
     paths = list_images([folder])
-    groups = list(grouped(paths, _pixel_count))
+    groups = list(grouped(paths, lambda p: image_pixels(str(p))))
 
     def add(path: Path, per: dict[str, tuple]) -> None:
         for n, (size, ideal, enc_s, dec_s, ok, sub) in per.items():
