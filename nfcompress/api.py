@@ -7,13 +7,19 @@ import functools
 import numpy as np
 
 from nfcompress.codec import Codec
+from nfcompress.container import unpack
 from nfcompress.io import load_image
 from nfcompress.orientation import DEFAULT_EFFORT
+from nfcompress.weights import DEFAULT_MODEL, model_of
+
+
+def get_codec(model: str = "", device: str = "cpu") -> Codec:
+    """The codec for a model name or path ('' is the shipped default), loaded once."""
+    return _cached(model or DEFAULT_MODEL, device)
 
 
 @functools.lru_cache(maxsize=4)
-def get_codec(model: str = "", device: str = "cpu") -> Codec:
-    """The codec for a model name or path ('' is the shipped default), loaded once."""
+def _cached(model: str, device: str) -> Codec:
     return Codec.load(model, device=device)
 
 
@@ -40,5 +46,10 @@ def encode(
 
 
 def decode(data: bytes, model: str = "", device: str = "cpu") -> np.ndarray:
-    """Decompress .nfc bytes to the exact uint8 array, or raise NfcError saying why not."""
-    return get_codec(model, device).decode(bytes(data))
+    """Decompress .nfc bytes to the exact uint8 array, or raise NfcError saying why not.
+
+    The model is the one the file names (or, for a shipped model, identifies by its hash)
+    unless `model` says otherwise.
+    """
+    data = bytes(data)
+    return get_codec(model or model_of(unpack(data)[0]), device).decode(data)

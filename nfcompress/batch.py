@@ -233,8 +233,10 @@ def decode_files(
     from nfcompress.api import get_codec
     from nfcompress.container import unpack
     from nfcompress.io import image_to_png_bytes
+    from nfcompress.weights import model_of
 
     results: list[dict | NfcError | None] = [None] * len(pairs)
+    names: dict[int, str] = {}
 
     def code(name: str, group: list[tuple[int, bytes, Header]]) -> None:
         t = time.perf_counter()
@@ -263,12 +265,14 @@ def decode_files(
             try:
                 _check_free(dst, force)
                 data = read_input(src)
-                yield i, data, unpack(data)[0]
+                header = unpack(data)[0]
+                names[i] = model or model_of(header)
+                yield i, data, header
             except NfcError as e:
                 results[i] = _named(src, e)
 
     def name(item: tuple[int, bytes, Header]) -> str:
-        return model or item[2].model_name
+        return names[item[0]]
 
     for group in grouped(read(), lambda item: item[2].width * item[2].height, name):
         code(name(group[0]), group)

@@ -198,6 +198,17 @@ def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device
     )
 
 
+def _model_name(header) -> str:
+    """The model a file needs, by name; an unnamed file's unknown shipped model as such."""
+    from nfcompress.errors import NfcError
+    from nfcompress.weights import model_of
+
+    try:
+        return model_of(header)
+    except NfcError:
+        return "(a shipped model this nfcompress lacks)"
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @json_option
@@ -219,7 +230,7 @@ def info(inputs, as_json) -> None:
             "height": h.height,
             "mode": h.mode,
             "bit_depth": h.bit_depth,
-            "model": h.model_name,
+            "model": _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,
             "portable": h.device == "any",

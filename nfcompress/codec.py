@@ -3,8 +3,6 @@
 __all__ = ["Codec", "EncodeResult", "plan_tiles", "count_chunks"]
 
 import copy
-import hashlib
-import json
 import threading
 import zlib
 from collections.abc import Callable
@@ -14,11 +12,12 @@ import numpy as np
 import torch
 
 from nfcompress.coding import Decoder, Encoder, plan_buckets, pop_latents, push_latents
-from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
+from nfcompress.container import MAX_PIXELS, MODES, SHIPPED_MODELS, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
-from nfcompress.flows.exact import ALGORITHM, LEVELS, check_ranges, exact_copy
+from nfcompress.flows.exact import LEVELS, check_ranges, exact_copy
 from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
+from nfcompress.weights import DEFAULT_MODEL, load_model, portable_hash
 
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
@@ -213,15 +212,13 @@ class Codec:
         self.hash = bytes.fromhex(weights_hash)[:4]
         # Portable files name the weights and the calibration together: another calibration of
         # the same weights is another network.
-        self.portable_hash = _portable_hash(weights_hash, exact) if self._ranges else b""
+        self.portable_hash = portable_hash(weights_hash, exact) if self._ranges else b""
         self.tile = tile
         self.batch = batch
 
     @classmethod
     def load(cls, model: str = "", device: str = "cpu", **kw) -> "Codec":
         """A codec for a named model (the shipped default when none is named)."""
-        from nfcompress.weights import DEFAULT_MODEL, load_model
-
         m, card = load_model(model or DEFAULT_MODEL)
         return cls(m, card.name, card.sha256, device=device, exact=card.exact, **kw)
 
@@ -411,16 +408,18 @@ class Codec:
 
     def _check(self, header: Header) -> None:
         portable = header.device == "any"
-        if portable and header.model_name == self.name:
+        # An unnamed file needs a shipped model; its hash, checked below, says which.
+        named = header.model_name or (self.name if self.name in SHIPPED_MODELS else "a shipped model")
+        if portable and named == self.name:
             if self._device_kind() != "cpu":
                 raise ModelMismatch("this portable file decodes on the CPU (--device cpu)")
             if not self._ranges:
                 raise ModelMismatch(f"this portable file needs the calibration of {self.name!r}, which its card lacks")
         ours = self.portable_hash if portable else self.hash
-        if header.model_hash != ours[: len(header.model_hash)] or header.model_name != self.name:
+        if header.model_hash != ours[: len(header.model_hash)] or named != self.name:
             what = "weights and calibration" if portable else "weights"
             raise ModelMismatch(
-                f"this file needs model {header.model_name!r} ({what} {header.model_hash.hex()}), "
+                f"this file needs model {named!r} ({what} {header.model_hash.hex()}), "
                 f"but {self.name!r} ({ours.hex()}) is loaded"
             )
         if not portable and header.device != self._device_kind():
@@ -592,14 +591,6 @@ def _per_tile_mixture(win: torch.Tensor, new: MixtureParams, old: MixtureParams)
 def _normalised(p: MixtureParams) -> MixtureParams:
     """Mixture parameters with raw logits (portable coding's) turned into log weights."""
     return MixtureParams(torch.log_softmax(p.log_weights, dim=1), p.means, p.log_scales)
-
-
-def _portable_hash(weights_hash: str, exact: dict) -> bytes:
-    """The first bytes of a hash of the weights' sha256 and the exact form (algorithm, levels, ranges)."""
-    spec = json.dumps(
-        {"algorithm": ALGORITHM, "levels": exact.get("levels", LEVELS), "ranges": exact["ranges"]}, sort_keys=True
-    )
-    return hashlib.sha256((weights_hash + spec).encode()).digest()[:4]
 
 
 def _tables(p, legacy: bool = False, portable: bool = False) -> list:

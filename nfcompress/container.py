@@ -1,16 +1,17 @@
 """The .nfc byte format: a small checked header, a chunk table, the chunks, nothing else.
 
 See docs/format.md. Parsing is strict: every field is range-checked and the header carries its
-own checksum, so damage is reported before any large allocation or any decoding work. Version 4
-files (written now) keep 2 bytes of the model hash and of the header CRC; versions 1 to 3 still
-read.
+own checksum, so damage is reported before any large allocation or any decoding work. Version 5
+files (written now) leave out the name of a shipped model, which their model hash identifies;
+versions 1 to 4 still read.
 """
 
 __all__ = [
     "MAGIC",
     "VERSION",
     "VERSIONS",
-    "SHIPPED_MODEL",
+    "SHIPPED_MODELS",
+    "UNNAMED_BEFORE_5",
     "MODES",
     "MAX_SIDE",
     "MAX_PIXELS",
@@ -26,10 +27,13 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 4
-VERSIONS = (1, 2, 3, 4)
-# Not spelled out in the file (from version 2): the model shipped with nfcompress.
-SHIPPED_MODEL = "nfc-small"
+VERSION = 5
+VERSIONS = (1, 2, 3, 4, 5)
+# Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
+# model hash says which one a file needs (an unnamed file's model_name is "").
+SHIPPED_MODELS = ("nfc-small",)
+# The model of an unnamed file of versions 2 to 4, when nfcompress shipped one model.
+UNNAMED_BEFORE_5 = "nfc-small"
 MODES = ("L", "LA", "RGB", "RGBA")
 # The kind of device a file decodes on; "any" for portable files (exact integer network).
 DEVICES = ("cpu", "cuda", "any")
@@ -47,8 +51,8 @@ _ALPHA, _ONE_TILE, _NAMED, _ORIENTED = 0x04, 0x08, 0x40, 0x80
 class Header:
     """Everything a decoder needs besides the model's weights."""
 
-    model_name: str
-    model_hash: bytes  # first bytes of the weights' sha256 (4; 2 in version 4 files)
+    model_name: str  # "" in an unnamed (version 5) file: the shipped model its hash identifies
+    model_hash: bytes  # first bytes of the weights' sha256 (4; 2 from version 4)
     width: int
     height: int
     mode: str
@@ -110,8 +114,8 @@ class _Reader:
 
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
-    """Header, chunk table and payload as one (version 4) .nfc file."""
-    name = b"" if h.model_name == SHIPPED_MODEL else h.model_name.encode()
+    """Header, chunk table and payload as one (version 5) .nfc file."""
+    name = b"" if h.model_name in SHIPPED_MODELS else h.model_name.encode()
     if not 0 < len(h.model_name) <= MAX_NAME or len(h.model_hash) < 2 or not chunks or h.version != VERSION:
         raise ValueError(f"model name empty or too long, hash under 2 bytes, no chunks, or not version {VERSION}")
     # An image within one tile is one chunk: no tile, batch or chunk count.
@@ -165,7 +169,7 @@ def _flags(r: _Reader, version: int) -> dict:
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
-    """Parse and check a .nfc file (version 1 to 4); returns the header, the chunks and the alpha payload."""
+    """Parse and check a .nfc file (version 1 to 5); returns the header, the chunks and the alpha payload."""
     r = _Reader(data)
     if r.take(len(MAGIC), "magic bytes") != MAGIC:
         raise FormatError("not an .nfc file (wrong magic bytes)")
@@ -176,7 +180,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         )
     f = _flags(r, version)
     try:
-        name = r.take(f["name_len"], "model name").decode() if f["name_len"] else SHIPPED_MODEL
+        name = r.take(f["name_len"], "model name").decode() if f["name_len"] else ""
     except UnicodeDecodeError:
         raise FormatError("corrupted .nfc header (model name is not text)") from None
     model_hash = r.take(2 if version >= 4 else 4, "model hash")
@@ -223,7 +227,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
     chunks = [r.take(s, "payload") for s in sizes]
     alpha = r.take(alpha_size, "alpha payload")
     h = Header(
-        model_name=name,
+        model_name=name or ("" if version >= 5 else UNNAMED_BEFORE_5),
         model_hash=model_hash,
         width=width,
         height=height,

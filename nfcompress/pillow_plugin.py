@@ -29,7 +29,6 @@ class NfcImageFile(ImageFile.ImageFile):
             raise SyntaxError(str(e)) from None
         self._size = (header.width, header.height)
         self._mode = header.mode
-        self._model = header.model_name
         self.tile = []
 
     def load(self):
@@ -37,7 +36,7 @@ class NfcImageFile(ImageFile.ImageFile):
         if self._nfc is not None:
             from nfcompress.api import decode
 
-            pixels = decode(self._nfc, model=self._model)
+            pixels = decode(self._nfc)
             self._nfc = None
             decoded = Image.fromarray(pixels)
             decoded.load()

@@ -19,7 +19,7 @@ from nfcompress.data import PhotoSampler, eval_sets, list_images, load_photo, sp
 from nfcompress.evaluate import classical_bpsp, flow_timing, ideal_bpsp
 from nfcompress.flows import IDF, IDFConfig
 from nfcompress.flows.exact import LEVELS, calibrate
-from nfcompress.weights import ModelCard, save_model
+from nfcompress.weights import ModelCard, round_to_half, save_model
 
 # Each step draws one kind of patch; a batch holds about this many pixels (times
 # TrainSettings.batch_scale).
@@ -268,6 +268,8 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     wall = elapsed_before + time.time() - start
     _save_state(ckpt, model, ema, opt, {"step": step, "elapsed": wall, "history": history})
     ema.eval().cpu()
+    # Stored as float16 (half the bytes); the card measures the rounded weights it ships.
+    round_to_half(ema)
     card = ModelCard(
         name=s.name,
         config=s.config.to_dict(),

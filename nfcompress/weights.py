@@ -1,6 +1,17 @@
 """Model files: safetensors weights beside a JSON card, found by name and checked by hash."""
 
-__all__ = ["DEFAULT_MODEL", "ModelCard", "models_dir", "save_model", "save_card", "load_model", "sha256_file"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelCard",
+    "models_dir",
+    "save_model",
+    "save_card",
+    "load_model",
+    "sha256_file",
+    "portable_hash",
+    "round_to_half",
+    "model_of",
+]
 
 import hashlib
 import json
@@ -11,11 +22,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from nfcompress.container import SHIPPED_MODEL
-from nfcompress.errors import NfcError
+from nfcompress.container import SHIPPED_MODELS, Header
+from nfcompress.errors import ModelMismatch, NfcError
 from nfcompress.flows import IDF, IDFConfig
+from nfcompress.flows.exact import ALGORITHM, LEVELS
 
-DEFAULT_MODEL = SHIPPED_MODEL
+# New files use the newest shipped model; the older ones stay for the files they wrote.
+DEFAULT_MODEL = SHIPPED_MODELS[-1]
 
 
 @dataclass
@@ -54,11 +67,35 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def round_to_half(model: torch.nn.Module) -> None:
+    """Round every floating tensor of a model to the nearest float16 (kept as float32), in place.
+
+    `save_model` then stores them in half the bytes; float16 holds them exactly, so the loaded
+    model computes the same floats as the one rounded here.
+    """
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half())
+
+
+def _stored(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A model's tensors as saved: all in float16 when that holds every one exactly, else as they are."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    floats = [v for v in state.values() if v.is_floating_point()]
+    if all(v.dtype == torch.float32 and torch.equal(v.half().float(), v) for v in floats):
+        return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    return state
+
+
 def save_model(model: IDF, path: Path, card: ModelCard) -> ModelCard:
-    """Write `path` (.safetensors) and its card (.json beside it), the card holding the hash."""
+    """Write `path` (.safetensors) and its card (.json beside it), the card holding the hash.
+
+    A model whose tensors float16 holds exactly (after `round_to_half`) is stored in float16.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = _stored(model)
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata={"name": card.name})
     os.replace(tmp, path)
@@ -108,6 +145,35 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> tuple[IDF, ModelCard
         raise NfcError(f"model weights {path} could not be loaded: {e}") from None
     model.eval()
     return model, card
+
+
+def portable_hash(weights_hash: str, exact: dict) -> bytes:
+    """The first bytes of a hash of the weights' sha256 and the exact form (algorithm, levels, ranges)."""
+    spec = json.dumps(
+        {"algorithm": ALGORITHM, "levels": exact.get("levels", LEVELS), "ranges": exact["ranges"]}, sort_keys=True
+    )
+    return hashlib.sha256((weights_hash + spec).encode()).digest()[:4]
+
+
+def model_of(header: Header) -> str:
+    """The name of the model a file needs: its own, or the shipped model its hash identifies."""
+    if header.model_name:
+        return header.model_name
+    for name in SHIPPED_MODELS:
+        card_path = models_dir() / f"{name}.json"
+        if not card_path.is_file():
+            continue
+        card = json.loads(card_path.read_text())
+        if header.device == "any":
+            ours = portable_hash(card["sha256"], card["exact"]) if card.get("exact") else b""
+        else:
+            ours = bytes.fromhex(card["sha256"])
+        if ours[: len(header.model_hash)] == header.model_hash:
+            return name
+    raise ModelMismatch(
+        f"this file needs a model shipped with nfcompress (hash {header.model_hash.hex()}) that this "
+        f"installation lacks (it has {', '.join(SHIPPED_MODELS)}): a newer nfcompress may have it"
+    )
 
 
 def hash_state(model: torch.nn.Module) -> str:

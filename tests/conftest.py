@@ -52,12 +52,12 @@ def monkeypatch_session():
 @pytest.fixture
 def tiny_env(tiny_models_dir, monkeypatch):
     """Named models resolve to the tiny ones; the library's codec cache starts empty."""
-    from nfcompress.api import get_codec
+    from nfcompress.api import _cached
 
     monkeypatch.setenv("NFCOMPRESS_MODELS", str(tiny_models_dir))
-    get_codec.cache_clear()
+    _cached.cache_clear()
     yield tiny_models_dir
-    get_codec.cache_clear()
+    _cached.cache_clear()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def test_encode_decode_info_json(runner, tmp_path):
     r = runner.invoke(main, ["info", "--json", str(nfc)])
     info = json.loads(r.output)
     assert (info["width"], info["height"], info["mode"], info["model"]) == (40, 24, "RGB", "tiny")
-    assert (info["format_version"], info["orientations"]) == (4, False)
+    assert (info["format_version"], info["orientations"]) == (5, False)
 
 
 def test_bpd_json(runner, tmp_path):

@@ -198,7 +198,7 @@ def test_version_3_files_decode(tiny_codec):
     """Version 3 differs from 4 only in the header (4-byte model hash and header CRC): rewrite one."""
     img = photo_like(20, 24, 3, seed=5)
     h, (chunk,), _ = unpack(tiny_codec.encode(img, effort=3).data)
-    assert h.version == 4 and h.one_tile and len(h.model_hash) == 2
+    assert h.version == 5 and h.one_tile and len(h.model_hash) == 2
     flags = 0x08 | 2 << 4 | 0x40 | (0x80 if h.oriented else 0)
     name = tiny_codec.name.encode()
     head = b"NFC" + bytes([3, flags, len(name)]) + name + tiny_codec.hash + _varint(24) + _varint(20)

@@ -5,7 +5,7 @@ from conftest import mutate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nfcompress.container import MAX_PIXELS, SHIPPED_MODEL, Header, pack, unpack
+from nfcompress.container import MAX_PIXELS, SHIPPED_MODELS, UNNAMED_BEFORE_5, Header, pack, unpack
 from nfcompress.errors import FormatError
 
 
@@ -93,22 +93,24 @@ def test_mutated_files_end_in_format_error_or_parse(data):
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
-@pytest.mark.parametrize("name", ["tiny", SHIPPED_MODEL])
+@pytest.mark.parametrize("name", ["tiny", *SHIPPED_MODELS])
 @pytest.mark.parametrize("oriented", [False, True])
 def test_flags_round_trip(mode, name, oriented):
     h = _header(model_name=name, mode=mode, oriented=oriented, device="cuda")
     h2, chunks, alpha = unpack(pack(h, [b"abcd"], alpha=b"xy" if "A" in mode else b""))
-    assert (h2.mode, h2.model_name, h2.oriented, h2.device, h2.version) == (mode, name, oriented, "cuda", 4)
+    # A shipped model's name is left out: its hash says which one.
+    want = "" if name in SHIPPED_MODELS else name
+    assert (h2.mode, h2.model_name, h2.oriented, h2.device, h2.version) == (mode, want, oriented, "cuda", 5)
     assert chunks == [b"abcd"] and alpha == (b"xy" if "A" in mode else b"")
 
 
-def test_small_image_of_the_shipped_model_has_a_short_header():
-    h = _header(model_name=SHIPPED_MODEL, width=32, height=32, mode="RGB", tile=64, batch=64)
+def test_small_image_of_a_shipped_model_has_a_short_header():
+    h = _header(model_name=SHIPPED_MODELS[-1], width=32, height=32, mode="RGB", tile=64, batch=64)
     data = pack(h, [b"abcd" * 300])
     assert len(data) - 1200 <= 17
     h2, chunks, alpha = unpack(data)
     assert (h2.model_name, h2.width, h2.height, h2.one_tile, chunks, alpha) == (
-        SHIPPED_MODEL,
+        "",
         32,
         32,
         True,
@@ -163,7 +165,7 @@ def test_version_2_files_still_parse():
     data = head + zlib.crc32(head).to_bytes(4, "little") + b"abcdefgh"
     h, chunks, alpha = unpack(data)
     assert (h.model_name, h.width, h.height, h.mode, h.one_tile, h.oriented, h.version) == (
-        SHIPPED_MODEL,
+        UNNAMED_BEFORE_5,
         32,
         32,
         "RGB",
@@ -172,3 +174,12 @@ def test_version_2_files_still_parse():
         2,
     )
     assert chunks == [b"abcdefgh"] and alpha == b""
+
+
+def test_an_unnamed_version_4_file_needs_the_model_shipped_then():
+    h = _header(model_name=SHIPPED_MODELS[-1], width=32, height=32, mode="RGB", tile=64, batch=64)
+    data = bytearray(pack(h, [b"abcd"]))
+    data[3] = 4  # version 4 had the same layout; an unnamed file there meant the one shipped model
+    end = len(data) - 4 - 2
+    data[end : end + 2] = (zlib.crc32(bytes(data[:end])) & 0xFFFF).to_bytes(2, "little")
+    assert unpack(bytes(data))[0].model_name == UNNAMED_BEFORE_5

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import nfcompress
-from nfcompress.weights import DEFAULT_MODEL, load_model, models_dir, sha256_file
+from nfcompress.weights import DEFAULT_MODEL, load_model, model_of, models_dir, sha256_file
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -49,7 +49,7 @@ def test_a_thumbnail_of_the_shipped_model_has_a_17_byte_header():
     img = np.asarray(Image.open(EXAMPLES / "pizza-128.png"))[:32, :32]
     data = nfcompress.Codec.load().encode(img).data
     header, chunks, _ = unpack(data)
-    assert header.one_tile and header.model_name == DEFAULT_MODEL
+    assert header.one_tile and header.model_name == "" and model_of(header) == DEFAULT_MODEL
     assert len(data) - sum(len(c) for c in chunks) == 17
 
 

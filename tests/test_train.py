@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from safetensors.torch import load_file
 
 from nfcompress.cli import main
 from nfcompress.codec import Codec
@@ -49,6 +50,8 @@ def test_short_training_run_lowers_the_loss_and_writes_weights_and_card(tmp_path
     assert {"thumb32", "thumb64", "native64"} <= card.metrics["bpsp"].keys()
     assert {"png", "webp", "nfcompress_ideal"} <= card.metrics["bpsp"]["thumb32"].keys()
     assert card.metrics["cpu_512"]["forward_s"] > 0
+    # The weights ship as float16: half the bytes, and what the card measured.
+    assert {t.dtype for t in load_file(str(out)).values() if t.is_floating_point()} == {torch.float16}
     # The card calibrates the portable form, and a codec of it writes portable files.
     convs = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
     assert set(card.exact["ranges"]) == convs

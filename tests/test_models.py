@@ -1,0 +1,81 @@
+"""Several models side by side: weights stored in float16, and each file decoded by the model it needs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny, photo_like
+from safetensors.torch import load_file
+
+import nfcompress
+from nfcompress.api import _cached
+from nfcompress.container import SHIPPED_MODELS, unpack
+from nfcompress.errors import ModelMismatch
+from nfcompress.weights import ModelCard, load_model, model_of, models_dir, portable_hash, round_to_half, save_model
+
+
+def _floats(path) -> set:
+    return {t.dtype for t in load_file(str(path)).values() if t.is_floating_point()}
+
+
+def test_rounded_weights_are_stored_in_half_the_bytes_and_load_as_the_same_floats(tmp_path):
+    model = make_tiny(3)
+    save_model(model, tmp_path / "full.safetensors", ModelCard("full", {}))
+    assert _floats(tmp_path / "full.safetensors") == {torch.float32}
+    round_to_half(model)
+    save_model(model, tmp_path / "half.safetensors", ModelCard("half", {}))
+    assert _floats(tmp_path / "half.safetensors") == {torch.float16}
+    full, half = (tmp_path / f"{n}.safetensors" for n in ("full", "half"))
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_model(half)
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == a.dtype and torch.equal(a, b), k
+    x = torch.from_numpy(photo_like(32, 32, 3, seed=1).transpose(2, 0, 1)[None].copy()).float()
+    with torch.no_grad():
+        for za, zb in zip(model.forward_with_params(x)[0], loaded.forward_with_params(x)[0]):
+            assert torch.equal(za, zb)
+
+
+def test_library_decode_uses_the_model_a_file_names(tiny_env):
+    img = photo_like(40, 36, 3, seed=2)
+    for name in ("tiny", "other"):
+        data = nfcompress.encode(img, model=name)
+        assert unpack(data)[0].model_name == name
+        assert np.array_equal(nfcompress.decode(data), img)  # no model given: the file's own
+    with pytest.raises(ModelMismatch, match="'other'"):
+        nfcompress.decode(data, model="tiny")
+
+
+def test_a_file_naming_a_missing_model_says_so(tiny_env):
+    data = nfcompress.encode(photo_like(16, 16, 3, seed=4), model="other")
+    (tiny_env / "other.safetensors").rename(tiny_env / "gone.safetensors")
+    _cached.cache_clear()
+    try:
+        with pytest.raises(nfcompress.NfcError, match="'other' not found"):
+            nfcompress.decode(data)
+    finally:
+        (tiny_env / "gone.safetensors").rename(tiny_env / "other.safetensors")
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    monkeypatch.delenv("NFCOMPRESS_MODELS", raising=False)
+
+
+def test_every_shipped_model_has_its_own_hashes(shipped):
+    # Unnamed files tell shipped models apart by 2 bytes of hash, for float and portable files.
+    seen = []
+    for name in SHIPPED_MODELS:
+        card = json.loads((models_dir() / f"{name}.json").read_text())
+        seen += [bytes.fromhex(card["sha256"])[:2], portable_hash(card["sha256"], card["exact"])[:2]]
+    assert len(set(seen)) == len(seen) == 2 * len(SHIPPED_MODELS)
+
+
+def test_an_unnamed_file_of_an_unknown_shipped_model_asks_for_a_newer_nfcompress(shipped):
+    codec = nfcompress.Codec.load()
+    header = unpack(codec.encode(photo_like(16, 16, 3, seed=5)).data)[0]
+    assert header.model_name == "" and model_of(header) == codec.name
+    header.model_hash = bytes(a ^ 0xFF for a in header.model_hash)
+    with pytest.raises(ModelMismatch, match="newer nfcompress"):
+        model_of(header)
