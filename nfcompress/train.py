@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from nfcompress.weights import ModelCard, round_to_half, save_model
 # Each step draws one kind of patch; a batch holds about this many pixels (times
 # TrainSettings.batch_scale).
 BATCH_PIXELS = 65536
+# How often training writes a progress line where stderr is not a terminal.
+LOG_SECONDS = 60.0
 DEFAULT_MIX = "thumb32:0.3,thumb64:0.3,native64:0.25,native32:0.15"
 
 
@@ -215,10 +218,13 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     schedule = s.schedule_minutes * 60 or elapsed_before + budget
     start = time.time()
     last_eval = start
+    # A bar on a terminal; in a log (not a terminal), a plain line every LOG_SECONDS.
+    tty = sys.stderr.isatty()
+    last_line = start
     bar = tqdm(
         total=int(budget),
         unit="s",
-        disable=not progress or rank != 0,
+        disable=not progress or rank != 0 or not tty,
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}",
     )
     running, smoothed = None, None
@@ -244,9 +250,12 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         smoothed = loss.detach() if smoothed is None else 0.98 * smoothed + 0.02 * loss.detach()
         if step % 25 == 0 or running is None:
             running = float(smoothed)  # reading it waits for the GPU, so not every step
-        if rank == 0:
+        if rank == 0 and tty:
             bar.n = int(min(elapsed, budget))
             bar.set_postfix_str(f"step {step} loss {running:.3f} bpsp")
+        elif rank == 0 and progress and time.time() - last_line >= LOG_SECONDS:
+            last_line = time.time()
+            log(f"{elapsed / 60:.1f} of {budget / 60:.0f} minutes: step {step}, loss {running:.3f} bpsp")
         if rank == 0 and val_sets and time.time() - last_eval > s.eval_minutes * 60:
             last_eval = time.time()
             ema.eval()
