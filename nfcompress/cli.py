@@ -198,6 +198,38 @@ def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device
     )
 
 
+@main.command()
+@json_option
+def models(as_json) -> None:
+    """List the models at hand: which one encodes by default, which shipped, and their cards' figures."""
+    from nfcompress.container import SHIPPED_MODELS
+    from nfcompress.weights import DEFAULT_MODEL, models_dir
+
+    folder = models_dir()
+    for card_path in sorted(folder.glob("*.json")):
+        weights = card_path.with_suffix(".safetensors")
+        try:
+            card = json.loads(card_path.read_text())
+            bpsp = card["metrics"].get("bpsp", {}) if "sha256" in card else {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # not a model card
+        if not weights.is_file():
+            continue
+        rec = {
+            "name": card_path.stem,
+            "default": card_path.stem == DEFAULT_MODEL,
+            "shipped": card_path.stem in SHIPPED_MODELS,
+            "parameters": card.get("metrics", {}).get("parameters"),
+            "megabytes": round(weights.stat().st_size / 1e6, 1),
+            "portable": bool(card.get("exact")),
+            "ideal_bpsp": {k: v.get("nfcompress_ideal") for k, v in bpsp.items()},
+            "path": str(weights),
+        }
+        marks = ", ".join(m for m, on in (("default", rec["default"]), ("shipped", rec["shipped"])) if on)
+        figures = " ".join(f"{k} {v}" for k, v in rec["ideal_bpsp"].items())
+        _emit(rec, as_json, f"{rec['name']}{f' ({marks})' if marks else ''}: {rec['megabytes']} MB; {figures}")
+
+
 def _model_name(header) -> str:
     """The model a file needs, by name; an unnamed file's unknown shipped model as such."""
     from nfcompress.errors import NfcError

@@ -12,7 +12,16 @@ import nfcompress
 from nfcompress.api import _cached
 from nfcompress.container import SHIPPED_MODELS, unpack
 from nfcompress.errors import ModelMismatch
-from nfcompress.weights import ModelCard, load_model, model_of, models_dir, portable_hash, round_to_half, save_model
+from nfcompress.weights import (
+    DEFAULT_MODEL,
+    ModelCard,
+    load_model,
+    model_of,
+    models_dir,
+    portable_hash,
+    round_to_half,
+    save_model,
+)
 
 
 def _floats(path) -> set:
@@ -79,3 +88,26 @@ def test_an_unnamed_file_of_an_unknown_shipped_model_asks_for_a_newer_nfcompress
     header.model_hash = bytes(a ^ 0xFF for a in header.model_hash)
     with pytest.raises(ModelMismatch, match="newer nfcompress"):
         model_of(header)
+
+
+def test_models_command_lists_what_can_be_loaded(runner):
+    from nfcompress.cli import main
+
+    r = runner.invoke(main, ["models", "--json"])
+    assert r.exit_code == 0, r.output
+    recs = {rec["name"]: rec for rec in map(json.loads, r.output.splitlines())}
+    assert set(recs) == {"tiny", "other"}
+    assert not any(rec["default"] or rec["shipped"] for rec in recs.values())
+    assert all(rec["megabytes"] > 0 and rec["parameters"] is None for rec in recs.values())
+
+
+def test_models_command_marks_the_default_among_the_shipped(shipped):
+    from click.testing import CliRunner
+
+    from nfcompress.cli import main
+
+    r = CliRunner().invoke(main, ["models"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert len(lines) == len(SHIPPED_MODELS)
+    assert [line.split()[0] for line in lines if "default" in line] == [f"{DEFAULT_MODEL}"]
