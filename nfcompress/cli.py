@@ -369,7 +369,7 @@ def _chunk_progress(src: str, as_json: bool):
     type=click.Path(dir_okay=False),
     help="Weights to write (.safetensors; the card goes beside it).",
 )
-@click.option("--name", default="nfc-small", help="Model name stored in the card and in every file it codes.")
+@click.option("--name", default="custom", help="Model name stored in the card and in every file it codes.")
 @click.option("--minutes", type=float, default=10.0, help="Wall-clock budget; the learning rate decays over it.")
 @click.option("--steps", type=int, default=0, help="Stop after this many steps (0: only the time budget).")
 @click.option("--holdout", multiple=True, help="Source package held out of training and validated on (repeatable).")

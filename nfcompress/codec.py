@@ -17,7 +17,7 @@ from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcErro
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
 from nfcompress.flows.exact import LEVELS, check_ranges, exact_copy
 from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
-from nfcompress.weights import DEFAULT_MODEL, load_model, portable_hash
+from nfcompress.weights import DEFAULT_MODEL, load_model, portable_hash, shipped_sha256
 
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
@@ -209,6 +209,7 @@ class Codec:
         self._row_major: IDF | None = None
         # The model holds per-call state (the decode shape): one call at a time.
         self._lock = threading.Lock()
+        self._weights_hash = weights_hash
         self.hash = bytes.fromhex(weights_hash)[:4]
         # Portable files name the weights and the calibration together: another calibration of
         # the same weights is another network.
@@ -280,6 +281,12 @@ class Codec:
         All the images and their files are held at once: pass small images, or a few large ones.
         """
         effort, portable = self._effort(effort), self._portable(portable)
+        if self.name in SHIPPED_MODELS and shipped_sha256(self.name) != self._weights_hash:
+            # Its files would leave the name out and point decoders at the shipped model.
+            raise NfcError(
+                f"this model is named {self.name!r} but is not the shipped {self.name!r} (other weights): "
+                "give it a name of its own (its card's name, or train --name)"
+            )
         with self._lock:
             return self._encode(images, progress, effort, portable)
 

@@ -60,7 +60,7 @@ class TrainSettings:
     train_dirs: list[str]
     val_dirs: list[str]
     output: str
-    name: str = "nfc-small"
+    name: str = "custom"
     config: IDFConfig = field(default_factory=IDFConfig)
     minutes: float = 10.0
     # The learning rate's cosine spans this many minutes over all resumed runs (0: `minutes`).

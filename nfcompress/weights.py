@@ -11,6 +11,7 @@ __all__ = [
     "portable_hash",
     "round_to_half",
     "model_of",
+    "shipped_sha256",
 ]
 
 import hashlib
@@ -155,15 +156,25 @@ def portable_hash(weights_hash: str, exact: dict) -> bytes:
     return hashlib.sha256((weights_hash + spec).encode()).digest()[:4]
 
 
+def _shipped_card(name: str) -> dict:
+    """The card of a shipped model as installed ({} where it is missing)."""
+    path = models_dir() / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def shipped_sha256(name: str) -> str:
+    """The sha256 of the installed weights of a shipped model ("" where it is missing)."""
+    return _shipped_card(name).get("sha256", "")
+
+
 def model_of(header: Header) -> str:
     """The name of the model a file needs: its own, or the shipped model its hash identifies."""
     if header.model_name:
         return header.model_name
     for name in SHIPPED_MODELS:
-        card_path = models_dir() / f"{name}.json"
-        if not card_path.is_file():
+        card = _shipped_card(name)
+        if not card:
             continue
-        card = json.loads(card_path.read_text())
         if header.device == "any":
             ours = portable_hash(card["sha256"], card["exact"]) if card.get("exact") else b""
         else:

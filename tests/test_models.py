@@ -111,3 +111,12 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     lines = r.output.splitlines()
     assert len(lines) == len(SHIPPED_MODELS)
     assert [line.split()[0] for line in lines if "default" in line] == [f"{DEFAULT_MODEL}"]
+
+
+def test_a_model_named_like_a_shipped_one_is_refused_before_it_writes_an_ambiguous_file(tiny_models_dir, shipped):
+    from nfcompress.codec import Codec
+
+    model, _ = load_model(tiny_models_dir / "tiny.safetensors")
+    codec = Codec(model, DEFAULT_MODEL, "ab" * 32, tile=32)
+    with pytest.raises(nfcompress.NfcError, match="not the shipped"):
+        codec.encode(photo_like(16, 16, 3, seed=6))
