@@ -206,12 +206,14 @@ def models(as_json) -> None:
     from nfcompress.weights import DEFAULT_MODEL, models_dir
 
     folder = models_dir()
+    if not folder.is_dir():
+        raise click.ClickException(f"no models folder at {folder}")
     for card_path in sorted(folder.glob("*.json")):
         weights = card_path.with_suffix(".safetensors")
         try:
             card = json.loads(card_path.read_text())
-            bpsp = card["metrics"].get("bpsp", {}) if "sha256" in card else {}
-        except (ValueError, KeyError, TypeError, AttributeError):
+            figures = {k: v.get("nfcompress_ideal") for k, v in card["metrics"].get("bpsp", {}).items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # not a model card
         if not weights.is_file():
             continue
@@ -222,23 +224,23 @@ def models(as_json) -> None:
             "parameters": card.get("metrics", {}).get("parameters"),
             "megabytes": round(weights.stat().st_size / 1e6, 1),
             "portable": bool(card.get("exact")),
-            "ideal_bpsp": {k: v.get("nfcompress_ideal") for k, v in bpsp.items()},
+            "ideal_bpsp": figures,
             "path": str(weights),
         }
         marks = ", ".join(m for m, on in (("default", rec["default"]), ("shipped", rec["shipped"])) if on)
-        figures = " ".join(f"{k} {v}" for k, v in rec["ideal_bpsp"].items())
-        _emit(rec, as_json, f"{rec['name']}{f' ({marks})' if marks else ''}: {rec['megabytes']} MB; {figures}")
+        text = " ".join(f"{k} {v}" for k, v in figures.items())
+        _emit(rec, as_json, f"{rec['name']}{f' ({marks})' if marks else ''}: {rec['megabytes']} MB; {text}")
 
 
-def _model_name(header) -> str:
-    """The model a file needs, by name; an unnamed file's unknown shipped model as such."""
+def _model_name(header) -> str | None:
+    """The model a file needs, by name; None for a shipped model this installation lacks."""
     from nfcompress.errors import NfcError
     from nfcompress.weights import model_of
 
     try:
         return model_of(header)
     except NfcError:
-        return "(a shipped model this nfcompress lacks)"
+        return None
 
 
 @main.command()
@@ -369,7 +371,9 @@ def _chunk_progress(src: str, as_json: bool):
     type=click.Path(dir_okay=False),
     help="Weights to write (.safetensors; the card goes beside it).",
 )
-@click.option("--name", default="custom", help="Model name stored in the card and in every file it codes.")
+@click.option(
+    "--name", default="", help="Model name stored in the card and in every file it codes (default: the output's stem)."
+)
 @click.option("--minutes", type=float, default=10.0, help="Wall-clock budget; the learning rate decays over it.")
 @click.option("--steps", type=int, default=0, help="Stop after this many steps (0: only the time budget).")
 @click.option("--holdout", multiple=True, help="Source package held out of training and validated on (repeatable).")
@@ -425,7 +429,7 @@ def train(
         train_dirs=list(train_dirs),
         val_dirs=list(val_dirs),
         output=output,
-        name=name,
+        name=name or Path(output).stem,
         config=config,
         minutes=minutes,
         max_steps=steps,

@@ -17,7 +17,7 @@ from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcErro
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
 from nfcompress.flows.exact import LEVELS, check_ranges, exact_copy
 from nfcompress.orientation import DEFAULT_EFFORT, ORIENTATIONS, candidates, orient, unorient
-from nfcompress.weights import DEFAULT_MODEL, load_model, portable_hash, shipped_sha256
+from nfcompress.weights import DEFAULT_MODEL, load_model, model_of, portable_hash, shipped_sha256
 
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
@@ -209,8 +209,8 @@ class Codec:
         self._row_major: IDF | None = None
         # The model holds per-call state (the decode shape): one call at a time.
         self._lock = threading.Lock()
-        self._weights_hash = weights_hash
         self.hash = bytes.fromhex(weights_hash)[:4]
+        self._misnamed = name in SHIPPED_MODELS and shipped_sha256(name) != weights_hash
         # Portable files name the weights and the calibration together: another calibration of
         # the same weights is another network.
         self.portable_hash = portable_hash(weights_hash, exact) if self._ranges else b""
@@ -281,7 +281,7 @@ class Codec:
         All the images and their files are held at once: pass small images, or a few large ones.
         """
         effort, portable = self._effort(effort), self._portable(portable)
-        if self.name in SHIPPED_MODELS and shipped_sha256(self.name) != self._weights_hash:
+        if self._misnamed:
             # Its files would leave the name out and point decoders at the shipped model.
             raise NfcError(
                 f"this model is named {self.name!r} but is not the shipped {self.name!r} (other weights): "
@@ -415,8 +415,10 @@ class Codec:
 
     def _check(self, header: Header) -> None:
         portable = header.device == "any"
-        # An unnamed file needs a shipped model; its hash, checked below, says which.
-        named = header.model_name or (self.name if self.name in SHIPPED_MODELS else "a shipped model")
+        try:
+            named = model_of(header)  # an unnamed file's shipped model, by its hash
+        except ModelMismatch:
+            named = "a shipped model this nfcompress lacks"
         if portable and named == self.name:
             if self._device_kind() != "cpu":
                 raise ModelMismatch("this portable file decodes on the CPU (--device cpu)")

@@ -115,9 +115,10 @@ class _Reader:
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
     """Header, chunk table and payload as one (version 5) .nfc file."""
-    name = b"" if h.model_name in SHIPPED_MODELS else h.model_name.encode()
-    if not 0 < len(h.model_name) <= MAX_NAME or len(h.model_hash) < 2 or not chunks or h.version != VERSION:
-        raise ValueError(f"model name empty or too long, hash under 2 bytes, no chunks, or not version {VERSION}")
+    # "" (as unpack gives an unnamed file) or a shipped name: unnamed, known by the hash.
+    name = b"" if h.model_name in ("", *SHIPPED_MODELS) else h.model_name.encode()
+    if len(name) > MAX_NAME or len(h.model_hash) < 2 or not chunks or h.version != VERSION:
+        raise ValueError(f"model name too long, hash under 2 bytes, no chunks, or not version {VERSION}")
     # An image within one tile is one chunk: no tile, batch or chunk count.
     one_tile = len(chunks) == 1 and max(h.width, h.height) <= min(h.tile, ONE_TILE_SIDE)
     flags = DEVICES.index(h.device) | (_ALPHA if alpha else 0) | (_ONE_TILE if one_tile else 0)

@@ -12,8 +12,10 @@ __all__ = [
     "round_to_half",
     "model_of",
     "shipped_sha256",
+    "shipped_dir",
 ]
 
+import functools
 import hashlib
 import json
 import os
@@ -49,14 +51,17 @@ class ModelCard:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
 
-def models_dir() -> Path:
-    """Where named models live: $NFCOMPRESS_MODELS, else the shipped `models/` folder."""
-    env = os.environ.get("NFCOMPRESS_MODELS")
-    if env:
-        return Path(env)
+def shipped_dir() -> Path:
+    """The folder of the models shipped with nfcompress."""
     from importlib.resources import files
 
     return Path(str(files("nfcompress.models")))
+
+
+def models_dir() -> Path:
+    """Where named models live: $NFCOMPRESS_MODELS, else the shipped `models/` folder."""
+    env = os.environ.get("NFCOMPRESS_MODELS")
+    return Path(env) if env else shipped_dir()
 
 
 def sha256_file(path: Path) -> str:
@@ -75,8 +80,10 @@ def round_to_half(model: torch.nn.Module) -> None:
     model computes the same floats as the one rounded here.
     """
     with torch.no_grad():
-        for t in model.state_dict().values():
+        for name, t in model.state_dict().items():
             if t.is_floating_point():
+                if not bool(torch.isfinite(t.half()).all()):
+                    raise ValueError(f"{name} holds values beyond float16's range (65504)")
                 t.copy_(t.half())
 
 
@@ -120,7 +127,10 @@ def _resolve(name_or_path: str | Path) -> Path:
         return p.with_suffix(".safetensors")
     if p.exists() and p.is_dir():
         raise NfcError(f"{p} is a folder, not a model")
-    return models_dir() / f"{p.name}.safetensors"
+    path = models_dir() / f"{p.name}.safetensors"
+    if not path.is_file() and p.name in SHIPPED_MODELS:
+        return shipped_dir() / path.name  # shipped models load by name from any models folder
+    return path
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> tuple[IDF, ModelCard]:
@@ -157,14 +167,29 @@ def portable_hash(weights_hash: str, exact: dict) -> bytes:
 
 
 def _shipped_card(name: str) -> dict:
-    """The card of a shipped model as installed ({} where it is missing)."""
-    path = models_dir() / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The card of a shipped model as installed ({} where it is missing or unreadable)."""
+    try:
+        card = json.loads((shipped_dir() / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
 
 
 def shipped_sha256(name: str) -> str:
     """The sha256 of the installed weights of a shipped model ("" where it is missing)."""
-    return _shipped_card(name).get("sha256", "")
+    return str(_shipped_card(name).get("sha256", ""))
+
+
+@functools.cache
+def _shipped_hashes(name: str) -> tuple[bytes, bytes]:
+    """A shipped model's weights hash and portable hash as files hold them (b"" where unknown)."""
+    card = _shipped_card(name)
+    sha, exact = str(card.get("sha256", "")), card.get("exact") or {}
+    try:
+        weights = bytes.fromhex(sha)
+    except ValueError:
+        return b"", b""  # a damaged card cannot be any file's model
+    return weights, portable_hash(sha, exact) if weights and "ranges" in exact else b""
 
 
 def model_of(header: Header) -> str:
@@ -172,14 +197,8 @@ def model_of(header: Header) -> str:
     if header.model_name:
         return header.model_name
     for name in SHIPPED_MODELS:
-        card = _shipped_card(name)
-        if not card:
-            continue
-        if header.device == "any":
-            ours = portable_hash(card["sha256"], card["exact"]) if card.get("exact") else b""
-        else:
-            ours = bytes.fromhex(card["sha256"])
-        if ours[: len(header.model_hash)] == header.model_hash:
+        ours = _shipped_hashes(name)[1 if header.device == "any" else 0]
+        if ours and ours[: len(header.model_hash)] == header.model_hash:
             return name
     raise ModelMismatch(
         f"this file needs a model shipped with nfcompress (hash {header.model_hash.hex()}) that this "

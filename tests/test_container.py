@@ -109,6 +109,7 @@ def test_small_image_of_a_shipped_model_has_a_short_header():
     data = pack(h, [b"abcd" * 300])
     assert len(data) - 1200 <= 17
     h2, chunks, alpha = unpack(data)
+    assert pack(h2, chunks) == data  # an unnamed header packs again as it was
     assert (h2.model_name, h2.width, h2.height, h2.one_tile, chunks, alpha) == (
         "",
         32,

@@ -17,10 +17,10 @@ from nfcompress.weights import (
     ModelCard,
     load_model,
     model_of,
-    models_dir,
     portable_hash,
     round_to_half,
     save_model,
+    shipped_dir,
 )
 
 
@@ -73,12 +73,15 @@ def shipped(monkeypatch):
 
 
 def test_every_shipped_model_has_its_own_hashes(shipped):
-    # Unnamed files tell shipped models apart by 2 bytes of hash, for float and portable files.
-    seen = []
+    # Unnamed files tell shipped models apart by 2 bytes of hash: of the weights for float
+    # files, of weights and calibration for portable ones.
+    floats, portables = set(), set()
     for name in SHIPPED_MODELS:
-        card = json.loads((models_dir() / f"{name}.json").read_text())
-        seen += [bytes.fromhex(card["sha256"])[:2], portable_hash(card["sha256"], card["exact"])[:2]]
-    assert len(set(seen)) == len(seen) == 2 * len(SHIPPED_MODELS)
+        card = json.loads((shipped_dir() / f"{name}.json").read_text())
+        assert card.get("exact", {}).get("ranges"), f"{name} ships without its portable calibration"
+        floats.add(bytes.fromhex(card["sha256"])[:2])
+        portables.add(portable_hash(card["sha256"], card["exact"])[:2])
+    assert len(floats) == len(portables) == len(SHIPPED_MODELS)
 
 
 def test_an_unnamed_file_of_an_unknown_shipped_model_asks_for_a_newer_nfcompress(shipped):
@@ -113,10 +116,40 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     assert [line.split()[0] for line in lines if "default" in line] == [f"{DEFAULT_MODEL}"]
 
 
-def test_a_model_named_like_a_shipped_one_is_refused_before_it_writes_an_ambiguous_file(tiny_models_dir, shipped):
-    from nfcompress.codec import Codec
-
-    model, _ = load_model(tiny_models_dir / "tiny.safetensors")
-    codec = Codec(model, DEFAULT_MODEL, "ab" * 32, tile=32)
+def test_a_model_named_like_a_shipped_one_is_refused_before_it_writes_an_ambiguous_file(tmp_path, monkeypatch):
+    # Found by name in the user's models folder, where it shadows the shipped one.
+    save_model(make_tiny(5), tmp_path / f"{DEFAULT_MODEL}.safetensors", ModelCard(DEFAULT_MODEL, {}))
+    monkeypatch.setenv("NFCOMPRESS_MODELS", str(tmp_path))
+    codec = nfcompress.Codec.load(DEFAULT_MODEL, tile=32)
     with pytest.raises(nfcompress.NfcError, match="not the shipped"):
         codec.encode(photo_like(16, 16, 3, seed=6))
+
+
+def test_shipped_models_load_by_name_beside_a_users_models_folder(tiny_env):
+    # tiny_env points $NFCOMPRESS_MODELS at a folder without the shipped models.
+    image = photo_like(16, 16, 3, seed=7)
+    data = nfcompress.Codec.load().encode(image).data
+    assert model_of(unpack(data)[0]) == DEFAULT_MODEL
+    assert np.array_equal(nfcompress.decode(data), image)
+
+
+def test_round_to_half_refuses_weights_float16_cannot_hold():
+    model = make_tiny(6)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = 1e5
+    with pytest.raises(ValueError, match="65504"):
+        round_to_half(model)
+
+
+def test_cli_decodes_files_of_several_models_each_with_its_own(runner, tmp_path):
+    from nfcompress.cli import main
+
+    names = ["tiny", "other", "tiny"]
+    images = [photo_like(24, 20, 3, seed=i) for i in range(len(names))]
+    paths = [tmp_path / f"{i}.nfc" for i in range(len(names))]
+    for p, name, img in zip(paths, names, images):
+        p.write_bytes(nfcompress.encode(img, model=name))
+    r = runner.invoke(main, ["decode", *map(str, paths), "--out-dir", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    for i, img in enumerate(images):
+        assert np.array_equal(nfcompress.load_image(str(tmp_path / "out" / f"{i}.png")), img)

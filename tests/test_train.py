@@ -31,8 +31,6 @@ def test_short_training_run_lowers_the_loss_and_writes_weights_and_card(tmp_path
         str(EXAMPLES),
         "-o",
         str(out),
-        "--name",
-        "t",
         "--steps",
         "60",
         "--minutes",
@@ -49,7 +47,7 @@ def test_short_training_run_lowers_the_loss_and_writes_weights_and_card(tmp_path
     # Not a terminal: progress comes as plain lines, one per step here.
     assert sum("minutes: step" in line for line in r.output.splitlines()) >= 50
     model, card = load_model(out)
-    assert card.name == "t" and card.training["steps"] == 60
+    assert card.name == "m" and card.training["steps"] == 60  # named after the output
     assert {"thumb32", "thumb64", "native64"} <= card.metrics["bpsp"].keys()
     assert {"png", "webp", "nfcompress_ideal"} <= card.metrics["bpsp"]["thumb32"].keys()
     assert card.metrics["cpu_512"]["forward_s"] > 0
