@@ -24,6 +24,7 @@ class CodecFigures:
     codec: str
     folder: str
     effort: int | None = None  # nfcompress's encode effort
+    model: str | None = None  # nfcompress's model
     images: int = 0
     subpixels: int = 0
     bytes: int = 0
@@ -109,7 +110,8 @@ def bench_folder(
     from nfcompress.batch import _SPAWN, _worker_init, grouped, image_pixels
 
     names = ["nfcompress"] + (available() if classical is None else classical)
-    figs = {n: CodecFigures(n, str(folder), effort if n == "nfcompress" else None) for n in names}
+    figs = {n: CodecFigures(n, str(folder)) for n in names}
+    figs["nfcompress"].effort, figs["nfcompress"].model = effort, codec.name
     paths = list_images([folder])
     groups = list(grouped(paths, lambda p: image_pixels(str(p))))
 

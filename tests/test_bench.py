@@ -30,6 +30,7 @@ def test_bench_json_and_plot(folder, tmp_path, jobs):
         assert d["bpsp"] == pytest.approx(8 * d["bytes"] / sub, abs=1e-3)
         assert d["encode_msubs"] > 0 and d["decode_msubs"] > 0
     assert rows["nfcompress"]["ideal_bpsp"] > 0
+    assert (rows["nfcompress"]["model"], rows["png"]["model"]) == ("tiny", None)
     assert Image.open(plot).size[0] > 100
 
 
