@@ -153,3 +153,15 @@ def test_cli_decodes_files_of_several_models_each_with_its_own(runner, tmp_path)
     assert r.exit_code == 0, r.output
     for i, img in enumerate(images):
         assert np.array_equal(nfcompress.load_image(str(tmp_path / "out" / f"{i}.png")), img)
+
+
+def test_the_format_document_lists_every_shipped_models_hashes(shipped):
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "format.md").read_text()
+    for name in SHIPPED_MODELS:
+        card = json.loads((shipped_dir() / f"{name}.json").read_text())
+        row = [line for line in text.splitlines() if line.startswith(f"| `{name}` |")]
+        assert len(row) == 1, f"docs/format.md has no row for {name}"
+        weights, portable = bytes.fromhex(card["sha256"])[:2], portable_hash(card["sha256"], card["exact"])[:2]
+        assert f"`{weights.hex()}`" in row[0] and f"`{portable.hex()}`" in row[0]
