@@ -8,12 +8,8 @@
 set -uo pipefail
 out=${OUT:-runs/stage5}
 mkdir -p "$out" /tmp/runs
-if [[ -z ${NO_WHL:-} ]] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1
-nvidia-smi -L 2>/dev/null
+source scripts/gpu_common.sh
+gpu_setup
 common=(--train .gpu-data/train --val .gpu-data/val.npz --name nfc-small --init models/nfc-small.safetensors
   --batch-scale "${BATCH_SCALE:-16}" --eval-minutes 2.5 --minutes "${MINUTES:-6.3}"
   --mix thumb32:0.2,thumb64:0.25,native64:0.4,native32:0.15)
@@ -35,13 +31,4 @@ PY
 echo "best: $best"
 cp "/tmp/runs/$best/nfc-small.json" "$out/nfc-small.json"
 split -b 15M -d "/tmp/runs/$best/nfc-small.safetensors" "$out/nfc-small.safetensors.part"
-mkdir -p /tmp/crop512
-for f in .gpu-data/crop512/*.webp; do
-  python3 -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2])' "$f" "/tmp/crop512/$(basename "${f%.webp}").png"
-done
-dev=cpu
-python3 -c 'import torch; raise SystemExit(0 if torch.cuda.is_available() else 1)' && dev=cuda
-for m in models/nfc-small.safetensors "/tmp/runs/$best/nfc-small.safetensors"; do
-  python3 -m nfcompress bench /tmp/crop512 --device $dev --model "$m" --json >>"$out/bench-gpu.jsonl"
-done
-cat "$out/bench-gpu.jsonl"
+bench_crop512 "$out/bench-gpu.jsonl" models/nfc-small.safetensors "/tmp/runs/$best/nfc-small.safetensors"

@@ -15,12 +15,8 @@ out=${OUT:-runs/stage6}
 init=${INIT:-runs/cpu7/half/nfc-small-2.safetensors}
 name=${NAME:-nfc-small-2}
 mkdir -p "$out" /tmp/runs
-if [[ -z ${NO_WHL:-} ]] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1
-nvidia-smi -L 2>/dev/null
+source scripts/gpu_common.sh
+gpu_setup
 python3 -m nfcompress train --train .gpu-data/train --val .gpu-data/val.npz --name "$name" \
   --init "$init" --batch-scale "${BATCH_SCALE:-16}" --eval-minutes 2.5 \
   --minutes "${MINUTES:-9}" --lr "${LR:-5e-4}" -o "/tmp/runs/$name.safetensors" \
@@ -28,13 +24,4 @@ python3 -m nfcompress train --train .gpu-data/train --val .gpu-data/val.npz --na
 tail -n 3 "$out/train.log"
 cp "/tmp/runs/$name.json" "$out/$name.json" || exit 1
 split -b 15M -d "/tmp/runs/$name.safetensors" "$out/$name.safetensors.part"
-mkdir -p /tmp/crop512
-for f in .gpu-data/crop512/*.webp; do
-  python3 -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2])' "$f" "/tmp/crop512/$(basename "${f%.webp}").png"
-done
-dev=cpu
-python3 -c 'import torch; raise SystemExit(0 if torch.cuda.is_available() else 1)' && dev=cuda
-for m in "$init" "/tmp/runs/$name.safetensors"; do
-  python3 -m nfcompress bench /tmp/crop512 --device $dev --model "$m" --json >>"$out/bench-gpu.jsonl"
-done
-cat "$out/bench-gpu.jsonl"
+bench_crop512 "$out/bench-gpu.jsonl" "$init" "/tmp/runs/$name.safetensors"
