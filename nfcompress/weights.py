@@ -138,7 +138,11 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> tuple[IDF, ModelCard
     path = _resolve(name_or_path)
     card_path = path.with_suffix(".json")
     if not path.is_file() or not card_path.is_file():
-        raise NfcError(f"model {str(name_or_path)!r} not found (looked for {path} and its .json card)")
+        here = sorted(p.stem for p in path.parent.glob("*.safetensors") if p.with_suffix(".json").is_file())
+        raise NfcError(
+            f"model {str(name_or_path)!r} not found (looked for {path} and its .json card; "
+            f"{'models there: ' + ', '.join(here) if here else 'no models there'})"
+        )
     try:
         card = ModelCard(**json.loads(card_path.read_text()))
         config = IDFConfig.from_dict(card.config)
