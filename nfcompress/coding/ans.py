@@ -39,7 +39,7 @@ def _fine_tables(buckets: list[Bucket], rows: list[np.ndarray], coarse: list[np.
 
 
 def _cuts(index: np.ndarray, spans: list[tuple[int, int]]) -> list[slice]:
-    """For each span of flat positions, the slice of a sorted `index` that falls in it."""
+    """For each span of positions, the slice of a sorted `index` that falls in it."""
     lo = np.searchsorted(index, [s for s, _ in spans])
     hi = np.searchsorted(index, [e for _, e in spans])
     return [slice(a, b) for a, b in zip(lo.tolist(), hi.tolist())]
@@ -113,6 +113,7 @@ def push_latents(
         cuts.append(_cuts(b.index, spans))
     fine_w = _fine_tables(buckets, [f[0] for f in fine], [f[1] for f in fine])
     coarse_w = coarse_weights_of(buckets)
+    fine_cuts = {i: _cuts(fine[i][0], [(s.start, s.stop) for s in cuts[i]]) for i in fine_w}
     for k, enc in enumerate(encoders):
         mine = [cut[k] for cut in cuts]
         esc = [d[s][out[s]] for (out, d), s in zip(escaped, mine)]
@@ -120,8 +121,7 @@ def push_latents(
             _push_raw(enc._coder, np.concatenate(esc))
         for i in reversed(range(len(buckets))):
             if i in fine_w:
-                rows = fine[i][0]
-                r = slice(*np.searchsorted(rows, [mine[i].start, mine[i].stop]).tolist())
+                r = fine_cuts[i][k]
                 if r.stop > r.start:
                     enc._coder.encode_reverse(fine[i][2][r], _CATEGORICAL, fine_w[i][r])
         for i in reversed(range(len(buckets))):
@@ -145,12 +145,13 @@ def pop_latents(decoders: list[Decoder], spans: list[tuple[int, int]], buckets: 
     rows = [np.flatnonzero(~out) for out in outs]
     fine_w = _fine_tables(buckets, rows, [c[r] for c, r in zip(coarse, rows)])
     offs = [c * b.bin for b, c in zip(buckets, coarse)]
+    fine_cuts = {i: _cuts(rows[i], [(s.start, s.stop) for s in cuts[i]]) for i in fine_w}
     for k, dec in enumerate(decoders):
         escapes = []
         for i, b in enumerate(buckets):
             s = cuts[i][k]
             if i in fine_w:
-                r = slice(*np.searchsorted(rows[i], [s.start, s.stop]).tolist())
+                r = fine_cuts[i][k]
                 if r.stop > r.start:
                     offs[i][rows[i][r]] += dec._coder.decode(_CATEGORICAL, fine_w[i][r])
             values[b.index[s]] = b.low[s] + offs[i][s]
