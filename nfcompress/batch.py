@@ -236,16 +236,15 @@ def decode_files(
     from nfcompress.weights import model_of
 
     results: list[dict | NfcError | None] = [None] * len(pairs)
-    names: dict[int, str] = {}
 
-    def code(name: str, group: list[tuple[int, bytes, Header]]) -> None:
+    def code(group: list[tuple[int, bytes, Header, str]]) -> None:
         t = time.perf_counter()
         try:
-            outs = get_codec(name, device).decode_many([data for _, data, _ in group], progress=progress)
+            outs = get_codec(group[0][3], device).decode_many([item[1] for item in group], progress=progress)
         except NfcError as e:
             outs = [e] * len(group)
-        total = sum(h.width * h.height for _, _, h in group)
-        for (i, data, header), pixels in zip(group, outs):
+        total = sum(item[2].width * item[2].height for item in group)
+        for (i, data, header, _), pixels in zip(group, outs):
             src, dst = pairs[i]
             error = _written(src, dst, pixels if isinstance(pixels, NfcError) else image_to_png_bytes(pixels), force)
             results[i] = error or {
@@ -260,22 +259,19 @@ def decode_files(
                 "mode": header.mode,
             }
 
-    def read() -> Iterator[tuple[int, bytes, Header]]:
+    def read() -> Iterator[tuple[int, bytes, Header, str]]:
+        """Each readable file with its header and the name of the model it decodes with."""
         for i, (src, dst) in enumerate(pairs):
             try:
                 _check_free(dst, force)
                 data = read_input(src)
                 header = unpack(data)[0]
-                names[i] = model or model_of(header)
-                yield i, data, header
+                yield i, data, header, model or model_of(header)
             except NfcError as e:
                 results[i] = _named(src, e)
 
-    def name(item: tuple[int, bytes, Header]) -> str:
-        return names[item[0]]
-
-    for group in grouped(read(), lambda item: item[2].width * item[2].height, name):
-        code(name(group[0]), group)
+    for group in grouped(read(), lambda item: item[2].width * item[2].height, lambda item: item[3]):
+        code(group)
     return results
 
 

@@ -181,7 +181,7 @@ def _shipped_card(name: str) -> dict:
 
 def shipped_sha256(name: str) -> str:
     """The sha256 of the installed weights of a shipped model ("" where it is missing)."""
-    return str(_shipped_card(name).get("sha256", ""))
+    return _shipped_hashes(name)[0].hex()
 
 
 @functools.cache
