@@ -61,6 +61,12 @@ def tiny_env(tiny_models_dir, monkeypatch):
 
 
 @pytest.fixture
+def shipped(monkeypatch):
+    """Named models resolve to the shipped ones, whatever the environment says."""
+    monkeypatch.delenv("NFCOMPRESS_MODELS", raising=False)
+
+
+@pytest.fixture
 def runner(tiny_env):
     """A Click runner whose commands see the tiny models."""
     from click.testing import CliRunner

@@ -67,11 +67,6 @@ def test_a_file_naming_a_missing_model_says_so(tiny_env):
         (tiny_env / "gone.safetensors").rename(tiny_env / "other.safetensors")
 
 
-@pytest.fixture
-def shipped(monkeypatch):
-    monkeypatch.delenv("NFCOMPRESS_MODELS", raising=False)
-
-
 def test_every_shipped_model_has_its_own_hashes(shipped):
     # Unnamed files tell shipped models apart by 2 bytes of hash: of the weights for float
     # files, of weights and calibration for portable ones.

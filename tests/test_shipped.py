@@ -17,8 +17,8 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.fixture(autouse=True)
-def _shipped_models(monkeypatch):
-    monkeypatch.delenv("NFCOMPRESS_MODELS", raising=False)
+def _shipped_models(shipped):
+    pass
 
 
 def test_card_describes_the_weights():
