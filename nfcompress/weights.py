@@ -82,9 +82,10 @@ def round_to_half(model: torch.nn.Module) -> None:
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if t.is_floating_point():
-                if not bool(torch.isfinite(t.half()).all()):
+                half = t.half()
+                if not bool(torch.isfinite(half).all()):
                     raise ValueError(f"{name} holds values beyond float16's range (65504)")
-                t.copy_(t.half())
+                t.copy_(half)
 
 
 def _stored(model: torch.nn.Module) -> dict[str, torch.Tensor]:
