@@ -1,0 +1,304 @@
+"""The per-image linear model: each sub-pixel predicted from decoded neighbours by weights fitted
+to the image (least squares), coded under a discretized logistic whose scale follows the local
+activity.
+
+The flow models thumbnails best; on large photos its fixed weights meet noise, blur and JPEG
+history they were not trained on, and a model fitted to the image itself codes smaller. The
+codec keeps whichever file is smaller. After the fit everything is integer arithmetic or
+`det_exp`, so files decode alike on every machine.
+
+Decoding order: channel by channel; within a channel, wavefronts t = 2i + j (row i, column j)
+in increasing t, each in increasing i. Every neighbour a prediction reads lies on an earlier
+wavefront, so a whole wavefront decodes as one vector. Earlier channels are known everywhere.
+"""
+
+__all__ = ["LinearModel", "fit", "encode", "decode"]
+
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from nfcompress.coding.tables import PRECISION, det_exp
+from nfcompress.errors import FormatError
+
+# Causal neighbours (rows up, columns left) of the channel being coded; 2 * up + left >= 1.
+CAUSAL = ((0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (1, 2), (2, 1), (2, -1), (2, 2), (2, -2), (0, 3), (3, 0))
+# Neighbours of each earlier channel (known everywhere): the pixel, west, north, north-west, north-east, east, south.
+CROSS = ((0, 0), (0, 1), (1, 0), (1, 1), (1, -1), (0, -1), (-1, 0))
+# Canvas padding: rows above, columns left and right.
+TOP, LEFT, RIGHT = 3, 3, 2
+OUTSIDE = 128  # the value of canvas cells with no pixel to copy
+FRAC_BITS = 12  # weights are integers in units of 2**-12
+MEAN_STEPS = 16  # the prediction's fraction, in 1/16, selects the table
+BINS = 16
+# Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
+THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
+LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # a bin's scale is exp(-4 + q / 16), q in 0..255
+MAX_WEIGHT = (1 << 31) - 1
+SEGMENT = 1 << 14  # symbols per coder call when encoding
+CROSS_ERR = 2  # an earlier channel's error at the pixel counts this much in the activity
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+_RAW16 = constriction.stream.model.Uniform(1 << 16)
+# Indices into CAUSAL of the neighbours the activity reads.
+_W, _N, _NW, _NE = 0, 1, 2, 3
+
+
+@dataclass
+class LinearModel:
+    """A fitted model: per channel, integer weights (causal, cross, bias) and bin scale codes."""
+
+    weights: list[np.ndarray]  # channel c: int64 (len(CAUSAL) + len(CROSS) * c + 1,)
+    scales: list[np.ndarray]  # channel c: int64 (BINS,), codes 0..255
+
+
+def _features(channels: int) -> list[int]:
+    return [len(CAUSAL) + len(CROSS) * c + 1 for c in range(channels)]
+
+
+def _canvas(ch: np.ndarray) -> np.ndarray:
+    """A channel padded as the decoder fills it: every cell a causal copy or OUTSIDE."""
+    h, w = ch.shape
+    cv = np.full((h + TOP, w + LEFT + RIGHT), OUTSIDE, np.int64)
+    cv[TOP:, LEFT : LEFT + w] = ch
+    cv[TOP:, LEFT + w :] = ch[:, -1:]  # right of row r: (r, w - 1)
+    cv[TOP + 1 :, :LEFT] = ch[:-1, :1]  # left of row r: (r - 1, 0)
+    cv[:TOP, 2 * LEFT : LEFT + w + RIGHT] = ch[0, : w + RIGHT - LEFT]  # above column q: (0, q - 3)
+    return cv
+
+
+def _offsets(width: int) -> np.ndarray:
+    return np.array([di * (width + LEFT + RIGHT) + dj for di, dj in CAUSAL], np.int64)
+
+
+def _cross(prev: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """The earlier channels' part of every prediction plus the bias, in weight units (H * W,)."""
+    h, w = prev[0].shape if prev else (0, 0)
+    out = np.full(h * w, int(weights[-1]), np.int64)
+    k = len(CAUSAL)
+    for p in prev:
+        pad = np.pad(p.astype(np.int64), 1, mode="edge")
+        for di, dj in CROSS:
+            out += int(weights[k]) * pad[1 - di : 1 - di + h, 1 - dj : 1 - dj + w].ravel()
+            k += 1
+    return out
+
+
+def _design(rgb: np.ndarray, c: int) -> np.ndarray:
+    """Every feature of channel c (raster order, (H * W, F)), as the decoder will see them."""
+    h, w, _ = rgb.shape
+    cv = _canvas(rgb[..., c].astype(np.int64))
+    cols = [cv[TOP - di : TOP - di + h, LEFT - dj : LEFT - dj + w].ravel() for di, dj in CAUSAL]
+    for p in range(c):
+        pad = np.pad(rgb[..., p].astype(np.int64), 1, mode="edge")
+        cols += [pad[1 - di : 1 - di + h, 1 - dj : 1 - dj + w].ravel() for di, dj in CROSS]
+    cols.append(np.ones(h * w, np.int64))
+    return np.stack(cols, 1)
+
+
+def _steps(h: int, w: int):
+    """For each wavefront t = 2i + j in order, its rows i and columns j."""
+    for t in range(2 * (h - 1) + w):
+        i = np.arange(max(0, -(-(t - w + 1) // 2)), min(h - 1, t // 2) + 1, dtype=np.int64)
+        yield i, t - 2 * i
+
+
+def _bins(activity: np.ndarray) -> np.ndarray:
+    return np.searchsorted(THRESHOLDS, activity, side="right")
+
+
+def _predict(nb: np.ndarray, errs: np.ndarray, causal_w: np.ndarray, base: np.ndarray, cross_err: np.ndarray):
+    """Integer prediction (weight units) and activity bin from neighbours (len(CAUSAL), n), their
+    errors (4, n) and the earlier channels' errors at the same pixels (n,)."""
+    p = causal_w @ nb + base
+    act = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
+    act += 2 * (errs[0] + errs[1]) + errs[2] + errs[3] + cross_err
+    return np.clip(p, 0, 255 << FRAC_BITS), _bins(act)
+
+
+def _round(p: np.ndarray) -> np.ndarray:
+    return (p + (1 << (FRAC_BITS - 1))) >> FRAC_BITS
+
+
+def _errors(cv_err: np.ndarray, cp: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    return cv_err[cp[None, :] - offs[[_W, _N, _NW, _NE], None]]
+
+
+def _scale(q: np.ndarray) -> np.ndarray:
+    return det_exp(LOG_SCALE_MIN + LOG_SCALE_STEP * np.asarray(q, np.float64))
+
+
+class _Tables:
+    """A channel's integer weights for every bin (its scale) and fraction of a prediction."""
+
+    def __init__(self, scales: np.ndarray) -> None:
+        total = (1 << PRECISION) - 256
+        inv_s = 1.0 / _scale(scales)
+        # Edge e lies at offset e - 255.5 from a prediction's integer part.
+        edges = np.arange(512, dtype=np.float64) - 255.5
+        frac = np.arange(MEAN_STEPS, dtype=np.float64) / MEAN_STEPS
+        x = (edges[None, None, :] - frac[None, :, None]) * inv_s[:, None, None]
+        cdf = 1.0 / (1.0 + det_exp(-x))
+        self.cum = np.maximum.accumulate(np.floor(cdf * total), axis=2).reshape(-1, 512)
+        self.windows = np.lib.stride_tricks.sliding_window_view(np.diff(self.cum, axis=1), 256, axis=1)
+        self.total = float(total)
+
+    def rows(self, p: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """Each prediction's weights of the values 0..255 (n, 256), summing to 2**PRECISION - 256.
+
+        A discretized logistic around the prediction, the tails beyond 0 and 255 folded into
+        the end values.
+        """
+        row = bins * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+        ip = p >> FRAC_BITS
+        out = self.windows[row, 255 - ip]
+        out[:, 0] = self.cum[row, 256 - ip]
+        out[:, 255] = self.total - self.cum[row, 510 - ip]
+        return out
+
+
+def _order(channels: int) -> list[int]:
+    """The order channels are coded in: green first, as it predicts red and blue best."""
+    return [1, 0, 2] if channels == 3 else list(range(channels))
+
+
+def fit(rgb: np.ndarray, ridge: float = 1e-3) -> LinearModel:
+    """Least-squares weights and per-bin scales for an (H, W, C) uint8 image, channels in coding order."""
+    h, w, channels = rgb.shape
+    weights, scales = [], []
+    cross_err = np.zeros(h * w, np.int64)
+    for c in range(channels):
+        x = _design(rgb, c).astype(np.float64)
+        y = rgb[..., c].ravel().astype(np.float64)
+        a = x.T @ x + ridge * np.eye(x.shape[1])
+        sol = np.linalg.solve(a, x.T @ y)
+        wq = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT).astype(np.int64)
+        weights.append(wq)
+        p, bins, err = _raster(rgb, c, wq, cross_err)
+        cross_err = cross_err + CROSS_ERR * err
+        resid = y - p / (1 << FRAC_BITS)
+        scales.append(_fit_scales(resid, bins))
+    return LinearModel(weights, scales)
+
+
+def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions (weight units), bins and errors of channel c for every pixel, raster order."""
+    h, w, _ = rgb.shape
+    ch = rgb[..., c].astype(np.int64)
+    cv = _canvas(ch)
+    k = len(CAUSAL)
+    nb = np.stack([cv[TOP - di : TOP - di + h, LEFT - dj : LEFT - dj + w].ravel() for di, dj in CAUSAL])
+    base = _cross([rgb[..., p] for p in range(c)], wq) if c else np.full(h * w, int(wq[-1]), np.int64)
+    p = np.clip(wq[:k] @ nb + base, 0, 255 << FRAC_BITS)
+    err = np.zeros_like(cv)
+    err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
+    errs = np.stack([err[TOP - di : TOP - di + h, LEFT - dj : LEFT - dj + w].ravel() for di, dj in CAUSAL[:4]])
+    _, bins = _predict(nb, errs, wq[:k], base, cross_err)
+    return p, bins, err[TOP:, LEFT : LEFT + w].ravel()
+
+
+def _fit_scales(resid: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """For each bin, the scale code under which its residuals cost the fewest bits."""
+    s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * np.arange(256))[:, None]
+    out = np.zeros(BINS, np.int64)
+    for b in range(BINS):
+        # Residuals to 1/16 (the tables' resolution) and how often each occurs.
+        e, n = np.unique(np.round(resid[bins == b] * MEAN_STEPS), return_counts=True)
+        if not len(e):
+            continue
+        e = e / MEAN_STEPS
+        up = 0.5 * (1 + np.tanh((e[None, :] + 0.5) / (2 * s)))
+        lo = 0.5 * (1 + np.tanh((e[None, :] - 0.5) / (2 * s)))
+        out[b] = int(np.argmin(-np.log2(np.maximum(up - lo, 1e-12)) @ n))
+    return out
+
+
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    return np.where(v >= 0, 2 * v, -2 * v - 1).astype(np.uint64)
+
+
+def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, float]:
+    """An (H, W, C) uint8 image as one ANS stream, and the ideal bits of its pixels."""
+    rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
+    model = model or fit(rgb)
+    h, w, channels = rgb.shape
+    coder = constriction.stream.stack.AnsCoder()
+    t = 2 * np.arange(h)[:, None] + np.arange(w)[None, :]
+    order = np.argsort(t.ravel(), kind="stable")  # decoding order: wavefronts, then rows
+    ideal = 0.0
+    cross_err = [np.zeros(h * w, np.int64)]
+    for c in range(channels - 1):
+        cross_err.append(cross_err[-1] + CROSS_ERR * _raster(rgb, c, model.weights[c], cross_err[-1])[2])
+    for c in reversed(range(channels)):
+        tables = _Tables(model.scales[c])
+        p, bins, _ = _raster(rgb, c, model.weights[c], cross_err[c])
+        x = rgb[..., c].ravel()[order].astype(np.int32)
+        p, bins = p[order], bins[order]
+        for s in reversed(range(0, h * w, SEGMENT)):
+            rows = tables.rows(p[s : s + SEGMENT], bins[s : s + SEGMENT])
+            sym = x[s : s + SEGMENT]
+            coder.encode_reverse(sym, _CATEGORICAL, rows)
+            ideal += float(np.sum(PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)))
+    side = np.concatenate([np.concatenate([wq, q]) for wq, q in zip(model.weights, model.scales)])
+    u = _zigzag(side)
+    coder.encode_reverse(np.stack([(u >> 16), (u & 0xFFFF)], 1).ravel().astype(np.int32), _RAW16)
+    return coder.get_compressed().astype("<u4").tobytes(), ideal
+
+
+def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
+    """The (H, W, C) uint8 image from a stream made by `encode`."""
+    if len(data) % 4:
+        raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+    except ValueError as e:
+        raise FormatError(f"corrupted payload: {e}") from None
+    feats = _features(channels)
+    raw = coder.decode(_RAW16, 2 * (sum(feats) + BINS * channels)).astype(np.uint64).reshape(-1, 2)
+    u = ((raw[:, 0] << 16) | raw[:, 1]).astype(np.int64)
+    side = np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
+    out = np.empty((height, width, channels), np.uint8)
+    offs = _offsets(width)
+    cw = width + LEFT + RIGHT
+    pos = 0
+    cross_err = np.zeros(height * width, np.int64)
+    k = len(CAUSAL)
+    for c in range(channels):
+        wq, q = side[pos : pos + feats[c]], side[pos + feats[c] : pos + feats[c] + BINS]
+        pos += feats[c] + BINS
+        if (q < 0).any() or (q > 255).any():
+            raise FormatError("corrupted payload: a scale code out of range")
+        tables = _Tables(q)
+        base = _cross([out[..., p] for p in range(c)], wq) if c else np.full(height * width, int(wq[-1]), np.int64)
+        cv = np.full((height + TOP) * cw, OUTSIDE, np.int64)
+        err = np.zeros_like(cv)
+        for i, j in _steps(height, width):
+            cp = (i + TOP) * cw + j + LEFT
+            pix = i * width + j
+            nb = cv[cp[None, :] - offs[:, None]]
+            p, bins = _predict(nb, _errors(err, cp, offs), wq[:k], base[pix], cross_err[pix])
+            x = coder.decode(_CATEGORICAL, tables.rows(p, bins)).astype(np.int64)
+            cv[cp] = x
+            err[cp] = np.abs(x - _round(p))
+            _spread(cv, cp, x, i, j, width, cw)
+        out[..., c] = cv.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width]
+        cross_err += CROSS_ERR * err.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width].ravel()
+    if not coder.is_empty():
+        raise FormatError("corrupted payload: data left after the last pixel")
+    return np.ascontiguousarray(out[..., np.argsort(_order(channels))])
+
+
+def _spread(cv: np.ndarray, cp: np.ndarray, x: np.ndarray, i: np.ndarray, j: np.ndarray, width: int, cw: int) -> None:
+    """Copy newly decoded pixels into the padding cells that stand for them (see `_canvas`)."""
+    last = j == width - 1
+    if last.any():
+        for k in range(1, RIGHT + 1):
+            cv[cp[last] + k] = x[last]
+    first = (j == 0) & (i < cv.size // cw - TOP - 1)
+    if first.any():
+        for k in range(1, LEFT + 1):
+            cv[cp[first] + cw - k] = x[first]
+    top = (i == 0) & (j + LEFT < width + RIGHT)
+    if top.any():
+        for r in range(TOP):
+            cv[r * cw + j[top] + 2 * LEFT] = x[top]
