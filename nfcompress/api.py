@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from nfcompress.codec import Codec
+from nfcompress.codec import Codec, decode_linear
 from nfcompress.container import unpack
 from nfcompress.io import load_image
 from nfcompress.orientation import DEFAULT_EFFORT
@@ -24,7 +24,12 @@ def _cached(model: str, device: str) -> Codec:
 
 
 def encode(
-    image, model: str = "", device: str = "cpu", effort: int = DEFAULT_EFFORT, portable: bool | None = None
+    image,
+    model: str = "",
+    device: str = "cpu",
+    effort: int = DEFAULT_EFFORT,
+    portable: bool | None = None,
+    coder: str = "auto",
 ) -> bytes:
     """Compress an image (a path, a PIL image or a uint8 array) to .nfc bytes.
 
@@ -32,6 +37,8 @@ def encode(
     coded in the cheapest of up to 1, 2 or 8 orientations. Decoding costs the same at any effort.
     Files are portable (they decode on any machine) where the model has a calibrated integer
     form, as the shipped one does; `portable=False` codes with this machine's floats instead.
+    `coder` "auto" keeps the smaller of the flow's file and the per-image linear model's
+    (which wins on most large photos); "flow" or "linear" uses one.
 
     Example:
         >>> import numpy as np, nfcompress
@@ -42,14 +49,18 @@ def encode(
         >>> bool((nfcompress.decode(data) == image).all())
         True
     """
-    return get_codec(model, device).encode(load_image(image), effort=effort, portable=portable).data
+    codec = get_codec(model, device)
+    return codec.encode(load_image(image), effort=effort, portable=portable, coder=coder).data
 
 
 def decode(data: bytes, model: str = "", device: str = "cpu") -> np.ndarray:
     """Decompress .nfc bytes to the exact uint8 array, or raise NfcError saying why not.
 
     The model is the one the file names (or, for a shipped model, identifies by its hash)
-    unless `model` says otherwise.
+    unless `model` says otherwise; a file of the linear model needs none.
     """
     data = bytes(data)
-    return get_codec(model or model_of(unpack(data)[0]), device).decode(data)
+    header, chunks, alpha = unpack(data)
+    if header.coder == "linear":
+        return decode_linear(header, chunks[0], alpha)
+    return get_codec(model or model_of(header), device).decode(data)

@@ -1,6 +1,6 @@
 """Image arrays <-> .nfc bytes: tiling, batching, the flow and the coder together."""
 
-__all__ = ["Codec", "EncodeResult", "plan_tiles", "count_chunks"]
+__all__ = ["Codec", "EncodeResult", "CODERS", "plan_tiles", "count_chunks", "encode_linear", "decode_linear"]
 
 import copy
 import threading
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from nfcompress.coding import Decoder, Encoder, plan_buckets, pop_latents, push_latents
+from nfcompress import linear
 from nfcompress.container import MAX_PIXELS, MODES, SHIPPED_MODELS, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
@@ -21,6 +22,8 @@ from nfcompress.weights import DEFAULT_MODEL, load_model, model_of, portable_has
 
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
+# Which model codes an image: the smaller file of the two (auto), or one of them.
+CODERS = ("auto", "flow", "linear")
 
 
 @dataclass
@@ -263,10 +266,15 @@ class Codec:
         progress: Callable[[int, int], None] | None = None,
         effort: int | None = None,
         portable: bool | None = None,
+        coder: str = "auto",
     ) -> EncodeResult:
         """Code an (H, W[, C]) uint8 array at an effort and portability (the codec's own by default);
-        `progress(done, total)` is called after each network run (a chunk of tiles)."""
-        return self.encode_many([image], progress, effort, portable)[0]
+        `progress(done, total)` is called after each network run (a chunk of tiles).
+
+        `coder` "auto" keeps the smaller of the flow's file and the per-image linear model's
+        (nfcompress.linear, which wins on most large photos); "flow" or "linear" code with one.
+        """
+        return self.encode_many([image], progress, effort, portable, coder)[0]
 
     @torch.no_grad()
     def encode_many(
@@ -275,12 +283,17 @@ class Codec:
         progress: Callable[[int, int], None] | None = None,
         effort: int | None = None,
         portable: bool | None = None,
+        coder: str = "auto",
     ) -> list[EncodeResult]:
         """`encode` of each image, the same bytes, faster for small ones: portable files share network runs.
 
         All the images and their files are held at once: pass small images, or a few large ones.
         """
         effort, portable = self._effort(effort), self._portable(portable)
+        if coder not in CODERS:
+            raise NfcError(f"unknown coder {coder!r} (one of {', '.join(CODERS)})")
+        if coder == "linear":
+            return [encode_linear(image) for image in images]
         if self._misnamed:
             # Its files would leave the name out and point decoders at the shipped model.
             raise NfcError(
@@ -288,7 +301,11 @@ class Codec:
                 "give it a name of its own (its card's name, or train --name)"
             )
         with self._lock:
-            return self._encode(images, progress, effort, portable)
+            flow = self._encode(images, progress, effort, portable)
+        if coder == "flow":
+            return flow
+        # The linear model's file where it is smaller.
+        return [min(f, encode_linear(image), key=lambda r: len(r.data)) for f, image in zip(flow, images)]
 
     def _encode(
         self, images: list[np.ndarray], progress: Callable[[int, int], None] | None, effort: int, portable: bool
@@ -461,6 +478,9 @@ class Codec:
         for i, data in enumerate(datas):
             try:
                 header, chunks, alpha_data = unpack(data)
+                if header.coder == "linear":
+                    results[i] = decode_linear(header, chunks[0], alpha_data)
+                    continue
                 self._check(header)
                 expected = count_chunks(header.height, header.width, header.tile, header.batch, m)
                 if expected != len(chunks) or header.tile < m:
@@ -566,21 +586,63 @@ class Codec:
         return x.to(torch.uint8).cpu().numpy()
 
     def _join_mode(self, rgb: np.ndarray, header: Header, alpha_data: bytes) -> np.ndarray:
-        planes = [rgb[..., :1]] if header.mode in ("L", "LA") else [rgb]
         if header.mode in ("L", "LA") and not (rgb[..., 0:1] == rgb[..., 1:]).all():
             raise ChecksumError(_undecodable("decoded grey image is not grey", header.device == "any"))
-        if header.mode in ("LA", "RGBA"):
-            try:
-                d = zlib.decompressobj()
-                raw = d.decompress(alpha_data, header.width * header.height)
-                if len(raw) != header.width * header.height or d.unconsumed_tail or not d.eof:
-                    raise zlib.error("wrong length")
-            except zlib.error:
-                raise FormatError("corrupted .nfc file (alpha plane)") from None
-            planes.append(np.frombuffer(raw, np.uint8).reshape(header.height, header.width, 1))
-        elif alpha_data:
-            raise FormatError("corrupted .nfc file (alpha data for a mode without alpha)")
-        return np.ascontiguousarray(np.concatenate(planes, axis=2))
+        return _with_alpha(rgb[..., :1] if header.mode in ("L", "LA") else rgb, header, alpha_data)
+
+
+def _with_alpha(colour: np.ndarray, header: Header, alpha_data: bytes) -> np.ndarray:
+    """The colour planes (H, W, 1 or 3) with the file's alpha plane after them, if its mode has one."""
+    planes = [colour]
+    if header.mode in ("LA", "RGBA"):
+        try:
+            d = zlib.decompressobj()
+            raw = d.decompress(alpha_data, header.width * header.height)
+            if len(raw) != header.width * header.height or d.unconsumed_tail or not d.eof:
+                raise zlib.error("wrong length")
+        except zlib.error:
+            raise FormatError("corrupted .nfc file (alpha plane)") from None
+        planes.append(np.frombuffer(raw, np.uint8).reshape(header.height, header.width, 1))
+    elif alpha_data:
+        raise FormatError("corrupted .nfc file (alpha data for a mode without alpha)")
+    return np.ascontiguousarray(np.concatenate(planes, axis=2))
+
+
+def encode_linear(image: np.ndarray) -> EncodeResult:
+    """An image coded by the per-image linear model: a file that needs no model (nfcompress.linear)."""
+    pixels, mode = _as_pixels(image)
+    colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
+    data, ideal = linear.encode(colour)
+    alpha_data = b""
+    if mode in ("LA", "RGBA"):
+        alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)
+        ideal += 8 * len(alpha_data)
+    header = Header(
+        model_name="",
+        model_hash=b"",
+        width=pixels.shape[1],
+        height=pixels.shape[0],
+        mode=mode,
+        tile=0,
+        batch=0,
+        pixel_crc=zlib.crc32(pixels.tobytes()),
+        device="any",
+        coder="linear",
+    )
+    return EncodeResult(pack(header, [data], alpha_data), ideal, pixels.size, portable=True)
+
+
+def decode_linear(header: Header, chunk: bytes, alpha_data: bytes) -> np.ndarray:
+    """The pixels of a linear file (its parsed header and payload), checked against its checksum."""
+    channels = 1 if header.mode in ("L", "LA") else 3
+    try:
+        colour = linear.decode(chunk, header.height, header.width, channels)
+    except (ValueError, RuntimeError, OverflowError) as e:
+        raise ChecksumError(_undecodable(f"the payload does not decode: {e}", True)) from None
+    pixels = _with_alpha(colour, header, alpha_data)
+    if zlib.crc32(pixels.tobytes()) != header.pixel_crc:
+        raise ChecksumError(_undecodable("decoded pixels do not match the file's checksum", True))
+    return pixels if pixels.shape[2] > 1 else pixels[..., 0]
 
 
 def _per_tile(win: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:

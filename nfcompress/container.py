@@ -2,8 +2,9 @@
 
 See docs/format.md. Parsing is strict: every field is range-checked and the header carries its
 own checksum, so damage is reported before any large allocation or any decoding work. Version 5
-files (written now) leave out the name of a shipped model, which their model hash identifies;
-versions 1 to 4 still read.
+files leave out the name of a shipped model, which their model hash identifies; version 6 files
+(written now) may instead be coded by the per-image linear model (nfcompress.linear), with no
+model and one chunk; versions 1 to 5 still read.
 """
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "SHIPPED_MODELS",
     "UNNAMED_BEFORE_5",
     "MODES",
+    "CODERS",
     "MAX_SIDE",
     "MAX_PIXELS",
     "Header",
@@ -27,8 +29,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 5
-VERSIONS = (1, 2, 3, 4, 5)
+VERSION = 6
+VERSIONS = (1, 2, 3, 4, 5, 6)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -37,6 +39,10 @@ UNNAMED_BEFORE_5 = "nfc-small"
 MODES = ("L", "LA", "RGB", "RGBA")
 # The kind of device a file decodes on; "any" for portable files (exact integer network).
 DEVICES = ("cpu", "cuda", "any")
+# What coded the pixels: the flow (a model's network) or the per-image linear model (from version 6,
+# device bits 3; such a file needs no model and decodes anywhere).
+CODERS = ("flow", "linear")
+_LINEAR = 3
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
 MAX_CHUNKS = 1 << 20
@@ -69,6 +75,7 @@ class Header:
     # batch then mean nothing).
     version: int = VERSION
     one_tile: bool = False
+    coder: str = "flow"
 
     @property
     def channels(self) -> int:
@@ -114,7 +121,9 @@ class _Reader:
 
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
-    """Header, chunk table and payload as one (version 5) .nfc file."""
+    """Header, chunk table and payload as one (version 6) .nfc file."""
+    if h.coder == "linear":
+        return _pack_linear(h, chunks, alpha)
     # "" (as unpack gives an unnamed file) or a shipped name: unnamed, known by the hash.
     name = b"" if h.model_name in ("", *SHIPPED_MODELS) else h.model_name.encode()
     if len(name) > MAX_NAME or len(h.model_hash) < 2 or not chunks or h.version != VERSION:
@@ -138,12 +147,26 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
     return bytes(head) + b"".join(chunks) + alpha
 
 
+def _pack_linear(h: Header, chunks: list[bytes], alpha: bytes) -> bytes:
+    """A file of the linear model: no model fields, no tiling, one chunk."""
+    if len(chunks) != 1 or h.version != VERSION:
+        raise ValueError(f"a linear file has one chunk and is version {VERSION}")
+    flags = _LINEAR | (_ALPHA if alpha else 0) | MODES.index(h.mode) << 4
+    head = bytearray(MAGIC) + bytes([VERSION, flags]) + _varint(h.width) + _varint(h.height)
+    head += _varint(len(chunks[0])) + (_varint(len(alpha)) if alpha else b"")
+    head += struct.pack("<I", h.pixel_crc)
+    head += struct.pack("<H", zlib.crc32(head) & 0xFFFF)
+    return bytes(head) + chunks[0] + alpha
+
+
 def _flags(r: _Reader, version: int) -> dict:
     """The fields before the model hash, as each version lays them out."""
     if version >= 3:
         (flags,) = r.take(1, "header")
-        if flags & 0x03 >= (len(DEVICES) if version >= 4 else 2):
+        if flags & 0x03 >= (len(DEVICES) + 1 if version >= 6 else len(DEVICES) if version >= 4 else 2):
             raise FormatError("corrupted .nfc header (unknown flags)")
+        if flags & 0x03 == _LINEAR and flags & (_ONE_TILE | _NAMED | _ORIENTED):
+            raise FormatError("corrupted .nfc header (flags a linear file cannot have)")
         name_len = r.take(1, "header")[0] if flags & _NAMED else 0
         if flags & _NAMED and not 0 < name_len <= MAX_NAME:
             raise FormatError("corrupted .nfc header (bad model name length)")
@@ -170,7 +193,7 @@ def _flags(r: _Reader, version: int) -> dict:
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
-    """Parse and check a .nfc file (version 1 to 5); returns the header, the chunks and the alpha payload."""
+    """Parse and check a .nfc file (version 1 to 6); returns the header, the chunks and the alpha payload."""
     r = _Reader(data)
     if r.take(len(MAGIC), "magic bytes") != MAGIC:
         raise FormatError("not an .nfc file (wrong magic bytes)")
@@ -184,7 +207,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         name = r.take(f["name_len"], "model name").decode() if f["name_len"] else ""
     except UnicodeDecodeError:
         raise FormatError("corrupted .nfc header (model name is not text)") from None
-    model_hash = r.take(2 if version >= 4 else 4, "model hash")
+    linear = f["device"] == _LINEAR
+    model_hash = b"" if linear else r.take(2 if version >= 4 else 4, "model hash")
     width = r.varint("width", MAX_SIDE)
     height = r.varint("height", MAX_SIDE)
     if version < 3:
@@ -192,7 +216,9 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         if mode_depth & 0x0F >= len(MODES) or mode_depth >> 4 != 8:
             raise FormatError("corrupted .nfc header (unknown mode or bit depth)")
         f["mode"] = mode_depth & 0x0F
-    if f["one_tile"]:
+    if linear:
+        tile, batch, n_chunks = 0, 0, 1
+    elif f["one_tile"]:
         if max(width, height) > ONE_TILE_SIDE:
             raise FormatError("corrupted .nfc header (image too large for one tile)")
         tile, batch, n_chunks = ONE_TILE_SIDE, 1, 1
@@ -206,7 +232,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         if 4 * n_chunks > len(data):
             raise FormatError(f"truncated .nfc file: {n_chunks} chunks cannot fit in {len(data)} bytes")
     sizes = [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
-    if any(s < 4 or s % 4 for s in sizes):
+    if any(s % 4 or s < (0 if linear else 4) for s in sizes):
         raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
     alpha_size = r.varint("alpha size", 1 << 40) if f["alpha"] else 0
     pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
@@ -236,11 +262,12 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         tile=tile,
         batch=batch,
         pixel_crc=pixel_crc,
-        device=DEVICES[f["device"]],
+        device="any" if linear else DEVICES[f["device"]],
         chunk_sizes=sizes,
         alpha_size=alpha_size,
         oriented=f["oriented"],
         version=version,
         one_tile=f["one_tile"],
+        coder="linear" if linear else "flow",
     )
     return h, chunks, alpha

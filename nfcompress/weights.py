@@ -198,7 +198,10 @@ def _shipped_hashes(name: str) -> tuple[bytes, bytes]:
 
 
 def model_of(header: Header) -> str:
-    """The name of the model a file needs: its own, or the shipped model its hash identifies."""
+    """The name of the model a file needs: its own, or the shipped model its hash identifies
+    (the default for a file of the linear model, which needs none)."""
+    if header.coder == "linear":
+        return DEFAULT_MODEL
     if header.model_name:
         return header.model_name
     for name in SHIPPED_MODELS:
