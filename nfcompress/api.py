@@ -29,7 +29,7 @@ def encode(
     device: str = "cpu",
     effort: int = DEFAULT_EFFORT,
     portable: bool | None = None,
-    coder: str = "auto",
+    coder: str | None = None,
 ) -> bytes:
     """Compress an image (a path, a PIL image or a uint8 array) to .nfc bytes.
 
@@ -37,8 +37,8 @@ def encode(
     coded in the cheapest of up to 1, 2 or 8 orientations. Decoding costs the same at any effort.
     Files are portable (they decode on any machine) where the model has a calibrated integer
     form, as the shipped one does; `portable=False` codes with this machine's floats instead.
-    `coder` "auto" keeps the smaller of the flow's file and the per-image linear model's
-    (which wins on most large photos); "flow" or "linear" uses one.
+    `coder` "auto" (the default) keeps the smaller of the flow's file and the per-image linear
+    model's (which wins on most large photos); "flow" or "linear" uses one.
 
     Example:
         >>> import numpy as np, nfcompress

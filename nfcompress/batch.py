@@ -163,6 +163,7 @@ def encode_files(
     verify: bool = True,
     effort: int = DEFAULT_EFFORT,
     portable: bool | None = None,
+    coder: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict | NfcError]:
     """Encode image files to .nfc files, each checked by decoding it and written atomically.
@@ -179,7 +180,8 @@ def encode_files(
         t = time.perf_counter()
         try:
             codec = get_codec(model, device)
-            coded = codec.encode_many([p for _, p in group], progress=progress, effort=effort, portable=portable)
+            images = [p for _, p in group]
+            coded = codec.encode_many(images, progress=progress, effort=effort, portable=portable, coder=coder)
             back = codec.decode_many([r.data for r in coded]) if verify else [p for _, p in group]
         except NfcError as e:
             if len(group) > 1:  # one image's fault: find whose
@@ -203,6 +205,7 @@ def encode_files(
                 "ideal_bpsp": round(res.ideal_bpsp, 4),
                 "effort": effort,
                 "portable": res.portable,
+                "coder": res.coder,
                 "seconds": _group_time(t, pixels.size, total),
                 "width": int(pixels.shape[1]),
                 "height": int(pixels.shape[0]),

@@ -108,6 +108,14 @@ effort_option = click.option(
     help="Encode effort: each tile in the cheapest of up to 1, 2 or 8 orientations (encode up to 1x, 2x, 8x).",
 )
 
+coder_option = click.option(
+    "--coder",
+    type=click.Choice(["auto", "flow", "linear"]),  # nfcompress.codec.CODERS (torch stays unimported here)
+    default="auto",
+    show_default=True,
+    help="What codes each image: the smaller file of the flow and the per-image linear model (auto), or one.",
+)
+
 
 @click.group()
 @click.version_option(package_name="nfcompress")
@@ -134,8 +142,22 @@ def main() -> None:
     help="Portable files (the default where the model allows) decode on any machine; "
     "--no-portable codes with this machine's faster floats, and the file then decodes only on its kind.",
 )
+@coder_option
 def encode(
-    inputs, output, out_dir, model, force, as_json, no_verify, max_pixels, threads, jobs, device, effort, portable
+    inputs,
+    output,
+    out_dir,
+    model,
+    force,
+    as_json,
+    no_verify,
+    max_pixels,
+    threads,
+    jobs,
+    device,
+    effort,
+    portable,
+    coder,
 ) -> None:
     """Compress images to .nfc files (IMG -> IMG.nfc), each checked by decoding it again."""
     from nfcompress.batch import encode_files, image_pixels
@@ -152,7 +174,7 @@ def encode(
         as_json,
         lambda r: (
             f"{r['input']} -> {r['output']}: {r['bytes']:,} bytes, {r['bpsp']:.3f} bpsp "
-            f"(ideal {r['ideal_bpsp']:.3f}), {r['seconds']:.2f} s"
+            f"(ideal {r['ideal_bpsp']:.3f}, {r['coder']}), {r['seconds']:.2f} s"
         ),
         image_pixels,
         model=model,
@@ -161,6 +183,7 @@ def encode(
         verify=not no_verify,
         effort=effort,
         portable=portable,
+        coder=coder,
     )
 
 
@@ -264,12 +287,13 @@ def info(inputs, as_json) -> None:
             "height": h.height,
             "mode": h.mode,
             "bit_depth": h.bit_depth,
-            "model": _model_name(h),
+            "coder": h.coder,
+            "model": None if h.coder == "linear" else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,
             "portable": h.device == "any",
-            "tile": None if h.one_tile else h.tile,
-            "batch": None if h.one_tile else h.batch,
+            "tile": None if h.one_tile or h.coder == "linear" else h.tile,
+            "batch": None if h.one_tile or h.coder == "linear" else h.batch,
             "chunks": len(chunks),
             "orientations": h.oriented,
             "alpha_bytes": len(alpha),

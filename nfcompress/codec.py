@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nfcompress.coding import Decoder, Encoder, plan_buckets, pop_latents, push_latents
 from nfcompress import linear
+from nfcompress.coding import Decoder, Encoder, plan_buckets, pop_latents, push_latents
 from nfcompress.container import MAX_PIXELS, MODES, SHIPPED_MODELS, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 from nfcompress.flows import IDF, MixtureParams, log2_prob, split_params
@@ -34,6 +34,7 @@ class EncodeResult:
     ideal_bits: float
     subpixels: int
     portable: bool = False  # decodes on any machine (exact integer network)
+    coder: str = "flow"  # what coded it: the flow or the per-image linear model
 
     @property
     def bpsp(self) -> float:
@@ -186,6 +187,7 @@ class Codec:
         effort: int = DEFAULT_EFFORT,
         exact: dict | None = None,
         portable: bool | None = None,
+        coder: str = "auto",
     ) -> None:
         if tile & (tile - 1) or tile < model.config.multiple:
             raise NfcError(f"tile must be a power of two of at least {model.config.multiple}")
@@ -205,6 +207,7 @@ class Codec:
         # Portable files decode on any machine; they are the default where the model allows them.
         self.portable = self._portable(portable) if portable is not None else self._can_be_portable()
         self.effort = self._effort(effort)
+        self.coder = self._coder(coder or "auto")
         # Channels-last convolutions are ~20% faster on the CPU; encode and decode both use them.
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
         # Files before version 3 were coded with row-major convolutions, whose floats differ:
@@ -234,6 +237,13 @@ class Codec:
         except ValueError as e:
             raise NfcError(str(e)) from None
         return effort
+
+    def _coder(self, coder: str | None) -> str:
+        """A call's coder (the codec's own when None), checked."""
+        coder = self.coder if coder is None else coder
+        if coder not in CODERS:
+            raise NfcError(f"unknown coder {coder!r} (one of {', '.join(CODERS)})")
+        return coder
 
     def _can_be_portable(self) -> bool:
         return bool(self._ranges) and torch.device(self.device).type == "cpu"
@@ -266,13 +276,14 @@ class Codec:
         progress: Callable[[int, int], None] | None = None,
         effort: int | None = None,
         portable: bool | None = None,
-        coder: str = "auto",
+        coder: str | None = None,
     ) -> EncodeResult:
         """Code an (H, W[, C]) uint8 array at an effort and portability (the codec's own by default);
         `progress(done, total)` is called after each network run (a chunk of tiles).
 
-        `coder` "auto" keeps the smaller of the flow's file and the per-image linear model's
-        (nfcompress.linear, which wins on most large photos); "flow" or "linear" code with one.
+        `coder` (the codec's own by default, "auto") keeps the smaller of the flow's file and the
+        per-image linear model's (nfcompress.linear, which wins on most large photos); "flow" or
+        "linear" code with one.
         """
         return self.encode_many([image], progress, effort, portable, coder)[0]
 
@@ -283,15 +294,13 @@ class Codec:
         progress: Callable[[int, int], None] | None = None,
         effort: int | None = None,
         portable: bool | None = None,
-        coder: str = "auto",
+        coder: str | None = None,
     ) -> list[EncodeResult]:
         """`encode` of each image, the same bytes, faster for small ones: portable files share network runs.
 
         All the images and their files are held at once: pass small images, or a few large ones.
         """
-        effort, portable = self._effort(effort), self._portable(portable)
-        if coder not in CODERS:
-            raise NfcError(f"unknown coder {coder!r} (one of {', '.join(CODERS)})")
+        effort, portable, coder = self._effort(effort), self._portable(portable), self._coder(coder)
         if coder == "linear":
             return [encode_linear(image) for image in images]
         if self._misnamed:
@@ -629,7 +638,7 @@ def encode_linear(image: np.ndarray) -> EncodeResult:
         device="any",
         coder="linear",
     )
-    return EncodeResult(pack(header, [data], alpha_data), ideal, pixels.size, portable=True)
+    return EncodeResult(pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="linear")
 
 
 def decode_linear(header: Header, chunk: bytes, alpha_data: bytes) -> np.ndarray:

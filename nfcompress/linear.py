@@ -37,6 +37,12 @@ THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], 
 LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # a bin's scale is exp(-4 + q / 16), q in 0..255
 MAX_WEIGHT = (1 << 31) - 1
 SEGMENT = 1 << 14  # symbols per coder call when encoding
+# Every value's weight is at least FLOOR, so that no sub-pixel costs under MIN_BITS (0.0014): a
+# payload then bounds the size it can decode to, and a forged size is refused before any work.
+FLOOR = 64
+MIN_BITS = -float(np.log2(((1 << PRECISION) - 255 * FLOOR - 255) / (1 << PRECISION)))
+BAND = 1 << 18  # pixels whose features are built at once
+FIT_PIXELS = 1 << 21  # pixels the weights are fitted on, at most (about)
 CROSS_ERR = 2  # an earlier channel's error at the pixel counts this much in the activity
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _RAW16 = constriction.stream.model.Uniform(1 << 16)
@@ -84,16 +90,20 @@ def _cross(prev: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def _design(rgb: np.ndarray, c: int) -> np.ndarray:
-    """Every feature of channel c (raster order, (H * W, F)), as the decoder will see them."""
-    h, w, _ = rgb.shape
-    cv = _canvas(rgb[..., c].astype(np.int64))
-    cols = [cv[TOP - di : TOP - di + h, LEFT - dj : LEFT - dj + w].ravel() for di, dj in CAUSAL]
-    for p in range(c):
-        pad = np.pad(rgb[..., p].astype(np.int64), 1, mode="edge")
-        cols += [pad[1 - di : 1 - di + h, 1 - dj : 1 - dj + w].ravel() for di, dj in CROSS]
-    cols.append(np.ones(h * w, np.int64))
-    return np.stack(cols, 1)
+def _rows_of(h: int, w: int):
+    """Bands of rows [r0, r1) of at most about BAND pixels: features are built a band at a time."""
+    step = max(1, BAND // w)
+    return [(r, min(h, r + step)) for r in range(0, h, step)]
+
+
+def _window(cv: np.ndarray, r0: int, r1: int, w: int, offsets) -> np.ndarray:
+    """The canvas values at each offset (up, left) of the pixels of rows [r0, r1): (len(offsets), n)."""
+    return np.stack([cv[TOP + r0 - di : TOP + r1 - di, LEFT - dj : LEFT - dj + w].ravel() for di, dj in offsets])
+
+
+def _cross_window(pads: list[np.ndarray], r0: int, r1: int, w: int) -> list[np.ndarray]:
+    """The earlier channels' (edge-padded by 1) values at CROSS of the pixels of rows [r0, r1)."""
+    return [p[1 + r0 - di : 1 + r1 - di, 1 - dj : 1 - dj + w].ravel() for p in pads for di, dj in CROSS]
 
 
 def _steps(h: int, w: int):
@@ -107,13 +117,17 @@ def _bins(activity: np.ndarray) -> np.ndarray:
     return np.searchsorted(THRESHOLDS, activity, side="right")
 
 
-def _predict(nb: np.ndarray, errs: np.ndarray, causal_w: np.ndarray, base: np.ndarray, cross_err: np.ndarray):
-    """Integer prediction (weight units) and activity bin from neighbours (len(CAUSAL), n), their
-    errors (4, n) and the earlier channels' errors at the same pixels (n,)."""
-    p = causal_w @ nb + base
+def _prediction(nb: np.ndarray, causal_w: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Integer predictions (weight units, within 0..255) from the neighbours (len(CAUSAL), n)."""
+    return np.clip(causal_w @ nb + base, 0, 255 << FRAC_BITS)
+
+
+def _activity_bins(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
+    """Each pixel's bin, from the neighbours' gradients, their errors (4, n) and the earlier
+    channels' errors at the pixel (n,)."""
     act = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
     act += 2 * (errs[0] + errs[1]) + errs[2] + errs[3] + cross_err
-    return np.clip(p, 0, 255 << FRAC_BITS), _bins(act)
+    return _bins(act)
 
 
 def _round(p: np.ndarray) -> np.ndarray:
@@ -132,7 +146,7 @@ class _Tables:
     """A channel's integer weights for every bin (its scale) and fraction of a prediction."""
 
     def __init__(self, scales: np.ndarray) -> None:
-        total = (1 << PRECISION) - 256
+        total = (1 << PRECISION) - 256 * (1 + FLOOR)
         inv_s = 1.0 / _scale(scales)
         # Edge e lies at offset e - 255.5 from a prediction's integer part.
         edges = np.arange(512, dtype=np.float64) - 255.5
@@ -140,19 +154,20 @@ class _Tables:
         x = (edges[None, None, :] - frac[None, :, None]) * inv_s[:, None, None]
         cdf = 1.0 / (1.0 + det_exp(-x))
         self.cum = np.maximum.accumulate(np.floor(cdf * total), axis=2).reshape(-1, 512)
-        self.windows = np.lib.stride_tricks.sliding_window_view(np.diff(self.cum, axis=1), 256, axis=1)
-        self.total = float(total)
+        pmf = np.diff(self.cum, axis=1) + FLOOR
+        self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
+        self.total = float(total + FLOOR)
 
     def rows(self, p: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """Each prediction's weights of the values 0..255 (n, 256), summing to 2**PRECISION - 256.
 
         A discretized logistic around the prediction, the tails beyond 0 and 255 folded into
-        the end values.
+        the end values, every value FLOOR more.
         """
         row = bins * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
         ip = p >> FRAC_BITS
         out = self.windows[row, 255 - ip]
-        out[:, 0] = self.cum[row, 256 - ip]
+        out[:, 0] = self.cum[row, 256 - ip] + FLOOR
         out[:, 255] = self.total - self.cum[row, 510 - ip]
         return out
 
@@ -163,37 +178,53 @@ def _order(channels: int) -> list[int]:
 
 
 def fit(rgb: np.ndarray, ridge: float = 1e-3) -> LinearModel:
-    """Least-squares weights and per-bin scales for an (H, W, C) uint8 image, channels in coding order."""
+    """Least-squares weights and per-bin scales for an (H, W, C) uint8 image, channels in coding order.
+
+    The weights are fitted on at most about FIT_PIXELS pixels (evenly spread bands of rows).
+    """
     h, w, channels = rgb.shape
     weights, scales = [], []
     cross_err = np.zeros(h * w, np.int64)
+    bands = _rows_of(h, w)
+    bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
     for c in range(channels):
-        x = _design(rgb, c).astype(np.float64)
-        y = rgb[..., c].ravel().astype(np.float64)
-        a = x.T @ x + ridge * np.eye(x.shape[1])
-        sol = np.linalg.solve(a, x.T @ y)
+        cv = _canvas(rgb[..., c].astype(np.int64))
+        pads = [np.pad(rgb[..., p], 1, mode="edge") for p in range(c)]
+        n = len(CAUSAL) + len(CROSS) * c + 1
+        a, v = ridge * np.eye(n), np.zeros(n)
+        for r0, r1 in bands:
+            cross = [f[None] for f in _cross_window(pads, r0, r1, w)]
+            ones = np.ones((1, (r1 - r0) * w), np.int64)
+            x = np.concatenate([_window(cv, r0, r1, w, CAUSAL), *cross, ones]).astype(np.float64)
+            a += x @ x.T
+            v += x @ rgb[r0:r1, :, c].ravel().astype(np.float64)
+        sol = np.linalg.solve(a, v)
         wq = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT).astype(np.int64)
         weights.append(wq)
         p, bins, err = _raster(rgb, c, wq, cross_err)
         cross_err = cross_err + CROSS_ERR * err
-        resid = y - p / (1 << FRAC_BITS)
+        resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
         scales.append(_fit_scales(resid, bins))
     return LinearModel(weights, scales)
 
 
-def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predictions (weight units), bins and errors of channel c for every pixel, raster order."""
+def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Predictions (weight units), bins (int8) and errors of channel c for every pixel, raster order."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int64)
     cv = _canvas(ch)
     k = len(CAUSAL)
-    nb = np.stack([cv[TOP - di : TOP - di + h, LEFT - dj : LEFT - dj + w].ravel() for di, dj in CAUSAL])
     base = _cross([rgb[..., p] for p in range(c)], wq) if c else np.full(h * w, int(wq[-1]), np.int64)
-    p = np.clip(wq[:k] @ nb + base, 0, 255 << FRAC_BITS)
+    p = np.empty(h * w, np.int64)
+    bands = _rows_of(h, w)
+    for r0, r1 in bands:
+        p[r0 * w : r1 * w] = _prediction(_window(cv, r0, r1, w, CAUSAL), wq[:k], base[r0 * w : r1 * w])
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
-    errs = np.stack([err[TOP - di : TOP - di + h, LEFT - dj : LEFT - dj + w].ravel() for di, dj in CAUSAL[:4]])
-    _, bins = _predict(nb, errs, wq[:k], base, cross_err)
+    bins = np.empty(h * w, np.int8)
+    for r0, r1 in bands:
+        nb = _window(cv, r0, r1, w, CAUSAL[:4])
+        bins[r0 * w : r1 * w] = _activity_bins(nb, _window(err, r0, r1, w, CAUSAL[:4]), cross_err[r0 * w : r1 * w])
     return p, bins, err[TOP:, LEFT : LEFT + w].ravel()
 
 
@@ -249,6 +280,8 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
     """The (H, W, C) uint8 image from a stream made by `encode`."""
     if len(data) % 4:
         raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
+    if height * width * channels * MIN_BITS > 8 * len(data) + 64:
+        raise FormatError(f"corrupted .nfc file: {len(data)} bytes cannot hold a {width}x{height} image")
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
     except ValueError as e:
@@ -276,7 +309,8 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
             cp = (i + TOP) * cw + j + LEFT
             pix = i * width + j
             nb = cv[cp[None, :] - offs[:, None]]
-            p, bins = _predict(nb, _errors(err, cp, offs), wq[:k], base[pix], cross_err[pix])
+            p = _prediction(nb, wq[:k], base[pix])
+            bins = _activity_bins(nb, _errors(err, cp, offs), cross_err[pix])
             x = coder.decode(_CATEGORICAL, tables.rows(p, bins)).astype(np.int64)
             cv[cp] = x
             err[cp] = np.abs(x - _round(p))

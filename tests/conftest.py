@@ -39,7 +39,7 @@ def tiny_models_dir(tmp_path_factory, tiny_model):
 
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_models_dir, monkeypatch_session) -> Codec:
-    return Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2)
+    return Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from conftest import photo_like
 from PIL import Image
 
 from nfcompress.cli import main
+from nfcompress.container import VERSION
 
 
 def _save(path, arr, mode=None, **kw):
@@ -19,10 +20,10 @@ def _save(path, arr, mode=None, **kw):
 def test_encode_decode_info_json(runner, tmp_path):
     img = photo_like(24, 40, 3)
     src = _save(tmp_path / "a.png", img)
-    r = runner.invoke(main, ["encode", "--model", "tiny", "--json", str(src)])
+    r = runner.invoke(main, ["encode", "--model", "tiny", "--coder", "flow", "--json", str(src)])
     assert r.exit_code == 0, r.output
     rec = json.loads(r.output.strip().splitlines()[-1])
-    assert {"input", "output", "bytes", "bpsp", "ideal_bpsp", "effort", "seconds"} <= rec.keys()
+    assert {"input", "output", "bytes", "bpsp", "ideal_bpsp", "effort", "coder", "seconds"} <= rec.keys()
     nfc = tmp_path / "a.nfc"
     assert rec["bytes"] == nfc.stat().st_size and rec["output"] == str(nfc)
     assert rec["bpsp"] == pytest.approx(8 * rec["bytes"] / img.size, abs=1e-3)
@@ -33,7 +34,7 @@ def test_encode_decode_info_json(runner, tmp_path):
     r = runner.invoke(main, ["info", "--json", str(nfc)])
     info = json.loads(r.output)
     assert (info["width"], info["height"], info["mode"], info["model"]) == (40, 24, "RGB", "tiny")
-    assert (info["format_version"], info["orientations"]) == (5, False)
+    assert (info["format_version"], info["orientations"], info["coder"]) == (VERSION, False, "flow")
 
 
 def test_bpd_json(runner, tmp_path):
@@ -204,3 +205,10 @@ def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(po
     for i, im in enumerate(images):
         if i != 5:
             assert np.array_equal(np.asarray(Image.open(tmp_path / f"i{i}.png")), im)
+
+
+def test_the_coder_choices_are_the_codecs():
+    from nfcompress.codec import CODERS
+
+    option = next(p for p in main.commands["encode"].params if p.name == "coder")
+    assert tuple(option.type.choices) == CODERS

@@ -1,3 +1,4 @@
+import struct
 import zlib
 
 import pytest
@@ -5,7 +6,7 @@ from conftest import mutate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nfcompress.container import MAX_PIXELS, SHIPPED_MODELS, UNNAMED_BEFORE_5, Header, pack, unpack
+from nfcompress.container import MAX_PIXELS, SHIPPED_MODELS, UNNAMED_BEFORE_5, VERSION, Header, pack, unpack
 from nfcompress.errors import FormatError
 
 
@@ -100,7 +101,7 @@ def test_flags_round_trip(mode, name, oriented):
     h2, chunks, alpha = unpack(pack(h, [b"abcd"], alpha=b"xy" if "A" in mode else b""))
     # A shipped model's name is left out: its hash says which one.
     want = "" if name in SHIPPED_MODELS else name
-    assert (h2.mode, h2.model_name, h2.oriented, h2.device, h2.version) == (mode, want, oriented, "cuda", 5)
+    assert (h2.mode, h2.model_name, h2.oriented, h2.device, h2.version) == (mode, want, oriented, "cuda", VERSION)
     assert chunks == [b"abcd"] and alpha == (b"xy" if "A" in mode else b"")
 
 
@@ -184,3 +185,29 @@ def test_an_unnamed_version_4_file_needs_the_model_shipped_then():
     end = len(data) - 4 - 2
     data[end : end + 2] = (zlib.crc32(bytes(data[:end])) & 0xFFFF).to_bytes(2, "little")
     assert unpack(bytes(data))[0].model_name == UNNAMED_BEFORE_5
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_a_linear_file_round_trips_with_no_model_fields(mode):
+    h = _header(model_name="", model_hash=b"", mode=mode, tile=0, batch=0, device="any", coder="linear")
+    alpha = b"xy" if "A" in mode else b""
+    data = pack(h, [b"abcdefgh"], alpha=alpha)
+    h2, chunks, alpha2 = unpack(data)
+    assert (h2.coder, h2.mode, h2.device, h2.model_name, h2.model_hash) == ("linear", mode, "any", "", b"")
+    assert (h2.width, h2.height, h2.pixel_crc) == (70, 33, 0xDEADBEEF)
+    assert chunks == [b"abcdefgh"] and alpha2 == alpha
+    # magic, version, flags, width, height, chunk size, alpha size, pixel CRC, header CRC
+    assert len(data) - 8 - len(alpha) == 3 + 1 + 1 + 1 + 1 + 1 + bool(alpha) + 4 + 2
+
+
+def _with_crc(head: bytes) -> bytes:
+    return head + struct.pack("<H", zlib.crc32(head) & 0xFFFF)
+
+
+def test_the_linear_device_bits_are_refused_before_version_6():
+    body = bytes([70, 33, 4]) + (0xDEADBEEF).to_bytes(4, "little")
+    assert unpack(_with_crc(b"NFC" + bytes([6, 0x23]) + body) + b"abcd")[0].coder == "linear"
+    with pytest.raises(FormatError, match="unknown flags"):
+        unpack(_with_crc(b"NFC" + bytes([5, 0x23]) + body) + b"abcd")
+    with pytest.raises(FormatError, match="linear file cannot have"):
+        unpack(_with_crc(b"NFC" + bytes([6, 0x23 | 0x40]) + body) + b"abcd")

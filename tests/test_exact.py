@@ -106,7 +106,7 @@ def test_portable_files_decode_with_other_kernels_and_threads(portable_dir):
 
 def test_portable_and_float_files_both_decode(portable_dir):
     img = photo_like(24, 24, 3, seed=8)
-    fast = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, portable=False)
+    fast = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, portable=False, coder="flow")
     data = fast.encode(img).data
     assert unpack(data)[0].device == "cpu"
     assert np.array_equal(Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2).decode(data), img)

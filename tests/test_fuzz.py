@@ -19,7 +19,8 @@ EXAMPLES = int(os.environ.get("NFC_FUZZ_EXAMPLES", "150"))
 def originals(tiny_codec):
     images = [photo_like(20, 27, 3, seed=1), photo_like(40, 33, 4, seed=2), photo_like(9, 9, 1, seed=3)[..., 0]]
     coded = [(img, tiny_codec.encode(img).data) for img in images]
-    return coded + [(images[1], tiny_codec.encode(images[1], effort=3).data)]  # orientations too
+    linear = [(img, tiny_codec.encode(img, coder="linear").data) for img in images[:2]]
+    return coded + [(images[1], tiny_codec.encode(images[1], effort=3).data)] + linear  # orientations too
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -60,8 +61,9 @@ def test_payload_damage_behind_a_valid_header_fails_cleanly(tiny_codec, original
         assert np.array_equal(out, img)
 
 
-def test_enormous_declared_size_is_refused_quickly(tiny_codec, originals):
-    header, chunks, alpha = unpack(originals[0][1])
+@pytest.mark.parametrize("which", [0, -1])  # a flow file, a linear file
+def test_enormous_declared_size_is_refused_quickly(tiny_codec, originals, which):
+    header, chunks, alpha = unpack(originals[which][1])
     header.width, header.height = 16384, 16384
     t = time.perf_counter()
     with pytest.raises(NfcError):

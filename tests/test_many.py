@@ -17,7 +17,7 @@ def _images() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def portable(portable_dir) -> Codec:
-    return Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=4)
+    return Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=4, coder="flow")
 
 
 @pytest.mark.parametrize("effort", [1, 3])
@@ -49,7 +49,7 @@ def test_a_bad_file_among_many_fails_alone(portable, portable_dir):
     datas = [r.data for r in portable.encode_many(images)]
     damaged = bytearray(datas[1])
     damaged[-6] ^= 0x40
-    other = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=4).encode(images[2]).data
+    other = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=4, coder="flow").encode(images[2]).data
     datas[1], datas[2], datas[3] = bytes(damaged), other, b"not a file"
     out = portable.decode_many(datas)
     assert isinstance(out[1], (ChecksumError, FormatError))

@@ -1,0 +1,179 @@
+"""The per-image linear model: exact round trips, its tables, and what it is for (smooth photos)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import photo_like
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from nfcompress import linear
+from nfcompress.codec import encode_linear
+from nfcompress.coding.tables import PRECISION
+from nfcompress.container import unpack
+from nfcompress.errors import ChecksumError, FormatError
+
+
+def _round_trip(img: np.ndarray) -> tuple[bytes, float]:
+    data, ideal = linear.encode(img)
+    back = linear.decode(data, img.shape[0], img.shape[1], img.shape[2])
+    assert back.dtype == np.uint8 and np.array_equal(back, img)
+    return data, ideal
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 9, 3), (9, 1, 3), (2, 2, 1), (5, 7, 3), (33, 17, 1), (40, 64, 3)])
+def test_round_trips_exactly_on_every_shape(shape):
+    _round_trip(photo_like(*shape, seed=sum(shape)))
+
+
+@pytest.mark.parametrize("fill", ["zeros", "full", "extremes"])
+def test_round_trips_exactly_at_the_extremes(fill):
+    r = np.random.default_rng(1)
+    img = {
+        "zeros": np.zeros((20, 30, 3), np.uint8),
+        "full": np.full((20, 30, 3), 255, np.uint8),
+        "extremes": (r.integers(0, 2, (20, 30, 3)) * 255).astype(np.uint8),
+    }[fill]
+    _round_trip(img)
+
+
+@settings(max_examples=25, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 12), st.sampled_from([1, 3]))))
+def test_round_trips_exactly_on_any_image(img):
+    _round_trip(img)
+
+
+def test_every_table_row_has_its_floor_and_sums_to_the_precision():
+    tables = linear._Tables(np.array([0, 7, 40, 64, 100, 140, 200, 255] * 2))
+    p = np.arange(0, 256 << linear.FRAC_BITS, 997, dtype=np.int64)
+    for b in range(linear.BINS):
+        rows = tables.rows(p, np.full(len(p), b))
+        assert (rows >= linear.FLOOR).all()
+        assert (rows.sum(1) == (1 << PRECISION) - 256).all()
+
+
+def test_a_smooth_image_costs_far_fewer_bits_than_noise():
+    yy, xx = np.mgrid[0:96, 0:96]
+    smooth = np.stack([(yy + xx) % 256, (2 * yy) % 256, 128 + 0 * xx], 2).astype(np.uint8)
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    smooth_data, _ = _round_trip(smooth)
+    noise_data, _ = _round_trip(noise)
+    assert 8 * len(smooth_data) / smooth.size < 0.5
+    assert 8 * len(noise_data) / noise.size > 7.5
+
+
+def test_green_first_makes_red_and_blue_cheap_when_they_follow_it():
+    g = photo_like(64, 64, 1, seed=3)[..., 0].astype(np.int64)
+    img = np.stack([np.clip(g + 10, 0, 255), g, np.clip(g - 20, 0, 255)], 2).astype(np.uint8)
+    grey_data, _ = _round_trip(np.ascontiguousarray(img[..., 1:2]))
+    colour_data, _ = _round_trip(img)
+    assert len(colour_data) < 1.25 * len(grey_data)
+
+
+def test_the_file_size_is_the_ideal_size_plus_the_fitted_weights():
+    img = photo_like(128, 128, 3, seed=5)
+    data, ideal = _round_trip(img)
+    side_bits = 32 * (sum(linear._features(3)) + 3 * linear.BINS)
+    assert ideal < 8 * len(data) <= ideal + side_bits + 64
+
+
+def test_a_damaged_stream_fails_or_differs_but_never_hangs():
+    img = photo_like(16, 16, 3, seed=2)
+    data, _ = linear.encode(img)
+    with pytest.raises(FormatError):
+        linear.decode(data[:-1], 16, 16, 3)
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF
+    try:
+        back = linear.decode(bytes(damaged), 16, 16, 3)
+    except FormatError:
+        return
+    assert back.shape == img.shape  # the codec's pixel checksum then refuses it
+
+
+def test_a_payload_too_short_for_its_declared_size_is_refused_before_any_work():
+    data, _ = linear.encode(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(FormatError, match="cannot hold"):
+        linear.decode(data, 16384, 16384, 3)
+
+
+def test_auto_keeps_the_smaller_file_of_the_two(tiny_codec):
+    # A smooth photo-like image, where the tiny flow loses, and noise, where the linear model's
+    # fitted weights cost more than they save.
+    for img in [photo_like(48, 40, 3, seed=11), np.random.default_rng(3).integers(0, 256, (8, 8, 3), np.uint8)]:
+        sizes = {c: len(tiny_codec.encode(img, coder=c).data) for c in ("flow", "linear")}
+        res = tiny_codec.encode(img, coder="auto")
+        assert len(res.data) == min(sizes.values())
+        assert res.coder == min(sizes, key=sizes.get) and unpack(res.data)[0].coder == res.coder
+        assert np.array_equal(tiny_codec.decode(res.data), img)
+
+
+def test_encode_many_gives_the_bytes_of_one_at_a_time_whichever_coder_wins(tiny_codec):
+    images = [photo_like(48, 40, 3, seed=11), photo_like(8, 8, 3, seed=2), photo_like(30, 20, 1, seed=4)[..., 0]]
+    many = tiny_codec.encode_many(images, coder="auto")
+    assert [r.data for r in many] == [tiny_codec.encode(im, coder="auto").data for im in images]
+    assert {r.coder for r in many} == {"flow", "linear"}
+    for got, want in zip(tiny_codec.decode_many([r.data for r in many]), images):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_every_mode_round_trips_through_a_linear_file(tiny_codec, channels):
+    img = photo_like(21, 34, channels, seed=channels)
+    img = img[..., 0] if channels == 1 else img
+    res = tiny_codec.encode(img, coder="linear")
+    assert res.coder == "linear" and res.portable
+    assert np.array_equal(tiny_codec.decode(res.data), img)
+    assert res.ideal_bits < 8 * len(res.data)
+
+
+def test_a_linear_file_decodes_without_loading_any_model(monkeypatch):
+    import nfcompress.api
+
+    img = photo_like(24, 24, 3, seed=6)
+    data = encode_linear(img).data
+
+    def no_model(*a, **kw):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(nfcompress.api, "get_codec", no_model)
+    assert np.array_equal(nfcompress.api.decode(data), img)
+
+
+def test_a_damaged_linear_file_is_refused_by_its_checksum(tiny_codec):
+    img = photo_like(24, 24, 3, seed=7)
+    data = bytearray(tiny_codec.encode(img, coder="linear").data)
+    data[-3] ^= 0x10
+    with pytest.raises((ChecksumError, FormatError)):
+        tiny_codec.decode(bytes(data))
+
+
+def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
+    img = photo_like(50, 70, 3, seed=12)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    env = dict(os.environ)
+    env.pop("NFCOMPRESS_MODELS", None)
+    for args, threads in [(["encode", "--coder", "linear", str(tmp_path / "a.png")], 1), (["info", "--json"], 2)]:
+        if args[0] == "info":
+            args = [*args, str(tmp_path / "a.nfc")]
+        else:
+            args = [*args, "--threads", str(threads)]
+        r = subprocess.run([sys.executable, "-m", "nfcompress", *args], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["coder"], info["model"], info["portable"], info["chunks"]) == ("linear", None, True, 1)
+    (tmp_path / "a.png").rename(tmp_path / "orig.png")
+    r = subprocess.run(
+        [sys.executable, "-m", "nfcompress", "decode", str(tmp_path / "a.nfc"), "--threads", "2"],
+        capture_output=True,
+        text=True,
+        env=dict(env, OMP_NUM_THREADS="2"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)
