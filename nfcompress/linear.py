@@ -44,21 +44,33 @@ MIN_BITS = -float(np.log2(((1 << PRECISION) - 255 * FLOOR - 255) / (1 << PRECISI
 BAND = 1 << 18  # pixels whose features are built at once
 FIT_PIXELS = 1 << 21  # pixels the weights are fitted on, at most (about)
 CROSS_ERR = 2  # an earlier channel's error at the pixel counts this much in the activity
+# Predictor classes: each pixel takes the weights of its class, from its neighbours' gradients.
+# The encoder picks how many by the image's size (more weights to send pay on larger images).
+CLASS_COUNTS = (1, 2, 4, 8)
+CLASS_PIXELS = (0, 1 << 15, 1 << 17, 1 << 20)  # the fewest pixels for each count
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _RAW16 = constriction.stream.model.Uniform(1 << 16)
+_RAW8 = constriction.stream.model.Uniform(256)
+_CLASSES = constriction.stream.model.Uniform(len(CLASS_COUNTS))
+ESCAPE = (1 << 16) - 1  # a weight whose zigzag value is this or more follows in two 16-bit halves
 # Indices into CAUSAL of the neighbours the activity reads.
 _W, _N, _NW, _NE = 0, 1, 2, 3
 
 
 @dataclass
 class LinearModel:
-    """A fitted model: per channel, integer weights (causal, cross, bias) and bin scale codes."""
+    """A fitted model: per channel, integer weights per class (causal, cross, bias) and bin scale codes."""
 
-    weights: list[np.ndarray]  # channel c: int64 (len(CAUSAL) + len(CROSS) * c + 1,)
+    weights: list[np.ndarray]  # channel c: int64 (classes, len(CAUSAL) + len(CROSS) * c + 1)
     scales: list[np.ndarray]  # channel c: int64 (BINS,), codes 0..255
 
+    @property
+    def classes(self) -> int:
+        """Predictor classes."""
+        return self.weights[0].shape[0]
 
-def _features(channels: int) -> list[int]:
+
+def _feature_counts(channels: int) -> list[int]:
     return [len(CAUSAL) + len(CROSS) * c + 1 for c in range(channels)]
 
 
@@ -73,37 +85,43 @@ def _canvas(ch: np.ndarray) -> np.ndarray:
     return cv
 
 
-def _offsets(width: int) -> np.ndarray:
-    return np.array([di * (width + LEFT + RIGHT) + dj for di, dj in CAUSAL], np.int64)
+def _pads(prev: list[np.ndarray]) -> np.ndarray:
+    """The earlier channels, each edge-padded by one pixel, flattened one after another."""
+    return np.concatenate([np.pad(p.astype(np.int64), 1, mode="edge").ravel() for p in prev] or [np.zeros(0, np.int64)])
 
 
-def _cross(prev: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    """The earlier channels' part of every prediction plus the bias, in weight units (H * W,)."""
-    h, w = prev[0].shape if prev else (0, 0)
-    out = np.full(h * w, int(weights[-1]), np.int64)
-    k = len(CAUSAL)
-    for p in prev:
-        pad = np.pad(p.astype(np.int64), 1, mode="edge")
-        for di, dj in CROSS:
-            out += int(weights[k]) * pad[1 - di : 1 - di + h, 1 - dj : 1 - dj + w].ravel()
-            k += 1
-    return out
+class _Layout:
+    """Where the features of a channel's pixels lie: CAUSAL in its canvas, CROSS in `_pads`."""
+
+    def __init__(self, h: int, w: int, c: int) -> None:
+        self.w, self.cw = w, w + LEFT + RIGHT
+        self.offsets = np.array([di * self.cw + dj for di, dj in CAUSAL], np.int64)
+        size = (h + 2) * (w + 2)
+        self.cross = np.array([q * size - di * (w + 2) - dj for q in range(c) for di, dj in CROSS], np.int64)
+
+    def places(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """The canvas cells (flat) of pixels (i, j)."""
+        return (i + TOP) * self.cw + j + LEFT
+
+    def features(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Every feature (F, n) of pixels (i, j): canvas neighbours (flat canvas cv), earlier channels, 1."""
+        parts = [cv[self.places(i, j)[None, :] - self.offsets[:, None]]]
+        if len(self.cross):
+            parts.append(pads[((i + 1) * (self.w + 2) + j + 1)[None, :] + self.cross[:, None]])
+        parts.append(np.ones((1, len(i)), np.int64))
+        return np.concatenate(parts)
 
 
-def _rows_of(h: int, w: int):
-    """Bands of rows [r0, r1) of at most about BAND pixels: features are built a band at a time."""
+def _rows_of(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Bands of at most about BAND pixels, as their rows and columns: features are built a band at a time."""
     step = max(1, BAND // w)
-    return [(r, min(h, r + step)) for r in range(0, h, step)]
+    return [np.divmod(np.arange(r * w, min(h, r + step) * w, dtype=np.int64), w) for r in range(0, h, step)]
 
 
-def _window(cv: np.ndarray, r0: int, r1: int, w: int, offsets) -> np.ndarray:
-    """The canvas values at each offset (up, left) of the pixels of rows [r0, r1): (len(offsets), n)."""
-    return np.stack([cv[TOP + r0 - di : TOP + r1 - di, LEFT - dj : LEFT - dj + w].ravel() for di, dj in offsets])
-
-
-def _cross_window(pads: list[np.ndarray], r0: int, r1: int, w: int) -> list[np.ndarray]:
-    """The earlier channels' (edge-padded by 1) values at CROSS of the pixels of rows [r0, r1)."""
-    return [p[1 + r0 - di : 1 + r1 - di, 1 - dj : 1 - dj + w].ravel() for p in pads for di, dj in CROSS]
+def _class_of(nb: np.ndarray, classes: int) -> np.ndarray:
+    """Each pixel's predictor class, from the gradients around it (its canvas neighbours)."""
+    grad = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
+    return _bins(grad) * classes // BINS
 
 
 def _steps(h: int, w: int):
@@ -117,9 +135,14 @@ def _bins(activity: np.ndarray) -> np.ndarray:
     return np.searchsorted(THRESHOLDS, activity, side="right")
 
 
-def _prediction(nb: np.ndarray, causal_w: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Integer predictions (weight units, within 0..255) from the neighbours (len(CAUSAL), n)."""
-    return np.clip(causal_w @ nb + base, 0, 255 << FRAC_BITS)
+def _prediction(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Integer predictions (weight units, within 0..255) from the features (F, n), each pixel
+    with the weights of its class (classes, F)."""
+    if weights.shape[0] == 1:
+        p = weights[0] @ x
+    else:
+        p = np.einsum("fn,nf->n", x, weights[_class_of(x, weights.shape[0])])
+    return np.clip(p, 0, 255 << FRAC_BITS)
 
 
 def _activity_bins(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
@@ -132,10 +155,6 @@ def _activity_bins(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray) -> n
 
 def _round(p: np.ndarray) -> np.ndarray:
     return (p + (1 << (FRAC_BITS - 1))) >> FRAC_BITS
-
-
-def _errors(cv_err: np.ndarray, cp: np.ndarray, offs: np.ndarray) -> np.ndarray:
-    return cv_err[cp[None, :] - offs[[_W, _N, _NW, _NE], None]]
 
 
 def _scale(q: np.ndarray) -> np.ndarray:
@@ -178,28 +197,32 @@ def _order(channels: int) -> list[int]:
 
 
 def fit(rgb: np.ndarray, ridge: float = 1e-3) -> LinearModel:
-    """Least-squares weights and per-bin scales for an (H, W, C) uint8 image, channels in coding order.
-
-    The weights are fitted on at most about FIT_PIXELS pixels (evenly spread bands of rows).
-    """
+    """Least-squares weights per class and per-bin scales for an (H, W, C) uint8 image, channels in
+    coding order. The weights are fitted on at most about FIT_PIXELS pixels (evenly spread bands)."""
     h, w, channels = rgb.shape
-    weights, scales = [], []
-    cross_err = np.zeros(h * w, np.int64)
+    classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
     bands = _rows_of(h, w)
     bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
-    for c in range(channels):
-        cv = _canvas(rgb[..., c].astype(np.int64))
-        pads = [np.pad(rgb[..., p], 1, mode="edge") for p in range(c)]
-        n = len(CAUSAL) + len(CROSS) * c + 1
-        a, v = ridge * np.eye(n), np.zeros(n)
-        for r0, r1 in bands:
-            cross = [f[None] for f in _cross_window(pads, r0, r1, w)]
-            ones = np.ones((1, (r1 - r0) * w), np.int64)
-            x = np.concatenate([_window(cv, r0, r1, w, CAUSAL), *cross, ones]).astype(np.float64)
-            a += x @ x.T
-            v += x @ rgb[r0:r1, :, c].ravel().astype(np.float64)
-        sol = np.linalg.solve(a, v)
-        wq = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT).astype(np.int64)
+    weights, scales = [], []
+    cross_err = np.zeros(h * w, np.int64)
+    for c, n in enumerate(_feature_counts(channels)):
+        cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
+        a, v, count = np.zeros((classes, n, n)), np.zeros((classes, n)), np.zeros(classes, np.int64)
+        for i, j in bands:
+            x = layout.features(cv, pads, i, j)
+            y = rgb[i, j, c].astype(np.float64)
+            cls = _class_of(x, classes)
+            for k in range(classes):
+                xk = x[:, cls == k].astype(np.float64)
+                a[k] += xk @ xk.T
+                v[k] += xk @ y[cls == k]
+                count[k] += xk.shape[1]
+        wq = np.empty((classes, n), np.int64)
+        for k in range(classes):
+            # A class too rare to fit takes the weights of all the pixels.
+            ak, vk = (a[k], v[k]) if count[k] >= 4 * n else (a.sum(0), v.sum(0))
+            sol = np.linalg.solve(ak + ridge * np.eye(n), vk)
+            wq[k] = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT)
         weights.append(wq)
         p, bins, err = _raster(rgb, c, wq, cross_err)
         cross_err = cross_err + CROSS_ERR * err
@@ -212,19 +235,18 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
     """Predictions (weight units), bins (int8) and errors of channel c for every pixel, raster order."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int64)
-    cv = _canvas(ch)
-    k = len(CAUSAL)
-    base = _cross([rgb[..., p] for p in range(c)], wq) if c else np.full(h * w, int(wq[-1]), np.int64)
+    cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
     p = np.empty(h * w, np.int64)
     bands = _rows_of(h, w)
-    for r0, r1 in bands:
-        p[r0 * w : r1 * w] = _prediction(_window(cv, r0, r1, w, CAUSAL), wq[:k], base[r0 * w : r1 * w])
+    for i, j in bands:
+        p[i * w + j] = _prediction(layout.features(cv.ravel(), pads, i, j), wq)
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
     bins = np.empty(h * w, np.int8)
-    for r0, r1 in bands:
-        nb = _window(cv, r0, r1, w, CAUSAL[:4])
-        bins[r0 * w : r1 * w] = _activity_bins(nb, _window(err, r0, r1, w, CAUSAL[:4]), cross_err[r0 * w : r1 * w])
+    for i, j in bands:
+        cp = layout.places(i, j)
+        nb = cv.ravel()[cp[None, :] - layout.offsets[:4, None]]
+        bins[i * w + j] = _activity_bins(nb, err.ravel()[cp[None, :] - layout.offsets[:4, None]], cross_err[i * w + j])
     return p, bins, err[TOP:, LEFT : LEFT + w].ravel()
 
 
@@ -245,7 +267,38 @@ def _fit_scales(resid: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
-    return np.where(v >= 0, 2 * v, -2 * v - 1).astype(np.uint64)
+    return np.where(v >= 0, 2 * v, -2 * v - 1).astype(np.int64)
+
+
+def _unzigzag(u: np.ndarray) -> np.ndarray:
+    return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
+
+
+def _push_side(coder, model: LinearModel) -> None:
+    """Push the class count, the scale codes and the weights (16 bits each, wider ones escaped)."""
+    u = _zigzag(np.concatenate([w.ravel() for w in model.weights]))
+    wide = u[u >= ESCAPE]
+    if len(wide):
+        coder.encode_reverse(np.stack([wide >> 16, wide & 0xFFFF], 1).ravel().astype(np.int32), _RAW16)
+    coder.encode_reverse(np.minimum(u, ESCAPE).astype(np.int32), _RAW16)
+    coder.encode_reverse(np.concatenate(model.scales).astype(np.int32), _RAW8)
+    coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
+
+
+def _pop_side(coder, channels: int) -> LinearModel:
+    """The model `_push_side` pushed."""
+    classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
+    scales = coder.decode(_RAW8, BINS * channels).astype(np.int64).reshape(channels, BINS)
+    counts = _feature_counts(channels)
+    u = coder.decode(_RAW16, classes * sum(counts)).astype(np.int64)
+    wide = np.flatnonzero(u == ESCAPE)
+    if len(wide):
+        halves = coder.decode(_RAW16, 2 * len(wide)).astype(np.int64).reshape(-1, 2)
+        u[wide] = (halves[:, 0] << 16) | halves[:, 1]
+    flat = _unzigzag(u)
+    ends = np.cumsum([0, *[classes * n for n in counts]])
+    weights = [flat[a:b].reshape(classes, n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
+    return LinearModel(weights, list(scales))
 
 
 def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, float]:
@@ -270,9 +323,7 @@ def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, fl
             sym = x[s : s + SEGMENT]
             coder.encode_reverse(sym, _CATEGORICAL, rows)
             ideal += float(np.sum(PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)))
-    side = np.concatenate([np.concatenate([wq, q]) for wq, q in zip(model.weights, model.scales)])
-    u = _zigzag(side)
-    coder.encode_reverse(np.stack([(u >> 16), (u & 0xFFFF)], 1).ravel().astype(np.int32), _RAW16)
+    _push_side(coder, model)
     return coder.get_compressed().astype("<u4").tobytes(), ideal
 
 
@@ -286,35 +337,28 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
     except ValueError as e:
         raise FormatError(f"corrupted payload: {e}") from None
-    feats = _features(channels)
-    raw = coder.decode(_RAW16, 2 * (sum(feats) + BINS * channels)).astype(np.uint64).reshape(-1, 2)
-    u = ((raw[:, 0] << 16) | raw[:, 1]).astype(np.int64)
-    side = np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
+    model = _pop_side(coder, channels)
+    if any((q < 0).any() or (q > 255).any() for q in model.scales):
+        raise FormatError("corrupted payload: a scale code out of range")
     out = np.empty((height, width, channels), np.uint8)
-    offs = _offsets(width)
-    cw = width + LEFT + RIGHT
-    pos = 0
     cross_err = np.zeros(height * width, np.int64)
-    k = len(CAUSAL)
     for c in range(channels):
-        wq, q = side[pos : pos + feats[c]], side[pos + feats[c] : pos + feats[c] + BINS]
-        pos += feats[c] + BINS
-        if (q < 0).any() or (q > 255).any():
-            raise FormatError("corrupted payload: a scale code out of range")
-        tables = _Tables(q)
-        base = _cross([out[..., p] for p in range(c)], wq) if c else np.full(height * width, int(wq[-1]), np.int64)
+        tables = _Tables(model.scales[c])
+        layout = _Layout(height, width, c)
+        pads = _pads([out[..., q] for q in range(c)])
+        cw = layout.cw
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int64)
         err = np.zeros_like(cv)
+        errs_at = layout.offsets[:4, None]
         for i, j in _steps(height, width):
-            cp = (i + TOP) * cw + j + LEFT
-            pix = i * width + j
-            nb = cv[cp[None, :] - offs[:, None]]
-            p = _prediction(nb, wq[:k], base[pix])
-            bins = _activity_bins(nb, _errors(err, cp, offs), cross_err[pix])
-            x = coder.decode(_CATEGORICAL, tables.rows(p, bins)).astype(np.int64)
-            cv[cp] = x
-            err[cp] = np.abs(x - _round(p))
-            _spread(cv, cp, x, i, j, width, cw)
+            x = layout.features(cv, pads, i, j)
+            cp = layout.places(i, j)
+            p = _prediction(x, model.weights[c])
+            bins = _activity_bins(x, err[cp[None, :] - errs_at], cross_err[i * width + j])
+            v = coder.decode(_CATEGORICAL, tables.rows(p, bins)).astype(np.int64)
+            cv[cp] = v
+            err[cp] = np.abs(v - _round(p))
+            _spread(cv, cp, v, i, j, width, cw)
         out[..., c] = cv.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width]
         cross_err += CROSS_ERR * err.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width].ravel()
     if not coder.is_empty():
