@@ -44,10 +44,12 @@ MIN_BITS = -float(np.log2(((1 << PRECISION) - 255 * FLOOR - 255) / (1 << PRECISI
 BAND = 1 << 18  # pixels whose features are built at once
 FIT_PIXELS = 1 << 21  # pixels the weights are fitted on, at most (about)
 CROSS_ERR = 2  # an earlier channel's error at the pixel counts this much in the activity
-# Predictor classes: each pixel takes the weights of its class, from its neighbours' gradients.
+# Predictor classes: each pixel takes the weights of its class, from its neighbours' gradients;
+# with more than one, pixels near the edges (whose neighbourhoods hold copies) have a class of
+# their own after them.
 # The encoder picks how many by the image's size (more weights to send pay on larger images).
 CLASS_COUNTS = (1, 2, 4, 8)
-CLASS_PIXELS = (0, 1 << 15, 1 << 17, 1 << 20)  # the fewest pixels for each count
+CLASS_PIXELS = (0, 1 << 14, 1 << 17, 1 << 20)  # the fewest pixels for each count
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _RAW16 = constriction.stream.model.Uniform(1 << 16)
 _RAW8 = constriction.stream.model.Uniform(256)
@@ -61,13 +63,18 @@ _W, _N, _NW, _NE = 0, 1, 2, 3
 class LinearModel:
     """A fitted model: per channel, integer weights per class (causal, cross, bias) and bin scale codes."""
 
-    weights: list[np.ndarray]  # channel c: int64 (classes, len(CAUSAL) + len(CROSS) * c + 1)
+    weights: list[np.ndarray]  # channel c: int64 (_sets(classes), len(CAUSAL) + len(CROSS) * c + 1)
     scales: list[np.ndarray]  # channel c: int64 (BINS,), codes 0..255
 
     @property
     def classes(self) -> int:
-        """Predictor classes."""
-        return self.weights[0].shape[0]
+        """Predictor classes (besides the edges' own)."""
+        return max(1, self.weights[0].shape[0] - 1)
+
+
+def _sets(classes: int) -> int:
+    """Weight sets of a channel with this many classes: one more for the edges, if more than one."""
+    return classes + (classes > 1)
 
 
 def _feature_counts(channels: int) -> list[int]:
@@ -118,10 +125,14 @@ def _rows_of(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [np.divmod(np.arange(r * w, min(h, r + step) * w, dtype=np.int64), w) for r in range(0, h, step)]
 
 
-def _class_of(nb: np.ndarray, classes: int) -> np.ndarray:
-    """Each pixel's predictor class, from the gradients around it (its canvas neighbours)."""
+def _class_of(nb: np.ndarray, classes: int, i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray:
+    """Each pixel's predictor class, from the gradients around it (its canvas neighbours); pixels
+    (i, j) whose neighbourhood reaches past an edge of the width-w image are class `classes`."""
     grad = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
-    return _bins(grad) * classes // BINS
+    if classes == 1:
+        return np.zeros(len(i), np.int64)
+    edge = (i < TOP) | (j < LEFT) | (j >= w - RIGHT)
+    return np.where(edge, classes, _bins(grad) * classes // BINS)
 
 
 def _steps(h: int, w: int):
@@ -135,14 +146,10 @@ def _bins(activity: np.ndarray) -> np.ndarray:
     return np.searchsorted(THRESHOLDS, activity, side="right")
 
 
-def _prediction(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarray:
     """Integer predictions (weight units, within 0..255) from the features (F, n), each pixel
-    with the weights of its class (classes, F)."""
-    if weights.shape[0] == 1:
-        p = weights[0] @ x
-    else:
-        p = np.einsum("fn,nf->n", x, weights[_class_of(x, weights.shape[0])])
-    return np.clip(p, 0, 255 << FRAC_BITS)
+    with the weights (sets, F) of its class."""
+    return np.clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
 
 
 def _activity_bins(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
@@ -207,18 +214,19 @@ def fit(rgb: np.ndarray, ridge: float = 1e-3) -> LinearModel:
     cross_err = np.zeros(h * w, np.int64)
     for c, n in enumerate(_feature_counts(channels)):
         cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
-        a, v, count = np.zeros((classes, n, n)), np.zeros((classes, n)), np.zeros(classes, np.int64)
+        sets = _sets(classes)
+        a, v, count = np.zeros((sets, n, n)), np.zeros((sets, n)), np.zeros(sets, np.int64)
         for i, j in bands:
             x = layout.features(cv, pads, i, j)
             y = rgb[i, j, c].astype(np.float64)
-            cls = _class_of(x, classes)
-            for k in range(classes):
+            cls = _class_of(x, classes, i, j, w)
+            for k in range(sets):
                 xk = x[:, cls == k].astype(np.float64)
                 a[k] += xk @ xk.T
                 v[k] += xk @ y[cls == k]
                 count[k] += xk.shape[1]
-        wq = np.empty((classes, n), np.int64)
-        for k in range(classes):
+        wq = np.empty((sets, n), np.int64)
+        for k in range(sets):
             # A class too rare to fit takes the weights of all the pixels.
             ak, vk = (a[k], v[k]) if count[k] >= 4 * n else (a.sum(0), v.sum(0))
             sol = np.linalg.solve(ak + ridge * np.eye(n), vk)
@@ -239,7 +247,8 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
     p = np.empty(h * w, np.int64)
     bands = _rows_of(h, w)
     for i, j in bands:
-        p[i * w + j] = _prediction(layout.features(cv.ravel(), pads, i, j), wq)
+        x = layout.features(cv.ravel(), pads, i, j)
+        p[i * w + j] = _prediction(x, wq, _class_of(x, max(1, len(wq) - 1), i, j, w))
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
     bins = np.empty(h * w, np.int8)
@@ -290,14 +299,14 @@ def _pop_side(coder, channels: int) -> LinearModel:
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
     scales = coder.decode(_RAW8, BINS * channels).astype(np.int64).reshape(channels, BINS)
     counts = _feature_counts(channels)
-    u = coder.decode(_RAW16, classes * sum(counts)).astype(np.int64)
+    u = coder.decode(_RAW16, _sets(classes) * sum(counts)).astype(np.int64)
     wide = np.flatnonzero(u == ESCAPE)
     if len(wide):
         halves = coder.decode(_RAW16, 2 * len(wide)).astype(np.int64).reshape(-1, 2)
         u[wide] = (halves[:, 0] << 16) | halves[:, 1]
     flat = _unzigzag(u)
-    ends = np.cumsum([0, *[classes * n for n in counts]])
-    weights = [flat[a:b].reshape(classes, n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
+    ends = np.cumsum([0, *[_sets(classes) * n for n in counts]])
+    weights = [flat[a:b].reshape(_sets(classes), n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
     return LinearModel(weights, list(scales))
 
 
@@ -353,7 +362,7 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
         for i, j in _steps(height, width):
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
-            p = _prediction(x, model.weights[c])
+            p = _prediction(x, model.weights[c], _class_of(x, model.classes, i, j, width))
             bins = _activity_bins(x, err[cp[None, :] - errs_at], cross_err[i * width + j])
             v = coder.decode(_CATEGORICAL, tables.rows(p, bins)).astype(np.int64)
             cv[cp] = v
