@@ -24,6 +24,10 @@ DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
 # Which model codes an image: the smaller file of the two (auto), or one of them.
 CODERS = ("auto", "flow", "linear")
+# At effort 1, an image of SAMPLE_FROM full tiles or more goes through the flow only if its ideal
+# bits on SAMPLE_TILES of them, spread over the image, are under SAMPLE_MARGIN times the linear
+# model's there: on large photos the flow rarely wins, and trying costs more than the linear model.
+SAMPLE_FROM, SAMPLE_TILES, SAMPLE_MARGIN = 16, 8, 1.02
 
 
 @dataclass
@@ -309,12 +313,32 @@ class Codec:
                 f"this model is named {self.name!r} but is not the shipped {self.name!r} (other weights): "
                 "give it a name of its own (its card's name, or train --name)"
             )
-        with self._lock:
-            flow = self._encode(images, progress, effort, portable)
         if coder == "flow":
-            return flow
-        # The linear model's file where it is smaller.
-        return [min(f, encode_linear(image), key=lambda r: len(r.data)) for f, image in zip(flow, images)]
+            with self._lock:
+                return self._encode(images, progress, effort, portable)
+        lin = [_encode_linear(image) for image in images]
+        with self._lock:
+            # The flow codes every image but those where a sample of its tiles says it will lose.
+            tried = [
+                i
+                for i, (image, (_, bits)) in enumerate(zip(images, lin))
+                if self._worth_trying(image, bits, effort, portable)
+            ]
+            flow = dict(zip(tried, self._encode([images[i] for i in tried], progress, effort, portable)))
+        return [min(flow[i], r, key=lambda x: len(x.data)) if i in flow else r for i, (r, _) in enumerate(lin)]
+
+    def _worth_trying(self, image: np.ndarray, linear_bits: np.ndarray, effort: int, portable: bool) -> bool:
+        """Whether the flow may code an image smaller than the linear model, whose bits per pixel
+        are `linear_bits`: at effort 1 a large image is judged by a sample of its tiles, else yes."""
+        rgb, _ = _split_mode(*_as_pixels(image))
+        full = [t for c in plan_tiles(*rgb.shape[:2], self.tile, self.batch, 1) for t in c if t.h == t.w == self.tile]
+        if effort > 1 or len(full) < SAMPLE_FROM:
+            return True
+        sample = full[:: len(full) // SAMPLE_TILES][:SAMPLE_TILES]
+        x = torch.from_numpy(_padded(rgb, sample, self.model.config.multiple)).to(self.device).float()
+        flow_bits = float(self._choose(x, effort, portable)[3].sum())
+        linear_sum = sum(float(linear_bits[t.y : t.y + t.h, t.x : t.x + t.w].sum()) for t in sample)
+        return flow_bits < linear_sum * SAMPLE_MARGIN
 
     def _encode(
         self, images: list[np.ndarray], progress: Callable[[int, int], None] | None, effort: int, portable: bool
@@ -619,9 +643,15 @@ def _with_alpha(colour: np.ndarray, header: Header, alpha_data: bytes) -> np.nda
 
 def encode_linear(image: np.ndarray) -> EncodeResult:
     """An image coded by the per-image linear model: a file that needs no model (nfcompress.linear)."""
+    return _encode_linear(image)[0]
+
+
+def _encode_linear(image: np.ndarray) -> tuple[EncodeResult, np.ndarray]:
+    """`encode_linear`, and the ideal bits of each pixel (H, W; alpha aside)."""
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
-    data, ideal = linear.encode(colour)
+    data, pixel_bits = linear.encode(colour)
+    ideal = float(pixel_bits.sum())
     alpha_data = b""
     if mode in ("LA", "RGBA"):
         alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)
@@ -638,7 +668,8 @@ def encode_linear(image: np.ndarray) -> EncodeResult:
         device="any",
         coder="linear",
     )
-    return EncodeResult(pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="linear")
+    result = EncodeResult(pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="linear")
+    return result, pixel_bits
 
 
 def decode_linear(header: Header, chunk: bytes, alpha_data: bytes) -> np.ndarray:

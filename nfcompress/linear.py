@@ -310,15 +310,15 @@ def _pop_side(coder, channels: int) -> LinearModel:
     return LinearModel(weights, list(scales))
 
 
-def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, float]:
-    """An (H, W, C) uint8 image as one ANS stream, and the ideal bits of its pixels."""
+def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, np.ndarray]:
+    """An (H, W, C) uint8 image as one ANS stream, and the ideal bits of each pixel (H, W)."""
     rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
     model = model or fit(rgb)
     h, w, channels = rgb.shape
     coder = constriction.stream.stack.AnsCoder()
     t = 2 * np.arange(h)[:, None] + np.arange(w)[None, :]
     order = np.argsort(t.ravel(), kind="stable")  # decoding order: wavefronts, then rows
-    ideal = 0.0
+    ideal = np.zeros(h * w)
     cross_err = [np.zeros(h * w, np.int64)]
     for c in range(channels - 1):
         cross_err.append(cross_err[-1] + CROSS_ERR * _raster(rgb, c, model.weights[c], cross_err[-1])[2])
@@ -331,9 +331,9 @@ def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, fl
             rows = tables.rows(p[s : s + SEGMENT], bins[s : s + SEGMENT])
             sym = x[s : s + SEGMENT]
             coder.encode_reverse(sym, _CATEGORICAL, rows)
-            ideal += float(np.sum(PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)))
+            ideal[order[s : s + SEGMENT]] += PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)
     _push_side(coder, model)
-    return coder.get_compressed().astype("<u4").tobytes(), ideal
+    return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w)
 
 
 def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:

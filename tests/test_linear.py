@@ -21,10 +21,11 @@ from nfcompress.errors import ChecksumError, FormatError
 
 
 def _round_trip(img: np.ndarray) -> tuple[bytes, float]:
-    data, ideal = linear.encode(img)
+    data, pixel_bits = linear.encode(img)
     back = linear.decode(data, img.shape[0], img.shape[1], img.shape[2])
     assert back.dtype == np.uint8 and np.array_equal(back, img)
-    return data, ideal
+    assert pixel_bits.shape == img.shape[:2] and (pixel_bits > 0).all()
+    return data, float(pixel_bits.sum())
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 9, 3), (9, 1, 3), (2, 2, 1), (5, 7, 3), (33, 17, 1), (40, 64, 3)])
@@ -198,3 +199,21 @@ def test_any_weights_and_scales_go_through_the_side_information():
     model = linear.LinearModel(weights, [r.integers(0, 256, linear.BINS) for _ in counts])
     data, _ = linear.encode(img, model)
     assert np.array_equal(linear.decode(data, 12, 10, 3), img)
+
+
+def test_a_large_image_skips_the_flow_when_a_sample_of_tiles_says_it_loses(tiny_models_dir, monkeypatch):
+    from nfcompress.codec import Codec
+
+    codec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=4)
+    img = photo_like(160, 160, 3, seed=15)  # 25 full tiles; the tiny flow codes it far worse
+    ran = []
+    real = codec._encode
+    monkeypatch.setattr(codec, "_encode", lambda images, *a: ran.append(len(images)) or real(images, *a))
+    res = codec.encode(img)
+    assert res.coder == "linear" and ran == [0]
+    assert res.data == codec.encode(img, coder="linear").data
+    codec.encode(img, effort=2)  # above effort 1 the flow always codes it too
+    assert ran[-1] == 1
+    small = photo_like(40, 40, 3, seed=15)  # under 16 tiles: no sample, the flow codes it
+    codec.encode(small)
+    assert ran[-1] == 1
