@@ -14,6 +14,7 @@ wavefront, so a whole wavefront decodes as one vector. Earlier channels are know
 
 __all__ = ["LinearModel", "fit", "encode", "decode"]
 
+import functools
 from dataclasses import dataclass
 
 import constriction
@@ -168,21 +169,29 @@ def _scale(q: np.ndarray) -> np.ndarray:
     return det_exp(LOG_SCALE_MIN + LOG_SCALE_STEP * np.asarray(q, np.float64))
 
 
+_TOTAL = (1 << PRECISION) - 256 * (1 + FLOOR)
+
+
+@functools.lru_cache(maxsize=256)
+def _cumulative(q: int) -> np.ndarray:
+    """Integer cumulative weights (MEAN_STEPS, 512) of a logistic of scale code q, at edges e - 255.5
+    from a prediction's integer part, for each fraction of the prediction (the same for every image)."""
+    edges = np.arange(512, dtype=np.float64) - 255.5
+    frac = np.arange(MEAN_STEPS, dtype=np.float64) / MEAN_STEPS
+    cdf = 1.0 / (1.0 + det_exp(-(edges[None, :] - frac[:, None]) / _scale(np.array([q]))[0]))
+    out = np.maximum.accumulate(np.floor(cdf * _TOTAL), axis=1)
+    out.flags.writeable = False
+    return out
+
+
 class _Tables:
     """A channel's integer weights for every bin (its scale) and fraction of a prediction."""
 
     def __init__(self, scales: np.ndarray) -> None:
-        total = (1 << PRECISION) - 256 * (1 + FLOOR)
-        inv_s = 1.0 / _scale(scales)
-        # Edge e lies at offset e - 255.5 from a prediction's integer part.
-        edges = np.arange(512, dtype=np.float64) - 255.5
-        frac = np.arange(MEAN_STEPS, dtype=np.float64) / MEAN_STEPS
-        x = (edges[None, None, :] - frac[None, :, None]) * inv_s[:, None, None]
-        cdf = 1.0 / (1.0 + det_exp(-x))
-        self.cum = np.maximum.accumulate(np.floor(cdf * total), axis=2).reshape(-1, 512)
+        self.cum = np.concatenate([_cumulative(int(q)) for q in scales])
         pmf = np.diff(self.cum, axis=1) + FLOOR
         self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
-        self.total = float(total + FLOOR)
+        self.total = float(_TOTAL + FLOOR)
 
     def rows(self, p: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """Each prediction's weights of the values 0..255 (n, 256), summing to 2**PRECISION - 256.
@@ -260,8 +269,8 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
 
 
 def _fit_scales(resid: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """For each bin, the scale code under which its residuals cost the fewest bits."""
-    s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * np.arange(256))[:, None]
+    """For each bin, the scale code under which its residuals cost the fewest bits (searched
+    every 8 codes, then around the best)."""
     out = np.zeros(BINS, np.int64)
     for b in range(BINS):
         # Residuals to 1/16 (the tables' resolution) and how often each occurs.
@@ -269,9 +278,15 @@ def _fit_scales(resid: np.ndarray, bins: np.ndarray) -> np.ndarray:
         if not len(e):
             continue
         e = e / MEAN_STEPS
-        up = 0.5 * (1 + np.tanh((e[None, :] + 0.5) / (2 * s)))
-        lo = 0.5 * (1 + np.tanh((e[None, :] - 0.5) / (2 * s)))
-        out[b] = int(np.argmin(-np.log2(np.maximum(up - lo, 1e-12)) @ n))
+        best = 0
+        for codes in (np.arange(4, 256, 8), None):
+            if codes is None:
+                codes = np.arange(max(0, best - 7), min(256, best + 8))
+            s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[:, None]
+            up = 0.5 * (1 + np.tanh((e[None, :] + 0.5) / (2 * s)))
+            lo = 0.5 * (1 + np.tanh((e[None, :] - 0.5) / (2 * s)))
+            best = int(codes[np.argmin(-np.log2(np.maximum(up - lo, 1e-12)) @ n)])
+        out[b] = best
     return out
 
 
