@@ -31,6 +31,7 @@ def test_bench_json_and_plot(folder, tmp_path, jobs):
         assert d["encode_msubs"] > 0 and d["decode_msubs"] > 0
     assert rows["nfcompress"]["ideal_bpsp"] > 0
     assert (rows["nfcompress"]["model"], rows["png"]["model"]) == ("tiny", None)
+    assert 0 <= rows["nfcompress"]["linear"] <= 3 and rows["png"]["linear"] == 0
     assert Image.open(plot).size[0] > 100
 
 
