@@ -110,7 +110,7 @@ def test_damaged_files_give_one_line_and_no_output(runner, tmp_path):
 
 def test_file_from_another_model_names_it(runner, tmp_path):
     src = _save(tmp_path / "a.png", photo_like(8, 8, 3))
-    runner.invoke(main, ["encode", "--model", "tiny", str(src)])
+    runner.invoke(main, ["encode", "--model", "tiny", "--coder", "flow", str(src)])
     r = runner.invoke(main, ["decode", "--model", "other", str(tmp_path / "a.nfc"), "-o", str(tmp_path / "o.png")])
     assert r.exit_code != 0 and "'tiny'" in r.output
     assert not (tmp_path / "o.png").exists()

@@ -89,7 +89,7 @@ def test_the_card_keeps_the_calibration(portable_dir, calibrated):
 @pytest.mark.filterwarnings("ignore:TF32 acceleration")
 def test_portable_files_decode_with_other_kernels_and_threads(portable_dir):
     img = photo_like(40, 72, 3, seed=3)
-    enc = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2)
+    enc = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
     assert enc.portable
     data = enc.encode(img, effort=3).data
     header = unpack(data)[0]
@@ -113,14 +113,18 @@ def test_portable_and_float_files_both_decode(portable_dir):
 
 
 def test_a_model_without_calibration_is_not_portable(portable_dir):
-    plain = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=2)
+    plain = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=2, coder="flow")
     assert not plain.portable and unpack(plain.encode(photo_like(8, 8, 3)).data)[0].device == "cpu"
     with pytest.raises(NfcError, match="no portable form"):
         Codec.load(str(portable_dir / "plain.safetensors"), portable=True)
 
 
 def test_a_portable_file_needs_the_calibration(portable_dir, tmp_path):
-    data = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2).encode(photo_like(8, 8, 3)).data
+    data = (
+        Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+        .encode(photo_like(8, 8, 3))
+        .data
+    )
     model, card = load_model(portable_dir / "tiny.safetensors")
     bare = Codec(model, card.name, card.sha256, tile=32, batch=2)
     with pytest.raises(ModelMismatch, match="calibration"):
@@ -129,7 +133,11 @@ def test_a_portable_file_needs_the_calibration(portable_dir, tmp_path):
 
 def test_another_calibration_of_the_same_weights_is_another_model(portable_dir, calibrated, tmp_path):
     model, exact = calibrated
-    data = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2).encode(photo_like(8, 8, 3)).data
+    data = (
+        Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+        .encode(photo_like(8, 8, 3))
+        .data
+    )
     card = ModelCard("tiny", {})
     card.exact = {**exact, "ranges": {k: [lo, 2 * hi] for k, (lo, hi) in exact["ranges"].items()}}
     save_model(model, tmp_path / "tiny.safetensors", card)

@@ -57,7 +57,7 @@ def test_library_decode_uses_the_model_a_file_names(tiny_env):
 
 
 def test_a_file_naming_a_missing_model_says_so(tiny_env):
-    data = nfcompress.encode(photo_like(16, 16, 3, seed=4), model="other")
+    data = nfcompress.encode(photo_like(16, 16, 3, seed=4), model="other", coder="flow")
     (tiny_env / "other.safetensors").rename(tiny_env / "gone.safetensors")
     _cached.cache_clear()
     try:
@@ -123,7 +123,7 @@ def test_a_model_named_like_a_shipped_one_is_refused_before_it_writes_an_ambiguo
 def test_shipped_models_load_by_name_beside_a_users_models_folder(tiny_env):
     # tiny_env points $NFCOMPRESS_MODELS at a folder without the shipped models.
     image = photo_like(16, 16, 3, seed=7)
-    data = nfcompress.Codec.load().encode(image).data
+    data = nfcompress.Codec.load().encode(image, coder="flow").data
     assert model_of(unpack(data)[0]) == DEFAULT_MODEL
     assert np.array_equal(nfcompress.decode(data), image)
 
@@ -143,7 +143,7 @@ def test_cli_decodes_files_of_several_models_each_with_its_own(runner, tmp_path)
     images = [photo_like(24, 20, 3, seed=i) for i in range(len(names))]
     paths = [tmp_path / f"{i}.nfc" for i in range(len(names))]
     for p, name, img in zip(paths, names, images):
-        p.write_bytes(nfcompress.encode(img, model=name))
+        p.write_bytes(nfcompress.encode(img, model=name, coder="flow"))
     r = runner.invoke(main, ["decode", *map(str, paths), "--out-dir", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     for i, img in enumerate(images):

@@ -47,7 +47,7 @@ def test_a_thumbnail_of_the_shipped_model_has_a_17_byte_header():
     from nfcompress.container import unpack
 
     img = np.asarray(Image.open(EXAMPLES / "pizza-128.png"))[:32, :32]
-    data = nfcompress.Codec.load().encode(img).data
+    data = nfcompress.Codec.load().encode(img, coder="flow").data
     header, chunks, _ = unpack(data)
     assert header.one_tile and header.model_name == "" and model_of(header) == DEFAULT_MODEL
     assert len(data) - sum(len(c) for c in chunks) == 17
