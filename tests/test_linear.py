@@ -217,3 +217,17 @@ def test_a_large_image_skips_the_flow_when_a_sample_of_tiles_says_it_loses(tiny_
     small = photo_like(40, 40, 3, seed=15)  # under 16 tiles: no sample, the flow codes it
     codec.encode(small)
     assert ran[-1] == 1
+
+
+def test_small_colour_images_skip_the_linear_model_at_effort_1_but_grey_ones_do_not(tiny_codec, monkeypatch):
+    import nfcompress.codec
+
+    tried = []
+    real = nfcompress.codec._encode_linear
+    monkeypatch.setattr(nfcompress.codec, "_encode_linear", lambda im: tried.append(im.shape) or real(im))
+    colour, grey = photo_like(32, 32, 3, seed=16), photo_like(32, 32, 1, seed=16)[..., 0]
+    assert tiny_codec.encode(colour, coder="auto").coder == "flow" and tried == []
+    tiny_codec.encode(colour, coder="auto", effort=2)
+    tiny_codec.encode(grey, coder="auto")
+    tiny_codec.encode(photo_like(33, 32, 3, seed=16), coder="auto")
+    assert tried == [(32, 32, 3), (32, 32), (33, 32, 3)]
