@@ -58,6 +58,7 @@ _CLASSES = constriction.stream.model.Uniform(len(CLASS_COUNTS))
 ESCAPE = (1 << 16) - 1  # a weight whose zigzag value is this or more follows in two 16-bit halves
 # Indices into CAUSAL of the neighbours the activity reads.
 _W, _N, _NW, _NE = 0, 1, 2, 3
+ERRORS = 6  # the activity reads the errors of the first 6 of CAUSAL
 
 
 @dataclass
@@ -154,10 +155,10 @@ def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarr
 
 
 def _activity_bins(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
-    """Each pixel's bin, from the neighbours' gradients, their errors (4, n) and the earlier
-    channels' errors at the pixel (n,)."""
+    """Each pixel's bin, from the neighbours' gradients, the errors (ERRORS, n) of its W, N, NW,
+    NE, WW and NN neighbours and the earlier channels' errors at the pixel (n,)."""
     act = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
-    act += 2 * (errs[0] + errs[1]) + errs[2] + errs[3] + cross_err
+    act += 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
     return _bins(act)
 
 
@@ -264,7 +265,8 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
     for i, j in bands:
         cp = layout.places(i, j)
         nb = cv.ravel()[cp[None, :] - layout.offsets[:4, None]]
-        bins[i * w + j] = _activity_bins(nb, err.ravel()[cp[None, :] - layout.offsets[:4, None]], cross_err[i * w + j])
+        errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
+        bins[i * w + j] = _activity_bins(nb, errs, cross_err[i * w + j])
     return p, bins, err[TOP:, LEFT : LEFT + w].ravel()
 
 
@@ -373,7 +375,7 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
         cw = layout.cw
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int64)
         err = np.zeros_like(cv)
-        errs_at = layout.offsets[:4, None]
+        errs_at = layout.offsets[:ERRORS, None]
         for i, j in _steps(height, width):
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
