@@ -33,6 +33,9 @@ OUTSIDE = 128  # the value of canvas cells with no pixel to copy
 FRAC_BITS = 12  # weights are integers in units of 2**-12
 MEAN_STEPS = 16  # the prediction's fraction, in 1/16, selects the table
 BINS = 16
+# A pixel's scale context: its activity bin, and whether it lies on the edge of a JPEG 8x8 block
+# (most photos were JPEGs once, and their block edges are less predictable).
+CONTEXTS = 2 * BINS
 # Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
 THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
 LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # a bin's scale is exp(-4 + q / 16), q in 0..255
@@ -66,7 +69,7 @@ class LinearModel:
     """A fitted model: per channel, integer weights per class (causal, cross, bias) and bin scale codes."""
 
     weights: list[np.ndarray]  # channel c: int64 (_sets(classes), len(CAUSAL) + len(CROSS) * c + 1)
-    scales: list[np.ndarray]  # channel c: int64 (BINS,), codes 0..255
+    scales: list[np.ndarray]  # channel c: int64 (CONTEXTS,), codes 0..255
 
     @property
     def classes(self) -> int:
@@ -154,12 +157,14 @@ def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarr
     return np.clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
 
 
-def _activity_bins(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
-    """Each pixel's bin, from the neighbours' gradients, the errors (ERRORS, n) of its W, N, NW,
-    NE, WW and NN neighbours and the earlier channels' errors at the pixel (n,)."""
+def _contexts(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Each pixel's scale context: the bin of its activity (the neighbours' gradients, the errors
+    (ERRORS, n) of its W, N, NW, NE, WW and NN neighbours and the earlier channels' errors at the
+    pixel (n,)), BINS more on the edge of an 8x8 block (rows and columns i, j)."""
     act = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
     act += 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
-    return _bins(act)
+    grid = ((i + 1) % 8 < 2) | ((j + 1) % 8 < 2)
+    return _bins(act) + BINS * grid
 
 
 def _round(p: np.ndarray) -> np.ndarray:
@@ -200,7 +205,7 @@ class _Tables:
         A discretized logistic around the prediction, the tails beyond 0 and 255 folded into
         the end values, every value FLOOR more.
         """
-        row = bins * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+        row = bins.astype(np.int64) * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
         ip = p >> FRAC_BITS
         out = self.windows[row, 255 - ip]
         out[:, 0] = self.cum[row, 256 - ip] + FLOOR
@@ -266,15 +271,15 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
         cp = layout.places(i, j)
         nb = cv.ravel()[cp[None, :] - layout.offsets[:4, None]]
         errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
-        bins[i * w + j] = _activity_bins(nb, errs, cross_err[i * w + j])
+        bins[i * w + j] = _contexts(nb, errs, cross_err[i * w + j], i, j)
     return p, bins, err[TOP:, LEFT : LEFT + w].ravel()
 
 
 def _fit_scales(resid: np.ndarray, bins: np.ndarray) -> np.ndarray:
     """For each bin, the scale code under which its residuals cost the fewest bits (searched
     every 8 codes, then around the best)."""
-    out = np.zeros(BINS, np.int64)
-    for b in range(BINS):
+    out = np.zeros(CONTEXTS, np.int64)
+    for b in range(CONTEXTS):
         # Residuals to 1/16 (the tables' resolution) and how often each occurs.
         e, n = np.unique(np.round(resid[bins == b] * MEAN_STEPS), return_counts=True)
         if not len(e):
@@ -314,7 +319,7 @@ def _push_side(coder, model: LinearModel) -> None:
 def _pop_side(coder, channels: int) -> LinearModel:
     """The model `_push_side` pushed."""
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
-    scales = coder.decode(_RAW8, BINS * channels).astype(np.int64).reshape(channels, BINS)
+    scales = coder.decode(_RAW8, CONTEXTS * channels).astype(np.int64).reshape(channels, CONTEXTS)
     counts = _feature_counts(channels)
     u = coder.decode(_RAW16, _sets(classes) * sum(counts)).astype(np.int64)
     wide = np.flatnonzero(u == ESCAPE)
@@ -380,7 +385,7 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
             p = _prediction(x, model.weights[c], _class_of(x, model.classes, i, j, width))
-            bins = _activity_bins(x, err[cp[None, :] - errs_at], cross_err[i * width + j])
+            bins = _contexts(x, err[cp[None, :] - errs_at], cross_err[i * width + j], i, j)
             v = coder.decode(_CATEGORICAL, tables.rows(p, bins)).astype(np.int64)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))

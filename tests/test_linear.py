@@ -51,9 +51,9 @@ def test_round_trips_exactly_on_any_image(img):
 
 
 def test_every_table_row_has_its_floor_and_sums_to_the_precision():
-    tables = linear._Tables(np.array([0, 7, 40, 64, 100, 140, 200, 255] * 2))
+    tables = linear._Tables(np.array([0, 7, 40, 64, 100, 140, 200, 255] * 4))
     p = np.arange(0, 256 << linear.FRAC_BITS, 997, dtype=np.int64)
-    for b in range(linear.BINS):
+    for b in range(linear.CONTEXTS):
         rows = tables.rows(p, np.full(len(p), b))
         assert (rows >= linear.FLOOR).all()
         assert (rows.sum(1) == (1 << PRECISION) - 256).all()
@@ -81,7 +81,7 @@ def test_the_file_size_is_the_ideal_size_plus_the_fitted_weights():
     img = photo_like(128, 128, 3, seed=5)
     data, ideal = _round_trip(img)
     sets = linear._sets(linear.fit(np.ascontiguousarray(img[..., linear._order(3)])).classes)
-    side_bits = 32 * sets * sum(linear._feature_counts(3)) + 8 * 3 * linear.BINS
+    side_bits = 32 * sets * sum(linear._feature_counts(3)) + 8 * 3 * linear.CONTEXTS
     assert ideal < 8 * len(data) <= ideal + side_bits + 64
 
 
@@ -196,7 +196,7 @@ def test_any_weights_and_scales_go_through_the_side_information():
     weights = [r.integers(-(1 << 30), 1 << 30, (5, n)) for n in counts]  # 4 classes and the edges'
     for w in weights:
         w[:, :3] = r.integers(-5, 5, (5, 3))  # narrow ones too
-    model = linear.LinearModel(weights, [r.integers(0, 256, linear.BINS) for _ in counts])
+    model = linear.LinearModel(weights, [r.integers(0, 256, linear.CONTEXTS) for _ in counts])
     data, _ = linear.encode(img, model)
     assert np.array_equal(linear.decode(data, 12, 10, 3), img)
 
