@@ -38,7 +38,7 @@ BINS = 16
 CONTEXTS = 2 * BINS
 # Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
 THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
-LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # a bin's scale is exp(-4 + q / 16), q in 0..255
+LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # a context's scale is exp(-4 + q / 16), q in 0..255
 MAX_WEIGHT = (1 << 31) - 1
 SEGMENT = 1 << 14  # symbols per coder call when encoding
 # Every value's weight is at least FLOOR, so that no sub-pixel costs under MIN_BITS (0.0014): a
@@ -66,7 +66,7 @@ ERRORS = 6  # the activity reads the errors of the first 6 of CAUSAL
 
 @dataclass
 class LinearModel:
-    """A fitted model: per channel, integer weights per class (causal, cross, bias) and bin scale codes."""
+    """A fitted model: per channel, integer weights per class (causal, cross, bias) and context scale codes."""
 
     weights: list[np.ndarray]  # channel c: int64 (_sets(classes), len(CAUSAL) + len(CROSS) * c + 1)
     scales: list[np.ndarray]  # channel c: int64 (CONTEXTS,), codes 0..255
@@ -133,9 +133,9 @@ def _rows_of(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
 def _class_of(nb: np.ndarray, classes: int, i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray:
     """Each pixel's predictor class, from the gradients around it (its canvas neighbours); pixels
     (i, j) whose neighbourhood reaches past an edge of the width-w image are class `classes`."""
-    grad = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
     if classes == 1:
         return np.zeros(len(i), np.int64)
+    grad = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
     edge = (i < TOP) | (j < LEFT) | (j >= w - RIGHT)
     return np.where(edge, classes, _bins(grad) * classes // BINS)
 
@@ -191,7 +191,7 @@ def _cumulative(q: int) -> np.ndarray:
 
 
 class _Tables:
-    """A channel's integer weights for every bin (its scale) and fraction of a prediction."""
+    """A channel's integer weights for every context (its scale) and fraction of a prediction."""
 
     def __init__(self, scales: np.ndarray) -> None:
         self.cum = np.concatenate([_cumulative(int(q)) for q in scales])
@@ -199,13 +199,13 @@ class _Tables:
         self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
         self.total = float(_TOTAL + FLOOR)
 
-    def rows(self, p: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    def rows(self, p: np.ndarray, contexts: np.ndarray) -> np.ndarray:
         """Each prediction's weights of the values 0..255 (n, 256), summing to 2**PRECISION - 256.
 
         A discretized logistic around the prediction, the tails beyond 0 and 255 folded into
         the end values, every value FLOOR more.
         """
-        row = bins.astype(np.int64) * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+        row = contexts.astype(np.int64) * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
         ip = p >> FRAC_BITS
         out = self.windows[row, 255 - ip]
         out[:, 0] = self.cum[row, 256 - ip] + FLOOR
@@ -219,13 +219,18 @@ def _order(channels: int) -> list[int]:
 
 
 def fit(rgb: np.ndarray, ridge: float = 1e-3) -> LinearModel:
-    """Least-squares weights per class and per-bin scales for an (H, W, C) uint8 image, channels in
-    coding order. The weights are fitted on at most about FIT_PIXELS pixels (evenly spread bands)."""
+    """Least-squares weights per class and per-context scales for an (H, W, C) uint8 image, channels
+    in coding order. The weights are fitted on at most about FIT_PIXELS pixels (evenly spread bands)."""
+    return _fit(rgb, ridge)[0]
+
+
+def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[np.ndarray, ...]]]:
+    """`fit`, and `_raster` of every channel under the fitted weights."""
     h, w, channels = rgb.shape
     classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
     bands = _rows_of(h, w)
     bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
-    weights, scales = [], []
+    weights, scales, rasters = [], [], []
     cross_err = np.zeros(h * w, np.int64)
     for c, n in enumerate(_feature_counts(channels)):
         cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
@@ -247,15 +252,16 @@ def fit(rgb: np.ndarray, ridge: float = 1e-3) -> LinearModel:
             sol = np.linalg.solve(ak + ridge * np.eye(n), vk)
             wq[k] = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT)
         weights.append(wq)
-        p, bins, err = _raster(rgb, c, wq, cross_err)
+        rasters.append(_raster(rgb, c, wq, cross_err))
+        p, contexts, err = rasters[-1]
         cross_err = cross_err + CROSS_ERR * err
-        resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
-        scales.append(_fit_scales(resid, bins))
-    return LinearModel(weights, scales)
+        scales.append(_fit_scales(rgb[..., c].ravel() - p / (1 << FRAC_BITS), contexts))
+    return LinearModel(weights, scales), rasters
 
 
 def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Predictions (weight units), bins (int8) and errors of channel c for every pixel, raster order."""
+    """Predictions (weight units), contexts (int8) and errors of channel c for every pixel, raster
+    order, the earlier channels' errors summed in `cross_err`."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int64)
     cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
@@ -266,22 +272,22 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
         p[i * w + j] = _prediction(x, wq, _class_of(x, max(1, len(wq) - 1), i, j, w))
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
-    bins = np.empty(h * w, np.int8)
+    contexts = np.empty(h * w, np.int8)
     for i, j in bands:
         cp = layout.places(i, j)
         nb = cv.ravel()[cp[None, :] - layout.offsets[:4, None]]
         errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
-        bins[i * w + j] = _contexts(nb, errs, cross_err[i * w + j], i, j)
-    return p, bins, err[TOP:, LEFT : LEFT + w].ravel()
+        contexts[i * w + j] = _contexts(nb, errs, cross_err[i * w + j], i, j)
+    return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16)
 
 
-def _fit_scales(resid: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """For each bin, the scale code under which its residuals cost the fewest bits (searched
+def _fit_scales(resid: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """For each context, the scale code under which its residuals cost the fewest bits (searched
     every 8 codes, then around the best)."""
     out = np.zeros(CONTEXTS, np.int64)
     for b in range(CONTEXTS):
         # Residuals to 1/16 (the tables' resolution) and how often each occurs.
-        e, n = np.unique(np.round(resid[bins == b] * MEAN_STEPS), return_counts=True)
+        e, n = np.unique(np.round(resid[contexts == b] * MEAN_STEPS), return_counts=True)
         if not len(e):
             continue
         e = e / MEAN_STEPS
@@ -335,22 +341,23 @@ def _pop_side(coder, channels: int) -> LinearModel:
 def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, np.ndarray]:
     """An (H, W, C) uint8 image as one ANS stream, and the ideal bits of each pixel (H, W)."""
     rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
-    model = model or fit(rgb)
+    model, rasters = _fit(rgb) if model is None else (model, None)
     h, w, channels = rgb.shape
     coder = constriction.stream.stack.AnsCoder()
     t = 2 * np.arange(h)[:, None] + np.arange(w)[None, :]
     order = np.argsort(t.ravel(), kind="stable")  # decoding order: wavefronts, then rows
     ideal = np.zeros(h * w)
-    cross_err = [np.zeros(h * w, np.int64)]
-    for c in range(channels - 1):
-        cross_err.append(cross_err[-1] + CROSS_ERR * _raster(rgb, c, model.weights[c], cross_err[-1])[2])
+    if rasters is None:
+        rasters, cross_err = [], np.zeros(h * w, np.int64)
+        for c in range(channels):
+            rasters.append(_raster(rgb, c, model.weights[c], cross_err))
+            cross_err = cross_err + CROSS_ERR * rasters[-1][2]
     for c in reversed(range(channels)):
         tables = _Tables(model.scales[c])
-        p, bins, _ = _raster(rgb, c, model.weights[c], cross_err[c])
+        p, contexts = rasters[c][0][order], rasters[c][1][order]
         x = rgb[..., c].ravel()[order].astype(np.int32)
-        p, bins = p[order], bins[order]
         for s in reversed(range(0, h * w, SEGMENT)):
-            rows = tables.rows(p[s : s + SEGMENT], bins[s : s + SEGMENT])
+            rows = tables.rows(p[s : s + SEGMENT], contexts[s : s + SEGMENT])
             sym = x[s : s + SEGMENT]
             coder.encode_reverse(sym, _CATEGORICAL, rows)
             ideal[order[s : s + SEGMENT]] += PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)
@@ -385,8 +392,8 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
             p = _prediction(x, model.weights[c], _class_of(x, model.classes, i, j, width))
-            bins = _contexts(x, err[cp[None, :] - errs_at], cross_err[i * width + j], i, j)
-            v = coder.decode(_CATEGORICAL, tables.rows(p, bins)).astype(np.int64)
+            contexts = _contexts(x, err[cp[None, :] - errs_at], cross_err[i * width + j], i, j)
+            v = coder.decode(_CATEGORICAL, tables.rows(p, contexts)).astype(np.int64)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))
             _spread(cv, cp, v, i, j, width, cw)
