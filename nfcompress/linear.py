@@ -33,8 +33,9 @@ OUTSIDE = 128  # the value of canvas cells with no pixel to copy
 FRAC_BITS = 12  # weights are integers in units of 2**-12
 MEAN_STEPS = 16  # the prediction's fraction, in 1/16, selects the table
 BINS = 16
-# A pixel's scale context: its activity bin, and whether it lies on the edge of a JPEG 8x8 block
-# (most photos were JPEGs once, and their block edges are less predictable).
+# A pixel's scale context: its activity bin and, with more than one class (images from 128x128,
+# where the 16 more scales pay), whether it lies on the edge of a JPEG 8x8 block (most photos were
+# JPEGs once, and their block edges are less predictable).
 CONTEXTS = 2 * BINS
 # Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
 THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
@@ -69,12 +70,17 @@ class LinearModel:
     """A fitted model: per channel, integer weights per class (causal, cross, bias) and context scale codes."""
 
     weights: list[np.ndarray]  # channel c: int64 (_sets(classes), len(CAUSAL) + len(CROSS) * c + 1)
-    scales: list[np.ndarray]  # channel c: int64 (CONTEXTS,), codes 0..255
+    scales: list[np.ndarray]  # channel c: int64 (_context_count(classes),), codes 0..255
 
     @property
     def classes(self) -> int:
         """Predictor classes (besides the edges' own)."""
         return max(1, self.weights[0].shape[0] - 1)
+
+
+def _context_count(classes: int) -> int:
+    """Scale contexts of a channel with this many classes: block edges apart only with more than one."""
+    return CONTEXTS if classes > 1 else BINS
 
 
 def _sets(classes: int) -> int:
@@ -157,14 +163,15 @@ def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarr
     return np.clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
 
 
-def _contexts(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def _contexts(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray, i: np.ndarray, j: np.ndarray, grid: bool):
     """Each pixel's scale context: the bin of its activity (the neighbours' gradients, the errors
     (ERRORS, n) of its W, N, NW, NE, WW and NN neighbours and the earlier channels' errors at the
-    pixel (n,)), BINS more on the edge of an 8x8 block (rows and columns i, j)."""
+    pixel (n,)), with `grid` BINS more on the edge of an 8x8 block (rows and columns i, j)."""
     act = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
     act += 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
-    grid = ((i + 1) % 8 < 2) | ((j + 1) % 8 < 2)
-    return _bins(act) + BINS * grid
+    if not grid:
+        return _bins(act)
+    return _bins(act) + BINS * (((i + 1) % 8 < 2) | ((j + 1) % 8 < 2))
 
 
 def _round(p: np.ndarray) -> np.ndarray:
@@ -255,7 +262,7 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
         rasters.append(_raster(rgb, c, wq, cross_err))
         p, contexts, err = rasters[-1]
         cross_err = cross_err + CROSS_ERR * err
-        scales.append(_fit_scales(rgb[..., c].ravel() - p / (1 << FRAC_BITS), contexts))
+        scales.append(_fit_scales(rgb[..., c].ravel() - p / (1 << FRAC_BITS), contexts, _context_count(classes)))
     return LinearModel(weights, scales), rasters
 
 
@@ -277,15 +284,15 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
         cp = layout.places(i, j)
         nb = cv.ravel()[cp[None, :] - layout.offsets[:4, None]]
         errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
-        contexts[i * w + j] = _contexts(nb, errs, cross_err[i * w + j], i, j)
+        contexts[i * w + j] = _contexts(nb, errs, cross_err[i * w + j], i, j, len(wq) > 1)
     return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16)
 
 
-def _fit_scales(resid: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-    """For each context, the scale code under which its residuals cost the fewest bits (searched
-    every 8 codes, then around the best)."""
-    out = np.zeros(CONTEXTS, np.int64)
-    for b in range(CONTEXTS):
+def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarray:
+    """For each of `count` contexts, the scale code under which its residuals cost the fewest bits
+    (searched every 8 codes, then around the best)."""
+    out = np.zeros(count, np.int64)
+    for b in range(count):
         # Residuals to 1/16 (the tables' resolution) and how often each occurs.
         e, n = np.unique(np.round(resid[contexts == b] * MEAN_STEPS), return_counts=True)
         if not len(e):
@@ -325,7 +332,8 @@ def _push_side(coder, model: LinearModel) -> None:
 def _pop_side(coder, channels: int) -> LinearModel:
     """The model `_push_side` pushed."""
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
-    scales = coder.decode(_RAW8, CONTEXTS * channels).astype(np.int64).reshape(channels, CONTEXTS)
+    k = _context_count(classes)
+    scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
     counts = _feature_counts(channels)
     u = coder.decode(_RAW16, _sets(classes) * sum(counts)).astype(np.int64)
     wide = np.flatnonzero(u == ESCAPE)
@@ -392,7 +400,7 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
             p = _prediction(x, model.weights[c], _class_of(x, model.classes, i, j, width))
-            contexts = _contexts(x, err[cp[None, :] - errs_at], cross_err[i * width + j], i, j)
+            contexts = _contexts(x, err[cp[None, :] - errs_at], cross_err[i * width + j], i, j, model.classes > 1)
             v = coder.decode(_CATEGORICAL, tables.rows(p, contexts)).astype(np.int64)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))

@@ -81,7 +81,7 @@ def test_the_file_size_is_the_ideal_size_plus_the_fitted_weights():
     img = photo_like(128, 128, 3, seed=5)
     data, ideal = _round_trip(img)
     sets = linear._sets(linear.fit(np.ascontiguousarray(img[..., linear._order(3)])).classes)
-    side_bits = 32 * sets * sum(linear._feature_counts(3)) + 8 * 3 * linear.CONTEXTS
+    side_bits = 32 * sets * sum(linear._feature_counts(3)) + 8 * 3 * linear.CONTEXTS  # at most
     assert ideal < 8 * len(data) <= ideal + side_bits + 64
 
 
