@@ -371,7 +371,7 @@ def _chunk_progress(src: str, as_json: bool):
 
     def report(done: int, total: int) -> None:
         if total > 4:
-            click.echo(f"\r{src}: {done}/{total} chunks", err=True, nl=done == total)
+            click.echo(f"\r{src}: {done}/{total}", err=True, nl=done == total)
 
     return report
 

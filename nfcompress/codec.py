@@ -308,8 +308,9 @@ class Codec:
         All the images and their files are held at once: pass small images, or a few large ones.
         """
         effort, portable, coder = self._effort(effort), self._portable(portable), self._coder(coder)
+        one = progress if len(images) == 1 else None  # the linear model reports on a lone image
         if coder == "linear":
-            return [encode_linear(image) for image in images]
+            return [_encode_linear(image, one)[0] for image in images]
         if self._misnamed:
             # Its files would leave the name out and point decoders at the shipped model.
             raise NfcError(
@@ -320,7 +321,7 @@ class Codec:
             with self._lock:
                 return self._encode(images, progress, effort, portable)
         # The linear model codes every image but small colour ones at effort 1, where it rarely wins.
-        lin = [_encode_linear(im) if effort > 1 or _linear_pays(im) else None for im in images]
+        lin = [_encode_linear(im, one) if effort > 1 or _linear_pays(im) else None for im in images]
         with self._lock:
             # The flow codes every image but those where a sample of its tiles says it will lose.
             tried = [
@@ -520,7 +521,7 @@ class Codec:
             try:
                 header, chunks, alpha_data = unpack(data)
                 if header.coder == "linear":
-                    results[i] = decode_linear(header, chunks[0], alpha_data)
+                    results[i] = decode_linear(header, chunks[0], alpha_data, progress if len(datas) == 1 else None)
                     continue
                 self._check(header)
                 expected = count_chunks(header.height, header.width, header.tile, header.batch, m)
@@ -661,11 +662,13 @@ def encode_linear(image: np.ndarray) -> EncodeResult:
     return _encode_linear(image)[0]
 
 
-def _encode_linear(image: np.ndarray) -> tuple[EncodeResult, np.ndarray]:
+def _encode_linear(
+    image: np.ndarray, progress: Callable[[int, int], None] | None = None
+) -> tuple[EncodeResult, np.ndarray]:
     """`encode_linear`, and the ideal bits of each pixel (H, W; alpha aside)."""
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
-    data, pixel_bits = linear.encode(colour)
+    data, pixel_bits = linear.encode(colour, progress=progress)
     ideal = float(pixel_bits.sum())
     alpha_data = b""
     if mode in ("LA", "RGBA"):
@@ -687,11 +690,14 @@ def _encode_linear(image: np.ndarray) -> tuple[EncodeResult, np.ndarray]:
     return result, pixel_bits
 
 
-def decode_linear(header: Header, chunk: bytes, alpha_data: bytes) -> np.ndarray:
-    """The pixels of a linear file (its parsed header and payload), checked against its checksum."""
+def decode_linear(
+    header: Header, chunk: bytes, alpha_data: bytes, progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """The pixels of a linear file (its parsed header and payload), checked against its checksum;
+    `progress(done, total)` as `linear.decode` calls it."""
     channels = 1 if header.mode in ("L", "LA") else 3
     try:
-        colour = linear.decode(chunk, header.height, header.width, channels)
+        colour = linear.decode(chunk, header.height, header.width, channels, progress)
     except (ValueError, RuntimeError, OverflowError) as e:
         raise ChecksumError(_undecodable(f"the payload does not decode: {e}", True)) from None
     pixels = _with_alpha(colour, header, alpha_data)

@@ -15,6 +15,7 @@ wavefront, so a whole wavefront decodes as one vector. Earlier channels are know
 __all__ = ["LinearModel", "fit", "encode", "decode"]
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import constriction
@@ -63,6 +64,7 @@ ESCAPE = (1 << 16) - 1  # a weight whose zigzag value is this or more follows in
 # Indices into CAUSAL of the neighbours the activity reads.
 _W, _N, _NW, _NE = 0, 1, 2, 3
 ERRORS = 6  # the activity reads the errors of the first 6 of CAUSAL
+PARTS = 20  # progress is reported in this many parts per channel
 
 
 @dataclass
@@ -346,8 +348,11 @@ def _pop_side(coder, channels: int) -> LinearModel:
     return LinearModel(weights, list(scales))
 
 
-def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, np.ndarray]:
-    """An (H, W, C) uint8 image as one ANS stream, and the ideal bits of each pixel (H, W)."""
+def encode(
+    rgb: np.ndarray, model: LinearModel | None = None, progress: Callable[[int, int], None] | None = None
+) -> tuple[bytes, np.ndarray]:
+    """An (H, W, C) uint8 image as one ANS stream, and the ideal bits of each pixel (H, W);
+    `progress(done, total)` is called once a channel is fitted and once it is coded."""
     rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
     model, rasters = _fit(rgb) if model is None else (model, None)
     h, w, channels = rgb.shape
@@ -360,6 +365,8 @@ def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, np
         for c in range(channels):
             rasters.append(_raster(rgb, c, model.weights[c], cross_err))
             cross_err = cross_err + CROSS_ERR * rasters[-1][2]
+    if progress:
+        progress(channels, 2 * channels)
     for c in reversed(range(channels)):
         tables = _Tables(model.scales[c])
         p, contexts = rasters[c][0][order], rasters[c][1][order]
@@ -369,12 +376,17 @@ def encode(rgb: np.ndarray, model: LinearModel | None = None) -> tuple[bytes, np
             sym = x[s : s + SEGMENT]
             coder.encode_reverse(sym, _CATEGORICAL, rows)
             ideal[order[s : s + SEGMENT]] += PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)
+        if progress:
+            progress(2 * channels - c, 2 * channels)
     _push_side(coder, model)
     return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w)
 
 
-def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
-    """The (H, W, C) uint8 image from a stream made by `encode`."""
+def decode(
+    data: bytes, height: int, width: int, channels: int, progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """The (H, W, C) uint8 image from a stream made by `encode`; `progress(done, total)` is
+    called PARTS times per channel."""
     if len(data) % 4:
         raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
     if height * width * channels * MIN_BITS > 8 * len(data) + 64:
@@ -396,7 +408,10 @@ def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int64)
         err = np.zeros_like(cv)
         errs_at = layout.offsets[:ERRORS, None]
-        for i, j in _steps(height, width):
+        steps = 2 * (height - 1) + width
+        for t, (i, j) in enumerate(_steps(height, width)):
+            if progress and (t + 1) * PARTS // steps > t * PARTS // steps:
+                progress(c * PARTS + (t + 1) * PARTS // steps, channels * PARTS)
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
             p = _prediction(x, model.weights[c], _class_of(x, model.classes, i, j, width))

@@ -224,10 +224,21 @@ def test_small_colour_images_skip_the_linear_model_at_effort_1_but_grey_ones_do_
 
     tried = []
     real = nfcompress.codec._encode_linear
-    monkeypatch.setattr(nfcompress.codec, "_encode_linear", lambda im: tried.append(im.shape) or real(im))
+    monkeypatch.setattr(nfcompress.codec, "_encode_linear", lambda im, *a: tried.append(im.shape) or real(im, *a))
     colour, grey = photo_like(32, 32, 3, seed=16), photo_like(32, 32, 1, seed=16)[..., 0]
     assert tiny_codec.encode(colour, coder="auto").coder == "flow" and tried == []
     tiny_codec.encode(colour, coder="auto", effort=2)
     tiny_codec.encode(grey, coder="auto")
     tiny_codec.encode(photo_like(33, 32, 3, seed=16), coder="auto")
     assert tried == [(32, 32, 3), (32, 32), (33, 32, 3)]
+
+
+def test_a_lone_image_reports_its_progress_through_the_linear_model(tiny_codec):
+    img = photo_like(40, 30, 3, seed=17)
+    calls = []
+    data = tiny_codec.encode(img, coder="linear", progress=lambda d, t: calls.append((d, t))).data
+    assert calls and calls[-1] == (6, 6) and all(a <= b for (a, _), (b, _) in zip(calls, calls[1:]))
+    calls.clear()
+    assert np.array_equal(tiny_codec.decode(data, progress=lambda d, t: calls.append((d, t))), img)
+    total = 3 * linear.PARTS
+    assert calls[-1] == (total, total) and len(calls) == total
