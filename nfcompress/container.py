@@ -14,7 +14,6 @@ __all__ = [
     "SHIPPED_MODELS",
     "UNNAMED_BEFORE_5",
     "MODES",
-    "CODERS",
     "MAX_SIDE",
     "MAX_PIXELS",
     "Header",
@@ -39,9 +38,8 @@ UNNAMED_BEFORE_5 = "nfc-small"
 MODES = ("L", "LA", "RGB", "RGBA")
 # The kind of device a file decodes on; "any" for portable files (exact integer network).
 DEVICES = ("cpu", "cuda", "any")
-# What coded the pixels: the flow (a model's network) or the per-image linear model (from version 6,
-# device bits 3; such a file needs no model and decodes anywhere).
-CODERS = ("flow", "linear")
+# Device bits of a file coded by the per-image linear model, not a flow (Header.coder "linear",
+# from version 6): it needs no model and decodes anywhere.
 _LINEAR = 3
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
@@ -75,7 +73,7 @@ class Header:
     # batch then mean nothing).
     version: int = VERSION
     one_tile: bool = False
-    coder: str = "flow"
+    coder: str = "flow"  # or "linear": the per-image linear model coded the pixels
 
     @property
     def channels(self) -> int:
