@@ -97,7 +97,7 @@ def _feature_counts(channels: int) -> list[int]:
 def _canvas(ch: np.ndarray) -> np.ndarray:
     """A channel padded as the decoder fills it: every cell a causal copy or OUTSIDE."""
     h, w = ch.shape
-    cv = np.full((h + TOP, w + LEFT + RIGHT), OUTSIDE, np.int64)
+    cv = np.full((h + TOP, w + LEFT + RIGHT), OUTSIDE, np.int32)
     cv[TOP:, LEFT : LEFT + w] = ch
     cv[TOP:, LEFT + w :] = ch[:, -1:]  # right of row r: (r, w - 1)
     cv[TOP + 1 :, :LEFT] = ch[:-1, :1]  # left of row r: (r - 1, 0)
@@ -107,7 +107,7 @@ def _canvas(ch: np.ndarray) -> np.ndarray:
 
 def _pads(prev: list[np.ndarray]) -> np.ndarray:
     """The earlier channels, each edge-padded by one pixel, flattened one after another."""
-    return np.concatenate([np.pad(p.astype(np.int64), 1, mode="edge").ravel() for p in prev] or [np.zeros(0, np.int64)])
+    return np.concatenate([np.pad(p.astype(np.int32), 1, mode="edge").ravel() for p in prev] or [np.zeros(0, np.int32)])
 
 
 class _Layout:
@@ -240,7 +240,7 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
     bands = _rows_of(h, w)
     bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
     weights, scales, rasters = [], [], []
-    cross_err = np.zeros(h * w, np.int64)
+    cross_err = np.zeros(h * w, np.int32)
     for c, n in enumerate(_feature_counts(channels)):
         cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
         sets = _sets(classes)
@@ -272,7 +272,7 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
     """Predictions (weight units), contexts (int8) and errors of channel c for every pixel, raster
     order, the earlier channels' errors summed in `cross_err`."""
     h, w, _ = rgb.shape
-    ch = rgb[..., c].astype(np.int64)
+    ch = rgb[..., c].astype(np.int32)
     cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
     p = np.empty(h * w, np.int64)
     bands = _rows_of(h, w)
@@ -361,7 +361,7 @@ def encode(
     order = np.argsort(t.ravel(), kind="stable")  # decoding order: wavefronts, then rows
     ideal = np.zeros(h * w)
     if rasters is None:
-        rasters, cross_err = [], np.zeros(h * w, np.int64)
+        rasters, cross_err = [], np.zeros(h * w, np.int32)
         for c in range(channels):
             rasters.append(_raster(rgb, c, model.weights[c], cross_err))
             cross_err = cross_err + CROSS_ERR * rasters[-1][2]
@@ -399,13 +399,13 @@ def decode(
     if any((q < 0).any() or (q > 255).any() for q in model.scales):
         raise FormatError("corrupted payload: a scale code out of range")
     out = np.empty((height, width, channels), np.uint8)
-    cross_err = np.zeros(height * width, np.int64)
+    cross_err = np.zeros(height * width, np.int32)
     for c in range(channels):
         tables = _Tables(model.scales[c])
         layout = _Layout(height, width, c)
         pads = _pads([out[..., q] for q in range(c)])
         cw = layout.cw
-        cv = np.full((height + TOP) * cw, OUTSIDE, np.int64)
+        cv = np.full((height + TOP) * cw, OUTSIDE, np.int32)
         err = np.zeros_like(cv)
         errs_at = layout.offsets[:ERRORS, None]
         steps = 2 * (height - 1) + width
