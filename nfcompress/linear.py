@@ -80,9 +80,14 @@ class LinearModel:
         return max(1, self.weights[0].shape[0] - 1)
 
 
+def _grid(classes: int) -> bool:
+    """Whether 8x8 block edges have scales of their own: with more than one class."""
+    return classes > 1
+
+
 def _context_count(classes: int) -> int:
-    """Scale contexts of a channel with this many classes: block edges apart only with more than one."""
-    return CONTEXTS if classes > 1 else BINS
+    """Scale contexts of a channel with this many classes."""
+    return CONTEXTS if _grid(classes) else BINS
 
 
 def _sets(classes: int) -> int:
@@ -165,13 +170,13 @@ def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarr
     return np.clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
 
 
-def _contexts(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray, i: np.ndarray, j: np.ndarray, grid: bool):
+def _contexts(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray, i: np.ndarray, j: np.ndarray, classes: int):
     """Each pixel's scale context: the bin of its activity (the neighbours' gradients, the errors
     (ERRORS, n) of its W, N, NW, NE, WW and NN neighbours and the earlier channels' errors at the
-    pixel (n,)), with `grid` BINS more on the edge of an 8x8 block (rows and columns i, j)."""
+    pixel (n,)), with `_grid(classes)` BINS more on the edge of an 8x8 block (rows and columns i, j)."""
     act = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
     act += 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
-    if not grid:
+    if not _grid(classes):
         return _bins(act)
     return _bins(act) + BINS * (((i + 1) % 8 < 2) | ((j + 1) % 8 < 2))
 
@@ -261,16 +266,16 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
             sol = np.linalg.solve(ak + ridge * np.eye(n), vk)
             wq[k] = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT)
         weights.append(wq)
-        rasters.append(_raster(rgb, c, wq, cross_err))
+        rasters.append(_raster(rgb, c, wq, cross_err, classes))
         p, contexts, err = rasters[-1]
         cross_err = cross_err + CROSS_ERR * err
         scales.append(_fit_scales(rgb[..., c].ravel() - p / (1 << FRAC_BITS), contexts, _context_count(classes)))
     return LinearModel(weights, scales), rasters
 
 
-def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> tuple[np.ndarray, ...]:
+def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray, classes: int) -> tuple[np.ndarray, ...]:
     """Predictions (weight units), contexts (int8) and errors of channel c for every pixel, raster
-    order, the earlier channels' errors summed in `cross_err`."""
+    order, with weights `wq` of `classes` classes, the earlier channels' errors summed in `cross_err`."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int32)
     cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
@@ -278,7 +283,7 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
     bands = _rows_of(h, w)
     for i, j in bands:
         x = layout.features(cv.ravel(), pads, i, j)
-        p[i * w + j] = _prediction(x, wq, _class_of(x, max(1, len(wq) - 1), i, j, w))
+        p[i * w + j] = _prediction(x, wq, _class_of(x, classes, i, j, w))
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
     contexts = np.empty(h * w, np.int8)
@@ -286,7 +291,7 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray) -> t
         cp = layout.places(i, j)
         nb = cv.ravel()[cp[None, :] - layout.offsets[:4, None]]
         errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
-        contexts[i * w + j] = _contexts(nb, errs, cross_err[i * w + j], i, j, len(wq) > 1)
+        contexts[i * w + j] = _contexts(nb, errs, cross_err[i * w + j], i, j, classes)
     return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16)
 
 
@@ -357,13 +362,12 @@ def encode(
     model, rasters = _fit(rgb) if model is None else (model, None)
     h, w, channels = rgb.shape
     coder = constriction.stream.stack.AnsCoder()
-    t = 2 * np.arange(h)[:, None] + np.arange(w)[None, :]
-    order = np.argsort(t.ravel(), kind="stable")  # decoding order: wavefronts, then rows
+    order = np.concatenate([i * w + j for i, j in _steps(h, w)])  # the order `decode` meets pixels in
     ideal = np.zeros(h * w)
     if rasters is None:
         rasters, cross_err = [], np.zeros(h * w, np.int32)
         for c in range(channels):
-            rasters.append(_raster(rgb, c, model.weights[c], cross_err))
+            rasters.append(_raster(rgb, c, model.weights[c], cross_err, model.classes))
             cross_err = cross_err + CROSS_ERR * rasters[-1][2]
     if progress:
         progress(channels, 2 * channels)
@@ -400,6 +404,7 @@ def decode(
         raise FormatError("corrupted payload: a scale code out of range")
     out = np.empty((height, width, channels), np.uint8)
     cross_err = np.zeros(height * width, np.int32)
+    steps = list(_steps(height, width))
     for c in range(channels):
         tables = _Tables(model.scales[c])
         layout = _Layout(height, width, c)
@@ -408,14 +413,13 @@ def decode(
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int32)
         err = np.zeros_like(cv)
         errs_at = layout.offsets[:ERRORS, None]
-        steps = 2 * (height - 1) + width
-        for t, (i, j) in enumerate(_steps(height, width)):
-            if progress and (t + 1) * PARTS // steps > t * PARTS // steps:
-                progress(c * PARTS + (t + 1) * PARTS // steps, channels * PARTS)
+        for t, (i, j) in enumerate(steps):
+            if progress and (t + 1) * PARTS // len(steps) > t * PARTS // len(steps):
+                progress(c * PARTS + (t + 1) * PARTS // len(steps), channels * PARTS)
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
             p = _prediction(x, model.weights[c], _class_of(x, model.classes, i, j, width))
-            contexts = _contexts(x, err[cp[None, :] - errs_at], cross_err[i * width + j], i, j, model.classes > 1)
+            contexts = _contexts(x, err[cp[None, :] - errs_at], cross_err[i * width + j], i, j, model.classes)
             v = coder.decode(_CATEGORICAL, tables.rows(p, contexts)).astype(np.int64)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))
