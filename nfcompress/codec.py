@@ -339,9 +339,11 @@ class Codec:
     def _worth_trying(self, image: np.ndarray, linear_bits: np.ndarray, effort: int, portable: bool) -> bool:
         """Whether the flow may code an image smaller than the linear model, whose bits per pixel
         are `linear_bits`: at effort 1 a large image is judged by a sample of its tiles, else yes."""
+        if effort > 1:
+            return True
         rgb, _ = _split_mode(*_as_pixels(image))
         full = [t for c in plan_tiles(*rgb.shape[:2], self.tile, self.batch, 1) for t in c if t.h == t.w == self.tile]
-        if effort > 1 or len(full) < SAMPLE_FROM:
+        if len(full) < SAMPLE_FROM:
             return True
         sample = full[:: len(full) // SAMPLE_TILES][:SAMPLE_TILES]
         x = torch.from_numpy(_padded(rgb, sample, self.model.config.multiple)).to(self.device).float()
