@@ -1,5 +1,9 @@
 """Shared fixtures: a tiny randomly perturbed model (fast, non-trivial) and small images."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +134,14 @@ def portable_dir(tmp_path_factory, calibrated):
     save_model(model, d / "tiny.safetensors", card)
     save_model(model, d / "plain.safetensors", ModelCard("plain", {}))
     return d
+
+
+def run_cli(args: list[str], threads: int, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m nfcompress ARGS --threads N` in a process of its own, OpenMP's threads to match."""
+    return subprocess.run(
+        [sys.executable, "-m", "nfcompress", *args, "--threads", str(threads)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **(env or {}), OMP_NUM_THREADS=str(threads)),
+        timeout=300,
+    )

@@ -1,11 +1,9 @@
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import photo_like
+from conftest import photo_like, run_cli
 from PIL import Image
 
 from nfcompress.cli import main
@@ -142,25 +140,14 @@ def test_stdin_to_stdout(runner, tmp_path):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.stdout_bytes))), img)
 
 
-def _cli(args, threads, env):
-    e = dict(os.environ, **env, OMP_NUM_THREADS=str(threads))
-    return subprocess.run(
-        [sys.executable, "-m", "nfcompress", *args, "--threads", str(threads)],
-        capture_output=True,
-        text=True,
-        env=e,
-        timeout=300,
-    )
-
-
 def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tiny_models_dir, tmp_path):
     img = photo_like(70, 90, 3, seed=9)
     src = _save(tmp_path / "a.png", img)
     env = {"NFCOMPRESS_MODELS": str(tiny_models_dir)}
-    r = _cli(["encode", "--model", "tiny", str(src)], 1, env)
+    r = run_cli(["encode", "--model", "tiny", str(src)], 1, env)
     assert r.returncode == 0, r.stderr
     src.rename(tmp_path / "orig.png")
-    r = _cli(["decode", str(tmp_path / "a.nfc")], 2, env)
+    r = run_cli(["decode", str(tmp_path / "a.nfc")], 2, env)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)
 
@@ -186,10 +173,10 @@ def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(po
     images = [photo_like(24 + 4 * (i % 3), 32, 3, seed=i) for i in range(7)]
     srcs = [str(_save(tmp_path / f"i{i}.png", im)) for i, im in enumerate(images)]
     env = {"NFCOMPRESS_MODELS": str(portable_dir)}
-    r = _cli(["encode", "--model", "tiny", "--json", *srcs], 1, env)
+    r = run_cli(["encode", "--model", "tiny", "--json", *srcs], 1, env)
     assert r.returncode == 0, r.stderr
     assert all(json.loads(line)["portable"] for line in r.stdout.splitlines())
-    alone = _cli(["encode", "--model", "tiny", srcs[3], "-o", str(tmp_path / "alone.nfc")], 2, env)
+    alone = run_cli(["encode", "--model", "tiny", srcs[3], "-o", str(tmp_path / "alone.nfc")], 2, env)
     assert alone.returncode == 0, alone.stderr
     assert (tmp_path / "alone.nfc").read_bytes() == (tmp_path / "i3.nfc").read_bytes()
     data = bytearray((tmp_path / "i5.nfc").read_bytes())
@@ -197,7 +184,7 @@ def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(po
     (tmp_path / "i5.nfc").write_bytes(bytes(data))
     for s in srcs:
         os.remove(s)
-    r = _cli(["decode", "-j", "2", *[str(tmp_path / f"i{i}.nfc") for i in range(7)]], 1, env)
+    r = run_cli(["decode", "-j", "2", *[str(tmp_path / f"i{i}.nfc") for i in range(7)]], 1, env)
     assert r.returncode == 1
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2 and "i5.nfc" in errors[0] and "1 of 7" in errors[1], r.stderr

@@ -1,13 +1,10 @@
 """The per-image linear model: exact round trips, its tables, and what it is for (smooth photos)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import photo_like
+from conftest import photo_like, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -157,26 +154,19 @@ def test_a_damaged_linear_file_is_refused_by_its_checksum(tiny_codec):
 
 
 def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
+    from click.testing import CliRunner
+
+    from nfcompress.cli import main
+
     img = photo_like(50, 70, 3, seed=12)
-    Image.fromarray(img).save(tmp_path / "a.png")
-    env = dict(os.environ)
-    env.pop("NFCOMPRESS_MODELS", None)
-    for args, threads in [(["encode", "--coder", "linear", str(tmp_path / "a.png")], 1), (["info", "--json"], 2)]:
-        if args[0] == "info":
-            args = [*args, str(tmp_path / "a.nfc")]
-        else:
-            args = [*args, "--threads", str(threads)]
-        r = subprocess.run([sys.executable, "-m", "nfcompress", *args], capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)
+    src = tmp_path / "a.png"
+    Image.fromarray(img).save(src)
+    r = run_cli(["encode", "--coder", "linear", str(src)], 1)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(CliRunner().invoke(main, ["info", "--json", str(tmp_path / "a.nfc")]).output)
     assert (info["coder"], info["model"], info["portable"], info["chunks"]) == ("linear", None, True, 1)
-    (tmp_path / "a.png").rename(tmp_path / "orig.png")
-    r = subprocess.run(
-        [sys.executable, "-m", "nfcompress", "decode", str(tmp_path / "a.nfc"), "--threads", "2"],
-        capture_output=True,
-        text=True,
-        env=dict(env, OMP_NUM_THREADS="2"),
-    )
+    src.rename(tmp_path / "orig.png")
+    r = run_cli(["decode", str(tmp_path / "a.nfc")], 2)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)
 
