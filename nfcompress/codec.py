@@ -670,8 +670,8 @@ def _encode_linear(
     """`encode_linear`, and the ideal bits of each pixel (H, W; alpha aside)."""
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
-    data, pixel_bits = linear.encode(colour, progress=progress)
-    ideal = float(pixel_bits.sum())
+    data, pixel_bits, side = linear.encode(colour, progress=progress)
+    ideal = float(pixel_bits.sum()) + side
     alpha_data = b""
     if mode in ("LA", "RGBA"):
         alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)
@@ -699,7 +699,8 @@ def decode_linear(
     `progress(done, total)` as `linear.decode` calls it."""
     channels = 1 if header.mode in ("L", "LA") else 3
     try:
-        colour = linear.decode(chunk, header.height, header.width, channels, progress)
+        scheme = 1 if header.version < 7 else 2
+        colour = linear.decode(chunk, header.height, header.width, channels, progress, scheme)
     except (ValueError, RuntimeError, OverflowError) as e:
         raise ChecksumError(_undecodable(f"the payload does not decode: {e}", True)) from None
     pixels = _with_alpha(colour, header, alpha_data)

@@ -12,7 +12,7 @@ in increasing t, each in increasing i. Every neighbour a prediction reads lies o
 wavefront, so a whole wavefront decodes as one vector. Earlier channels are known everywhere.
 """
 
-__all__ = ["LinearModel", "fit", "encode", "decode"]
+__all__ = ["LinearModel", "fit", "side_bits", "encode", "decode"]
 
 import functools
 from collections.abc import Callable
@@ -36,8 +36,11 @@ MEAN_STEPS = 16  # the prediction's fraction, in 1/16, selects the table
 BINS = 16
 # A pixel's scale context: its activity bin and, with more than one class (images from 128x128,
 # where the 16 more scales pay), whether it lies on the edge of a JPEG 8x8 block (most photos were
-# JPEGs once, and their block edges are less predictable).
+# JPEGs once, and their block edges are less predictable). From scheme 2, with GRID_CLASSES classes
+# or more, the activity is two: the gradients' bin (halved) and the errors' bin.
 CONTEXTS = 2 * BINS
+GRID_CLASSES = 4
+SCHEME = 2  # the payload layout `encode` writes: version 7 files (version 6 files are scheme 1)
 # Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
 THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
 LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # a context's scale is exp(-4 + q / 16), q in 0..255
@@ -49,6 +52,10 @@ FLOOR = 64
 MIN_BITS = -float(np.log2(((1 << PRECISION) - 255 * FLOOR - 255) / (1 << PRECISION)))
 BAND = 1 << 18  # pixels whose features are built at once
 FIT_PIXELS = 1 << 21  # pixels the weights are fitted on, at most (about)
+# The weights are fitted twice: the second time each pixel counts 1 / s**2 for the scale s of its
+# context under the first (least squares then fits the logistic's log-likelihood better), s at
+# least MIN_FIT_SCALE.
+REFITS, MIN_FIT_SCALE = 1, 0.3
 CROSS_ERR = 2  # an earlier channel's error at the pixel counts this much in the activity
 # Predictor classes: each pixel takes the weights of its class, from its neighbours' gradients;
 # with more than one, pixels near the edges (whose neighbourhoods hold copies) have a class of
@@ -85,9 +92,14 @@ def _grid(classes: int) -> bool:
     return classes > 1
 
 
-def _context_count(classes: int) -> int:
+def _split(classes: int, scheme: int) -> bool:
+    """Whether gradients and errors have bins of their own (scheme 2, GRID_CLASSES classes or more)."""
+    return scheme >= 2 and classes >= GRID_CLASSES
+
+
+def _context_count(classes: int, scheme: int = SCHEME) -> int:
     """Scale contexts of a channel with this many classes."""
-    return CONTEXTS if _grid(classes) else BINS
+    return (BINS // 2 if _split(classes, scheme) else 1) * (CONTEXTS if _grid(classes) else BINS)
 
 
 def _sets(classes: int) -> int:
@@ -143,12 +155,20 @@ def _rows_of(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [np.divmod(np.arange(r * w, min(h, r + step) * w, dtype=np.int64), w) for r in range(0, h, step)]
 
 
-def _class_of(nb: np.ndarray, classes: int, i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray:
-    """Each pixel's predictor class, from the gradients around it (its canvas neighbours); pixels
-    (i, j) whose neighbourhood reaches past an edge of the width-w image are class `classes`."""
+def _gradients(x: np.ndarray, c: int, scheme: int) -> np.ndarray:
+    """|W - NW| + |N - NW| + |N - NE| of each pixel, from its features (F, n): of channel c, or from
+    scheme 2 of channel c less the first channel (where the colour's texture shows, not the light's)."""
+    nb = x[: _NE + 1]
+    if c and scheme >= 2:
+        nb = nb - x[len(CAUSAL) + 1 : len(CAUSAL) + 2 + _NE]
+    return np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
+
+
+def _class_of(grad: np.ndarray, classes: int, i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray:
+    """Each pixel's predictor class, from its `_gradients`; pixels (i, j) whose neighbourhood
+    reaches past an edge of the width-w image are class `classes`."""
     if classes == 1:
         return np.zeros(len(i), np.int64)
-    grad = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
     edge = (i < TOP) | (j < LEFT) | (j >= w - RIGHT)
     return np.where(edge, classes, _bins(grad) * classes // BINS)
 
@@ -170,15 +190,18 @@ def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarr
     return np.clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
 
 
-def _contexts(nb: np.ndarray, errs: np.ndarray, cross_err: np.ndarray, i: np.ndarray, j: np.ndarray, classes: int):
-    """Each pixel's scale context: the bin of its activity (the neighbours' gradients, the errors
-    (ERRORS, n) of its W, N, NW, NE, WW and NN neighbours and the earlier channels' errors at the
-    pixel (n,)), with `_grid(classes)` BINS more on the edge of an 8x8 block (rows and columns i, j)."""
-    act = np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
-    act += 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
+def _contexts(
+    grad: np.ndarray, errs: np.ndarray, cross_err: np.ndarray, i: np.ndarray, j: np.ndarray, classes: int, scheme: int
+) -> np.ndarray:
+    """Each pixel's scale context, from its `_gradients`, the errors (ERRORS, n) of its W, N, NW, NE,
+    WW and NN neighbours and the earlier channels' errors at the pixel (n,): the bin of their sum,
+    or with `_split` the gradients' bin halved times BINS plus the errors' bin; then, with
+    `_grid(classes)`, as many more on the edge of an 8x8 block (rows and columns i, j)."""
+    act = 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
+    out = _bins(grad) // 2 * BINS + _bins(act) if _split(classes, scheme) else _bins(act + grad)
     if not _grid(classes):
-        return _bins(act)
-    return _bins(act) + BINS * (((i + 1) % 8 < 2) | ((j + 1) % 8 < 2))
+        return out
+    return out + _context_count(classes, scheme) // 2 * (((i + 1) % 8 < 2) | ((j + 1) % 8 < 2))
 
 
 def _round(p: np.ndarray) -> np.ndarray:
@@ -246,65 +269,88 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
     bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
     weights, scales, rasters = [], [], []
     cross_err = np.zeros(h * w, np.int32)
-    for c, n in enumerate(_feature_counts(channels)):
-        cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
-        sets = _sets(classes)
-        a, v, count = np.zeros((sets, n, n)), np.zeros((sets, n)), np.zeros(sets, np.int64)
-        for i, j in bands:
-            x = layout.features(cv, pads, i, j)
-            y = rgb[i, j, c].astype(np.float64)
-            cls = _class_of(x, classes, i, j, w)
-            for k in range(sets):
-                xk = x[:, cls == k].astype(np.float64)
-                a[k] += xk @ xk.T
-                v[k] += xk @ y[cls == k]
-                count[k] += xk.shape[1]
-        wq = np.empty((sets, n), np.int64)
-        for k in range(sets):
-            # A class too rare to fit takes the weights of all the pixels.
-            ak, vk = (a[k], v[k]) if count[k] >= 4 * n else (a.sum(0), v.sum(0))
-            sol = np.linalg.solve(ak + ridge * np.eye(n), vk)
-            wq[k] = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT)
+    for c in range(channels):
+        omega = None
+        for _ in range(1 + REFITS):
+            wq = _least_squares(rgb, c, bands, classes, omega, ridge)
+            raster = p, contexts, err = _raster(rgb, c, wq, cross_err, classes)
+            resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
+            codes = _fit_scales(resid, contexts, _context_count(classes))
+            omega = 1 / np.maximum(np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[contexts], MIN_FIT_SCALE) ** 2
         weights.append(wq)
-        rasters.append(_raster(rgb, c, wq, cross_err, classes))
-        p, contexts, err = rasters[-1]
+        scales.append(codes)
+        rasters.append(raster)
         cross_err = cross_err + CROSS_ERR * err
-        scales.append(_fit_scales(rgb[..., c].ravel() - p / (1 << FRAC_BITS), contexts, _context_count(classes)))
     return LinearModel(weights, scales), rasters
 
 
+def _least_squares(
+    rgb: np.ndarray, c: int, bands: list, classes: int, omega: np.ndarray | None, ridge: float
+) -> np.ndarray:
+    """Integer weights (sets, F) of channel c by least squares on the pixels of `bands`, pixel k
+    counting omega[k] (raster order; each 1 if None)."""
+    h, w, _ = rgb.shape
+    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
+    sets, n = _sets(classes), _feature_counts(c + 1)[c]
+    a, v, count = np.zeros((sets, n, n)), np.zeros((sets, n)), np.zeros(sets, np.int64)
+    for i, j in bands:
+        x = layout.features(cv, pads, i, j)
+        y = rgb[i, j, c].astype(np.float64)
+        cls = _class_of(_gradients(x, c, SCHEME), classes, i, j, w)
+        om = np.ones(len(i)) if omega is None else omega[i * w + j]
+        for k in range(sets):
+            m = cls == k
+            xk = x[:, m].astype(np.float64)
+            a[k] += (xk * om[m]) @ xk.T
+            v[k] += xk @ (y[m] * om[m])
+            count[k] += xk.shape[1]
+    wq = np.empty((sets, n), np.int64)
+    for k in range(sets):
+        # A class too rare to fit takes the weights of all the pixels.
+        ak, vk = (a[k], v[k]) if count[k] >= 4 * n else (a.sum(0), v.sum(0))
+        sol = np.linalg.solve(ak + ridge * np.eye(n), vk)
+        wq[k] = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT)
+    return wq
+
+
 def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray, classes: int) -> tuple[np.ndarray, ...]:
-    """Predictions (weight units), contexts (int8) and errors of channel c for every pixel, raster
+    """Predictions (weight units), contexts (int16) and errors of channel c for every pixel, raster
     order, with weights `wq` of `classes` classes, the earlier channels' errors summed in `cross_err`."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int32)
     cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
     p = np.empty(h * w, np.int64)
+    grad = np.empty(h * w, np.int32)
     bands = _rows_of(h, w)
     for i, j in bands:
         x = layout.features(cv.ravel(), pads, i, j)
-        p[i * w + j] = _prediction(x, wq, _class_of(x, classes, i, j, w))
+        g = grad[i * w + j] = _gradients(x, c, SCHEME)
+        p[i * w + j] = _prediction(x, wq, _class_of(g, classes, i, j, w))
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
-    contexts = np.empty(h * w, np.int8)
+    contexts = np.empty(h * w, np.int16)
     for i, j in bands:
         cp = layout.places(i, j)
-        nb = cv.ravel()[cp[None, :] - layout.offsets[:4, None]]
         errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
-        contexts[i * w + j] = _contexts(nb, errs, cross_err[i * w + j], i, j, classes)
+        contexts[i * w + j] = _contexts(grad[i * w + j], errs, cross_err[i * w + j], i, j, classes, SCHEME)
     return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16)
 
 
 def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarray:
     """For each of `count` contexts, the scale code under which its residuals cost the fewest bits
     (searched every 8 codes, then around the best)."""
+    # How often each residual, to 1/16 (the tables' resolution), occurs in each context.
+    span = 2 * 256 * MEAN_STEPS
+    steps = np.round(resid * MEAN_STEPS).astype(np.int64)
+    keys, n = np.unique(contexts.astype(np.int64) * span + steps, return_counts=True)
+    ctx = (keys + span // 2) // span
+    ends = np.searchsorted(ctx, np.arange(count + 1))
     out = np.zeros(count, np.int64)
     for b in range(count):
-        # Residuals to 1/16 (the tables' resolution) and how often each occurs.
-        e, n = np.unique(np.round(resid[contexts == b] * MEAN_STEPS), return_counts=True)
-        if not len(e):
+        if ends[b] == ends[b + 1]:
             continue
-        e = e / MEAN_STEPS
+        e = (keys[ends[b] : ends[b + 1]] - b * span) / MEAN_STEPS
+        nb = n[ends[b] : ends[b + 1]]
         best = 0
         for codes in (np.arange(4, 256, 8), None):
             if codes is None:
@@ -312,7 +358,7 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
             s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[:, None]
             up = 0.5 * (1 + np.tanh((e[None, :] + 0.5) / (2 * s)))
             lo = 0.5 * (1 + np.tanh((e[None, :] - 0.5) / (2 * s)))
-            best = int(codes[np.argmin(-np.log2(np.maximum(up - lo, 1e-12)) @ n)])
+            best = int(codes[np.argmin(-np.log2(np.maximum(up - lo, 1e-12)) @ nb)])
         out[b] = best
     return out
 
@@ -323,6 +369,12 @@ def _zigzag(v: np.ndarray) -> np.ndarray:
 
 def _unzigzag(u: np.ndarray) -> np.ndarray:
     return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
+
+
+def side_bits(model: LinearModel) -> int:
+    """The bits `_push_side` spends on a model: what a fitted model costs beside its pixels."""
+    u = _zigzag(np.concatenate([w.ravel() for w in model.weights]))
+    return 2 + 8 * sum(len(s) for s in model.scales) + 16 * len(u) + 32 * int((u >= ESCAPE).sum())
 
 
 def _push_side(coder, model: LinearModel) -> None:
@@ -336,10 +388,10 @@ def _push_side(coder, model: LinearModel) -> None:
     coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
 
 
-def _pop_side(coder, channels: int) -> LinearModel:
-    """The model `_push_side` pushed."""
+def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
+    """The model `_push_side` pushed (in a payload of this scheme)."""
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
-    k = _context_count(classes)
+    k = _context_count(classes, scheme)
     scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
     counts = _feature_counts(channels)
     u = coder.decode(_RAW16, _sets(classes) * sum(counts)).astype(np.int64)
@@ -355,9 +407,10 @@ def _pop_side(coder, channels: int) -> LinearModel:
 
 def encode(
     rgb: np.ndarray, model: LinearModel | None = None, progress: Callable[[int, int], None] | None = None
-) -> tuple[bytes, np.ndarray]:
-    """An (H, W, C) uint8 image as one ANS stream, and the ideal bits of each pixel (H, W);
-    `progress(done, total)` is called once a channel is fitted and once it is coded."""
+) -> tuple[bytes, np.ndarray, int]:
+    """An (H, W, C) uint8 image as one ANS stream, the ideal bits of each pixel (H, W) and the
+    bits of the model itself (`side_bits`); `progress(done, total)` is called once a channel is
+    fitted and once it is coded."""
     rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
     model, rasters = _fit(rgb) if model is None else (model, None)
     h, w, channels = rgb.shape
@@ -383,14 +436,19 @@ def encode(
         if progress:
             progress(2 * channels - c, 2 * channels)
     _push_side(coder, model)
-    return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w)
+    return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w), side_bits(model)
 
 
 def decode(
-    data: bytes, height: int, width: int, channels: int, progress: Callable[[int, int], None] | None = None
+    data: bytes,
+    height: int,
+    width: int,
+    channels: int,
+    progress: Callable[[int, int], None] | None = None,
+    scheme: int = SCHEME,
 ) -> np.ndarray:
-    """The (H, W, C) uint8 image from a stream made by `encode`; `progress(done, total)` is
-    called PARTS times per channel."""
+    """The (H, W, C) uint8 image from a stream made by `encode` (scheme 1: of an nfcompress
+    before format version 7); `progress(done, total)` is called PARTS times per channel."""
     if len(data) % 4:
         raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
     if height * width * channels * MIN_BITS > 8 * len(data) + 64:
@@ -399,7 +457,7 @@ def decode(
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
     except ValueError as e:
         raise FormatError(f"corrupted payload: {e}") from None
-    model = _pop_side(coder, channels)
+    model = _pop_side(coder, channels, scheme)
     if any((q < 0).any() or (q > 255).any() for q in model.scales):
         raise FormatError("corrupted payload: a scale code out of range")
     out = np.empty((height, width, channels), np.uint8)
@@ -418,8 +476,10 @@ def decode(
                 progress(c * PARTS + (t + 1) * PARTS // len(steps), channels * PARTS)
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
-            p = _prediction(x, model.weights[c], _class_of(x, model.classes, i, j, width))
-            contexts = _contexts(x, err[cp[None, :] - errs_at], cross_err[i * width + j], i, j, model.classes)
+            grad = _gradients(x, c, scheme)
+            p = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width))
+            errs = err[cp[None, :] - errs_at]
+            contexts = _contexts(grad, errs, cross_err[i * width + j], i, j, model.classes, scheme)
             v = coder.decode(_CATEGORICAL, tables.rows(p, contexts)).astype(np.int64)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))

@@ -1,6 +1,7 @@
 """The per-image linear model: exact round trips, its tables, and what it is for (smooth photos)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +19,12 @@ from nfcompress.errors import ChecksumError, FormatError
 
 
 def _round_trip(img: np.ndarray) -> tuple[bytes, float]:
-    data, pixel_bits = linear.encode(img)
+    data, pixel_bits, side = linear.encode(img)
+    assert side == linear.side_bits(linear.fit(np.ascontiguousarray(img[..., linear._order(img.shape[2])])))
     back = linear.decode(data, img.shape[0], img.shape[1], img.shape[2])
     assert back.dtype == np.uint8 and np.array_equal(back, img)
     assert pixel_bits.shape == img.shape[:2] and (pixel_bits > 0).all()
-    return data, float(pixel_bits.sum())
+    return data, float(pixel_bits.sum()) + side
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 9, 3), (9, 1, 3), (2, 2, 1), (5, 7, 3), (33, 17, 1), (40, 64, 3)])
@@ -74,17 +76,18 @@ def test_green_first_makes_red_and_blue_cheap_when_they_follow_it():
     assert len(colour_data) < 1.25 * len(grey_data)
 
 
-def test_the_file_size_is_the_ideal_size_plus_the_fitted_weights():
+def test_the_file_size_is_the_ideal_size_of_the_pixels_and_the_fitted_model():
     img = photo_like(128, 128, 3, seed=5)
     data, ideal = _round_trip(img)
-    sets = linear._sets(linear.fit(np.ascontiguousarray(img[..., linear._order(3)])).classes)
-    side_bits = 32 * sets * sum(linear._feature_counts(3)) + 8 * 3 * linear.CONTEXTS  # at most
-    assert ideal < 8 * len(data) <= ideal + side_bits + 64
+    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    most = 32 * linear._sets(model.classes) * sum(linear._feature_counts(3)) + 8 * 3 * linear._context_count(2)
+    assert 16 * linear._sets(model.classes) * sum(linear._feature_counts(3)) < linear.side_bits(model) <= most
+    assert ideal - 64 < 8 * len(data) <= ideal + 64
 
 
 def test_a_damaged_stream_fails_or_differs_but_never_hangs():
     img = photo_like(16, 16, 3, seed=2)
-    data, _ = linear.encode(img)
+    data, *_ = linear.encode(img)
     with pytest.raises(FormatError):
         linear.decode(data[:-1], 16, 16, 3)
     damaged = bytearray(data)
@@ -97,7 +100,7 @@ def test_a_damaged_stream_fails_or_differs_but_never_hangs():
 
 
 def test_a_payload_too_short_for_its_declared_size_is_refused_before_any_work():
-    data, _ = linear.encode(np.zeros((8, 8, 3), np.uint8))
+    data, *_ = linear.encode(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(FormatError, match="cannot hold"):
         linear.decode(data, 16384, 16384, 3)
 
@@ -179,6 +182,24 @@ def test_larger_images_fit_more_predictor_classes_and_still_round_trip():
     _round_trip(img)
 
 
+def test_from_four_classes_gradients_and_errors_have_contexts_of_their_own():
+    img = photo_like(370, 360, 3, seed=18)
+    model, rasters = linear._fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    assert model.classes == 4 and all(len(s) == linear._context_count(4) == 16 * linear.BINS for s in model.scales)
+    used = np.unique(np.concatenate([r[1] for r in rasters]))
+    assert used.min() >= 0 and used.max() < 16 * linear.BINS and len(used) > 2 * linear.BINS
+    _round_trip(img)
+
+
+def test_a_linear_file_of_format_version_6_still_decodes():
+    from nfcompress import decode
+
+    data = (Path(__file__).parent / "data" / "pizza-128.v6-linear.nfc").read_bytes()  # by nfcompress 0.5.0
+    assert unpack(data)[0].version == 6 and unpack(data)[0].coder == "linear"
+    want = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
+    assert np.array_equal(decode(data), want)
+
+
 def test_any_weights_and_scales_go_through_the_side_information():
     img = photo_like(12, 10, 3, seed=14)
     r = np.random.default_rng(0)
@@ -186,8 +207,8 @@ def test_any_weights_and_scales_go_through_the_side_information():
     weights = [r.integers(-(1 << 30), 1 << 30, (5, n)) for n in counts]  # 4 classes and the edges'
     for w in weights:
         w[:, :3] = r.integers(-5, 5, (5, 3))  # narrow ones too
-    model = linear.LinearModel(weights, [r.integers(0, 256, linear.CONTEXTS) for _ in counts])
-    data, _ = linear.encode(img, model)
+    model = linear.LinearModel(weights, [r.integers(0, 256, linear._context_count(4)) for _ in counts])
+    data, *_ = linear.encode(img, model)
     assert np.array_equal(linear.decode(data, 12, 10, 3), img)
 
 
