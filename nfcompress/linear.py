@@ -107,8 +107,8 @@ def _sets(classes: int) -> int:
     return classes + (classes > 1)
 
 
-def _feature_counts(channels: int) -> list[int]:
-    return [len(CAUSAL) + len(CROSS) * c + 1 for c in range(channels)]
+def _feature_counts(channels: int, scheme: int = SCHEME) -> list[int]:
+    return [len(CAUSAL) + len(CROSS) * c + 1 + (scheme >= 2) for c in range(channels)]
 
 
 def _canvas(ch: np.ndarray) -> np.ndarray:
@@ -130,7 +130,8 @@ def _pads(prev: list[np.ndarray]) -> np.ndarray:
 class _Layout:
     """Where the features of a channel's pixels lie: CAUSAL in its canvas, CROSS in `_pads`."""
 
-    def __init__(self, h: int, w: int, c: int) -> None:
+    def __init__(self, h: int, w: int, c: int, scheme: int = SCHEME) -> None:
+        self.c, self.scheme = c, scheme
         self.w, self.cw = w, w + LEFT + RIGHT
         self.offsets = np.array([di * self.cw + dj for di, dj in CAUSAL], np.int64)
         size = (h + 2) * (w + 2)
@@ -141,12 +142,20 @@ class _Layout:
         return (i + TOP) * self.cw + j + LEFT
 
     def features(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """Every feature (F, n) of pixels (i, j): canvas neighbours (flat canvas cv), earlier channels, 1."""
+        """Every feature (F, n) of pixels (i, j): canvas neighbours (flat canvas cv), earlier
+        channels, 1 and, from scheme 2, the median predictor on the `_texture`."""
         parts = [cv[self.places(i, j)[None, :] - self.offsets[:, None]]]
         if len(self.cross):
             parts.append(pads[((i + 1) * (self.w + 2) + j + 1)[None, :] + self.cross[:, None]])
         parts.append(np.ones((1, len(i)), np.int64))
-        return np.concatenate(parts)
+        x = np.concatenate(parts)
+        if self.scheme < 2:
+            return x
+        nb = _texture(x, self.c, self.scheme)
+        med = np.clip(nb[_W] + nb[_N] - nb[_NW], np.minimum(nb[_W], nb[_N]), np.maximum(nb[_W], nb[_N]))
+        if self.c:
+            med += x[len(CAUSAL)]  # back from the difference to the first channel
+        return np.concatenate([x, med[None]])
 
 
 def _rows_of(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -155,12 +164,19 @@ def _rows_of(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [np.divmod(np.arange(r * w, min(h, r + step) * w, dtype=np.int64), w) for r in range(0, h, step)]
 
 
-def _gradients(x: np.ndarray, c: int, scheme: int) -> np.ndarray:
-    """|W - NW| + |N - NW| + |N - NE| of each pixel, from its features (F, n): of channel c, or from
-    scheme 2 of channel c less the first channel (where the colour's texture shows, not the light's)."""
+def _texture(x: np.ndarray, c: int, scheme: int) -> np.ndarray:
+    """The W, N, NW and NE neighbours (4, n) of each pixel, from its features (F, n): of channel c,
+    or from scheme 2 of channel c less the first channel (where the colour's texture shows, not
+    the light's)."""
     nb = x[: _NE + 1]
     if c and scheme >= 2:
         nb = nb - x[len(CAUSAL) + 1 : len(CAUSAL) + 2 + _NE]
+    return nb
+
+
+def _gradients(x: np.ndarray, c: int, scheme: int) -> np.ndarray:
+    """|W - NW| + |N - NW| + |N - NE| of each pixel's `_texture`."""
+    nb = _texture(x, c, scheme)
     return np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
 
 
@@ -393,7 +409,7 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
     k = _context_count(classes, scheme)
     scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
-    counts = _feature_counts(channels)
+    counts = _feature_counts(channels, scheme)
     u = coder.decode(_RAW16, _sets(classes) * sum(counts)).astype(np.int64)
     wide = np.flatnonzero(u == ESCAPE)
     if len(wide):
@@ -465,7 +481,7 @@ def decode(
     steps = list(_steps(height, width))
     for c in range(channels):
         tables = _Tables(model.scales[c])
-        layout = _Layout(height, width, c)
+        layout = _Layout(height, width, c, scheme)
         pads = _pads([out[..., q] for q in range(c)])
         cw = layout.cw
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int32)
