@@ -71,6 +71,12 @@ ESCAPE = (1 << 16) - 1  # a weight whose zigzag value is this or more follows in
 # Indices into CAUSAL of the neighbours the activity reads.
 _W, _N, _NW, _NE = 0, 1, 2, 3
 ERRORS = 6  # the activity reads the errors of the first 6 of CAUSAL
+# From scheme 2 a context also has a spike: a share q / SPIKES (q = 0..SPIKES - 1, in the side
+# information) of a value's weight moves to the median predictor's value (`_Layout.features`),
+# which smooth planes, red and blue above all, meet exactly far more often than the logistic says.
+SPIKES = 16
+_SPIKE_CODES = constriction.stream.model.Uniform(SPIKES)
+SPIKE_BITS = 4  # log2(SPIKES)
 PARTS = 20  # progress is reported in this many parts per channel
 
 
@@ -78,8 +84,10 @@ PARTS = 20  # progress is reported in this many parts per channel
 class LinearModel:
     """A fitted model: per channel, integer weights per class (causal, cross, bias) and context scale codes."""
 
-    weights: list[np.ndarray]  # channel c: int64 (_sets(classes), len(CAUSAL) + len(CROSS) * c + 1)
+    weights: list[np.ndarray]  # channel c: int64 (_sets(classes), _feature_counts(c + 1)[c])
     scales: list[np.ndarray]  # channel c: int64 (_context_count(classes),), codes 0..255
+    # Channel c: int64 (_context_count(classes),), shares 0..SPIKES - 1; None in scheme 1.
+    spikes: list[np.ndarray] | None = None
 
     @property
     def classes(self) -> int:
@@ -220,6 +228,11 @@ def _contexts(
     return out + _context_count(classes, scheme) // 2 * (((i + 1) % 8 < 2) | ((j + 1) % 8 < 2))
 
 
+def _median(x: np.ndarray) -> np.ndarray:
+    """Each pixel's spike value (scheme 2): its median feature, within 0..255."""
+    return np.clip(x[-1], 0, 255)
+
+
 def _round(p: np.ndarray) -> np.ndarray:
     return (p + (1 << (FRAC_BITS - 1))) >> FRAC_BITS
 
@@ -244,25 +257,33 @@ def _cumulative(q: int) -> np.ndarray:
 
 
 class _Tables:
-    """A channel's integer weights for every context (its scale) and fraction of a prediction."""
+    """A channel's integer weights for every context (its scale and spike share) and fraction of
+    a prediction."""
 
-    def __init__(self, scales: np.ndarray) -> None:
+    def __init__(self, scales: np.ndarray, spikes: np.ndarray | None = None) -> None:
         self.cum = np.concatenate([_cumulative(int(q)) for q in scales])
-        pmf = np.diff(self.cum, axis=1) + FLOOR
+        # Each weight above the floor keeps `keep` / SPIKES of itself, rounded down.
+        self.keep = np.repeat(SPIKES - (np.zeros(len(scales)) if spikes is None else spikes), MEAN_STEPS)
+        pmf = np.floor(np.diff(self.cum, axis=1) * self.keep[:, None] / SPIKES) + FLOOR
+        self.sums = np.concatenate([np.zeros((len(pmf), 1)), np.cumsum(pmf, axis=1)], axis=1)
         self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
-        self.total = float(_TOTAL + FLOOR)
 
-    def rows(self, p: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    def rows(self, p: np.ndarray, contexts: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """Each prediction's weights of the values 0..255 (n, 256), summing to 2**PRECISION - 256.
 
         A discretized logistic around the prediction, the tails beyond 0 and 255 folded into
-        the end values, every value FLOOR more.
+        the end values, every value FLOOR more; with spikes (scheme 2), what the context's share
+        takes from every value goes to value at[k] of row k.
         """
         row = contexts.astype(np.int64) * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
         ip = p >> FRAC_BITS
         out = self.windows[row, 255 - ip]
-        out[:, 0] = self.cum[row, 256 - ip] + FLOOR
-        out[:, 255] = self.total - self.cum[row, 510 - ip]
+        keep = self.keep[row] / SPIKES
+        out[:, 0] = np.floor(self.cum[row, 256 - ip] * keep) + FLOOR
+        out[:, 255] = np.floor((_TOTAL - self.cum[row, 510 - ip]) * keep) + FLOOR
+        if at is not None:
+            inner = self.sums[row, 510 - ip] - self.sums[row, 256 - ip]
+            out[np.arange(len(row)), at] += (1 << PRECISION) - 256 - inner - out[:, 0] - out[:, 255]
         return out
 
 
@@ -283,21 +304,24 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
     classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
     bands = _rows_of(h, w)
     bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
-    weights, scales, rasters = [], [], []
+    weights, scales, spikes, rasters = [], [], [], []
     cross_err = np.zeros(h * w, np.int32)
     for c in range(channels):
         omega = None
         for _ in range(1 + REFITS):
             wq = _least_squares(rgb, c, bands, classes, omega, ridge)
-            raster = p, contexts, err = _raster(rgb, c, wq, cross_err, classes)
+            raster = p, contexts, err, med = _raster(rgb, c, wq, cross_err, classes)
             resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, contexts, _context_count(classes))
             omega = 1 / np.maximum(np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[contexts], MIN_FIT_SCALE) ** 2
+        hits = rgb[..., c].ravel() == med
+        codes, q = _fit_spikes(resid, hits, contexts, codes)
         weights.append(wq)
         scales.append(codes)
+        spikes.append(q)
         rasters.append(raster)
         cross_err = cross_err + CROSS_ERR * err
-    return LinearModel(weights, scales), rasters
+    return LinearModel(weights, scales, spikes), rasters
 
 
 def _least_squares(
@@ -330,18 +354,20 @@ def _least_squares(
 
 
 def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray, classes: int) -> tuple[np.ndarray, ...]:
-    """Predictions (weight units), contexts (int16) and errors of channel c for every pixel, raster
-    order, with weights `wq` of `classes` classes, the earlier channels' errors summed in `cross_err`."""
+    """Predictions (weight units), contexts (int16), errors and `_median`s of channel c for every
+    pixel, raster order, with weights `wq` of `classes` classes, the earlier channels' errors summed in `cross_err`."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int32)
     cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
     p = np.empty(h * w, np.int64)
     grad = np.empty(h * w, np.int32)
+    med = np.empty(h * w, np.uint8)
     bands = _rows_of(h, w)
     for i, j in bands:
         x = layout.features(cv.ravel(), pads, i, j)
         g = grad[i * w + j] = _gradients(x, c, SCHEME)
         p[i * w + j] = _prediction(x, wq, _class_of(g, classes, i, j, w))
+        med[i * w + j] = _median(x)
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
     contexts = np.empty(h * w, np.int16)
@@ -349,7 +375,7 @@ def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray, clas
         cp = layout.places(i, j)
         errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
         contexts[i * w + j] = _contexts(grad[i * w + j], errs, cross_err[i * w + j], i, j, classes, SCHEME)
-    return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16)
+    return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16), med
 
 
 def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarray:
@@ -379,6 +405,35 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
     return out
 
 
+def _fit_spikes(resid: np.ndarray, hits: np.ndarray, contexts: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For each context, the spike share q and the scale code near `codes` under which its
+    residuals cost the fewest bits, the pixels where `hits` holds taking the spike's weight too."""
+    span = 2 * 256 * MEAN_STEPS
+    steps = np.round(resid * MEAN_STEPS).astype(np.int64)
+    keys, n = np.unique((contexts.astype(np.int64) * 2 + hits) * span + steps, return_counts=True)
+    group = (keys + span // 2) // span
+    ends = np.searchsorted(group, np.arange(2 * len(codes) + 1))
+    share = np.arange(SPIKES)[:, None] / SPIKES
+    codes, q = codes.copy(), np.zeros(len(codes), np.int64)
+    for b in range(len(codes)):
+        miss, hit = [slice(ends[2 * b + k], ends[2 * b + k + 1]) for k in (0, 1)]
+        if hit.start == hit.stop:
+            continue
+        e = (keys - group * span) / MEAN_STEPS
+        for _ in range(2):
+            near = np.arange(max(0, codes[b] - 12), min(256, codes[b] + 13))
+            s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * near)[:, None, None]
+            cost = 0
+            for part, spike in ((miss, 0), (hit, 1)):
+                up = 0.5 * (1 + np.tanh((e[part] + 0.5) / (2 * s)))
+                lo = 0.5 * (1 + np.tanh((e[part] - 0.5) / (2 * s)))
+                prob = (1 - share[None]) * (up - lo) + spike * share[None]
+                cost = cost + -np.log2(np.maximum(prob, 1e-12)) @ n[part]
+            best = np.unravel_index(np.argmin(cost), cost.shape)
+            codes[b], q[b] = near[best[0]], best[1]
+    return codes, q
+
+
 def _zigzag(v: np.ndarray) -> np.ndarray:
     return np.where(v >= 0, 2 * v, -2 * v - 1).astype(np.int64)
 
@@ -390,16 +445,19 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
 def side_bits(model: LinearModel) -> int:
     """The bits `_push_side` spends on a model: what a fitted model costs beside its pixels."""
     u = _zigzag(np.concatenate([w.ravel() for w in model.weights]))
-    return 2 + 8 * sum(len(s) for s in model.scales) + 16 * len(u) + 32 * int((u >= ESCAPE).sum())
+    spikes = SPIKE_BITS * sum(len(s) for s in model.spikes or [])
+    return 2 + 8 * sum(len(s) for s in model.scales) + spikes + 16 * len(u) + 32 * int((u >= ESCAPE).sum())
 
 
 def _push_side(coder, model: LinearModel) -> None:
-    """Push the class count, the scale codes and the weights (16 bits each, wider ones escaped)."""
+    """Push the class count, the scale codes, the spike shares and the weights (16 bits each,
+    wider ones escaped)."""
     u = _zigzag(np.concatenate([w.ravel() for w in model.weights]))
     wide = u[u >= ESCAPE]
     if len(wide):
         coder.encode_reverse(np.stack([wide >> 16, wide & 0xFFFF], 1).ravel().astype(np.int32), _RAW16)
     coder.encode_reverse(np.minimum(u, ESCAPE).astype(np.int32), _RAW16)
+    coder.encode_reverse(np.concatenate(model.spikes).astype(np.int32), _SPIKE_CODES)
     coder.encode_reverse(np.concatenate(model.scales).astype(np.int32), _RAW8)
     coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
 
@@ -409,6 +467,9 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
     k = _context_count(classes, scheme)
     scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
+    spikes = None
+    if scheme >= 2:
+        spikes = list(coder.decode(_SPIKE_CODES, k * channels).astype(np.int64).reshape(channels, k))
     counts = _feature_counts(channels, scheme)
     u = coder.decode(_RAW16, _sets(classes) * sum(counts)).astype(np.int64)
     wide = np.flatnonzero(u == ESCAPE)
@@ -418,7 +479,7 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
     flat = _unzigzag(u)
     ends = np.cumsum([0, *[_sets(classes) * n for n in counts]])
     weights = [flat[a:b].reshape(_sets(classes), n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
-    return LinearModel(weights, list(scales))
+    return LinearModel(weights, list(scales), spikes)
 
 
 def encode(
@@ -429,6 +490,8 @@ def encode(
     fitted and once it is coded."""
     rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
     model, rasters = _fit(rgb) if model is None else (model, None)
+    if model.spikes is None:  # a scheme 1 model: no spikes
+        model = LinearModel(model.weights, model.scales, [np.zeros(len(q), np.int64) for q in model.scales])
     h, w, channels = rgb.shape
     coder = constriction.stream.stack.AnsCoder()
     order = np.concatenate([i * w + j for i, j in _steps(h, w)])  # the order `decode` meets pixels in
@@ -441,11 +504,12 @@ def encode(
     if progress:
         progress(channels, 2 * channels)
     for c in reversed(range(channels)):
-        tables = _Tables(model.scales[c])
-        p, contexts = rasters[c][0][order], rasters[c][1][order]
+        tables = _Tables(model.scales[c], model.spikes[c])
+        p, contexts, med = rasters[c][0][order], rasters[c][1][order], rasters[c][3][order]
         x = rgb[..., c].ravel()[order].astype(np.int32)
         for s in reversed(range(0, h * w, SEGMENT)):
-            rows = tables.rows(p[s : s + SEGMENT], contexts[s : s + SEGMENT])
+            part = slice(s, s + SEGMENT)
+            rows = tables.rows(p[part], contexts[part], med[part])
             sym = x[s : s + SEGMENT]
             coder.encode_reverse(sym, _CATEGORICAL, rows)
             ideal[order[s : s + SEGMENT]] += PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)
@@ -480,7 +544,7 @@ def decode(
     cross_err = np.zeros(height * width, np.int32)
     steps = list(_steps(height, width))
     for c in range(channels):
-        tables = _Tables(model.scales[c])
+        tables = _Tables(model.scales[c], None if model.spikes is None else model.spikes[c])
         layout = _Layout(height, width, c, scheme)
         pads = _pads([out[..., q] for q in range(c)])
         cw = layout.cw
@@ -496,7 +560,8 @@ def decode(
             p = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width))
             errs = err[cp[None, :] - errs_at]
             contexts = _contexts(grad, errs, cross_err[i * width + j], i, j, model.classes, scheme)
-            v = coder.decode(_CATEGORICAL, tables.rows(p, contexts)).astype(np.int64)
+            rows = tables.rows(p, contexts, None if model.spikes is None else _median(x))
+            v = coder.decode(_CATEGORICAL, rows).astype(np.int64)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))
             _spread(cv, cp, v, i, j, width, cw)

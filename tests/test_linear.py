@@ -49,13 +49,39 @@ def test_round_trips_exactly_on_any_image(img):
     _round_trip(img)
 
 
-def test_every_table_row_has_its_floor_and_sums_to_the_precision():
-    tables = linear._Tables(np.array([0, 7, 40, 64, 100, 140, 200, 255] * 4))
+@pytest.mark.parametrize("spiked", [False, True])
+def test_every_table_row_has_its_floor_and_sums_to_the_precision(spiked):
+    scales = np.array([0, 7, 40, 64, 100, 140, 200, 255] * 4)
+    tables = linear._Tables(scales, np.arange(32) % linear.SPIKES if spiked else None)
     p = np.arange(0, 256 << linear.FRAC_BITS, 997, dtype=np.int64)
+    at = np.random.default_rng(0).integers(0, 256, len(p)) if spiked else None
+    plain = linear._Tables(scales)
     for b in range(linear.CONTEXTS):
-        rows = tables.rows(p, np.full(len(p), b))
+        rows = tables.rows(p, np.full(len(p), b), at)
         assert (rows >= linear.FLOOR).all()
         assert (rows.sum(1) == (1 << PRECISION) - 256).all()
+        if spiked:  # the spike's value gains about the context's share, the others lose it
+            base = plain.rows(p, np.full(len(p), b))
+            gain = rows[np.arange(len(p)), at] - base[np.arange(len(p)), at]
+            share = (b % linear.SPIKES) / linear.SPIKES
+            assert np.allclose(
+                gain,
+                share * ((1 << PRECISION) - 256 * (1 + linear.FLOOR) - base[np.arange(len(p)), at] + linear.FLOOR),
+                atol=256,
+            )
+
+
+def test_values_that_the_median_predicts_exactly_get_a_spike_and_cost_less():
+    g = photo_like(96, 96, 1, seed=19)[..., 0].astype(np.int64)
+    steps = (np.arange(96)[None, :] // 24) * 9 + (np.arange(96)[:, None] // 32) * 5  # flat patches
+    img = np.stack([np.clip(g + steps, 0, 255), g, np.clip(g - steps, 0, 255)], 2).astype(np.uint8)
+    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    assert max(q.max() for q in model.spikes[1:]) >= linear.SPIKES // 2
+    plain = linear.LinearModel(model.weights, model.scales, [np.zeros_like(q) for q in model.spikes])
+    spiked_data, *_ = linear.encode(img, model)
+    plain_data, *_ = linear.encode(img, plain)
+    assert len(spiked_data) < 0.97 * len(plain_data)
+    assert np.array_equal(linear.decode(spiked_data, 96, 96, 3), img)
 
 
 def test_a_smooth_image_costs_far_fewer_bits_than_noise():
@@ -207,7 +233,8 @@ def test_any_weights_and_scales_go_through_the_side_information():
     weights = [r.integers(-(1 << 30), 1 << 30, (5, n)) for n in counts]  # 4 classes and the edges'
     for w in weights:
         w[:, :3] = r.integers(-5, 5, (5, 3))  # narrow ones too
-    model = linear.LinearModel(weights, [r.integers(0, 256, linear._context_count(4)) for _ in counts])
+    k = linear._context_count(4)
+    model = linear.LinearModel(weights, [r.integers(0, 256, k) for _ in counts], [r.integers(0, 16, k) for _ in counts])
     data, *_ = linear.encode(img, model)
     assert np.array_equal(linear.decode(data, 12, 10, 3), img)
 
