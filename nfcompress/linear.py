@@ -214,18 +214,38 @@ def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarr
     return np.clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
 
 
-def _contexts(
-    grad: np.ndarray, errs: np.ndarray, cross_err: np.ndarray, i: np.ndarray, j: np.ndarray, classes: int, scheme: int
-) -> np.ndarray:
-    """Each pixel's scale context, from its `_gradients`, the errors (ERRORS, n) of its W, N, NW, NE,
-    WW and NN neighbours and the earlier channels' errors at the pixel (n,): the bin of their sum,
-    or with `_split` the gradients' bin halved times BINS plus the errors' bin; then, with
+def _activity(errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
+    """The errors (ERRORS, n) of each pixel's W, N, NW, NE, WW and NN neighbours and the earlier
+    channels' errors at the pixel (n,), weighed into one number."""
+    return 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
+
+
+def _contexts(grad: np.ndarray, act: np.ndarray, i: np.ndarray, j: np.ndarray, classes: int, scheme: int) -> np.ndarray:
+    """Each pixel's scale context, from its `_gradients` and `_activity`: the bin of their sum,
+    or with `_split` the gradients' bin halved times BINS plus the activity's bin; then, with
     `_grid(classes)`, as many more on the edge of an 8x8 block (rows and columns i, j)."""
-    act = 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
     out = _bins(grad) // 2 * BINS + _bins(act) if _split(classes, scheme) else _bins(act + grad)
     if not _grid(classes):
         return out
     return out + _context_count(classes, scheme) // 2 * (((i + 1) % 8 < 2) | ((j + 1) % 8 < 2))
+
+
+def _evenness(nb: np.ndarray, agree: np.ndarray) -> np.ndarray:
+    """How many of W = N, N = NW, NW = W and N = NE hold in each pixel's texture nb (4, n), times
+    2, plus whether its median is its rounded prediction (`agree`): 0..9."""
+    eq = (nb[_W] == nb[_N]).astype(np.int64) + (nb[_N] == nb[_NW]) + (nb[_NW] == nb[_W]) + (nb[_N] == nb[_NE])
+    return 2 * eq + agree
+
+
+def _spike_contexts(even: np.ndarray, act: np.ndarray, classes: int) -> np.ndarray:
+    """Each pixel's spike context (scheme 2): its `_evenness`, with `_split` times BINS plus the
+    bin of its `_activity`."""
+    return even * BINS + _bins(act) if _split(classes, SCHEME) else even
+
+
+def _spike_count(classes: int) -> int:
+    """Spike contexts of a channel with this many classes."""
+    return 10 * (BINS if _split(classes, SCHEME) else 1)
 
 
 def _median(x: np.ndarray) -> np.ndarray:
@@ -257,34 +277,34 @@ def _cumulative(q: int) -> np.ndarray:
 
 
 class _Tables:
-    """A channel's integer weights for every context (its scale and spike share) and fraction of
-    a prediction."""
+    """A channel's integer weights for every context (its scale) and fraction of a prediction."""
 
-    def __init__(self, scales: np.ndarray, spikes: np.ndarray | None = None) -> None:
+    def __init__(self, scales: np.ndarray) -> None:
         self.cum = np.concatenate([_cumulative(int(q)) for q in scales])
-        # Each weight above the floor keeps `keep` / SPIKES of itself, rounded down.
-        self.keep = np.repeat(SPIKES - (np.zeros(len(scales)) if spikes is None else spikes), MEAN_STEPS)
-        pmf = np.floor(np.diff(self.cum, axis=1) * self.keep[:, None] / SPIKES) + FLOOR
-        self.sums = np.concatenate([np.zeros((len(pmf), 1)), np.cumsum(pmf, axis=1)], axis=1)
+        pmf = np.diff(self.cum, axis=1) + FLOOR
         self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
+        self.total = float(_TOTAL + FLOOR)
 
-    def rows(self, p: np.ndarray, contexts: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    def rows(self, p: np.ndarray, contexts: np.ndarray) -> np.ndarray:
         """Each prediction's weights of the values 0..255 (n, 256), summing to 2**PRECISION - 256.
 
         A discretized logistic around the prediction, the tails beyond 0 and 255 folded into
-        the end values, every value FLOOR more; with spikes (scheme 2), what the context's share
-        takes from every value goes to value at[k] of row k.
+        the end values, every value FLOOR more.
         """
         row = contexts.astype(np.int64) * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
         ip = p >> FRAC_BITS
         out = self.windows[row, 255 - ip]
-        keep = self.keep[row] / SPIKES
-        out[:, 0] = np.floor(self.cum[row, 256 - ip] * keep) + FLOOR
-        out[:, 255] = np.floor((_TOTAL - self.cum[row, 510 - ip]) * keep) + FLOOR
-        if at is not None:
-            inner = self.sums[row, 510 - ip] - self.sums[row, 256 - ip]
-            out[np.arange(len(row)), at] += (1 << PRECISION) - 256 - inner - out[:, 0] - out[:, 255]
+        out[:, 0] = self.cum[row, 256 - ip] + FLOOR
+        out[:, 255] = self.total - self.cum[row, 510 - ip]
         return out
+
+
+def _spiked(rows: np.ndarray, at: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Rows (n, 256) of `_Tables.rows` with a share q / SPIKES of every weight above the floor
+    (rounded down) moved to value at[k] of row k (scheme 2): the sums and the floor stay."""
+    out = np.floor((rows - FLOOR) * ((SPIKES - q) / SPIKES)[:, None]) + FLOOR
+    out[np.arange(len(rows)), at] += (1 << PRECISION) - 256 - out.sum(1)
+    return out
 
 
 def _order(channels: int) -> list[int]:
@@ -310,12 +330,12 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
         omega = None
         for _ in range(1 + REFITS):
             wq = _least_squares(rgb, c, bands, classes, omega, ridge)
-            raster = p, contexts, err, med = _raster(rgb, c, wq, cross_err, classes)
+            raster = p, contexts, err, med, spike_contexts = _raster(rgb, c, wq, cross_err, classes)
             resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, contexts, _context_count(classes))
             omega = 1 / np.maximum(np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[contexts], MIN_FIT_SCALE) ** 2
         hits = rgb[..., c].ravel() == med
-        codes, q = _fit_spikes(resid, hits, contexts, codes)
+        codes, q = _fit_spikes(resid, hits, contexts, spike_contexts, codes, _spike_count(classes))
         weights.append(wq)
         scales.append(codes)
         spikes.append(q)
@@ -354,28 +374,34 @@ def _least_squares(
 
 
 def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray, classes: int) -> tuple[np.ndarray, ...]:
-    """Predictions (weight units), contexts (int16), errors and `_median`s of channel c for every
-    pixel, raster order, with weights `wq` of `classes` classes, the earlier channels' errors summed in `cross_err`."""
+    """Predictions (weight units), contexts (int16), errors, `_median`s and spike contexts of
+    channel c for every pixel, raster order, with weights `wq` of `classes` classes, the earlier
+    channels' errors summed in `cross_err`."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int32)
     cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
     p = np.empty(h * w, np.int64)
     grad = np.empty(h * w, np.int32)
     med = np.empty(h * w, np.uint8)
+    even = np.empty(h * w, np.int16)
     bands = _rows_of(h, w)
     for i, j in bands:
         x = layout.features(cv.ravel(), pads, i, j)
         g = grad[i * w + j] = _gradients(x, c, SCHEME)
-        p[i * w + j] = _prediction(x, wq, _class_of(g, classes, i, j, w))
-        med[i * w + j] = _median(x)
+        p[i * w + j] = pk = _prediction(x, wq, _class_of(g, classes, i, j, w))
+        med[i * w + j] = mk = _median(x)
+        even[i * w + j] = _evenness(_texture(x, c, SCHEME), mk == _round(pk))
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
     contexts = np.empty(h * w, np.int16)
+    spikes = np.empty(h * w, np.int16)
     for i, j in bands:
         cp = layout.places(i, j)
         errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
-        contexts[i * w + j] = _contexts(grad[i * w + j], errs, cross_err[i * w + j], i, j, classes, SCHEME)
-    return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16), med
+        act = _activity(errs, cross_err[i * w + j])
+        contexts[i * w + j] = _contexts(grad[i * w + j], act, i, j, classes, SCHEME)
+        spikes[i * w + j] = _spike_contexts(even[i * w + j].astype(np.int64), act, classes)
+    return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16), med, spikes
 
 
 def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarray:
@@ -405,32 +431,41 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
     return out
 
 
-def _fit_spikes(resid: np.ndarray, hits: np.ndarray, contexts: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, ...]:
-    """For each context, the spike share q and the scale code near `codes` under which its
-    residuals cost the fewest bits, the pixels where `hits` holds taking the spike's weight too."""
+def _fit_spikes(
+    resid: np.ndarray, hits: np.ndarray, contexts: np.ndarray, spike_contexts: np.ndarray, codes: np.ndarray, count: int
+) -> tuple[np.ndarray, ...]:
+    """The spike share q of each of `count` spike contexts, and the scale codes near `codes`,
+    under which the residuals cost the fewest bits, the pixels where `hits` holds taking the
+    spike's weight too (each fitted in turn, twice)."""
+    shares = np.arange(SPIKES) / SPIKES
+    codes, q = codes.copy(), np.zeros(count, np.int64)
     span = 2 * 256 * MEAN_STEPS
     steps = np.round(resid * MEAN_STEPS).astype(np.int64)
-    keys, n = np.unique((contexts.astype(np.int64) * 2 + hits) * span + steps, return_counts=True)
-    group = (keys + span // 2) // span
-    ends = np.searchsorted(group, np.arange(2 * len(codes) + 1))
-    share = np.arange(SPIKES)[:, None] / SPIKES
-    codes, q = codes.copy(), np.zeros(len(codes), np.int64)
-    for b in range(len(codes)):
-        miss, hit = [slice(ends[2 * b + k], ends[2 * b + k + 1]) for k in (0, 1)]
-        if hit.start == hit.stop:
-            continue
+    e_all = steps / MEAN_STEPS
+    for _ in range(2):
+        s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[contexts]
+        prob = 0.5 * (np.tanh((e_all + 0.5) / (2 * s)) - np.tanh((e_all - 0.5) / (2 * s)))
+        cost = np.stack(
+            [np.bincount(spike_contexts, -np.log2(np.maximum((1 - a) * prob + a * hits, 1e-12)), count) for a in shares]
+        )
+        q = np.argmin(cost, axis=0)
+        # The scales again, each pixel with the share of its spike context.
+        keys, n = np.unique(
+            ((contexts.astype(np.int64) * SPIKES + q[spike_contexts]) * 2 + hits) * span + steps, return_counts=True
+        )
+        group = (keys + span // 2) // span
+        ctx, share, hit = group // (2 * SPIKES), shares[group // 2 % SPIKES], group % 2
         e = (keys - group * span) / MEAN_STEPS
-        for _ in range(2):
+        ends = np.searchsorted(ctx, np.arange(len(codes) + 1))
+        for b in range(len(codes)):
+            part = slice(ends[b], ends[b + 1])
+            if part.start == part.stop:
+                continue
             near = np.arange(max(0, codes[b] - 12), min(256, codes[b] + 13))
-            s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * near)[:, None, None]
-            cost = 0
-            for part, spike in ((miss, 0), (hit, 1)):
-                up = 0.5 * (1 + np.tanh((e[part] + 0.5) / (2 * s)))
-                lo = 0.5 * (1 + np.tanh((e[part] - 0.5) / (2 * s)))
-                prob = (1 - share[None]) * (up - lo) + spike * share[None]
-                cost = cost + -np.log2(np.maximum(prob, 1e-12)) @ n[part]
-            best = np.unravel_index(np.argmin(cost), cost.shape)
-            codes[b], q[b] = near[best[0]], best[1]
+            sn = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * near)[:, None]
+            pb = 0.5 * (np.tanh((e[part] + 0.5) / (2 * sn)) - np.tanh((e[part] - 0.5) / (2 * sn)))
+            pb = (1 - share[part]) * pb + share[part] * hit[part]
+            codes[b] = near[np.argmin(-np.log2(np.maximum(pb, 1e-12)) @ n[part])]
     return codes, q
 
 
@@ -469,7 +504,8 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
     scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
     spikes = None
     if scheme >= 2:
-        spikes = list(coder.decode(_SPIKE_CODES, k * channels).astype(np.int64).reshape(channels, k))
+        m = _spike_count(classes)
+        spikes = list(coder.decode(_SPIKE_CODES, m * channels).astype(np.int64).reshape(channels, m))
     counts = _feature_counts(channels, scheme)
     u = coder.decode(_RAW16, _sets(classes) * sum(counts)).astype(np.int64)
     wide = np.flatnonzero(u == ESCAPE)
@@ -490,9 +526,9 @@ def encode(
     fitted and once it is coded."""
     rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
     model, rasters = _fit(rgb) if model is None else (model, None)
-    if model.spikes is None:  # a scheme 1 model: no spikes
-        model = LinearModel(model.weights, model.scales, [np.zeros(len(q), np.int64) for q in model.scales])
     h, w, channels = rgb.shape
+    if model.spikes is None:  # a scheme 1 model: no spikes
+        model = LinearModel(model.weights, model.scales, [np.zeros(_spike_count(model.classes), np.int64)] * channels)
     coder = constriction.stream.stack.AnsCoder()
     order = np.concatenate([i * w + j for i, j in _steps(h, w)])  # the order `decode` meets pixels in
     ideal = np.zeros(h * w)
@@ -504,12 +540,12 @@ def encode(
     if progress:
         progress(channels, 2 * channels)
     for c in reversed(range(channels)):
-        tables = _Tables(model.scales[c], model.spikes[c])
-        p, contexts, med = rasters[c][0][order], rasters[c][1][order], rasters[c][3][order]
+        tables = _Tables(model.scales[c])
+        p, contexts, _, med, spikes = (r[order] for r in rasters[c])
         x = rgb[..., c].ravel()[order].astype(np.int32)
         for s in reversed(range(0, h * w, SEGMENT)):
             part = slice(s, s + SEGMENT)
-            rows = tables.rows(p[part], contexts[part], med[part])
+            rows = _spiked(tables.rows(p[part], contexts[part]), med[part], model.spikes[c][spikes[part]])
             sym = x[s : s + SEGMENT]
             coder.encode_reverse(sym, _CATEGORICAL, rows)
             ideal[order[s : s + SEGMENT]] += PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)
@@ -544,7 +580,7 @@ def decode(
     cross_err = np.zeros(height * width, np.int32)
     steps = list(_steps(height, width))
     for c in range(channels):
-        tables = _Tables(model.scales[c], None if model.spikes is None else model.spikes[c])
+        tables = _Tables(model.scales[c])
         layout = _Layout(height, width, c, scheme)
         pads = _pads([out[..., q] for q in range(c)])
         cw = layout.cw
@@ -559,8 +595,12 @@ def decode(
             grad = _gradients(x, c, scheme)
             p = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width))
             errs = err[cp[None, :] - errs_at]
-            contexts = _contexts(grad, errs, cross_err[i * width + j], i, j, model.classes, scheme)
-            rows = tables.rows(p, contexts, None if model.spikes is None else _median(x))
+            act = _activity(errs, cross_err[i * width + j])
+            rows = tables.rows(p, _contexts(grad, act, i, j, model.classes, scheme))
+            if model.spikes is not None:
+                med = _median(x)
+                even = _evenness(_texture(x, c, scheme), med == _round(p))
+                rows = _spiked(rows, med, model.spikes[c][_spike_contexts(even, act, model.classes)])
             v = coder.decode(_CATEGORICAL, rows).astype(np.int64)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))

@@ -51,24 +51,22 @@ def test_round_trips_exactly_on_any_image(img):
 
 @pytest.mark.parametrize("spiked", [False, True])
 def test_every_table_row_has_its_floor_and_sums_to_the_precision(spiked):
-    scales = np.array([0, 7, 40, 64, 100, 140, 200, 255] * 4)
-    tables = linear._Tables(scales, np.arange(32) % linear.SPIKES if spiked else None)
+    tables = linear._Tables(np.array([0, 7, 40, 64, 100, 140, 200, 255] * 4))
     p = np.arange(0, 256 << linear.FRAC_BITS, 997, dtype=np.int64)
-    at = np.random.default_rng(0).integers(0, 256, len(p)) if spiked else None
-    plain = linear._Tables(scales)
+    r = np.random.default_rng(0)
     for b in range(linear.CONTEXTS):
-        rows = tables.rows(p, np.full(len(p), b), at)
+        plain = tables.rows(p, np.full(len(p), b))
+        rows = plain
+        if spiked:
+            at, q = r.integers(0, 256, len(p)), r.integers(0, linear.SPIKES, len(p))
+            rows = linear._spiked(plain.copy(), at, q)
+            # The spike's value gains about the share of what the others had above the floor.
+            k = np.arange(len(p))
+            gain = rows[k, at] - plain[k, at]
+            above = (1 << PRECISION) - 256 * (1 + linear.FLOOR) - (plain[k, at] - linear.FLOOR)
+            assert np.allclose(gain, q / linear.SPIKES * above, atol=256)
         assert (rows >= linear.FLOOR).all()
         assert (rows.sum(1) == (1 << PRECISION) - 256).all()
-        if spiked:  # the spike's value gains about the context's share, the others lose it
-            base = plain.rows(p, np.full(len(p), b))
-            gain = rows[np.arange(len(p)), at] - base[np.arange(len(p)), at]
-            share = (b % linear.SPIKES) / linear.SPIKES
-            assert np.allclose(
-                gain,
-                share * ((1 << PRECISION) - 256 * (1 + linear.FLOOR) - base[np.arange(len(p)), at] + linear.FLOOR),
-                atol=256,
-            )
 
 
 def test_values_that_the_median_predicts_exactly_get_a_spike_and_cost_less():
@@ -234,7 +232,9 @@ def test_any_weights_and_scales_go_through_the_side_information():
     for w in weights:
         w[:, :3] = r.integers(-5, 5, (5, 3))  # narrow ones too
     k = linear._context_count(4)
-    model = linear.LinearModel(weights, [r.integers(0, 256, k) for _ in counts], [r.integers(0, 16, k) for _ in counts])
+    model = linear.LinearModel(
+        weights, [r.integers(0, 256, k) for _ in counts], [r.integers(0, 16, linear._spike_count(4)) for _ in counts]
+    )
     data, *_ = linear.encode(img, model)
     assert np.array_equal(linear.decode(data, 12, 10, 3), img)
 
