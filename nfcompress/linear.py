@@ -477,41 +477,109 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
 
 
+_LENGTHS = 33  # bit lengths of the integers `_push_ints` codes: 0..32
+_CENTRES = constriction.stream.model.Uniform(_LENGTHS)
+
+
+@functools.lru_cache(maxsize=_LENGTHS)
+def _length_weights(m: int) -> np.ndarray:
+    """Integer weights (33,) of bit lengths, halving with each step away from m, summing to
+    2**PRECISION - 33."""
+    out = np.floor(2.0 ** (PRECISION - 2 - np.abs(np.arange(_LENGTHS) - m)))
+    out[m] += (1 << PRECISION) - _LENGTHS - out.sum()
+    out.flags.writeable = False
+    return out
+
+
+def _bit_lengths(u: np.ndarray) -> np.ndarray:
+    return np.array([int(v).bit_length() for v in u], np.int64)
+
+
+def _int_bits(u: np.ndarray) -> tuple[int, float]:
+    """The centre `_push_ints` picks for integers u, and the bits they then cost."""
+    b = _bit_lengths(u)
+    mantissas = float(np.maximum(b - 1, 0).sum()) + np.log2(_LENGTHS)
+    costs = [PRECISION * len(u) - np.log2(_length_weights(m)[b] + 1).sum() for m in range(_LENGTHS)]
+    m = int(np.argmin(costs))
+    return m, costs[m] + mantissas
+
+
+def _push_ints(coder, u: np.ndarray) -> None:
+    """Push non-negative integers below 2**32: a centre m, each one's bit length (`_length_weights(m)`),
+    then, length by length, the bits below each one's leading 1 (at most 16 to a symbol)."""
+    m, _ = _int_bits(u)
+    b = _bit_lengths(u)
+    for length in sorted(set(b[b >= 2].tolist()), reverse=True):
+        low = u[b == length] - (1 << (length - 1))
+        width = length - 1
+        if width > 16:
+            coder.encode_reverse((low & 0xFFFF).astype(np.int32), _RAW16)
+            coder.encode_reverse((low >> 16).astype(np.int32), constriction.stream.model.Uniform(1 << (width - 16)))
+        else:
+            coder.encode_reverse(low.astype(np.int32), constriction.stream.model.Uniform(1 << width))
+    rows = np.broadcast_to(_length_weights(m), (len(u), _LENGTHS))
+    coder.encode_reverse(b.astype(np.int32), _CATEGORICAL, np.ascontiguousarray(rows))
+    coder.encode_reverse(np.array([m], np.int32), _CENTRES)
+
+
+def _pop_ints(coder, n: int) -> np.ndarray:
+    """The n integers `_push_ints` pushed."""
+    m = int(coder.decode(_CENTRES, 1)[0])
+    b = coder.decode(_CATEGORICAL, np.ascontiguousarray(np.broadcast_to(_length_weights(m), (n, _LENGTHS))))
+    b = b.astype(np.int64)
+    u = np.where(b > 0, np.left_shift(1, np.maximum(b - 1, 0)), 0).astype(np.int64)
+    for length in sorted(set(b[b >= 2].tolist())):
+        where, width = np.flatnonzero(b == length), length - 1
+        if width > 16:
+            high = coder.decode(constriction.stream.model.Uniform(1 << (width - 16)), len(where)).astype(np.int64)
+            u[where] += (high << 16) | coder.decode(_RAW16, len(where)).astype(np.int64)
+        else:
+            u[where] += coder.decode(constriction.stream.model.Uniform(1 << width), len(where)).astype(np.int64)
+    return u
+
+
+def _scale_steps(scales: list[np.ndarray]) -> np.ndarray:
+    """Each plane's scale codes as zigzagged steps from the one before (the first from 128)."""
+    return np.concatenate([_zigzag(np.diff(q, prepend=128)) for q in scales])
+
+
 def side_bits(model: LinearModel) -> int:
     """The bits `_push_side` spends on a model: what a fitted model costs beside its pixels."""
-    u = _zigzag(np.concatenate([w.ravel() for w in model.weights]))
-    spikes = SPIKE_BITS * sum(len(s) for s in model.spikes or [])
-    return 2 + 8 * sum(len(s) for s in model.scales) + spikes + 16 * len(u) + 32 * int((u >= ESCAPE).sum())
+    weights = _int_bits(_zigzag(np.concatenate([w.ravel() for w in model.weights])))[1]
+    spikes = SPIKE_BITS * sum(len(s) for s in model.spikes)
+    return round(2 + _int_bits(_scale_steps(model.scales))[1] + spikes + weights)
 
 
 def _push_side(coder, model: LinearModel) -> None:
-    """Push the class count, the scale codes, the spike shares and the weights (16 bits each,
-    wider ones escaped)."""
-    u = _zigzag(np.concatenate([w.ravel() for w in model.weights]))
-    wide = u[u >= ESCAPE]
-    if len(wide):
-        coder.encode_reverse(np.stack([wide >> 16, wide & 0xFFFF], 1).ravel().astype(np.int32), _RAW16)
-    coder.encode_reverse(np.minimum(u, ESCAPE).astype(np.int32), _RAW16)
+    """Push the class count, the scale codes (steps), the spike shares and the weights, the
+    steps and the weights zigzagged through `_push_ints`."""
+    _push_ints(coder, _zigzag(np.concatenate([w.ravel() for w in model.weights])))
     coder.encode_reverse(np.concatenate(model.spikes).astype(np.int32), _SPIKE_CODES)
-    coder.encode_reverse(np.concatenate(model.scales).astype(np.int32), _RAW8)
+    _push_ints(coder, _scale_steps(model.scales))
     coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
 
 
 def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
-    """The model `_push_side` pushed (in a payload of this scheme)."""
+    """The model `_push_side` pushed (or in scheme 1: the scale codes 8 bits each, no spikes,
+    the weights 16 bits each, wider ones escaped)."""
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
     k = _context_count(classes, scheme)
-    scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
-    spikes = None
+    counts = _feature_counts(channels, scheme)
+    weight_count = _sets(classes) * sum(counts)
     if scheme >= 2:
+        steps = _unzigzag(_pop_ints(coder, k * channels)).reshape(channels, k)
+        scales = np.cumsum(steps, axis=1) + 128
         m = _spike_count(classes)
         spikes = list(coder.decode(_SPIKE_CODES, m * channels).astype(np.int64).reshape(channels, m))
-    counts = _feature_counts(channels, scheme)
-    u = coder.decode(_RAW16, _sets(classes) * sum(counts)).astype(np.int64)
-    wide = np.flatnonzero(u == ESCAPE)
-    if len(wide):
-        halves = coder.decode(_RAW16, 2 * len(wide)).astype(np.int64).reshape(-1, 2)
-        u[wide] = (halves[:, 0] << 16) | halves[:, 1]
+        u = _pop_ints(coder, weight_count)
+    else:
+        scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
+        spikes = None
+        u = coder.decode(_RAW16, weight_count).astype(np.int64)
+        wide = np.flatnonzero(u == ESCAPE)
+        if len(wide):
+            halves = coder.decode(_RAW16, 2 * len(wide)).astype(np.int64).reshape(-1, 2)
+            u[wide] = (halves[:, 0] << 16) | halves[:, 1]
     flat = _unzigzag(u)
     ends = np.cumsum([0, *[_sets(classes) * n for n in counts]])
     weights = [flat[a:b].reshape(_sets(classes), n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
