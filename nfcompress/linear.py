@@ -300,11 +300,14 @@ class _Tables:
 
 
 def _spiked(rows: np.ndarray, at: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Rows (n, 256) of `_Tables.rows` with a share q / SPIKES of every weight above the floor
-    (rounded down) moved to value at[k] of row k (scheme 2): the sums and the floor stay."""
-    out = np.floor((rows - FLOOR) * ((SPIKES - q) / SPIKES)[:, None]) + FLOOR
-    out[np.arange(len(rows)), at] += (1 << PRECISION) - 256 - out.sum(1)
-    return out
+    """Rows (n, 256) of `_Tables.rows`, changed in place: a share q / SPIKES of every weight
+    above the floor (rounded down) moved to value at[k] of row k (scheme 2); the sums and the
+    floor stay."""
+    k = np.flatnonzero(q)  # rows with no share stay as they are
+    part = np.floor((rows[k] - FLOOR) * ((SPIKES - q[k]) / SPIKES)[:, None]) + FLOOR
+    part[np.arange(len(k)), at[k]] += (1 << PRECISION) - 256 - part.sum(1)
+    rows[k] = part
+    return rows
 
 
 def _order(channels: int) -> list[int]:
