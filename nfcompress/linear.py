@@ -86,8 +86,10 @@ class LinearModel:
 
     weights: list[np.ndarray]  # channel c: int64 (_sets(classes), _feature_counts(c + 1)[c])
     scales: list[np.ndarray]  # channel c: int64 (_context_count(classes),), codes 0..255
-    # Channel c: int64 (_context_count(classes),), shares 0..SPIKES - 1; None in scheme 1.
+    # Channel c: int64 (_spike_count(classes),), shares 0..SPIKES - 1; None in scheme 1.
     spikes: list[np.ndarray] | None = None
+    # Channel c: int64 (ERRORS,), weight units; None in scheme 1.
+    feedback: list[np.ndarray] | None = None
 
     @property
     def classes(self) -> int:
@@ -230,10 +232,14 @@ def _contexts(grad: np.ndarray, act: np.ndarray, i: np.ndarray, j: np.ndarray, c
     return out + _context_count(classes, scheme) // 2 * (((i + 1) % 8 < 2) | ((j + 1) % 8 < 2))
 
 
-def _evenness(nb: np.ndarray, agree: np.ndarray) -> np.ndarray:
-    """How many of W = N, N = NW, NW = W and N = NE hold in each pixel's texture nb (4, n), times
-    2, plus whether its median is its rounded prediction (`agree`): 0..9."""
-    eq = (nb[_W] == nb[_N]).astype(np.int64) + (nb[_N] == nb[_NW]) + (nb[_NW] == nb[_W]) + (nb[_N] == nb[_NE])
+def _equalities(nb: np.ndarray) -> np.ndarray:
+    """How many of W = N, N = NW, NW = W and N = NE hold in each pixel's texture nb (4, n)."""
+    return (nb[_W] == nb[_N]).astype(np.int64) + (nb[_N] == nb[_NW]) + (nb[_NW] == nb[_W]) + (nb[_N] == nb[_NE])
+
+
+def _evenness(eq: np.ndarray, agree: np.ndarray) -> np.ndarray:
+    """A pixel's `_equalities` times 2, plus whether its median is its rounded prediction
+    (`agree`): 0..9."""
     return 2 * eq + agree
 
 
@@ -327,24 +333,43 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
     classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
     bands = _rows_of(h, w)
     bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
-    weights, scales, spikes, rasters = [], [], [], []
+    weights, scales, spikes, feedback, rasters = [], [], [], [], []
     cross_err = np.zeros(h * w, np.int32)
     for c in range(channels):
         omega = None
         for _ in range(1 + REFITS):
             wq = _least_squares(rgb, c, bands, classes, omega, ridge)
-            raster = p, contexts, err, med, spike_contexts = _raster(rgb, c, wq, cross_err, classes)
+            raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, wq, cross_err, classes)
             resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, contexts, _context_count(classes))
             omega = 1 / np.maximum(np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[contexts], MIN_FIT_SCALE) ** 2
+        fb = _fit_feedback(rgb, c, p, raster[5], omega)
+        raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, wq, cross_err, classes, fb)
+        resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
+        codes = _fit_scales(resid, contexts, _context_count(classes))
         hits = rgb[..., c].ravel() == med
         codes, q = _fit_spikes(resid, hits, contexts, spike_contexts, codes, _spike_count(classes))
+        feedback.append(fb)
         weights.append(wq)
         scales.append(codes)
         spikes.append(q)
         rasters.append(raster)
         cross_err = cross_err + CROSS_ERR * err
-    return LinearModel(weights, scales, spikes), rasters
+    return LinearModel(weights, scales, spikes, feedback), rasters
+
+
+def _fit_feedback(rgb: np.ndarray, c: int, p: np.ndarray, first: np.ndarray, omega: np.ndarray) -> np.ndarray:
+    """Integer feedback weights (ERRORS,) of channel c by least squares, pixel k counting
+    omega[k]: what the first-stage errors around each pixel say of its own (p the first stage)."""
+    h, w, _ = rgb.shape
+    e = np.zeros((h + TOP, w + LEFT + RIGHT), np.int64)
+    e[TOP:, LEFT : LEFT + w] = first.reshape(h, w)
+    f = np.stack([e[TOP - di : TOP - di + h, LEFT - dj : LEFT - dj + w].ravel() for di, dj in CAUSAL[:ERRORS]]).astype(
+        np.float64
+    )
+    target = rgb[..., c].ravel() * float(1 << FRAC_BITS) - p
+    a = (f * omega) @ f.T + 1e-3 * np.eye(ERRORS)
+    return np.round(np.linalg.solve(a, f @ (target * omega))).astype(np.int64)
 
 
 def _least_squares(
@@ -376,35 +401,53 @@ def _least_squares(
     return wq
 
 
-def _raster(rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray, classes: int) -> tuple[np.ndarray, ...]:
-    """Predictions (weight units), contexts (int16), errors, `_median`s and spike contexts of
-    channel c for every pixel, raster order, with weights `wq` of `classes` classes, the earlier
-    channels' errors summed in `cross_err`."""
+def _raster(
+    rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray, classes: int, fb: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
+    """Predictions (weight units), contexts (int16), errors, `_median`s, spike contexts and
+    first-stage errors of channel c for every pixel, raster order, with weights `wq` of
+    `classes` classes and feedback weights `fb` (None: none), the earlier channels' errors
+    summed in `cross_err`."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int32)
     cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
     p = np.empty(h * w, np.int64)
     grad = np.empty(h * w, np.int32)
     med = np.empty(h * w, np.uint8)
-    even = np.empty(h * w, np.int16)
+    eq = np.empty(h * w, np.int8)
     bands = _rows_of(h, w)
     for i, j in bands:
         x = layout.features(cv.ravel(), pads, i, j)
         g = grad[i * w + j] = _gradients(x, c, SCHEME)
-        p[i * w + j] = pk = _prediction(x, wq, _class_of(g, classes, i, j, w))
-        med[i * w + j] = mk = _median(x)
-        even[i * w + j] = _evenness(_texture(x, c, SCHEME), mk == _round(pk))
+        p[i * w + j] = _prediction(x, wq, _class_of(g, classes, i, j, w))
+        med[i * w + j] = _median(x)
+        eq[i * w + j] = _equalities(_texture(x, c, SCHEME))
+    first = np.zeros_like(cv)
+    first[TOP:, LEFT : LEFT + w] = ch - _round(p).reshape(h, w)
+    if fb is not None:
+        for i, j in bands:
+            cp = layout.places(i, j)
+            k = i * w + j
+            p[k] = _feedback(p[k], first.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]], fb)
     err = np.zeros_like(cv)
     err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
     contexts = np.empty(h * w, np.int16)
     spikes = np.empty(h * w, np.int16)
     for i, j in bands:
         cp = layout.places(i, j)
+        k = i * w + j
         errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
-        act = _activity(errs, cross_err[i * w + j])
-        contexts[i * w + j] = _contexts(grad[i * w + j], act, i, j, classes, SCHEME)
-        spikes[i * w + j] = _spike_contexts(even[i * w + j].astype(np.int64), act, classes)
-    return p.astype(np.int32), contexts, err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16), med, spikes
+        act = _activity(errs, cross_err[k])
+        contexts[k] = _contexts(grad[k], act, i, j, classes, SCHEME)
+        spikes[k] = _spike_contexts(_evenness(eq[k].astype(np.int64), med[k] == _round(p[k])), act, classes)
+    out = err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16)
+    return p.astype(np.int32), contexts, out, med, spikes, first[TOP:, LEFT : LEFT + w].ravel()
+
+
+def _feedback(p: np.ndarray, firsts: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """Predictions p (weight units) moved by the feedback weights fb (ERRORS,) times the signed
+    first-stage errors (ERRORS, n) of the W, N, NW, NE, WW and NN neighbours, within 0..255."""
+    return np.clip(p + fb @ firsts, 0, 255 << FRAC_BITS)
 
 
 def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarray:
@@ -548,7 +591,7 @@ def _scale_steps(scales: list[np.ndarray]) -> np.ndarray:
 
 def side_bits(model: LinearModel) -> int:
     """The bits `_push_side` spends on a model: what a fitted model costs beside its pixels."""
-    weights = _int_bits(_zigzag(np.concatenate([w.ravel() for w in model.weights])))[1]
+    weights = _int_bits(_zigzag(np.concatenate([w.ravel() for w in model.weights + model.feedback])))[1]
     spikes = SPIKE_BITS * sum(len(s) for s in model.spikes)
     return round(2 + _int_bits(_scale_steps(model.scales))[1] + spikes + weights)
 
@@ -556,7 +599,7 @@ def side_bits(model: LinearModel) -> int:
 def _push_side(coder, model: LinearModel) -> None:
     """Push the class count, the scale codes (steps), the spike shares and the weights, the
     steps and the weights zigzagged through `_push_ints`."""
-    _push_ints(coder, _zigzag(np.concatenate([w.ravel() for w in model.weights])))
+    _push_ints(coder, _zigzag(np.concatenate([w.ravel() for w in model.weights + model.feedback])))
     coder.encode_reverse(np.concatenate(model.spikes).astype(np.int32), _SPIKE_CODES)
     _push_ints(coder, _scale_steps(model.scales))
     coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
@@ -574,10 +617,12 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
         scales = np.cumsum(steps, axis=1) + 128
         m = _spike_count(classes)
         spikes = list(coder.decode(_SPIKE_CODES, m * channels).astype(np.int64).reshape(channels, m))
-        u = _pop_ints(coder, weight_count)
+        u = _pop_ints(coder, weight_count + ERRORS * channels)
+        feedback = list(_unzigzag(u[weight_count:]).reshape(channels, ERRORS))
+        u = u[:weight_count]
     else:
         scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
-        spikes = None
+        spikes = feedback = None
         u = coder.decode(_RAW16, weight_count).astype(np.int64)
         wide = np.flatnonzero(u == ESCAPE)
         if len(wide):
@@ -586,7 +631,7 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
     flat = _unzigzag(u)
     ends = np.cumsum([0, *[_sets(classes) * n for n in counts]])
     weights = [flat[a:b].reshape(_sets(classes), n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
-    return LinearModel(weights, list(scales), spikes)
+    return LinearModel(weights, list(scales), spikes, feedback)
 
 
 def encode(
@@ -598,21 +643,24 @@ def encode(
     rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
     model, rasters = _fit(rgb) if model is None else (model, None)
     h, w, channels = rgb.shape
-    if model.spikes is None:  # a scheme 1 model: no spikes
-        model = LinearModel(model.weights, model.scales, [np.zeros(_spike_count(model.classes), np.int64)] * channels)
+    if model.spikes is None or model.feedback is None:  # as scheme 1 models: no spikes, no feedback
+        spikes = model.spikes or [np.zeros(_spike_count(model.classes), np.int64)] * channels
+        model = LinearModel(
+            model.weights, model.scales, spikes, model.feedback or [np.zeros(ERRORS, np.int64)] * channels
+        )
     coder = constriction.stream.stack.AnsCoder()
     order = np.concatenate([i * w + j for i, j in _steps(h, w)])  # the order `decode` meets pixels in
     ideal = np.zeros(h * w)
     if rasters is None:
         rasters, cross_err = [], np.zeros(h * w, np.int32)
         for c in range(channels):
-            rasters.append(_raster(rgb, c, model.weights[c], cross_err, model.classes))
+            rasters.append(_raster(rgb, c, model.weights[c], cross_err, model.classes, model.feedback[c]))
             cross_err = cross_err + CROSS_ERR * rasters[-1][2]
     if progress:
         progress(channels, 2 * channels)
     for c in reversed(range(channels)):
         tables = _Tables(model.scales[c])
-        p, contexts, _, med, spikes = (r[order] for r in rasters[c])
+        p, contexts, _, med, spikes = (r[order] for r in rasters[c][:5])
         x = rgb[..., c].ravel()[order].astype(np.int32)
         for s in reversed(range(0, h * w, SEGMENT)):
             part = slice(s, s + SEGMENT)
@@ -657,6 +705,7 @@ def decode(
         cw = layout.cw
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int32)
         err = np.zeros_like(cv)
+        first = np.zeros_like(cv)  # signed errors of the first stage (before feedback)
         errs_at = layout.offsets[:ERRORS, None]
         for t, (i, j) in enumerate(steps):
             if progress and (t + 1) * PARTS // len(steps) > t * PARTS // len(steps):
@@ -664,17 +713,20 @@ def decode(
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
             grad = _gradients(x, c, scheme)
-            p = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width))
+            p = p1 = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width))
+            if model.feedback is not None:
+                p = _feedback(p1, first[cp[None, :] - errs_at], model.feedback[c])
             errs = err[cp[None, :] - errs_at]
             act = _activity(errs, cross_err[i * width + j])
             rows = tables.rows(p, _contexts(grad, act, i, j, model.classes, scheme))
             if model.spikes is not None:
                 med = _median(x)
-                even = _evenness(_texture(x, c, scheme), med == _round(p))
+                even = _evenness(_equalities(_texture(x, c, scheme)), med == _round(p))
                 rows = _spiked(rows, med, model.spikes[c][_spike_contexts(even, act, model.classes)])
             v = coder.decode(_CATEGORICAL, rows).astype(np.int64)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))
+            first[cp] = v - _round(p1)
             _spread(cv, cp, v, i, j, width, cw)
         out[..., c] = cv.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width]
         cross_err += CROSS_ERR * err.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width].ravel()

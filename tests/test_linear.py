@@ -75,7 +75,7 @@ def test_values_that_the_median_predicts_exactly_get_a_spike_and_cost_less():
     img = np.stack([np.clip(g + steps, 0, 255), g, np.clip(g - steps, 0, 255)], 2).astype(np.uint8)
     model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
     assert max(q.max() for q in model.spikes[1:]) >= linear.SPIKES // 2
-    plain = linear.LinearModel(model.weights, model.scales, [np.zeros_like(q) for q in model.spikes])
+    plain = linear.LinearModel(model.weights, model.scales, [np.zeros_like(q) for q in model.spikes], model.feedback)
     spiked_data, *_ = linear.encode(img, model)
     plain_data, *_ = linear.encode(img, plain)
     assert len(spiked_data) < 0.97 * len(plain_data)
@@ -240,6 +240,16 @@ def test_a_linear_file_of_format_version_6_still_decodes():
     assert np.array_equal(decode(data), want)
 
 
+def test_feedback_from_the_first_stage_errors_is_fitted_and_pays_on_a_photo():
+    img = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
+    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    assert all(f.shape == (linear.ERRORS,) for f in model.feedback) and any(f.any() for f in model.feedback)
+    without = linear.LinearModel(model.weights, model.scales, model.spikes, [np.zeros_like(f) for f in model.feedback])
+    data, *_ = linear.encode(img, model)
+    assert len(data) < len(linear.encode(img, without)[0])
+    assert np.array_equal(linear.decode(data, 128, 128, 3), img)
+
+
 def test_any_weights_and_scales_go_through_the_side_information():
     img = photo_like(12, 10, 3, seed=14)
     r = np.random.default_rng(0)
@@ -248,9 +258,9 @@ def test_any_weights_and_scales_go_through_the_side_information():
     for w in weights:
         w[:, :3] = r.integers(-5, 5, (5, 3))  # narrow ones too
     k = linear._context_count(4)
-    model = linear.LinearModel(
-        weights, [r.integers(0, 256, k) for _ in counts], [r.integers(0, 16, linear._spike_count(4)) for _ in counts]
-    )
+    spikes = [r.integers(0, 16, linear._spike_count(4)) for _ in counts]
+    feedback = [r.integers(-(1 << 20), 1 << 20, linear.ERRORS) for _ in counts]
+    model = linear.LinearModel(weights, [r.integers(0, 256, k) for _ in counts], spikes, feedback)
     data, *_ = linear.encode(img, model)
     assert np.array_equal(linear.decode(data, 12, 10, 3), img)
 
