@@ -309,10 +309,13 @@ def _spiked(rows: np.ndarray, at: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Rows (n, 256) of `_Tables.rows`, changed in place: a share q / SPIKES of every weight
     above the floor (rounded down) moved to value at[k] of row k (scheme 2); the sums and the
     floor stay."""
-    k = np.flatnonzero(q)  # rows with no share stay as they are
-    part = np.floor((rows[k] - FLOOR) * ((SPIKES - q[k]) / SPIKES)[:, None]) + FLOOR
-    part[np.arange(len(k)), at[k]] += (1 << PRECISION) - 256 - part.sum(1)
-    rows[k] = part
+    if not q.any():
+        return rows
+    rows -= FLOOR
+    rows *= ((SPIKES - q) / SPIKES)[:, None]
+    np.floor(rows, out=rows)
+    rows += FLOOR
+    rows[np.arange(len(rows)), at] += (1 << PRECISION) - 256 - rows.sum(1)
     return rows
 
 
