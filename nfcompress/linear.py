@@ -162,7 +162,7 @@ class _Layout:
         if self.scheme < 2:
             return x
         nb = _texture(x, self.c, self.scheme)
-        med = np.clip(nb[_W] + nb[_N] - nb[_NW], np.minimum(nb[_W], nb[_N]), np.maximum(nb[_W], nb[_N]))
+        med = _clip(nb[_W] + nb[_N] - nb[_NW], np.minimum(nb[_W], nb[_N]), np.maximum(nb[_W], nb[_N]))
         if self.c:
             med += x[len(CAUSAL)]  # back from the difference to the first channel
         return np.concatenate([x, med[None]])
@@ -213,7 +213,7 @@ def _bins(activity: np.ndarray) -> np.ndarray:
 def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarray:
     """Integer predictions (weight units, within 0..255) from the features (F, n), each pixel
     with the weights (sets, F) of its class."""
-    return np.clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
+    return _clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
 
 
 def _activity(errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
@@ -256,7 +256,12 @@ def _spike_count(classes: int) -> int:
 
 def _median(x: np.ndarray) -> np.ndarray:
     """Each pixel's spike value (scheme 2): its median feature, within 0..255."""
-    return np.clip(x[-1], 0, 255)
+    return _clip(x[-1], 0, 255)
+
+
+def _clip(a: np.ndarray, low, high) -> np.ndarray:
+    """np.clip without its overhead, which counts in the decoder's many small wavefronts."""
+    return np.minimum(np.maximum(a, low), high)
 
 
 def _round(p: np.ndarray) -> np.ndarray:
@@ -342,14 +347,14 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
         omega = None
         for _ in range(1 + REFITS):
             wq = _least_squares(rgb, c, bands, classes, omega, ridge)
-            raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, wq, cross_err, classes)
+            first_stage = _first_stage(rgb, c, wq, classes)
+            raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, first_stage, cross_err, classes)
             resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, contexts, _context_count(classes))
             omega = 1 / np.maximum(np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[contexts], MIN_FIT_SCALE) ** 2
-        fb = _fit_feedback(rgb, c, p, raster[5], omega)
-        raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, wq, cross_err, classes, fb)
+        fb = _fit_feedback(rgb, c, bands, p, raster[5], omega)
+        raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, first_stage, cross_err, classes, fb)
         resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
-        codes = _fit_scales(resid, contexts, _context_count(classes))
         hits = rgb[..., c].ravel() == med
         codes, q = _fit_spikes(resid, hits, contexts, spike_contexts, codes, _spike_count(classes))
         feedback.append(fb)
@@ -361,18 +366,24 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
     return LinearModel(weights, scales, spikes, feedback), rasters
 
 
-def _fit_feedback(rgb: np.ndarray, c: int, p: np.ndarray, first: np.ndarray, omega: np.ndarray) -> np.ndarray:
-    """Integer feedback weights (ERRORS,) of channel c by least squares, pixel k counting
-    omega[k]: what the first-stage errors around each pixel say of its own (p the first stage)."""
+def _fit_feedback(
+    rgb: np.ndarray, c: int, bands: list, p: np.ndarray, first: np.ndarray, omega: np.ndarray
+) -> np.ndarray:
+    """Integer feedback weights (ERRORS,) of channel c by least squares on the pixels of `bands`,
+    pixel k counting omega[k]: what the first-stage errors `first` around each pixel say of its
+    own (p the first stage; raster order)."""
     h, w, _ = rgb.shape
-    e = np.zeros((h + TOP, w + LEFT + RIGHT), np.int64)
-    e[TOP:, LEFT : LEFT + w] = first.reshape(h, w)
-    f = np.stack([e[TOP - di : TOP - di + h, LEFT - dj : LEFT - dj + w].ravel() for di, dj in CAUSAL[:ERRORS]]).astype(
-        np.float64
-    )
-    target = rgb[..., c].ravel() * float(1 << FRAC_BITS) - p
-    a = (f * omega) @ f.T + 1e-3 * np.eye(ERRORS)
-    return np.round(np.linalg.solve(a, f @ (target * omega))).astype(np.int64)
+    layout = _Layout(h, w, c)
+    e = np.zeros((h + TOP) * layout.cw, np.int64)
+    e.reshape(h + TOP, layout.cw)[TOP:, LEFT : LEFT + w] = first.reshape(h, w)
+    a, v = 1e-3 * np.eye(ERRORS), np.zeros(ERRORS)
+    for i, j in bands:
+        k = i * w + j
+        f = e[layout.places(i, j)[None, :] - layout.offsets[:ERRORS, None]].astype(np.float64)
+        target = rgb[i, j, c] * float(1 << FRAC_BITS) - p[k]
+        a += (f * omega[k]) @ f.T
+        v += f @ (target * omega[k])
+    return np.round(np.linalg.solve(a, v)).astype(np.int64)
 
 
 def _least_squares(
@@ -404,53 +415,61 @@ def _least_squares(
     return wq
 
 
-def _raster(
-    rgb: np.ndarray, c: int, wq: np.ndarray, cross_err: np.ndarray, classes: int, fb: np.ndarray | None = None
-) -> tuple[np.ndarray, ...]:
-    """Predictions (weight units), contexts (int16), errors, `_median`s, spike contexts and
-    first-stage errors of channel c for every pixel, raster order, with weights `wq` of
-    `classes` classes and feedback weights `fb` (None: none), the earlier channels' errors
-    summed in `cross_err`."""
+def _first_stage(rgb: np.ndarray, c: int, wq: np.ndarray, classes: int) -> tuple[np.ndarray, ...]:
+    """First-stage predictions (weight units), `_gradients`, `_median`s and `_equalities` of
+    channel c for every pixel, raster order, with weights `wq` of `classes` classes."""
     h, w, _ = rgb.shape
-    ch = rgb[..., c].astype(np.int32)
-    cv, pads, layout = _canvas(ch), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
+    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
     p = np.empty(h * w, np.int64)
     grad = np.empty(h * w, np.int32)
     med = np.empty(h * w, np.uint8)
     eq = np.empty(h * w, np.int8)
+    for i, j in _rows_of(h, w):
+        k = i * w + j
+        x = layout.features(cv, pads, i, j)
+        grad[k] = _gradients(x, c, SCHEME)
+        p[k] = _prediction(x, wq, _class_of(grad[k], classes, i, j, w))
+        med[k] = _median(x)
+        eq[k] = _equalities(_texture(x, c, SCHEME))
+    return p, grad, med, eq
+
+
+def _raster(
+    rgb: np.ndarray, c: int, first_stage: tuple, cross_err: np.ndarray, classes: int, fb: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
+    """Predictions (weight units), contexts (int16), errors, `_median`s, spike contexts and
+    first-stage errors of channel c for every pixel, raster order, from its `_first_stage`
+    with feedback weights `fb` (None: none), the earlier channels' errors summed in `cross_err`."""
+    h, w, _ = rgb.shape
+    ch = rgb[..., c].astype(np.int32)
+    layout = _Layout(h, w, c)
+    p, grad, med, eq = first_stage
+    first = np.zeros((h + TOP) * layout.cw, np.int32)
+    first.reshape(h + TOP, -1)[TOP:, LEFT : LEFT + w] = ch - _round(p).reshape(h, w)
     bands = _rows_of(h, w)
-    for i, j in bands:
-        x = layout.features(cv.ravel(), pads, i, j)
-        g = grad[i * w + j] = _gradients(x, c, SCHEME)
-        p[i * w + j] = _prediction(x, wq, _class_of(g, classes, i, j, w))
-        med[i * w + j] = _median(x)
-        eq[i * w + j] = _equalities(_texture(x, c, SCHEME))
-    first = np.zeros_like(cv)
-    first[TOP:, LEFT : LEFT + w] = ch - _round(p).reshape(h, w)
     if fb is not None:
+        p = p.copy()
         for i, j in bands:
-            cp = layout.places(i, j)
             k = i * w + j
-            p[k] = _feedback(p[k], first.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]], fb)
-    err = np.zeros_like(cv)
-    err[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
+            p[k] = _feedback(p[k], first[layout.places(i, j)[None, :] - layout.offsets[:ERRORS, None]], fb)
+    err = np.zeros_like(first)
+    err.reshape(h + TOP, -1)[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
     contexts = np.empty(h * w, np.int16)
     spikes = np.empty(h * w, np.int16)
     for i, j in bands:
-        cp = layout.places(i, j)
         k = i * w + j
-        errs = err.ravel()[cp[None, :] - layout.offsets[:ERRORS, None]]
-        act = _activity(errs, cross_err[k])
+        act = _activity(err[layout.places(i, j)[None, :] - layout.offsets[:ERRORS, None]], cross_err[k])
         contexts[k] = _contexts(grad[k], act, i, j, classes, SCHEME)
         spikes[k] = _spike_contexts(_evenness(eq[k].astype(np.int64), med[k] == _round(p[k])), act, classes)
-    out = err[TOP:, LEFT : LEFT + w].ravel().astype(np.int16)
-    return p.astype(np.int32), contexts, out, med, spikes, first[TOP:, LEFT : LEFT + w].ravel()
+    inner = (slice(TOP, None), slice(LEFT, LEFT + w))
+    errors = err.reshape(h + TOP, -1)[inner].ravel().astype(np.int16)
+    return p.astype(np.int32), contexts, errors, med, spikes, first.reshape(h + TOP, -1)[inner].ravel()
 
 
 def _feedback(p: np.ndarray, firsts: np.ndarray, fb: np.ndarray) -> np.ndarray:
     """Predictions p (weight units) moved by the feedback weights fb (ERRORS,) times the signed
     first-stage errors (ERRORS, n) of the W, N, NW, NE, WW and NN neighbours, within 0..255."""
-    return np.clip(p + fb @ firsts, 0, 255 << FRAC_BITS)
+    return _clip(p + fb @ firsts, 0, 255 << FRAC_BITS)
 
 
 def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarray:
@@ -657,7 +676,8 @@ def encode(
     if rasters is None:
         rasters, cross_err = [], np.zeros(h * w, np.int32)
         for c in range(channels):
-            rasters.append(_raster(rgb, c, model.weights[c], cross_err, model.classes, model.feedback[c]))
+            first_stage = _first_stage(rgb, c, model.weights[c], model.classes)
+            rasters.append(_raster(rgb, c, first_stage, cross_err, model.classes, model.feedback[c]))
             cross_err = cross_err + CROSS_ERR * rasters[-1][2]
     if progress:
         progress(channels, 2 * channels)
@@ -739,16 +759,13 @@ def decode(
 
 
 def _spread(cv: np.ndarray, cp: np.ndarray, x: np.ndarray, i: np.ndarray, j: np.ndarray, width: int, cw: int) -> None:
-    """Copy newly decoded pixels into the padding cells that stand for them (see `_canvas`)."""
-    last = j == width - 1
-    if last.any():
-        for k in range(1, RIGHT + 1):
-            cv[cp[last] + k] = x[last]
-    first = (j == 0) & (i < cv.size // cw - TOP - 1)
-    if first.any():
-        for k in range(1, LEFT + 1):
-            cv[cp[first] + cw - k] = x[first]
-    top = (i == 0) & (j + LEFT < width + RIGHT)
-    if top.any():
-        for r in range(TOP):
-            cv[r * cw + j[top] + 2 * LEFT] = x[top]
+    """Copy newly decoded pixels of a wavefront into the padding cells that stand for them (see
+    `_canvas`). Its rows rise and its columns fall, so only its ends can lie on an edge."""
+    if not len(j):  # no pixel: odd wavefronts of a one-column image
+        return
+    if j[0] == width - 1:
+        cv[cp[0] + 1 : cp[0] + RIGHT + 1] = x[0]
+    if j[-1] == 0 and i[-1] < cv.size // cw - TOP - 1:
+        cv[cp[-1] + cw - LEFT : cp[-1] + cw] = x[-1]
+    if i[0] == 0 and j[0] + LEFT < width + RIGHT:
+        cv[j[0] + 2 * LEFT : TOP * cw : cw] = x[0]
