@@ -29,7 +29,7 @@ CODERS = ("auto", "flow", "linear")
 # model's there: on large photos the flow rarely wins, and trying costs more than the linear model.
 SAMPLE_FROM, SAMPLE_TILES, SAMPLE_MARGIN = 16, 8, 1.02
 # At effort 1, colour images of at most this many pixels (32x32 thumbnails) skip the linear model:
-# it coded 0.05% of thumb32 smaller for 40% more encode time.
+# trying it coded thumb32 0.6% smaller (31 of 200 images) for 2.7x the encode time.
 LINEAR_FROM = 1024
 
 
