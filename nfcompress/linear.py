@@ -2,6 +2,12 @@
 to the image (least squares), coded under a discretized logistic whose scale follows the local
 activity.
 
+Its second scheme (format version 7) adds the median predictor as a feature, reads red's and
+blue's texture from their difference to green, fits the weights again with each pixel weighted
+by its context's precision, moves each prediction by fitted feedback from the first stage's
+errors around it, and gives the median's value a spike: a share of the probability, fitted per
+context, that smooth planes earn by meeting that value exactly.
+
 The flow models thumbnails best; on large photos its fixed weights meet noise, blur and JPEG
 history they were not trained on, and a model fitted to the image itself codes smaller. The
 codec keeps whichever file is smaller. After the fit everything is integer arithmetic or
@@ -82,7 +88,8 @@ PARTS = 20  # progress is reported in this many parts per channel
 
 @dataclass
 class LinearModel:
-    """A fitted model: per channel, integer weights per class (causal, cross, bias) and context scale codes."""
+    """A fitted model: per channel, integer weights per class (causal, cross, bias, median), context
+    scale codes, spike shares and feedback weights."""
 
     weights: list[np.ndarray]  # channel c: int64 (_sets(classes), _feature_counts(c + 1)[c])
     scales: list[np.ndarray]  # channel c: int64 (_context_count(classes),), codes 0..255
@@ -611,8 +618,16 @@ def _scale_steps(scales: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([_zigzag(np.diff(q, prepend=128)) for q in scales])
 
 
+def _complete(model: LinearModel) -> LinearModel:
+    """The model with zero spike shares and feedback weights where it has none (as scheme 1)."""
+    channels = len(model.weights)
+    spikes = model.spikes or [np.zeros(_spike_count(model.classes), np.int64)] * channels
+    return LinearModel(model.weights, model.scales, spikes, model.feedback or [np.zeros(ERRORS, np.int64)] * channels)
+
+
 def side_bits(model: LinearModel) -> int:
     """The bits `_push_side` spends on a model: what a fitted model costs beside its pixels."""
+    model = _complete(model)
     weights = _int_bits(_zigzag(np.concatenate([w.ravel() for w in model.weights + model.feedback])))[1]
     spikes = SPIKE_BITS * sum(len(s) for s in model.spikes)
     return round(2 + _int_bits(_scale_steps(model.scales))[1] + spikes + weights)
@@ -665,11 +680,7 @@ def encode(
     rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
     model, rasters = _fit(rgb) if model is None else (model, None)
     h, w, channels = rgb.shape
-    if model.spikes is None or model.feedback is None:  # as scheme 1 models: no spikes, no feedback
-        spikes = model.spikes or [np.zeros(_spike_count(model.classes), np.int64)] * channels
-        model = LinearModel(
-            model.weights, model.scales, spikes, model.feedback or [np.zeros(ERRORS, np.int64)] * channels
-        )
+    model = _complete(model)
     coder = constriction.stream.stack.AnsCoder()
     order = np.concatenate([i * w + j for i, j in _steps(h, w)])  # the order `decode` meets pixels in
     ideal = np.zeros(h * w)
