@@ -240,10 +240,13 @@ def decode_files(
 
     results: list[dict | NfcError | None] = [None] * len(pairs)
 
-    def code(group: list[tuple[int, bytes, Header, str]]) -> None:
+    def code(group: list[tuple[int, bytes, Header, str | None]]) -> None:
         t = time.perf_counter()
         try:
-            outs = get_codec(group[0][3], device).decode_many([item[1] for item in group], progress=progress)
+            if group[0][3] is None:  # files of the linear model: no model to load
+                outs = [_linear_pixels(item[1], progress if len(group) == 1 else None) for item in group]
+            else:
+                outs = get_codec(group[0][3], device).decode_many([item[1] for item in group], progress=progress)
         except NfcError as e:
             outs = [e] * len(group)
         total = sum(item[2].width * item[2].height for item in group)
@@ -262,20 +265,33 @@ def decode_files(
                 "mode": header.mode,
             }
 
-    def read() -> Iterator[tuple[int, bytes, Header, str]]:
-        """Each readable file with its header and the name of the model it decodes with."""
+    def read() -> Iterator[tuple[int, bytes, Header, str | None]]:
+        """Each readable file with its header and the name of the model it decodes with (None:
+        the linear model's, which needs none)."""
         for i, (src, dst) in enumerate(pairs):
             try:
                 _check_free(dst, force)
                 data = read_input(src)
                 header = unpack(data)[0]
-                yield i, data, header, model or model_of(header)
+                yield i, data, header, None if header.coder == "linear" else model or model_of(header)
             except NfcError as e:
                 results[i] = _named(src, e)
 
     for group in grouped(read(), lambda item: item[2].width * item[2].height, lambda item: item[3]):
         code(group)
     return results
+
+
+def _linear_pixels(data: bytes, progress: Callable[[int, int], None] | None) -> np.ndarray | NfcError:
+    """The pixels of a linear file, or the NfcError that says why not."""
+    from nfcompress.codec import decode_linear
+    from nfcompress.container import unpack
+
+    try:
+        header, chunks, alpha = unpack(data)
+        return decode_linear(header, chunks[0], alpha, progress)
+    except NfcError as e:
+        return e
 
 
 def _worker_init(threads: int) -> None:

@@ -188,6 +188,24 @@ def test_a_linear_file_decodes_without_loading_any_model(monkeypatch):
     assert np.array_equal(nfcompress.api.decode(data), img)
 
 
+def test_decoding_linear_files_to_pngs_loads_no_model_either(monkeypatch, tmp_path):
+    import nfcompress.api
+    from nfcompress.batch import decode_files
+
+    images = [photo_like(24, 24, 3, seed=6), photo_like(30, 20, 1, seed=7)[..., 0], photo_like(300, 290, 3, seed=8)]
+    pairs = []
+    for k, img in enumerate(images):
+        (tmp_path / f"{k}.nfc").write_bytes(encode_linear(img).data)
+        pairs.append((str(tmp_path / f"{k}.nfc"), str(tmp_path / f"{k}.png")))
+    (tmp_path / "bad.nfc").write_bytes(encode_linear(images[0]).data[:-9])
+    pairs.append((str(tmp_path / "bad.nfc"), str(tmp_path / "bad.png")))
+    monkeypatch.setattr(nfcompress.api, "get_codec", lambda *a, **kw: pytest.fail("a model was loaded"))
+    results = decode_files(pairs)
+    for (_, png), img, res in zip(pairs, images, results):
+        assert isinstance(res, dict) and np.array_equal(np.asarray(Image.open(png)), img)
+    assert isinstance(results[-1], ChecksumError | FormatError) and not (tmp_path / "bad.png").exists()
+
+
 def test_a_damaged_linear_file_is_refused_by_its_checksum(tiny_codec):
     img = photo_like(24, 24, 3, seed=7)
     data = bytearray(tiny_codec.encode(img, coder="linear").data)
