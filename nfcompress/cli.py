@@ -116,6 +116,14 @@ coder_option = click.option(
     help="What codes each image: the smaller file of the flow and the per-image linear model (auto), or one.",
 )
 
+measure_coder_option = click.option(
+    "--coder",
+    type=click.Choice(["flow", "linear"]),
+    default="flow",
+    show_default=True,
+    help="Whose ideal bits: the flow's, or the per-image linear model's (its side information counted in bpd).",
+)
+
 
 @click.group()
 @click.version_option(package_name="nfcompress")
@@ -310,17 +318,24 @@ def info(inputs, as_json) -> None:
 @json_option
 @click.option("--max-pixels", type=int, default=None, help="Pillow's decompression-bomb limit (0 lifts it).")
 @effort_option
-def bpd(inputs, model, as_json, max_pixels, effort) -> None:
+@measure_coder_option
+def bpd(inputs, model, as_json, max_pixels, effort, coder) -> None:
     """The model's ideal bits per sub-pixel of each image (high figures flag unusual images)."""
     from nfcompress.batch import read_input
     from nfcompress.io import load_image
 
     _setup(0, max_pixels)
-    codec = _codec(model)
+    codec = _codec(model) if coder == "flow" else None
 
     def work(src: str) -> None:
         pixels = load_image(read_input(src) if src == "-" else src)
-        bits, sub = codec.ideal_bits(pixels, effort=effort)
+        if codec is None:
+            from nfcompress.codec import encode_linear
+
+            res = encode_linear(pixels)
+            bits, sub = res.ideal_bits, res.subpixels
+        else:
+            bits, sub = codec.ideal_bits(pixels, effort=effort)
         rec = {"input": src, "ideal_bpsp": round(bits / sub, 4), "width": pixels.shape[1], "height": pixels.shape[0]}
         _emit(rec, as_json, f"{src}: {bits / sub:.4f} bpsp")
 
@@ -523,17 +538,23 @@ def bench(folders, model, as_json, plot_path, threads, jobs, effort, device) -> 
 @model_option
 @force_option
 @json_option
-def heatmap(image, output, overlay, model, force, as_json) -> None:
+@measure_coder_option
+def heatmap(image, output, overlay, model, force, as_json, coder) -> None:
     """A picture of where the bits go: the model's bits per pixel as a colour map."""
     from nfcompress.errors import NfcError
     from nfcompress.io import atomic_write, image_to_png_bytes, load_image
     from nfcompress.visual import bit_map, heatmap_image
 
     _setup(0, None)
-    codec = _codec(model)
+    codec = _codec(model) if coder == "flow" else None
     try:
         pixels = load_image(image)
-        bits = bit_map(codec, pixels)
+        if codec is None:
+            from nfcompress.codec import _encode_linear
+
+            bits = _encode_linear(pixels)[1]
+        else:
+            bits = bit_map(codec, pixels)
         atomic_write(Path(output), image_to_png_bytes(np.asarray(heatmap_image(pixels, bits, overlay))), force=force)
     except NfcError as e:
         raise click.ClickException(str(e)) from None

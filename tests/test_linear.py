@@ -324,3 +324,24 @@ def test_a_lone_image_reports_its_progress_through_the_linear_model(tiny_codec):
     assert np.array_equal(tiny_codec.decode(data, progress=lambda d, t: calls.append((d, t))), img)
     total = 3 * linear.PARTS
     assert calls[-1] == (total, total) and len(calls) == total
+
+
+def test_bpd_and_heatmap_report_the_linear_model_when_asked_without_loading_a_flow(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import nfcompress.api
+    from nfcompress.cli import main
+
+    img = photo_like(40, 36, 3, seed=21)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    monkeypatch.setattr(nfcompress.api, "get_codec", lambda *a, **kw: pytest.fail("a model was loaded"))
+    r = CliRunner().invoke(main, ["bpd", "--coder", "linear", "--json", str(tmp_path / "a.png")])
+    assert r.exit_code == 0, r.output
+    res = encode_linear(img)
+    assert json.loads(r.output)["ideal_bpsp"] == round(res.ideal_bits / res.subpixels, 4)
+    out = tmp_path / "h.png"
+    r = CliRunner().invoke(main, ["heatmap", "--coder", "linear", "--json", str(tmp_path / "a.png"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    pixel_bits = json.loads(r.output)["ideal_bits"]
+    assert 0.9 * res.ideal_bits < pixel_bits < res.ideal_bits  # the map leaves the side information out
+    assert Image.open(out).size[0] == 2 * 36
