@@ -82,7 +82,7 @@ ERRORS = 6  # the activity reads the errors of the first 6 of CAUSAL
 # which smooth planes, red and blue above all, meet exactly far more often than the logistic says.
 SPIKES = 16
 _SPIKE_CODES = constriction.stream.model.Uniform(SPIKES)
-SPIKE_BITS = 4  # log2(SPIKES)
+SPIKE_BITS = SPIKES.bit_length() - 1
 PARTS = 20  # progress is reported in this many parts per channel
 
 
@@ -279,6 +279,16 @@ def _scale(q: np.ndarray) -> np.ndarray:
     return det_exp(LOG_SCALE_MIN + LOG_SCALE_STEP * np.asarray(q, np.float64))
 
 
+def _fit_scale(q: np.ndarray) -> np.ndarray:
+    """`_scale` in numpy's exp, for fitting: only the encoder sees it, so it need not be portable."""
+    return np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * q)
+
+
+def _mass(e: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The float mass of a logistic of scale s over a residual e's bin [e - 1/2, e + 1/2], for fitting."""
+    return 0.5 * (np.tanh((e + 0.5) / (2 * s)) - np.tanh((e - 0.5) / (2 * s)))
+
+
 _TOTAL = (1 << PRECISION) - 256 * (1 + FLOOR)
 
 
@@ -358,7 +368,7 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
             raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, first_stage, cross_err, classes)
             resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, contexts, _context_count(classes))
-            omega = 1 / np.maximum(np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[contexts], MIN_FIT_SCALE) ** 2
+            omega = 1 / np.maximum(_fit_scale(codes)[contexts], MIN_FIT_SCALE) ** 2
         fb = _fit_feedback(rgb, c, bands, p, raster[5], omega)
         raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, first_stage, cross_err, classes, fb)
         resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
@@ -498,10 +508,8 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
         for codes in (np.arange(4, 256, 8), None):
             if codes is None:
                 codes = np.arange(max(0, best - 7), min(256, best + 8))
-            s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[:, None]
-            up = 0.5 * (1 + np.tanh((e[None, :] + 0.5) / (2 * s)))
-            lo = 0.5 * (1 + np.tanh((e[None, :] - 0.5) / (2 * s)))
-            best = int(codes[np.argmin(-np.log2(np.maximum(up - lo, 1e-12)) @ nb)])
+            mass = _mass(e[None, :], _fit_scale(codes)[:, None])
+            best = int(codes[np.argmin(-np.log2(np.maximum(mass, 1e-12)) @ nb)])
         out[b] = best
     return out
 
@@ -518,8 +526,7 @@ def _fit_spikes(
     steps = np.round(resid * MEAN_STEPS).astype(np.int64)
     e_all = steps / MEAN_STEPS
     for _ in range(2):
-        s = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * codes)[contexts]
-        prob = 0.5 * (np.tanh((e_all + 0.5) / (2 * s)) - np.tanh((e_all - 0.5) / (2 * s)))
+        prob = _mass(e_all, _fit_scale(codes)[contexts])
         cost = np.stack(
             [np.bincount(spike_contexts, -np.log2(np.maximum((1 - a) * prob + a * hits, 1e-12)), count) for a in shares]
         )
@@ -537,9 +544,7 @@ def _fit_spikes(
             if part.start == part.stop:
                 continue
             near = np.arange(max(0, codes[b] - 12), min(256, codes[b] + 13))
-            sn = np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * near)[:, None]
-            pb = 0.5 * (np.tanh((e[part] + 0.5) / (2 * sn)) - np.tanh((e[part] - 0.5) / (2 * sn)))
-            pb = (1 - share[part]) * pb + share[part] * hit[part]
+            pb = (1 - share[part]) * _mass(e[part], _fit_scale(near)[:, None]) + share[part] * hit[part]
             codes[b] = near[np.argmin(-np.log2(np.maximum(pb, 1e-12)) @ n[part])]
     return codes, q
 
