@@ -23,6 +23,7 @@ __all__ = ["LinearModel", "fit", "side_bits", "encode", "decode"]
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -157,6 +158,10 @@ class _Layout:
     def places(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """The canvas cells (flat) of pixels (i, j)."""
         return (i + TOP) * self.cw + j + LEFT
+
+    def around(self, cells: np.ndarray) -> np.ndarray:
+        """The canvas cells (ERRORS, n) of the W, N, NW, NE, WW and NN neighbours of `places` cells."""
+        return cells[None, :] - self.offsets[:ERRORS, None]
 
     def features(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Every feature (F, n) of pixels (i, j): canvas neighbours (flat canvas cv), earlier
@@ -341,6 +346,17 @@ def _spiked(rows: np.ndarray, at: np.ndarray, q: np.ndarray) -> np.ndarray:
     return rows
 
 
+class _Raster(NamedTuple):
+    """A channel's coding inputs for every pixel, raster order (`_raster`)."""
+
+    p: np.ndarray  # predictions, weight units (int32)
+    contexts: np.ndarray  # scale contexts (int16)
+    errors: np.ndarray  # |x - rounded prediction| (int16)
+    medians: np.ndarray  # spike values (`_median`)
+    spikes: np.ndarray  # spike contexts (int16)
+    first: np.ndarray  # the first stage's signed errors, as a flat canvas (0 outside the image)
+
+
 def _order(channels: int) -> list[int]:
     """The order channels are coded in: green first, as it predicts red and blue best."""
     return [1, 0, 2] if channels == 3 else list(range(channels))
@@ -352,7 +368,7 @@ def fit(rgb: np.ndarray, ridge: float = 1e-3) -> LinearModel:
     return _fit(rgb, ridge)[0]
 
 
-def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[np.ndarray, ...]]]:
+def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raster]]:
     """`fit`, and `_raster` of every channel under the fitted weights."""
     h, w, channels = rgb.shape
     classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
@@ -365,21 +381,21 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[tuple[
         for _ in range(1 + REFITS):
             wq = _least_squares(rgb, c, bands, classes, omega, ridge)
             first_stage = _first_stage(rgb, c, wq, classes)
-            raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, first_stage, cross_err, classes)
-            resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
-            codes = _fit_scales(resid, contexts, _context_count(classes))
-            omega = 1 / np.maximum(_fit_scale(codes)[contexts], MIN_FIT_SCALE) ** 2
-        fb = _fit_feedback(rgb, c, bands, p, raster[5], omega)
-        raster = p, contexts, err, med, spike_contexts, _ = _raster(rgb, c, first_stage, cross_err, classes, fb)
-        resid = rgb[..., c].ravel() - p / (1 << FRAC_BITS)
-        hits = rgb[..., c].ravel() == med
-        codes, q = _fit_spikes(resid, hits, contexts, spike_contexts, codes, _spike_count(classes))
+            r = _raster(rgb, c, first_stage, cross_err, classes)
+            resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
+            codes = _fit_scales(resid, r.contexts, _context_count(classes))
+            omega = 1 / np.maximum(_fit_scale(codes)[r.contexts], MIN_FIT_SCALE) ** 2
+        fb = _fit_feedback(rgb, c, bands, r.p, r.first, omega)
+        r = _raster(rgb, c, first_stage, cross_err, classes, fb)
+        resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
+        hits = rgb[..., c].ravel() == r.medians
+        codes, q = _fit_spikes(resid, hits, r.contexts, r.spikes, codes, _spike_count(classes))
         feedback.append(fb)
         weights.append(wq)
         scales.append(codes)
         spikes.append(q)
-        rasters.append(raster)
-        cross_err = cross_err + CROSS_ERR * err
+        rasters.append(r)
+        cross_err = cross_err + CROSS_ERR * r.errors
     return LinearModel(weights, scales, spikes, feedback), rasters
 
 
@@ -387,16 +403,14 @@ def _fit_feedback(
     rgb: np.ndarray, c: int, bands: list, p: np.ndarray, first: np.ndarray, omega: np.ndarray
 ) -> np.ndarray:
     """Integer feedback weights (ERRORS,) of channel c by least squares on the pixels of `bands`,
-    pixel k counting omega[k]: what the first-stage errors `first` around each pixel say of its
-    own (p the first stage; raster order)."""
+    pixel k counting omega[k]: what the first-stage errors around each pixel (`_Raster.first`)
+    say of its own (p the first stage; raster order)."""
     h, w, _ = rgb.shape
     layout = _Layout(h, w, c)
-    e = np.zeros((h + TOP) * layout.cw, np.int64)
-    e.reshape(h + TOP, layout.cw)[TOP:, LEFT : LEFT + w] = first.reshape(h, w)
     a, v = 1e-3 * np.eye(ERRORS), np.zeros(ERRORS)
     for i, j in bands:
         k = i * w + j
-        f = e[layout.places(i, j)[None, :] - layout.offsets[:ERRORS, None]].astype(np.float64)
+        f = first[layout.around(layout.places(i, j))].astype(np.float64)
         target = rgb[i, j, c] * float(1 << FRAC_BITS) - p[k]
         a += (f * omega[k]) @ f.T
         v += f @ (target * omega[k])
@@ -453,34 +467,33 @@ def _first_stage(rgb: np.ndarray, c: int, wq: np.ndarray, classes: int) -> tuple
 
 def _raster(
     rgb: np.ndarray, c: int, first_stage: tuple, cross_err: np.ndarray, classes: int, fb: np.ndarray | None = None
-) -> tuple[np.ndarray, ...]:
-    """Predictions (weight units), contexts (int16), errors, `_median`s, spike contexts and
-    first-stage errors of channel c for every pixel, raster order, from its `_first_stage`
-    with feedback weights `fb` (None: none), the earlier channels' errors summed in `cross_err`."""
+) -> _Raster:
+    """Channel c's `_Raster` from its `_first_stage`, with feedback weights `fb` (None: none), the
+    earlier channels' errors summed in `cross_err`."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int32)
     layout = _Layout(h, w, c)
     p, grad, med, eq = first_stage
+    inner = (slice(TOP, None), slice(LEFT, LEFT + w))
     first = np.zeros((h + TOP) * layout.cw, np.int32)
-    first.reshape(h + TOP, -1)[TOP:, LEFT : LEFT + w] = ch - _round(p).reshape(h, w)
+    first.reshape(h + TOP, -1)[inner] = ch - _round(p).reshape(h, w)
     bands = _rows_of(h, w)
     if fb is not None:
         p = p.copy()
         for i, j in bands:
             k = i * w + j
-            p[k] = _feedback(p[k], first[layout.places(i, j)[None, :] - layout.offsets[:ERRORS, None]], fb)
+            p[k] = _feedback(p[k], first[layout.around(layout.places(i, j))], fb)
     err = np.zeros_like(first)
-    err.reshape(h + TOP, -1)[TOP:, LEFT : LEFT + w] = np.abs(ch - _round(p).reshape(h, w))
+    err.reshape(h + TOP, -1)[inner] = np.abs(ch - _round(p).reshape(h, w))
     contexts = np.empty(h * w, np.int16)
     spikes = np.empty(h * w, np.int16)
     for i, j in bands:
         k = i * w + j
-        act = _activity(err[layout.places(i, j)[None, :] - layout.offsets[:ERRORS, None]], cross_err[k])
+        act = _activity(err[layout.around(layout.places(i, j))], cross_err[k])
         contexts[k] = _contexts(grad[k], act, i, j, classes, SCHEME)
         spikes[k] = _spike_contexts(_evenness(eq[k].astype(np.int64), med[k] == _round(p[k])), act, classes)
-    inner = (slice(TOP, None), slice(LEFT, LEFT + w))
     errors = err.reshape(h + TOP, -1)[inner].ravel().astype(np.int16)
-    return p.astype(np.int32), contexts, errors, med, spikes, first.reshape(h + TOP, -1)[inner].ravel()
+    return _Raster(p.astype(np.int32), contexts, errors, med, spikes, first)
 
 
 def _feedback(p: np.ndarray, firsts: np.ndarray, fb: np.ndarray) -> np.ndarray:
@@ -694,19 +707,20 @@ def encode(
         for c in range(channels):
             first_stage = _first_stage(rgb, c, model.weights[c], model.classes)
             rasters.append(_raster(rgb, c, first_stage, cross_err, model.classes, model.feedback[c]))
-            cross_err = cross_err + CROSS_ERR * rasters[-1][2]
+            cross_err = cross_err + CROSS_ERR * rasters[-1].errors
     if progress:
         progress(channels, 2 * channels)
     for c in reversed(range(channels)):
         tables = _Tables(model.scales[c])
-        p, contexts, _, med, spikes = (r[order] for r in rasters[c][:5])
+        r = rasters[c]
+        p, contexts, med, spikes = r.p[order], r.contexts[order], r.medians[order], r.spikes[order]
         x = rgb[..., c].ravel()[order].astype(np.int32)
         for s in reversed(range(0, h * w, SEGMENT)):
             part = slice(s, s + SEGMENT)
             rows = _spiked(tables.rows(p[part], contexts[part]), med[part], model.spikes[c][spikes[part]])
-            sym = x[s : s + SEGMENT]
+            sym = x[part]
             coder.encode_reverse(sym, _CATEGORICAL, rows)
-            ideal[order[s : s + SEGMENT]] += PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)
+            ideal[order[part]] += PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)
         if progress:
             progress(2 * channels - c, 2 * channels)
     _push_side(coder, model)
@@ -745,18 +759,17 @@ def decode(
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int32)
         err = np.zeros_like(cv)
         first = np.zeros_like(cv)  # signed errors of the first stage (before feedback)
-        errs_at = layout.offsets[:ERRORS, None]
         for t, (i, j) in enumerate(steps):
             if progress and (t + 1) * PARTS // len(steps) > t * PARTS // len(steps):
                 progress(c * PARTS + (t + 1) * PARTS // len(steps), channels * PARTS)
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
+            near = layout.around(cp)
             grad = _gradients(x, c, scheme)
             p = p1 = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width))
             if model.feedback is not None:
-                p = _feedback(p1, first[cp[None, :] - errs_at], model.feedback[c])
-            errs = err[cp[None, :] - errs_at]
-            act = _activity(errs, cross_err[i * width + j])
+                p = _feedback(p1, first[near], model.feedback[c])
+            act = _activity(err[near], cross_err[i * width + j])
             rows = tables.rows(p, _contexts(grad, act, i, j, model.classes, scheme))
             if model.spikes is not None:
                 med = _median(x)

@@ -244,7 +244,7 @@ def test_from_four_classes_gradients_and_errors_have_contexts_of_their_own():
     img = photo_like(370, 360, 3, seed=18)
     model, rasters = linear._fit(np.ascontiguousarray(img[..., linear._order(3)]))
     assert model.classes == 4 and all(len(s) == linear._context_count(4) == 16 * linear.BINS for s in model.scales)
-    used = np.unique(np.concatenate([r[1] for r in rasters]))
+    used = np.unique(np.concatenate([r.contexts for r in rasters]))
     assert used.min() >= 0 and used.max() < 16 * linear.BINS and len(used) > 2 * linear.BINS
     _round_trip(img)
 
