@@ -543,18 +543,13 @@ def heatmap(image, output, overlay, model, force, as_json, coder) -> None:
     """A picture of where the bits go: the model's bits per pixel as a colour map."""
     from nfcompress.errors import NfcError
     from nfcompress.io import atomic_write, image_to_png_bytes, load_image
-    from nfcompress.visual import bit_map, heatmap_image
+    from nfcompress.visual import bit_map, heatmap_image, linear_bit_map
 
     _setup(0, None)
     codec = _codec(model) if coder == "flow" else None
     try:
         pixels = load_image(image)
-        if codec is None:
-            from nfcompress.codec import _encode_linear
-
-            bits = _encode_linear(pixels)[1]
-        else:
-            bits = bit_map(codec, pixels)
+        bits = linear_bit_map(pixels) if codec is None else bit_map(codec, pixels)
         atomic_write(Path(output), image_to_png_bytes(np.asarray(heatmap_image(pixels, bits, overlay))), force=force)
     except NfcError as e:
         raise click.ClickException(str(e)) from None

@@ -1,12 +1,12 @@
 """What the model sees: where the bits go in an image, and images drawn from the flow."""
 
-__all__ = ["bit_map", "heatmap_image", "sample", "grid"]
+__all__ = ["bit_map", "linear_bit_map", "heatmap_image", "sample", "grid"]
 
 import numpy as np
 import torch
 from PIL import Image
 
-from nfcompress.codec import Codec, _as_pixels, _padded, _split_mode, plan_tiles
+from nfcompress.codec import Codec, _as_pixels, _encode_linear, _padded, _split_mode, plan_tiles
 from nfcompress.flows import IDF, log2_prob, split_params
 from nfcompress.flows.idf import anchors, place
 
@@ -40,6 +40,12 @@ def bit_map(codec: Codec, image: np.ndarray) -> np.ndarray:
         for t, tile in zip(tiles, total.numpy()):
             out[t.y : t.y + t.h, t.x : t.x + t.w] = tile[: t.h, : t.w]
     return out
+
+
+def linear_bit_map(image: np.ndarray) -> np.ndarray:
+    """`bit_map` of the per-image linear model: the ideal bits of each pixel (H, W) under the model
+    fitted to the image (its side information and alpha aside)."""
+    return _encode_linear(image)[1]
 
 
 def colourise(values: np.ndarray, vmax: float) -> np.ndarray:
