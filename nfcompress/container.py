@@ -4,8 +4,8 @@ See docs/format.md. Parsing is strict: every field is range-checked and the head
 own checksum, so damage is reported before any large allocation or any decoding work. Version 5
 files leave out the name of a shipped model, which their model hash identifies; from version 6
 a file may instead be coded by the per-image linear model (nfcompress.linear), with no model
-and one chunk. Version 7 (written now) has the layout of version 6; its linear payloads are
-of the linear model's second scheme. Versions 1 to 6 still read.
+and one chunk. Versions 7 and 8 (written now) have the layout of version 6; their linear
+payloads are of the linear model's second and third schemes. Versions 1 to 7 still read.
 """
 
 __all__ = [
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 7
-VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+VERSION = 8
+VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -120,7 +120,7 @@ class _Reader:
 
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
-    """Header, chunk table and payload as one (version 7) .nfc file."""
+    """Header, chunk table and payload as one (version 8) .nfc file."""
     if h.coder == "linear":
         return _pack_linear(h, chunks, alpha)
     # "" (as unpack gives an unnamed file) or a shipped name: unnamed, known by the hash.
@@ -192,7 +192,7 @@ def _flags(r: _Reader, version: int) -> dict:
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
-    """Parse and check a .nfc file (version 1 to 7); returns the header, the chunks and the alpha payload."""
+    """Parse and check a .nfc file (version 1 to 8); returns the header, the chunks and the alpha payload."""
     r = _Reader(data)
     if r.take(len(MAGIC), "magic bytes") != MAGIC:
         raise FormatError("not an .nfc file (wrong magic bytes)")

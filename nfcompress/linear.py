@@ -8,6 +8,10 @@ by its context's precision, moves each prediction by fitted feedback from the fi
 errors around it, and gives the median's value a spike: a share of the probability, fitted per
 context, that smooth planes earn by meeting that value exactly.
 
+Its third scheme (format version 8) finds the grid of 8x8 blocks a JPEG once left in the image
+and gives the pixels on a block's first row and column weights of their own: there a neighbour
+lies across the block edge and tells less.
+
 The flow models thumbnails best; on large photos its fixed weights meet noise, blur and JPEG
 history they were not trained on, and a model fitted to the image itself codes smaller. The
 codec keeps whichever file is smaller. After the fit everything is integer arithmetic or
@@ -47,7 +51,7 @@ BINS = 16
 # or more, the activity is two: the gradients' bin (halved) and the errors' bin.
 CONTEXTS = 2 * BINS
 GRID_CLASSES = 4
-SCHEME = 2  # the payload layout `encode` writes: version 7 files (version 6 files are scheme 1)
+SCHEME = 3  # the payload layout `encode` writes: version 8 files (versions 6 and 7: schemes 1 and 2)
 # Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
 THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
 LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # a context's scale is exp(-4 + q / 16), q in 0..255
@@ -85,6 +89,12 @@ SPIKES = 16
 _SPIKE_CODES = constriction.stream.model.Uniform(SPIKES)
 SPIKE_BITS = SPIKES.bit_length() - 1
 PARTS = 20  # progress is reported in this many parts per channel
+# From scheme 3, with GRID_CLASSES classes or more, each predictor class (but the edges') splits
+# by where the pixel lies in its JPEG block: on its first column or not, on its first row or not.
+# The grid's offset, as BLOCK * rows + columns, or BLOCK * BLOCK for none, is in the side
+# information; it also places the block-edge scales.
+BLOCK, POSITIONS = 8, 4
+_BLOCKS = constriction.stream.model.Uniform(BLOCK * BLOCK + 1)
 
 
 @dataclass
@@ -98,11 +108,17 @@ class LinearModel:
     spikes: list[np.ndarray] | None = None
     # Channel c: int64 (ERRORS,), weight units; None in scheme 1.
     feedback: list[np.ndarray] | None = None
+    # The JPEG block grid's offset (rows, columns) from the origin, from scheme 3; None: no block
+    # classes, and block-edge scales at offset 0 (as schemes 1 and 2).
+    blocks: tuple[int, int] | None = None
 
     @property
     def classes(self) -> int:
-        """Predictor classes (besides the edges' own)."""
-        return max(1, self.weights[0].shape[0] - 1)
+        """Predictor classes (besides the edges' own and the block positions)."""
+        sets = self.weights[0].shape[0]
+        if sets == 1 or self.blocks is None or sets - 1 < POSITIONS * GRID_CLASSES:
+            return max(1, sets - 1)
+        return (sets - 1) // POSITIONS
 
 
 def _grid(classes: int) -> bool:
@@ -120,9 +136,16 @@ def _context_count(classes: int, scheme: int = SCHEME) -> int:
     return (BINS // 2 if _split(classes, scheme) else 1) * (CONTEXTS if _grid(classes) else BINS)
 
 
-def _sets(classes: int) -> int:
-    """Weight sets of a channel with this many classes: one more for the edges, if more than one."""
-    return classes + (classes > 1)
+def _positions(classes: int, blocks: tuple[int, int] | None) -> int:
+    """Block positions each class splits into: POSITIONS with a block grid and GRID_CLASSES classes
+    or more (on smaller images the weights would cost more than they save)."""
+    return POSITIONS if blocks is not None and classes >= GRID_CLASSES else 1
+
+
+def _sets(classes: int, blocks: tuple[int, int] | None = None) -> int:
+    """Weight sets of a channel with this many classes: each split by `_positions`, and one more
+    for the edges, if more than one."""
+    return classes * _positions(classes, blocks) + (classes > 1)
 
 
 def _feature_counts(channels: int, scheme: int = SCHEME) -> list[int]:
@@ -202,13 +225,20 @@ def _gradients(x: np.ndarray, c: int, scheme: int) -> np.ndarray:
     return np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
 
 
-def _class_of(grad: np.ndarray, classes: int, i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray:
-    """Each pixel's predictor class, from its `_gradients`; pixels (i, j) whose neighbourhood
-    reaches past an edge of the width-w image are class `classes`."""
+def _class_of(
+    grad: np.ndarray, classes: int, i: np.ndarray, j: np.ndarray, w: int, blocks: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Each pixel's weight set: its class from its `_gradients`, times `_positions` plus its
+    position in its block (`blocks`: the grid's offset); pixels (i, j) whose neighbourhood
+    reaches past an edge of the width-w image take the last set."""
     if classes == 1:
         return np.zeros(len(i), np.int64)
+    k = _positions(classes, blocks)
     edge = (i < TOP) | (j < LEFT) | (j >= w - RIGHT)
-    return np.where(edge, classes, _bins(grad) * classes // BINS)
+    cls = _bins(grad) * classes // BINS * k
+    if k > 1:
+        cls += ((j - blocks[1]) % BLOCK == 0) + 2 * ((i - blocks[0]) % BLOCK == 0)
+    return np.where(edge, classes * k, cls)
 
 
 def _steps(h: int, w: int):
@@ -234,14 +264,25 @@ def _activity(errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
     return 4 * (errs[0] + errs[1]) + 2 * (errs[2] + errs[3] + errs[4] + errs[5]) + cross_err
 
 
-def _contexts(grad: np.ndarray, act: np.ndarray, i: np.ndarray, j: np.ndarray, classes: int, scheme: int) -> np.ndarray:
+def _contexts(
+    grad: np.ndarray,
+    act: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    classes: int,
+    scheme: int,
+    blocks: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Each pixel's scale context, from its `_gradients` and `_activity`: the bin of their sum,
     or with `_split` the gradients' bin halved times BINS plus the activity's bin; then, with
-    `_grid(classes)`, as many more on the edge of an 8x8 block (rows and columns i, j)."""
+    `_grid(classes)`, as many more on the edge of a block (rows and columns i, j; the grid at
+    offset `blocks`, or 0)."""
     out = _bins(grad) // 2 * BINS + _bins(act) if _split(classes, scheme) else _bins(act + grad)
     if not _grid(classes):
         return out
-    return out + _context_count(classes, scheme) // 2 * (((i + 1) % 8 < 2) | ((j + 1) % 8 < 2))
+    oy, ox = blocks or (0, 0)
+    edge = ((i - oy + 1) % BLOCK < 2) | ((j - ox + 1) % BLOCK < 2)
+    return out + _context_count(classes, scheme) // 2 * edge
 
 
 def _equalities(nb: np.ndarray) -> np.ndarray:
@@ -374,19 +415,20 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
     classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
     bands = _rows_of(h, w)
     bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
+    blocks = block_grid(rgb)
     weights, scales, spikes, feedback, rasters = [], [], [], [], []
     cross_err = np.zeros(h * w, np.int32)
     for c in range(channels):
         omega = None
         for _ in range(1 + REFITS):
-            wq = _least_squares(rgb, c, bands, classes, omega, ridge)
-            first_stage = _first_stage(rgb, c, wq, classes)
-            r = _raster(rgb, c, first_stage, cross_err, classes)
+            wq = _least_squares(rgb, c, bands, classes, blocks, omega, ridge)
+            first_stage = _first_stage(rgb, c, wq, classes, blocks)
+            r = _raster(rgb, c, first_stage, cross_err, classes, blocks)
             resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, r.contexts, _context_count(classes))
             omega = 1 / np.maximum(_fit_scale(codes)[r.contexts], MIN_FIT_SCALE) ** 2
         fb = _fit_feedback(rgb, c, bands, r.p, r.first, omega)
-        r = _raster(rgb, c, first_stage, cross_err, classes, fb)
+        r = _raster(rgb, c, first_stage, cross_err, classes, blocks, fb)
         resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
         hits = rgb[..., c].ravel() == r.medians
         codes, q = _fit_spikes(resid, hits, r.contexts, r.spikes, codes, _spike_count(classes))
@@ -396,7 +438,21 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
         spikes.append(q)
         rasters.append(r)
         cross_err = cross_err + CROSS_ERR * r.errors
-    return LinearModel(weights, scales, spikes, feedback), rasters
+    return LinearModel(weights, scales, spikes, feedback, blocks), rasters
+
+
+def block_grid(rgb: np.ndarray) -> tuple[int, int]:
+    """The offset (rows, columns) of the 8x8 block grid a JPEG left in an (H, W, C) image: where
+    a step between two pixels most often exceeds the two steps beside it together."""
+
+    def offset(x: np.ndarray) -> int:
+        d = np.abs(np.diff(x, axis=1))
+        jump = d[:, 1:-1] > d[:, :-2] + d[:, 2:]  # the step into column k + 2
+        column = (np.arange(jump.shape[1]) + 2) % BLOCK
+        return int(np.argmax(np.bincount(column, jump.sum(0), BLOCK) / np.maximum(np.bincount(column, None, BLOCK), 1)))
+
+    x = rgb.astype(np.int32).sum(2)
+    return offset(x.T), offset(x)
 
 
 def _fit_feedback(
@@ -418,18 +474,24 @@ def _fit_feedback(
 
 
 def _least_squares(
-    rgb: np.ndarray, c: int, bands: list, classes: int, omega: np.ndarray | None, ridge: float
+    rgb: np.ndarray,
+    c: int,
+    bands: list,
+    classes: int,
+    blocks: tuple[int, int] | None,
+    omega: np.ndarray | None,
+    ridge: float,
 ) -> np.ndarray:
     """Integer weights (sets, F) of channel c by least squares on the pixels of `bands`, pixel k
     counting omega[k] (raster order; each 1 if None)."""
     h, w, _ = rgb.shape
     cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
-    sets, n = _sets(classes), _feature_counts(c + 1)[c]
+    sets, n = _sets(classes, blocks), _feature_counts(c + 1)[c]
     a, v, count = np.zeros((sets, n, n)), np.zeros((sets, n)), np.zeros(sets, np.int64)
     for i, j in bands:
         x = layout.features(cv, pads, i, j)
         y = rgb[i, j, c].astype(np.float64)
-        cls = _class_of(_gradients(x, c, SCHEME), classes, i, j, w)
+        cls = _class_of(_gradients(x, c, SCHEME), classes, i, j, w, blocks)
         om = np.ones(len(i)) if omega is None else omega[i * w + j]
         for k in range(sets):
             m = cls == k
@@ -446,9 +508,12 @@ def _least_squares(
     return wq
 
 
-def _first_stage(rgb: np.ndarray, c: int, wq: np.ndarray, classes: int) -> tuple[np.ndarray, ...]:
+def _first_stage(
+    rgb: np.ndarray, c: int, wq: np.ndarray, classes: int, blocks: tuple[int, int] | None
+) -> tuple[np.ndarray, ...]:
     """First-stage predictions (weight units), `_gradients`, `_median`s and `_equalities` of
-    channel c for every pixel, raster order, with weights `wq` of `classes` classes."""
+    channel c for every pixel, raster order, with weights `wq` of `classes` classes (block
+    grid `blocks`)."""
     h, w, _ = rgb.shape
     cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
     p = np.empty(h * w, np.int64)
@@ -459,14 +524,20 @@ def _first_stage(rgb: np.ndarray, c: int, wq: np.ndarray, classes: int) -> tuple
         k = i * w + j
         x = layout.features(cv, pads, i, j)
         grad[k] = _gradients(x, c, SCHEME)
-        p[k] = _prediction(x, wq, _class_of(grad[k], classes, i, j, w))
+        p[k] = _prediction(x, wq, _class_of(grad[k], classes, i, j, w, blocks))
         med[k] = _median(x)
         eq[k] = _equalities(_texture(x, c, SCHEME))
     return p, grad, med, eq
 
 
 def _raster(
-    rgb: np.ndarray, c: int, first_stage: tuple, cross_err: np.ndarray, classes: int, fb: np.ndarray | None = None
+    rgb: np.ndarray,
+    c: int,
+    first_stage: tuple,
+    cross_err: np.ndarray,
+    classes: int,
+    blocks: tuple[int, int] | None,
+    fb: np.ndarray | None = None,
 ) -> _Raster:
     """Channel c's `_Raster` from its `_first_stage`, with feedback weights `fb` (None: none), the
     earlier channels' errors summed in `cross_err`."""
@@ -490,7 +561,7 @@ def _raster(
     for i, j in bands:
         k = i * w + j
         act = _activity(err[layout.around(layout.places(i, j))], cross_err[k])
-        contexts[k] = _contexts(grad[k], act, i, j, classes, SCHEME)
+        contexts[k] = _contexts(grad[k], act, i, j, classes, SCHEME, blocks)
         spikes[k] = _spike_contexts(_evenness(eq[k].astype(np.int64), med[k] == _round(p[k])), act, classes)
     errors = err.reshape(h + TOP, -1)[inner].ravel().astype(np.int16)
     return _Raster(p.astype(np.int32), contexts, errors, med, spikes, first)
@@ -640,7 +711,8 @@ def _complete(model: LinearModel) -> LinearModel:
     """The model with zero spike shares and feedback weights where it has none (as scheme 1)."""
     channels = len(model.weights)
     spikes = model.spikes or [np.zeros(_spike_count(model.classes), np.int64)] * channels
-    return LinearModel(model.weights, model.scales, spikes, model.feedback or [np.zeros(ERRORS, np.int64)] * channels)
+    feedback = model.feedback or [np.zeros(ERRORS, np.int64)] * channels
+    return LinearModel(model.weights, model.scales, spikes, feedback, model.blocks)
 
 
 def side_bits(model: LinearModel) -> int:
@@ -648,25 +720,32 @@ def side_bits(model: LinearModel) -> int:
     model = _complete(model)
     weights = _int_bits(_zigzag(np.concatenate([w.ravel() for w in model.weights + model.feedback])))[1]
     spikes = SPIKE_BITS * sum(len(s) for s in model.spikes)
-    return round(2 + _int_bits(_scale_steps(model.scales))[1] + spikes + weights)
+    return round(2 + np.log2(BLOCK * BLOCK + 1) + _int_bits(_scale_steps(model.scales))[1] + spikes + weights)
 
 
 def _push_side(coder, model: LinearModel) -> None:
-    """Push the class count, the scale codes (steps), the spike shares and the weights, the
-    steps and the weights zigzagged through `_push_ints`."""
+    """Push the class count, the block grid, the scale codes (steps), the spike shares and the
+    weights, the steps and the weights zigzagged through `_push_ints`."""
     _push_ints(coder, _zigzag(np.concatenate([w.ravel() for w in model.weights + model.feedback])))
     coder.encode_reverse(np.concatenate(model.spikes).astype(np.int32), _SPIKE_CODES)
     _push_ints(coder, _scale_steps(model.scales))
+    grid = BLOCK * BLOCK if model.blocks is None else BLOCK * model.blocks[0] + model.blocks[1]
+    coder.encode_reverse(np.array([grid], np.int32), _BLOCKS)
     coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
 
 
 def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
-    """The model `_push_side` pushed (or in scheme 1: the scale codes 8 bits each, no spikes,
-    the weights 16 bits each, wider ones escaped)."""
+    """The model `_push_side` pushed (or in scheme 2: no block grid; in scheme 1 also the scale
+    codes 8 bits each, no spikes, the weights 16 bits each, wider ones escaped)."""
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
+    blocks = None
+    if scheme >= 3:
+        grid = int(coder.decode(_BLOCKS, 1)[0])
+        blocks = None if grid == BLOCK * BLOCK else divmod(grid, BLOCK)
     k = _context_count(classes, scheme)
     counts = _feature_counts(channels, scheme)
-    weight_count = _sets(classes) * sum(counts)
+    sets = _sets(classes, blocks)
+    weight_count = sets * sum(counts)
     if scheme >= 2:
         steps = _unzigzag(_pop_ints(coder, k * channels)).reshape(channels, k)
         scales = np.cumsum(steps, axis=1) + 128
@@ -684,9 +763,9 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
             halves = coder.decode(_RAW16, 2 * len(wide)).astype(np.int64).reshape(-1, 2)
             u[wide] = (halves[:, 0] << 16) | halves[:, 1]
     flat = _unzigzag(u)
-    ends = np.cumsum([0, *[_sets(classes) * n for n in counts]])
-    weights = [flat[a:b].reshape(_sets(classes), n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
-    return LinearModel(weights, list(scales), spikes, feedback)
+    ends = np.cumsum([0, *[sets * n for n in counts]])
+    weights = [flat[a:b].reshape(sets, n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
+    return LinearModel(weights, list(scales), spikes, feedback, blocks)
 
 
 def encode(
@@ -705,8 +784,8 @@ def encode(
     if rasters is None:
         rasters, cross_err = [], np.zeros(h * w, np.int32)
         for c in range(channels):
-            first_stage = _first_stage(rgb, c, model.weights[c], model.classes)
-            rasters.append(_raster(rgb, c, first_stage, cross_err, model.classes, model.feedback[c]))
+            first_stage = _first_stage(rgb, c, model.weights[c], model.classes, model.blocks)
+            rasters.append(_raster(rgb, c, first_stage, cross_err, model.classes, model.blocks, model.feedback[c]))
             cross_err = cross_err + CROSS_ERR * rasters[-1].errors
     if progress:
         progress(channels, 2 * channels)
@@ -735,8 +814,9 @@ def decode(
     progress: Callable[[int, int], None] | None = None,
     scheme: int = SCHEME,
 ) -> np.ndarray:
-    """The (H, W, C) uint8 image from a stream made by `encode` (scheme 1: of an nfcompress
-    before format version 7); `progress(done, total)` is called PARTS times per channel."""
+    """The (H, W, C) uint8 image from a stream made by `encode` (schemes 1 and 2: of an
+    nfcompress before format versions 7 and 8); `progress(done, total)` is called PARTS times per
+    channel."""
     if len(data) % 4:
         raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
     if height * width * channels * MIN_BITS > 8 * len(data) + 64:
@@ -766,11 +846,11 @@ def decode(
             cp = layout.places(i, j)
             near = layout.around(cp)
             grad = _gradients(x, c, scheme)
-            p = p1 = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width))
+            p = p1 = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width, model.blocks))
             if model.feedback is not None:
                 p = _feedback(p1, first[near], model.feedback[c])
             act = _activity(err[near], cross_err[i * width + j])
-            rows = tables.rows(p, _contexts(grad, act, i, j, model.classes, scheme))
+            rows = tables.rows(p, _contexts(grad, act, i, j, model.classes, scheme, model.blocks))
             if model.spikes is not None:
                 med = _median(x)
                 even = _evenness(_equalities(_texture(x, c, scheme)), med == _round(p))

@@ -258,6 +258,40 @@ def test_a_linear_file_of_format_version_6_still_decodes():
     assert np.array_equal(decode(data), want)
 
 
+def test_a_linear_file_of_format_version_7_still_decodes():
+    from nfcompress import decode
+
+    data = (Path(__file__).parent / "data" / "pizza-128.v7-linear.nfc").read_bytes()  # by nfcompress 0.6.0
+    assert unpack(data)[0].version == 7 and unpack(data)[0].coder == "linear"
+    want = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
+    assert np.array_equal(decode(data), want)
+
+
+def _blocky(h: int, w: int, offset: tuple[int, int], seed: int) -> np.ndarray:
+    """A photo-like image with a step at every edge of an 8x8 grid at `offset`, as JPEG leaves."""
+    r = np.random.default_rng(seed)
+    ii, jj = np.mgrid[0:h, 0:w]
+    block = ((ii - offset[0]) // 8) * 1000 + (jj - offset[1]) // 8
+    steps = r.integers(-16, 17, (block.max() - block.min() + 1, 3))[block - block.min()]
+    return np.clip(photo_like(h, w, 3, seed).astype(np.int64) + steps, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("offset", [(0, 0), (3, 5), (7, 1)])
+def test_the_block_grid_a_jpeg_left_is_found(offset):
+    assert linear.block_grid(_blocky(64, 80, offset, seed=sum(offset))) == offset
+
+
+def test_from_four_classes_the_block_grid_splits_the_weights_and_pays(monkeypatch):
+    img = _blocky(370, 360, (3, 5), seed=21)
+    data, bits = _round_trip(img)
+    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    assert model.blocks == (3, 5) and model.classes == 4
+    assert all(w.shape[0] == 4 * linear.POSITIONS + 1 for w in model.weights)
+    monkeypatch.setattr(linear, "block_grid", lambda rgb: (0, 0))
+    wrong, wrong_bits = _round_trip(img)
+    assert len(data) < 0.99 * len(wrong) and bits < wrong_bits
+
+
 def test_feedback_from_the_first_stage_errors_is_fitted_and_pays_on_a_photo():
     img = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
     model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
