@@ -82,6 +82,10 @@ ESCAPE = (1 << 16) - 1  # a weight whose zigzag value is this or more follows in
 # Indices into CAUSAL of the neighbours the activity reads.
 _W, _N, _NW, _NE = 0, 1, 2, 3
 ERRORS = 6  # the activity reads the errors of the first 6 of CAUSAL
+# From scheme 3 an image of one class (under 128x128) reads fewer neighbours, the first SMALL of
+# CAUSAL and of CROSS, and its weights are multiples of SMALL_STEP: on a small image each weight
+# costs more than its precision saves.
+SMALL, SMALL_STEP = (6, 5), 8
 # From scheme 2 a context also has a spike: a share q / SPIKES (q = 0..SPIKES - 1, in the side
 # information) of a value's weight moves to the median predictor's value (`_Layout.features`),
 # which smooth planes, red and blue above all, meet exactly far more often than the logistic says.
@@ -102,7 +106,7 @@ class LinearModel:
     """A fitted model: per channel, integer weights per class (causal, cross, bias, median), context
     scale codes, spike shares and feedback weights."""
 
-    weights: list[np.ndarray]  # channel c: int64 (_sets(classes), _feature_counts(c + 1)[c])
+    weights: list[np.ndarray]  # channel c: int64 (_sets(classes), _feature_counts(c + 1, classes)[c])
     scales: list[np.ndarray]  # channel c: int64 (_context_count(classes),), codes 0..255
     # Channel c: int64 (_spike_count(classes),), shares 0..SPIKES - 1; None in scheme 1.
     spikes: list[np.ndarray] | None = None
@@ -148,8 +152,24 @@ def _sets(classes: int, blocks: tuple[int, int] | None = None) -> int:
     return classes * _positions(classes, blocks) + (classes > 1)
 
 
-def _feature_counts(channels: int, scheme: int = SCHEME) -> list[int]:
-    return [len(CAUSAL) + len(CROSS) * c + 1 + (scheme >= 2) for c in range(channels)]
+def _small(classes: int, scheme: int) -> bool:
+    """Whether a channel reads the SMALL neighbourhood and steps its weights by SMALL_STEP."""
+    return scheme >= 3 and classes == 1
+
+
+def _neighbours(classes: int, scheme: int) -> tuple[int, int]:
+    """How many of CAUSAL and of CROSS a channel's features read."""
+    return SMALL if _small(classes, scheme) else (len(CAUSAL), len(CROSS))
+
+
+def _weight_step(classes: int, scheme: int = SCHEME) -> int:
+    """What every weight is a multiple of (weight units)."""
+    return SMALL_STEP if _small(classes, scheme) else 1
+
+
+def _feature_counts(channels: int, classes: int, scheme: int = SCHEME) -> list[int]:
+    causal, cross = _neighbours(classes, scheme)
+    return [causal + cross * c + 1 + (scheme >= 2) for c in range(channels)]
 
 
 def _canvas(ch: np.ndarray) -> np.ndarray:
@@ -169,14 +189,16 @@ def _pads(prev: list[np.ndarray]) -> np.ndarray:
 
 
 class _Layout:
-    """Where the features of a channel's pixels lie: CAUSAL in its canvas, CROSS in `_pads`."""
+    """Where the features of a channel's pixels lie: CAUSAL in its canvas, CROSS in `_pads` (as
+    many of each as `_neighbours` says)."""
 
-    def __init__(self, h: int, w: int, c: int, scheme: int = SCHEME) -> None:
+    def __init__(self, h: int, w: int, c: int, classes: int, scheme: int = SCHEME) -> None:
         self.c, self.scheme = c, scheme
         self.w, self.cw = w, w + LEFT + RIGHT
-        self.offsets = np.array([di * self.cw + dj for di, dj in CAUSAL], np.int64)
+        causal, cross = _neighbours(classes, scheme)
+        self.offsets = np.array([di * self.cw + dj for di, dj in CAUSAL[:causal]], np.int64)
         size = (h + 2) * (w + 2)
-        self.cross = np.array([q * size - di * (w + 2) - dj for q in range(c) for di, dj in CROSS], np.int64)
+        self.cross = np.array([q * size - di * (w + 2) - dj for q in range(c) for di, dj in CROSS[:cross]], np.int64)
 
     def places(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """The canvas cells (flat) of pixels (i, j)."""
@@ -188,7 +210,7 @@ class _Layout:
 
     def features(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Every feature (F, n) of pixels (i, j): canvas neighbours (flat canvas cv), earlier
-        channels, 1 and, from scheme 2, the median predictor on the `_texture`."""
+        channels, 1 and, from scheme 2, the median predictor on the `texture`."""
         parts = [cv[self.places(i, j)[None, :] - self.offsets[:, None]]]
         if len(self.cross):
             parts.append(pads[((i + 1) * (self.w + 2) + j + 1)[None, :] + self.cross[:, None]])
@@ -196,11 +218,25 @@ class _Layout:
         x = np.concatenate(parts)
         if self.scheme < 2:
             return x
-        nb = _texture(x, self.c, self.scheme)
+        nb = self.texture(x)
         med = _clip(nb[_W] + nb[_N] - nb[_NW], np.minimum(nb[_W], nb[_N]), np.maximum(nb[_W], nb[_N]))
         if self.c:
-            med += x[len(CAUSAL)]  # back from the difference to the first channel
+            med += x[len(self.offsets)]  # back from the difference to the first channel
         return np.concatenate([x, med[None]])
+
+    def texture(self, x: np.ndarray) -> np.ndarray:
+        """The W, N, NW and NE neighbours (4, n) of each pixel, from its `features` (F, n): of
+        the channel, or from scheme 2 of the channel less the first (where the colour's texture
+        shows, not the light's)."""
+        nb = x[: _NE + 1]
+        if self.c and self.scheme >= 2:
+            nb = nb - x[len(self.offsets) + 1 : len(self.offsets) + 2 + _NE]
+        return nb
+
+    def gradients(self, x: np.ndarray) -> np.ndarray:
+        """|W - NW| + |N - NW| + |N - NE| of each pixel's `texture`."""
+        nb = self.texture(x)
+        return np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
 
 
 def _rows_of(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -209,26 +245,10 @@ def _rows_of(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [np.divmod(np.arange(r * w, min(h, r + step) * w, dtype=np.int64), w) for r in range(0, h, step)]
 
 
-def _texture(x: np.ndarray, c: int, scheme: int) -> np.ndarray:
-    """The W, N, NW and NE neighbours (4, n) of each pixel, from its features (F, n): of channel c,
-    or from scheme 2 of channel c less the first channel (where the colour's texture shows, not
-    the light's)."""
-    nb = x[: _NE + 1]
-    if c and scheme >= 2:
-        nb = nb - x[len(CAUSAL) + 1 : len(CAUSAL) + 2 + _NE]
-    return nb
-
-
-def _gradients(x: np.ndarray, c: int, scheme: int) -> np.ndarray:
-    """|W - NW| + |N - NW| + |N - NE| of each pixel's `_texture`."""
-    nb = _texture(x, c, scheme)
-    return np.abs(nb[_W] - nb[_NW]) + np.abs(nb[_N] - nb[_NW]) + np.abs(nb[_N] - nb[_NE])
-
-
 def _class_of(
     grad: np.ndarray, classes: int, i: np.ndarray, j: np.ndarray, w: int, blocks: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """Each pixel's weight set: its class from its `_gradients`, times `_positions` plus its
+    """Each pixel's weight set: its class from its `_Layout.gradients`, times `_positions` plus its
     position in its block (`blocks`: the grid's offset); pixels (i, j) whose neighbourhood
     reaches past an edge of the width-w image take the last set."""
     if classes == 1:
@@ -273,7 +293,7 @@ def _contexts(
     scheme: int,
     blocks: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Each pixel's scale context, from its `_gradients` and `_activity`: the bin of their sum,
+    """Each pixel's scale context, from its `_Layout.gradients` and `_activity`: the bin of their sum,
     or with `_split` the gradients' bin halved times BINS plus the activity's bin; then, with
     `_grid(classes)`, as many more on the edge of a block (rows and columns i, j; the grid at
     offset `blocks`, or 0)."""
@@ -427,7 +447,7 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
             resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, r.contexts, _context_count(classes))
             omega = 1 / np.maximum(_fit_scale(codes)[r.contexts], MIN_FIT_SCALE) ** 2
-        fb = _fit_feedback(rgb, c, bands, r.p, r.first, omega)
+        fb = _fit_feedback(rgb, c, bands, classes, r.p, r.first, omega)
         r = _raster(rgb, c, first_stage, cross_err, classes, blocks, fb)
         resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
         hits = rgb[..., c].ravel() == r.medians
@@ -456,13 +476,13 @@ def block_grid(rgb: np.ndarray) -> tuple[int, int]:
 
 
 def _fit_feedback(
-    rgb: np.ndarray, c: int, bands: list, p: np.ndarray, first: np.ndarray, omega: np.ndarray
+    rgb: np.ndarray, c: int, bands: list, classes: int, p: np.ndarray, first: np.ndarray, omega: np.ndarray
 ) -> np.ndarray:
     """Integer feedback weights (ERRORS,) of channel c by least squares on the pixels of `bands`,
     pixel k counting omega[k]: what the first-stage errors around each pixel (`_Raster.first`)
     say of its own (p the first stage; raster order)."""
     h, w, _ = rgb.shape
-    layout = _Layout(h, w, c)
+    layout = _Layout(h, w, c, classes)
     a, v = 1e-3 * np.eye(ERRORS), np.zeros(ERRORS)
     for i, j in bands:
         k = i * w + j
@@ -470,7 +490,7 @@ def _fit_feedback(
         target = rgb[i, j, c] * float(1 << FRAC_BITS) - p[k]
         a += (f * omega[k]) @ f.T
         v += f @ (target * omega[k])
-    return np.round(np.linalg.solve(a, v)).astype(np.int64)
+    return _stepped(np.linalg.solve(a, v), _weight_step(classes))
 
 
 def _least_squares(
@@ -485,13 +505,13 @@ def _least_squares(
     """Integer weights (sets, F) of channel c by least squares on the pixels of `bands`, pixel k
     counting omega[k] (raster order; each 1 if None)."""
     h, w, _ = rgb.shape
-    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
-    sets, n = _sets(classes, blocks), _feature_counts(c + 1)[c]
+    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c, classes)
+    sets, n = _sets(classes, blocks), _feature_counts(c + 1, classes)[c]
     a, v, count = np.zeros((sets, n, n)), np.zeros((sets, n)), np.zeros(sets, np.int64)
     for i, j in bands:
         x = layout.features(cv, pads, i, j)
         y = rgb[i, j, c].astype(np.float64)
-        cls = _class_of(_gradients(x, c, SCHEME), classes, i, j, w, blocks)
+        cls = _class_of(layout.gradients(x), classes, i, j, w, blocks)
         om = np.ones(len(i)) if omega is None else omega[i * w + j]
         for k in range(sets):
             m = cls == k
@@ -503,19 +523,23 @@ def _least_squares(
     for k in range(sets):
         # A class too rare to fit takes the weights of all the pixels.
         ak, vk = (a[k], v[k]) if count[k] >= 4 * n else (a.sum(0), v.sum(0))
-        sol = np.linalg.solve(ak + ridge * np.eye(n), vk)
-        wq[k] = np.clip(np.round(sol * (1 << FRAC_BITS)), -MAX_WEIGHT, MAX_WEIGHT)
+        wq[k] = _stepped(np.linalg.solve(ak + ridge * np.eye(n), vk) * (1 << FRAC_BITS), _weight_step(classes))
     return wq
+
+
+def _stepped(w: np.ndarray, step: int) -> np.ndarray:
+    """Weights (weight units) rounded to integer multiples of step, within +-MAX_WEIGHT."""
+    return np.clip(np.round(np.asarray(w, np.float64) / step) * step, -MAX_WEIGHT, MAX_WEIGHT).astype(np.int64)
 
 
 def _first_stage(
     rgb: np.ndarray, c: int, wq: np.ndarray, classes: int, blocks: tuple[int, int] | None
 ) -> tuple[np.ndarray, ...]:
-    """First-stage predictions (weight units), `_gradients`, `_median`s and `_equalities` of
+    """First-stage predictions (weight units), gradients, `_median`s and `_equalities` of
     channel c for every pixel, raster order, with weights `wq` of `classes` classes (block
     grid `blocks`)."""
     h, w, _ = rgb.shape
-    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c)
+    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c, classes)
     p = np.empty(h * w, np.int64)
     grad = np.empty(h * w, np.int32)
     med = np.empty(h * w, np.uint8)
@@ -523,10 +547,10 @@ def _first_stage(
     for i, j in _rows_of(h, w):
         k = i * w + j
         x = layout.features(cv, pads, i, j)
-        grad[k] = _gradients(x, c, SCHEME)
+        grad[k] = layout.gradients(x)
         p[k] = _prediction(x, wq, _class_of(grad[k], classes, i, j, w, blocks))
         med[k] = _median(x)
-        eq[k] = _equalities(_texture(x, c, SCHEME))
+        eq[k] = _equalities(layout.texture(x))
     return p, grad, med, eq
 
 
@@ -543,7 +567,7 @@ def _raster(
     earlier channels' errors summed in `cross_err`."""
     h, w, _ = rgb.shape
     ch = rgb[..., c].astype(np.int32)
-    layout = _Layout(h, w, c)
+    layout = _Layout(h, w, c, classes)
     p, grad, med, eq = first_stage
     inner = (slice(TOP, None), slice(LEFT, LEFT + w))
     first = np.zeros((h + TOP) * layout.cw, np.int32)
@@ -708,17 +732,26 @@ def _scale_steps(scales: list[np.ndarray]) -> np.ndarray:
 
 
 def _complete(model: LinearModel) -> LinearModel:
-    """The model with zero spike shares and feedback weights where it has none (as scheme 1)."""
-    channels = len(model.weights)
+    """The model with zero spike shares and feedback weights where it has none (as scheme 1), and
+    every weight a multiple of its `_weight_step`."""
+    channels, step = len(model.weights), _weight_step(model.classes)
     spikes = model.spikes or [np.zeros(_spike_count(model.classes), np.int64)] * channels
     feedback = model.feedback or [np.zeros(ERRORS, np.int64)] * channels
-    return LinearModel(model.weights, model.scales, spikes, feedback, model.blocks)
+    weights, feedback = ([_stepped(w, step) for w in part] for part in (model.weights, feedback))
+    return LinearModel(weights, model.scales, spikes, feedback, model.blocks)
+
+
+def _coded_weights(model: LinearModel) -> np.ndarray:
+    """The integers that stand for a completed model's weights and feedback weights: each over
+    its `_weight_step`, zigzagged."""
+    flat = np.concatenate([w.ravel() for w in model.weights + model.feedback])
+    return _zigzag(flat // _weight_step(model.classes))
 
 
 def side_bits(model: LinearModel) -> int:
     """The bits `_push_side` spends on a model: what a fitted model costs beside its pixels."""
     model = _complete(model)
-    weights = _int_bits(_zigzag(np.concatenate([w.ravel() for w in model.weights + model.feedback])))[1]
+    weights = _int_bits(_coded_weights(model))[1]
     spikes = SPIKE_BITS * sum(len(s) for s in model.spikes)
     return round(2 + np.log2(BLOCK * BLOCK + 1) + _int_bits(_scale_steps(model.scales))[1] + spikes + weights)
 
@@ -726,7 +759,7 @@ def side_bits(model: LinearModel) -> int:
 def _push_side(coder, model: LinearModel) -> None:
     """Push the class count, the block grid, the scale codes (steps), the spike shares and the
     weights, the steps and the weights zigzagged through `_push_ints`."""
-    _push_ints(coder, _zigzag(np.concatenate([w.ravel() for w in model.weights + model.feedback])))
+    _push_ints(coder, _coded_weights(model))
     coder.encode_reverse(np.concatenate(model.spikes).astype(np.int32), _SPIKE_CODES)
     _push_ints(coder, _scale_steps(model.scales))
     grid = BLOCK * BLOCK if model.blocks is None else BLOCK * model.blocks[0] + model.blocks[1]
@@ -743,7 +776,7 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
         grid = int(coder.decode(_BLOCKS, 1)[0])
         blocks = None if grid == BLOCK * BLOCK else divmod(grid, BLOCK)
     k = _context_count(classes, scheme)
-    counts = _feature_counts(channels, scheme)
+    counts = _feature_counts(channels, classes, scheme)
     sets = _sets(classes, blocks)
     weight_count = sets * sum(counts)
     if scheme >= 2:
@@ -752,7 +785,7 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
         m = _spike_count(classes)
         spikes = list(coder.decode(_SPIKE_CODES, m * channels).astype(np.int64).reshape(channels, m))
         u = _pop_ints(coder, weight_count + ERRORS * channels)
-        feedback = list(_unzigzag(u[weight_count:]).reshape(channels, ERRORS))
+        feedback = list(_unzigzag(u[weight_count:]).reshape(channels, ERRORS) * _weight_step(classes, scheme))
         u = u[:weight_count]
     else:
         scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
@@ -762,7 +795,7 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
         if len(wide):
             halves = coder.decode(_RAW16, 2 * len(wide)).astype(np.int64).reshape(-1, 2)
             u[wide] = (halves[:, 0] << 16) | halves[:, 1]
-    flat = _unzigzag(u)
+    flat = _unzigzag(u) * _weight_step(classes, scheme)
     ends = np.cumsum([0, *[sets * n for n in counts]])
     weights = [flat[a:b].reshape(sets, n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
     return LinearModel(weights, list(scales), spikes, feedback, blocks)
@@ -833,7 +866,7 @@ def decode(
     steps = list(_steps(height, width))
     for c in range(channels):
         tables = _Tables(model.scales[c])
-        layout = _Layout(height, width, c, scheme)
+        layout = _Layout(height, width, c, model.classes, scheme)
         pads = _pads([out[..., q] for q in range(c)])
         cw = layout.cw
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int32)
@@ -845,7 +878,7 @@ def decode(
             x = layout.features(cv, pads, i, j)
             cp = layout.places(i, j)
             near = layout.around(cp)
-            grad = _gradients(x, c, scheme)
+            grad = layout.gradients(x)
             p = p1 = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width, model.blocks))
             if model.feedback is not None:
                 p = _feedback(p1, first[near], model.feedback[c])
@@ -853,7 +886,7 @@ def decode(
             rows = tables.rows(p, _contexts(grad, act, i, j, model.classes, scheme, model.blocks))
             if model.spikes is not None:
                 med = _median(x)
-                even = _evenness(_equalities(_texture(x, c, scheme)), med == _round(p))
+                even = _evenness(_equalities(layout.texture(x)), med == _round(p))
                 rows = _spiked(rows, med, model.spikes[c][_spike_contexts(even, act, model.classes)])
             v = coder.decode(_CATEGORICAL, rows).astype(np.int64)
             cv[cp] = v

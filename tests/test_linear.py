@@ -292,6 +292,19 @@ def test_from_four_classes_the_block_grid_splits_the_weights_and_pays(monkeypatc
     assert len(data) < 0.99 * len(wrong) and bits < wrong_bits
 
 
+def test_an_image_of_one_class_reads_fewer_neighbours_and_steps_its_weights():
+    img = photo_like(40, 64, 3, seed=5)
+    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    causal, cross = linear.SMALL
+    assert model.classes == 1 and [w.shape for w in model.weights] == [(1, causal + cross * c + 2) for c in range(3)]
+    assert all((w % linear.SMALL_STEP == 0).all() for w in model.weights + model.feedback)
+    _round_trip(img)
+    # Weights off the step are rounded onto it, and still decode exactly.
+    off = linear.LinearModel([w + 3 for w in model.weights], model.scales, model.spikes, model.feedback, model.blocks)
+    data, *_ = linear.encode(img, off)
+    assert np.array_equal(linear.decode(data, 40, 64, 3), img)
+
+
 def test_feedback_from_the_first_stage_errors_is_fitted_and_pays_on_a_photo():
     img = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
     model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
@@ -305,7 +318,7 @@ def test_feedback_from_the_first_stage_errors_is_fitted_and_pays_on_a_photo():
 def test_any_weights_and_scales_go_through_the_side_information():
     img = photo_like(12, 10, 3, seed=14)
     r = np.random.default_rng(0)
-    counts = linear._feature_counts(3)
+    counts = linear._feature_counts(3, 4)
     weights = [r.integers(-(1 << 30), 1 << 30, (5, n)) for n in counts]  # 4 classes and the edges'
     for w in weights:
         w[:, :3] = r.integers(-5, 5, (5, 3))  # narrow ones too
