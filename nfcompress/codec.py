@@ -28,9 +28,11 @@ CODERS = ("auto", "flow", "linear")
 # bits on SAMPLE_TILES of them, spread over the image, are under SAMPLE_MARGIN times the linear
 # model's there: on large photos the flow rarely wins, and trying costs more than the linear model.
 SAMPLE_FROM, SAMPLE_TILES, SAMPLE_MARGIN = 16, 8, 1.02
-# At effort 1, colour images of at most this many pixels (32x32 thumbnails) skip the linear model:
-# trying it coded thumb32 0.6% smaller (31 of 200 images) for 2.7x the encode time.
-LINEAR_FROM = 1024
+# At effort 1, colour images of at most LINEAR_FROM pixels (32x32 thumbnails) try the linear model
+# only where the flow's file is under LINEAR_BELOW bits per sub-pixel: there it won 29 of 40 val
+# thumbnails, above it 21 of 160. Trying it everywhere coded thumb32 1.1% smaller for 2.6x the
+# encode time; so, 0.6% for 1.3x.
+LINEAR_FROM, LINEAR_BELOW = 1024, 3.0
 
 
 @dataclass
@@ -320,7 +322,8 @@ class Codec:
         if coder == "flow":
             with self._lock:
                 return self._encode(images, progress, effort, portable)
-        # The linear model codes every image but small colour ones at effort 1, where it rarely wins.
+        # The linear model codes every image but small colour ones at effort 1, where it rarely wins
+        # unless the flow's file is small (below).
         lin = [_encode_linear(im, one) if effort > 1 or _linear_pays(im) else None for im in images]
         with self._lock:
             # The flow codes every image but those where a sample of its tiles says it will lose.
@@ -330,6 +333,10 @@ class Codec:
                 if ln is None or self._worth_trying(image, ln[1], effort, portable)
             ]
             flow = dict(zip(tried, self._encode([images[i] for i in tried], progress, effort, portable)))
+        lin = [
+            _encode_linear(images[i], one) if ln is None and flow[i].bpsp < LINEAR_BELOW else ln
+            for i, ln in enumerate(lin)
+        ]
         out = []
         for i, ln in enumerate(lin):
             options = ([flow[i]] if i in flow else []) + ([ln[0]] if ln else [])

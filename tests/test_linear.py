@@ -355,11 +355,24 @@ def test_small_colour_images_skip_the_linear_model_at_effort_1_but_grey_ones_do_
     real = nfcompress.codec._encode_linear
     monkeypatch.setattr(nfcompress.codec, "_encode_linear", lambda im, *a: tried.append(im.shape) or real(im, *a))
     colour, grey = photo_like(32, 32, 3, seed=16), photo_like(32, 32, 1, seed=16)[..., 0]
+    flow = tiny_codec.encode(colour, coder="flow")
+    monkeypatch.setattr(nfcompress.codec, "LINEAR_BELOW", flow.bpsp - 0.01)
     assert tiny_codec.encode(colour, coder="auto").coder == "flow" and tried == []
     tiny_codec.encode(colour, coder="auto", effort=2)
     tiny_codec.encode(grey, coder="auto")
     tiny_codec.encode(photo_like(33, 32, 3, seed=16), coder="auto")
     assert tried == [(32, 32, 3), (32, 32), (33, 32, 3)]
+
+
+def test_a_small_colour_image_tries_the_linear_model_where_the_flow_codes_it_small(tiny_codec, monkeypatch):
+    import nfcompress.codec
+
+    colour = photo_like(32, 32, 3, seed=16)
+    flow, lin = tiny_codec.encode(colour, coder="flow"), tiny_codec.encode(colour, coder="linear")
+    monkeypatch.setattr(nfcompress.codec, "LINEAR_BELOW", flow.bpsp + 0.01)
+    got = tiny_codec.encode(colour, coder="auto")
+    assert got.data == min(flow, lin, key=lambda r: len(r.data)).data
+    assert np.array_equal(tiny_codec.decode(got.data), colour)
 
 
 def test_a_lone_image_reports_its_progress_through_the_linear_model(tiny_codec):
