@@ -32,6 +32,7 @@ from typing import NamedTuple
 import constriction
 import numpy as np
 
+from nfcompress import local
 from nfcompress.coding.tables import PRECISION, det_exp
 from nfcompress.errors import FormatError
 
@@ -169,7 +170,7 @@ def _weight_step(classes: int, scheme: int = SCHEME) -> int:
 
 def _feature_counts(channels: int, classes: int, scheme: int = SCHEME) -> list[int]:
     causal, cross = _neighbours(classes, scheme)
-    return [causal + cross * c + 1 + (scheme >= 2) for c in range(channels)]
+    return [causal + cross * c + 1 + (scheme >= 2) + (scheme >= 3) for c in range(channels)]
 
 
 def _canvas(ch: np.ndarray) -> np.ndarray:
@@ -208,9 +209,12 @@ class _Layout:
         """The canvas cells (ERRORS, n) of the W, N, NW, NE, WW and NN neighbours of `places` cells."""
         return cells[None, :] - self.offsets[:ERRORS, None]
 
-    def features(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    def features(
+        self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray, lp: np.ndarray | None = None
+    ) -> np.ndarray:
         """Every feature (F, n) of pixels (i, j): canvas neighbours (flat canvas cv), earlier
-        channels, 1 and, from scheme 2, the median predictor on the `texture`."""
+        channels, 1, from scheme 3 their local predictions lp (`with_local`) and, from scheme 2,
+        the median predictor on the `texture`."""
         parts = [cv[self.places(i, j)[None, :] - self.offsets[:, None]]]
         if len(self.cross):
             parts.append(pads[((i + 1) * (self.w + 2) + j + 1)[None, :] + self.cross[:, None]])
@@ -222,7 +226,29 @@ class _Layout:
         med = _clip(nb[_W] + nb[_N] - nb[_NW], np.minimum(nb[_W], nb[_N]), np.maximum(nb[_W], nb[_N]))
         if self.c:
             med += x[len(self.offsets)]  # back from the difference to the first channel
-        return np.concatenate([x, med[None]])
+        return np.concatenate([x, med[None]] if lp is None else [x, lp[None], med[None]])
+
+    def with_local(self, x: np.ndarray, lp: np.ndarray) -> np.ndarray:
+        """Features x (F, n) without the local predictions, with them (before the median)."""
+        return np.concatenate([x[:-1], lp[None], x[-1:]])
+
+    def local_prediction(self, x: np.ndarray, sums: np.ndarray) -> np.ndarray:
+        """Pixels' local predictions (1/16) from their features x (without them) and window sums."""
+        lp = local.predict(sums, self.texture(x))
+        return lp + local.STEPS * x[len(self.offsets)] if self.c else lp
+
+    def local_terms(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """What pixels of values v and features x add to the window sums (`local.terms`)."""
+        return local.terms(self.texture(x), v - x[len(self.offsets)] if self.c else v)
+
+    def texture_at(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The `texture` (4, n) of pixels (i, j) and the first channel's values there (0 for the
+        first channel), without the other features."""
+        nb = cv[self.places(i, j)[None, :] - self.offsets[: _NE + 1, None]]
+        if not self.c:
+            return nb, np.zeros(len(i), np.int32)
+        first = pads[((i + 1) * (self.w + 2) + j + 1)[None, :] + self.cross[: _NE + 2, None]]
+        return (nb - first[1:] if self.scheme >= 2 else nb), first[0]
 
     def texture(self, x: np.ndarray) -> np.ndarray:
         """The W, N, NW and NE neighbours (4, n) of each pixel, from its `features` (F, n): of
@@ -440,9 +466,10 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
     cross_err = np.zeros(h * w, np.int32)
     for c in range(channels):
         omega = None
+        lp = _local_plane(rgb, c, classes)
         for _ in range(1 + REFITS):
-            wq = _least_squares(rgb, c, bands, classes, blocks, omega, ridge)
-            first_stage = _first_stage(rgb, c, wq, classes, blocks)
+            wq = _least_squares(rgb, c, bands, classes, blocks, lp, omega, ridge)
+            first_stage = _first_stage(rgb, c, wq, classes, blocks, lp)
             r = _raster(rgb, c, first_stage, cross_err, classes, blocks)
             resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, r.contexts, _context_count(classes))
@@ -459,6 +486,29 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
         rasters.append(r)
         cross_err = cross_err + CROSS_ERR * r.errors
     return LinearModel(weights, scales, spikes, feedback, blocks), rasters
+
+
+def _local_plane(rgb: np.ndarray, c: int, classes: int) -> np.ndarray:
+    """Channel c's local predictions (1/16, `local.predict`) of every pixel, raster order."""
+    h, w, _ = rgb.shape
+    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c, classes)
+    tex = np.empty((4, h * w), np.int16)
+    base = np.empty(h * w, np.int16)  # the first channel at the pixel, for later channels
+    for i, j in _rows_of(h, w):
+        k = i * w + j
+        tex[:, k], base[k] = layout.texture_at(cv, pads, i, j)
+    tex = tex.reshape(4, h, w)
+    v = rgb[..., c].astype(np.int64) - base.reshape(h, w)
+    out = np.empty(h * w, np.int64)
+    step = max(1, local.BAND // w)
+    for r in range(0, h, step):
+        top, end = max(0, r - 3), min(h, r + step)
+        t = np.zeros((end - r + 3, w, local.TERMS), np.int64)
+        t[3 - (r - top) :] = local.terms(tex[:, top:end].reshape(4, -1), v[top:end].ravel()).reshape(end - top, w, -1)
+        sums = local.window_sums(t).reshape(-1, local.TERMS)
+        k = slice(r * w, end * w)
+        out[k] = local.predict(sums, tex[:, r:end].reshape(4, -1)) + local.STEPS * base[k]
+    return out
 
 
 def block_grid(rgb: np.ndarray) -> tuple[int, int]:
@@ -499,17 +549,18 @@ def _least_squares(
     bands: list,
     classes: int,
     blocks: tuple[int, int] | None,
+    lp: np.ndarray,
     omega: np.ndarray | None,
     ridge: float,
 ) -> np.ndarray:
     """Integer weights (sets, F) of channel c by least squares on the pixels of `bands`, pixel k
-    counting omega[k] (raster order; each 1 if None)."""
+    counting omega[k] (raster order; each 1 if None), with local predictions lp (`_local_plane`)."""
     h, w, _ = rgb.shape
     cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c, classes)
     sets, n = _sets(classes, blocks), _feature_counts(c + 1, classes)[c]
     a, v, count = np.zeros((sets, n, n)), np.zeros((sets, n)), np.zeros(sets, np.int64)
     for i, j in bands:
-        x = layout.features(cv, pads, i, j)
+        x = layout.features(cv, pads, i, j, lp[i * w + j])
         y = rgb[i, j, c].astype(np.float64)
         cls = _class_of(layout.gradients(x), classes, i, j, w, blocks)
         om = np.ones(len(i)) if omega is None else omega[i * w + j]
@@ -533,11 +584,11 @@ def _stepped(w: np.ndarray, step: int) -> np.ndarray:
 
 
 def _first_stage(
-    rgb: np.ndarray, c: int, wq: np.ndarray, classes: int, blocks: tuple[int, int] | None
+    rgb: np.ndarray, c: int, wq: np.ndarray, classes: int, blocks: tuple[int, int] | None, lp: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     """First-stage predictions (weight units), gradients, `_median`s and `_equalities` of
     channel c for every pixel, raster order, with weights `wq` of `classes` classes (block
-    grid `blocks`)."""
+    grid `blocks`) and local predictions lp."""
     h, w, _ = rgb.shape
     cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c, classes)
     p = np.empty(h * w, np.int64)
@@ -546,7 +597,7 @@ def _first_stage(
     eq = np.empty(h * w, np.int8)
     for i, j in _rows_of(h, w):
         k = i * w + j
-        x = layout.features(cv, pads, i, j)
+        x = layout.features(cv, pads, i, j, lp[k])
         grad[k] = layout.gradients(x)
         p[k] = _prediction(x, wq, _class_of(grad[k], classes, i, j, w, blocks))
         med[k] = _median(x)
@@ -817,7 +868,8 @@ def encode(
     if rasters is None:
         rasters, cross_err = [], np.zeros(h * w, np.int32)
         for c in range(channels):
-            first_stage = _first_stage(rgb, c, model.weights[c], model.classes, model.blocks)
+            lp = _local_plane(rgb, c, model.classes)
+            first_stage = _first_stage(rgb, c, model.weights[c], model.classes, model.blocks, lp)
             rasters.append(_raster(rgb, c, first_stage, cross_err, model.classes, model.blocks, model.feedback[c]))
             cross_err = cross_err + CROSS_ERR * rasters[-1].errors
     if progress:
@@ -872,10 +924,13 @@ def decode(
         cv = np.full((height + TOP) * cw, OUTSIDE, np.int32)
         err = np.zeros_like(cv)
         first = np.zeros_like(cv)  # signed errors of the first stage (before feedback)
+        sums = local.Sums(height, width) if scheme >= 3 else None
         for t, (i, j) in enumerate(steps):
             if progress and (t + 1) * PARTS // len(steps) > t * PARTS // len(steps):
                 progress(c * PARTS + (t + 1) * PARTS // len(steps), channels * PARTS)
             x = layout.features(cv, pads, i, j)
+            if sums is not None:
+                x = layout.with_local(x, layout.local_prediction(x, sums.window(i, j)))
             cp = layout.places(i, j)
             near = layout.around(cp)
             grad = layout.gradients(x)
@@ -892,6 +947,8 @@ def decode(
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))
             first[cp] = v - _round(p1)
+            if sums is not None:
+                sums.add(i, j, layout.local_terms(x, v))
             _spread(cv, cp, v, i, j, width, cw)
         out[..., c] = cv.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width]
         cross_err += CROSS_ERR * err.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width].ravel()

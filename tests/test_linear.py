@@ -296,7 +296,9 @@ def test_an_image_of_one_class_reads_fewer_neighbours_and_steps_its_weights():
     img = photo_like(40, 64, 3, seed=5)
     model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
     causal, cross = linear.SMALL
-    assert model.classes == 1 and [w.shape for w in model.weights] == [(1, causal + cross * c + 2) for c in range(3)]
+    assert model.classes == 1 and [w.shape for w in model.weights] == [
+        (1, causal + cross * c + 3) for c in range(3)
+    ]  # bias, local, median
     assert all((w % linear.SMALL_STEP == 0).all() for w in model.weights + model.feedback)
     _round_trip(img)
     # Weights off the step are rounded onto it, and still decode exactly.

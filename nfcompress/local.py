@@ -1,0 +1,114 @@
+"""The linear model's local predictor (scheme 3): each sub-pixel's texture predicted from its W, N,
+NW and NE texture by weights fitted, by least squares, to the pixels of a small causal window
+around it. The global weights then take this prediction as one more feature: where the image's
+texture turns, the window has turned with it.
+
+Every sum is an exact integer (row prefix sums of products), and the 5x5 systems are solved by an
+unrolled Cholesky decomposition in elementwise float64 operations, each correctly rounded: the
+prediction is the same on every machine, for the encoder's whole image at once as for the
+decoder's wavefronts.
+"""
+
+__all__ = ["TERMS", "STEPS", "Sums", "terms", "window_sums", "predict"]
+
+import numpy as np
+
+K = 5  # features: the texture's W, N, NW and NE, and 1
+PAIRS = tuple((a, b) for a in range(K) for b in range(a, K))
+TERMS = len(PAIRS) + K  # the sums a window needs: each pair of features, each feature times the value
+# The window: for each row up, the last column (right of the pixel) it reaches, from LEFT columns
+# left of the pixel. Every cell lies on an earlier wavefront (2 up + left >= 1).
+ROWS = ((0, -1), (1, 1), (2, 3), (3, 3))
+LEFT = 3
+# The weights are drawn towards PRIOR (of W, N, NW, NE, 1) as RIDGE more pixels would: every system
+# is solvable, and a window of few pixels predicts about (W + N) / 2.
+RIDGE = 10.0
+PRIOR = (0.5, 0.5, -0.25, 0.25, 0.0)
+STEPS = 16  # the prediction's unit, 1/16
+LOW, HIGH = -256 * STEPS, 512 * STEPS
+RING = 16  # columns of each row's prefix sums a decoder keeps: the window reads at most 10 back
+BAND = 1 << 16  # pixels an encoder sums at once
+
+
+def terms(tex: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """What pixels add to the sums of the windows they lie in (n, TERMS): their features (texture
+    (4, n) and 1) pairwise, then each times their own texture value y (n,)."""
+    tex, y = tex.astype(np.int64), y.astype(np.int64)
+    f = [tex[0], tex[1], tex[2], tex[3], np.ones_like(y)]
+    return np.stack([f[a] * f[b] for a, b in PAIRS] + [f[a] * y for a in range(K)], axis=1)
+
+
+def window_sums(t: np.ndarray) -> np.ndarray:
+    """The window sums (h, w, TERMS) of every pixel of rows whose `terms` are t (h + 3, w, TERMS):
+    3 rows above them (zeros above the image), then theirs."""
+    h, w = t.shape[0] - 3, t.shape[1]
+    reach = max(right for _, right in ROWS)
+    # Each row's prefix sums through columns -LEFT - 2 .. w - 1 + reach: zeros, then the sums, the
+    # row's total repeated where the window reaches past its end.
+    pre = np.zeros((h + 3, LEFT + 1 + w + reach, TERMS), _sum_type(w))
+    np.cumsum(t, axis=1, out=pre[:, LEFT + 1 : LEFT + 1 + w])
+    pre[:, LEFT + 1 + w :] = pre[:, LEFT + w : LEFT + 1 + w]
+    out = np.zeros((h, w, TERMS), np.int64)
+    for up, right in ROWS:
+        rows = pre[3 - up : 3 - up + h]
+        out += rows[:, LEFT + 1 + right : LEFT + 1 + right + w] - rows[:, :w]
+    return out
+
+
+def _sum_type(w: int) -> type:
+    """An integer type that holds any row's prefix sums of a width-w plane."""
+    return np.int32 if 255 * 255 * w < 2**31 else np.int64
+
+
+class Sums:
+    """A decoder's row prefix sums of `terms`, the last RING columns of each row, filled a
+    wavefront at a time."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.w = w
+        # Row r's prefix through column c at row (r + 3) * (RING + 1) + c % RING; the last cell of
+        # each row stays zero, the prefix through column -1.
+        self.pre = np.zeros(((h + 3) * (RING + 1), TERMS), np.int64)
+
+    def _cells(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return (r + 3) * (RING + 1) + np.where(c < 0, RING, c % RING)
+
+    def window(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """The window sums (n, TERMS) of pixels (i, j), all of whose window is added."""
+        rows = i[None, :] - _UP[:, None]
+        high = self._cells(rows, np.minimum(j[None, :] + _RIGHT[:, None], self.w - 1))
+        low = self._cells(rows, np.broadcast_to(j - LEFT - 1, rows.shape))
+        return (self.pre[high] - self.pre[low]).sum(0)
+
+    def add(self, i: np.ndarray, j: np.ndarray, t: np.ndarray) -> None:
+        """Add the `terms` t of pixels (i, j), each row's pixels left of them already added."""
+        self.pre[self._cells(i, j)] = self.pre[self._cells(i, j - 1)] + t
+
+
+_UP, _RIGHT = (np.array(v, np.int64) for v in zip(*ROWS))
+_SYMMETRIC = np.array([[PAIRS.index((min(p, q), max(p, q))) for q in range(K)] for p in range(K)])
+_RIDGES = RIDGE * np.eye(K)[:, :, None]
+_PRIORS = RIDGE * np.array(PRIOR)[:, None]
+
+
+def predict(sums: np.ndarray, tex: np.ndarray) -> np.ndarray:
+    """Integer predictions (n,), in 1/STEPS, of texture values from their window sums (n, TERMS)
+    and their texture (4, n), within LOW..HIGH."""
+    s = sums.astype(np.float64).T
+    a = s[_SYMMETRIC] + _RIDGES
+    b = s[len(PAIRS) :] + _PRIORS
+    # Cholesky, a column at a time, each step updating the rest (elementwise: the same everywhere).
+    for k in range(K):
+        a[k, k] = np.sqrt(a[k, k])
+        a[k + 1 :, k] /= a[k, k]
+        a[k + 1 :, k + 1 :] -= a[k + 1 :, k][:, None] * a[k + 1 :, k][None, :]
+    for k in range(K):  # forward: low z = b
+        b[k] /= a[k, k]
+        b[k + 1 :] -= a[k + 1 :, k] * b[k]
+    for k in reversed(range(K)):  # back: low^T w = z
+        b[k] /= a[k, k]
+        b[:k] -= a[k, :k] * b[k]
+    p = b[K - 1]
+    for k in range(K - 1):
+        p = p + b[k] * tex[k]
+    return np.clip(np.floor(p * STEPS + 0.5), LOW, HIGH).astype(np.int64)
