@@ -3,8 +3,8 @@ NW and NE texture by weights fitted, by least squares, to the pixels of a small 
 around it. The global weights then take this prediction as one more feature: where the image's
 texture turns, the window has turned with it.
 
-Every sum is an exact integer (row prefix sums of products), and the 5x5 systems are solved by an
-unrolled Cholesky decomposition in elementwise float64 operations, each correctly rounded: the
+Every sum is an exact integer (row prefix sums of products), and the 5x5 systems are solved by a
+Cholesky decomposition in elementwise float64 operations, each correctly rounded: the
 prediction is the same on every machine, for the encoder's whole image at once as for the
 decoder's wavefronts.
 """
@@ -17,7 +17,7 @@ K = 5  # features: the texture's W, N, NW and NE, and 1
 PAIRS = tuple((a, b) for a in range(K) for b in range(a, K))
 TERMS = len(PAIRS) + K  # the sums a window needs: each pair of features, each feature times the value
 # The window: for each row up, the last column (right of the pixel) it reaches, from LEFT columns
-# left of the pixel. Every cell lies on an earlier wavefront (2 up + left >= 1).
+# left of the pixel. Every cell lies on an earlier wavefront (right <= 2 up - 1).
 ROWS = ((0, -1), (1, 1), (2, 3), (3, 3))
 LEFT = 3
 # The weights are drawn towards PRIOR (of W, N, NW, NE, 1) as RIDGE more pixels would: every system
@@ -33,9 +33,8 @@ BAND = 1 << 16  # pixels an encoder sums at once
 def terms(tex: np.ndarray, y: np.ndarray) -> np.ndarray:
     """What pixels add to the sums of the windows they lie in (n, TERMS): their features (texture
     (4, n) and 1) pairwise, then each times their own texture value y (n,)."""
-    tex, y = tex.astype(np.int64), y.astype(np.int64)
-    f = [tex[0], tex[1], tex[2], tex[3], np.ones_like(y)]
-    return np.stack([f[a] * f[b] for a, b in PAIRS] + [f[a] * y for a in range(K)], axis=1)
+    f = np.concatenate([tex, np.ones((1, len(y)), np.int64)]).astype(np.int64)
+    return np.concatenate([f[_FIRST] * f[_SECOND], f * y.astype(np.int64)]).T
 
 
 def window_sums(t: np.ndarray) -> np.ndarray:
@@ -43,7 +42,7 @@ def window_sums(t: np.ndarray) -> np.ndarray:
     3 rows above them (zeros above the image), then theirs."""
     h, w = t.shape[0] - 3, t.shape[1]
     reach = max(right for _, right in ROWS)
-    # Each row's prefix sums through columns -LEFT - 2 .. w - 1 + reach: zeros, then the sums, the
+    # Each row's prefix sums through columns -LEFT - 1 .. w - 1 + reach: zeros, then the sums, the
     # row's total repeated where the window reaches past its end.
     pre = np.zeros((h + 3, LEFT + 1 + w + reach, TERMS), _sum_type(w))
     np.cumsum(t, axis=1, out=pre[:, LEFT + 1 : LEFT + 1 + w])
@@ -86,6 +85,7 @@ class Sums:
 
 
 _UP, _RIGHT = (np.array(v, np.int64) for v in zip(*ROWS))
+_FIRST, _SECOND = (np.array(v, np.int64) for v in zip(*PAIRS))
 _SYMMETRIC = np.array([[PAIRS.index((min(p, q), max(p, q))) for q in range(K)] for p in range(K)])
 _RIDGES = RIDGE * np.eye(K)[:, :, None]
 _PRIORS = RIDGE * np.array(PRIOR)[:, None]
@@ -93,22 +93,24 @@ _PRIORS = RIDGE * np.array(PRIOR)[:, None]
 
 def predict(sums: np.ndarray, tex: np.ndarray) -> np.ndarray:
     """Integer predictions (n,), in 1/STEPS, of texture values from their window sums (n, TERMS)
-    and their texture (4, n), within LOW..HIGH."""
+    and their texture (4, n), within LOW..HIGH.
+
+    With A w = b the window's system and f the pixel's features, the prediction f.w is u.z for
+    L u = f and L z = b, L the Cholesky factor of A: both come out of the factorisation of A
+    bordered by b and f (rows K and K + 1), a column at a time, each step updating the rest, in
+    elementwise operations (the same everywhere).
+    """
     s = sums.astype(np.float64).T
-    a = s[_SYMMETRIC] + _RIDGES
-    b = s[len(PAIRS) :] + _PRIORS
-    # Cholesky, a column at a time, each step updating the rest (elementwise: the same everywhere).
+    n = s.shape[1]
+    m = np.zeros((K + 2, K + 2, n))
+    m[:K, :K] = s[_SYMMETRIC] + _RIDGES
+    m[K, :K] = m[:K, K] = s[len(PAIRS) :] + _PRIORS
+    m[K + 1, :K] = m[:K, K + 1] = np.concatenate([tex, np.ones((1, n))])
     for k in range(K):
-        a[k, k] = np.sqrt(a[k, k])
-        a[k + 1 :, k] /= a[k, k]
-        a[k + 1 :, k + 1 :] -= a[k + 1 :, k][:, None] * a[k + 1 :, k][None, :]
-    for k in range(K):  # forward: low z = b
-        b[k] /= a[k, k]
-        b[k + 1 :] -= a[k + 1 :, k] * b[k]
-    for k in reversed(range(K)):  # back: low^T w = z
-        b[k] /= a[k, k]
-        b[:k] -= a[k, :k] * b[k]
-    p = b[K - 1]
-    for k in range(K - 1):
-        p = p + b[k] * tex[k]
+        m[k, k] = np.sqrt(m[k, k])
+        m[k + 1 :, k] /= m[k, k]
+        m[k + 1 :, k + 1 :] -= m[k + 1 :, k][:, None] * m[k + 1 :, k][None, :]
+    p = m[K, 0] * m[K + 1, 0]
+    for k in range(1, K):
+        p = p + m[K, k] * m[K + 1, k]
     return np.clip(np.floor(p * STEPS + 0.5), LOW, HIGH).astype(np.int64)
