@@ -9,13 +9,15 @@ errors around it, and gives the median's value a spike: a share of the probabili
 context, that smooth planes earn by meeting that value exactly.
 
 Its third scheme (format version 8) finds the grid of 8x8 blocks a JPEG once left in the image
-and gives the pixels on a block's first row and column weights of their own: there a neighbour
-lies across the block edge and tells less.
+and gives the pixels on a block's first row and column weights of their own (there a neighbour
+lies across the block edge and tells less); adds a local prediction (nfcompress.local), fitted
+around each pixel to its causal window, as one more feature; and on images under 128x128 reads
+fewer neighbours with coarser weights, whose side information costs more than it saves there.
 
 The flow models thumbnails best; on large photos its fixed weights meet noise, blur and JPEG
 history they were not trained on, and a model fitted to the image itself codes smaller. The
-codec keeps whichever file is smaller. After the fit everything is integer arithmetic or
-`det_exp`, so files decode alike on every machine.
+codec keeps whichever file is smaller. After the fit everything is integer arithmetic, `det_exp`
+or the local predictor's elementwise IEEE operations, so files decode alike on every machine.
 
 Decoding order: channel by channel; within a channel, wavefronts t = 2i + j (row i, column j)
 in increasing t, each in increasing i. Every neighbour a prediction reads lies on an earlier
