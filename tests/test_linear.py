@@ -296,15 +296,27 @@ def test_an_image_of_one_class_reads_fewer_neighbours_and_steps_its_weights():
     img = photo_like(40, 64, 3, seed=5)
     model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
     causal, cross = linear.SMALL
-    assert model.classes == 1 and [w.shape for w in model.weights] == [
-        (1, causal + cross * c + 3) for c in range(3)
-    ]  # bias, local, median
+    # The bias and the median; no local prediction under 128x128.
+    assert model.classes == 1 and [w.shape for w in model.weights] == [(1, causal + cross * c + 2) for c in range(3)]
     assert all((w % linear.SMALL_STEP == 0).all() for w in model.weights + model.feedback)
     _round_trip(img)
     # Weights off the step are rounded onto it, and still decode exactly.
     off = linear.LinearModel([w + 3 for w in model.weights], model.scales, model.spikes, model.feedback, model.blocks)
     data, *_ = linear.encode(img, off)
     assert np.array_equal(linear.decode(data, 40, 64, 3), img)
+
+
+def test_from_128x128_the_local_prediction_is_a_feature_and_pays_on_a_photo(monkeypatch):
+    img = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
+    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    assert model.classes == 2 and [w.shape[1] for w in model.weights] == [13 + 7 * c + 3 for c in range(3)]
+    data, *_ = linear.encode(img)
+    monkeypatch.setattr(linear, "_local_on", lambda classes, scheme=linear.SCHEME: False)
+    without, *_ = linear.encode(img)
+    assert len(data) < 0.995 * len(without)
+    assert np.array_equal(linear.decode(without, 128, 128, 3), img)
+    monkeypatch.undo()
+    assert np.array_equal(linear.decode(data, 128, 128, 3), img)
 
 
 def test_feedback_from_the_first_stage_errors_is_fitted_and_pays_on_a_photo():
