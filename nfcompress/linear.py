@@ -65,6 +65,7 @@ SEGMENT = 1 << 14  # symbols per coder call when encoding
 FLOOR = 64
 MIN_BITS = -float(np.log2(((1 << PRECISION) - 255 * FLOOR - 255) / (1 << PRECISION)))
 BAND = 1 << 18  # pixels whose features are built at once
+KEEP_PIXELS = 1 << 20  # on images up to this size, the encoder builds each band's features once
 FIT_PIXELS = 1 << 21  # pixels the weights are fitted on, at most (about)
 # The weights are fitted twice: the second time each pixel counts 1 / s**2 for the scale s of its
 # context under the first (least squares then fits the logistic's log-likelihood better), s at
@@ -468,22 +469,21 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
     """`fit`, and `_raster` of every channel under the fitted weights."""
     h, w, channels = rgb.shape
     classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
-    bands = _rows_of(h, w)
-    bands = bands[:: max(1, -(-h * w // FIT_PIXELS))]
+    stride = max(1, -(-h * w // FIT_PIXELS))
     blocks = block_grid(rgb)
     weights, scales, spikes, feedback, rasters = [], [], [], [], []
     cross_err = np.zeros(h * w, np.int32)
     for c in range(channels):
         omega = None
-        lp = _local_plane(rgb, c, classes) if _local_on(classes) else None
+        bands = _Bands(rgb, c, classes, _local_plane(rgb, c, classes) if _local_on(classes) else None)
         for _ in range(1 + REFITS):
-            wq = _least_squares(rgb, c, bands, classes, blocks, lp, omega, ridge)
-            first_stage = _first_stage(rgb, c, wq, classes, blocks, lp)
+            wq = _least_squares(rgb, c, bands, stride, classes, blocks, omega, ridge)
+            first_stage = _first_stage(rgb, c, wq, classes, blocks, bands)
             r = _raster(rgb, c, first_stage, cross_err, classes, blocks)
             resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
             codes = _fit_scales(resid, r.contexts, _context_count(classes))
             omega = 1 / np.maximum(_fit_scale(codes)[r.contexts], MIN_FIT_SCALE) ** 2
-        fb = _fit_feedback(rgb, c, bands, classes, r.p, r.first, omega)
+        fb = _fit_feedback(rgb, c, bands.rows[::stride], classes, r.p, r.first, omega)
         r = _raster(rgb, c, first_stage, cross_err, classes, blocks, fb)
         resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
         hits = rgb[..., c].ravel() == r.medians
@@ -495,6 +495,28 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
         rasters.append(r)
         cross_err = cross_err + CROSS_ERR * r.errors
     return LinearModel(weights, scales, spikes, feedback, blocks), rasters
+
+
+class _Bands:
+    """Channel c's features (`_Layout.features`, with local predictions lp or None), band by band
+    (`_rows_of`); on images up to KEEP_PIXELS, each band's built once and kept."""
+
+    def __init__(self, rgb: np.ndarray, c: int, classes: int, lp: np.ndarray | None) -> None:
+        h, w, _ = rgb.shape
+        self.cv, self.pads = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)])
+        self.layout, self.lp, self.w = _Layout(h, w, c, classes), lp, w
+        self.rows = _rows_of(h, w)
+        self.kept: dict[int, np.ndarray] | None = {} if h * w <= KEEP_PIXELS else None
+
+    def features(self, b: int) -> np.ndarray:
+        """The features (F, n) of band b's pixels."""
+        if self.kept is not None and b in self.kept:
+            return self.kept[b]
+        i, j = self.rows[b]
+        x = self.layout.features(self.cv, self.pads, i, j, None if self.lp is None else self.lp[i * self.w + j])
+        if self.kept is not None:
+            self.kept[b] = x.astype(np.int32)
+        return x
 
 
 def _local_plane(rgb: np.ndarray, c: int, classes: int) -> np.ndarray:
@@ -555,24 +577,22 @@ def _fit_feedback(
 def _least_squares(
     rgb: np.ndarray,
     c: int,
-    bands: list,
+    bands: _Bands,
+    stride: int,
     classes: int,
     blocks: tuple[int, int] | None,
-    lp: np.ndarray | None,
     omega: np.ndarray | None,
     ridge: float,
 ) -> np.ndarray:
-    """Integer weights (sets, F) of channel c by least squares on the pixels of `bands`, pixel k
-    counting omega[k] (raster order; each 1 if None), with local predictions lp (`_local_plane`;
-    None: none)."""
+    """Integer weights (sets, F) of channel c by least squares on the pixels of every stride-th
+    of its `bands`, pixel k counting omega[k] (raster order; each 1 if None)."""
     h, w, _ = rgb.shape
-    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c, classes)
     sets, n = _sets(classes, blocks), _feature_counts(c + 1, classes)[c]
     a, v, count = np.zeros((sets, n, n)), np.zeros((sets, n)), np.zeros(sets, np.int64)
-    for i, j in bands:
-        x = layout.features(cv, pads, i, j, None if lp is None else lp[i * w + j])
+    for b in range(0, len(bands.rows), stride):
+        (i, j), x = bands.rows[b], bands.features(b)
         y = rgb[i, j, c].astype(np.float64)
-        cls = _class_of(layout.gradients(x), classes, i, j, w, blocks)
+        cls = _class_of(bands.layout.gradients(x), classes, i, j, w, blocks)
         om = np.ones(len(i)) if omega is None else omega[i * w + j]
         for k in range(sets):
             m = cls == k
@@ -594,24 +614,23 @@ def _stepped(w: np.ndarray, step: int) -> np.ndarray:
 
 
 def _first_stage(
-    rgb: np.ndarray, c: int, wq: np.ndarray, classes: int, blocks: tuple[int, int] | None, lp: np.ndarray | None
+    rgb: np.ndarray, c: int, wq: np.ndarray, classes: int, blocks: tuple[int, int] | None, bands: _Bands
 ) -> tuple[np.ndarray, ...]:
     """First-stage predictions (weight units), gradients, `_median`s and `_equalities` of
     channel c for every pixel, raster order, with weights `wq` of `classes` classes (block
-    grid `blocks`) and local predictions lp (None: none)."""
+    grid `blocks`) on the features of its `bands`."""
     h, w, _ = rgb.shape
-    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c, classes)
     p = np.empty(h * w, np.int64)
     grad = np.empty(h * w, np.int32)
     med = np.empty(h * w, np.uint8)
     eq = np.empty(h * w, np.int8)
-    for i, j in _rows_of(h, w):
+    for b, (i, j) in enumerate(bands.rows):
         k = i * w + j
-        x = layout.features(cv, pads, i, j, None if lp is None else lp[k])
-        grad[k] = layout.gradients(x)
+        x = bands.features(b)
+        grad[k] = bands.layout.gradients(x)
         p[k] = _prediction(x, wq, _class_of(grad[k], classes, i, j, w, blocks))
         med[k] = _median(x)
-        eq[k] = _equalities(layout.texture(x))
+        eq[k] = _equalities(bands.layout.texture(x))
     return p, grad, med, eq
 
 
@@ -879,7 +898,8 @@ def encode(
         rasters, cross_err = [], np.zeros(h * w, np.int32)
         for c in range(channels):
             lp = _local_plane(rgb, c, model.classes) if _local_on(model.classes) else None
-            first_stage = _first_stage(rgb, c, model.weights[c], model.classes, model.blocks, lp)
+            bands = _Bands(rgb, c, model.classes, lp)
+            first_stage = _first_stage(rgb, c, model.weights[c], model.classes, model.blocks, bands)
             rasters.append(_raster(rgb, c, first_stage, cross_err, model.classes, model.blocks, model.feedback[c]))
             cross_err = cross_err + CROSS_ERR * rasters[-1].errors
     if progress:
