@@ -214,12 +214,14 @@ def test_a_damaged_linear_file_is_refused_by_its_checksum(tiny_codec):
         tiny_codec.decode(bytes(data))
 
 
-def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
+# Small; and large enough for the local prediction and the block positions (scheme 3).
+@pytest.mark.parametrize("size", [(50, 70), (370, 364)])
+def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path, size):
     from click.testing import CliRunner
 
     from nfcompress.cli import main
 
-    img = photo_like(50, 70, 3, seed=12)
+    img = photo_like(*size, 3, seed=12) if size[0] < 128 else _blocky(*size, (2, 6), seed=12)
     src = tmp_path / "a.png"
     Image.fromarray(img).save(src)
     r = run_cli(["encode", "--coder", "linear", str(src)], 1)
