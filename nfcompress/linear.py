@@ -223,13 +223,21 @@ class _Layout:
         self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray, lp: np.ndarray | None = None
     ) -> np.ndarray:
         """Every feature (F, n) of pixels (i, j): canvas neighbours (flat canvas cv), earlier
-        channels, 1, from scheme 3 their local predictions lp (`with_local`) and, from scheme 2,
+        channels, 1, from scheme 3 their local predictions lp (None: none) and, from scheme 2,
         the median predictor on the `texture`."""
+        return self.finish(self.raw(cv, pads, i, j), lp)
+
+    def raw(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """The first `features` (F, n) of pixels (i, j): canvas neighbours, earlier channels, 1;
+        enough for the `texture`."""
         parts = [cv[self.places(i, j)[None, :] - self.offsets[:, None]]]
         if len(self.cross):
             parts.append(pads[((i + 1) * (self.w + 2) + j + 1)[None, :] + self.cross[:, None]])
         parts.append(np.ones((1, len(i)), np.int64))
-        x = np.concatenate(parts)
+        return np.concatenate(parts)
+
+    def finish(self, x: np.ndarray, lp: np.ndarray | None) -> np.ndarray:
+        """`raw` features x (F, n) with the local predictions lp (None: none) and the median."""
         if self.scheme < 2:
             return x
         nb = self.texture(x)
@@ -238,27 +246,14 @@ class _Layout:
             med += x[len(self.offsets)]  # back from the difference to the first channel
         return np.concatenate([x, med[None]] if lp is None else [x, lp[None], med[None]])
 
-    def with_local(self, x: np.ndarray, lp: np.ndarray) -> np.ndarray:
-        """Features x (F, n) without the local predictions, with them (before the median)."""
-        return np.concatenate([x[:-1], lp[None], x[-1:]])
-
     def local_prediction(self, x: np.ndarray, sums: np.ndarray) -> np.ndarray:
-        """Pixels' local predictions (1/16) from their features x (without them) and window sums."""
+        """Pixels' local predictions (1/16) from their `raw` features x and window sums."""
         lp = local.predict(sums, self.texture(x))
         return lp + local.STEPS * x[len(self.offsets)] if self.c else lp
 
     def local_terms(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
         """What pixels of values v and features x add to the window sums (`local.terms`)."""
         return local.terms(self.texture(x), v - x[len(self.offsets)] if self.c else v)
-
-    def texture_at(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The `texture` (4, n) of pixels (i, j) and the first channel's values there (0 for the
-        first channel), without the other features."""
-        nb = cv[self.places(i, j)[None, :] - self.offsets[: _NE + 1, None]]
-        if not self.c:
-            return nb, np.zeros(len(i), np.int32)
-        first = pads[((i + 1) * (self.w + 2) + j + 1)[None, :] + self.cross[: _NE + 2, None]]
-        return (nb - first[1:] if self.scheme >= 2 else nb), first[0]
 
     def texture(self, x: np.ndarray) -> np.ndarray:
         """The W, N, NW and NE neighbours (4, n) of each pixel, from its `features` (F, n): of
@@ -475,7 +470,7 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
     cross_err = np.zeros(h * w, np.int32)
     for c in range(channels):
         omega = None
-        bands = _Bands(rgb, c, classes, _local_plane(rgb, c, classes) if _local_on(classes) else None)
+        bands = _Bands(rgb, c, classes)
         for _ in range(1 + REFITS):
             wq = _least_squares(rgb, c, bands, stride, classes, blocks, omega, ridge)
             first_stage = _first_stage(rgb, c, wq, classes, blocks, bands)
@@ -498,14 +493,15 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
 
 
 class _Bands:
-    """Channel c's features (`_Layout.features`, with local predictions lp or None), band by band
-    (`_rows_of`); on images up to KEEP_PIXELS, each band's built once and kept."""
+    """Channel c's features (`_Layout.features`, with its local predictions where `_local_on`),
+    band by band (`_rows_of`); on images up to KEEP_PIXELS, each band's built once and kept."""
 
-    def __init__(self, rgb: np.ndarray, c: int, classes: int, lp: np.ndarray | None) -> None:
+    def __init__(self, rgb: np.ndarray, c: int, classes: int) -> None:
         h, w, _ = rgb.shape
         self.cv, self.pads = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)])
-        self.layout, self.lp, self.w = _Layout(h, w, c, classes), lp, w
+        self.layout, self.w = _Layout(h, w, c, classes), w
         self.rows = _rows_of(h, w)
+        self.lp = self._local(rgb[..., c]) if _local_on(classes) else None
         self.kept: dict[int, np.ndarray] | None = {} if h * w <= KEEP_PIXELS else None
 
     def features(self, b: int) -> np.ndarray:
@@ -518,28 +514,32 @@ class _Bands:
             self.kept[b] = x.astype(np.int32)
         return x
 
-
-def _local_plane(rgb: np.ndarray, c: int, classes: int) -> np.ndarray:
-    """Channel c's local predictions (1/16, `local.predict`) of every pixel, raster order."""
-    h, w, _ = rgb.shape
-    cv, pads, layout = _canvas(rgb[..., c]).ravel(), _pads([rgb[..., q] for q in range(c)]), _Layout(h, w, c, classes)
-    tex = np.empty((4, h * w), np.int16)
-    base = np.empty(h * w, np.int16)  # the first channel at the pixel, for later channels
-    for i, j in _rows_of(h, w):
-        k = i * w + j
-        tex[:, k], base[k] = layout.texture_at(cv, pads, i, j)
-    tex = tex.reshape(4, h, w)
-    v = rgb[..., c].astype(np.int64) - base.reshape(h, w)
-    out = np.empty(h * w, np.int64)
-    step = max(1, local.BAND // w)
-    for r in range(0, h, step):
-        top, end = max(0, r - 3), min(h, r + step)
-        t = np.zeros((end - r + 3, w, local.TERMS), np.int64)
-        t[3 - (r - top) :] = local.terms(tex[:, top:end].reshape(4, -1), v[top:end].ravel()).reshape(end - top, w, -1)
-        sums = local.window_sums(t).reshape(-1, local.TERMS)
-        k = slice(r * w, end * w)
-        out[k] = local.predict(sums, tex[:, r:end].reshape(4, -1)) + local.STEPS * base[k]
-    return out
+    def _local(self, plane: np.ndarray) -> np.ndarray:
+        """The local predictions (1/16, `_Layout.local_prediction`) of every pixel of the channel
+        (values `plane`), raster order."""
+        h, w = plane.shape
+        layout = self.layout
+        tex = np.empty((4, h * w), np.int16)
+        base = np.zeros(h * w, np.int16)  # the first channel at the pixel, for later channels
+        for i, j in self.rows:
+            k = i * w + j
+            x = layout.raw(self.cv, self.pads, i, j)
+            tex[:, k] = layout.texture(x)
+            if layout.c:
+                base[k] = x[len(layout.offsets)]
+        tex = tex.reshape(4, h, w)
+        v = plane.astype(np.int64) - base.reshape(h, w)
+        out = np.empty(h * w, np.int64)
+        step = max(1, local.BAND // w)
+        for r in range(0, h, step):
+            top, end = max(0, r - 3), min(h, r + step)
+            t = np.zeros((end - r + 3, w, local.TERMS), np.int64)
+            terms = local.terms(tex[:, top:end].reshape(4, -1), v[top:end].ravel())
+            t[3 - (r - top) :] = terms.reshape(end - top, w, -1)
+            sums = local.window_sums(t).reshape(-1, local.TERMS)
+            k = slice(r * w, end * w)
+            out[k] = local.predict(sums, tex[:, r:end].reshape(4, -1)) + local.STEPS * base[k]
+        return out
 
 
 def block_grid(rgb: np.ndarray) -> tuple[int, int]:
@@ -897,8 +897,7 @@ def encode(
     if rasters is None:
         rasters, cross_err = [], np.zeros(h * w, np.int32)
         for c in range(channels):
-            lp = _local_plane(rgb, c, model.classes) if _local_on(model.classes) else None
-            bands = _Bands(rgb, c, model.classes, lp)
+            bands = _Bands(rgb, c, model.classes)
             first_stage = _first_stage(rgb, c, model.weights[c], model.classes, model.blocks, bands)
             rasters.append(_raster(rgb, c, first_stage, cross_err, model.classes, model.blocks, model.feedback[c]))
             cross_err = cross_err + CROSS_ERR * rasters[-1].errors
@@ -958,9 +957,8 @@ def decode(
         for t, (i, j) in enumerate(steps):
             if progress and (t + 1) * PARTS // len(steps) > t * PARTS // len(steps):
                 progress(c * PARTS + (t + 1) * PARTS // len(steps), channels * PARTS)
-            x = layout.features(cv, pads, i, j)
-            if sums is not None:
-                x = layout.with_local(x, layout.local_prediction(x, sums.window(i, j)))
+            x = layout.raw(cv, pads, i, j)
+            x = layout.finish(x, None if sums is None else layout.local_prediction(x, sums.window(i, j)))
             cp = layout.places(i, j)
             near = layout.around(cp)
             grad = layout.gradients(x)

@@ -56,7 +56,7 @@ def test_a_plane_of_one_gradient_is_predicted_within_a_quarter_level_inside():
     ii, jj = np.mgrid[0:h, 0:w]
     plane = (3 * ii + 2 * jj + 40).astype(np.uint8)
     rgb = np.repeat(plane[..., None], 1, axis=2)
-    lp = linear._local_plane(rgb, 0, 1).reshape(h, w)
+    lp = linear._Bands(rgb, 0, 2).lp.reshape(h, w)
     inside = np.s_[4:, 4:-4]
     # Exact but for the pull of the prior (RIDGE pixels' worth against 22).
     assert np.abs(lp[inside] - local.STEPS * plane[inside].astype(np.int64)).max() <= local.STEPS // 4
