@@ -706,7 +706,7 @@ def decode_linear(
     `progress(done, total)` as `linear.decode` calls it."""
     channels = 1 if header.mode in ("L", "LA") else 3
     try:
-        scheme = {6: 1, 7: 2}.get(header.version, 3)
+        scheme = {6: 1, 7: 2}.get(header.version, linear.SCHEME)
         colour = linear.decode(chunk, header.height, header.width, channels, progress, scheme)
     except (ValueError, RuntimeError, OverflowError) as e:
         raise ChecksumError(_undecodable(f"the payload does not decode: {e}", True)) from None
