@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nfcompress import linear
+from nfcompress import jpeg, linear
 from nfcompress.coding import Decoder, Encoder, plan_buckets, pop_latents, push_latents
 from nfcompress.container import MAX_PIXELS, MODES, SHIPPED_MODELS, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
@@ -674,11 +674,24 @@ def encode_linear(image: np.ndarray) -> EncodeResult:
 def _encode_linear(
     image: np.ndarray, progress: Callable[[int, int], None] | None = None
 ) -> tuple[EncodeResult, np.ndarray]:
-    """`encode_linear`, and the ideal bits of each pixel (H, W; alpha aside)."""
+    """`encode_linear`, and the ideal bits of each pixel (H, W; alpha aside).
+
+    Where the image sits on a JPEG's 8x8 grid from its top left, the JPEG-history model
+    (nfcompress.jpeg) is tried too, and the smaller payload kept; the header says which.
+    """
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
     data, pixel_bits, side = linear.encode(colour, progress=progress)
     ideal = float(pixel_bits.sum()) + side
+    from_jpeg = False
+    if jpeg.eligible(colour):
+        try:
+            jdata, jbits = jpeg.encode(colour, jpeg.choose(colour))
+        except ValueError:  # a value too wide for the model: no JPEG made these pixels
+            jdata = None
+        if jdata is not None and len(jdata) < len(data):
+            data, ideal, from_jpeg = jdata, jbits, True
+            pixel_bits = np.full(pixel_bits.shape, jbits / pixel_bits.size)
     alpha_data = b""
     if mode in ("LA", "RGBA"):
         alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)
@@ -694,8 +707,11 @@ def _encode_linear(
         pixel_crc=zlib.crc32(pixels.tobytes()),
         device="any",
         coder="linear",
+        jpeg=from_jpeg,
     )
-    result = EncodeResult(pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="linear")
+    result = EncodeResult(
+        pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="jpeg" if from_jpeg else "linear"
+    )
     return result, pixel_bits
 
 
@@ -706,9 +722,12 @@ def decode_linear(
     `progress(done, total)` as `linear.decode` calls it."""
     channels = 1 if header.mode in ("L", "LA") else 3
     try:
-        scheme = {6: 1, 7: 2}.get(header.version, linear.SCHEME)
-        colour = linear.decode(chunk, header.height, header.width, channels, progress, scheme)
-    except (ValueError, RuntimeError, OverflowError) as e:
+        if header.jpeg:
+            colour = jpeg.decode(chunk, header.height, header.width, channels, progress)
+        else:
+            scheme = {6: 1, 7: 2}.get(header.version, linear.SCHEME)
+            colour = linear.decode(chunk, header.height, header.width, channels, progress, scheme)
+    except (ValueError, RuntimeError, OverflowError, IndexError) as e:
         raise ChecksumError(_undecodable(f"the payload does not decode: {e}", True)) from None
     pixels = _with_alpha(colour, header, alpha_data)
     if zlib.crc32(pixels.tobytes()) != header.pixel_crc:

@@ -1,0 +1,546 @@
+"""The JPEG-history model: a photo that was once a JPEG is coded as that JPEG's quantized DCT
+coefficients, found again from its pixels, plus the pixels' differences from an exact decoding.
+
+The decoding is libjpeg(-turbo)'s: the integer "islow" IDCT, "fancy" (triangle) chroma
+upsampling and its fixed-point YCbCr to RGB conversion, all in exact integer arithmetic. Where the
+photo was decoded that way, most blocks come back exactly and the differences are nearly free;
+where it was not, the differences cost bits, never correctness.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from nfcompress.errors import FormatError
+from nfcompress.linear import _pop_ints, _push_ints, block_grid
+
+B = 8
+SAMPLINGS = ((1, 1), (2, 2), (2, 1))  # chroma subsampling (horizontal, vertical): 4:4:4, 4:2:0, 4:2:2
+CATEGORIES = 16  # a value is coded as its bit length (a category) and then its lower bits raw
+BANDS = (1, 3, 6, 10, 15, 21, 28, 36, 64)  # zigzag indices where each AC band starts
+BUCKETS = 12
+KINDS = 2  # luma, chroma
+AC_CONTEXTS = KINDS * (len(BANDS) - 1) * BUCKETS
+DC_CONTEXTS = KINDS * BUCKETS
+RESIDUAL_CONTEXTS = 3
+CONTEXTS = AC_CONTEXTS + DC_CONTEXTS + RESIDUAL_CONTEXTS + 1
+FLAG_CONTEXT = CONTEXTS - 1
+PRECISION = 24
+_TOTAL = (1 << PRECISION) - 256
+FLOOR = 64  # so every symbol costs at least MIN_BITS, and a payload too short for its size is refused
+MIN_BITS = -float(np.log2((_TOTAL - (CATEGORIES - 1) * FLOOR) / _TOTAL))
+MIN_SIDE = 16
+CORNER = 256  # the side of the central crop that picks the chroma sampling
+REFINE_STEPS = 6
+FIT = 0.8  # the share of coefficients a quantizer step must fit
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+_UNIFORM = constriction.stream.model.Uniform()
+_SAMPLING_CODES = constriction.stream.model.Uniform(len(SAMPLINGS))
+_QUANT = constriction.stream.model.Uniform(256)
+
+# JPEG's zigzag order of the 64 frequencies (row-major indices), by antidiagonals
+ZIGZAG = np.array(sorted(range(B * B), key=lambda i: (i // B + i % B, i % B if (i // B + i % B) % 2 == 0 else i // B)))
+
+# islow's constants: FIX(x) = round(x * 2**13)
+_C = {
+    "0.298631336": 2446,
+    "0.390180644": 3196,
+    "0.541196100": 4433,
+    "0.765366865": 6270,
+    "0.899976223": 7373,
+    "1.175875602": 9633,
+    "1.501321110": 12299,
+    "1.847759065": 15137,
+    "1.961570560": 16069,
+    "2.053119869": 16819,
+    "2.562915447": 20995,
+    "3.072711026": 25172,
+}
+
+
+@dataclass(frozen=True)
+class JpegModel:
+    """What the pixels' JPEG was: its chroma sampling, quantization tables (planes, 8, 8) and each
+    plane's quantized coefficients (block rows, block columns, 8, 8)."""
+
+    sampling: int
+    quant: np.ndarray
+    coefs: list[np.ndarray]
+
+
+def _idct_pass(v: np.ndarray, shift: int) -> np.ndarray:
+    """One 1-D pass of islow along the last axis, descaled by `shift` bits."""
+    x = [v[..., n] for n in range(B)]
+    z1 = (x[2] + x[6]) * _C["0.541196100"]
+    tmp2 = z1 - x[6] * _C["1.847759065"]
+    tmp3 = z1 + x[2] * _C["0.765366865"]
+    tmp0 = (x[0] + x[4]) << 13
+    tmp1 = (x[0] - x[4]) << 13
+    t10, t13, t11, t12 = tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2
+    o0, o1, o2, o3 = x[7], x[5], x[3], x[1]
+    z1, z2, z3, z4 = o0 + o3, o1 + o2, o0 + o2, o1 + o3
+    z5 = (z3 + z4) * _C["1.175875602"]
+    z1 = z1 * -_C["0.899976223"]
+    z2 = z2 * -_C["2.562915447"]
+    z3 = z3 * -_C["1.961570560"] + z5
+    z4 = z4 * -_C["0.390180644"] + z5
+    o0 = o0 * _C["0.298631336"] + z1 + z3
+    o1 = o1 * _C["2.053119869"] + z2 + z4
+    o2 = o2 * _C["3.072711026"] + z2 + z3
+    o3 = o3 * _C["1.501321110"] + z1 + z4
+    r = 1 << (shift - 1)
+    out = (t10 + o3, t11 + o2, t12 + o1, t13 + o0, t13 - o0, t12 - o1, t11 - o2, t10 - o3)
+    return np.stack([(y + r) >> shift for y in out], axis=-1)
+
+
+def idct(dequantized: np.ndarray) -> np.ndarray:
+    """libjpeg's islow IDCT of int64 blocks (..., 8, 8) [vertical, horizontal frequency]: samples 0..255."""
+    cols = _idct_pass(np.swapaxes(dequantized, -1, -2), 11)
+    return np.clip(_idct_pass(np.swapaxes(cols, -1, -2), 18) + 128, 0, 255)
+
+
+def _fix(x: float) -> int:
+    return int(x * 65536 + 0.5)
+
+
+def ycc_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """libjpeg's fixed-point YCbCr to RGB of int64 sample planes: (H, W, 3) 0..255."""
+    cb, cr = cb - 128, cr - 128
+    r = y + ((_fix(1.402) * cr + 32768) >> 16)
+    g = y + ((-_fix(0.34414) * cb + 32768 - _fix(0.71414) * cr) >> 16)
+    b = y + ((_fix(1.772) * cb + 32768) >> 16)
+    return np.clip(np.stack([r, g, b], -1), 0, 255)
+
+
+def _shifted(a: np.ndarray, axis: int, step: int) -> np.ndarray:
+    """`a` moved one sample along `axis` (step -1: each sample's predecessor), the edge repeated."""
+    n = a.shape[axis]
+    idx = np.clip(np.arange(n) + step, 0, n - 1)
+    return np.take(a, idx, axis=axis)
+
+
+def upsample(c: np.ndarray, sampling: int) -> np.ndarray:
+    """libjpeg's fancy upsampling of a chroma plane: h2v1 or h2v2 triangle filters."""
+    hs, vs = SAMPLINGS[sampling]
+    if hs == 1:
+        return c
+    h, w = c.shape
+    out = np.empty((vs * h, 2 * w), np.int64)
+    if vs == 1:
+        out[:, 0::2] = (3 * c + _shifted(c, 1, -1) + 1) >> 2
+        out[:, 1::2] = (3 * c + _shifted(c, 1, 1) + 2) >> 2
+        out[:, 0], out[:, -1] = c[:, 0], c[:, -1]
+        return out
+    for k, step in ((0, -1), (1, 1)):
+        s = 3 * c + _shifted(c, 0, step)
+        o = out[k::2]
+        o[:, 0::2] = (3 * s + _shifted(s, 1, -1) + 8) >> 4
+        o[:, 1::2] = (3 * s + _shifted(s, 1, 1) + 7) >> 4
+        o[:, 0] = (4 * s[:, 0] + 8) >> 4
+        o[:, -1] = (4 * s[:, -1] + 7) >> 4
+    return out
+
+
+def _plane_shapes(h: int, w: int, channels: int, sampling: int) -> list[tuple[int, int, int, int]]:
+    """Each plane's sample height and width and its block rows and columns (whole MCUs)."""
+    hs, vs = SAMPLINGS[sampling] if channels == 3 else (1, 1)
+    mh, mw = -(-h // (B * vs)), -(-w // (B * hs))
+    out = [(h, w, mh * vs, mw * hs)]
+    if channels == 3:
+        out += [(-(-h // vs), -(-w // hs), mh, mw)] * 2
+    return out
+
+
+def _blocks(p: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A plane as (rows, cols, 8, 8) blocks, its edge samples repeated to fill them."""
+    h, w = p.shape
+    p = np.pad(p, ((0, rows * B - h), (0, cols * B - w)), mode="edge")
+    return p.reshape(rows, B, cols, B).swapaxes(1, 2)
+
+
+def _unblocks(b: np.ndarray, h: int, w: int) -> np.ndarray:
+    rows, cols = b.shape[:2]
+    return b.swapaxes(1, 2).reshape(rows * B, cols * B)[:h, :w]
+
+
+def samples(model: JpegModel, h: int, w: int) -> list[np.ndarray]:
+    """Each plane's decoded samples (int64), at its own resolution."""
+    shapes = _plane_shapes(h, w, len(model.coefs), model.sampling)
+    return [_unblocks(idct(k * q), s[0], s[1]) for k, q, s in zip(model.coefs, model.quant, shapes, strict=True)]
+
+
+def reconstruct(model: JpegModel, h: int, w: int) -> np.ndarray:
+    """The (H, W, C) uint8 pixels a libjpeg decoder makes of the model's coefficients."""
+    planes = samples(model, h, w)
+    if len(planes) == 1:
+        return planes[0][..., None].astype(np.uint8)
+    cb, cr = (upsample(p, model.sampling)[:h, :w] for p in planes[1:])
+    return ycc_to_rgb(planes[0], cb, cr).astype(np.uint8)
+
+
+_N = np.arange(B)
+_DCT = np.sqrt(2 / B) * np.cos((2 * _N[None, :] + 1) * _N[:, None] * np.pi / (2 * B))
+_DCT[0] /= np.sqrt(2)
+
+
+def fdct(blocks: np.ndarray) -> np.ndarray:
+    """The orthonormal float DCT of blocks (..., 8, 8), scaled as JPEG's coefficients (x 8 / 8)."""
+    return _DCT @ blocks @ _DCT.T
+
+
+def _integer_planes(rgb: np.ndarray) -> list[np.ndarray]:
+    """Full-resolution integer Y, Cb, Cr that `ycc_to_rgb` turns into the pixels, where some do."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = -0.168735892 * r - 0.331264108 * g + 0.5 * b + 128
+    cr = 0.5 * r - 0.418687589 * g - 0.081312411 * b + 128
+    planes = [np.clip(np.round(p), 0, 255).astype(np.int64) for p in (y, cb, cr)]
+    target = rgb.astype(np.int64)
+    wrong = np.flatnonzero(np.any(ycc_to_rgb(*planes) != target, -1))
+    for d in itertools.product((-1, 1, 0), repeat=3):
+        if not len(wrong):
+            break
+        cand = [np.clip(p.ravel()[wrong] + k, 0, 255) for p, k in zip(planes, d, strict=True)]
+        hit = np.all(ycc_to_rgb(*cand) == target.reshape(-1, 3)[wrong], -1)
+        for p, c in zip(planes, cand, strict=True):
+            p.ravel()[wrong[hit]] = c[hit]
+        wrong = wrong[~hit]
+    return planes
+
+
+def _downsample(full: np.ndarray, sampling: int, shape: tuple[int, int]) -> np.ndarray:
+    """Chroma samples whose fancy upsampling comes near `full` (float, then rounded)."""
+    hs, vs = SAMPLINGS[sampling]
+    if hs == 1:
+        return full
+    h, w = shape
+    pad = np.pad(full.astype(np.float64), ((0, vs * h - full.shape[0]), (0, hs * w - full.shape[1])), mode="edge")
+    box = pad.reshape(h, vs, w, hs).mean(axis=(1, 3))
+    c = box.copy()
+    for _ in range(8):
+        up = _upsample_float(c, hs, vs)
+        c += (pad - up).reshape(h, vs, w, hs).mean(axis=(1, 3))
+    return np.clip(np.round(c), 0, 255).astype(np.int64)
+
+
+def _upsample_float(c: np.ndarray, hs: int, vs: int) -> np.ndarray:
+    """The triangle filter of `upsample`, without its rounding."""
+    if vs == 2:
+        c = np.stack([0.75 * c + 0.25 * _shifted(c, 0, -1), 0.75 * c + 0.25 * _shifted(c, 0, 1)], 1)
+        c = c.reshape(-1, c.shape[-1])
+    c = np.stack([0.75 * c + 0.25 * _shifted(c, 1, -1), 0.75 * c + 0.25 * _shifted(c, 1, 1)], -1)
+    return c.reshape(c.shape[0], -1)
+
+
+# The example tables of the JPEG standard (Annex K), which libjpeg scales by its quality setting
+_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56]
+_LUMA += [14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92]
+_LUMA += [49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+_CHROMA = [17, 18, 24, 47] + [99] * 4 + [18, 21, 26, 66] + [99] * 4 + [24, 26, 56] + [99] * 5 + [47, 66] + [99] * 38
+STANDARD = np.array([_LUMA, _CHROMA], np.int64).reshape(2, B, B)
+
+
+def standard_quant(quality: int, kind: int) -> np.ndarray:
+    """libjpeg's table for a quality setting 1..100 (kind 0 luma, 1 chroma)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((STANDARD[kind] * scale + 50) // 100, 1, 255)
+
+
+def estimate_quant(d: np.ndarray, kind: int) -> np.ndarray:
+    """Each frequency's quantizer step: the largest that most float coefficients d (n, 8, 8) of
+    half a step or more sit on, with few clearly nonzero ones below half a step (255 where all
+    are near 0). Steps no test settles come from libjpeg's table that fits the settled ones."""
+    q = np.zeros((B, B), np.int64)
+    for v, u in itertools.product(range(B), range(B)):
+        x = np.abs(d[:, v, u])
+        x = x[x > 1.0]
+        if not len(x):
+            q[v, u] = 255
+            continue
+        for cand in range(min(255, int(2 * x.max()) + 1), 1, -1):
+            big = x[x >= cand / 2]
+            if not len(big):
+                continue
+            fit = np.mean(np.abs(big - cand * np.round(big / cand)) <= min(1.0, cand / 4))
+            lost = np.count_nonzero((x > max(2.0, cand / 6)) & (x < cand / 2))
+            if fit >= FIT and lost <= (1 - FIT) * len(big):
+                q[v, u] = cand
+                break
+    settled = (q > 0) & (q < 255)
+    if settled.sum() >= 6:
+        tables = [standard_quant(quality, kind) for quality in range(1, 101)]
+        hits = [np.count_nonzero(t[settled] == q[settled]) for t in tables]
+        best = int(np.argmax(hits))
+        if hits[best] >= FIT * settled.sum():
+            return np.where(q == 0, tables[best], q)
+    return np.maximum(q, 1)
+
+
+def _solve(target: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Quantized coefficients whose islow IDCT gives the target blocks, or comes near them."""
+    k = np.round(fdct(target - 128.0) / q).astype(np.int64)
+    for _ in range(REFINE_STEPS):
+        e = target - idct(k * q)
+        bad = np.flatnonzero(np.any(e != 0, axis=(-2, -1)).ravel())
+        if not len(bad):
+            break
+        flat = k.reshape(-1, B, B)
+        flat[bad] += np.round(fdct(e.reshape(-1, B, B)[bad].astype(np.float64)) / q).astype(np.int64)
+    return k
+
+
+def fit(rgb: np.ndarray, sampling: int) -> JpegModel:
+    """The JPEG behind an (H, W, C) image on an 8x8 grid from its top left, for one chroma sampling;
+    the two chroma planes share one estimated table, as libjpeg's do."""
+    h, w, channels = rgb.shape
+    planes = [rgb[..., 0].astype(np.int64)] if channels == 1 else _integer_planes(rgb)
+    shapes = _plane_shapes(h, w, channels, sampling)
+    targets = []
+    for i, (p, (sh, sw, rows, cols)) in enumerate(zip(planes, shapes, strict=True)):
+        targets.append(_blocks(_downsample(p, sampling, (sh, sw)) if i else p, rows, cols))
+    d = [fdct(t - 128.0).reshape(-1, B, B) for t in targets]
+    quant = [estimate_quant(d[0], 0)]
+    if channels == 3:
+        quant += [estimate_quant(np.concatenate(d[1:]), 1)] * 2
+    coefs = [_solve(t, q) for t, q in zip(targets, quant, strict=True)]
+    return JpegModel(sampling, np.stack(quant), coefs)
+
+
+def eligible(rgb: np.ndarray) -> bool:
+    """Whether an (H, W, C) image is worth the model: a JPEG's 8x8 grid shows from its top left."""
+    h, w = rgb.shape[:2]
+    return min(h, w) >= MIN_SIDE and block_grid(rgb) == (0, 0)
+
+
+def choose(rgb: np.ndarray) -> JpegModel:
+    """`fit` with the chroma sampling that codes a central crop of the image smallest."""
+    h, w, channels = rgb.shape
+    if channels == 1:
+        return fit(rgb, 0)
+    y, x = (max(0, (h - CORNER) // 2) // 16 * 16), (max(0, (w - CORNER) // 2) // 16 * 16)
+    crop = rgb[y : y + CORNER, x : x + CORNER]
+    bits = [encode(crop, fit(crop, s))[1] for s in range(len(SAMPLINGS))]
+    return fit(rgb, int(np.argmin(bits)))
+
+
+def _bit_length(a: np.ndarray) -> np.ndarray:
+    """The bit length of |a| (0 for 0)."""
+    m = np.abs(a)
+    out = np.zeros(a.shape, np.int64)
+    while (m > 0).any():
+        out += m > 0
+        m = m >> 1
+    return out
+
+
+def _raw(v: np.ndarray, cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bits below a nonzero value's leading 1 and its sign, and their count's power of two."""
+    nz = cats > 0
+    mag = np.abs(v[nz])
+    size = np.left_shift(1, cats[nz])
+    return ((mag - (size >> 1)) * 2 + (v[nz] < 0)).astype(np.int32), size.astype(np.int32)
+
+
+def _unraw(raw: np.ndarray, cats: np.ndarray) -> np.ndarray:
+    """The values `_raw` split (zero where the category is 0)."""
+    out = np.zeros(cats.shape, np.int64)
+    nz = cats > 0
+    mag = (raw >> 1) + np.left_shift(1, cats[nz] - 1)
+    out[nz] = np.where(raw & 1, -mag, mag)
+    return out
+
+
+def _weights(counts: np.ndarray) -> np.ndarray:
+    """Integer weights (contexts, CATEGORIES) summing to _TOTAL, each at least FLOOR, from counts."""
+    c = counts.astype(np.int64)
+    free = _TOTAL - CATEGORIES * FLOOR
+    sums = np.maximum(c.sum(1, keepdims=True), 1)
+    w = FLOOR + (c * free) // sums
+    w[np.arange(len(w)), np.argmax(c, axis=1)] += _TOTAL - w.sum(1)
+    return w.astype(np.float64)
+
+
+def _neighbour_sum(a: np.ndarray) -> np.ndarray:
+    """Each block's left, upper, right and lower neighbours' values summed (0 outside)."""
+    p = np.pad(a, 1)
+    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
+
+
+def _bucket(a: np.ndarray) -> np.ndarray:
+    return np.minimum(_bit_length(a), BUCKETS - 1)
+
+
+_UV = [(int(z) // B, int(z) % B) for z in ZIGZAG]
+
+
+def _ac_context(k: np.ndarray, f: int, kind: int) -> np.ndarray:
+    """The contexts of every block's zigzag coefficient f from lower frequencies: the coefficients
+    left and above it in the same block (twice) and in the four neighbouring blocks."""
+    v, u = _UV[f]
+    near = [k[:, :, v, u - 1]] if u else []
+    near += [k[:, :, v - 1, u]] if v else []
+    a = sum(np.abs(x) for x in near)
+    act = 4 * a + _neighbour_sum(a)
+    band = int(np.searchsorted(BANDS, f, side="right")) - 1
+    return (kind * (len(BANDS) - 1) + band) * BUCKETS + _bucket((act + 2) >> 2)
+
+
+def _dc_prediction(dc: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The median predictions of DCs at blocks (i, j) from their decoded left, upper and upper-left
+    neighbours, and the activity that selects their context."""
+    left = np.where(j > 0, dc[i, j - 1], np.where(i > 0, dc[i - 1, j], 0))
+    up = np.where(i > 0, dc[i - 1, j], left)
+    corner = np.where((i > 0) & (j > 0), dc[i - 1, j - 1], up)
+    med = np.maximum(np.minimum(left, up), np.minimum(np.maximum(left, up), left + up - corner))
+    return med, np.abs(left - corner) + np.abs(up - corner)
+
+
+def _wavefronts(rows: int, cols: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for t in range(rows + cols - 1):
+        i = np.arange(max(0, t - cols + 1), min(rows, t + 1))
+        out.append((i, t - i))
+    return out
+
+
+class _Steps:
+    """The symbols of a stream in the order the decoder meets them: categories with their
+    contexts, then the raw bits of the nonzero ones."""
+
+    def __init__(self) -> None:
+        self.cats: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, values: np.ndarray, contexts: np.ndarray) -> None:
+        self.cats.append((values.ravel().astype(np.int64), contexts.ravel().astype(np.int64)))
+
+    def counts(self) -> np.ndarray:
+        """How often each category occurs in each context."""
+        out = np.zeros((CONTEXTS, CATEGORIES), np.int64)
+        for v, c in self.cats:
+            cats = _bit_length(v)
+            if (cats >= CATEGORIES).any():
+                raise ValueError("a value too wide for the JPEG model")
+            np.add.at(out, (c, cats), 1)
+        return out
+
+    def push(self, coder, weights: np.ndarray) -> float:
+        """Push every step in reverse; the ideal bits."""
+        bits = 0.0
+        for v, c in reversed(self.cats):
+            cats = _bit_length(v)
+            raw, size = _raw(v, cats)
+            if len(raw):
+                coder.encode_reverse(raw, _UNIFORM, size)
+            rows = weights[c]
+            coder.encode_reverse(cats.astype(np.int32), _CATEGORICAL, rows)
+            bits += float(np.sum(PRECISION - np.log2(rows[np.arange(len(cats)), cats])) + np.log2(size).sum())
+        return bits
+
+
+def _pop(coder, weights: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """The values pushed with these contexts."""
+    c = contexts.ravel()
+    cats = coder.decode(_CATEGORICAL, weights[c]).astype(np.int64)
+    nz = cats > 0
+    raw = coder.decode(_UNIFORM, np.left_shift(1, cats[nz]).astype(np.int32)).astype(np.int64) if nz.any() else cats[:0]
+    return _unraw(raw, cats).reshape(contexts.shape)
+
+
+def _plane_steps(steps: _Steps, k: np.ndarray, kind: int) -> None:
+    """The DCs by wavefronts (median prediction) and then each AC frequency in zigzag order."""
+    dc = k[:, :, 0, 0]
+    for i, j in _wavefronts(*dc.shape):
+        med, act = _dc_prediction(dc, i, j)
+        steps.add(dc[i, j] - med, AC_CONTEXTS + kind * BUCKETS + _bucket(act))
+    for f in range(1, B * B):
+        v, u = _UV[f]
+        steps.add(k[:, :, v, u], _ac_context(k, f, kind))
+
+
+def _residual_contexts(bad_pixels: int) -> np.ndarray:
+    return np.tile(AC_CONTEXTS + DC_CONTEXTS + np.arange(RESIDUAL_CONTEXTS), bad_pixels)
+
+
+def _bad_blocks(residual: np.ndarray) -> np.ndarray:
+    """Which 8x8 blocks of the image hold a difference."""
+    h, w, c = residual.shape
+    rows, cols = -(-h // B), -(-w // B)
+    r = np.pad(np.any(residual != 0, -1), ((0, rows * B - h), (0, cols * B - w)))
+    return r.reshape(rows, B, cols, B).any(axis=(1, 3))
+
+
+def _in_blocks(bad: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A pixel mask of the flagged blocks."""
+    return np.repeat(np.repeat(bad, B, 0), B, 1)[:h, :w]
+
+
+def encode(rgb: np.ndarray, model: JpegModel) -> tuple[bytes, float]:
+    """The image as one ANS stream with the model; the ideal bits."""
+    h, w, channels = rgb.shape
+    steps = _Steps()
+    for i, k in enumerate(model.coefs):
+        _plane_steps(steps, k, min(i, 1))
+    residual = rgb.astype(np.int64) - reconstruct(model, h, w)
+    bad = _bad_blocks(residual)
+    steps.add(bad.astype(np.int64), np.full(bad.shape, FLAG_CONTEXT))
+    r = residual[_in_blocks(bad, h, w)]
+    steps.add(r, _residual_contexts(len(r)) if channels == 3 else np.full(r.size, AC_CONTEXTS + DC_CONTEXTS))
+    counts = steps.counts()
+    coder = constriction.stream.stack.AnsCoder()
+    bits = steps.push(coder, _weights(counts))
+    _push_side(coder, model, counts)
+    side = constriction.stream.stack.AnsCoder()
+    _push_side(side, model, counts)
+    return coder.get_compressed().astype("<u4").tobytes(), bits + 32.0 * side.num_words()
+
+
+def _push_side(coder, model: JpegModel, counts: np.ndarray) -> None:
+    """Push the category counts, the quantization tables and the sampling."""
+    _push_ints(coder, counts.ravel())
+    coder.encode_reverse((model.quant.ravel() - 1).astype(np.int32), _QUANT)
+    coder.encode_reverse(np.array([model.sampling], np.int32), _SAMPLING_CODES)
+
+
+def decode(
+    data: bytes, h: int, w: int, channels: int, progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """The (H, W, C) uint8 image from a stream made by `encode`."""
+    if len(data) % 4:
+        raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
+    if h * w * MIN_BITS > 8 * len(data) + 64:  # a coefficient per luma sample at least
+        raise FormatError(f"corrupted .nfc file: {len(data)} bytes cannot hold a {w}x{h} image")
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+    sampling = int(coder.decode(_SAMPLING_CODES, 1)[0])
+    quant = coder.decode(_QUANT, 64 * (3 if channels == 3 else 1)).astype(np.int64).reshape(-1, B, B) + 1
+    weights = _weights(_pop_ints(coder, CONTEXTS * CATEGORIES).reshape(CONTEXTS, CATEGORIES))
+    coefs = []
+    shapes = _plane_shapes(h, w, channels, sampling)
+    for i, (_, _, rows, cols) in enumerate(shapes):
+        kind = min(i, 1)
+        k = np.zeros((rows, cols, B, B), np.int64)
+        dc = k[:, :, 0, 0]
+        for bi, bj in _wavefronts(rows, cols):
+            med, act = _dc_prediction(dc, bi, bj)
+            dc[bi, bj] = med + _pop(coder, weights, AC_CONTEXTS + kind * BUCKETS + _bucket(act))
+        k[:, :, 0, 0] = dc
+        for f in range(1, B * B):
+            v, u = _UV[f]
+            k[:, :, v, u] = _pop(coder, weights, _ac_context(k, f, kind))
+        coefs.append(k)
+        if progress:
+            progress(i + 1, len(shapes) + 1)
+    out = reconstruct(JpegModel(sampling, quant, coefs), h, w).astype(np.int64)
+    rows, cols = -(-h // B), -(-w // B)
+    bad = _pop(coder, weights, np.full((rows, cols), FLAG_CONTEXT)).astype(bool)
+    mask = _in_blocks(bad, h, w)
+    n = int(mask.sum()) * channels
+    ctx = _residual_contexts(n // channels) if channels == 3 else np.full(n, AC_CONTEXTS + DC_CONTEXTS)
+    out[mask] += _pop(coder, weights, ctx).reshape(-1, channels)
+    if progress:
+        progress(len(shapes) + 1, len(shapes) + 1)
+    return out.astype(np.uint8)
