@@ -676,22 +676,23 @@ def _encode_linear(
 ) -> tuple[EncodeResult, np.ndarray]:
     """`encode_linear`, and the ideal bits of each pixel (H, W; alpha aside).
 
-    Where the image sits on a JPEG's 8x8 grid from its top left, the JPEG-history model
-    (nfcompress.jpeg) is tried too, and the smaller payload kept; the header says which.
+    Where the image shows a JPEG's quantizer steps on an 8x8 grid from its top left, the
+    JPEG-history model (nfcompress.jpeg) is tried too, and the smaller payload kept; the header
+    says which.
     """
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
     data, pixel_bits, side = linear.encode(colour, progress=progress)
     ideal = float(pixel_bits.sum()) + side
     from_jpeg = False
-    if jpeg.eligible(colour):
-        try:
-            jdata, jbits = jpeg.encode(colour, jpeg.choose(colour))
-        except ValueError:  # a value too wide for the model: no JPEG made these pixels
-            jdata = None
-        if jdata is not None and len(jdata) < len(data):
-            data, ideal, from_jpeg = jdata, jbits, True
-            pixel_bits = np.full(pixel_bits.shape, jbits / pixel_bits.size)
+    try:
+        model = jpeg.choose(colour)
+        jdata, jbits = jpeg.encode(colour, model) if model else (None, 0.0)
+    except ValueError:  # a value too wide for the model: no JPEG made these pixels
+        jdata = None
+    if jdata is not None and len(jdata) < len(data):
+        data, ideal, from_jpeg = jdata, jbits, True
+        pixel_bits = np.full(pixel_bits.shape, jbits / pixel_bits.size)
     alpha_data = b""
     if mode in ("LA", "RGBA"):
         alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)

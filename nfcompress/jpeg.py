@@ -17,7 +17,7 @@ import constriction
 import numpy as np
 
 from nfcompress.errors import FormatError
-from nfcompress.linear import _pop_ints, _push_ints, block_grid
+from nfcompress.linear import _pop_ints, _push_ints
 
 B = 8
 SAMPLINGS = ((1, 1), (2, 2), (2, 1))  # chroma subsampling (horizontal, vertical): 4:4:4, 4:2:0, 4:2:2
@@ -35,9 +35,15 @@ _TOTAL = (1 << PRECISION) - 256
 FLOOR = 64  # so every symbol costs at least MIN_BITS, and a payload too short for its size is refused
 MIN_BITS = -float(np.log2((_TOTAL - (CATEGORIES - 1) * FLOOR) / _TOTAL))
 MIN_SIDE = 16
-CORNER = 256  # the side of the central crop that picks the chroma sampling
+CROP = 256  # the side of the central crop that shows a JPEG and picks the chroma sampling
+MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 6
+UNKNOWN_WEIGHT = 1e-3  # a clipped pixel's weight in finding chroma samples (a known one's: 1)
+CLEAN_BLOCKS = 64  # the fewest unclipped blocks that estimate the quantizer steps alone
 FIT = 0.8  # the share of coefficients a quantizer step must fit
+STANDARD_HITS, STANDARD_SHARE = 4, 0.6  # settled steps a libjpeg table must match
+HINT_SHARE = 0.5  # settled chroma steps the luma table's quality must match or divide
+QUALITIES = tuple(range(1, 101))
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _UNIFORM = constriction.stream.model.Uniform()
 _SAMPLING_CODES = constriction.stream.model.Uniform(len(SAMPLINGS))
@@ -156,10 +162,11 @@ def _plane_shapes(h: int, w: int, channels: int, sampling: int) -> list[tuple[in
     return out
 
 
-def _blocks(p: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """A plane as (rows, cols, 8, 8) blocks, its edge samples repeated to fill them."""
+def _blocks(p: np.ndarray, rows: int, cols: int, fill: bool | None = None) -> np.ndarray:
+    """A plane as (rows, cols, 8, 8) blocks, its edge samples repeated to fill them (or `fill`)."""
     h, w = p.shape
-    p = np.pad(p, ((0, rows * B - h), (0, cols * B - w)), mode="edge")
+    grow = ((0, rows * B - h), (0, cols * B - w))
+    p = np.pad(p, grow, mode="edge") if fill is None else np.pad(p, grow, constant_values=fill)
     return p.reshape(rows, B, cols, B).swapaxes(1, 2)
 
 
@@ -193,39 +200,59 @@ def fdct(blocks: np.ndarray) -> np.ndarray:
     return _DCT @ blocks @ _DCT.T
 
 
-def _integer_planes(rgb: np.ndarray) -> list[np.ndarray]:
-    """Full-resolution integer Y, Cb, Cr that `ycc_to_rgb` turns into the pixels, where some do."""
+def _float_planes(rgb: np.ndarray) -> list[np.ndarray]:
+    """JPEG's Y, Cb, Cr of the pixels, unrounded."""
     r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    cb = -0.168735892 * r - 0.331264108 * g + 0.5 * b + 128
-    cr = 0.5 * r - 0.418687589 * g - 0.081312411 * b + 128
-    planes = [np.clip(np.round(p), 0, 255).astype(np.int64) for p in (y, cb, cr)]
-    target = rgb.astype(np.int64)
-    wrong = np.flatnonzero(np.any(ycc_to_rgb(*planes) != target, -1))
-    for d in itertools.product((-1, 1, 0), repeat=3):
-        if not len(wrong):
-            break
-        cand = [np.clip(p.ravel()[wrong] + k, 0, 255) for p, k in zip(planes, d, strict=True)]
-        hit = np.all(ycc_to_rgb(*cand) == target.reshape(-1, 3)[wrong], -1)
-        for p, c in zip(planes, cand, strict=True):
-            p.ravel()[wrong[hit]] = c[hit]
-        wrong = wrong[~hit]
-    return planes
+    return [
+        0.299 * r + 0.587 * g + 0.114 * b,
+        -0.168735892 * r - 0.331264108 * g + 0.5 * b + 128,
+        0.5 * r - 0.418687589 * g - 0.081312411 * b + 128,
+    ]
 
 
-def _downsample(full: np.ndarray, sampling: int, shape: tuple[int, int]) -> np.ndarray:
-    """Chroma samples whose fancy upsampling comes near `full` (float, then rounded)."""
+def _integer_planes(rgb: np.ndarray, near: list[np.ndarray]) -> list[np.ndarray]:
+    """Full-resolution integer Y, Cb, Cr that `ycc_to_rgb` turns into the pixels, where some do:
+    of those within 1 of the rounded conversion, the nearest to the planes `near`."""
+    base = [np.clip(np.round(p), 0, 255).astype(np.int64).ravel() for p in _float_planes(rgb)]
+    target = rgb.astype(np.int64).reshape(-1, 3)
+    near = [p.ravel() for p in near]
+    best = [p.copy() for p in base]
+    best_d = np.full(len(target), np.inf)
+    for d in itertools.product((0, -1, 1), repeat=3):
+        cand = [np.clip(p + k, 0, 255) for p, k in zip(base, d, strict=True)]
+        dist = sum((c - n) ** 2 for c, n in zip(cand, near, strict=True))
+        take = (dist < best_d) & np.all(ycc_to_rgb(*cand) == target, -1)
+        for p, c in zip(best, cand, strict=True):
+            p[take] = c[take]
+        best_d[take] = dist[take]
+    return [p.reshape(rgb.shape[:2]) for p in best]
+
+
+def _deconvolve(full: np.ndarray, sampling: int, shape: tuple[int, int], known: np.ndarray | None = None) -> np.ndarray:
+    """Float chroma samples whose fancy upsampling comes near the plane `full` where it is `known`."""
     hs, vs = SAMPLINGS[sampling]
     if hs == 1:
-        return full
+        return full.astype(np.float64)
     h, w = shape
-    pad = np.pad(full.astype(np.float64), ((0, vs * h - full.shape[0]), (0, hs * w - full.shape[1])), mode="edge")
-    box = pad.reshape(h, vs, w, hs).mean(axis=(1, 3))
-    c = box.copy()
+    grow = ((0, vs * h - full.shape[0]), (0, hs * w - full.shape[1]))
+    pad = np.pad(full.astype(np.float64), grow, mode="edge")
+    weight = np.ones_like(pad) if known is None else np.pad(known + UNKNOWN_WEIGHT, grow, mode="edge")
+
+    def down(a: np.ndarray) -> np.ndarray:
+        return a.reshape(h, vs, w, hs).sum(axis=(1, 3))
+
+    share = down(weight)
+    c = down(pad * weight) / share
     for _ in range(8):
-        up = _upsample_float(c, hs, vs)
-        c += (pad - up).reshape(h, vs, w, hs).mean(axis=(1, 3))
-    return np.clip(np.round(c), 0, 255).astype(np.int64)
+        c += down(weight * (pad - _upsample_float(c, hs, vs))) / share
+    return c
+
+
+def _smoothed(full: np.ndarray, sampling: int, shape: tuple[int, int], known: np.ndarray) -> np.ndarray:
+    """A chroma plane as its samples would upsample it, unrounded."""
+    hs, vs = SAMPLINGS[sampling]
+    h, w = full.shape
+    return _upsample_float(_deconvolve(full, sampling, shape, known), hs, vs)[:h, :w]
 
 
 def _upsample_float(c: np.ndarray, hs: int, vs: int) -> np.ndarray:
@@ -251,10 +278,14 @@ def standard_quant(quality: int, kind: int) -> np.ndarray:
     return np.clip((STANDARD[kind] * scale + 50) // 100, 1, 255)
 
 
-def estimate_quant(d: np.ndarray, kind: int) -> np.ndarray:
-    """Each frequency's quantizer step: the largest that most float coefficients d (n, 8, 8) of
-    half a step or more sit on, with few clearly nonzero ones below half a step (255 where all
-    are near 0). Steps no test settles come from libjpeg's table that fits the settled ones."""
+def estimate_quant(d: np.ndarray, kind: int, hint: int | None = None) -> tuple[np.ndarray, int | None]:
+    """Each frequency's quantizer step, and the libjpeg quality whose table it is, if one is.
+
+    A step is the largest that most float coefficients d (n, 8, 8) of half a step or more sit on,
+    with few clearly nonzero ones below half a step (255 where all are near 0). Where libjpeg's
+    table for some quality matches enough settled steps (or else the quality `hint`, the luma
+    table's, does not contradict them), that table is taken: settled steps off it are noise.
+    """
     q = np.zeros((B, B), np.int64)
     for v, u in itertools.product(range(B), range(B)):
         x = np.abs(d[:, v, u])
@@ -272,20 +303,28 @@ def estimate_quant(d: np.ndarray, kind: int) -> np.ndarray:
                 q[v, u] = cand
                 break
     settled = (q > 0) & (q < 255)
-    if settled.sum() >= 6:
-        tables = [standard_quant(quality, kind) for quality in range(1, 101)]
-        hits = [np.count_nonzero(t[settled] == q[settled]) for t in tables]
-        best = int(np.argmax(hits))
-        if hits[best] >= FIT * settled.sum():
-            return np.where(q == 0, tables[best], q)
-    return np.maximum(q, 1)
+    n = int(settled.sum())
+    hits = [np.count_nonzero(standard_quant(quality, kind)[settled] == q[settled]) for quality in QUALITIES]
+    quality = QUALITIES[int(np.argmax(hits))]
+    if max(hits) >= max(STANDARD_HITS, STANDARD_SHARE * n):
+        return standard_quant(quality, kind), quality
+    if hint is not None:
+        t, step = standard_quant(hint, kind)[settled], q[settled]
+        agree = (t % step == 0) | (np.abs(t - step) <= np.maximum(1, t // 16))  # noise finds divisors
+        if np.count_nonzero(agree) >= HINT_SHARE * n:
+            return standard_quant(hint, kind), hint
+    return np.maximum(q, 1), None
 
 
-def _solve(target: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Quantized coefficients whose islow IDCT gives the target blocks, or comes near them."""
+def _solve(target: np.ndarray, q: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Quantized coefficients whose islow IDCT gives the target blocks, or comes near them; samples
+    `free` (where the pixels were clipped) take whatever the coefficients give."""
     k = np.round(fdct(target - 128.0) / q).astype(np.int64)
+    target = target.copy()
     for _ in range(REFINE_STEPS):
-        e = target - idct(k * q)
+        decoded = idct(k * q)
+        target[free] = decoded[free]
+        e = target - decoded
         bad = np.flatnonzero(np.any(e != 0, axis=(-2, -1)).ravel())
         if not len(bad):
             break
@@ -294,36 +333,73 @@ def _solve(target: np.ndarray, q: np.ndarray) -> np.ndarray:
     return k
 
 
+def _clipped(rgb: np.ndarray, sampling: int, shapes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+    """Each plane's samples the pixels say little about, as blocks: those past the image's edge,
+    and where a pixel is 0 or 255 (its conversion was clipped); for chroma the sample under it
+    and those beside that."""
+    sat = np.any((rgb == 0) | (rgb == 255), -1)
+    out = [_blocks(sat, *shapes[0][2:], fill=True)]
+    if len(shapes) > 1:
+        hs, vs = SAMPLINGS[sampling]
+        sh, sw, rows, cols = shapes[1]
+        s = np.pad(sat, ((0, vs * sh - sat.shape[0]), (0, hs * sw - sat.shape[1])), mode="edge")
+        s = s.reshape(sh, vs, sw, hs).any(axis=(1, 3))
+        if hs > 1:
+            s = s | _shifted(s, 1, -1) | _shifted(s, 1, 1) | _shifted(s, 0, -1) | _shifted(s, 0, 1)
+        out += [_blocks(s, rows, cols, fill=True)] * 2
+    return out
+
+
 def fit(rgb: np.ndarray, sampling: int) -> JpegModel:
     """The JPEG behind an (H, W, C) image on an 8x8 grid from its top left, for one chroma sampling;
     the two chroma planes share one estimated table, as libjpeg's do."""
     h, w, channels = rgb.shape
-    planes = [rgb[..., 0].astype(np.int64)] if channels == 1 else _integer_planes(rgb)
     shapes = _plane_shapes(h, w, channels, sampling)
-    targets = []
-    for i, (p, (sh, sw, rows, cols)) in enumerate(zip(planes, shapes, strict=True)):
-        targets.append(_blocks(_downsample(p, sampling, (sh, sw)) if i else p, rows, cols))
-    d = [fdct(t - 128.0).reshape(-1, B, B) for t in targets]
-    quant = [estimate_quant(d[0], 0)]
+    free = _clipped(rgb, sampling, shapes)
+    if channels == 1:
+        planes = [rgb[..., 0].astype(np.int64)]
+    else:
+        known = ~np.any((rgb == 0) | (rgb == 255), -1)
+        near = _float_planes(rgb)
+        if sampling:
+            near[1:] = [_smoothed(p, sampling, shapes[1][:2], known) for p in near[1:]]
+        planes = _integer_planes(rgb, near)
+    targets = [_blocks(planes[0], *shapes[0][2:])]
+    for p, (sh, sw, rows, cols) in zip(planes[1:], shapes[1:], strict=True):
+        c = np.clip(np.round(_deconvolve(p, sampling, (sh, sw), known)), 0, 255).astype(np.int64)
+        targets.append(_blocks(c, rows, cols))
+    d = [_clean(fdct(t - 128.0), f) for t, f in zip(targets, free, strict=True)]
+    luma, quality = estimate_quant(d[0], 0)
+    quant = [luma]
     if channels == 3:
-        quant += [estimate_quant(np.concatenate(d[1:]), 1)] * 2
-    coefs = [_solve(t, q) for t, q in zip(targets, quant, strict=True)]
+        quant += [estimate_quant(np.concatenate(d[1:]), 1, quality)[0]] * 2
+    coefs = [_solve(t, q, f) for t, q, f in zip(targets, quant, free, strict=True)]
     return JpegModel(sampling, np.stack(quant), coefs)
 
 
-def eligible(rgb: np.ndarray) -> bool:
-    """Whether an (H, W, C) image is worth the model: a JPEG's 8x8 grid shows from its top left."""
-    h, w = rgb.shape[:2]
-    return min(h, w) >= MIN_SIDE and block_grid(rgb) == (0, 0)
+def _clean(d: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """The coefficients (n, 8, 8) of blocks with no free sample, unless there are too few of those."""
+    clean = ~free.any(axis=(-2, -1)).ravel()
+    d = d.reshape(-1, B, B)
+    return d[clean] if clean.sum() >= CLEAN_BLOCKS else d
 
 
-def choose(rgb: np.ndarray) -> JpegModel:
-    """`fit` with the chroma sampling that codes a central crop of the image smallest."""
+def choose(rgb: np.ndarray) -> JpegModel | None:
+    """`fit` with the chroma sampling that codes a central crop of the image smallest; None where
+    the crop's luma shows no JPEG's quantizer steps on an 8x8 grid from the top left."""
     h, w, channels = rgb.shape
+    if min(h, w) < MIN_SIDE:
+        return None
+    y, x = (max(0, (h - CROP) // 2) // 16 * 16), (max(0, (w - CROP) // 2) // 16 * 16)
+    crop = rgb[y : y + CROP, x : x + CROP]
+    luma = crop[..., 0] if channels == 1 else np.round(_float_planes(crop)[0])
+    rows, cols = -(-crop.shape[0] // B), -(-crop.shape[1] // B)
+    free = _clipped(crop, 0, [(*crop.shape[:2], rows, cols)])[0]
+    q, quality = estimate_quant(_clean(fdct(_blocks(luma, rows, cols) - 128.0), free), 0)
+    if quality is None and np.count_nonzero((q > 1) & (q < 255)) < MIN_STEPS:
+        return None
     if channels == 1:
         return fit(rgb, 0)
-    y, x = (max(0, (h - CORNER) // 2) // 16 * 16), (max(0, (w - CORNER) // 2) // 16 * 16)
-    crop = rgb[y : y + CORNER, x : x + CORNER]
     bits = [encode(crop, fit(crop, s))[1] for s in range(len(SAMPLINGS))]
     return fit(rgb, int(np.argmin(bits)))
 

@@ -66,7 +66,7 @@ def test_wrong_magic_and_version():
     with pytest.raises(FormatError, match="magic"):
         unpack(b"PNG" + data[3:])
     with pytest.raises(FormatError, match="version"):
-        unpack(data[:3] + b"\x09" + data[4:])
+        unpack(data[:3] + b"\x0a" + data[4:])
 
 
 def test_huge_declared_size_is_refused_before_allocating():
@@ -211,3 +211,14 @@ def test_the_linear_device_bits_are_refused_before_version_6():
         unpack(_with_crc(b"NFC" + bytes([5, 0x23]) + body) + b"abcd")
     with pytest.raises(FormatError, match="linear file cannot have"):
         unpack(_with_crc(b"NFC" + bytes([6, 0x23 | 0x40]) + body) + b"abcd")
+
+
+def test_the_jpeg_history_flag_of_a_linear_file_is_read_from_version_9_only():
+    body = bytes([70, 33, 4]) + (0xDEADBEEF).to_bytes(4, "little")
+    h = unpack(_with_crc(b"NFC" + bytes([9, 0x23 | 0x08]) + body) + b"abcd")[0]
+    assert (h.coder, h.jpeg, h.one_tile) == ("linear", True, False)
+    assert not unpack(_with_crc(b"NFC" + bytes([9, 0x23]) + body) + b"abcd")[0].jpeg
+    with pytest.raises(FormatError, match="linear file cannot have"):
+        unpack(_with_crc(b"NFC" + bytes([8, 0x23 | 0x08]) + body) + b"abcd")
+    head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", coder="linear", jpeg=True)
+    assert unpack(pack(head, [b"abcdefgh"]))[0].jpeg

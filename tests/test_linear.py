@@ -251,7 +251,7 @@ def test_from_four_classes_gradients_and_errors_have_contexts_of_their_own():
     _round_trip(img)
 
 
-@pytest.mark.parametrize("version", [6, 7])  # written by nfcompress 0.5.0 and 0.6.0
+@pytest.mark.parametrize("version", [6, 7, 8])  # written by nfcompress 0.5.0, 0.6.0 and 0.7.0
 def test_a_linear_file_of_an_earlier_format_version_still_decodes(version):
     from nfcompress import decode
 

@@ -1,0 +1,112 @@
+"""The JPEG-history model: libjpeg's exact decoding, the coefficients found again, round trips."""
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import photo_like
+from PIL import Image
+
+from nfcompress import decode, jpeg
+from nfcompress.codec import encode_linear
+from nfcompress.container import unpack
+from nfcompress.errors import FormatError, NfcError
+
+PIZZA = Path(__file__).parents[1] / "examples" / "pizza-128.png"
+# Pillow's names for the samplings, in jpeg.SAMPLINGS order
+PILLOW_SUBSAMPLING = (0, 2, 1)
+
+
+def _once_a_jpeg(img: np.ndarray, quality: int = 75, sampling: int = 0) -> tuple[np.ndarray, Image.Image]:
+    """The pixels Pillow (libjpeg-turbo) decodes from a JPEG it made of img, and that JPEG."""
+    buf = io.BytesIO()
+    mode = "L" if img.ndim == 2 else "RGB"
+    Image.fromarray(img, mode).save(buf, "JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[sampling])
+    im = Image.open(io.BytesIO(buf.getvalue()))
+    return np.asarray(im.convert(mode)), im
+
+
+def _pizza(h: int = 128, w: int = 128) -> np.ndarray:
+    return np.asarray(Image.open(PIZZA).convert("RGB"))[:h, :w]
+
+
+@pytest.mark.parametrize("sampling", [0, 1, 2])
+def test_the_decoder_is_libjpegs_and_the_coefficients_come_back(sampling):
+    pixels, im = _once_a_jpeg(_pizza(120, 104), 80, sampling)  # not whole MCUs: the edges repeat
+    model = jpeg.fit(pixels, sampling)
+    assert np.array_equal(model.quant[0], np.array(im.quantization[0]).reshape(8, 8))
+    assert np.array_equal(model.quant[1], np.array(im.quantization[1]).reshape(8, 8))
+    again = jpeg.reconstruct(model, *pixels.shape[:2])
+    assert np.mean(again == pixels) > 0.9
+
+
+def test_the_sampling_is_chosen_by_what_codes_smallest():
+    pixels, _ = _once_a_jpeg(_pizza(), 70, 1)
+    assert jpeg.choose(pixels).sampling == 1
+
+
+@pytest.mark.parametrize("quality", [50, 90])
+def test_a_jpeg_made_image_codes_far_smaller_than_by_the_linear_model_and_exactly(quality, monkeypatch):
+    pixels, _ = _once_a_jpeg(_pizza(), quality, 1)
+    res = encode_linear(pixels)
+    assert res.coder == "jpeg" and unpack(res.data)[0].jpeg
+    assert np.array_equal(decode(res.data), pixels)
+    monkeypatch.setattr(jpeg, "choose", lambda rgb: None)
+    alone = encode_linear(pixels)
+    assert alone.coder == "linear" and not unpack(alone.data)[0].jpeg
+    assert len(res.data) < 0.8 * len(alone.data)
+
+
+@pytest.mark.parametrize("sampling", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(16, 16), (23, 41), (64, 9)])
+def test_any_image_round_trips_through_the_model_even_one_no_jpeg_made(sampling, shape):
+    for img in (photo_like(*shape, 3, seed=sum(shape)), np.full((*shape, 3), 255, np.uint8)):
+        model = jpeg.fit(img, sampling)
+        data, bits = jpeg.encode(img, model)
+        assert bits > 0 and np.array_equal(jpeg.decode(data, *shape, 3), img)
+
+
+def test_grey_and_alpha_images():
+    grey, _ = _once_a_jpeg(_pizza()[..., 1], 75)
+    data, _ = jpeg.encode(grey[..., None], jpeg.choose(grey[..., None]))
+    assert np.array_equal(jpeg.decode(data, 128, 128, 1)[..., 0], grey)
+    res = encode_linear(grey)
+    assert res.coder == "jpeg" and np.array_equal(decode(res.data), grey)
+    colour, _ = _once_a_jpeg(_pizza(), 75, 1)
+    rgba = np.concatenate([colour, np.arange(128 * 128, dtype=np.uint8).reshape(128, 128, 1)], 2)
+    res = encode_linear(rgba)
+    assert res.coder == "jpeg" and np.array_equal(decode(res.data), rgba)
+
+
+def test_a_grid_away_from_the_top_left_or_no_jpeg_is_left_to_the_linear_model():
+    pixels, _ = _once_a_jpeg(_pizza(), 60, 1)
+    assert jpeg.choose(pixels) is not None and jpeg.choose(pixels[3:, 5:]) is None
+    assert encode_linear(pixels[3:, 5:]).coder == "linear"
+    assert jpeg.choose(photo_like(64, 64, 3, seed=3)) is None
+
+
+def test_a_corrupted_or_short_payload_fails_loudly():
+    pixels, _ = _once_a_jpeg(_pizza(), 60, 1)
+    data = bytearray(encode_linear(pixels).data)
+    data[-40] ^= 0x5A
+    with pytest.raises(NfcError):
+        decode(bytes(data))
+    with pytest.raises(FormatError, match="cannot hold"):
+        jpeg.decode(b"\0" * 64, 1 << 14, 1 << 14, 3)
+
+
+def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
+    pixels, _ = _once_a_jpeg(_pizza(), 85, 0)
+    src = tmp_path / "once-a-jpeg.png"
+    Image.fromarray(pixels).save(src)
+    code = "import sys, nfcompress, numpy as np; from PIL import Image; import torch; torch.set_num_threads({t});"
+    enc = code + "open(sys.argv[2], 'wb').write(nfcompress.encode(np.asarray(Image.open(sys.argv[1]))))"
+    dec = code + "Image.fromarray(nfcompress.decode(open(sys.argv[1], 'rb').read())).save(sys.argv[2])"
+    nfc, out = tmp_path / "x.nfc", tmp_path / "back.png"
+    subprocess.run([sys.executable, "-c", enc.format(t=1), str(src), str(nfc)], check=True, timeout=300)
+    assert unpack(nfc.read_bytes())[0].jpeg
+    subprocess.run([sys.executable, "-c", dec.format(t=2), str(nfc), str(out)], check=True, timeout=300)
+    assert np.array_equal(np.asarray(Image.open(out)), pixels)
