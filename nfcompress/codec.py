@@ -33,6 +33,9 @@ SAMPLE_FROM, SAMPLE_TILES, SAMPLE_MARGIN = 16, 8, 1.02
 # thumbnails, above it 21 of 160. Trying it everywhere coded thumb32 1.1% smaller for 2.6x the
 # encode time; so, 0.6% for 1.3x.
 LINEAR_FROM, LINEAR_BELOW = 1024, 3.0
+# Where the JPEG-history model's ideal bits on the central crop are under JPEG_SURE times the linear
+# model's there, the linear model is not tried on the whole image.
+JPEG_SURE = 0.8
 
 
 @dataclass
@@ -682,17 +685,23 @@ def _encode_linear(
     """
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
-    data, pixel_bits, side = linear.encode(colour, progress=progress)
-    ideal = float(pixel_bits.sum()) + side
-    from_jpeg = False
     try:
-        model = jpeg.choose(colour)
-        jdata, jbits = jpeg.encode(colour, model) if model else (None, 0.0)
+        chosen = jpeg.choose(colour)
+        jdata, jbits = jpeg.encode(colour, chosen[0]) if chosen else (None, 0.0)
     except ValueError:  # a value too wide for the model: no JPEG made these pixels
-        jdata = None
-    if jdata is not None and len(jdata) < len(data):
+        chosen, jdata = None, None
+    if jdata is not None and chosen[1] < JPEG_SURE * _linear_bits(jpeg.central_crop(colour)):
+        # Far smaller on the central crop: the linear model is not tried on the whole image.
         data, ideal, from_jpeg = jdata, jbits, True
-        pixel_bits = np.full(pixel_bits.shape, jbits / pixel_bits.size)
+        pixel_bits = np.full(colour.shape[:2], jbits / colour[..., 0].size)
+        if progress:
+            progress(1, 1)
+    else:
+        data, pixel_bits, side = linear.encode(colour, progress=progress)
+        ideal, from_jpeg = float(pixel_bits.sum()) + side, False
+        if jdata is not None and len(jdata) < len(data):
+            data, ideal, from_jpeg = jdata, jbits, True
+            pixel_bits = np.full(pixel_bits.shape, jbits / pixel_bits.size)
     alpha_data = b""
     if mode in ("LA", "RGBA"):
         alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)
@@ -714,6 +723,12 @@ def _encode_linear(
         pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="jpeg" if from_jpeg else "linear"
     )
     return result, pixel_bits
+
+
+def _linear_bits(colour: np.ndarray) -> float:
+    """The linear model's ideal bits for an image, its side information included."""
+    _, pixel_bits, side = linear.encode(colour)
+    return float(pixel_bits.sum()) + side
 
 
 def decode_linear(

@@ -37,7 +37,10 @@ MIN_BITS = -float(np.log2((_TOTAL - (CATEGORIES - 1) * FLOOR) / _TOTAL))
 MIN_SIDE = 16
 CROP = 256  # the side of the central crop that shows a JPEG and picks the chroma sampling
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
-REFINE_STEPS = 6
+REFINE_STEPS = 16
+STUCK_ERRORS = 8  # errors of a block that single moves are tried on, at most
+MOVES = 8  # single-coefficient moves tried on a block whose error rounds to no step
+SCALES = (2, 3, 4, 6, 8)  # and its error's DCT times these, rounded
 UNKNOWN_WEIGHT = 1e-3  # a clipped pixel's weight in finding chroma samples (a known one's: 1)
 CLEAN_BLOCKS = 64  # the fewest unclipped blocks that estimate the quantizer steps alone
 FIT = 0.8  # the share of coefficients a quantizer step must fit
@@ -318,19 +321,51 @@ def estimate_quant(d: np.ndarray, kind: int, hint: int | None = None) -> tuple[n
 
 def _solve(target: np.ndarray, q: np.ndarray, free: np.ndarray) -> np.ndarray:
     """Quantized coefficients whose islow IDCT gives the target blocks, or comes near them; samples
-    `free` (where the pixels were clipped) take whatever the coefficients give."""
-    k = np.round(fdct(target - 128.0) / q).astype(np.int64)
-    target = target.copy()
+    `free` (where the pixels were clipped) take whatever the coefficients give.
+
+    Each step moves a block's coefficients by its error's rounded DCT, or where that rounds to
+    nothing (fine steps), its largest one by one step; each block keeps its best coefficients.
+    """
+    shape = target.shape
+    k = np.round(fdct(target - 128.0) / q).astype(np.int64).reshape(-1, B, B)
+    target, free = target.reshape(-1, B, B).copy(), free.reshape(-1, B, B)
+    best, best_err = k.copy(), np.full(len(k), B * B + 1)
+    todo = np.arange(len(k))
     for _ in range(REFINE_STEPS):
-        decoded = idct(k * q)
-        target[free] = decoded[free]
-        e = target - decoded
-        bad = np.flatnonzero(np.any(e != 0, axis=(-2, -1)).ravel())
-        if not len(bad):
+        decoded = idct(k[todo] * q)
+        t = target[todo]
+        t[free[todo]] = decoded[free[todo]]
+        e = t - decoded
+        err = np.count_nonzero(e, axis=(1, 2))
+        better = err < best_err[todo]
+        best[todo[better]], best_err[todo[better]] = k[todo[better]], err[better]
+        todo, e = todo[err > 0], e[err > 0]
+        if not len(todo):
             break
-        flat = k.reshape(-1, B, B)
-        flat[bad] += np.round(fdct(e.reshape(-1, B, B)[bad].astype(np.float64)) / q).astype(np.int64)
-    return k
+        g = fdct(e.astype(np.float64)) / q
+        step = np.round(g).astype(np.int64)
+        stuck = np.flatnonzero(~step.any(axis=(1, 2)) & (err[err > 0] <= STUCK_ERRORS))
+        if len(stuck):
+            step[stuck] = _best_move(k[todo[stuck]], g[stuck], t[stuck], free[todo[stuck]], q)
+        k[todo] += step
+    return best.reshape(shape)
+
+
+def _best_move(k: np.ndarray, g: np.ndarray, target: np.ndarray, free: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """For blocks whose error rounds to no step: the move that leaves the least absolute error, of
+    a step on one of the MOVES coefficients the error leans on most or the error's DCT scaled up."""
+    n = len(k)
+    flat = g.reshape(n, -1)
+    top = np.argsort(-np.abs(flat), axis=1)[:, :MOVES]
+    signs = np.sign(np.take_along_axis(flat, top, 1)).astype(np.int64)
+    moves = np.zeros((n, MOVES, B * B), np.int64)
+    np.put_along_axis(moves, top[..., None], signs[..., None], 2)
+    moves = moves.reshape(n, MOVES, B, B)
+    scaled = np.stack([np.round(a * g).astype(np.int64) for a in SCALES], 1)
+    moves = np.concatenate([moves, scaled], 1)
+    decoded = idct((k[:, None] + moves) * q)
+    cost = np.where(free[:, None], 0, np.abs(target[:, None] - decoded)).sum(axis=(2, 3))
+    return moves[np.arange(n), cost.argmin(1)]
 
 
 def _clipped(rgb: np.ndarray, sampling: int, shapes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
@@ -350,9 +385,10 @@ def _clipped(rgb: np.ndarray, sampling: int, shapes: list[tuple[int, int, int, i
     return out
 
 
-def fit(rgb: np.ndarray, sampling: int) -> JpegModel:
-    """The JPEG behind an (H, W, C) image on an 8x8 grid from its top left, for one chroma sampling;
-    the two chroma planes share one estimated table, as libjpeg's do."""
+def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None) -> JpegModel:
+    """The JPEG behind an (H, W, C) image on an 8x8 grid from its top left, for one chroma sampling
+    (and the luma quantizer table, if given); the two chroma planes share one estimated table,
+    as libjpeg's do."""
     h, w, channels = rgb.shape
     shapes = _plane_shapes(h, w, channels, sampling)
     free = _clipped(rgb, sampling, shapes)
@@ -369,7 +405,9 @@ def fit(rgb: np.ndarray, sampling: int) -> JpegModel:
         c = np.clip(np.round(_deconvolve(p, sampling, (sh, sw), known)), 0, 255).astype(np.int64)
         targets.append(_blocks(c, rows, cols))
     d = [_clean(fdct(t - 128.0), f) for t, f in zip(targets, free, strict=True)]
-    luma, quality = estimate_quant(d[0], 0)
+    quality = None
+    if luma is None:
+        luma, quality = estimate_quant(d[0], 0)
     quant = [luma]
     if channels == 3:
         quant += [estimate_quant(np.concatenate(d[1:]), 1, quality)[0]] * 2
@@ -384,24 +422,50 @@ def _clean(d: np.ndarray, free: np.ndarray) -> np.ndarray:
     return d[clean] if clean.sum() >= CLEAN_BLOCKS else d
 
 
-def choose(rgb: np.ndarray) -> JpegModel | None:
-    """`fit` with the chroma sampling that codes a central crop of the image smallest; None where
-    the crop's luma shows no JPEG's quantizer steps on an 8x8 grid from the top left."""
+def central_crop(rgb: np.ndarray) -> np.ndarray:
+    """The image's central CROP x CROP pixels, from a row and column on the 16x16 grid of MCUs."""
+    h, w = rgb.shape[:2]
+    y, x = (max(0, (h - CROP) // 2) // 16 * 16), (max(0, (w - CROP) // 2) // 16 * 16)
+    return rgb[y : y + CROP, x : x + CROP]
+
+
+def choose(rgb: np.ndarray) -> tuple[JpegModel, float] | None:
+    """`fit` with the chroma sampling that codes the central crop smallest, and with the dividing
+    luma table where that codes the image smaller, and the crop's ideal bits; None where the
+    crop's luma shows no JPEG's quantizer steps on an 8x8 grid from the top left."""
     h, w, channels = rgb.shape
     if min(h, w) < MIN_SIDE:
         return None
-    y, x = (max(0, (h - CROP) // 2) // 16 * 16), (max(0, (w - CROP) // 2) // 16 * 16)
-    crop = rgb[y : y + CROP, x : x + CROP]
+    crop = central_crop(rgb)
     luma = crop[..., 0] if channels == 1 else np.round(_float_planes(crop)[0])
     rows, cols = -(-crop.shape[0] // B), -(-crop.shape[1] // B)
     free = _clipped(crop, 0, [(*crop.shape[:2], rows, cols)])[0]
     q, quality = estimate_quant(_clean(fdct(_blocks(luma, rows, cols) - 128.0), free), 0)
     if quality is None and np.count_nonzero((q > 1) & (q < 255)) < MIN_STEPS:
         return None
-    if channels == 1:
-        return fit(rgb, 0)
-    bits = [encode(crop, fit(crop, s))[1] for s in range(len(SAMPLINGS))]
-    return fit(rgb, int(np.argmin(bits)))
+    samplings = range(len(SAMPLINGS)) if channels == 3 else [0]
+    bits = [encode(crop, fit(crop, s))[1] for s in samplings]
+    model = fit(rgb, int(np.argmin(bits)))
+    divisor = _dividing_table(model.quant[0])
+    if divisor is not None:
+        other = fit(rgb, model.sampling, divisor)
+        if encode(rgb, other)[1] < encode(rgb, model)[1]:
+            model = other
+    return model, min(bits)
+
+
+def _dividing_table(q: np.ndarray) -> np.ndarray | None:
+    """The libjpeg luma table of the lowest quality that divides most of the steps q, where q is
+    no libjpeg table itself: a JPEG saved again from one of lower quality leaves its
+    coefficients on multiples of the first one's steps."""
+    tables = [standard_quant(quality, 0) for quality in QUALITIES]
+    settled = (q > 1) & (q < 255)
+    if any(np.array_equal(t, q) for t in tables) or settled.sum() < STANDARD_HITS:
+        return None
+    hits = [np.count_nonzero(q[settled] % t[settled] == 0) for t in tables]
+    if max(hits) < STANDARD_SHARE * settled.sum():
+        return None
+    return tables[hits.index(max(hits))]
 
 
 def _bit_length(a: np.ndarray) -> np.ndarray:

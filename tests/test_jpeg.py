@@ -10,7 +10,7 @@ import pytest
 from conftest import photo_like
 from PIL import Image
 
-from nfcompress import decode, jpeg
+from nfcompress import decode, jpeg, linear
 from nfcompress.codec import encode_linear
 from nfcompress.container import unpack
 from nfcompress.errors import FormatError, NfcError
@@ -43,9 +43,10 @@ def test_the_decoder_is_libjpegs_and_the_coefficients_come_back(sampling):
     assert np.mean(again == pixels) > 0.9
 
 
-def test_the_sampling_is_chosen_by_what_codes_smallest():
-    pixels, _ = _once_a_jpeg(_pizza(), 70, 1)
-    assert jpeg.choose(pixels).sampling == 1
+@pytest.mark.parametrize("sampling", [0, 1, 2])
+def test_the_sampling_is_chosen_by_what_codes_smallest(sampling):
+    pixels, _ = _once_a_jpeg(_pizza(), 70, sampling)
+    assert jpeg.choose(pixels)[0].sampling == sampling
 
 
 @pytest.mark.parametrize("quality", [50, 90])
@@ -71,7 +72,7 @@ def test_any_image_round_trips_through_the_model_even_one_no_jpeg_made(sampling,
 
 def test_grey_and_alpha_images():
     grey, _ = _once_a_jpeg(_pizza()[..., 1], 75)
-    data, _ = jpeg.encode(grey[..., None], jpeg.choose(grey[..., None]))
+    data, _ = jpeg.encode(grey[..., None], jpeg.choose(grey[..., None])[0])
     assert np.array_equal(jpeg.decode(data, 128, 128, 1)[..., 0], grey)
     res = encode_linear(grey)
     assert res.coder == "jpeg" and np.array_equal(decode(res.data), grey)
@@ -110,3 +111,12 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
     assert unpack(nfc.read_bytes())[0].jpeg
     subprocess.run([sys.executable, "-c", dec.format(t=2), str(nfc), str(out)], check=True, timeout=300)
     assert np.array_equal(np.asarray(Image.open(out)), pixels)
+
+
+def test_where_the_crop_shows_the_jpeg_model_far_ahead_the_linear_model_codes_only_the_crop(monkeypatch):
+    pixels, _ = _once_a_jpeg(np.tile(_pizza(), (3, 3, 1)), 50, 1)
+    shapes, real = [], linear.encode
+    monkeypatch.setattr(linear, "encode", lambda rgb, *a, **k: shapes.append(rgb.shape[:2]) or real(rgb, *a, **k))
+    res = encode_linear(pixels)
+    assert res.coder == "jpeg" and shapes == [(jpeg.CROP, jpeg.CROP)]
+    assert np.array_equal(decode(res.data), pixels)
