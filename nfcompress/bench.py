@@ -32,7 +32,8 @@ class CodecFigures:
     encode_s: float = 0.0
     decode_s: float = 0.0
     failures: list[str] = field(default_factory=list)
-    linear: int = 0  # nfcompress's files coded by the per-image linear model (the rest: the flow)
+    linear: int = 0  # nfcompress's files coded by the per-image linear model
+    jpeg: int = 0  # and by the JPEG-history model (the rest: the flow)
 
     @property
     def bpsp(self) -> float:
@@ -54,7 +55,8 @@ class CodecFigures:
 def _bench_group(
     paths: list[Path], codec: Codec | None, names: list[str], model: str = "", effort: int = DEFAULT_EFFORT
 ) -> list[dict[str, tuple]]:
-    """(bytes, ideal bits, encode s, decode s, exact, sub-pixels, linear) of each image for every codec.
+    """(bytes, ideal bits, encode s, decode s, exact, sub-pixels, nfcompress's coder or "") of each image
+    for every codec.
 
     nfcompress codes the group together, as `nfcompress encode` does with small files; each
     image is charged its share, by sub-pixels, of the group's time.
@@ -77,14 +79,14 @@ def _bench_group(
                 ok = isinstance(dec, np.ndarray) and np.array_equal(dec, img)
                 share = img.size / total
                 enc, dec_s = (t1 - t) * share, (t2 - t1) * share
-                o[n] = (len(res.data), res.ideal_bits, enc, dec_s, ok, int(img.size), res.coder == "linear")
+                o[n] = (len(res.data), res.ideal_bits, enc, dec_s, ok, int(img.size), res.coder)
             continue
         for o, img in zip(out, images):
             t = time.perf_counter()
             data, dec = encode_classical(n, img)
             t1 = time.perf_counter()
             ok = bool(np.array_equal(dec(data), img))
-            o[n] = (len(data), 0.0, t1 - t, time.perf_counter() - t1, ok, int(img.size), False)
+            o[n] = (len(data), 0.0, t1 - t, time.perf_counter() - t1, ok, int(img.size), "")
     return out
 
 
@@ -118,9 +120,10 @@ def bench_folder(
     groups = list(grouped(paths, lambda p: image_pixels(str(p))))
 
     def add(path: Path, per: dict[str, tuple]) -> None:
-        for n, (size, ideal, enc_s, dec_s, ok, sub, lin) in per.items():
+        for n, (size, ideal, enc_s, dec_s, ok, sub, coder) in per.items():
             f = figs[n]
-            f.linear += lin
+            f.linear += coder == "linear"
+            f.jpeg += coder == "jpeg"
             f.images += 1
             f.subpixels += sub
             f.bytes += size

@@ -295,7 +295,7 @@ def info(inputs, as_json) -> None:
             "height": h.height,
             "mode": h.mode,
             "bit_depth": h.bit_depth,
-            "coder": h.coder,
+            "coder": "jpeg" if h.jpeg else h.coder,
             "model": None if h.coder == "linear" else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,

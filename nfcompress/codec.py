@@ -675,18 +675,18 @@ def encode_linear(image: np.ndarray) -> EncodeResult:
 
 
 def _encode_linear(
-    image: np.ndarray, progress: Callable[[int, int], None] | None = None
+    image: np.ndarray, progress: Callable[[int, int], None] | None = None, jpeg_too: bool = True
 ) -> tuple[EncodeResult, np.ndarray]:
     """`encode_linear`, and the ideal bits of each pixel (H, W; alpha aside).
 
     Where the image shows a JPEG's quantizer steps on an 8x8 grid from its top left, the
-    JPEG-history model (nfcompress.jpeg) is tried too, and the smaller payload kept; the header
-    says which.
+    JPEG-history model (nfcompress.jpeg) is tried too (unless not `jpeg_too`), and the smaller
+    payload kept; the header says which.
     """
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
     try:
-        chosen = jpeg.choose(colour)
+        chosen = jpeg.choose(colour) if jpeg_too else None
         jdata, jbits = jpeg.encode(colour, chosen[0]) if chosen else (None, 0.0)
     except ValueError:  # a value too wide for the model: no JPEG made these pixels
         chosen, jdata = None, None

@@ -21,6 +21,7 @@ from nfcompress.linear import _pop_ints, _push_ints
 
 B = 8
 SAMPLINGS = ((1, 1), (2, 2), (2, 1))  # chroma subsampling (horizontal, vertical): 4:4:4, 4:2:0, 4:2:2
+LIMIT = 1 << 15  # every coefficient's magnitude is below this
 CATEGORIES = 16  # a value is coded as its bit length (a category) and then its lower bits raw
 BANDS = (1, 3, 6, 10, 15, 21, 28, 36, 64)  # zigzag indices where each AC band starts
 BUCKETS = 12
@@ -34,7 +35,8 @@ PRECISION = 24
 _TOTAL = (1 << PRECISION) - 256
 FLOOR = 64  # so every symbol costs at least MIN_BITS, and a payload too short for its size is refused
 MIN_BITS = -float(np.log2((_TOTAL - (CATEGORIES - 1) * FLOOR) / _TOTAL))
-MIN_SIDE = 16
+MIN_SIDE = 64  # smaller images are left to the other models: the counts alone would cost too much
+ESTIMATE_VALUES = 4096  # coefficients per frequency that estimate its step, at most
 CROP = 256  # the side of the central crop that shows a JPEG and picks the chroma sampling
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
@@ -82,14 +84,13 @@ class JpegModel:
     coefs: list[np.ndarray]
 
 
-def _idct_pass(v: np.ndarray, shift: int) -> np.ndarray:
-    """One 1-D pass of islow along the last axis, descaled by `shift` bits."""
-    x = [v[..., n] for n in range(B)]
+def _idct_sums(x: list) -> tuple:
+    """One 1-D pass of islow before its descaling: eight integer linear combinations of x[0..7]."""
     z1 = (x[2] + x[6]) * _C["0.541196100"]
     tmp2 = z1 - x[6] * _C["1.847759065"]
     tmp3 = z1 + x[2] * _C["0.765366865"]
-    tmp0 = (x[0] + x[4]) << 13
-    tmp1 = (x[0] - x[4]) << 13
+    tmp0 = (x[0] + x[4]) * (1 << 13)
+    tmp1 = (x[0] - x[4]) * (1 << 13)
     t10, t13, t11, t12 = tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2
     o0, o1, o2, o3 = x[7], x[5], x[3], x[1]
     z1, z2, z3, z4 = o0 + o3, o1 + o2, o0 + o2, o1 + o3
@@ -102,15 +103,26 @@ def _idct_pass(v: np.ndarray, shift: int) -> np.ndarray:
     o1 = o1 * _C["2.053119869"] + z2 + z4
     o2 = o2 * _C["3.072711026"] + z2 + z3
     o3 = o3 * _C["1.501321110"] + z1 + z4
-    r = 1 << (shift - 1)
-    out = (t10 + o3, t11 + o2, t12 + o1, t13 + o0, t13 - o0, t12 - o1, t11 - o2, t10 - o3)
-    return np.stack([(y + r) >> shift for y in out], axis=-1)
+    return (t10 + o3, t11 + o2, t12 + o1, t13 + o0, t13 - o0, t12 - o1, t11 - o2, t10 - o3)
+
+
+# islow's passes are exact integer linear maps before each descaling: as a matrix, whose
+# products stay under 2**53 (|coefficient x step| < 2**24), so float64 computes them exactly.
+_ISLOW = np.array([_idct_sums(list(np.eye(B, dtype=np.int64)[j])) for j in range(B)], np.float64).T
 
 
 def idct(dequantized: np.ndarray) -> np.ndarray:
     """libjpeg's islow IDCT of int64 blocks (..., 8, 8) [vertical, horizontal frequency]: samples 0..255."""
-    cols = _idct_pass(np.swapaxes(dequantized, -1, -2), 11)
-    return np.clip(_idct_pass(np.swapaxes(cols, -1, -2), 18) + 128, 0, 255)
+    ws = np.matmul(_ISLOW, dequantized.astype(np.float64))
+    ws += 1 << 10
+    ws *= 2.0**-11
+    np.floor(ws, out=ws)
+    out = np.matmul(ws, _ISLOW.T)
+    out += (1 << 17) + (128 << 18)
+    out *= 2.0**-18
+    np.floor(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.int64)
 
 
 def _fix(x: float) -> int:
@@ -216,17 +228,22 @@ def _float_planes(rgb: np.ndarray) -> list[np.ndarray]:
 def _integer_planes(rgb: np.ndarray, near: list[np.ndarray]) -> list[np.ndarray]:
     """Full-resolution integer Y, Cb, Cr that `ycc_to_rgb` turns into the pixels, where some do:
     of those within 1 of the rounded conversion, the nearest to the planes `near`."""
-    base = [np.clip(np.round(p), 0, 255).astype(np.int64).ravel() for p in _float_planes(rgb)]
-    target = rgb.astype(np.int64).reshape(-1, 3)
+    base = [np.clip(np.round(p), 0, 255).astype(np.int32).ravel() for p in _float_planes(rgb)]
+    target = rgb.astype(np.int32).reshape(-1, 3)
     near = [p.ravel() for p in near]
-    best = [p.copy() for p in base]
-    best_d = np.full(len(target), np.inf)
+    best = [p.astype(np.int64) for p in base]
+    # The rounded conversion is the nearest candidate where it is valid and within 1/2 of `near`.
+    settled = np.all(ycc_to_rgb(*base) == target, -1)
+    settled &= np.all([np.abs(p - n) <= 0.5 for p, n in zip(base, near, strict=True)], axis=0)
+    todo = np.flatnonzero(~settled)
+    base, target, near = [p[todo] for p in base], target[todo], [n[todo] for n in near]
+    best_d = np.full(len(todo), np.inf)
     for d in itertools.product((0, -1, 1), repeat=3):
         cand = [np.clip(p + k, 0, 255) for p, k in zip(base, d, strict=True)]
         dist = sum((c - n) ** 2 for c, n in zip(cand, near, strict=True))
         take = (dist < best_d) & np.all(ycc_to_rgb(*cand) == target, -1)
         for p, c in zip(best, cand, strict=True):
-            p[take] = c[take]
+            p[todo[take]] = c[take]
         best_d[take] = dist[take]
     return [p.reshape(rgb.shape[:2]) for p in best]
 
@@ -293,18 +310,18 @@ def estimate_quant(d: np.ndarray, kind: int, hint: int | None = None) -> tuple[n
     for v, u in itertools.product(range(B), range(B)):
         x = np.abs(d[:, v, u])
         x = x[x > 1.0]
+        x = x[:: -(-len(x) // ESTIMATE_VALUES)] if len(x) else x
         if not len(x):
             q[v, u] = 255
             continue
-        for cand in range(min(255, int(2 * x.max()) + 1), 1, -1):
-            big = x[x >= cand / 2]
-            if not len(big):
-                continue
-            fit = np.mean(np.abs(big - cand * np.round(big / cand)) <= min(1.0, cand / 4))
-            lost = np.count_nonzero((x > max(2.0, cand / 6)) & (x < cand / 2))
-            if fit >= FIT and lost <= (1 - FIT) * len(big):
-                q[v, u] = cand
-                break
+        cand = np.arange(2, min(255, int(2 * x.max()) + 1) + 1)[:, None].astype(np.float64)
+        big = x >= cand / 2
+        on = np.abs(x - cand * np.round(x / cand)) <= np.minimum(1.0, cand / 4)
+        n = big.sum(1)
+        lost = ((x > np.maximum(2.0, cand / 6)) & ~big).sum(1)
+        ok = np.flatnonzero((n > 0) & ((on & big).sum(1) >= FIT * n) & (lost <= (1 - FIT) * n))
+        if len(ok):
+            q[v, u] = int(cand[ok[-1], 0])
     settled = (q > 0) & (q < 255)
     n = int(settled.sum())
     hits = [np.count_nonzero(standard_quant(quality, kind)[settled] == q[settled]) for quality in QUALITIES]
@@ -666,7 +683,8 @@ def decode(
         dc = k[:, :, 0, 0]
         for bi, bj in _wavefronts(rows, cols):
             med, act = _dc_prediction(dc, bi, bj)
-            dc[bi, bj] = med + _pop(coder, weights, AC_CONTEXTS + kind * BUCKETS + _bucket(act))
+            # (clipped so that a damaged file keeps islow's sums exact: no JPEG's DC comes near)
+            dc[bi, bj] = np.clip(med + _pop(coder, weights, AC_CONTEXTS + kind * BUCKETS + _bucket(act)), -LIMIT, LIMIT)
         k[:, :, 0, 0] = dc
         for f in range(1, B * B):
             v, u = _UV[f]

@@ -45,7 +45,7 @@ def bit_map(codec: Codec, image: np.ndarray) -> np.ndarray:
 def linear_bit_map(image: np.ndarray) -> np.ndarray:
     """`bit_map` of the per-image linear model: the ideal bits of each pixel (H, W) under the model
     fitted to the image (its side information and alpha aside)."""
-    return _encode_linear(image)[1]
+    return _encode_linear(image, jpeg_too=False)[1]
 
 
 def colourise(values: np.ndarray, vmax: float) -> np.ndarray:

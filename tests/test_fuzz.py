@@ -1,5 +1,6 @@
 """Fuzzing the whole decode: every damaged file ends in NfcError or the exact image, quickly."""
 
+import io
 import os
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from conftest import mutate, photo_like
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from nfcompress.container import pack, unpack
 from nfcompress.errors import NfcError
@@ -20,7 +22,13 @@ def originals(tiny_codec):
     images = [photo_like(20, 27, 3, seed=1), photo_like(40, 33, 4, seed=2), photo_like(9, 9, 1, seed=3)[..., 0]]
     coded = [(img, tiny_codec.encode(img).data) for img in images]
     linear = [(img, tiny_codec.encode(img, coder="linear").data) for img in images[:2]]
-    return coded + [(images[1], tiny_codec.encode(images[1], effort=3).data)] + linear  # orientations too
+    buf = io.BytesIO()
+    Image.fromarray(photo_like(72, 80, 3, seed=4)).save(buf, "JPEG", quality=50)
+    once_a_jpeg = np.asarray(Image.open(buf).convert("RGB"))
+    jpeg = tiny_codec.encode(once_a_jpeg, coder="linear").data
+    assert unpack(jpeg)[0].jpeg
+    # orientations too, and the JPEG-history model last
+    return coded + [(images[1], tiny_codec.encode(images[1], effort=3).data)] + linear + [(once_a_jpeg, jpeg)]
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -61,7 +69,7 @@ def test_payload_damage_behind_a_valid_header_fails_cleanly(tiny_codec, original
         assert np.array_equal(out, img)
 
 
-@pytest.mark.parametrize("which", [0, -1])  # a flow file, a linear file
+@pytest.mark.parametrize("which", [0, -2, -1])  # a flow file, a linear file, a JPEG-history one
 def test_enormous_declared_size_is_refused_quickly(tiny_codec, originals, which):
     header, chunks, alpha = unpack(originals[which][1])
     header.width, header.height = 16384, 16384
