@@ -40,9 +40,11 @@ ESTIMATE_VALUES = 4096  # coefficients per frequency that estimate its step, at 
 CROP = 256  # the side of the central crop that shows a JPEG and picks the chroma sampling
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
+FINE_STEP = 2  # single moves are tried on planes with a quantizer step this fine
 STUCK_ERRORS = 8  # errors of a block that single moves are tried on, at most
 MOVES = 8  # single-coefficient moves tried on a block whose error rounds to no step
 SCALES = (2, 3, 4, 6, 8)  # and its error's DCT times these, rounded
+DECONVOLVE_STEPS = 4  # each leaves at most half the error of the one before
 UNKNOWN_WEIGHT = 1e-3  # a clipped pixel's weight in finding chroma samples (a known one's: 1)
 CLEAN_BLOCKS = 64  # the fewest unclipped blocks that estimate the quantizer steps alone
 FIT = 0.8  # the share of coefficients a quantizer step must fit
@@ -112,7 +114,7 @@ _ISLOW = np.array([_idct_sums(list(np.eye(B, dtype=np.int64)[j])) for j in range
 
 
 def idct(dequantized: np.ndarray) -> np.ndarray:
-    """libjpeg's islow IDCT of int64 blocks (..., 8, 8) [vertical, horizontal frequency]: samples 0..255."""
+    """libjpeg's islow IDCT of integer blocks (..., 8, 8) [vertical, horizontal frequency]: int32 samples 0..255."""
     ws = np.matmul(_ISLOW, dequantized.astype(np.float64))
     ws += 1 << 10
     ws *= 2.0**-11
@@ -122,7 +124,7 @@ def idct(dequantized: np.ndarray) -> np.ndarray:
     out *= 2.0**-18
     np.floor(out, out=out)
     np.clip(out, 0, 255, out=out)
-    return out.astype(np.int64)
+    return out.astype(np.int32)
 
 
 def _fix(x: float) -> int:
@@ -130,7 +132,7 @@ def _fix(x: float) -> int:
 
 
 def ycc_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
-    """libjpeg's fixed-point YCbCr to RGB of int64 sample planes: (H, W, 3) 0..255."""
+    """libjpeg's fixed-point YCbCr to RGB of integer sample planes: (H, W, 3) 0..255."""
     cb, cr = cb - 128, cr - 128
     r = y + ((_fix(1.402) * cr + 32768) >> 16)
     g = y + ((-_fix(0.34414) * cb + 32768 - _fix(0.71414) * cr) >> 16)
@@ -151,7 +153,7 @@ def upsample(c: np.ndarray, sampling: int) -> np.ndarray:
     if hs == 1:
         return c
     h, w = c.shape
-    out = np.empty((vs * h, 2 * w), np.int64)
+    out = np.empty((vs * h, 2 * w), c.dtype)
     if vs == 1:
         out[:, 0::2] = (3 * c + _shifted(c, 1, -1) + 1) >> 2
         out[:, 1::2] = (3 * c + _shifted(c, 1, 1) + 2) >> 2
@@ -249,21 +251,25 @@ def _integer_planes(rgb: np.ndarray, near: list[np.ndarray]) -> list[np.ndarray]
 
 
 def _deconvolve(full: np.ndarray, sampling: int, shape: tuple[int, int], known: np.ndarray | None = None) -> np.ndarray:
-    """Float chroma samples whose fancy upsampling comes near the plane `full` where it is `known`."""
+    """Float chroma samples whose fancy upsampling comes near the plane `full` where it is `known`
+    (float32: only the encoder's guess, which the decoder never computes)."""
     hs, vs = SAMPLINGS[sampling]
     if hs == 1:
-        return full.astype(np.float64)
+        return full.astype(np.float32)
     h, w = shape
     grow = ((0, vs * h - full.shape[0]), (0, hs * w - full.shape[1]))
-    pad = np.pad(full.astype(np.float64), grow, mode="edge")
-    weight = np.ones_like(pad) if known is None else np.pad(known + UNKNOWN_WEIGHT, grow, mode="edge")
+    pad = np.pad(full.astype(np.float32), grow, mode="edge")
+    weight = np.ones_like(pad)
+    if known is not None:
+        weight = np.pad((known + UNKNOWN_WEIGHT).astype(np.float32), grow, mode="edge")
 
     def down(a: np.ndarray) -> np.ndarray:
-        return a.reshape(h, vs, w, hs).sum(axis=(1, 3))
+        out = a[0::vs, 0::hs] + a[0::vs, 1::hs]
+        return out + a[1::vs, 0::hs] + a[1::vs, 1::hs] if vs == 2 else out
 
     share = down(weight)
     c = down(pad * weight) / share
-    for _ in range(8):
+    for _ in range(DECONVOLVE_STEPS):
         c += down(weight * (pad - _upsample_float(c, hs, vs))) / share
     return c
 
@@ -278,10 +284,22 @@ def _smoothed(full: np.ndarray, sampling: int, shape: tuple[int, int], known: np
 def _upsample_float(c: np.ndarray, hs: int, vs: int) -> np.ndarray:
     """The triangle filter of `upsample`, without its rounding."""
     if vs == 2:
-        c = np.stack([0.75 * c + 0.25 * _shifted(c, 0, -1), 0.75 * c + 0.25 * _shifted(c, 0, 1)], 1)
-        c = c.reshape(-1, c.shape[-1])
-    c = np.stack([0.75 * c + 0.25 * _shifted(c, 1, -1), 0.75 * c + 0.25 * _shifted(c, 1, 1)], -1)
-    return c.reshape(c.shape[0], -1)
+        rows = np.empty((2 * c.shape[0], c.shape[1]), c.dtype)
+        rows[0::2] = 0.75 * c
+        rows[0::2, :][1:] += 0.25 * c[:-1]
+        rows[0, :] += 0.25 * c[0]
+        rows[1::2] = 0.75 * c
+        rows[1::2, :][:-1] += 0.25 * c[1:]
+        rows[-1, :] += 0.25 * c[-1]
+        c = rows
+    out = np.empty((c.shape[0], 2 * c.shape[1]), c.dtype)
+    out[:, 0::2] = 0.75 * c
+    out[:, 0::2][:, 1:] += 0.25 * c[:, :-1]
+    out[:, 0] += 0.25 * c[:, 0]
+    out[:, 1::2] = 0.75 * c
+    out[:, 1::2][:, :-1] += 0.25 * c[:, 1:]
+    out[:, -1] += 0.25 * c[:, -1]
+    return out
 
 
 # The example tables of the JPEG standard (Annex K), which libjpeg scales by its quality setting
@@ -347,6 +365,7 @@ def _solve(target: np.ndarray, q: np.ndarray, free: np.ndarray) -> np.ndarray:
     k = np.round(fdct(target - 128.0) / q).astype(np.int64).reshape(-1, B, B)
     target, free = target.reshape(-1, B, B).copy(), free.reshape(-1, B, B)
     best, best_err = k.copy(), np.full(len(k), B * B + 1)
+    fine = q.min() <= FINE_STEP  # coarser steps are met by rounding alone
     todo = np.arange(len(k))
     for _ in range(REFINE_STEPS):
         decoded = idct(k[todo] * q)
@@ -361,7 +380,7 @@ def _solve(target: np.ndarray, q: np.ndarray, free: np.ndarray) -> np.ndarray:
             break
         g = fdct(e.astype(np.float64)) / q
         step = np.round(g).astype(np.int64)
-        stuck = np.flatnonzero(~step.any(axis=(1, 2)) & (err[err > 0] <= STUCK_ERRORS))
+        stuck = np.flatnonzero(~step.any(axis=(1, 2)) & (err[err > 0] <= STUCK_ERRORS) & fine)
         if len(stuck):
             step[stuck] = _best_move(k[todo[stuck]], g[stuck], t[stuck], free[todo[stuck]], q)
         k[todo] += step
