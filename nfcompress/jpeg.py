@@ -28,9 +28,10 @@ BUCKETS = 12
 KINDS = 2  # luma, chroma
 AC_CONTEXTS = KINDS * (len(BANDS) - 1) * BUCKETS
 DC_CONTEXTS = KINDS * BUCKETS
-RESIDUAL_CONTEXTS = 3
-CONTEXTS = AC_CONTEXTS + DC_CONTEXTS + RESIDUAL_CONTEXTS + 1
-FLAG_CONTEXT = CONTEXTS - 1
+LOUDNESS = 4  # a flagged block's classes: the bit length of its largest difference, 1, 2, 3, 4+
+RESIDUAL_CONTEXTS = 3 * LOUDNESS  # by plane and class
+CONTEXTS = AC_CONTEXTS + DC_CONTEXTS + RESIDUAL_CONTEXTS + 2
+FLAG_CONTEXT, LOUDNESS_CONTEXT = CONTEXTS - 2, CONTEXTS - 1
 PRECISION = 24
 _TOTAL = (1 << PRECISION) - 256
 FLOOR = 64  # so every symbol costs at least MIN_BITS, and a payload too short for its size is refused
@@ -638,16 +639,18 @@ def _plane_steps(steps: _Steps, k: np.ndarray, kind: int) -> None:
         steps.add(k[:, :, v, u], _ac_context(k, f, kind))
 
 
-def _residual_contexts(bad_pixels: int) -> np.ndarray:
-    return np.tile(AC_CONTEXTS + DC_CONTEXTS + np.arange(RESIDUAL_CONTEXTS), bad_pixels)
+def _residual_contexts(loudness: np.ndarray, channels: int) -> np.ndarray:
+    """The contexts of the differences of pixels (n, channels) by their block's loudness class."""
+    base = AC_CONTEXTS + DC_CONTEXTS + np.arange(channels) * LOUDNESS
+    return base[None, :] + np.minimum(loudness, LOUDNESS)[:, None] - 1
 
 
-def _bad_blocks(residual: np.ndarray) -> np.ndarray:
-    """Which 8x8 blocks of the image hold a difference."""
+def _loudness(residual: np.ndarray) -> np.ndarray:
+    """Each 8x8 block's bit length of its largest difference (0: none)."""
     h, w, c = residual.shape
     rows, cols = -(-h // B), -(-w // B)
-    r = np.pad(np.any(residual != 0, -1), ((0, rows * B - h), (0, cols * B - w)))
-    return r.reshape(rows, B, cols, B).any(axis=(1, 3))
+    r = np.pad(np.abs(residual).max(-1), ((0, rows * B - h), (0, cols * B - w)))
+    return _bit_length(r.reshape(rows, B, cols, B).max(axis=(1, 3)))
 
 
 def _in_blocks(bad: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -662,10 +665,12 @@ def encode(rgb: np.ndarray, model: JpegModel) -> tuple[bytes, float]:
     for i, k in enumerate(model.coefs):
         _plane_steps(steps, k, min(i, 1))
     residual = rgb.astype(np.int64) - reconstruct(model, h, w)
-    bad = _bad_blocks(residual)
+    loud = _loudness(residual)
+    bad = loud > 0
     steps.add(bad.astype(np.int64), np.full(bad.shape, FLAG_CONTEXT))
-    r = residual[_in_blocks(bad, h, w)]
-    steps.add(r, _residual_contexts(len(r)) if channels == 3 else np.full(r.size, AC_CONTEXTS + DC_CONTEXTS))
+    steps.add(loud[bad] - 1, np.full(int(bad.sum()), LOUDNESS_CONTEXT))
+    mask = _in_blocks(bad, h, w)
+    steps.add(residual[mask], _residual_contexts(_in_blocks(loud, h, w)[mask], channels))
     counts = steps.counts()
     coder = constriction.stream.stack.AnsCoder()
     bits = steps.push(coder, _weights(counts))
@@ -713,11 +718,11 @@ def decode(
             progress(i + 1, len(shapes) + 1)
     out = reconstruct(JpegModel(sampling, quant, coefs), h, w).astype(np.int64)
     rows, cols = -(-h // B), -(-w // B)
-    bad = _pop(coder, weights, np.full((rows, cols), FLAG_CONTEXT)).astype(bool)
+    bad = _pop(coder, weights, np.full((rows, cols), FLAG_CONTEXT)) != 0
+    loud = np.zeros((rows, cols), np.int64)
+    loud[bad] = np.maximum(_pop(coder, weights, np.full(int(bad.sum()), LOUDNESS_CONTEXT)), 0) + 1
     mask = _in_blocks(bad, h, w)
-    n = int(mask.sum()) * channels
-    ctx = _residual_contexts(n // channels) if channels == 3 else np.full(n, AC_CONTEXTS + DC_CONTEXTS)
-    out[mask] += _pop(coder, weights, ctx).reshape(-1, channels)
+    out[mask] += _pop(coder, weights, _residual_contexts(_in_blocks(loud, h, w)[mask], channels))
     if progress:
         progress(len(shapes) + 1, len(shapes) + 1)
     return out.astype(np.uint8)
