@@ -17,7 +17,7 @@ import constriction
 import numpy as np
 
 from nfcompress.errors import FormatError
-from nfcompress.linear import _pop_ints, _push_ints
+from nfcompress.linear import _pop_ints, _push_ints, block_grid
 
 B = 8
 SAMPLINGS = ((1, 1), (2, 2), (2, 1))  # chroma subsampling (horizontal, vertical): 4:4:4, 4:2:0, 4:2:2
@@ -56,6 +56,7 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _UNIFORM = constriction.stream.model.Uniform()
 _SAMPLING_CODES = constriction.stream.model.Uniform(len(SAMPLINGS))
 _QUANT = constriction.stream.model.Uniform(256)
+_OFFSETS = constriction.stream.model.Uniform(16)
 
 # JPEG's zigzag order of the 64 frequencies (row-major indices), by antidiagonals
 ZIGZAG = np.array(sorted(range(B * B), key=lambda i: (i // B + i % B, i % B if (i // B + i % B) % 2 == 0 else i // B)))
@@ -79,12 +80,14 @@ _C = {
 
 @dataclass(frozen=True)
 class JpegModel:
-    """What the pixels' JPEG was: its chroma sampling, quantization tables (planes, 8, 8) and each
-    plane's quantized coefficients (block rows, block columns, 8, 8)."""
+    """What the pixels' JPEG was: its chroma sampling, quantization tables (planes, 8, 8), each
+    plane's quantized coefficients (block rows, block columns, 8, 8) and where the image's top
+    left pixel lay in it (rows, columns; under 16 each: a crop of the JPEG's image)."""
 
     sampling: int
     quant: np.ndarray
     coefs: list[np.ndarray]
+    offset: tuple[int, int] = (0, 0)
 
 
 def _idct_sums(x: list) -> tuple:
@@ -194,18 +197,21 @@ def _unblocks(b: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def samples(model: JpegModel, h: int, w: int) -> list[np.ndarray]:
-    """Each plane's decoded samples (int64), at its own resolution."""
-    shapes = _plane_shapes(h, w, len(model.coefs), model.sampling)
+    """Each plane's decoded samples (int32) at its own resolution, for an H x W image: the JPEG's
+    image, the offset's rows and columns before it included."""
+    oy, ox = model.offset
+    shapes = _plane_shapes(h + oy, w + ox, len(model.coefs), model.sampling)
     return [_unblocks(idct(k * q), s[0], s[1]) for k, q, s in zip(model.coefs, model.quant, shapes, strict=True)]
 
 
 def reconstruct(model: JpegModel, h: int, w: int) -> np.ndarray:
     """The (H, W, C) uint8 pixels a libjpeg decoder makes of the model's coefficients."""
     planes = samples(model, h, w)
+    oy, ox = model.offset
     if len(planes) == 1:
-        return planes[0][..., None].astype(np.uint8)
-    cb, cr = (upsample(p, model.sampling)[:h, :w] for p in planes[1:])
-    return ycc_to_rgb(planes[0], cb, cr).astype(np.uint8)
+        return planes[0][oy:, ox:, None].astype(np.uint8)
+    cb, cr = (upsample(p, model.sampling)[: h + oy, : w + ox] for p in planes[1:])
+    return ycc_to_rgb(planes[0][oy:, ox:], cb[oy:, ox:], cr[oy:, ox:]).astype(np.uint8)
 
 
 _N = np.arange(B)
@@ -405,16 +411,15 @@ def _best_move(k: np.ndarray, g: np.ndarray, target: np.ndarray, free: np.ndarra
     return moves[np.arange(n), cost.argmin(1)]
 
 
-def _clipped(rgb: np.ndarray, sampling: int, shapes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
-    """Each plane's samples the pixels say little about, as blocks: those past the image's edge,
-    and where a pixel is 0 or 255 (its conversion was clipped); for chroma the sample under it
-    and those beside that."""
-    sat = np.any((rgb == 0) | (rgb == 255), -1)
-    out = [_blocks(sat, *shapes[0][2:], fill=True)]
+def _clipped(unknown: np.ndarray, sampling: int, shapes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+    """Each plane's samples the pixels say little about, as blocks, from the pixels that say
+    little (clipped to 0 or 255, or outside the image): those and the samples past the canvas's
+    edge; for chroma the sample under such a pixel and those beside that."""
+    out = [_blocks(unknown, *shapes[0][2:], fill=True)]
     if len(shapes) > 1:
         hs, vs = SAMPLINGS[sampling]
         sh, sw, rows, cols = shapes[1]
-        s = np.pad(sat, ((0, vs * sh - sat.shape[0]), (0, hs * sw - sat.shape[1])), mode="edge")
+        s = np.pad(unknown, ((0, vs * sh - unknown.shape[0]), (0, hs * sw - unknown.shape[1])), mode="edge")
         s = s.reshape(sh, vs, sw, hs).any(axis=(1, 3))
         if hs > 1:
             s = s | _shifted(s, 1, -1) | _shifted(s, 1, 1) | _shifted(s, 0, -1) | _shifted(s, 0, 1)
@@ -422,24 +427,27 @@ def _clipped(rgb: np.ndarray, sampling: int, shapes: list[tuple[int, int, int, i
     return out
 
 
-def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None) -> JpegModel:
-    """The JPEG behind an (H, W, C) image on an 8x8 grid from its top left, for one chroma sampling
-    (and the luma quantizer table, if given); the two chroma planes share one estimated table,
-    as libjpeg's do."""
-    h, w, channels = rgb.shape
+def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None, offset: tuple[int, int] = (0, 0)) -> JpegModel:
+    """The JPEG behind an (H, W, C) image whose top left pixel lay at `offset` in it, for one
+    chroma sampling (and the luma quantizer table, if given); the two chroma planes share one
+    estimated table, as libjpeg's do."""
+    oy, ox = offset
+    canvas = np.pad(rgb, ((oy, 0), (ox, 0), (0, 0)), mode="edge")
+    h, w, channels = canvas.shape
+    unknown = np.any((canvas == 0) | (canvas == 255), -1)
+    unknown[:oy] = unknown[:, :ox] = True
     shapes = _plane_shapes(h, w, channels, sampling)
-    free = _clipped(rgb, sampling, shapes)
+    free = _clipped(unknown, sampling, shapes)
     if channels == 1:
-        planes = [rgb[..., 0].astype(np.int64)]
+        planes = [canvas[..., 0].astype(np.int64)]
     else:
-        known = ~np.any((rgb == 0) | (rgb == 255), -1)
-        near = _float_planes(rgb)
+        near = _float_planes(canvas)
         if sampling:
-            near[1:] = [_smoothed(p, sampling, shapes[1][:2], known) for p in near[1:]]
-        planes = _integer_planes(rgb, near)
+            near[1:] = [_smoothed(p, sampling, shapes[1][:2], ~unknown) for p in near[1:]]
+        planes = _integer_planes(canvas, near)
     targets = [_blocks(planes[0], *shapes[0][2:])]
     for p, (sh, sw, rows, cols) in zip(planes[1:], shapes[1:], strict=True):
-        c = np.clip(np.round(_deconvolve(p, sampling, (sh, sw), known)), 0, 255).astype(np.int64)
+        c = np.clip(np.round(_deconvolve(p, sampling, (sh, sw), ~unknown)), 0, 255).astype(np.int64)
         targets.append(_blocks(c, rows, cols))
     d = [_clean(fdct(t - 128.0), f) for t, f in zip(targets, free, strict=True)]
     quality = None
@@ -449,7 +457,7 @@ def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None) -> JpegM
     if channels == 3:
         quant += [estimate_quant(np.concatenate(d[1:]), 1, quality)[0]] * 2
     coefs = [_solve(t, q, f) for t, q, f in zip(targets, quant, free, strict=True)]
-    return JpegModel(sampling, np.stack(quant), coefs)
+    return JpegModel(sampling, np.stack(quant), coefs, (oy, ox))
 
 
 def _clean(d: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -459,36 +467,59 @@ def _clean(d: np.ndarray, free: np.ndarray) -> np.ndarray:
     return d[clean] if clean.sum() >= CLEAN_BLOCKS else d
 
 
-def central_crop(rgb: np.ndarray) -> np.ndarray:
-    """The image's central CROP x CROP pixels, from a row and column on the 16x16 grid of MCUs."""
+def central_crop(rgb: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The image's central CROP x CROP pixels, from a row and column on the 16x16 grid of MCUs of
+    a JPEG in which the image's top left lay at `offset`."""
     h, w = rgb.shape[:2]
-    y, x = (max(0, (h - CROP) // 2) // 16 * 16), (max(0, (w - CROP) // 2) // 16 * 16)
+    y = max(0, (h - CROP) // 2 + offset[0]) // 16 * 16 - offset[0]
+    x = max(0, (w - CROP) // 2 + offset[1]) // 16 * 16 - offset[1]
+    y, x = y + 16 * (y < 0), x + 16 * (x < 0)
     return rgb[y : y + CROP, x : x + CROP]
 
 
+def _phases(sampling: int) -> list[tuple[int, int]]:
+    """The offsets beside a grid's own (mod 8) that the MCUs of a sampling tell apart."""
+    hs, vs = SAMPLINGS[sampling]
+    return [(8 * a, 8 * b) for a in range(vs) for b in range(hs)]
+
+
+def _shows_steps(crop: np.ndarray) -> bool:
+    """Whether a crop's luma, on the 8x8 grid from its top left, sits on a JPEG's quantizer steps."""
+    luma = crop[..., 0] if crop.shape[2] == 1 else np.round(_float_planes(crop)[0])
+    rows, cols = -(-crop.shape[0] // B), -(-crop.shape[1] // B)
+    unknown = np.any((crop == 0) | (crop == 255), -1)
+    free = _clipped(unknown, 0, [(*crop.shape[:2], rows, cols)])[0]
+    q, quality = estimate_quant(_clean(fdct(_blocks(luma, rows, cols) - 128.0), free), 0)
+    return quality is not None or np.count_nonzero((q > 1) & (q < 255)) >= MIN_STEPS
+
+
 def choose(rgb: np.ndarray) -> tuple[JpegModel, float] | None:
-    """`fit` with the chroma sampling that codes the central crop smallest, and with the dividing
-    luma table where that codes the image smaller, and the crop's ideal bits; None where the
-    crop's luma shows no JPEG's quantizer steps on an 8x8 grid from the top left."""
+    """`fit` with the offset and chroma sampling that code a central crop smallest, and with the
+    dividing luma table where that codes the image smaller, and the crop's ideal bits; None where
+    no crop's luma shows a JPEG's quantizer steps, on the 8x8 grid from the image's top left or
+    on the one `linear.block_grid` finds."""
     h, w, channels = rgb.shape
     if min(h, w) < MIN_SIDE:
         return None
-    crop = central_crop(rgb)
-    luma = crop[..., 0] if channels == 1 else np.round(_float_planes(crop)[0])
-    rows, cols = -(-crop.shape[0] // B), -(-crop.shape[1] // B)
-    free = _clipped(crop, 0, [(*crop.shape[:2], rows, cols)])[0]
-    q, quality = estimate_quant(_clean(fdct(_blocks(luma, rows, cols) - 128.0), free), 0)
-    if quality is None and np.count_nonzero((q > 1) & (q < 255)) < MIN_STEPS:
+    gy, gx = block_grid(rgb)
+    grids = [(0, 0)] + ([((B - gy) % B, (B - gx) % B)] if (gy, gx) != (0, 0) else [])
+    grids = [g for g in grids if _shows_steps(central_crop(rgb, g))]
+    if not grids:
         return None
     samplings = range(len(SAMPLINGS)) if channels == 3 else [0]
-    bits = [encode(crop, fit(crop, s))[1] for s in samplings]
-    model = fit(rgb, int(np.argmin(bits)))
+    tries = [((g[0] + py, g[1] + px), s) for g in grids for s in samplings for py, px in _phases(s)]
+    bits = []
+    for offset, s in tries:
+        crop = central_crop(rgb, offset)
+        bits.append(encode(crop, fit(crop, s))[1] / crop.size)
+    offset, sampling = tries[int(np.argmin(bits))]
+    model = fit(rgb, sampling, offset=offset)
     divisor = _dividing_table(model.quant[0])
     if divisor is not None:
-        other = fit(rgb, model.sampling, divisor)
+        other = fit(rgb, sampling, divisor, offset)
         if encode(rgb, other)[1] < encode(rgb, model)[1]:
             model = other
-    return model, min(bits)
+    return model, min(bits) * central_crop(rgb).size
 
 
 def _dividing_table(q: np.ndarray) -> np.ndarray | None:
@@ -681,9 +712,10 @@ def encode(rgb: np.ndarray, model: JpegModel) -> tuple[bytes, float]:
 
 
 def _push_side(coder, model: JpegModel, counts: np.ndarray) -> None:
-    """Push the category counts, the quantization tables and the sampling."""
+    """Push the category counts, the quantization tables, the offset and the sampling."""
     _push_ints(coder, counts.ravel())
     coder.encode_reverse((model.quant.ravel() - 1).astype(np.int32), _QUANT)
+    coder.encode_reverse(np.array(model.offset, np.int32), _OFFSETS)
     coder.encode_reverse(np.array([model.sampling], np.int32), _SAMPLING_CODES)
 
 
@@ -697,10 +729,11 @@ def decode(
         raise FormatError(f"corrupted .nfc file: {len(data)} bytes cannot hold a {w}x{h} image")
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
     sampling = int(coder.decode(_SAMPLING_CODES, 1)[0])
+    oy, ox = (int(v) for v in coder.decode(_OFFSETS, 2))
     quant = coder.decode(_QUANT, 64 * (3 if channels == 3 else 1)).astype(np.int64).reshape(-1, B, B) + 1
     weights = _weights(_pop_ints(coder, CONTEXTS * CATEGORIES).reshape(CONTEXTS, CATEGORIES))
     coefs = []
-    shapes = _plane_shapes(h, w, channels, sampling)
+    shapes = _plane_shapes(h + oy, w + ox, channels, sampling)
     for i, (_, _, rows, cols) in enumerate(shapes):
         kind = min(i, 1)
         k = np.zeros((rows, cols, B, B), np.int64)
@@ -716,7 +749,7 @@ def decode(
         coefs.append(k)
         if progress:
             progress(i + 1, len(shapes) + 1)
-    out = reconstruct(JpegModel(sampling, quant, coefs), h, w).astype(np.int64)
+    out = reconstruct(JpegModel(sampling, quant, coefs, (oy, ox)), h, w).astype(np.int64)
     rows, cols = -(-h // B), -(-w // B)
     bad = _pop(coder, weights, np.full((rows, cols), FLAG_CONTEXT)) != 0
     loud = np.zeros((rows, cols), np.int64)

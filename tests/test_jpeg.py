@@ -82,11 +82,22 @@ def test_grey_and_alpha_images():
     assert res.coder == "jpeg" and np.array_equal(decode(res.data), rgba)
 
 
-def test_a_grid_away_from_the_top_left_or_no_jpeg_is_left_to_the_linear_model():
-    pixels, _ = _once_a_jpeg(_pizza(), 60, 1)
-    assert jpeg.choose(pixels) is not None and jpeg.choose(pixels[3:, 5:]) is None
-    assert encode_linear(pixels[3:, 5:]).coder == "linear"
-    assert jpeg.choose(photo_like(64, 64, 3, seed=3)) is None
+@pytest.mark.parametrize("sampling", [0, 1, 2])
+def test_a_crop_of_a_jpeg_anywhere_on_its_grid_is_found_with_its_offset(sampling):
+    pixels, _ = _once_a_jpeg(np.tile(_pizza(), (2, 2, 1)), 75, sampling)
+    for y, x in [(3, 5), (11, 2)]:
+        crop = pixels[y:, x:][:200, :190]
+        model = jpeg.choose(crop)[0]
+        hs, vs = jpeg.SAMPLINGS[sampling]
+        mcu = (8 * vs, 8 * hs)  # offsets are the same modulo the MCU
+        assert (model.offset[0] % mcu[0], model.offset[1] % mcu[1]) == (y % mcu[0], x % mcu[1])
+        res = encode_linear(crop)
+        assert res.coder == "jpeg" and np.array_equal(decode(res.data), crop)
+
+
+def test_no_jpeg_is_left_to_the_linear_model():
+    img = photo_like(80, 72, 3, seed=3)
+    assert jpeg.choose(img) is None and encode_linear(img).coder == "linear"
 
 
 def test_a_corrupted_or_short_payload_fails_loudly():
