@@ -323,6 +323,9 @@ def standard_quant(quality: int, kind: int) -> np.ndarray:
     return np.clip((STANDARD[kind] * scale + 50) // 100, 1, 255)
 
 
+_TABLES = np.array([[standard_quant(quality, kind) for quality in QUALITIES] for kind in range(2)])
+
+
 def estimate_quant(d: np.ndarray, kind: int, hint: int | None = None) -> tuple[np.ndarray, int | None]:
     """Each frequency's quantizer step, and the libjpeg quality whose table it is, if one is.
 
@@ -349,7 +352,7 @@ def estimate_quant(d: np.ndarray, kind: int, hint: int | None = None) -> tuple[n
             q[v, u] = int(cand[ok[-1], 0])
     settled = (q > 0) & (q < 255)
     n = int(settled.sum())
-    hits = [np.count_nonzero(standard_quant(quality, kind)[settled] == q[settled]) for quality in QUALITIES]
+    hits = list(np.count_nonzero(_TABLES[kind][:, settled] == q[settled], axis=1))
     quality = QUALITIES[int(np.argmax(hits))]
     if max(hits) >= max(STANDARD_HITS, STANDARD_SHARE * n):
         return standard_quant(quality, kind), quality
@@ -508,25 +511,29 @@ def choose(rgb: np.ndarray) -> tuple[JpegModel, float] | None:
         return None
     samplings = range(len(SAMPLINGS)) if channels == 3 else [0]
     tries = [((g[0] + py, g[1] + px), s) for g in grids for s in samplings for py, px in _phases(s)]
-    bits = []
+    bits, fits = [], []
     for offset, s in tries:
         crop = central_crop(rgb, offset)
-        bits.append(encode(crop, fit(crop, s))[1] / crop.size)
-    offset, sampling = tries[int(np.argmin(bits))]
+        fits.append((crop, fit(crop, s)))
+        bits.append(_ideal(*fits[-1]) / crop.size)
+    best = int(np.argmin(bits))
+    offset, sampling = tries[best]
+    crop, crop_model = fits[best]
+    crop_bits = encode(crop, crop_model)[1] / crop.size  # its side information included
     model = fit(rgb, sampling, offset=offset)
     divisor = _dividing_table(model.quant[0])
     if divisor is not None:
         other = fit(rgb, sampling, divisor, offset)
-        if encode(rgb, other)[1] < encode(rgb, model)[1]:
+        if _ideal(rgb, other) < _ideal(rgb, model):
             model = other
-    return model, min(bits) * central_crop(rgb).size
+    return model, crop_bits * central_crop(rgb).size
 
 
 def _dividing_table(q: np.ndarray) -> np.ndarray | None:
     """The libjpeg luma table of the lowest quality that divides most of the steps q, where q is
     no libjpeg table itself: a JPEG saved again from one of lower quality leaves its
     coefficients on multiples of the first one's steps."""
-    tables = [standard_quant(quality, 0) for quality in QUALITIES]
+    tables = list(_TABLES[0])
     settled = (q > 1) & (q < 255)
     if any(np.array_equal(t, q) for t in tables) or settled.sum() < STANDARD_HITS:
         return None
@@ -537,13 +544,8 @@ def _dividing_table(q: np.ndarray) -> np.ndarray | None:
 
 
 def _bit_length(a: np.ndarray) -> np.ndarray:
-    """The bit length of |a| (0 for 0)."""
-    m = np.abs(a)
-    out = np.zeros(a.shape, np.int64)
-    while (m > 0).any():
-        out += m > 0
-        m = m >> 1
-    return out
+    """The bit length of |a| (0 for 0): frexp's exponent, exact for integers below 2**53."""
+    return np.frexp(np.abs(a).astype(np.float64))[1].astype(np.int64)
 
 
 def _raw(v: np.ndarray, cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -575,8 +577,12 @@ def _weights(counts: np.ndarray) -> np.ndarray:
 
 def _neighbour_sum(a: np.ndarray) -> np.ndarray:
     """Each block's left, upper, right and lower neighbours' values summed (0 outside)."""
-    p = np.pad(a, 1)
-    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
+    out = np.zeros_like(a)
+    out[1:] += a[:-1]
+    out[:-1] += a[1:]
+    out[:, 1:] += a[:, :-1]
+    out[:, :-1] += a[:, 1:]
+    return out
 
 
 def _bucket(a: np.ndarray) -> np.ndarray:
@@ -628,13 +634,20 @@ class _Steps:
 
     def counts(self) -> np.ndarray:
         """How often each category occurs in each context."""
-        out = np.zeros((CONTEXTS, CATEGORIES), np.int64)
-        for v, c in self.cats:
-            cats = _bit_length(v)
-            if (cats >= CATEGORIES).any():
-                raise ValueError("a value too wide for the JPEG model")
-            np.add.at(out, (c, cats), 1)
-        return out
+        v = np.concatenate([v for v, _ in self.cats])
+        c = np.concatenate([c for _, c in self.cats])
+        cats = _bit_length(v)
+        if (cats >= CATEGORIES).any():
+            raise ValueError("a value too wide for the JPEG model")
+        return np.bincount(c * CATEGORIES + cats, minlength=CONTEXTS * CATEGORIES).reshape(CONTEXTS, CATEGORIES)
+
+    def ideal(self) -> float:
+        """The ideal bits of every symbol under the counts' weights (side information aside)."""
+        counts = self.counts()
+        cats = np.concatenate([_bit_length(v) for v, _ in self.cats])
+        rows = np.concatenate([c for _, c in self.cats])
+        weights = _weights(counts)
+        return float(np.sum(PRECISION - np.log2(weights[rows, cats])) + cats.sum())
 
     def push(self, coder, weights: np.ndarray) -> float:
         """Push every step in reverse; the ideal bits."""
@@ -689,8 +702,25 @@ def _in_blocks(bad: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.repeat(np.repeat(bad, B, 0), B, 1)[:h, :w]
 
 
+def _ideal(rgb: np.ndarray, model: JpegModel) -> float:
+    """`encode`'s ideal bits without its side information, without coding: to compare models."""
+    return _steps(rgb, model).ideal()
+
+
 def encode(rgb: np.ndarray, model: JpegModel) -> tuple[bytes, float]:
     """The image as one ANS stream with the model; the ideal bits."""
+    steps = _steps(rgb, model)
+    counts = steps.counts()
+    coder = constriction.stream.stack.AnsCoder()
+    bits = steps.push(coder, _weights(counts))
+    _push_side(coder, model, counts)
+    side = constriction.stream.stack.AnsCoder()
+    _push_side(side, model, counts)
+    return coder.get_compressed().astype("<u4").tobytes(), bits + 32.0 * side.num_words()
+
+
+def _steps(rgb: np.ndarray, model: JpegModel) -> _Steps:
+    """Every symbol of the image under the model, in the decoder's order."""
     h, w, channels = rgb.shape
     steps = _Steps()
     for i, k in enumerate(model.coefs):
@@ -702,13 +732,7 @@ def encode(rgb: np.ndarray, model: JpegModel) -> tuple[bytes, float]:
     steps.add(loud[bad] - 1, np.full(int(bad.sum()), LOUDNESS_CONTEXT))
     mask = _in_blocks(bad, h, w)
     steps.add(residual[mask], _residual_contexts(_in_blocks(loud, h, w)[mask], channels))
-    counts = steps.counts()
-    coder = constriction.stream.stack.AnsCoder()
-    bits = steps.push(coder, _weights(counts))
-    _push_side(coder, model, counts)
-    side = constriction.stream.stack.AnsCoder()
-    _push_side(side, model, counts)
-    return coder.get_compressed().astype("<u4").tobytes(), bits + 32.0 * side.num_words()
+    return steps
 
 
 def _push_side(coder, model: JpegModel, counts: np.ndarray) -> None:
