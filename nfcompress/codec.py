@@ -686,7 +686,7 @@ def _encode_linear(
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
     try:
-        chosen = jpeg.choose(colour) if jpeg_too else None
+        chosen = jpeg.choose(colour, progress) if jpeg_too else None
         jdata, jbits = jpeg.encode(colour, chosen[0]) if chosen else (None, 0.0)
     except ValueError:  # a value too wide for the model: no JPEG made these pixels
         chosen, jdata = None, None
@@ -695,7 +695,7 @@ def _encode_linear(
         data, ideal, from_jpeg = jdata, jbits, True
         pixel_bits = np.full(colour.shape[:2], jbits / colour[..., 0].size)
         if progress:
-            progress(1, 1)
+            progress(4, 4)
     else:
         data, pixel_bits, side = linear.encode(colour, progress=progress)
         ideal, from_jpeg = float(pixel_bits.sum()) + side, False

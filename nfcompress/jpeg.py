@@ -496,11 +496,12 @@ def _shows_steps(crop: np.ndarray) -> bool:
     return quality is not None or np.count_nonzero((q > 1) & (q < 255)) >= MIN_STEPS
 
 
-def choose(rgb: np.ndarray) -> tuple[JpegModel, float] | None:
+def choose(rgb: np.ndarray, progress: Callable[[int, int], None] | None = None) -> tuple[JpegModel, float] | None:
     """`fit` with the offset and chroma sampling that code a central crop smallest, and with the
     dividing luma table where that codes the image smaller, and the crop's ideal bits; None where
     no crop's luma shows a JPEG's quantizer steps, on the 8x8 grid from the image's top left or
-    on the one `linear.block_grid` finds."""
+    on the one `linear.block_grid` finds. `progress(done, 4)` is called after each of three
+    stages (the caller's coding is the fourth)."""
     h, w, channels = rgb.shape
     if min(h, w) < MIN_SIDE:
         return None
@@ -520,12 +521,18 @@ def choose(rgb: np.ndarray) -> tuple[JpegModel, float] | None:
     offset, sampling = tries[best]
     crop, crop_model = fits[best]
     crop_bits = encode(crop, crop_model)[1] / crop.size  # its side information included
+    if progress:
+        progress(1, 4)
     model = fit(rgb, sampling, offset=offset)
+    if progress:
+        progress(2, 4)
     divisor = _dividing_table(model.quant[0])
     if divisor is not None:
         other = fit(rgb, sampling, divisor, offset)
         if _ideal(rgb, other) < _ideal(rgb, model):
             model = other
+    if progress:
+        progress(3, 4)
     return model, crop_bits * central_crop(rgb).size
 
 

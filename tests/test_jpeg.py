@@ -11,7 +11,7 @@ from conftest import photo_like
 from PIL import Image
 
 from nfcompress import decode, jpeg, linear
-from nfcompress.codec import encode_linear
+from nfcompress.codec import _encode_linear, encode_linear
 from nfcompress.container import unpack
 from nfcompress.errors import FormatError, NfcError
 
@@ -128,6 +128,8 @@ def test_where_the_crop_shows_the_jpeg_model_far_ahead_the_linear_model_codes_on
     pixels, _ = _once_a_jpeg(np.tile(_pizza(), (3, 3, 1)), 50, 1)
     shapes, real = [], linear.encode
     monkeypatch.setattr(linear, "encode", lambda rgb, *a, **k: shapes.append(rgb.shape[:2]) or real(rgb, *a, **k))
-    res = encode_linear(pixels)
+    calls = []
+    res = _encode_linear(pixels, lambda done, total: calls.append((done, total)))[0]
     assert res.coder == "jpeg" and shapes == [(jpeg.CROP, jpeg.CROP)]
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # a lone large image shows progress
     assert np.array_equal(decode(res.data), pixels)
