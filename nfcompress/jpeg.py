@@ -39,6 +39,7 @@ MIN_BITS = -float(np.log2((_TOTAL - (CATEGORIES - 1) * FLOOR) / _TOTAL))
 MIN_SIDE = 64  # smaller images are left to the other models: the counts alone would cost too much
 ESTIMATE_VALUES = 4096  # coefficients per frequency that estimate its step, at most
 CROP = 256  # the side of the central crop that shows a JPEG and picks the chroma sampling
+CHECKED = 21  # the zigzag frequencies that show a JPEG's steps
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
 FINE_STEP = 2  # single moves are tried on planes with a quantizer step this fine
@@ -60,6 +61,8 @@ _OFFSETS = constriction.stream.model.Uniform(16)
 
 # JPEG's zigzag order of the 64 frequencies (row-major indices), by antidiagonals
 ZIGZAG = np.array(sorted(range(B * B), key=lambda i: (i // B + i % B, i % B if (i // B + i % B) % 2 == 0 else i // B)))
+
+_UV = [(int(z) // B, int(z) % B) for z in ZIGZAG]  # each zigzag frequency's (row, column)
 
 # islow's constants: FIX(x) = round(x * 2**13)
 _C = {
@@ -326,16 +329,19 @@ def standard_quant(quality: int, kind: int) -> np.ndarray:
 _TABLES = np.array([[standard_quant(quality, kind) for quality in QUALITIES] for kind in range(2)])
 
 
-def estimate_quant(d: np.ndarray, kind: int, hint: int | None = None) -> tuple[np.ndarray, int | None]:
+def estimate_quant(
+    d: np.ndarray, kind: int, hint: int | None = None, frequencies: int = B * B
+) -> tuple[np.ndarray, int | None]:
     """Each frequency's quantizer step, and the libjpeg quality whose table it is, if one is.
 
     A step is the largest that most float coefficients d (n, 8, 8) of half a step or more sit on,
     with few clearly nonzero ones below half a step (255 where all are near 0). Where libjpeg's
     table for some quality matches enough settled steps (or else the quality `hint`, the luma
     table's, does not contradict them), that table is taken: settled steps off it are noise.
+    Only the first `frequencies` in zigzag order are estimated (the rest left unsettled).
     """
     q = np.zeros((B, B), np.int64)
-    for v, u in itertools.product(range(B), range(B)):
+    for v, u in _UV[:frequencies]:
         x = np.abs(d[:, v, u])
         x = x[x > 1.0]
         x = x[:: -(-len(x) // ESTIMATE_VALUES)] if len(x) else x
@@ -492,7 +498,7 @@ def _shows_steps(crop: np.ndarray) -> bool:
     rows, cols = -(-crop.shape[0] // B), -(-crop.shape[1] // B)
     unknown = np.any((crop == 0) | (crop == 255), -1)
     free = _clipped(unknown, 0, [(*crop.shape[:2], rows, cols)])[0]
-    q, quality = estimate_quant(_clean(fdct(_blocks(luma, rows, cols) - 128.0), free), 0)
+    q, quality = estimate_quant(_clean(fdct(_blocks(luma, rows, cols) - 128.0), free), 0, None, CHECKED)
     return quality is not None or np.count_nonzero((q > 1) & (q < 255)) >= MIN_STEPS
 
 
@@ -512,10 +518,11 @@ def choose(rgb: np.ndarray, progress: Callable[[int, int], None] | None = None) 
         return None
     samplings = range(len(SAMPLINGS)) if channels == 3 else [0]
     tries = [((g[0] + py, g[1] + px), s) for g in grids for s in samplings for py, px in _phases(s)]
+    small = h * w <= CROP * CROP  # the image itself stands for the crop
     bits, fits = [], []
     for offset, s in tries:
-        crop = central_crop(rgb, offset)
-        fits.append((crop, fit(crop, s)))
+        crop = rgb if small else central_crop(rgb, offset)
+        fits.append((crop, fit(crop, s, offset=offset if small else (0, 0))))
         bits.append(_ideal(*fits[-1]) / crop.size)
     best = int(np.argmin(bits))
     offset, sampling = tries[best]
@@ -523,7 +530,7 @@ def choose(rgb: np.ndarray, progress: Callable[[int, int], None] | None = None) 
     crop_bits = encode(crop, crop_model)[1] / crop.size  # its side information included
     if progress:
         progress(1, 4)
-    model = fit(rgb, sampling, offset=offset)
+    model = crop_model if small else fit(rgb, sampling, offset=offset)
     if progress:
         progress(2, 4)
     divisor = _dividing_table(model.quant[0])
@@ -594,9 +601,6 @@ def _neighbour_sum(a: np.ndarray) -> np.ndarray:
 
 def _bucket(a: np.ndarray) -> np.ndarray:
     return np.minimum(_bit_length(a), BUCKETS - 1)
-
-
-_UV = [(int(z) // B, int(z) % B) for z in ZIGZAG]
 
 
 def _ac_context(k: np.ndarray, f: int, kind: int) -> np.ndarray:

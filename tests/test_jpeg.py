@@ -55,7 +55,7 @@ def test_a_jpeg_made_image_codes_far_smaller_than_by_the_linear_model_and_exactl
     res = encode_linear(pixels)
     assert res.coder == "jpeg" and unpack(res.data)[0].jpeg
     assert np.array_equal(decode(res.data), pixels)
-    monkeypatch.setattr(jpeg, "choose", lambda rgb: None)
+    monkeypatch.setattr(jpeg, "choose", lambda rgb, progress=None: None)
     alone = encode_linear(pixels)
     assert alone.coder == "linear" and not unpack(alone.data)[0].jpeg
     assert len(res.data) < 0.8 * len(alone.data)
