@@ -1,26 +1,35 @@
 """The JPEG-history model: a photo that was once a JPEG is coded as that JPEG's quantized DCT
 coefficients, found again from its pixels, plus the pixels' differences from an exact decoding.
 
-The decoding is libjpeg(-turbo)'s: the integer "islow" IDCT, "fancy" (triangle) chroma
-upsampling and its fixed-point YCbCr to RGB conversion, all in exact integer arithmetic. Where the
-photo was decoded that way, most blocks come back exactly and the differences are nearly free;
-where it was not, the differences cost bits, never correctness.
+The decoding is libjpeg(-turbo)'s (nfcompress.libjpeg). Where the photo was decoded that way,
+most blocks come back exactly and the differences are nearly free; where it was not, the
+differences cost bits, never correctness.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import constriction
 import numpy as np
 
 from nfcompress.errors import FormatError
+from nfcompress.libjpeg import (
+    QUALITIES,
+    SAMPLINGS,
+    B,
+    JpegModel,
+    idct,
+    plane_shapes,
+    reconstruct,
+    shifted,
+    standard_quant,
+    to_blocks,
+    ycc_to_rgb,
+)
 from nfcompress.linear import _pop_ints, _push_ints, block_grid
 
-B = 8
-SAMPLINGS = ((1, 1), (2, 2), (2, 1))  # chroma subsampling (horizontal, vertical): 4:4:4, 4:2:0, 4:2:2
 LIMIT = 1 << 15  # every coefficient's magnitude is below this
 CATEGORIES = 16  # a value is coded as its bit length (a category) and then its lower bits raw
 BANDS = (1, 3, 6, 10, 15, 21, 28, 36, 64)  # zigzag indices where each AC band starts
@@ -52,7 +61,6 @@ CLEAN_BLOCKS = 64  # the fewest unclipped blocks that estimate the quantizer ste
 FIT = 0.8  # the share of coefficients a quantizer step must fit
 STANDARD_HITS, STANDARD_SHARE = 4, 0.6  # settled steps a libjpeg table must match
 HINT_SHARE = 0.5  # settled chroma steps the luma table's quality must match or divide
-QUALITIES = tuple(range(1, 101))
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _UNIFORM = constriction.stream.model.Uniform()
 _SAMPLING_CODES = constriction.stream.model.Uniform(len(SAMPLINGS))
@@ -63,159 +71,6 @@ _OFFSETS = constriction.stream.model.Uniform(16)
 ZIGZAG = np.array(sorted(range(B * B), key=lambda i: (i // B + i % B, i % B if (i // B + i % B) % 2 == 0 else i // B)))
 
 _UV = [(int(z) // B, int(z) % B) for z in ZIGZAG]  # each zigzag frequency's (row, column)
-
-# islow's constants: FIX(x) = round(x * 2**13)
-_C = {
-    "0.298631336": 2446,
-    "0.390180644": 3196,
-    "0.541196100": 4433,
-    "0.765366865": 6270,
-    "0.899976223": 7373,
-    "1.175875602": 9633,
-    "1.501321110": 12299,
-    "1.847759065": 15137,
-    "1.961570560": 16069,
-    "2.053119869": 16819,
-    "2.562915447": 20995,
-    "3.072711026": 25172,
-}
-
-
-@dataclass(frozen=True)
-class JpegModel:
-    """What the pixels' JPEG was: its chroma sampling, quantization tables (planes, 8, 8), each
-    plane's quantized coefficients (block rows, block columns, 8, 8) and where the image's top
-    left pixel lay in it (rows, columns; under 16 each: a crop of the JPEG's image)."""
-
-    sampling: int
-    quant: np.ndarray
-    coefs: list[np.ndarray]
-    offset: tuple[int, int] = (0, 0)
-
-
-def _idct_sums(x: list) -> tuple:
-    """One 1-D pass of islow before its descaling: eight integer linear combinations of x[0..7]."""
-    z1 = (x[2] + x[6]) * _C["0.541196100"]
-    tmp2 = z1 - x[6] * _C["1.847759065"]
-    tmp3 = z1 + x[2] * _C["0.765366865"]
-    tmp0 = (x[0] + x[4]) * (1 << 13)
-    tmp1 = (x[0] - x[4]) * (1 << 13)
-    t10, t13, t11, t12 = tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2
-    o0, o1, o2, o3 = x[7], x[5], x[3], x[1]
-    z1, z2, z3, z4 = o0 + o3, o1 + o2, o0 + o2, o1 + o3
-    z5 = (z3 + z4) * _C["1.175875602"]
-    z1 = z1 * -_C["0.899976223"]
-    z2 = z2 * -_C["2.562915447"]
-    z3 = z3 * -_C["1.961570560"] + z5
-    z4 = z4 * -_C["0.390180644"] + z5
-    o0 = o0 * _C["0.298631336"] + z1 + z3
-    o1 = o1 * _C["2.053119869"] + z2 + z4
-    o2 = o2 * _C["3.072711026"] + z2 + z3
-    o3 = o3 * _C["1.501321110"] + z1 + z4
-    return (t10 + o3, t11 + o2, t12 + o1, t13 + o0, t13 - o0, t12 - o1, t11 - o2, t10 - o3)
-
-
-# islow's passes are exact integer linear maps before each descaling: as a matrix, whose
-# products stay under 2**53 (|coefficient x step| < 2**24), so float64 computes them exactly.
-_ISLOW = np.array([_idct_sums(list(np.eye(B, dtype=np.int64)[j])) for j in range(B)], np.float64).T
-
-
-def idct(dequantized: np.ndarray) -> np.ndarray:
-    """libjpeg's islow IDCT of integer blocks (..., 8, 8) [vertical, horizontal frequency]: int32 samples 0..255."""
-    ws = np.matmul(_ISLOW, dequantized.astype(np.float64))
-    ws += 1 << 10
-    ws *= 2.0**-11
-    np.floor(ws, out=ws)
-    out = np.matmul(ws, _ISLOW.T)
-    out += (1 << 17) + (128 << 18)
-    out *= 2.0**-18
-    np.floor(out, out=out)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.int32)
-
-
-def _fix(x: float) -> int:
-    return int(x * 65536 + 0.5)
-
-
-def ycc_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
-    """libjpeg's fixed-point YCbCr to RGB of integer sample planes: (H, W, 3) 0..255."""
-    cb, cr = cb - 128, cr - 128
-    r = y + ((_fix(1.402) * cr + 32768) >> 16)
-    g = y + ((-_fix(0.34414) * cb + 32768 - _fix(0.71414) * cr) >> 16)
-    b = y + ((_fix(1.772) * cb + 32768) >> 16)
-    return np.clip(np.stack([r, g, b], -1), 0, 255)
-
-
-def _shifted(a: np.ndarray, axis: int, step: int) -> np.ndarray:
-    """`a` moved one sample along `axis` (step -1: each sample's predecessor), the edge repeated."""
-    n = a.shape[axis]
-    idx = np.clip(np.arange(n) + step, 0, n - 1)
-    return np.take(a, idx, axis=axis)
-
-
-def upsample(c: np.ndarray, sampling: int) -> np.ndarray:
-    """libjpeg's fancy upsampling of a chroma plane: h2v1 or h2v2 triangle filters."""
-    hs, vs = SAMPLINGS[sampling]
-    if hs == 1:
-        return c
-    h, w = c.shape
-    out = np.empty((vs * h, 2 * w), c.dtype)
-    if vs == 1:
-        out[:, 0::2] = (3 * c + _shifted(c, 1, -1) + 1) >> 2
-        out[:, 1::2] = (3 * c + _shifted(c, 1, 1) + 2) >> 2
-        out[:, 0], out[:, -1] = c[:, 0], c[:, -1]
-        return out
-    for k, step in ((0, -1), (1, 1)):
-        s = 3 * c + _shifted(c, 0, step)
-        o = out[k::2]
-        o[:, 0::2] = (3 * s + _shifted(s, 1, -1) + 8) >> 4
-        o[:, 1::2] = (3 * s + _shifted(s, 1, 1) + 7) >> 4
-        o[:, 0] = (4 * s[:, 0] + 8) >> 4
-        o[:, -1] = (4 * s[:, -1] + 7) >> 4
-    return out
-
-
-def _plane_shapes(h: int, w: int, channels: int, sampling: int) -> list[tuple[int, int, int, int]]:
-    """Each plane's sample height and width and its block rows and columns (whole MCUs)."""
-    hs, vs = SAMPLINGS[sampling] if channels == 3 else (1, 1)
-    mh, mw = -(-h // (B * vs)), -(-w // (B * hs))
-    out = [(h, w, mh * vs, mw * hs)]
-    if channels == 3:
-        out += [(-(-h // vs), -(-w // hs), mh, mw)] * 2
-    return out
-
-
-def _blocks(p: np.ndarray, rows: int, cols: int, fill: bool | None = None) -> np.ndarray:
-    """A plane as (rows, cols, 8, 8) blocks, its edge samples repeated to fill them (or `fill`)."""
-    h, w = p.shape
-    grow = ((0, rows * B - h), (0, cols * B - w))
-    p = np.pad(p, grow, mode="edge") if fill is None else np.pad(p, grow, constant_values=fill)
-    return p.reshape(rows, B, cols, B).swapaxes(1, 2)
-
-
-def _unblocks(b: np.ndarray, h: int, w: int) -> np.ndarray:
-    rows, cols = b.shape[:2]
-    return b.swapaxes(1, 2).reshape(rows * B, cols * B)[:h, :w]
-
-
-def samples(model: JpegModel, h: int, w: int) -> list[np.ndarray]:
-    """Each plane's decoded samples (int32) at its own resolution, for an H x W image: the JPEG's
-    image, the offset's rows and columns before it included."""
-    oy, ox = model.offset
-    shapes = _plane_shapes(h + oy, w + ox, len(model.coefs), model.sampling)
-    return [_unblocks(idct(k * q), s[0], s[1]) for k, q, s in zip(model.coefs, model.quant, shapes, strict=True)]
-
-
-def reconstruct(model: JpegModel, h: int, w: int) -> np.ndarray:
-    """The (H, W, C) uint8 pixels a libjpeg decoder makes of the model's coefficients."""
-    planes = samples(model, h, w)
-    oy, ox = model.offset
-    if len(planes) == 1:
-        return planes[0][oy:, ox:, None].astype(np.uint8)
-    cb, cr = (upsample(p, model.sampling)[: h + oy, : w + ox] for p in planes[1:])
-    return ycc_to_rgb(planes[0][oy:, ox:], cb[oy:, ox:], cr[oy:, ox:]).astype(np.uint8)
-
 
 _N = np.arange(B)
 _DCT = np.sqrt(2 / B) * np.cos((2 * _N[None, :] + 1) * _N[:, None] * np.pi / (2 * B))
@@ -310,20 +165,6 @@ def _upsample_float(c: np.ndarray, hs: int, vs: int) -> np.ndarray:
     out[:, 1::2][:, :-1] += 0.25 * c[:, 1:]
     out[:, -1] += 0.25 * c[:, -1]
     return out
-
-
-# The example tables of the JPEG standard (Annex K), which libjpeg scales by its quality setting
-_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56]
-_LUMA += [14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92]
-_LUMA += [49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
-_CHROMA = [17, 18, 24, 47] + [99] * 4 + [18, 21, 26, 66] + [99] * 4 + [24, 26, 56] + [99] * 5 + [47, 66] + [99] * 38
-STANDARD = np.array([_LUMA, _CHROMA], np.int64).reshape(2, B, B)
-
-
-def standard_quant(quality: int, kind: int) -> np.ndarray:
-    """libjpeg's table for a quality setting 1..100 (kind 0 luma, 1 chroma)."""
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return np.clip((STANDARD[kind] * scale + 50) // 100, 1, 255)
 
 
 _TABLES = np.array([[standard_quant(quality, kind) for quality in QUALITIES] for kind in range(2)])
@@ -424,15 +265,15 @@ def _clipped(unknown: np.ndarray, sampling: int, shapes: list[tuple[int, int, in
     """Each plane's samples the pixels say little about, as blocks, from the pixels that say
     little (clipped to 0 or 255, or outside the image): those and the samples past the canvas's
     edge; for chroma the sample under such a pixel and those beside that."""
-    out = [_blocks(unknown, *shapes[0][2:], fill=True)]
+    out = [to_blocks(unknown, *shapes[0][2:], fill=True)]
     if len(shapes) > 1:
         hs, vs = SAMPLINGS[sampling]
         sh, sw, rows, cols = shapes[1]
         s = np.pad(unknown, ((0, vs * sh - unknown.shape[0]), (0, hs * sw - unknown.shape[1])), mode="edge")
         s = s.reshape(sh, vs, sw, hs).any(axis=(1, 3))
         if hs > 1:
-            s = s | _shifted(s, 1, -1) | _shifted(s, 1, 1) | _shifted(s, 0, -1) | _shifted(s, 0, 1)
-        out += [_blocks(s, rows, cols, fill=True)] * 2
+            s = s | shifted(s, 1, -1) | shifted(s, 1, 1) | shifted(s, 0, -1) | shifted(s, 0, 1)
+        out += [to_blocks(s, rows, cols, fill=True)] * 2
     return out
 
 
@@ -445,7 +286,7 @@ def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None, offset: 
     h, w, channels = canvas.shape
     unknown = np.any((canvas == 0) | (canvas == 255), -1)
     unknown[:oy] = unknown[:, :ox] = True
-    shapes = _plane_shapes(h, w, channels, sampling)
+    shapes = plane_shapes(h, w, channels, sampling)
     free = _clipped(unknown, sampling, shapes)
     if channels == 1:
         planes = [canvas[..., 0].astype(np.int64)]
@@ -454,10 +295,10 @@ def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None, offset: 
         if sampling:
             near[1:] = [_smoothed(p, sampling, shapes[1][:2], ~unknown) for p in near[1:]]
         planes = _integer_planes(canvas, near)
-    targets = [_blocks(planes[0], *shapes[0][2:])]
+    targets = [to_blocks(planes[0], *shapes[0][2:])]
     for p, (sh, sw, rows, cols) in zip(planes[1:], shapes[1:], strict=True):
         c = np.clip(np.round(_deconvolve(p, sampling, (sh, sw), ~unknown)), 0, 255).astype(np.int64)
-        targets.append(_blocks(c, rows, cols))
+        targets.append(to_blocks(c, rows, cols))
     d = [_clean(fdct(t - 128.0), f) for t, f in zip(targets, free, strict=True)]
     quality = None
     if luma is None:
@@ -498,7 +339,7 @@ def _shows_steps(crop: np.ndarray) -> bool:
     rows, cols = -(-crop.shape[0] // B), -(-crop.shape[1] // B)
     unknown = np.any((crop == 0) | (crop == 255), -1)
     free = _clipped(unknown, 0, [(*crop.shape[:2], rows, cols)])[0]
-    q, quality = estimate_quant(_clean(fdct(_blocks(luma, rows, cols) - 128.0), free), 0, None, CHECKED)
+    q, quality = estimate_quant(_clean(fdct(to_blocks(luma, rows, cols) - 128.0), free), 0, None, CHECKED)
     return quality is not None or np.count_nonzero((q > 1) & (q < 255)) >= MIN_STEPS
 
 
@@ -768,7 +609,7 @@ def decode(
     quant = coder.decode(_QUANT, 64 * (3 if channels == 3 else 1)).astype(np.int64).reshape(-1, B, B) + 1
     weights = _weights(_pop_ints(coder, CONTEXTS * CATEGORIES).reshape(CONTEXTS, CATEGORIES))
     coefs = []
-    shapes = _plane_shapes(h + oy, w + ox, channels, sampling)
+    shapes = plane_shapes(h + oy, w + ox, channels, sampling)
     for i, (_, _, rows, cols) in enumerate(shapes):
         kind = min(i, 1)
         k = np.zeros((rows, cols, B, B), np.int64)

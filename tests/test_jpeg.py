@@ -10,7 +10,7 @@ import pytest
 from conftest import photo_like
 from PIL import Image
 
-from nfcompress import decode, jpeg, linear
+from nfcompress import decode, jpeg, libjpeg, linear
 from nfcompress.codec import _encode_linear, encode_linear
 from nfcompress.container import unpack
 from nfcompress.errors import FormatError, NfcError
@@ -133,3 +133,16 @@ def test_where_the_crop_shows_the_jpeg_model_far_ahead_the_linear_model_codes_on
     assert res.coder == "jpeg" and shapes == [(jpeg.CROP, jpeg.CROP)]
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # a lone large image shows progress
     assert np.array_equal(decode(res.data), pixels)
+
+
+def test_islow_as_float64_matrices_is_the_integer_butterfly_exactly():
+    def butterfly(d: np.ndarray) -> np.ndarray:  # libjpeg's two passes in integers, descaled in each
+        cols = np.stack(libjpeg._idct_sums([d[..., k, :] for k in range(8)]), -2)
+        cols = (cols + (1 << 10)) >> 11
+        rows = np.stack(libjpeg._idct_sums([cols[..., k] for k in range(8)]), -1)
+        return np.clip(((rows + (1 << 17)) >> 18) + 128, 0, 255)
+
+    r = np.random.default_rng(5)
+    for top in (1, 40, 2000, (1 << 15) * 255):  # up to the largest coefficient times step
+        d = r.integers(-top, top + 1, (4000, 8, 8)) * r.integers(0, 2, (4000, 8, 8))
+        assert np.array_equal(libjpeg.idct(d), butterfly(d))
