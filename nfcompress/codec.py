@@ -679,9 +679,9 @@ def _encode_linear(
 ) -> tuple[EncodeResult, np.ndarray]:
     """`encode_linear`, and the ideal bits of each pixel (H, W; alpha aside).
 
-    Where the image shows a JPEG's quantizer steps on an 8x8 grid from its top left, the
-    JPEG-history model (nfcompress.jpeg) is tried too (unless not `jpeg_too`), and the smaller
-    payload kept; the header says which.
+    Where the image shows a JPEG's quantizer steps on an 8x8 grid (from its top left, or where
+    the grid a JPEG left lies), the JPEG-history model (nfcompress.jpeg) is tried too (unless
+    not `jpeg_too`), and the smaller payload kept; the header says which.
     """
     pixels, mode = _as_pixels(image)
     colour = pixels[..., :1] if mode in ("L", "LA") else pixels[..., :3]
@@ -690,7 +690,7 @@ def _encode_linear(
         jdata, jbits = jpeg.encode(colour, chosen[0]) if chosen else (None, 0.0)
     except ValueError:  # a value too wide for the model: no JPEG made these pixels
         chosen, jdata = None, None
-    if jdata is not None and chosen[1] < JPEG_SURE * _linear_bits(jpeg.central_crop(colour)):
+    if jdata is not None and chosen[2] < JPEG_SURE * _linear_bits(chosen[1]):
         # Far smaller on the central crop: the linear model is not tried on the whole image.
         data, ideal, from_jpeg = jdata, jbits, True
         pixel_bits = np.full(colour.shape[:2], jbits / colour[..., 0].size)

@@ -343,12 +343,14 @@ def _shows_steps(crop: np.ndarray) -> bool:
     return quality is not None or np.count_nonzero((q > 1) & (q < 255)) >= MIN_STEPS
 
 
-def choose(rgb: np.ndarray, progress: Callable[[int, int], None] | None = None) -> tuple[JpegModel, float] | None:
+def choose(
+    rgb: np.ndarray, progress: Callable[[int, int], None] | None = None
+) -> tuple[JpegModel, np.ndarray, float] | None:
     """`fit` with the offset and chroma sampling that code a central crop smallest, and with the
-    dividing luma table where that codes the image smaller, and the crop's ideal bits; None where
-    no crop's luma shows a JPEG's quantizer steps, on the 8x8 grid from the image's top left or
-    on the one `linear.block_grid` finds. `progress(done, 4)` is called after each of three
-    stages (the caller's coding is the fourth)."""
+    dividing luma table where that codes the image smaller; with that crop and its ideal bits
+    (side information included). None where no crop's luma shows a JPEG's quantizer steps, on
+    the 8x8 grid from the image's top left or on the one `linear.block_grid` finds.
+    `progress(done, 4)` is called after each of three stages (the caller's coding is the fourth)."""
     h, w, channels = rgb.shape
     if min(h, w) < MIN_SIDE:
         return None
@@ -368,7 +370,7 @@ def choose(rgb: np.ndarray, progress: Callable[[int, int], None] | None = None) 
     best = int(np.argmin(bits))
     offset, sampling = tries[best]
     crop, crop_model = fits[best]
-    crop_bits = encode(crop, crop_model)[1] / crop.size  # its side information included
+    crop_bits = encode(crop, crop_model)[1]
     if progress:
         progress(1, 4)
     model = crop_model if small else fit(rgb, sampling, offset=offset)
@@ -381,7 +383,7 @@ def choose(rgb: np.ndarray, progress: Callable[[int, int], None] | None = None) 
             model = other
     if progress:
         progress(3, 4)
-    return model, crop_bits * central_crop(rgb).size
+    return model, crop, crop_bits
 
 
 def _dividing_table(q: np.ndarray) -> np.ndarray | None:
