@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -171,7 +172,7 @@ _TABLES = np.array([[standard_quant(quality, kind) for quality in QUALITIES] for
 
 
 def estimate_quant(
-    d: np.ndarray, kind: int, hint: int | None = None, frequencies: int = B * B
+    d: np.ndarray, kind: int, hint: int | None = None, frequencies: int = B * B, fill: bool = True
 ) -> tuple[np.ndarray, int | None]:
     """Each frequency's quantizer step, and the libjpeg quality whose table it is, if one is.
 
@@ -179,7 +180,8 @@ def estimate_quant(
     with few clearly nonzero ones below half a step (255 where all are near 0). Where libjpeg's
     table for some quality matches enough settled steps (or else the quality `hint`, the luma
     table's, does not contradict them), that table is taken: settled steps off it are noise.
-    Only the first `frequencies` in zigzag order are estimated (the rest left unsettled).
+    Only the first `frequencies` in zigzag order are estimated (the rest left unsettled). Steps
+    still unsettled are `_filled` (unless not `fill`: then 0).
     """
     q = np.zeros((B, B), np.int64)
     for v, u in _UV[:frequencies]:
@@ -208,7 +210,15 @@ def estimate_quant(
         agree = (t % step == 0) | (np.abs(t - step) <= np.maximum(1, t // 16))  # noise finds divisors
         if np.count_nonzero(agree) >= HINT_SHARE * n:
             return standard_quant(hint, kind), hint
-    return np.maximum(q, 1), None
+    return (_filled(q) if fill else q), None
+
+
+def _filled(q: np.ndarray) -> np.ndarray:
+    """Steps no test settled (0) taken as the largest settled one at lower frequencies in both
+    directions (quantizer tables grow with frequency), or 1 where there is none."""
+    settled = np.where((q > 0) & (q < 255), q, 0)
+    below = np.maximum.accumulate(np.maximum.accumulate(settled, axis=0), axis=1)
+    return np.where(q == 0, np.maximum(below, 1), q)
 
 
 def _solve(target: np.ndarray, q: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -277,10 +287,19 @@ def _clipped(unknown: np.ndarray, sampling: int, shapes: list[tuple[int, int, in
     return out
 
 
-def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None, offset: tuple[int, int] = (0, 0)) -> JpegModel:
-    """The JPEG behind an (H, W, C) image whose top left pixel lay at `offset` in it, for one
-    chroma sampling (and the luma quantizer table, if given); the two chroma planes share one
-    estimated table, as libjpeg's do."""
+class _Targets(NamedTuple):
+    """What the pixels say of a JPEG under one sampling and offset: each plane's target blocks,
+    its free samples, and the coefficients of its clean blocks (for the quantizer steps)."""
+
+    targets: list[np.ndarray]
+    free: list[np.ndarray]
+    clean: list[np.ndarray]
+    sampling: int
+    offset: tuple[int, int]
+
+
+def _targets(rgb: np.ndarray, sampling: int, offset: tuple[int, int]) -> _Targets:
+    """The target blocks of an (H, W, C) image whose top left pixel lay at `offset` in a JPEG."""
     oy, ox = offset
     canvas = np.pad(rgb, ((oy, 0), (ox, 0), (0, 0)), mode="edge")
     h, w, channels = canvas.shape
@@ -299,15 +318,34 @@ def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None, offset: 
     for p, (sh, sw, rows, cols) in zip(planes[1:], shapes[1:], strict=True):
         c = np.clip(np.round(_deconvolve(p, sampling, (sh, sw), ~unknown)), 0, 255).astype(np.int64)
         targets.append(to_blocks(c, rows, cols))
-    d = [_clean(fdct(t - 128.0), f) for t, f in zip(targets, free, strict=True)]
+    clean = [_clean(fdct(t - 128.0), f) for t, f in zip(targets, free, strict=True)]
+    return _Targets(targets, free, clean, sampling, offset)
+
+
+def _fit(t: _Targets, luma: np.ndarray | None = None, filled: bool = True) -> JpegModel:
+    """The model of prepared targets: the quantizer tables (the luma one given, or estimated; the
+    two chroma planes share one, as libjpeg's do) and the coefficients that meet the targets.
+    Unsettled steps are `_filled`, or 1 where not `filled` (the trials that choose a sampling
+    and offset: filled steps blur the difference between right and wrong ones)."""
+
+    def complete(q: np.ndarray) -> np.ndarray:
+        return _filled(q) if filled else np.maximum(q, 1)
+
     quality = None
     if luma is None:
-        luma, quality = estimate_quant(d[0], 0)
+        luma, quality = estimate_quant(t.clean[0], 0, fill=False)
+        luma = complete(luma)
     quant = [luma]
-    if channels == 3:
-        quant += [estimate_quant(np.concatenate(d[1:]), 1, quality)[0]] * 2
-    coefs = [_solve(t, q, f) for t, q, f in zip(targets, quant, free, strict=True)]
-    return JpegModel(sampling, np.stack(quant), coefs, (oy, ox))
+    if len(t.targets) == 3:
+        quant += [complete(estimate_quant(np.concatenate(t.clean[1:]), 1, quality, fill=False)[0])] * 2
+    coefs = [_solve(g, q, f) for g, q, f in zip(t.targets, quant, t.free, strict=True)]
+    return JpegModel(t.sampling, np.stack(quant), coefs, t.offset)
+
+
+def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None, offset: tuple[int, int] = (0, 0)) -> JpegModel:
+    """The JPEG behind an (H, W, C) image whose top left pixel lay at `offset` in it, for one
+    chroma sampling (and the luma quantizer table, if given)."""
+    return _fit(_targets(rgb, sampling, offset), luma)
 
 
 def _clean(d: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -333,13 +371,18 @@ def _phases(sampling: int) -> list[tuple[int, int]]:
     return [(8 * a, 8 * b) for a in range(vs) for b in range(hs)]
 
 
-def _shows_steps(crop: np.ndarray) -> bool:
-    """Whether a crop's luma, on the 8x8 grid from its top left, sits on a JPEG's quantizer steps."""
+def _luma_steps(crop: np.ndarray, frequencies: int) -> tuple[np.ndarray, int | None]:
+    """`estimate_quant` of a crop's luma on the 8x8 grid from its top left, unsettled steps 0."""
     luma = crop[..., 0] if crop.shape[2] == 1 else np.round(_float_planes(crop)[0])
     rows, cols = -(-crop.shape[0] // B), -(-crop.shape[1] // B)
     unknown = np.any((crop == 0) | (crop == 255), -1)
     free = _clipped(unknown, 0, [(*crop.shape[:2], rows, cols)])[0]
-    q, quality = estimate_quant(_clean(fdct(to_blocks(luma, rows, cols) - 128.0), free), 0, None, CHECKED)
+    return estimate_quant(_clean(fdct(to_blocks(luma, rows, cols) - 128.0), free), 0, None, frequencies, False)
+
+
+def _shows_steps(crop: np.ndarray) -> bool:
+    """Whether a crop's luma, on the 8x8 grid from its top left, sits on a JPEG's quantizer steps."""
+    q, quality = _luma_steps(crop, CHECKED)
     return quality is not None or np.count_nonzero((q > 1) & (q < 255)) >= MIN_STEPS
 
 
@@ -365,20 +408,26 @@ def choose(
     bits, fits = [], []
     for offset, s in tries:
         crop = rgb if small else central_crop(rgb, offset)
-        fits.append((crop, fit(crop, s, offset=offset if small else (0, 0))))
-        bits.append(_ideal(*fits[-1]) / crop.size)
+        t = _targets(crop, s, offset if small else (0, 0))
+        fits.append((crop, t, _fit(t, filled=False)))
+        bits.append(_ideal(crop, fits[-1][2]) / crop.size)
     best = int(np.argmin(bits))
     offset, sampling = tries[best]
-    crop, crop_model = fits[best]
+    crop, crop_targets, _ = fits[best]
+    crop_model = _fit(crop_targets)
     crop_bits = encode(crop, crop_model)[1]
     if progress:
         progress(1, 4)
-    model = crop_model if small else fit(rgb, sampling, offset=offset)
+    whole = crop_targets if small else _targets(rgb, sampling, offset)
+    model = crop_model if small else _fit(whole)
+    ones = _fit(whole, filled=False)
+    if not np.array_equal(ones.quant, model.quant) and _ideal(rgb, ones) < _ideal(rgb, model):
+        model = ones  # unsettled steps of 1 code smaller than filled ones
     if progress:
         progress(2, 4)
-    divisor = _dividing_table(model.quant[0])
+    divisor = _dividing_table(estimate_quant(whole.clean[0], 0, fill=False)[0])
     if divisor is not None:
-        other = fit(rgb, sampling, divisor, offset)
+        other = _fit(whole, divisor)
         if _ideal(rgb, other) < _ideal(rgb, model):
             model = other
     if progress:
@@ -387,9 +436,9 @@ def choose(
 
 
 def _dividing_table(q: np.ndarray) -> np.ndarray | None:
-    """The libjpeg luma table of the lowest quality that divides most of the steps q, where q is
-    no libjpeg table itself: a JPEG saved again from one of lower quality leaves its
-    coefficients on multiples of the first one's steps."""
+    """The libjpeg luma table of the lowest quality that divides most of the settled steps q (0:
+    unsettled), where q is no libjpeg table itself: a JPEG saved again from one of lower quality
+    leaves its coefficients on multiples of the first one's steps."""
     tables = list(_TABLES[0])
     settled = (q > 1) & (q < 255)
     if any(np.array_equal(t, q) for t in tables) or settled.sum() < STANDARD_HITS:
