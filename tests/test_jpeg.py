@@ -146,3 +146,25 @@ def test_islow_as_float64_matrices_is_the_integer_butterfly_exactly():
     for top in (1, 40, 2000, (1 << 15) * 255):  # up to the largest coefficient times step
         d = r.integers(-top, top + 1, (4000, 8, 8)) * r.integers(0, 2, (4000, 8, 8))
         assert np.array_equal(libjpeg.idct(d), butterfly(d))
+
+
+def test_unsettled_steps_are_filled_from_the_largest_settled_at_lower_frequencies():
+    q = np.zeros((8, 8), np.int64)
+    q[0, :3] = [4, 3, 6]
+    q[1, 0], q[1, 1], q[2, 2] = 5, 255, 0
+    filled = jpeg._filled(q)
+    assert filled[0, 3] == 6 and filled[1, 1] == 255 and filled[2, 2] == 6 and filled[3, 0] == 5
+    assert jpeg._filled(np.zeros((8, 8), np.int64)).max() == 1  # nothing settled: steps of 1
+
+
+def test_a_jpeg_with_tables_of_its_own_is_found_and_codes_small():
+    r = np.random.default_rng(7)
+    own = [np.clip(3 + np.add.outer(np.arange(8), np.arange(8)) * 2 + r.integers(0, 3, (8, 8)), 1, 255)]
+    own.append(np.clip(own[0] + 4, 1, 255))
+    buf = io.BytesIO()
+    big = np.tile(_pizza(), (2, 2, 1))
+    Image.fromarray(big).save(buf, "JPEG", qtables=[t.ravel().tolist() for t in own], subsampling=0)
+    pixels = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    res = encode_linear(pixels)
+    assert res.coder == "jpeg" and np.array_equal(decode(res.data), pixels)
+    assert len(res.data) < 0.5 * len(linear.encode(pixels)[0])
