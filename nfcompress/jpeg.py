@@ -322,11 +322,11 @@ def _targets(rgb: np.ndarray, sampling: int, offset: tuple[int, int]) -> _Target
     return _Targets(targets, free, clean, sampling, offset)
 
 
-def _fit(t: _Targets, luma: np.ndarray | None = None, filled: bool = True) -> JpegModel:
-    """The model of prepared targets: the quantizer tables (the luma one given, or estimated; the
-    two chroma planes share one, as libjpeg's do) and the coefficients that meet the targets.
-    Unsettled steps are `_filled`, or 1 where not `filled` (the trials that choose a sampling
-    and offset: filled steps blur the difference between right and wrong ones)."""
+def _quant(t: _Targets, luma: np.ndarray | None = None, filled: bool = True) -> np.ndarray:
+    """The quantizer tables (planes, 8, 8) of prepared targets: the luma one given or estimated,
+    the two chroma planes sharing one, as libjpeg's do. Unsettled steps are `_filled`, or 1
+    where not `filled` (the trials that choose a sampling and offset: filled steps blur the
+    difference between right and wrong ones)."""
 
     def complete(q: np.ndarray) -> np.ndarray:
         return _filled(q) if filled else np.maximum(q, 1)
@@ -338,14 +338,20 @@ def _fit(t: _Targets, luma: np.ndarray | None = None, filled: bool = True) -> Jp
     quant = [luma]
     if len(t.targets) == 3:
         quant += [complete(estimate_quant(np.concatenate(t.clean[1:]), 1, quality, fill=False)[0])] * 2
+    return np.stack(quant)
+
+
+def _fit(t: _Targets, quant: np.ndarray) -> JpegModel:
+    """The model of prepared targets under these tables: the coefficients that meet the targets."""
     coefs = [_solve(g, q, f) for g, q, f in zip(t.targets, quant, t.free, strict=True)]
-    return JpegModel(t.sampling, np.stack(quant), coefs, t.offset)
+    return JpegModel(t.sampling, quant, coefs, t.offset)
 
 
 def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None, offset: tuple[int, int] = (0, 0)) -> JpegModel:
     """The JPEG behind an (H, W, C) image whose top left pixel lay at `offset` in it, for one
     chroma sampling (and the luma quantizer table, if given)."""
-    return _fit(_targets(rgb, sampling, offset), luma)
+    t = _targets(rgb, sampling, offset)
+    return _fit(t, _quant(t, luma))
 
 
 def _clean(d: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -409,25 +415,28 @@ def choose(
     for offset, s in tries:
         crop = rgb if small else central_crop(rgb, offset)
         t = _targets(crop, s, offset if small else (0, 0))
-        fits.append((crop, t, _fit(t, filled=False)))
+        fits.append((crop, t, _fit(t, _quant(t, filled=False))))
         bits.append(_ideal(crop, fits[-1][2]) / crop.size)
     best = int(np.argmin(bits))
     offset, sampling = tries[best]
-    crop, crop_targets, _ = fits[best]
-    crop_model = _fit(crop_targets)
+    crop, crop_targets, crop_ones = fits[best]
+    crop_quant = _quant(crop_targets)
+    crop_model = crop_ones if np.array_equal(crop_quant, crop_ones.quant) else _fit(crop_targets, crop_quant)
     crop_bits = encode(crop, crop_model)[1]
     if progress:
         progress(1, 4)
     whole = crop_targets if small else _targets(rgb, sampling, offset)
-    model = crop_model if small else _fit(whole)
-    ones = _fit(whole, filled=False)
-    if not np.array_equal(ones.quant, model.quant) and _ideal(rgb, ones) < _ideal(rgb, model):
-        model = ones  # unsettled steps of 1 code smaller than filled ones
+    quant, ones = _quant(whole), _quant(whole, filled=False)
+    model = crop_model if small else _fit(whole, quant)
+    if not np.array_equal(ones, quant):
+        other = _fit(whole, ones)
+        if _ideal(rgb, other) < _ideal(rgb, model):
+            model = other  # unsettled steps of 1 code smaller than filled ones
     if progress:
         progress(2, 4)
     divisor = _dividing_table(estimate_quant(whole.clean[0], 0, fill=False)[0])
     if divisor is not None:
-        other = _fit(whole, divisor)
+        other = _fit(whole, _quant(whole, divisor))
         if _ideal(rgb, other) < _ideal(rgb, model):
             model = other
     if progress:
