@@ -172,7 +172,7 @@ _TABLES = np.array([[standard_quant(quality, kind) for quality in QUALITIES] for
 
 
 def estimate_quant(
-    d: np.ndarray, kind: int, hint: int | None = None, frequencies: int = B * B, fill: bool = True
+    d: np.ndarray, kind: int, hint: int | None = None, frequencies: int = B * B
 ) -> tuple[np.ndarray, int | None]:
     """Each frequency's quantizer step, and the libjpeg quality whose table it is, if one is.
 
@@ -180,8 +180,7 @@ def estimate_quant(
     with few clearly nonzero ones below half a step (255 where all are near 0). Where libjpeg's
     table for some quality matches enough settled steps (or else the quality `hint`, the luma
     table's, does not contradict them), that table is taken: settled steps off it are noise.
-    Only the first `frequencies` in zigzag order are estimated (the rest left unsettled). Steps
-    still unsettled are `_filled` (unless not `fill`: then 0).
+    Only the first `frequencies` in zigzag order are estimated. Steps left unsettled are 0.
     """
     q = np.zeros((B, B), np.int64)
     for v, u in _UV[:frequencies]:
@@ -210,7 +209,7 @@ def estimate_quant(
         agree = (t % step == 0) | (np.abs(t - step) <= np.maximum(1, t // 16))  # noise finds divisors
         if np.count_nonzero(agree) >= HINT_SHARE * n:
             return standard_quant(hint, kind), hint
-    return (_filled(q) if fill else q), None
+    return q, None
 
 
 def _filled(q: np.ndarray) -> np.ndarray:
@@ -221,15 +220,16 @@ def _filled(q: np.ndarray) -> np.ndarray:
     return np.where(q == 0, np.maximum(below, 1), q)
 
 
-def _solve(target: np.ndarray, q: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Quantized coefficients whose islow IDCT gives the target blocks, or comes near them; samples
-    `free` (where the pixels were clipped) take whatever the coefficients give.
+def _solve(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Quantized coefficients whose islow IDCT gives the target blocks (whose float DCT is `dct`),
+    or comes near them; samples `free` (where the pixels were clipped) take whatever the
+    coefficients give.
 
     Each step moves a block's coefficients by its error's rounded DCT, or where that rounds to
     nothing (fine steps), its largest one by one step; each block keeps its best coefficients.
     """
     shape = target.shape
-    k = np.round(fdct(target - 128.0) / q).astype(np.int64).reshape(-1, B, B)
+    k = np.round(dct / q).astype(np.int64).reshape(-1, B, B)
     target, free = target.reshape(-1, B, B).copy(), free.reshape(-1, B, B)
     best, best_err = k.copy(), np.full(len(k), B * B + 1)
     fine = q.min() <= FINE_STEP  # coarser steps are met by rounding alone
@@ -289,13 +289,18 @@ def _clipped(unknown: np.ndarray, sampling: int, shapes: list[tuple[int, int, in
 
 class _Targets(NamedTuple):
     """What the pixels say of a JPEG under one sampling and offset: each plane's target blocks,
-    its free samples, and the coefficients of its clean blocks (for the quantizer steps)."""
+    their float DCT (unquantized coefficients) and its free samples."""
 
     targets: list[np.ndarray]
+    dct: list[np.ndarray]
     free: list[np.ndarray]
-    clean: list[np.ndarray]
     sampling: int
     offset: tuple[int, int]
+
+    @property
+    def clean(self) -> list[np.ndarray]:
+        """Each plane's coefficients (n, 8, 8) of its clean blocks, that estimate the steps."""
+        return [_clean(d, f) for d, f in zip(self.dct, self.free, strict=True)]
 
 
 def _targets(rgb: np.ndarray, sampling: int, offset: tuple[int, int]) -> _Targets:
@@ -318,32 +323,30 @@ def _targets(rgb: np.ndarray, sampling: int, offset: tuple[int, int]) -> _Target
     for p, (sh, sw, rows, cols) in zip(planes[1:], shapes[1:], strict=True):
         c = np.clip(np.round(_deconvolve(p, sampling, (sh, sw), ~unknown)), 0, 255).astype(np.int64)
         targets.append(to_blocks(c, rows, cols))
-    clean = [_clean(fdct(t - 128.0), f) for t, f in zip(targets, free, strict=True)]
-    return _Targets(targets, free, clean, sampling, offset)
+    return _Targets(targets, [fdct(t - 128.0) for t in targets], free, sampling, offset)
 
 
-def _quant(t: _Targets, luma: np.ndarray | None = None, filled: bool = True) -> np.ndarray:
-    """The quantizer tables (planes, 8, 8) of prepared targets: the luma one given or estimated,
-    the two chroma planes sharing one, as libjpeg's do. Unsettled steps are `_filled`, or 1
-    where not `filled` (the trials that choose a sampling and offset: filled steps blur the
-    difference between right and wrong ones)."""
-
-    def complete(q: np.ndarray) -> np.ndarray:
-        return _filled(q) if filled else np.maximum(q, 1)
-
+def _raw_quant(t: _Targets, luma: np.ndarray | None = None) -> np.ndarray:
+    """The quantizer tables (planes, 8, 8) of prepared targets, unsettled steps 0: the luma one
+    given or estimated, the two chroma planes sharing one, as libjpeg's do."""
     quality = None
     if luma is None:
-        luma, quality = estimate_quant(t.clean[0], 0, fill=False)
-        luma = complete(luma)
+        luma, quality = estimate_quant(t.clean[0], 0)
     quant = [luma]
     if len(t.targets) == 3:
-        quant += [complete(estimate_quant(np.concatenate(t.clean[1:]), 1, quality, fill=False)[0])] * 2
+        quant += [estimate_quant(np.concatenate(t.clean[1:]), 1, quality)[0]] * 2
     return np.stack(quant)
+
+
+def _complete(raw: np.ndarray, filled: bool = True) -> np.ndarray:
+    """Tables with their unsettled steps `_filled`, or 1 where not `filled` (the trials that
+    choose a sampling and offset: filled steps blur the difference between right and wrong ones)."""
+    return np.stack([_filled(q) for q in raw]) if filled else np.maximum(raw, 1)
 
 
 def _fit(t: _Targets, quant: np.ndarray) -> JpegModel:
     """The model of prepared targets under these tables: the coefficients that meet the targets."""
-    coefs = [_solve(g, q, f) for g, q, f in zip(t.targets, quant, t.free, strict=True)]
+    coefs = [_solve(g, d, q, f) for g, d, q, f in zip(t.targets, t.dct, quant, t.free, strict=True)]
     return JpegModel(t.sampling, quant, coefs, t.offset)
 
 
@@ -351,7 +354,7 @@ def fit(rgb: np.ndarray, sampling: int, luma: np.ndarray | None = None, offset: 
     """The JPEG behind an (H, W, C) image whose top left pixel lay at `offset` in it, for one
     chroma sampling (and the luma quantizer table, if given)."""
     t = _targets(rgb, sampling, offset)
-    return _fit(t, _quant(t, luma))
+    return _fit(t, _complete(_raw_quant(t, luma)))
 
 
 def _clean(d: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -383,7 +386,7 @@ def _luma_steps(crop: np.ndarray, frequencies: int) -> tuple[np.ndarray, int | N
     rows, cols = -(-crop.shape[0] // B), -(-crop.shape[1] // B)
     unknown = np.any((crop == 0) | (crop == 255), -1)
     free = _clipped(unknown, 0, [(*crop.shape[:2], rows, cols)])[0]
-    return estimate_quant(_clean(fdct(to_blocks(luma, rows, cols) - 128.0), free), 0, None, frequencies, False)
+    return estimate_quant(_clean(fdct(to_blocks(luma, rows, cols) - 128.0), free), 0, None, frequencies)
 
 
 def _shows_steps(crop: np.ndarray) -> bool:
@@ -415,18 +418,20 @@ def choose(
     for offset, s in tries:
         crop = rgb if small else central_crop(rgb, offset)
         t = _targets(crop, s, offset if small else (0, 0))
-        fits.append((crop, t, _fit(t, _quant(t, filled=False))))
-        bits.append(_ideal(crop, fits[-1][2]) / crop.size)
+        raw = _raw_quant(t)
+        fits.append((crop, t, raw, _fit(t, _complete(raw, filled=False))))
+        bits.append(_ideal(crop, fits[-1][3]) / crop.size)
     best = int(np.argmin(bits))
     offset, sampling = tries[best]
-    crop, crop_targets, crop_ones = fits[best]
-    crop_quant = _quant(crop_targets)
+    crop, crop_targets, crop_raw, crop_ones = fits[best]
+    crop_quant = _complete(crop_raw)
     crop_model = crop_ones if np.array_equal(crop_quant, crop_ones.quant) else _fit(crop_targets, crop_quant)
     crop_bits = encode(crop, crop_model)[1]
     if progress:
         progress(1, 4)
     whole = crop_targets if small else _targets(rgb, sampling, offset)
-    quant, ones = _quant(whole), _quant(whole, filled=False)
+    raw = crop_raw if small else _raw_quant(whole)
+    quant, ones = _complete(raw), _complete(raw, filled=False)
     model = crop_model if small else _fit(whole, quant)
     if not np.array_equal(ones, quant):
         other = _fit(whole, ones)
@@ -434,9 +439,9 @@ def choose(
             model = other  # unsettled steps of 1 code smaller than filled ones
     if progress:
         progress(2, 4)
-    divisor = _dividing_table(estimate_quant(whole.clean[0], 0, fill=False)[0])
+    divisor = _dividing_table(raw[0])
     if divisor is not None:
-        other = _fit(whole, _quant(whole, divisor))
+        other = _fit(whole, _complete(_raw_quant(whole, divisor)))
         if _ideal(rgb, other) < _ideal(rgb, model):
             model = other
     if progress:
