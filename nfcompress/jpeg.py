@@ -29,7 +29,7 @@ from nfcompress.libjpeg import (
     to_blocks,
     ycc_to_rgb,
 )
-from nfcompress.linear import _pop_ints, _push_ints, block_grid
+from nfcompress.linear import _bit_lengths, _pop_ints, _push_ints, block_grid
 
 LIMIT = 1 << 15  # every coefficient's magnitude is below this
 CATEGORIES = 16  # a value is coded as its bit length (a category) and then its lower bits raw
@@ -463,11 +463,6 @@ def _dividing_table(q: np.ndarray) -> np.ndarray | None:
     return tables[hits.index(max(hits))]
 
 
-def _bit_length(a: np.ndarray) -> np.ndarray:
-    """The bit length of |a| (0 for 0): frexp's exponent, exact for integers below 2**53."""
-    return np.frexp(np.abs(a).astype(np.float64))[1].astype(np.int64)
-
-
 def _raw(v: np.ndarray, cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The bits below a nonzero value's leading 1 and its sign, and their count's power of two."""
     nz = cats > 0
@@ -506,7 +501,7 @@ def _neighbour_sum(a: np.ndarray) -> np.ndarray:
 
 
 def _bucket(a: np.ndarray) -> np.ndarray:
-    return np.minimum(_bit_length(a), BUCKETS - 1)
+    return np.minimum(_bit_lengths(a), BUCKETS - 1)
 
 
 def _ac_context(k: np.ndarray, f: int, kind: int) -> np.ndarray:
@@ -553,7 +548,7 @@ class _Steps:
         """How often each category occurs in each context."""
         v = np.concatenate([v for v, _ in self.cats])
         c = np.concatenate([c for _, c in self.cats])
-        cats = _bit_length(v)
+        cats = _bit_lengths(v)
         if (cats >= CATEGORIES).any():
             raise ValueError("a value too wide for the JPEG model")
         return np.bincount(c * CATEGORIES + cats, minlength=CONTEXTS * CATEGORIES).reshape(CONTEXTS, CATEGORIES)
@@ -561,7 +556,7 @@ class _Steps:
     def ideal(self) -> float:
         """The ideal bits of every symbol under the counts' weights (side information aside)."""
         counts = self.counts()
-        cats = np.concatenate([_bit_length(v) for v, _ in self.cats])
+        cats = np.concatenate([_bit_lengths(v) for v, _ in self.cats])
         rows = np.concatenate([c for _, c in self.cats])
         weights = _weights(counts)
         return float(np.sum(PRECISION - np.log2(weights[rows, cats])) + cats.sum())
@@ -570,7 +565,7 @@ class _Steps:
         """Push every step in reverse; the ideal bits."""
         bits = 0.0
         for v, c in reversed(self.cats):
-            cats = _bit_length(v)
+            cats = _bit_lengths(v)
             raw, size = _raw(v, cats)
             if len(raw):
                 coder.encode_reverse(raw, _UNIFORM, size)
@@ -611,7 +606,7 @@ def _loudness(residual: np.ndarray) -> np.ndarray:
     h, w, c = residual.shape
     rows, cols = -(-h // B), -(-w // B)
     r = np.pad(np.abs(residual).max(-1), ((0, rows * B - h), (0, cols * B - w)))
-    return _bit_length(r.reshape(rows, B, cols, B).max(axis=(1, 3)))
+    return _bit_lengths(r.reshape(rows, B, cols, B).max(axis=(1, 3)))
 
 
 def _in_blocks(bad: np.ndarray, h: int, w: int) -> np.ndarray:

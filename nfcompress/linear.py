@@ -760,7 +760,8 @@ def _length_weights(m: int) -> np.ndarray:
 
 
 def _bit_lengths(u: np.ndarray) -> np.ndarray:
-    return np.array([int(v).bit_length() for v in u], np.int64)
+    """The bit length of each |u| (0 for 0): frexp's exponent, exact for integers below 2**53."""
+    return np.frexp(np.abs(np.asarray(u)).astype(np.float64))[1].astype(np.int64)
 
 
 def _int_bits(u: np.ndarray) -> tuple[int, float]:
