@@ -33,7 +33,8 @@ class CodecFigures:
     decode_s: float = 0.0
     failures: list[str] = field(default_factory=list)
     linear: int = 0  # nfcompress's files coded by the per-image linear model
-    jpeg: int = 0  # and by the JPEG-history model (the rest: the flow)
+    jpeg: int = 0  # and by the JPEG-history model
+    causal: int = 0  # and by the causal model (the rest: the flow)
 
     @property
     def bpsp(self) -> float:
@@ -124,6 +125,7 @@ def bench_folder(
             f = figs[n]
             f.linear += coder == "linear"
             f.jpeg += coder == "jpeg"
+            f.causal += coder == "causal"
             f.images += 1
             f.subpixels += sub
             f.bytes += size

@@ -110,10 +110,10 @@ effort_option = click.option(
 
 coder_option = click.option(
     "--coder",
-    type=click.Choice(["auto", "flow", "linear"]),  # nfcompress.codec.CODERS (torch stays unimported here)
+    type=click.Choice(["auto", "flow", "linear", "causal"]),  # nfcompress.codec.CODERS (torch stays unimported here)
     default="auto",
     show_default=True,
-    help="What codes each image: the smaller file of the flow and the per-image linear model (auto), or one.",
+    help="What codes each image: the smallest file of the flow, the linear and the causal model (auto), or one.",
 )
 
 measure_coder_option = click.option(
@@ -295,7 +295,7 @@ def info(inputs, as_json) -> None:
             "height": h.height,
             "mode": h.mode,
             "bit_depth": h.bit_depth,
-            "coder": "jpeg" if h.jpeg else h.coder,
+            "coder": "jpeg" if h.jpeg else "causal" if h.causal else h.coder,
             "model": None if h.coder == "linear" else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,

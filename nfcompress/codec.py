@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nfcompress import jpeg, linear
+from nfcompress import causal, jpeg, linear
 from nfcompress.coding import Decoder, Encoder, plan_buckets, pop_latents, push_latents
 from nfcompress.container import MAX_PIXELS, MODES, SHIPPED_MODELS, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
@@ -23,7 +23,7 @@ from nfcompress.weights import DEFAULT_MODEL, load_model, model_of, portable_has
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
 # Which model codes an image: the smaller file of the two (auto), or one of them.
-CODERS = ("auto", "flow", "linear")
+CODERS = ("auto", "flow", "linear", "causal")
 # At effort 1, an image of SAMPLE_FROM full tiles or more goes through the flow only if its ideal
 # bits on SAMPLE_TILES of them, spread over the image, are under SAMPLE_MARGIN times the linear
 # model's there: on large photos the flow rarely wins, and trying costs more than the linear model.
@@ -316,6 +316,8 @@ class Codec:
         one = progress if len(images) == 1 else None  # the linear model reports on a lone image
         if coder == "linear":
             return [_encode_linear(image, one)[0] for image in images]
+        if coder == "causal":
+            return [_encode_causal(image, strict=True) for image in images]
         if self._misnamed:
             # Its files would leave the name out and point decoders at the shipped model.
             raise NfcError(
@@ -343,6 +345,7 @@ class Codec:
         out = []
         for i, ln in enumerate(lin):
             options = ([flow[i]] if i in flow else []) + ([ln[0]] if ln else [])
+            options += [r for r in [_encode_causal(images[i])] if r is not None]
             out.append(min(options, key=lambda r: len(r.data)))  # the flow's on a tie
         return out
 
@@ -725,6 +728,35 @@ def _encode_linear(
     return result, pixel_bits
 
 
+def _encode_causal(image: np.ndarray, strict: bool = False) -> EncodeResult | None:
+    """An image coded by the causal model (nfcompress.causal), or None where it does not apply
+    (grey images, images over causal.MAX_PIXELS); with `strict` an error says why instead."""
+    pixels, mode = _as_pixels(image)
+    if mode in ("L", "LA") or pixels.shape[0] * pixels.shape[1] > causal.MAX_PIXELS:
+        if strict:
+            raise NfcError(f"the causal coder codes colour images of at most {causal.MAX_PIXELS} pixels")
+        return None
+    data, ideal = causal.encode(pixels[..., :3])
+    alpha_data = b""
+    if mode == "RGBA":
+        alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)
+        ideal += 8 * len(alpha_data)
+    header = Header(
+        model_name="",
+        model_hash=b"",
+        width=pixels.shape[1],
+        height=pixels.shape[0],
+        mode=mode,
+        tile=0,
+        batch=0,
+        pixel_crc=zlib.crc32(pixels.tobytes()),
+        device="any",
+        coder="linear",
+        causal=True,
+    )
+    return EncodeResult(pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="causal")
+
+
 def _linear_bits(colour: np.ndarray) -> float:
     """The linear model's ideal bits for an image, its side information included."""
     _, pixel_bits, side = linear.encode(colour)
@@ -740,6 +772,8 @@ def decode_linear(
     try:
         if header.jpeg:
             colour = jpeg.decode(chunk, header.height, header.width, channels, progress)
+        elif header.causal:
+            colour = causal.decode(chunk, header.height, header.width)
         else:
             scheme = {6: 1, 7: 2}.get(header.version, linear.SCHEME)
             colour = linear.decode(chunk, header.height, header.width, channels, progress, scheme)

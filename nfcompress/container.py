@@ -4,8 +4,9 @@ See docs/format.md. Parsing is strict: every field is range-checked and the head
 own checksum, so damage is reported before any large allocation or any decoding work. Version 5
 files leave out the name of a shipped model, which their model hash identifies; from version 6
 a file may instead be coded by the per-image linear model (nfcompress.linear), with no model
-and one chunk. Versions 7 and 8 (written now) have the layout of version 6; their linear
-payloads are of the linear model's second and third schemes. Versions 1 to 7 still read.
+and one chunk. Versions 7 to 10 have the layout of version 6; their linear payloads are of the
+linear model's second and third schemes, version 9 adds the JPEG-history model's payloads and
+version 10 (written now) the causal model's. Every earlier version still reads.
 """
 
 __all__ = [
@@ -29,8 +30,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 9
-VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+VERSION = 10
+VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -50,7 +51,8 @@ MAX_NAME = 64
 ONE_TILE_SIDE = 256
 # Flags from version 3; bits 0-1 are the device kind and bits 4-5 the mode.
 _ALPHA, _ONE_TILE, _NAMED, _ORIENTED = 0x04, 0x08, 0x40, 0x80
-_JPEG = _ONE_TILE  # in a linear file (version 9): the JPEG-history model coded the pixels
+_JPEG = _ONE_TILE  # in a linear file (from version 9): the JPEG-history model coded the pixels
+_CAUSAL = _ORIENTED  # in a linear file (from version 10): the causal model coded them
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Header:
     one_tile: bool = False
     coder: str = "flow"  # or "linear": a per-image model coded the pixels
     jpeg: bool = False  # in a linear file: that model is the JPEG-history one (nfcompress.jpeg)
+    causal: bool = False  # in a linear file: that model is the causal one (nfcompress.causal)
 
     @property
     def channels(self) -> int:
@@ -122,7 +125,7 @@ class _Reader:
 
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
-    """Header, chunk table and payload as one (version 9) .nfc file."""
+    """Header, chunk table and payload as one .nfc file of the current version."""
     if h.coder == "linear":
         return _pack_linear(h, chunks, alpha)
     # "" (as unpack gives an unnamed file) or a shipped name: unnamed, known by the hash.
@@ -152,7 +155,8 @@ def _pack_linear(h: Header, chunks: list[bytes], alpha: bytes) -> bytes:
     """A file of the linear model: no model fields, no tiling, one chunk."""
     if len(chunks) != 1 or h.version != VERSION:
         raise ValueError(f"a linear file has one chunk and is version {VERSION}")
-    flags = _LINEAR | (_ALPHA if alpha else 0) | (_JPEG if h.jpeg else 0) | MODES.index(h.mode) << 4
+    flags = _LINEAR | (_ALPHA if alpha else 0) | (_JPEG if h.jpeg else 0) | (_CAUSAL if h.causal else 0)
+    flags |= MODES.index(h.mode) << 4
     head = bytearray(MAGIC) + bytes([VERSION, flags]) + _varint(h.width) + _varint(h.height)
     head += _varint(len(chunks[0])) + (_varint(len(alpha)) if alpha else b"")
     head += struct.pack("<I", h.pixel_crc)
@@ -166,7 +170,12 @@ def _flags(r: _Reader, version: int) -> dict:
         (flags,) = r.take(1, "header")
         if flags & 0x03 >= (len(DEVICES) + 1 if version >= 6 else len(DEVICES) if version >= 4 else 2):
             raise FormatError("corrupted .nfc header (unknown flags)")
-        if flags & 0x03 == _LINEAR and flags & (_NAMED | _ORIENTED | (_ONE_TILE if version < 9 else 0)):
+        if flags & 0x03 == _LINEAR and (
+            flags & (_NAMED | (_ORIENTED if version < 10 else 0) | (_ONE_TILE if version < 9 else 0))
+            or flags & (_JPEG | _CAUSAL) == _JPEG | _CAUSAL
+            or flags & _CAUSAL
+            and (flags >> 4) & 0x03 < 2
+        ):
             raise FormatError("corrupted .nfc header (flags a linear file cannot have)")
         name_len = r.take(1, "header")[0] if flags & _NAMED else 0
         if flags & _NAMED and not 0 < name_len <= MAX_NAME:
@@ -194,7 +203,7 @@ def _flags(r: _Reader, version: int) -> dict:
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
-    """Parse and check a .nfc file (version 1 to 9); returns the header, the chunks and the alpha payload."""
+    """Parse and check a .nfc file (any version); returns the header, the chunks and the alpha payload."""
     r = _Reader(data)
     if r.take(len(MAGIC), "magic bytes") != MAGIC:
         raise FormatError("not an .nfc file (wrong magic bytes)")
@@ -266,10 +275,11 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         device="any" if linear else DEVICES[f["device"]],
         chunk_sizes=sizes,
         alpha_size=alpha_size,
-        oriented=f["oriented"],
+        oriented=f["oriented"] and not linear,
         version=version,
         one_tile=f["one_tile"] and not linear,
         coder="linear" if linear else "flow",
         jpeg=f["one_tile"] and linear,
+        causal=f["oriented"] and linear,
     )
     return h, chunks, alpha

@@ -1,0 +1,316 @@
+"""The learned causal model: each sub-pixel's distribution from a small network over its decoded
+neighbours, trained on thumbnails of photos.
+
+A flow sees the whole image at once and pays for it in how sharply it can predict; a per-image
+linear model pays for its weights. On small images a network that reads the decoded pixels
+around each sub-pixel, trained once on many photos, codes smaller than both.
+
+Planes code in the order green, red, blue; within a plane, wavefronts t = 2i + j (row i,
+column j) in increasing t, as in nfcompress.linear. A sub-pixel reads its own plane's causal
+neighbours (`CAUSAL`) and the 3x3 window of each plane coded before it, as integers relative to
+a median prediction (`base`). The network is integer arithmetic throughout: weights are
+integers, every sum is formed in float64 from integers below 2**53, so any order of summation
+gives the same integers, and the distribution is a mixture of the linear model's exact
+discretized logistics, weighted by `det_exp` of the network's logits. Files decode alike on
+every machine.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CAUSAL",
+    "WINDOW",
+    "MAX_PIXELS",
+    "PlaneWeights",
+    "feature_count",
+    "features",
+    "planes_of",
+    "pad_planes",
+    "canvas",
+    "quantize",
+    "load",
+    "encode",
+    "decode",
+]
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import constriction
+import numpy as np
+from safetensors.numpy import load_file
+
+from nfcompress import linear
+from nfcompress.coding.tables import PRECISION, det_exp
+from nfcompress.errors import FormatError, NfcError
+
+# Causal neighbours (rows up, columns left) of the plane being coded; 2 * up + left >= 1, so every
+# one lies on an earlier wavefront.
+CAUSAL = (
+    (0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (1, 2), (2, 1), (2, -1), (2, 2), (2, -2),
+    (0, 3), (3, 0), (3, 1), (3, -1), (1, 3), (2, 3), (3, 2), (3, -2),
+)  # fmt: skip
+# The window read in each earlier plane (rows down, columns right of the pixel), the pixel itself apart.
+WINDOW = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
+PAD = 3  # canvas padding on every side
+OUTSIDE = 128  # green's value outside the image; red and blue read green's there
+EDGE_FLAG = 16  # the value of an edge flag (`EDGES`) that holds
+# Edge flags: first row, first column, second row, second column, last column, the one before.
+EDGES = 6
+ORDER = (1, 0, 2)  # planes are coded green, red, blue
+# Where west, north and north-west stand in an earlier plane's window (the pixel first, then WINDOW).
+_WEST_NORTH = [1 + WINDOW.index(c) for c in ((0, -1), (-1, 0), (-1, -1))]
+
+
+def feature_count(k: int) -> int:
+    """How many integer features plane k (0 green, 1 red, 2 blue) reads."""
+    return len(CAUSAL) + k * (len(WINDOW) + 3) + 1 + EDGES
+
+
+def planes_of(rgb: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 image as int64 planes (3, H, W) in coding order."""
+    return np.ascontiguousarray(rgb[..., list(ORDER)].transpose(2, 0, 1)).astype(np.int64)
+
+
+def pad_planes(planes: np.ndarray) -> np.ndarray:
+    """Planes (n, H, W) with PAD cells on every side copied from the nearest pixel."""
+    return np.pad(planes, ((0, 0), (PAD, PAD), (PAD, PAD)), mode="edge")
+
+
+def canvas(planes: np.ndarray, k: int, known: np.ndarray | None = None) -> np.ndarray:
+    """Plane k's padded canvas (H + 2 PAD, W + 2 PAD): its pixels (or `known`'s, where the decoder
+    fills them in), and outside the image OUTSIDE for green and green's padded value for red and blue."""
+    h, w = planes.shape[1:]
+    if k == 0:
+        out = np.full((h + 2 * PAD, w + 2 * PAD), OUTSIDE, np.int64)
+    else:
+        out = pad_planes(planes[:1])[0].copy()
+    out[PAD : PAD + h, PAD : PAD + w] = planes[k] if known is None else known
+    return out
+
+
+def features(
+    cv: np.ndarray, earlier: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, w: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integer features (n, feature_count(k)) and median predictions (n,) of plane k's sub-pixels
+    at rows i, columns j, from its canvas `cv` (only causal cells are read) and the padded earlier
+    planes `earlier` (k, H + 2 PAD, W + 2 PAD)."""
+    cw = cv.shape[1]
+    at = ((i + PAD) * cw + j + PAD)[:, None]
+    own = cv.ravel()[at - _offsets(CAUSAL, cw)]  # CAUSAL starts with west, north, north-west
+    wins = [earlier[p].ravel()[at + _offsets(((0, 0), *WINDOW), cw)] for p in range(k)]
+    near = own[:, :3]
+    if k:
+        ref = wins[0]  # green at the pixel, then at WINDOW: (0, -1) is west, (-1, 0) north, (-1, -1) north-west
+        near = near - ref[:, _WEST_NORTH]
+    dw, dn, dnw = near[:, 0], near[:, 1], near[:, 2]
+    base = np.maximum(np.minimum(dw, dn), np.minimum(np.maximum(dw, dn), dw + dn - dnw))
+    if k:
+        base = base + wins[0][:, 0]
+    cols = [own - base[:, None]]
+    for win in wins:
+        centre = win[:, :1]
+        cols += [centre - base[:, None], win[:, 1:] - centre, win[:, _WEST_NORTH[:2]] - own[:, :2]]
+    flags = np.stack([i == 0, j == 0, i == 1, j == 1, j == w - 1, j == w - 2], 1) * EDGE_FLAG
+    cols += [(base - 128)[:, None], flags]
+    return np.concatenate(cols, 1), base
+
+
+@functools.cache
+def _offsets(cells: tuple[tuple[int, int], ...], row: int) -> np.ndarray:
+    """Flat offsets of cells (rows, columns) on a canvas whose rows are `row` apart."""
+    return np.array([a * row + b for a, b in cells], np.int64)
+
+
+# The integer network's fixed point: inputs are grey levels; the first layer's weights count in
+# 2**-16 (its float weights over 16, as the float network reads features in units of 16), the
+# others' in 2**-12; hidden activations in 2**-8, outputs in 2**-20.
+FIRST_BITS, WEIGHT_BITS, ACT_BITS, OUT_BITS = 16, 12, 8, 20
+MIX_BITS = 12  # mixture weights are integers summing to 2**MIX_BITS
+LOG_SCALE_MIN, LOG_SCALE_STEPS = -4.0, 16  # a component's scale code q: its log scale is -4 + q / 16
+MEAN_SCALE = 16  # a component's mean is the median prediction plus 16 times its output
+EXACT_LIMIT = 2.0**52  # every integer the network forms stays under this, so float64 holds it exactly
+FEATURE_LIMIT = 1024  # no feature's magnitude reaches this (`features`: at most 510, or 383)
+
+
+@dataclass(frozen=True)
+class PlaneWeights:
+    """One plane's integer network (float64 arrays holding integers)."""
+
+    first: np.ndarray  # (features, hidden)
+    first_bias: np.ndarray  # (hidden,)
+    second: np.ndarray  # (hidden, hidden)
+    second_bias: np.ndarray
+    out: np.ndarray  # (hidden, 3 K): K means, K log scales, K logits
+    out_bias: np.ndarray
+
+    @property
+    def mixtures(self) -> int:
+        return self.out.shape[1] // 3
+
+    def outputs(self, f: np.ndarray) -> np.ndarray:
+        """Integer outputs (n, 3 K), in 2**-OUT_BITS, of integer features (n, features)."""
+        h = np.maximum(
+            np.floor((f.astype(np.float64) @ self.first + self.first_bias) / 2.0 ** (FIRST_BITS - ACT_BITS)), 0
+        )
+        h = np.maximum(np.floor((h @ self.second + self.second_bias) / 2.0**WEIGHT_BITS), 0) + h
+        return h @ self.out + self.out_bias
+
+    def bound(self) -> float:
+        """The largest magnitude any sum of the network can reach, for features under FEATURE_LIMIT."""
+        s1 = FEATURE_LIMIT * np.abs(self.first).sum(0) + np.abs(self.first_bias)
+        h1 = np.floor(s1 / 2.0 ** (FIRST_BITS - ACT_BITS))
+        s2 = np.abs(self.second).T @ h1 + np.abs(self.second_bias)
+        h2 = np.floor(s2 / 2.0**WEIGHT_BITS) + h1
+        s3 = np.abs(self.out).T @ h2 + np.abs(self.out_bias)
+        return float(max(s1.max(), s2.max(), s3.max()))
+
+
+def quantize(state: dict[str, np.ndarray], k: int) -> PlaneWeights:
+    """Plane k's integer network from the float network's state (nfcompress.causal_train names)."""
+
+    def w(name: str) -> np.ndarray:
+        return np.asarray(state[f"planes.{k}.{name}"], np.float64)
+
+    act = 2.0**ACT_BITS
+    return PlaneWeights(
+        first=np.round(w("first.weight").T / EDGE_FLAG * 2.0**FIRST_BITS),
+        first_bias=np.round(w("first.bias") * act * 2.0 ** (FIRST_BITS - ACT_BITS)),
+        second=np.round(w("second.weight").T * 2.0**WEIGHT_BITS),
+        second_bias=np.round(w("second.bias") * act * 2.0**WEIGHT_BITS),
+        out=np.round(w("out.weight").T * 2.0 ** (OUT_BITS - ACT_BITS)),
+        out_bias=np.round(w("out.bias") * 2.0**OUT_BITS),
+    )
+
+
+MODEL = "nfc-causal"  # the shipped weights (models/nfc-causal.safetensors) every causal file decodes with
+# The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
+# decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
+MAX_PIXELS = 128 * 128
+SEGMENT = 4096  # sub-pixels whose distributions are built at once when encoding
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+_ROW_TOTAL = (1 << PRECISION) - 256  # every row of weights sums to this (the coder adds 1 to each)
+
+
+@functools.cache
+def _tables() -> linear._Tables:
+    """The linear model's discretized logistics for every scale code 0..255."""
+    return linear._Tables(np.arange(256))
+
+
+def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Integer weights (n, 256) of the values 0..255 under the mixture the outputs o (n, 3 K) give
+    around the median predictions `base`: each component one of the linear model's tables."""
+    k = o.shape[1] // 3
+    n = len(o)
+    frac = linear.FRAC_BITS
+    p = base[:, None] * (1 << frac) + np.floor(o[:, :k] * (MEAN_SCALE * 2.0 ** (frac - OUT_BITS)))
+    p = np.clip(p, 0, (256 << frac) - 1).astype(np.int64)
+    half = 2.0 ** (OUT_BITS - 1) / LOG_SCALE_STEPS
+    q = np.floor((o[:, k : 2 * k] - LOG_SCALE_MIN * 2.0**OUT_BITS + half) / (2.0**OUT_BITS / LOG_SCALE_STEPS))
+    q = np.clip(q, 0, 255).astype(np.int64)
+    logits = o[:, 2 * k :] / 2.0**OUT_BITS
+    e = det_exp(logits - logits.max(1, keepdims=True))
+    mix = np.floor(e / e.sum(1, keepdims=True) * 2.0**MIX_BITS)
+    top = np.argmax(mix, 1)
+    mix[np.arange(n), top] += 2.0**MIX_BITS - mix.sum(1)
+    tables = _tables()
+    total = mix[:, :1] * tables.rows(p[:, 0], q[:, 0])
+    for c in range(1, k):
+        total += mix[:, c : c + 1] * tables.rows(p[:, c], q[:, c])
+    rows = np.floor(total / 2.0**MIX_BITS)
+    rows[np.arange(n), np.argmax(rows, 1)] += _ROW_TOTAL - rows.sum(1)
+    return rows
+
+
+def load(path: Path | None = None) -> list[PlaneWeights]:
+    """The integer networks of green, red and blue (the shipped ones by default)."""
+    if path is None:
+        from nfcompress.weights import shipped_dir
+
+        path = shipped_dir() / f"{MODEL}.safetensors"
+    return _load(str(path))
+
+
+_FIELDS = ("first", "first_bias", "second", "second_bias", "out", "out_bias")
+
+
+@functools.cache
+def _load(path: str) -> list[PlaneWeights]:
+    try:
+        t = load_file(path)
+    except (OSError, ValueError) as e:
+        raise NfcError(f"cannot read the causal model {path}: {e}") from None
+    try:
+        planes = [PlaneWeights(**{f: t[f"planes.{k}.{f}"].astype(np.float64) for f in _FIELDS}) for k in range(3)]
+    except KeyError as e:
+        raise NfcError(f"the causal model {path} lacks {e}") from None
+    if any(pw.bound() >= EXACT_LIMIT for pw in planes):
+        raise NfcError(f"the causal model {path} has weights too large for exact arithmetic")
+    return planes
+
+
+def save(planes: list[PlaneWeights], path: Path) -> None:
+    """Integer weights as safetensors (int32)."""
+    from safetensors.numpy import save_file
+
+    out = {}
+    for k, pw in enumerate(planes):
+        for f in _FIELDS:
+            a = getattr(pw, f)
+            if np.abs(a).max() >= 2**31:
+                raise ValueError(f"plane {k} {f}: a weight too large for int32")
+            out[f"planes.{k}.{f}"] = np.ascontiguousarray(a.astype(np.int32))
+    save_file(out, str(path))
+
+
+def _order(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of every pixel in decoding order (wavefronts t = 2i + j)."""
+    steps = list(linear._steps(h, w))
+    return np.concatenate([i for i, _ in steps]), np.concatenate([j for _, j in steps])
+
+
+def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[bytes, float]:
+    """An (H, W, 3) uint8 image as one ANS stream, and its ideal bits."""
+    planes = load() if planes is None else planes
+    x = planes_of(rgb)
+    h, w = x.shape[1:]
+    i, j = _order(h, w)
+    earlier = pad_planes(x)
+    coder = constriction.stream.stack.AnsCoder()
+    ideal = 0.0
+    for k in reversed(range(3)):
+        f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
+        sym = x[k][i, j].astype(np.int32)
+        for s in reversed(range(0, len(i), SEGMENT)):
+            part = slice(s, s + SEGMENT)
+            rows = _rows(planes[k].outputs(f[part]), base[part])
+            coder.encode_reverse(sym[part], _CATEGORICAL, rows)
+            ideal += float(np.sum(PRECISION - np.log2(rows[np.arange(len(rows)), sym[part]] + 1)))
+    return coder.get_compressed().astype("<u4").tobytes(), ideal
+
+
+def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | None = None) -> np.ndarray:
+    """The (H, W, 3) uint8 image from a stream made by `encode`."""
+    planes = load() if planes is None else planes
+    if height * width > MAX_PIXELS:
+        raise FormatError(f"corrupted .nfc file: a causal file holds at most {MAX_PIXELS} pixels, not {width}x{height}")
+    if len(data) % 4:
+        raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+    except ValueError as e:
+        raise FormatError(f"corrupted payload: {e}") from None
+    x = np.zeros((3, height, width), np.int64)
+    steps = list(linear._steps(height, width))
+    for k in range(3):
+        earlier = pad_planes(x[:k])
+        cv = canvas(x, k)
+        for i, j in steps:
+            f, base = features(cv, earlier, k, i, j, width)
+            cv[i + PAD, j + PAD] = coder.decode(_CATEGORICAL, _rows(planes[k].outputs(f), base))
+        x[k] = cv[PAD : PAD + height, PAD : PAD + width]
+    if not coder.is_empty():
+        raise FormatError("corrupted payload: data left after the last pixel")
+    return np.ascontiguousarray(x.transpose(1, 2, 0)[..., np.argsort(ORDER)].astype(np.uint8))

@@ -1,0 +1,151 @@
+"""The causal model's float network for training: the same layers as nfcompress.causal's integer
+one, and its loss, the bits of a batch of images under a discretized logistic mixture."""
+
+__all__ = ["CausalNet", "batch_loss", "settings_of", "image_features", "export"]
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nfcompress.causal import (
+    CAUSAL,
+    EDGE_FLAG,
+    EXACT_LIMIT,
+    MODEL,
+    canvas,
+    encode,
+    feature_count,
+    features,
+    pad_planes,
+    planes_of,
+    quantize,
+    save,
+)
+from nfcompress.data import eval_sets, list_images
+from nfcompress.weights import sha256_file
+
+INPUT_SCALE = 1.0 / EDGE_FLAG  # features enter the float network in units of 16 grey levels
+MEAN_SCALE = 16.0  # a component's mean is the median prediction plus 16 times its output
+LOG_SCALE_RANGE = (-4.0, 11.0)
+
+
+class PlaneNet(nn.Module):
+    """One plane's network: a hidden layer, a residual hidden layer, then per mixture component
+    a mean, a log scale and a logit."""
+
+    def __init__(self, inputs: int, hidden: int, mixtures: int) -> None:
+        super().__init__()
+        self.first = nn.Linear(inputs, hidden)
+        self.second = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, 3 * mixtures)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """Features (n, inputs), in grey levels, -> outputs (n, 3 K)."""
+        h = F.relu(self.first(f * INPUT_SCALE))
+        h = F.relu(self.second(h)) + h
+        return self.out(h)
+
+
+class CausalNet(nn.Module):
+    """The three planes' networks (green, red, blue)."""
+
+    def __init__(self, hidden: int = 128, mixtures: int = 3) -> None:
+        super().__init__()
+        self.hidden, self.mixtures = hidden, mixtures
+        self.planes = nn.ModuleList(PlaneNet(feature_count(k), hidden, mixtures) for k in range(3))
+
+
+def settings_of(net: CausalNet) -> dict:
+    """The architecture, as the card records it."""
+    return {"hidden": net.hidden, "mixtures": net.mixtures}
+
+
+def image_features(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per plane (features, medians, targets) of every sub-pixel of an (H, W, 3) uint8 image."""
+    planes = planes_of(rgb)
+    h, w = planes.shape[1:]
+    i, j = (a.ravel() for a in np.mgrid[0:h, 0:w])
+    earlier = pad_planes(planes)
+    out = []
+    for k in range(3):
+        f, base = features(canvas(planes, k), earlier[:k], k, i, j, w)
+        out.append((f, base, planes[k].ravel()))
+    return out
+
+
+def mixture_bits(o: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log2 P(x) per sub-pixel under the discretized logistic mixture the outputs o (n, 3 K) give."""
+    k = o.shape[1] // 3
+    mean = base[:, None] + MEAN_SCALE * o[:, :k]
+    log_scale = o[:, k : 2 * k].clamp(*LOG_SCALE_RANGE)
+    log_w = F.log_softmax(o[:, 2 * k :], -1)
+    inv = torch.exp(-log_scale)
+    t = x[:, None]
+    up = torch.where(t >= 255, torch.full_like(mean, 1e9), (t + 0.5 - mean) * inv)
+    lo = torch.where(t <= 0, torch.full_like(mean, -1e9), (t - 0.5 - mean) * inv)
+    # log(sigmoid(up) - sigmoid(lo)), stable where both are near 1
+    mass = torch.sigmoid(up) - torch.sigmoid(lo)
+    log_p = torch.log(mass.clamp_min(1e-12))
+    return -torch.logsumexp(log_p + log_w, -1) / math.log(2)
+
+
+def batch_loss(net: CausalNet, images: np.ndarray) -> torch.Tensor:
+    """Mean bits per sub-pixel of a batch (n, H, W, 3) uint8."""
+    per = [image_features(im) for im in images]
+    total = 0.0
+    for k, plane in enumerate(net.planes):
+        f = torch.from_numpy(np.concatenate([p[k][0] for p in per])).float()
+        base = torch.from_numpy(np.concatenate([p[k][1] for p in per])).float()
+        x = torch.from_numpy(np.concatenate([p[k][2] for p in per])).float()
+        total = total + mixture_bits(plane(f), base, x).sum()
+    return total / images.size
+
+
+def export(checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | None = None, name: str = MODEL) -> dict:
+    """A float checkpoint (scripts/train_causal.py) as shipped integer weights and their card,
+    which records the exact model's bits per sub-pixel (ideal, and of its payloads) on the fixed
+    validation thumbnails of `val_dir` and of the held-out photos."""
+    ck = torch.load(checkpoint, weights_only=True)
+    state = {k: v.numpy() for k, v in ck["state"].items()}
+    planes = [quantize(state, k) for k in range(3)]
+    bound = max(p.bound() for p in planes)
+    if bound >= EXACT_LIMIT:
+        raise ValueError(f"weights too large for exact arithmetic ({bound:.3g})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.safetensors"
+    save(planes, weights)
+    metrics = {}
+    for label, paths in (("val", list_images([val_dir])), ("heldout", heldout or [])):
+        if not paths:
+            continue
+        sets = eval_sets(paths, per_photo=8 if label == "val" else 4)
+        for kind in ("thumb32", "thumb64"):
+            images = sets[kind].transpose(0, 2, 3, 1)
+            ideal = payload = 0.0
+            for im in images:
+                data, bits = encode(np.ascontiguousarray(im), planes)
+                ideal, payload = ideal + bits, payload + 8 * len(data)
+            metrics[f"{label}_{kind}"] = {
+                "images": len(images),
+                "ideal_bpsp": round(ideal / images.size, 4),
+                "payload_bpsp": round(payload / images.size, 4),
+            }
+    card = {
+        "name": name,
+        "config": {
+            **ck["settings"],
+            "features": [feature_count(k) for k in range(3)],
+            "causal_neighbours": len(CAUSAL),
+        },
+        "sha256": sha256_file(weights),
+        "training": ck["training"],
+        "metrics": metrics,
+        "largest_sum": bound,
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
