@@ -66,7 +66,7 @@ def test_wrong_magic_and_version():
     with pytest.raises(FormatError, match="magic"):
         unpack(b"PNG" + data[3:])
     with pytest.raises(FormatError, match="version"):
-        unpack(data[:3] + b"\x0a" + data[4:])
+        unpack(data[:3] + bytes([VERSION + 1]) + data[4:])
 
 
 def test_huge_declared_size_is_refused_before_allocating():

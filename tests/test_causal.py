@@ -1,0 +1,160 @@
+"""The causal model: features read only decoded cells, the integer network is exact, files round-trip."""
+
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from nfcompress import causal, decode
+from nfcompress.codec import Codec
+from nfcompress.container import Header, pack, unpack
+from nfcompress.errors import FormatError, NfcError
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+THUMB = EXAMPLES / "nature-thumb-64x48.png"
+
+
+
+def _tiny(seed: int, hidden: int = 8, mixtures: int = 2) -> list[causal.PlaneWeights]:
+    """Random small integer networks: any weights must code and decode exactly."""
+    rng = np.random.default_rng(seed)
+
+    def ints(scale: int, *shape: int) -> np.ndarray:
+        return rng.integers(-scale, scale + 1, shape).astype(np.float64)
+
+    return [
+        causal.PlaneWeights(
+            first=ints(3000, causal.feature_count(k), hidden),
+            first_bias=ints(1 << 16, hidden),
+            second=ints(2000, hidden, hidden),
+            second_bias=ints(1 << 20, hidden),
+            out=ints(3000, hidden, 3 * mixtures),
+            out_bias=ints(1 << 21, 3 * mixtures),
+        )
+        for k in range(3)
+    ]
+
+
+def _photo(h: int, w: int) -> np.ndarray:
+    return np.asarray(Image.open(EXAMPLES / "pizza-128.png").convert("RGB"))[:h, :w].copy()
+
+
+def test_features_read_no_cell_the_decoder_has_not_decoded():
+    rng = np.random.default_rng(3)
+    x = causal.planes_of(rng.integers(0, 256, (9, 11, 3)).astype(np.uint8))
+    h, w = x.shape[1:]
+    t = 2 * np.arange(h)[:, None] + np.arange(w)[None, :]  # each pixel's wavefront
+    for k in range(3):
+        for i, j in [(0, 0), (0, 5), (4, 0), (4, 10), (8, 3)]:
+            f, base = causal.features(causal.canvas(x, k), causal.pad_planes(x[:k]), k, np.array([i]), np.array([j]), w)
+            later = x.copy()
+            later[k][t >= t[i, j]] = rng.integers(0, 256, int((t >= t[i, j]).sum()))
+            later[k + 1 :] = rng.integers(0, 256, later[k + 1 :].shape)
+            f2, base2 = causal.features(
+                causal.canvas(later, k), causal.pad_planes(later[:k]), k, np.array([i]), np.array([j]), w
+            )
+            assert np.array_equal(f, f2) and np.array_equal(base, base2)
+            assert f.shape == (1, causal.feature_count(k))
+
+
+def test_the_integer_network_gives_the_same_integers_for_any_batch():
+    planes = _tiny(0)
+    f, _ = causal.features(
+        causal.canvas(causal.planes_of(_photo(20, 20)), 0), np.zeros((0, 26, 26), np.int64), 0, *_grid(20, 20), 20
+    )
+    whole = planes[0].outputs(f)
+    assert np.array_equal(whole, np.concatenate([planes[0].outputs(f[i : i + 7]) for i in range(0, len(f), 7)]))
+    assert np.array_equal(whole, np.round(whole)) and planes[0].bound() < causal.EXACT_LIMIT
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.mgrid[0:h, 0:w]
+    return i.ravel(), j.ravel()
+
+
+def test_every_row_of_weights_sums_to_the_coders_total_and_keeps_a_floor():
+    rng = np.random.default_rng(1)
+    o = rng.normal(0, 1, (500, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.01, 1, 30], (500, 9))
+    rows = causal._rows(np.round(o), rng.integers(-200, 460, 500))
+    assert np.all(rows.sum(1) == causal._ROW_TOTAL) and rows.min() >= 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 19), w=st.integers(1, 19), seed=st.integers(0, 3), noise=st.booleans())
+def test_any_image_round_trips_under_any_weights(h, w, seed, noise):
+    img = _photo(h, w)
+    if noise:
+        img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
+    planes = _tiny(seed)
+    data, bits = causal.encode(img, planes)
+    assert np.array_equal(causal.decode(data, h, w, planes), img)
+    assert 8 * len(data) >= bits - 64
+
+
+def test_the_shipped_model_codes_a_thumbnail_smaller_than_raw_and_the_codec_keeps_its_file():
+    img = np.asarray(Image.open(THUMB).convert("RGB"))
+    data, bits = causal.encode(img)
+    assert 8 * len(data) < 6 * img.size and abs(8 * len(data) - bits) < 64
+    codec = Codec.load()
+    res = codec.encode(img, coder="causal")
+    h = unpack(res.data)[0]
+    assert (res.coder, h.coder, h.causal, h.jpeg) == ("causal", "linear", True, False)
+    assert np.array_equal(decode(res.data), img)
+    rgba = np.dstack([img, np.arange(img.size // 3, dtype=np.uint8).reshape(img.shape[:2])])
+    assert np.array_equal(decode(codec.encode(rgba, coder="causal").data), rgba)
+    auto = codec.encode(img)
+    assert len(auto.data) <= len(res.data)
+
+
+def test_the_causal_coder_refuses_grey_and_large_images_and_forged_sizes():
+    codec = Codec.load()
+    with pytest.raises(NfcError, match="colour images of at most"):
+        codec.encode(np.zeros((8, 8), np.uint8), coder="causal")
+    with pytest.raises(NfcError, match="colour images of at most"):
+        codec.encode(np.zeros((129, 128, 3), np.uint8), coder="causal")
+    with pytest.raises(FormatError, match="at most"):
+        causal.decode(b"\0" * 8, 1000, 1000)
+
+
+def test_a_corrupted_payload_fails_loudly():
+    img = _photo(24, 24)
+    data = bytearray(Codec.load().encode(img, coder="causal").data)
+    data[-9] ^= 0x21
+    with pytest.raises(NfcError):
+        decode(bytes(data))
+
+
+def test_the_causal_flag_is_read_from_version_10_only_and_never_beside_the_jpeg_one():
+    head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", coder="linear", causal=True)
+    data = bytearray(pack(head, [b"abcdefgh"]))
+    h = unpack(bytes(data))[0]
+    assert (h.coder, h.causal, h.jpeg, h.oriented) == ("linear", True, False, False)
+    def forged(version: int, flags: int) -> bytes:
+        d = bytearray(data)
+        d[3], d[4] = version, flags
+        end = len(d) - 8 - 2
+        d[end : end + 2] = struct.pack("<H", zlib.crc32(bytes(d[:end])) & 0xFFFF)
+        return bytes(d)
+
+    for version, flags in [(9, data[4]), (10, data[4] | 0x08), (10, data[4] & ~0x30)]:
+        with pytest.raises(FormatError, match="linear file cannot have"):
+            unpack(forged(version, flags))
+
+
+def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
+    src = THUMB
+    code = "import sys, numpy as np, torch; from PIL import Image; torch.set_num_threads({t}); import nfcompress;"
+    enc = code + "open(sys.argv[2], 'wb').write(nfcompress.encode(np.asarray(Image.open(sys.argv[1])), coder='causal'))"
+    dec = code + "Image.fromarray(nfcompress.decode(open(sys.argv[1], 'rb').read())).save(sys.argv[2])"
+    nfc, out = tmp_path / "x.nfc", tmp_path / "back.png"
+    subprocess.run([sys.executable, "-c", enc.format(t=1), str(src), str(nfc)], check=True, timeout=300)
+    assert unpack(nfc.read_bytes())[0].causal
+    subprocess.run([sys.executable, "-c", dec.format(t=2), str(nfc), str(out)], check=True, timeout=300)
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(src)))
