@@ -280,6 +280,7 @@ def _model_name(header) -> str | None:
 def info(inputs, as_json) -> None:
     """Show the header of .nfc files."""
     from nfcompress.batch import read_input
+    from nfcompress.causal import MODEL as CAUSAL_MODEL
     from nfcompress.container import unpack
 
     def work(src: str) -> None:
@@ -296,7 +297,7 @@ def info(inputs, as_json) -> None:
             "mode": h.mode,
             "bit_depth": h.bit_depth,
             "coder": "jpeg" if h.jpeg else "causal" if h.causal else h.coder,
-            "model": None if h.coder == "linear" else _model_name(h),
+            "model": CAUSAL_MODEL if h.causal else None if h.coder == "linear" else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,
             "portable": h.device == "any",

@@ -293,9 +293,10 @@ class Codec:
         """Code an (H, W[, C]) uint8 array at an effort and portability (the codec's own by default);
         `progress(done, total)` is called after each network run (a chunk of tiles).
 
-        `coder` (the codec's own by default, "auto") keeps the smaller of the flow's file and the
-        per-image linear model's (nfcompress.linear, which wins on most large photos); "flow" or
-        "linear" code with one.
+        `coder` (the codec's own by default, "auto") keeps the smallest of the flow's file, the
+        per-image linear model's (nfcompress.linear, which wins on most large photos) and, for
+        colour images up to causal.MAX_PIXELS, the causal model's (nfcompress.causal, which wins
+        on most thumbnails); "flow", "linear" or "causal" code with one.
         """
         return self.encode_many([image], progress, effort, portable, coder)[0]
 

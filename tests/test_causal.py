@@ -21,7 +21,6 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 THUMB = EXAMPLES / "nature-thumb-64x48.png"
 
 
-
 def _tiny(seed: int, hidden: int = 8, mixtures: int = 2) -> list[causal.PlaneWeights]:
     """Random small integer networks: any weights must code and decode exactly."""
     rng = np.random.default_rng(seed)
@@ -136,6 +135,7 @@ def test_the_causal_flag_is_read_from_version_10_only_and_never_beside_the_jpeg_
     data = bytearray(pack(head, [b"abcdefgh"]))
     h = unpack(bytes(data))[0]
     assert (h.coder, h.causal, h.jpeg, h.oriented) == ("linear", True, False, False)
+
     def forged(version: int, flags: int) -> bytes:
         d = bytearray(data)
         d[3], d[4] = version, flags
