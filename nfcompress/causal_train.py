@@ -109,7 +109,8 @@ def batch_loss(net: CausalNet, images: np.ndarray) -> torch.Tensor:
 def export(checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | None = None, name: str = MODEL) -> dict:
     """A float checkpoint (scripts/train_causal.py) as shipped integer weights and their card,
     which records the exact model's bits per sub-pixel (ideal, and of its payloads) on the fixed
-    validation thumbnails of `val_dir` and of the held-out photos."""
+    validation sets of `val_dir` (as the flow's card: 8 thumbnails of each size and native crops
+    per photo) and of the held-out photos (4 per photo)."""
     ck = torch.load(checkpoint, weights_only=True)
     state = {k: v.numpy() for k, v in ck["state"].items()}
     planes = [quantize(state, k) for k in range(3)]
@@ -119,21 +120,22 @@ def export(checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | 
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
     save(planes, weights)
-    metrics = {}
-    for label, paths in (("val", list_images([val_dir])), ("heldout", heldout or [])):
+    metrics: dict = {"parameters": sum(a.size for p in planes for a in vars(p).values())}
+    for label, paths in (("bpsp", list_images([val_dir])), ("heldout_bpsp", heldout or [])):
         if not paths:
             continue
-        sets = eval_sets(paths, per_photo=8 if label == "val" else 4)
-        for kind in ("thumb32", "thumb64"):
+        sets = eval_sets(paths, per_photo=8 if label == "bpsp" else 4)
+        metrics[label] = {}
+        for kind in ("thumb32", "thumb64", "native64"):
             images = sets[kind].transpose(0, 2, 3, 1)
             ideal = payload = 0.0
             for im in images:
                 data, bits = encode(np.ascontiguousarray(im), planes)
                 ideal, payload = ideal + bits, payload + 8 * len(data)
-            metrics[f"{label}_{kind}"] = {
+            metrics[label][kind] = {
                 "images": len(images),
-                "ideal_bpsp": round(ideal / images.size, 4),
-                "payload_bpsp": round(payload / images.size, 4),
+                "nfcompress_ideal": round(ideal / images.size, 4),
+                "payload": round(payload / images.size, 4),
             }
     card = {
         "name": name,

@@ -233,6 +233,7 @@ def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device
 @json_option
 def models(as_json) -> None:
     """List the models at hand: which one encodes by default, which shipped, and their cards' figures."""
+    from nfcompress.causal import MODEL as CAUSAL_MODEL
     from nfcompress.container import SHIPPED_MODELS
     from nfcompress.weights import DEFAULT_MODEL, models_dir
 
@@ -251,7 +252,8 @@ def models(as_json) -> None:
         rec = {
             "name": card_path.stem,
             "default": card_path.stem == DEFAULT_MODEL,
-            "shipped": card_path.stem in SHIPPED_MODELS,
+            "shipped": card_path.stem in (*SHIPPED_MODELS, CAUSAL_MODEL),
+            "kind": "causal" if card_path.stem == CAUSAL_MODEL else "flow",
             "parameters": card.get("metrics", {}).get("parameters"),
             "megabytes": round(weights.stat().st_size / 1e6, 1),
             "portable": bool(card.get("exact")),
@@ -259,6 +261,7 @@ def models(as_json) -> None:
             "path": str(weights),
         }
         marks = ", ".join(m for m, on in (("default", rec["default"]), ("shipped", rec["shipped"])) if on)
+        marks += ", the causal model" if rec["kind"] == "causal" else ""
         text = " ".join(f"{k} {v}" for k, v in figures.items())
         _emit(rec, as_json, f"{rec['name']}{f' ({marks})' if marks else ''}: {rec['megabytes']} MB; {text}")
 

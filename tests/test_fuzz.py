@@ -27,8 +27,12 @@ def originals(tiny_codec):
     once_a_jpeg = np.asarray(Image.open(buf).convert("RGB"))
     jpeg = tiny_codec.encode(once_a_jpeg, coder="linear").data
     assert unpack(jpeg)[0].jpeg
-    # orientations too, and the JPEG-history model last
-    return coded + [(images[1], tiny_codec.encode(images[1], effort=3).data)] + linear + [(once_a_jpeg, jpeg)]
+    flow = (images[0], tiny_codec.encode(images[0], coder="flow").data)
+    causal = (images[1], tiny_codec.encode(images[1], coder="causal").data)
+    assert unpack(causal[1])[0].causal
+    # orientations too, then the causal model, and the JPEG-history model last
+    oriented = (images[1], tiny_codec.encode(images[1], effort=3).data)
+    return [flow] + coded + [oriented] + linear + [causal, (once_a_jpeg, jpeg)]
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -69,7 +73,7 @@ def test_payload_damage_behind_a_valid_header_fails_cleanly(tiny_codec, original
         assert np.array_equal(out, img)
 
 
-@pytest.mark.parametrize("which", [0, -2, -1])  # a flow file, a linear file, a JPEG-history one
+@pytest.mark.parametrize("which", [0, -3, -2, -1])  # a flow file, a linear, a causal and a JPEG-history one
 def test_enormous_declared_size_is_refused_quickly(tiny_codec, originals, which):
     header, chunks, alpha = unpack(originals[which][1])
     header.width, header.height = 16384, 16384
