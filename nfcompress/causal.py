@@ -6,7 +6,8 @@ linear model pays for its weights. On small images a network that reads the deco
 around each sub-pixel, trained once on many photos, codes smaller than both.
 
 Planes code in the order green, red, blue; within a plane, wavefronts t = 2i + j (row i,
-column j) in increasing t, as in nfcompress.linear. A sub-pixel reads its own plane's causal
+column j) in increasing t, as in nfcompress.linear, red LAG wavefronts behind green and blue LAG
+behind red, so that one step of the decoder codes a wavefront of each. A sub-pixel reads its own plane's causal
 neighbours (`CAUSAL`) and the 3x3 window of each plane coded before it, as integers relative to
 a median prediction (`base`). The network is integer arithmetic throughout: weights are
 integers, every sum is formed in float64 from integers below 2**53, so any order of summation
@@ -75,7 +76,28 @@ def planes_of(rgb: np.ndarray) -> np.ndarray:
 
 def pad_planes(planes: np.ndarray) -> np.ndarray:
     """Planes (n, H, W) with PAD cells on every side copied from the nearest pixel."""
-    return np.pad(planes, ((0, 0), (PAD, PAD), (PAD, PAD)), mode="edge")
+    rows, cols = _edge_index(*planes.shape[1:])
+    return planes[:, rows[:, None], cols[None, :]]
+
+
+@functools.cache
+def _edge_index(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and columns a padded plane's cells copy (np.pad's "edge", many times faster)."""
+    return np.clip(np.arange(-PAD, h + PAD), 0, h - 1), np.clip(np.arange(-PAD, w + PAD), 0, w - 1)
+
+
+def _edge(plane: np.ndarray, h: int, w: int) -> None:
+    """Fill a padded plane's padding from its nearest pixels, in place (`pad_planes` of one)."""
+    plane[:PAD, PAD : PAD + w] = plane[PAD, PAD : PAD + w]
+    plane[PAD + h :, PAD : PAD + w] = plane[PAD + h - 1, PAD : PAD + w]
+    plane[:, :PAD] = plane[:, PAD : PAD + 1]
+    plane[:, PAD + w :] = plane[:, PAD + w - 1 : PAD + w]
+
+
+def _outside_from(cv: np.ndarray, source: np.ndarray, h: int, w: int) -> None:
+    """Copy a padded plane's padding into a canvas, in place."""
+    cv[:PAD], cv[PAD + h :] = source[:PAD], source[PAD + h :]
+    cv[:, :PAD], cv[:, PAD + w :] = source[:, :PAD], source[:, PAD + w :]
 
 
 def canvas(planes: np.ndarray, k: int, known: np.ndarray | None = None) -> np.ndarray:
@@ -189,6 +211,10 @@ MODEL = "nfc-causal"  # the shipped weights (models/nfc-causal.safetensors) ever
 # decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
 MAX_PIXELS = 128 * 128
 SEGMENT = 4096  # sub-pixels whose distributions are built at once when encoding
+# Red decodes LAG wavefronts behind green, blue LAG behind red: a plane's 3x3 window in an earlier
+# plane reaches 2 + 1 = 3 wavefronts (t = 2i + j) ahead of the pixel, and the planes of one step
+# decode together.
+LAG = 4
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _ROW_TOTAL = (1 << PRECISION) - 256  # every row of weights sums to this (the coder adds 1 to each)
 
@@ -265,10 +291,15 @@ def save(planes: list[PlaneWeights], path: Path) -> None:
     save_file(out, str(path))
 
 
-def _order(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of every pixel in decoding order (wavefronts t = 2i + j)."""
-    steps = list(linear._steps(h, w))
-    return np.concatenate([i for i, _ in steps]), np.concatenate([j for _, j in steps])
+def _schedule(h: int, w: int) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Decoding steps: in step s, green's wavefront s, red's s - LAG and blue's s - 2 LAG (those
+    that exist), each as (plane, rows, columns). A plane's window reaches LAG wavefronts ahead."""
+    fronts = list(linear._steps(h, w))
+    steps = [
+        [(k, *fronts[s - LAG * k]) for k in range(3) if 0 <= s - LAG * k < len(fronts)]
+        for s in range(len(fronts) + 2 * LAG)
+    ]
+    return [step for step in steps if step]
 
 
 def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[bytes, float]:
@@ -276,18 +307,25 @@ def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[b
     planes = load() if planes is None else planes
     x = planes_of(rgb)
     h, w = x.shape[1:]
-    i, j = _order(h, w)
     earlier = pad_planes(x)
+    fronts = list(linear._steps(h, w))
+    i, j = np.concatenate([a for a, _ in fronts]), np.concatenate([b for _, b in fronts])
+    cuts = np.cumsum([len(a) for a, _ in fronts])[:-1]
+    # Every sub-pixel's network outputs, plane by plane, cut into wavefronts, then taken in
+    # decoding order (each plane's wavefronts come in order there).
+    chunks = []
+    for k in range(3):
+        f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
+        chunks.append(iter(zip(*(np.split(a, cuts) for a in (planes[k].outputs(f), base, x[k][i, j])))))
+    o, base, sym = (np.concatenate(a) for a in zip(*(next(chunks[k]) for step in _schedule(h, w) for k, _, _ in step)))
+    sym = sym.astype(np.int32)
     coder = constriction.stream.stack.AnsCoder()
     ideal = 0.0
-    for k in reversed(range(3)):
-        f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
-        sym = x[k][i, j].astype(np.int32)
-        for s in reversed(range(0, len(i), SEGMENT)):
-            part = slice(s, s + SEGMENT)
-            rows = _rows(planes[k].outputs(f[part]), base[part])
-            coder.encode_reverse(sym[part], _CATEGORICAL, rows)
-            ideal += float(np.sum(PRECISION - np.log2(rows[np.arange(len(rows)), sym[part]] + 1)))
+    for s in reversed(range(0, len(sym), SEGMENT)):
+        part = slice(s, s + SEGMENT)
+        rows = _rows(o[part], base[part])
+        coder.encode_reverse(sym[part], _CATEGORICAL, rows)
+        ideal += float(np.sum(PRECISION - np.log2(rows[np.arange(len(rows)), sym[part]] + 1)))
     return coder.get_compressed().astype("<u4").tobytes(), ideal
 
 
@@ -303,14 +341,24 @@ def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | No
     except ValueError as e:
         raise FormatError(f"corrupted payload: {e}") from None
     x = np.zeros((3, height, width), np.int64)
-    steps = list(linear._steps(height, width))
-    for k in range(3):
-        earlier = pad_planes(x[:k])
-        cv = canvas(x, k)
-        for i, j in steps:
-            f, base = features(cv, earlier, k, i, j, width)
-            cv[i + PAD, j + PAD] = coder.decode(_CATEGORICAL, _rows(planes[k].outputs(f), base))
-        x[k] = cv[PAD : PAD + height, PAD : PAD + width]
+    edged = pad_planes(x)  # each plane padded by its nearest pixels, as decoded so far
+    cvs = [canvas(x, k) for k in range(3)]
+    for step in _schedule(height, width):
+        outs, bases = [], []
+        for k, i, j in step:
+            f, base = features(cvs[k], edged[:k], k, i, j, width)
+            outs.append(planes[k].outputs(f))
+            bases.append(base)
+        v = coder.decode(_CATEGORICAL, _rows(np.concatenate(outs), np.concatenate(bases)))
+        at = 0
+        for k, i, j in step:
+            cvs[k][i + PAD, j + PAD] = edged[k][i + PAD, j + PAD] = v[at : at + len(i)]
+            at += len(i)
+            _edge(edged[k], height, width)
+            if k == 0:
+                for c in cvs[1:]:
+                    _outside_from(c, edged[0], height, width)
+    x = np.stack([c[PAD : PAD + height, PAD : PAD + width] for c in cvs])
     if not coder.is_empty():
         raise FormatError("corrupted payload: data left after the last pixel")
     return np.ascontiguousarray(x.transpose(1, 2, 0)[..., np.argsort(ORDER)].astype(np.uint8))
