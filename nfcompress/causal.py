@@ -7,11 +7,11 @@ around each sub-pixel, trained once on many photos, codes smaller than both.
 
 Planes code in the order green, red, blue; within a plane, wavefronts t = 2i + j (row i,
 column j) in increasing t, as in nfcompress.linear, red LAG wavefronts behind green and blue LAG
-behind red, so that one step of the decoder codes a wavefront of each. A sub-pixel reads its own plane's causal
-neighbours (`CAUSAL`) and the 3x3 window of each plane coded before it, as integers relative to
-a median prediction (`base`). The network is integer arithmetic throughout: weights are
-integers, every sum is formed in float64 from integers below 2**53, so any order of summation
-gives the same integers, and the distribution is a mixture of the linear model's exact
+behind red, so that one step of the decoder codes a wavefront of each. A sub-pixel reads its own
+plane's causal neighbours (`CAUSAL`) and the 3x3 window of each plane coded before it, as
+integers relative to a median prediction (`base`). The network is integer arithmetic throughout:
+its weights are integers and every sum an integer under 2**52 in float64, so any order of
+summation gives the same integers; the distribution is a mixture of the linear model's exact
 discretized logistics, weighted by `det_exp` of the network's logits. Files decode alike on
 every machine.
 """
@@ -100,15 +100,15 @@ def _outside_from(cv: np.ndarray, source: np.ndarray, h: int, w: int) -> None:
     cv[:, :PAD], cv[:, PAD + w :] = source[:, :PAD], source[:, PAD + w :]
 
 
-def canvas(planes: np.ndarray, k: int, known: np.ndarray | None = None) -> np.ndarray:
-    """Plane k's padded canvas (H + 2 PAD, W + 2 PAD): its pixels (or `known`'s, where the decoder
-    fills them in), and outside the image OUTSIDE for green and green's padded value for red and blue."""
+def canvas(planes: np.ndarray, k: int) -> np.ndarray:
+    """Plane k's padded canvas (H + 2 PAD, W + 2 PAD): its pixels, and outside the image OUTSIDE
+    for green and green's padded value for red and blue."""
     h, w = planes.shape[1:]
     if k == 0:
         out = np.full((h + 2 * PAD, w + 2 * PAD), OUTSIDE, np.int64)
     else:
         out = pad_planes(planes[:1])[0].copy()
-    out[PAD : PAD + h, PAD : PAD + w] = planes[k] if known is None else known
+    out[PAD : PAD + h, PAD : PAD + w] = planes[k]
     return out
 
 
@@ -166,10 +166,6 @@ class PlaneWeights:
     second_bias: np.ndarray
     out: np.ndarray  # (hidden, 3 K): K means, K log scales, K logits
     out_bias: np.ndarray
-
-    @property
-    def mixtures(self) -> int:
-        return self.out.shape[1] // 3
 
     def outputs(self, f: np.ndarray) -> np.ndarray:
         """Integer outputs (n, 3 K), in 2**-OUT_BITS, of integer features (n, features)."""
