@@ -160,7 +160,8 @@ def test_encode_many_gives_the_bytes_of_one_at_a_time_whichever_coder_wins(tiny_
     images = [photo_like(48, 40, 3, seed=11), photo_like(8, 8, 3, seed=2), photo_like(30, 20, 1, seed=4)[..., 0]]
     many = tiny_codec.encode_many(images, coder="auto")
     assert [r.data for r in many] == [tiny_codec.encode(im, coder="auto").data for im in images]
-    assert {r.coder for r in many} == {"flow", "linear"}
+    coders = {r.coder for r in many}
+    assert "linear" in coders and len(coders) >= 2 and coders <= {"flow", "linear", "causal"}
     for got, want in zip(tiny_codec.decode_many([r.data for r in many]), images):
         assert np.array_equal(got, want)
 
@@ -365,7 +366,7 @@ def test_small_colour_images_skip_the_linear_model_at_effort_1_but_grey_ones_do_
     colour, grey = photo_like(32, 32, 3, seed=16), photo_like(32, 32, 1, seed=16)[..., 0]
     flow = tiny_codec.encode(colour, coder="flow")
     monkeypatch.setattr(nfcompress.codec, "LINEAR_BELOW", flow.bpsp - 0.01)
-    assert tiny_codec.encode(colour, coder="auto").coder == "flow" and tried == []
+    assert tiny_codec.encode(colour, coder="auto").coder != "linear" and tried == []
     tiny_codec.encode(colour, coder="auto", effort=2)
     tiny_codec.encode(grey, coder="auto")
     tiny_codec.encode(photo_like(33, 32, 3, seed=16), coder="auto")
