@@ -22,7 +22,8 @@ from nfcompress.weights import DEFAULT_MODEL, load_model, model_of, portable_has
 
 DEFAULT_TILE = 64
 DEFAULT_BATCH = 64
-# Which model codes an image: the smaller file of the two (auto), or one of them.
+# Which model codes an image: the smallest file of the flow, the linear and the causal model
+# (auto), or one of them.
 CODERS = ("auto", "flow", "linear", "causal")
 # At effort 1, an image of SAMPLE_FROM full tiles or more goes through the flow only if its ideal
 # bits on SAMPLE_TILES of them, spread over the image, are under SAMPLE_MARGIN times the linear
@@ -706,6 +707,12 @@ def _encode_linear(
         if jdata is not None and len(jdata) < len(data):
             data, ideal, from_jpeg = jdata, jbits, True
             pixel_bits = np.full(pixel_bits.shape, jbits / pixel_bits.size)
+    return _model_free_file(pixels, mode, data, ideal, "jpeg" if from_jpeg else "linear"), pixel_bits
+
+
+def _model_free_file(pixels: np.ndarray, mode: str, payload: bytes, ideal: float, coder: str) -> EncodeResult:
+    """The file of a payload of the linear, JPEG-history or causal model (`coder`), the alpha
+    plane (if the mode has one) beside it."""
     alpha_data = b""
     if mode in ("LA", "RGBA"):
         alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)
@@ -721,12 +728,10 @@ def _encode_linear(
         pixel_crc=zlib.crc32(pixels.tobytes()),
         device="any",
         coder="linear",
-        jpeg=from_jpeg,
+        jpeg=coder == "jpeg",
+        causal=coder == "causal",
     )
-    result = EncodeResult(
-        pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="jpeg" if from_jpeg else "linear"
-    )
-    return result, pixel_bits
+    return EncodeResult(pack(header, [payload], alpha_data), ideal, pixels.size, portable=True, coder=coder)
 
 
 def _encode_causal(image: np.ndarray, strict: bool = False) -> EncodeResult | None:
@@ -737,25 +742,7 @@ def _encode_causal(image: np.ndarray, strict: bool = False) -> EncodeResult | No
         if strict:
             raise NfcError(f"the causal coder codes colour images of at most {causal.MAX_PIXELS} pixels")
         return None
-    data, ideal = causal.encode(pixels[..., :3])
-    alpha_data = b""
-    if mode == "RGBA":
-        alpha_data = zlib.compress(pixels[..., -1].tobytes(), 9)
-        ideal += 8 * len(alpha_data)
-    header = Header(
-        model_name="",
-        model_hash=b"",
-        width=pixels.shape[1],
-        height=pixels.shape[0],
-        mode=mode,
-        tile=0,
-        batch=0,
-        pixel_crc=zlib.crc32(pixels.tobytes()),
-        device="any",
-        coder="linear",
-        causal=True,
-    )
-    return EncodeResult(pack(header, [data], alpha_data), ideal, pixels.size, portable=True, coder="causal")
+    return _model_free_file(pixels, mode, *causal.encode(pixels[..., :3]), "causal")
 
 
 def _linear_bits(colour: np.ndarray) -> float:

@@ -173,8 +173,7 @@ def _flags(r: _Reader, version: int) -> dict:
         if flags & 0x03 == _LINEAR and (
             flags & (_NAMED | (_ORIENTED if version < 10 else 0) | (_ONE_TILE if version < 9 else 0))
             or flags & (_JPEG | _CAUSAL) == _JPEG | _CAUSAL
-            or flags & _CAUSAL
-            and (flags >> 4) & 0x03 < 2
+            or (flags & _CAUSAL and (flags >> 4) & 0x03 < 2)  # the causal model codes colour only
         ):
             raise FormatError("corrupted .nfc header (flags a linear file cannot have)")
         name_len = r.take(1, "header")[0] if flags & _NAMED else 0
@@ -203,7 +202,7 @@ def _flags(r: _Reader, version: int) -> dict:
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
-    """Parse and check a .nfc file (any version); returns the header, the chunks and the alpha payload."""
+    """Parse and check a .nfc file (of any version in VERSIONS): its header, chunks and alpha payload."""
     r = _Reader(data)
     if r.take(len(MAGIC), "magic bytes") != MAGIC:
         raise FormatError("not an .nfc file (wrong magic bytes)")

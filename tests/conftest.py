@@ -3,11 +3,13 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import strategies as st
+from PIL import Image
 
 from nfcompress.codec import Codec
 from nfcompress.flows import IDF, IDFConfig
@@ -145,3 +147,18 @@ def run_cli(args: list[str], threads: int, env: dict | None = None) -> subproces
         env=dict(os.environ, **(env or {}), OMP_NUM_THREADS=str(threads)),
         timeout=300,
     )
+
+
+def code_apart(src: Path, tmp_path: Path, coder: str = "auto") -> tuple[bytes, np.ndarray]:
+    """Encode an image file with the library in one process (1 thread) and decode the file in
+    another (2 threads): the file and the decoded pixels."""
+    code = "import sys, numpy as np, torch; from PIL import Image; torch.set_num_threads({t}); import nfcompress;"
+    enc = (
+        code
+        + "open(sys.argv[2], 'wb').write(nfcompress.encode(np.asarray(Image.open(sys.argv[1])), coder=sys.argv[3]))"
+    )
+    dec = code + "Image.fromarray(nfcompress.decode(open(sys.argv[1], 'rb').read())).save(sys.argv[2])"
+    nfc, out = tmp_path / "x.nfc", tmp_path / "back.png"
+    subprocess.run([sys.executable, "-c", enc.format(t=1), str(src), str(nfc), coder], check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", dec.format(t=2), str(nfc), str(out)], check=True, timeout=300)
+    return nfc.read_bytes(), np.asarray(Image.open(out))

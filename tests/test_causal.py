@@ -1,13 +1,12 @@
 """The causal model: features read only decoded cells, the integer network is exact, files round-trip."""
 
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import code_apart
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -149,12 +148,6 @@ def test_the_causal_flag_is_read_from_version_10_only_and_never_beside_the_jpeg_
 
 
 def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
-    src = THUMB
-    code = "import sys, numpy as np, torch; from PIL import Image; torch.set_num_threads({t}); import nfcompress;"
-    enc = code + "open(sys.argv[2], 'wb').write(nfcompress.encode(np.asarray(Image.open(sys.argv[1])), coder='causal'))"
-    dec = code + "Image.fromarray(nfcompress.decode(open(sys.argv[1], 'rb').read())).save(sys.argv[2])"
-    nfc, out = tmp_path / "x.nfc", tmp_path / "back.png"
-    subprocess.run([sys.executable, "-c", enc.format(t=1), str(src), str(nfc)], check=True, timeout=300)
-    assert unpack(nfc.read_bytes())[0].causal
-    subprocess.run([sys.executable, "-c", dec.format(t=2), str(nfc), str(out)], check=True, timeout=300)
-    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(src)))
+    data, back = code_apart(THUMB, tmp_path, "causal")
+    assert unpack(data)[0].causal
+    assert np.array_equal(back, np.asarray(Image.open(THUMB)))

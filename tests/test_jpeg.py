@@ -1,13 +1,11 @@
 """The JPEG-history model: libjpeg's exact decoding, the coefficients found again, round trips."""
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import photo_like
+from conftest import code_apart, photo_like
 from PIL import Image
 
 from nfcompress import decode, jpeg, libjpeg, linear
@@ -114,14 +112,9 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
     pixels, _ = _once_a_jpeg(_pizza(), 85, 0)
     src = tmp_path / "once-a-jpeg.png"
     Image.fromarray(pixels).save(src)
-    code = "import sys, nfcompress, numpy as np; from PIL import Image; import torch; torch.set_num_threads({t});"
-    enc = code + "open(sys.argv[2], 'wb').write(nfcompress.encode(np.asarray(Image.open(sys.argv[1]))))"
-    dec = code + "Image.fromarray(nfcompress.decode(open(sys.argv[1], 'rb').read())).save(sys.argv[2])"
-    nfc, out = tmp_path / "x.nfc", tmp_path / "back.png"
-    subprocess.run([sys.executable, "-c", enc.format(t=1), str(src), str(nfc)], check=True, timeout=300)
-    assert unpack(nfc.read_bytes())[0].jpeg
-    subprocess.run([sys.executable, "-c", dec.format(t=2), str(nfc), str(out)], check=True, timeout=300)
-    assert np.array_equal(np.asarray(Image.open(out)), pixels)
+    data, back = code_apart(src, tmp_path)
+    assert unpack(data)[0].jpeg
+    assert np.array_equal(back, pixels)
 
 
 def test_where_the_crop_shows_the_jpeg_model_far_ahead_the_linear_model_codes_only_the_crop(monkeypatch):
