@@ -740,7 +740,10 @@ def _encode_causal(image: np.ndarray, strict: bool = False) -> EncodeResult | No
     pixels, mode = _as_pixels(image)
     if mode in ("L", "LA") or pixels.shape[0] * pixels.shape[1] > causal.MAX_PIXELS:
         if strict:
-            raise NfcError(f"the causal coder codes colour images of at most {causal.MAX_PIXELS} pixels")
+            raise NfcError(
+                f"the causal coder codes colour images of at most {causal.MAX_PIXELS} pixels (128x128), "
+                f"not this {mode} {pixels.shape[1]}x{pixels.shape[0]} one: use --coder auto"
+            )
         return None
     return _model_free_file(pixels, mode, *causal.encode(pixels[..., :3]), "causal")
 
