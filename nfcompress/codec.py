@@ -742,7 +742,7 @@ def _encode_causal(image: np.ndarray, strict: bool = False) -> EncodeResult | No
         if strict:
             raise NfcError(
                 f"the causal coder codes colour images of at most {causal.MAX_PIXELS} pixels (128x128), "
-                f"not this {mode} {pixels.shape[1]}x{pixels.shape[0]} one: use --coder auto"
+                f"not this {mode} {pixels.shape[1]}x{pixels.shape[0]} one (the auto coder takes any)"
             )
         return None
     return _model_free_file(pixels, mode, *causal.encode(pixels[..., :3]), "causal")
