@@ -539,33 +539,34 @@ class _Steps:
     contexts, then the raw bits of the nonzero ones."""
 
     def __init__(self) -> None:
-        self.cats: list[tuple[np.ndarray, np.ndarray]] = []
+        self.cats: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # values, contexts, categories
 
     def add(self, values: np.ndarray, contexts: np.ndarray) -> None:
-        self.cats.append((values.ravel().astype(np.int64), contexts.ravel().astype(np.int64)))
-
-    def counts(self) -> np.ndarray:
-        """How often each category occurs in each context."""
-        v = np.concatenate([v for v, _ in self.cats])
-        c = np.concatenate([c for _, c in self.cats])
+        v = values.ravel().astype(np.int64)
         cats = _bit_lengths(v)
         if (cats >= CATEGORIES).any():
             raise ValueError("a value too wide for the JPEG model")
+        self.cats.append((v, contexts.ravel().astype(np.int64), cats))
+
+    def _symbols(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every category's context and the category, in order."""
+        return np.concatenate([c for _, c, _ in self.cats]), np.concatenate([k for _, _, k in self.cats])
+
+    def counts(self, symbols: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """How often each category occurs in each context (of `_symbols`, if given)."""
+        c, cats = self._symbols() if symbols is None else symbols
         return np.bincount(c * CATEGORIES + cats, minlength=CONTEXTS * CATEGORIES).reshape(CONTEXTS, CATEGORIES)
 
     def ideal(self) -> float:
         """The ideal bits of every symbol under the counts' weights (side information aside)."""
-        counts = self.counts()
-        cats = np.concatenate([_bit_lengths(v) for v, _ in self.cats])
-        rows = np.concatenate([c for _, c in self.cats])
-        weights = _weights(counts)
+        rows, cats = self._symbols()
+        weights = _weights(self.counts((rows, cats)))
         return float(np.sum(PRECISION - np.log2(weights[rows, cats])) + cats.sum())
 
     def push(self, coder, weights: np.ndarray) -> float:
         """Push every step in reverse; the ideal bits."""
         bits = 0.0
-        for v, c in reversed(self.cats):
-            cats = _bit_lengths(v)
+        for v, c, cats in reversed(self.cats):
             raw, size = _raw(v, cats)
             if len(raw):
                 coder.encode_reverse(raw, _UNIFORM, size)
