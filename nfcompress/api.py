@@ -35,8 +35,8 @@ def encode(
 
     Effort 1-3 trades encode time (1x, 2x, up to 8x the network work) for size: each tile is
     coded in the cheapest of up to 1, 2 or 8 orientations. Decoding costs the same at any effort.
-    Files are portable (they decode on any machine) where the model has a calibrated integer
-    form, as the shipped one does; `portable=False` codes with this machine's floats instead.
+    Files are portable: they decode alike on any machine (the flow runs as its calibrated exact
+    integer form, as the shipped model has); `portable=False` is refused.
     `coder` "auto" (the default) keeps the smallest of the flow's file, the per-image linear
     model's (which wins on most large photos) and, for colour images up to 128x128, the causal
     model's (which wins on most thumbnails); "flow", "linear" or "causal" uses one.

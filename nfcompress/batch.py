@@ -14,6 +14,8 @@ __all__ = [
     "image_pixels",
     "nfc_pixels",
     "catch_sigterm",
+    "configure",
+    "worker_pool",
 ]
 
 import multiprocessing
@@ -294,12 +296,30 @@ def _linear_pixels(data: bytes, progress: Callable[[int, int], None] | None) -> 
         return e
 
 
-def _worker_init(threads: int) -> None:
+def configure(threads: int = 0, max_pixels: int | None = None) -> None:
+    """A process's settings for coding: torch's thread count (0 keeps torch's default), no denormals,
+    and Pillow's decompression-bomb limit (None keeps Pillow's, 0 lifts it)."""
     import torch
 
-    catch_sigterm()
+    from nfcompress.io import set_max_pixels
+
     torch.set_flush_denormal(True)
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
+    if max_pixels is not None:
+        set_max_pixels(max_pixels or None)
+
+
+def _worker_init(threads: int, max_pixels: int | None) -> None:
+    catch_sigterm()
+    configure(threads, max_pixels)
+
+
+def worker_pool(workers: int, threads: int = 0, max_pixels: int | None = None) -> ProcessPoolExecutor:
+    """A pool of fresh worker processes, each set up as `configure` does (threads 0: the CPU's
+    threads shared among the workers)."""
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    return ProcessPoolExecutor(workers, mp_context=_SPAWN, initializer=_worker_init, initargs=(threads, max_pixels))
 
 
 def run_jobs(
@@ -307,13 +327,16 @@ def run_jobs(
     jobs: list[tuple[str, str]],
     workers: int,
     pixels: Callable[[str], int] | None = None,
+    threads: int = 0,
+    max_pixels: int | None = None,
     **kw,
 ) -> Iterator[tuple[str, dict | NfcError]]:
     """Run fn(pairs, **kw) over groups of the jobs; yields (src, record or NfcError) for every job.
 
     `pixels(src)` sizes an input: small ones go to `fn` in groups (at most GROUP, and spread
     over the workers), the rest one at a time. With workers > 1 the groups run in a pool of
-    processes sharing the CPU threads; results come in the order groups finish. A job's
+    processes, each with `threads` threads (0: the CPU's shared among them) and Pillow's limit
+    `max_pixels` (as `configure` takes it); results come in the order groups finish. A job's
     NfcError is yielded, not raised, so the others go on.
     """
     size = max(1, min(GROUP, -(-len(jobs) // max(workers, 1))))
@@ -322,8 +345,7 @@ def run_jobs(
         for group in groups:
             yield from zip([src for src, _ in group], fn(group, **kw))
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=_SPAWN, initializer=_worker_init, initargs=(threads,)) as pool:
+    with worker_pool(workers, threads, max_pixels) as pool:
         pending = {pool.submit(fn, group, **kw): group for group in groups}
         try:
             while pending:

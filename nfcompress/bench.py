@@ -2,7 +2,6 @@
 
 __all__ = ["CodecFigures", "bench_folder", "format_table", "plot"]
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -105,14 +104,15 @@ def bench_folder(
     jobs: int = 1,
     model: str = "",
     effort: int = DEFAULT_EFFORT,
+    threads: int = 0,
 ) -> list[CodecFigures]:
     """Code every image under `folder` with nfcompress and each classical codec.
 
     Small images are coded in groups, as `nfcompress encode` codes small files. With jobs > 1
-    the groups are shared among worker processes (each loads `model`); the speeds are then per
-    process, summed over images, not the pool's throughput.
+    the groups are shared among worker processes (each loads `model`, with `threads` threads);
+    the speeds are then per process, summed over images, not the pool's throughput.
     """
-    from nfcompress.batch import _SPAWN, _worker_init, grouped, image_pixels
+    from nfcompress.batch import grouped, image_pixels, worker_pool
 
     names = ["nfcompress"] + (available() if classical is None else classical)
     figs = {n: CodecFigures(n, str(folder)) for n in names}
@@ -144,10 +144,7 @@ def bench_folder(
             for path, per in zip(group, _bench_group(group, codec, names, effort=effort)):
                 add(path, per)
     else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=_SPAWN, initializer=_worker_init, initargs=(threads,)) as pool:
+        with worker_pool(jobs, threads) as pool:
             futures = [pool.submit(_bench_group, g, None, names, model, effort) for g in groups]
             for group, fut in zip(groups, futures):
                 for path, per in zip(group, fut.result()):

@@ -35,7 +35,10 @@ __all__ = [
 ]
 
 import functools
+import hashlib
+import json
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import constriction
@@ -43,7 +46,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from nfcompress import linear
-from nfcompress.coding.tables import PRECISION, det_exp
+from nfcompress.coding.tables import PRECISION, det_exp, ordered_sum
 from nfcompress.errors import FormatError, NfcError
 
 # Causal neighbours (rows up, columns left) of the plane being coded; 2 * up + left >= 1, so every
@@ -203,6 +206,8 @@ def quantize(state: dict[str, np.ndarray], k: int) -> PlaneWeights:
 
 
 MODEL = "nfc-causal"  # the shipped weights (models/nfc-causal.safetensors) every causal file decodes with
+# Their sha256: a causal file names no model, so format version 10 is bound to exactly these weights.
+SHA256 = "869a352c109dd519acd2741d1561d9880fc071d543820a4bb5d6e109df38b9ba"
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
 # decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
 MAX_PIXELS = 128 * 128
@@ -234,7 +239,7 @@ def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
     q = np.clip(q, 0, 255).astype(np.int64)
     logits = o[:, 2 * k :] / 2.0**OUT_BITS
     e = det_exp(logits - logits.max(1, keepdims=True))
-    mix = np.floor(e / e.sum(1, keepdims=True) * 2.0**MIX_BITS)
+    mix = np.floor(e / ordered_sum(e)[:, None] * 2.0**MIX_BITS)
     top = np.argmax(mix, 1)
     mix[np.arange(n), top] += 2.0**MIX_BITS - mix.sum(1)
     tables = _tables()
@@ -246,20 +251,32 @@ def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
     return rows
 
 
-def load(path: Path | None = None) -> list[PlaneWeights]:
-    """The integer networks of green, red and blue (the shipped ones by default)."""
+def load(path: Path | None = None, sha256: str | None = None) -> list[PlaneWeights]:
+    """The integer networks of green, red and blue: the shipped ones by default, checked against
+    SHA256; others against `sha256` or, without one, the sha256 in the card beside them."""
     if path is None:
-        from nfcompress.weights import shipped_dir
-
-        path = shipped_dir() / f"{MODEL}.safetensors"
-    return _load(str(path))
+        path, sha256 = Path(str(files("nfcompress.models"))) / f"{MODEL}.safetensors", SHA256
+    path = Path(path)
+    if sha256 is None:
+        try:
+            sha256 = str(json.loads(path.with_suffix(".json").read_text())["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise NfcError(f"the causal model {path} has no card with its sha256 beside it") from None
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise NfcError(f"cannot read the causal model {path}: {e.strerror or e}") from None
+    if digest != sha256:
+        raise NfcError(f"the causal model {path} does not match its sha256 (damaged or replaced weights)")
+    return _load(str(path), digest)
 
 
 _FIELDS = ("first", "first_bias", "second", "second_bias", "out", "out_bias")
 
 
 @functools.cache
-def _load(path: str) -> list[PlaneWeights]:
+def _load(path: str, digest: str) -> list[PlaneWeights]:
+    """The weights of a file whose sha256 is `digest` (cached by both: a replaced file loads anew)."""
     try:
         t = load_file(path)
     except (OSError, ValueError) as e:

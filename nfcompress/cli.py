@@ -28,10 +28,8 @@ def _out_path(src: str, suffix: str, output: str | None, out_dir: str | None) ->
 
 def _run_many(inputs: list[str], work, as_json: bool, label: str) -> None:
     """Run `work(src)` for every input; a bad one is named on stderr and the rest still run."""
-    from nfcompress.batch import Interrupted, catch_sigterm
     from nfcompress.errors import NfcError
 
-    catch_sigterm()
     failed = 0
     for src in inputs:
         try:
@@ -39,9 +37,6 @@ def _run_many(inputs: list[str], work, as_json: bool, label: str) -> None:
         except NfcError as e:
             failed += 1
             click.echo(f"error: {e}", err=True)
-        except (KeyboardInterrupt, Interrupted):
-            click.echo(f"error: interrupted while working on {src}; no partial output was left", err=True)
-            sys.exit(130)
     _finish(failed, len(inputs))
 
 
@@ -52,12 +47,14 @@ def _finish(failed: int, total: int) -> None:
         sys.exit(1)
 
 
-def _code_files(fn, inputs, suffix, output, out_dir, jobs, as_json, describe, pixels, **kw) -> None:
-    """Encode or decode every input (in `jobs` worker processes), one line or JSON object each."""
-    from nfcompress.batch import Interrupted, catch_sigterm, run_jobs
+def _code_files(
+    fn, inputs, suffix, output, out_dir, jobs, as_json, describe, pixels, threads=0, max_pixels=None, **kw
+) -> None:
+    """Encode or decode every input (in `jobs` worker processes, each with `threads` threads and
+    Pillow's limit `max_pixels`, as this process has them), one line or JSON object each."""
+    from nfcompress.batch import run_jobs
     from nfcompress.errors import NfcError
 
-    catch_sigterm()
     if output and len(inputs) > 1:
         raise click.UsageError("-o names one output; use --out-dir for several inputs")
     if "-" in inputs and jobs > 1:
@@ -71,7 +68,7 @@ def _code_files(fn, inputs, suffix, output, out_dir, jobs, as_json, describe, pi
     show_bar = len(pairs) > 1 and not as_json and sys.stderr.isatty()
     bar = click.progressbar(length=len(pairs), label="files", file=sys.stderr) if show_bar else None
     try:
-        for _src, result in run_jobs(fn, pairs, jobs, pixels, **kw):
+        for _src, result in run_jobs(fn, pairs, jobs, pixels, threads=threads, max_pixels=max_pixels, **kw):
             if bar:
                 bar.update(1)
             if isinstance(result, NfcError):
@@ -79,9 +76,6 @@ def _code_files(fn, inputs, suffix, output, out_dir, jobs, as_json, describe, pi
                 click.echo(f"{chr(10) if bar else ''}error: {result}", err=True)
             elif result["output"] != "-" or as_json:
                 _emit(result, as_json, describe(result))
-    except (KeyboardInterrupt, Interrupted):
-        click.echo("error: interrupted; no partial output was left", err=True)
-        sys.exit(130)
     finally:
         if bar:
             bar.render_finish()
@@ -125,7 +119,22 @@ measure_coder_option = click.option(
 )
 
 
-@click.group()
+class _Interruptible(click.Group):
+    """The command group: SIGTERM and Ctrl-C stop any command with one line and exit 130, from
+    before torch is imported (outputs are written whole or not at all, so none is left half-done)."""
+
+    def invoke(self, ctx: click.Context):
+        from nfcompress.batch import Interrupted, catch_sigterm
+
+        catch_sigterm()
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, Interrupted):
+            click.echo("error: interrupted; no partial output was left", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Interruptible)
 @click.version_option(package_name="nfcompress")
 def main() -> None:
     """Lossless image compression with an integer discrete flow."""
@@ -147,8 +156,8 @@ def main() -> None:
 @click.option(
     "--portable/--no-portable",
     default=None,
-    help="Portable files (the default where the model allows) decode on any machine; "
-    "--no-portable codes with this machine's faster floats, and the file then decodes only on its kind.",
+    help="Every file is portable (decodes alike on any machine); --no-portable, which wrote files bound to "
+    "one machine's floats, is refused.",
 )
 @coder_option
 def encode(
@@ -185,6 +194,8 @@ def encode(
             f"(ideal {r['ideal_bpsp']:.3f}, {r['coder']}), {r['seconds']:.2f} s"
         ),
         image_pixels,
+        threads=threads,
+        max_pixels=max_pixels,
         model=model,
         device=device,
         force=force,
@@ -223,6 +234,7 @@ def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device
             f"{r['bpsp']:.3f} bpsp, {r['seconds']:.2f} s"
         ),
         nfc_pixels,
+        threads=threads,
         model=model,
         device=device,
         force=force,
@@ -349,17 +361,13 @@ def bpd(inputs, model, as_json, max_pixels, effort, coder) -> None:
 def _setup(threads: int, max_pixels: int | None, device: str = "cpu") -> None:
     import torch
 
-    from nfcompress.io import set_max_pixels
+    from nfcompress.batch import configure
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: no CUDA GPU is available on this machine")
     if device != "cpu" and not device.startswith("cuda"):
         raise click.BadParameter(f"unknown device {device!r}", param_hint="--device")
-    torch.set_flush_denormal(True)
-    if threads:
-        torch.set_num_threads(threads)
-    if max_pixels is not None:
-        set_max_pixels(max_pixels or None)
+    configure(threads, max_pixels)
 
 
 def _codec(model: str, device: str = "cpu"):
@@ -521,6 +529,7 @@ def bench(folders, model, as_json, plot_path, threads, jobs, effort, device) -> 
             jobs=jobs,
             model=model,
             effort=effort,
+            threads=threads,
         )
         if show:
             click.echo("", err=True)

@@ -68,6 +68,12 @@ class _Tile:
     w: int
 
 
+_NO_PORTABLE_FORM = (
+    "model {name!r} has no portable form (its card holds no calibration), so the flow cannot write a file "
+    "that decodes on every machine; calibrate it (scripts/calibrate_exact.py) or use --coder auto"
+)
+
+
 def _undecodable(what: str, portable: bool) -> str:
     """The message for a payload that fails to decode behind a valid header, naming its causes."""
     if portable:
@@ -217,7 +223,8 @@ class Codec:
         self.device = device
         if torch.device(device).type not in ("cpu", "cuda"):
             raise NfcError(f"unsupported device {device!r} (cpu or cuda)")
-        # Portable files decode on any machine; they are the default where the model allows them.
+        # The flow writes portable files only (they decode on any machine); a model without a
+        # calibrated integer form decodes old files but writes none.
         self.portable = self._portable(portable) if portable is not None else self._can_be_portable()
         self.effort = self._effort(effort)
         self.coder = self._coder(coder or "auto")
@@ -259,28 +266,43 @@ class Codec:
         return coder
 
     def _can_be_portable(self) -> bool:
-        return bool(self._ranges) and torch.device(self.device).type == "cpu"
+        return bool(self._ranges)
 
     def _portable(self, portable: bool | None) -> bool:
-        """A call's choice of portable coding (the codec's own when None), checked against the model."""
+        """A call's choice of portable coding (the codec's own when None), checked: only portable
+        files are written, so False is refused."""
         if portable is None:
             return self.portable
-        if portable and not self._ranges:
-            raise NfcError(f"model {self.name!r} has no portable form (its card holds no calibration)")
-        if portable and not self._can_be_portable():
-            raise NfcError(f"portable files are coded on the CPU, not on {self.device}")
-        return bool(portable)
+        if not portable:
+            raise NfcError(
+                "files bound to one machine's floating-point arithmetic are no longer written (they can fail "
+                "to decode on another CPU, thread count or GPU); every file nfcompress writes is portable"
+            )
+        if not self._ranges:
+            raise NfcError(_NO_PORTABLE_FORM.format(name=self.name))
+        return True
+
+    def _flow_ready(self) -> None:
+        """Raise unless the flow can write a file: only its exact integer form can."""
+        if not self._ranges:
+            raise NfcError(_NO_PORTABLE_FORM.format(name=self.name))
 
     def _device_kind(self) -> str:
         return torch.device(self.device).type
 
     def _net(self, portable: bool) -> IDF:
-        """The network a file's kind needs: the exact integer copy for portable files (made on first use)."""
+        """The network a file's kind needs: the exact integer copy for portable files (made on first
+        use, on the CPU whatever the codec's device: only the CPU's exact sums are proven alike)."""
         if not portable:
             return self.model
         if self._exact is None:
-            self._exact = exact_copy(self.model, self._ranges, self._levels)
+            cpu = self.model if self._device_kind() == "cpu" else copy.deepcopy(self.model).cpu()
+            self._exact = exact_copy(cpu, self._ranges, self._levels)
         return self._exact
+
+    def _run_device(self, portable: bool) -> str:
+        """Where a file's network runs: portable files on the CPU, old device-bound ones on theirs."""
+        return "cpu" if portable else self.device
 
     @torch.no_grad()
     def encode(
@@ -327,8 +349,11 @@ class Codec:
                 "give it a name of its own (its card's name, or train --name)"
             )
         if coder == "flow":
+            self._flow_ready()
             with self._lock:
                 return self._encode(images, progress, effort, portable)
+        if not portable:  # a model with no exact form writes no file: the flow sits this one out
+            return [_smallest([_encode_linear(im, one)[0], _encode_causal(im)]) for im in images]
         # The linear model codes every image but small colour ones at effort 1, where it rarely wins
         # unless the flow's file is small (below).
         lin = [_encode_linear(im, one) if effort > 1 or _linear_pays(im) else None for im in images]
@@ -344,12 +369,7 @@ class Codec:
             _encode_linear(images[i], one) if ln is None and flow[i].bpsp < LINEAR_BELOW else ln
             for i, ln in enumerate(lin)
         ]
-        out = []
-        for i, ln in enumerate(lin):
-            options = ([flow[i]] if i in flow else []) + ([ln[0]] if ln else [])
-            options += [r for r in [_encode_causal(images[i])] if r is not None]
-            out.append(min(options, key=lambda r: len(r.data)))  # the flow's on a tie
-        return out
+        return [_smallest([flow.get(i), ln[0] if ln else None, _encode_causal(images[i])]) for i, ln in enumerate(lin)]
 
     def _worth_trying(self, image: np.ndarray, linear_bits: np.ndarray, effort: int, portable: bool) -> bool:
         """Whether the flow may code an image smaller than the linear model, whose bits per pixel
@@ -361,7 +381,7 @@ class Codec:
         if len(full) < SAMPLE_FROM:
             return True
         sample = full[:: len(full) // SAMPLE_TILES][:SAMPLE_TILES]
-        x = torch.from_numpy(_padded(rgb, sample, self.model.config.multiple)).to(self.device).float()
+        x = torch.from_numpy(_padded(rgb, sample, self.model.config.multiple)).to(self._run_device(portable)).float()
         flow_bits = float(self._choose(x, effort, portable)[3].sum())
         linear_sum = sum(float(linear_bits[t.y : t.y + t.h, t.x : t.x + t.w].sum()) for t in sample)
         return flow_bits < linear_sum * SAMPLE_MARGIN
@@ -429,7 +449,7 @@ class Codec:
         m = self.model.config.multiple
         bits = 0.0
         for tiles in plan_tiles(rgb.shape[0], rgb.shape[1], self.tile, self.batch, m):
-            x = torch.from_numpy(_padded(rgb, tiles, m)).to(self.device).float()
+            x = torch.from_numpy(_padded(rgb, tiles, m)).to(self._run_device(portable)).float()
             with self._lock:
                 bits += float(self._choose(x, effort, portable)[3].sum())
         if alpha is not None:
@@ -468,7 +488,7 @@ class Codec:
         self, batch: np.ndarray, counts: list[int], effort: int, portable: bool
     ) -> list[tuple[bytes, float]]:
         """Code a batch of tiles as chunks of `counts` tiles each: one network run, a stream per chunk."""
-        x = torch.from_numpy(batch).to(self.device).float()
+        x = torch.from_numpy(batch).to(self._run_device(portable)).float()
         ks, latents, params, bits = self._choose(x, effort, portable)
         starts = np.cumsum([0, *counts]).tolist()
         encoders = [Encoder() for _ in counts]
@@ -496,8 +516,6 @@ class Codec:
         except ModelMismatch:
             named = "a shipped model this nfcompress lacks"
         if portable and named == self.name:
-            if self._device_kind() != "cpu":
-                raise ModelMismatch("this portable file decodes on the CPU (--device cpu)")
             if not self._ranges:
                 raise ModelMismatch(f"this portable file needs the calibration of {self.name!r}, which its card lacks")
         ours = self.portable_hash if portable else self.hash
@@ -665,6 +683,11 @@ def _with_alpha(colour: np.ndarray, header: Header, alpha_data: bytes) -> np.nda
     elif alpha_data:
         raise FormatError("corrupted .nfc file (alpha data for a mode without alpha)")
     return np.ascontiguousarray(np.concatenate(planes, axis=2))
+
+
+def _smallest(options: list[EncodeResult | None]) -> EncodeResult:
+    """The smallest file of those coded (None: not tried), the first on a tie (the flow's)."""
+    return min((r for r in options if r is not None), key=lambda r: len(r.data))
 
 
 def _linear_pays(image: np.ndarray) -> bool:

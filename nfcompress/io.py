@@ -5,6 +5,7 @@ __all__ = ["load_image", "image_to_png_bytes", "atomic_write", "set_max_pixels"]
 import contextlib
 import io
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -77,6 +78,17 @@ def image_to_png_bytes(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _mode_for(path: Path) -> int:
+    """The permissions a written file gets, as cp gives them: a replaced file's own, else what
+    the umask allows of rw-rw-rw- (mkstemp's temporary file would stay private, 0600)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write(path: Path, data: bytes, force: bool = False) -> None:
     """Write a file whole or not at all: a temporary file beside it, then a rename.
 
@@ -89,8 +101,10 @@ def atomic_write(path: Path, data: bytes, force: bool = False) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise NfcError(f"{path}: folder {directory} does not exist")
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -34,13 +34,31 @@ def tiny_model() -> IDF:
     return make_tiny()
 
 
+def calibrated_card(model: IDF, name: str) -> ModelCard:
+    """A card for `model` holding the calibration of its exact integer form (the flow writes only that)."""
+    x = torch.from_numpy(np.stack([photo_like(32, 32, 3, seed=s).transpose(2, 0, 1) for s in range(8)])).float()
+    card = ModelCard(name, {})
+    card.exact = {"levels": LEVELS, "ranges": calibrate(model, [x])}
+    return card
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory, tiny_model):
-    """A models folder holding the tiny model as 'tiny' and another as 'other'."""
+    """A models folder: the tiny model as 'tiny' and another as 'other', both calibrated, and the
+    tiny one uncalibrated as 'plain'."""
     d = tmp_path_factory.mktemp("models")
-    save_model(tiny_model, d / "tiny.safetensors", ModelCard("tiny", {}))
-    save_model(make_tiny(1), d / "other.safetensors", ModelCard("other", {}))
+    save_model(tiny_model, d / "tiny.safetensors", calibrated_card(tiny_model, "tiny"))
+    other = make_tiny(1)
+    save_model(other, d / "other.safetensors", calibrated_card(other, "other"))
+    save_model(tiny_model, d / "plain.safetensors", ModelCard("plain", {}))  # no calibration: no flow files
     return d
+
+
+def float_file(codec: Codec, image: np.ndarray, effort: int = 1) -> bytes:
+    """A file as nfcompress before 0.10 wrote with --no-portable: the flow's float network, bound
+    to the machine that ran it. Nothing writes these now; the decoder still reads them."""
+    with torch.no_grad():
+        return codec._encode([image], None, effort, False)[0].data
 
 
 @pytest.fixture(scope="session")
@@ -122,8 +140,7 @@ def mutate(data: bytes, d) -> bytes:
 def calibrated():
     """The tiny model and its calibration, measured on photo-like images."""
     model = make_tiny()
-    x = torch.from_numpy(np.stack([photo_like(32, 32, 3, seed=s).transpose(2, 0, 1) for s in range(8)])).float()
-    return model, {"levels": LEVELS, "ranges": calibrate(model, [x])}
+    return model, calibrated_card(model, "tiny").exact
 
 
 @pytest.fixture(scope="session")

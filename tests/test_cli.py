@@ -86,11 +86,21 @@ def test_bad_images_give_one_line_and_no_output(runner, tmp_path, make, needle):
     assert [p.name for p in tmp_path.iterdir()] == ["bad.tif"]
 
 
-def test_portable_needs_a_calibrated_model(runner, tmp_path):
+def test_the_flow_of_a_model_without_calibration_writes_no_file(runner, tmp_path):
     src = _save(tmp_path / "a.png", photo_like(8, 8, 3))
-    r = runner.invoke(main, ["encode", "--model", "tiny", "--portable", str(src)])
+    r = runner.invoke(main, ["encode", "--model", "plain", "--coder", "flow", str(src)])
     assert r.exit_code != 0 and "no portable form" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "a.nfc").exists()
+    r = runner.invoke(main, ["encode", "--model", "plain", "--json", str(src)])  # auto: another model codes it
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["coder"] != "flow" and json.loads(r.output)["portable"]
+
+
+def test_no_portable_is_refused_in_one_line(runner, tmp_path):
+    src = _save(tmp_path / "a.png", photo_like(8, 8, 3))
+    r = runner.invoke(main, ["encode", "--model", "tiny", "--no-portable", "--coder", "flow", str(src)])
+    assert r.exit_code == 1 and "no longer written" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "a.nfc").exists()
 
 
 def test_damaged_files_give_one_line_and_no_output(runner, tmp_path):

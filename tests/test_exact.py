@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import photo_like
+from conftest import float_file, photo_like
 
 from nfcompress.codec import Codec
 from nfcompress.coding import det_exp
@@ -104,17 +104,29 @@ def test_portable_files_decode_with_other_kernels_and_threads(portable_dir):
         torch.set_num_threads(old)
 
 
-def test_portable_and_float_files_both_decode(portable_dir):
+def test_old_float_files_still_decode_on_the_machine_that_wrote_them(portable_dir):
     img = photo_like(24, 24, 3, seed=8)
-    fast = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, portable=False, coder="flow")
-    data = fast.encode(img).data
+    data = float_file(Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2), img)
     assert unpack(data)[0].device == "cpu"
     assert np.array_equal(Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2).decode(data), img)
 
 
-def test_a_model_without_calibration_is_not_portable(portable_dir):
-    plain = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=2, coder="flow")
-    assert not plain.portable and unpack(plain.encode(photo_like(8, 8, 3)).data)[0].device == "cpu"
+def test_no_float_file_is_written(portable_dir):
+    codec = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+    with pytest.raises(NfcError, match="no longer written"):
+        codec.encode(photo_like(8, 8, 3), portable=False)
+    with pytest.raises(NfcError, match="no longer written"):
+        Codec.load(str(portable_dir / "tiny.safetensors"), portable=False)
+    assert unpack(codec.encode(photo_like(8, 8, 3)).data)[0].device == "any"
+
+
+def test_a_model_without_calibration_writes_no_flow_file(portable_dir):
+    plain = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=2)
+    img = photo_like(8, 8, 3)
+    with pytest.raises(NfcError, match="no portable form"):
+        plain.encode(img, coder="flow")
+    res = plain.encode(img)  # auto: the models that need no calibration
+    assert res.coder in ("linear", "causal") and unpack(res.data)[0].device == "any"
     with pytest.raises(NfcError, match="no portable form"):
         Codec.load(str(portable_dir / "plain.safetensors"), portable=True)
 

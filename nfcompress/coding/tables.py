@@ -212,7 +212,7 @@ def fine_weights(b: Bucket, rows: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     return fine_weights_of([b], [rows], [coarse])[0]
 
 
-def _ordered_sum(a: np.ndarray) -> np.ndarray:
+def ordered_sum(a: np.ndarray) -> np.ndarray:
     """Each row's sum, column by column: one order, so the same float on every machine."""
     total = a[:, 0].copy()
     for m in range(1, a.shape[1]):
@@ -234,10 +234,10 @@ def plan_buckets(
     if portable:
         logits = log_weights.astype(np.float64)
         e = det_exp(logits - logits.max(1, keepdims=True))
-        w = e / _ordered_sum(e)[:, None]
+        w = e / ordered_sum(e)[:, None]
         scales = det_exp(ls)
         inv_s = 1.0 / scales
-        weighted = _ordered_sum(w * mu)
+        weighted = ordered_sum(w * mu)
     else:
         with np.errstate(over="ignore"):  # a wild scale (a damaged file's latents) is inf: it escapes
             w = np.exp(log_weights.astype(np.float64))
