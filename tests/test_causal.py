@@ -1,5 +1,8 @@
 """The causal model: features read only decoded cells, the integer network is exact, files round-trip."""
 
+import functools
+import hashlib
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -15,9 +18,11 @@ from nfcompress import causal, decode
 from nfcompress.codec import Codec
 from nfcompress.container import Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
+from nfcompress.weights import shipped_dir
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 THUMB = EXAMPLES / "nature-thumb-64x48.png"
+SHIPPED = shipped_dir()
 
 
 def _tiny(seed: int, hidden: int = 8, mixtures: int = 2) -> list[causal.PlaneWeights]:
@@ -151,3 +156,43 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
     data, back = code_apart(THUMB, tmp_path, "causal")
     assert unpack(data)[0].causal
     assert np.array_equal(back, np.asarray(Image.open(THUMB)))
+
+
+def test_the_shipped_weights_are_the_ones_version_10_names():
+    card = json.loads((SHIPPED / f"{causal.MODEL}.json").read_text())
+    assert (
+        card["sha256"]
+        == causal.SHA256
+        == hashlib.sha256((SHIPPED / f"{causal.MODEL}.safetensors").read_bytes()).hexdigest()
+    )
+
+
+@pytest.mark.parametrize("where", ["shipped", "path"])
+def test_damaged_or_replaced_causal_weights_are_refused(tmp_path, monkeypatch, where):
+    weights = bytearray((SHIPPED / f"{causal.MODEL}.safetensors").read_bytes())
+    weights[-9] ^= 1  # one weight off by a little: it would still load, and code other files
+    (tmp_path / f"{causal.MODEL}.safetensors").write_bytes(bytes(weights))
+    (tmp_path / f"{causal.MODEL}.json").write_bytes((SHIPPED / f"{causal.MODEL}.json").read_bytes())
+    if where == "shipped":
+        monkeypatch.setattr(causal, "files", lambda package: tmp_path)
+        with pytest.raises(NfcError, match="does not match its sha256"):
+            causal.load()
+    else:
+        with pytest.raises(NfcError, match="does not match its sha256"):
+            causal.load(tmp_path / f"{causal.MODEL}.safetensors")
+
+
+def test_mixture_weights_are_normalised_by_one_ordered_sum(monkeypatch):
+    """numpy's sum picks its own order (pairwise, SIMD lanes by CPU): the normaliser must be the
+    column-by-column sum, the same float on every machine."""
+    from nfcompress.coding.tables import ordered_sum
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(50, 16)) * 1e3
+    left_to_right = [functools.reduce(lambda s, v: s + v, row.tolist()) for row in a]
+    assert ordered_sum(a).tolist() == left_to_right
+    seen = []
+    monkeypatch.setattr(causal, "ordered_sum", lambda e: seen.append(e.shape) or ordered_sum(e))
+    o = rng.integers(-(2**20), 2**20, (7, 9)).astype(np.float64)
+    causal._rows(o, np.full(7, 128.0))
+    assert seen == [(7, 3)]

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,14 @@ def test_another_calibration_of_the_same_weights_is_another_model(portable_dir, 
     save_model(model, tmp_path / "tiny.safetensors", card)
     with pytest.raises(ModelMismatch, match="weights and calibration"):
         Codec.load(str(tmp_path / "tiny.safetensors"), tile=32, batch=2).decode(data)
+
+
+def test_pyproject_declares_the_torch_the_exact_sums_need():
+    import re
+
+    from nfcompress.flows.exact import MIN_TORCH
+
+    (spec,) = re.findall(r'"torch>=([\d.]+)', (Path(__file__).parent.parent / "pyproject.toml").read_text())
+    floor = tuple(int(v) for v in spec.split(".")[:2])
+    assert floor >= MIN_TORCH, f"pyproject allows torch {floor}, but the exact network needs {MIN_TORCH}"
+    assert isinstance(torch.backends.mkldnn.conv.fp32_precision, str)  # the control MIN_TORCH is for

@@ -13,7 +13,7 @@ Measured on the shipped model (scripts/measure_exact.py): 1023 levels cost 0.07%
 and 0.26% on native crops against the float network.
 """
 
-__all__ = ["LEVELS", "ALGORITHM", "calibrate", "exact_copy", "check_ranges"]
+__all__ = ["LEVELS", "MIN_TORCH", "ALGORITHM", "calibrate", "exact_copy", "check_ranges"]
 
 import copy
 import math
@@ -23,6 +23,9 @@ import torch
 from torch import Tensor, nn
 
 LEVELS = 1023
+# The oldest torch with every control the exact sums rely on (mkldnn.conv.fp32_precision came in
+# 2.9); pyproject's floor must not be lower.
+MIN_TORCH = (2, 9)
 # Names this way of making the network exact; portable files' model hash includes it.
 ALGORITHM = "exact-v1"
 _EXACT = 1 << 24
