@@ -161,12 +161,3 @@ def test_a_jpeg_with_tables_of_its_own_is_found_and_codes_small():
     res = encode_linear(pixels)
     assert res.coder == "jpeg" and np.array_equal(decode(res.data), pixels)
     assert len(res.data) < 0.5 * len(linear.encode(pixels)[0])
-
-
-def test_a_version_9_file_of_nfcompress_0_8_still_decodes():
-    # examples/pizza-128.png saved by Pillow as a quality-75 JPEG, decoded, coded by nfcompress 0.8
-    data = (Path(__file__).parent / "data" / "pizza-128-q75.v9-jpeg.nfc").read_bytes()
-    h = unpack(data)[0]
-    assert (h.version, h.jpeg, h.causal) == (9, True, False)
-    pixels = decode(data)  # checked against the file's CRC-32 of the pixels
-    assert pixels.shape == (128, 128, 3)

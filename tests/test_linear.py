@@ -252,16 +252,6 @@ def test_from_four_classes_gradients_and_errors_have_contexts_of_their_own():
     _round_trip(img)
 
 
-@pytest.mark.parametrize("version", [6, 7, 8])  # written by nfcompress 0.5.0, 0.6.0 and 0.7.0
-def test_a_linear_file_of_an_earlier_format_version_still_decodes(version):
-    from nfcompress import decode
-
-    data = (Path(__file__).parent / "data" / f"pizza-128.v{version}-linear.nfc").read_bytes()
-    assert unpack(data)[0].version == version and unpack(data)[0].coder == "linear"
-    want = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
-    assert np.array_equal(decode(data), want)
-
-
 def _blocky(h: int, w: int, offset: tuple[int, int], seed: int) -> np.ndarray:
     """A photo-like image with a step at every edge of an 8x8 grid at `offset`, as JPEG leaves."""
     r = np.random.default_rng(seed)
