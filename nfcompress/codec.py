@@ -559,8 +559,10 @@ class Codec:
                     results[i] = decode_linear(header, chunks[0], alpha_data, progress if len(datas) == 1 else None)
                     continue
                 self._check(header)
+                if header.batch < 1 or header.tile < m:
+                    raise FormatError(f"corrupted .nfc file: tiles of {header.tile} in runs of {header.batch}")
                 expected = count_chunks(header.height, header.width, header.tile, header.batch, m)
-                if expected != len(chunks) or header.tile < m:
+                if expected != len(chunks):
                     raise FormatError(f"corrupted .nfc file: {len(chunks)} chunks where the tiling needs {expected}")
             except NfcError as e:
                 results[i] = e

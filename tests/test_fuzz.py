@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from nfcompress.container import pack, unpack
-from nfcompress.errors import NfcError
+from nfcompress.errors import FormatError, NfcError
 
 EXAMPLES = int(os.environ.get("NFC_FUZZ_EXAMPLES", "150"))
 
@@ -81,3 +81,33 @@ def test_enormous_declared_size_is_refused_quickly(tiny_codec, originals, which)
     with pytest.raises(NfcError):
         tiny_codec.decode(pack(header, chunks, alpha))
     assert time.perf_counter() - t < 2
+
+
+def _fuzz_script():
+    """scripts/fuzz_decode.py as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "fuzz_decode.py"
+    spec = importlib.util.spec_from_file_location("fuzz_decode", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_short_run_of_the_long_fuzz_finds_nothing(shipped):
+    """scripts/fuzz_decode.py over the golden corpus (every payload kind, the shipped models)."""
+    fuzz = _fuzz_script()
+    seed = int(os.environ.get("NFC_FUZZ_SEED", "0"))
+    t = fuzz.run(0, int(os.environ.get("NFC_FUZZ_FILES", "200")), seed=seed, timeout=120)
+    assert (t.crashes, t.hangs, t.wrong) == (0, 0, 0), t.failures
+    assert t.refused + t.exact == t.tried and t.refused > 0 and t.exact > 0
+
+
+def test_a_flow_file_declaring_runs_of_no_tiles_is_refused(tiny_codec):
+    """Found by the fuzz: a batch of 0 in the header divided by zero."""
+    header, chunks, alpha = unpack(tiny_codec.encode(photo_like(40, 70, 3)).data)
+    assert header.coder == "flow" and not header.one_tile
+    header.batch = 0
+    with pytest.raises(FormatError, match="runs of 0"):
+        tiny_codec.decode(pack(header, chunks, alpha))
