@@ -50,7 +50,10 @@ def _save(im: Image.Image, fp, filename) -> None:
     from nfcompress.orientation import DEFAULT_EFFORT
 
     info = im.encoderinfo
-    fp.write(encode(np.asarray(load_image(im)), model=info.get("model", ""), effort=info.get("effort", DEFAULT_EFFORT)))
+    pixels = np.asarray(load_image(im))
+    fp.write(
+        encode(pixels, model=info.get("model", ""), effort=info.get("effort", DEFAULT_EFFORT), coder=info.get("coder"))
+    )
 
 
 def register() -> None:

@@ -151,10 +151,11 @@ def test_stdin_to_stdout(runner, tmp_path):
 
 
 def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tiny_models_dir, tmp_path):
+    """The flow's files (each other model's have a test of this in its own file)."""
     img = photo_like(70, 90, 3, seed=9)
     src = _save(tmp_path / "a.png", img)
     env = {"NFCOMPRESS_MODELS": str(tiny_models_dir)}
-    r = run_cli(["encode", "--model", "tiny", str(src)], 1, env)
+    r = run_cli(["encode", "--model", "tiny", "--coder", "flow", str(src)], 1, env)
     assert r.returncode == 0, r.stderr
     src.rename(tmp_path / "orig.png")
     r = run_cli(["decode", str(tmp_path / "a.nfc")], 2, env)
@@ -178,15 +179,17 @@ def test_effort_is_an_encode_option_and_decode_needs_none(runner, tmp_path):
     assert r.exit_code != 0 and "effort" in r.output.lower()
 
 
-def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(portable_dir, tmp_path):
+@pytest.mark.parametrize("coder", ["flow", "auto"])
+def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(portable_dir, tmp_path, coder):
     """Grouped encodes write the bytes a lone encode writes; a damaged file among many fails alone."""
     images = [photo_like(24 + 4 * (i % 3), 32, 3, seed=i) for i in range(7)]
     srcs = [str(_save(tmp_path / f"i{i}.png", im)) for i, im in enumerate(images)]
     env = {"NFCOMPRESS_MODELS": str(portable_dir)}
-    r = run_cli(["encode", "--model", "tiny", "--json", *srcs], 1, env)
+    r = run_cli(["encode", "--model", "tiny", "--coder", coder, "--json", *srcs], 1, env)
     assert r.returncode == 0, r.stderr
-    assert all(json.loads(line)["portable"] for line in r.stdout.splitlines())
-    alone = run_cli(["encode", "--model", "tiny", srcs[3], "-o", str(tmp_path / "alone.nfc")], 2, env)
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert all(rec["portable"] for rec in records) and (coder == "auto" or {rec["coder"] for rec in records} == {coder})
+    alone = run_cli(["encode", "--model", "tiny", "--coder", coder, srcs[3], "-o", str(tmp_path / "alone.nfc")], 2, env)
     assert alone.returncode == 0, alone.stderr
     assert (tmp_path / "alone.nfc").read_bytes() == (tmp_path / "i3.nfc").read_bytes()
     data = bytearray((tmp_path / "i5.nfc").read_bytes())

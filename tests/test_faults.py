@@ -2,6 +2,7 @@
 
 import errno
 import hashlib
+import json
 import os
 import signal
 import stat
@@ -71,15 +72,19 @@ def test_sigterm_midway_leaves_no_partial_output_and_the_input_untouched(tiny_mo
     assert hashlib.sha256(src.read_bytes()).hexdigest() == digest
 
 
-def test_parallel_workers_code_every_file_exactly(runner, tmp_path):
+@pytest.mark.parametrize("coder", ["flow", "auto"])
+def test_parallel_workers_code_every_file_exactly(runner, tmp_path, coder):
     images = {f"im{i}.png": photo_like(12 + i, 20 + 2 * i, 3, seed=i) for i in range(5)}
     for name, img in images.items():
         Image.fromarray(img).save(tmp_path / name)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
     srcs = [str(tmp_path / n) for n in [*images, "broken.png"]]
     enc = tmp_path / "enc"
-    r = runner.invoke(main, ["encode", "--model", "tiny", "-j", "2", "--out-dir", str(enc), "--json", *srcs])
+    args = ["encode", "--model", "tiny", "--coder", coder, "-j", "2", "--out-dir", str(enc), "--json", *srcs]
+    r = runner.invoke(main, args)
     assert r.exit_code == 1 and "broken.png" in r.output
+    records = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert len(records) == 5 and (coder == "auto" or {rec["coder"] for rec in records} == {coder})
     r = runner.invoke(main, ["decode", "-j", "2", "--out-dir", str(tmp_path / "dec"), *map(str, enc.iterdir())])
     assert r.exit_code == 0, r.output
     for name, img in images.items():

@@ -6,6 +6,7 @@ from PIL import Image
 
 import nfcompress  # noqa: F401  (registers the Pillow plugin)
 from nfcompress.cli import main
+from nfcompress.container import unpack
 from nfcompress.visual import bit_map, grid, heatmap_image, sample
 
 
@@ -28,11 +29,15 @@ def test_samples_are_images_and_repeat_with_the_seed(tiny_model):
     assert grid(a).size == (2 * 18 + 2, 2 * 18 + 2)
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
-def test_pillow_reads_and_writes_nfc(tiny_env, tmp_path, mode):
+@pytest.mark.parametrize(
+    "mode, coder",  # coder None: auto; the causal model codes colour images only
+    [(m, c) for m in ("RGB", "RGBA", "L") for c in ("flow", "linear", "causal", None) if (m, c) != ("L", "causal")],
+)
+def test_pillow_reads_and_writes_nfc(tiny_env, tmp_path, mode, coder):
     im = Image.fromarray(photo_like(21, 34, 4)).convert(mode)
-    im.save(tmp_path / "x.nfc", model="tiny")
-    assert (tmp_path / "x.nfc").read_bytes()[:3] == b"NFC"
+    im.save(tmp_path / "x.nfc", model="tiny", coder=coder)
+    h = unpack((tmp_path / "x.nfc").read_bytes())[0]
+    assert coder is None or h.coder == coder or (h.coder, coder) == ("linear", "causal") and h.causal
     back = Image.open(tmp_path / "x.nfc")
     assert back.format == "NFC" and back.mode == mode and back.size == (34, 21)
     assert np.array_equal(np.asarray(back), np.asarray(im))
