@@ -61,7 +61,7 @@ def test_a_file_naming_a_missing_model_says_so(tiny_env):
     (tiny_env / "other.safetensors").rename(tiny_env / "gone.safetensors")
     _cached.cache_clear()
     try:
-        with pytest.raises(nfcompress.NfcError, match="'other' not found.*models there: tiny\\)"):
+        with pytest.raises(nfcompress.NfcError, match="'other' not found.*models there: plain, tiny\\)"):
             nfcompress.decode(data)
     finally:
         (tiny_env / "gone.safetensors").rename(tiny_env / "other.safetensors")
@@ -94,7 +94,8 @@ def test_models_command_lists_what_can_be_loaded(runner):
     r = runner.invoke(main, ["models", "--json"])
     assert r.exit_code == 0, r.output
     recs = {rec["name"]: rec for rec in map(json.loads, r.output.splitlines())}
-    assert set(recs) == {"tiny", "other"}
+    assert set(recs) == {"tiny", "other", "plain"}
+    assert [name for name, rec in recs.items() if not rec["portable"]] == ["plain"]  # its card has no calibration
     assert not any(rec["default"] or rec["shipped"] for rec in recs.values())
     assert all(rec["megabytes"] > 0 and rec["parameters"] is None for rec in recs.values())
 
