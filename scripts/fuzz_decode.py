@@ -46,6 +46,7 @@ class Tally:
     hangs: int = 0
     wrong: int = 0
     by_mutation: Counter = field(default_factory=Counter)
+    by_kind: Counter = field(default_factory=Counter)  # the payload kind of the file damaged
     failures: list = field(default_factory=list)  # (seed file, mutation, index, what happened)
     seconds: float = 0.0
     slowest: tuple = (0.0, "")  # the longest decode: seconds, and what the file declared
@@ -54,14 +55,16 @@ class Tally:
         for k in ("tried", "refused", "exact", "crashes", "hangs", "wrong", "seconds"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.by_mutation.update(other.by_mutation)
+        self.by_kind.update(other.by_kind)
         self.failures += other.failures
         self.slowest = max(self.slowest, other.slowest)
 
 
-def corpus() -> tuple[list[tuple[str, bytes]], set[str]]:
-    """The golden files (name, bytes) and the hashes of every image they hold."""
+def corpus() -> tuple[list[tuple[str, str, bytes]], set[str]]:
+    """The golden files (name, payload kind, bytes) and the hashes of every image they hold."""
     manifest = json.loads((GOLDEN / "manifest.json").read_text())
-    return [(e["file"], (GOLDEN / e["file"]).read_bytes()) for e in manifest], {e["pixels_sha256"] for e in manifest}
+    files = [(e["file"], e["kind"], (GOLDEN / e["file"]).read_bytes()) for e in manifest]
+    return files, {e["pixels_sha256"] for e in manifest}
 
 
 def pixel_sha256(pixels: np.ndarray) -> str:
@@ -155,11 +158,12 @@ def run(start: int, stop: int, seed: int = 0, timeout: float = 300.0, keep: Path
     t0 = time.perf_counter()
     for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
-        name, data = files[i % len(files)]
+        name, payload, data = files[i % len(files)]
         kind = MUTATIONS[int(rng.integers(len(MUTATIONS)))]
-        bad = damage(data, files[int(rng.integers(len(files)))][1], kind, rng)
+        bad = damage(data, files[int(rng.integers(len(files)))][2], kind, rng)
         tally.tried += 1
         tally.by_mutation[kind] += 1
+        tally.by_kind[payload] += 1
         outcome = None
         t = time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -230,6 +234,7 @@ def main() -> None:
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "slowest_decode": list(total.slowest),
         "by_mutation": dict(sorted(total.by_mutation.items())),
+        "by_payload_kind": dict(sorted(total.by_kind.items())),
         "failures": total.failures[:50],
     }
     print(json.dumps(record) if a.json else "\n".join(f"{k}: {v}" for k, v in record.items()))
