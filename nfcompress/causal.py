@@ -22,6 +22,8 @@ __all__ = [
     "CAUSAL",
     "WINDOW",
     "MAX_PIXELS",
+    "MAX_FRONTS",
+    "fits",
     "PlaneWeights",
     "feature_count",
     "features",
@@ -211,6 +213,17 @@ SHA256 = "869a352c109dd519acd2741d1561d9880fc071d543820a4bb5d6e109df38b9ba"
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
 # decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
 MAX_PIXELS = 128 * 128
+# The most wavefronts (2 (h - 1) + w) of an image it codes, twice a 128x128 image's: a thin strip
+# of as many pixels has up to 2**15 of them, and one network run each (a 1x16384 strip decodes in
+# about 50 s, against 1 s for 128x128). Files of such strips (0.9 wrote them) still decode.
+MAX_FRONTS = 2 * (2 * 127 + 128)
+
+
+def fits(height: int, width: int) -> bool:
+    """Whether the codec codes an image of this size with the causal model: small, and not a thin strip."""
+    return height * width <= MAX_PIXELS and 2 * (height - 1) + width <= MAX_FRONTS
+
+
 SEGMENT = 4096  # sub-pixels whose distributions are built at once when encoding
 # Red decodes LAG wavefronts behind green, blue LAG behind red: a plane's 3x3 window in an earlier
 # plane reaches 2 + 1 = 3 wavefronts (t = 2i + j) ahead of the pixel, and the planes of one step

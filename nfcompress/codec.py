@@ -761,13 +761,14 @@ def _model_free_file(pixels: np.ndarray, mode: str, payload: bytes, ideal: float
 
 def _encode_causal(image: np.ndarray, strict: bool = False) -> EncodeResult | None:
     """An image coded by the causal model (nfcompress.causal), or None where it does not apply
-    (grey images, images over causal.MAX_PIXELS); with `strict` an error says why instead."""
+    (grey images, images over causal.MAX_PIXELS, thin strips); with `strict` an error says why instead."""
     pixels, mode = _as_pixels(image)
-    if mode in ("L", "LA") or pixels.shape[0] * pixels.shape[1] > causal.MAX_PIXELS:
+    if mode in ("L", "LA") or not causal.fits(*pixels.shape[:2]):
         if strict:
             raise NfcError(
-                f"the causal coder codes colour images of at most {causal.MAX_PIXELS} pixels (128x128), "
-                f"not this {mode} {pixels.shape[1]}x{pixels.shape[0]} one (the auto coder takes any)"
+                f"the causal coder codes colour images of at most {causal.MAX_PIXELS} pixels (128x128) that "
+                f"are not thin strips, not this {mode} {pixels.shape[1]}x{pixels.shape[0]} one "
+                "(the auto coder takes any)"
             )
         return None
     return _model_free_file(pixels, mode, *causal.encode(pixels[..., :3]), "causal")

@@ -126,6 +126,20 @@ def test_the_causal_coder_refuses_grey_and_large_images_and_forged_sizes():
         causal.decode(b"\0" * 8, 1000, 1000)
 
 
+def test_thin_strips_are_left_to_the_other_models_but_old_strip_files_decode():
+    """A 2x4000 strip has 4002 wavefronts, a network run each: decoding would take 10 s or more."""
+    assert causal.fits(128, 128) and causal.fits(64, 256) and causal.fits(256, 64)
+    assert not causal.fits(2, 4000) and not causal.fits(4000, 2) and not causal.fits(129, 128)
+    strip = np.concatenate([_photo(2, 128)] * 32, axis=1)[:, :4000].copy()  # 2x4000
+    codec = Codec.load()
+    with pytest.raises(NfcError, match="thin strips, not this RGB 4000x2"):
+        codec.encode(strip, coder="causal")
+    assert codec.encode(strip).coder != "causal"
+    small = strip[:, :300]  # as 0.9 could write a strip: the payload alone, then the file
+    payload, _ = causal.encode(small)
+    assert np.array_equal(causal.decode(payload, 2, 300), small)
+
+
 def test_a_corrupted_payload_fails_loudly():
     img = _photo(24, 24)
     data = bytearray(Codec.load().encode(img, coder="causal").data)
