@@ -167,3 +167,15 @@ def test_pyproject_declares_the_torch_the_exact_sums_need():
     floor = tuple(int(v) for v in spec.split(".")[:2])
     assert floor >= MIN_TORCH, f"pyproject allows torch {floor}, but the exact network needs {MIN_TORCH}"
     assert isinstance(torch.backends.mkldnn.conv.fp32_precision, str)  # the control MIN_TORCH is for
+
+
+def test_a_codec_bound_to_a_gpu_codes_and_decodes_portable_files_on_the_cpu(portable_dir):
+    """--device cuda writes the same portable files: no tensor of a portable file goes to the GPU
+    (this machine has none, so one that did would raise)."""
+    codec = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+    codec.device = "cuda"  # as --device cuda binds it, without the GPU the model would move to
+    img = photo_like(40, 72, 3, seed=3)
+    data = codec.encode(img).data
+    assert unpack(data)[0].device == "any"
+    assert data == Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow").encode(img).data
+    assert np.array_equal(codec.decode(data), img)
