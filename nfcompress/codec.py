@@ -3,6 +3,7 @@
 __all__ = ["Codec", "EncodeResult", "CODERS", "plan_tiles", "count_chunks", "encode_linear", "decode_linear"]
 
 import copy
+import os
 import threading
 import zlib
 from collections.abc import Callable
@@ -34,8 +35,9 @@ SAMPLE_FROM, SAMPLE_TILES, SAMPLE_MARGIN = 16, 8, 1.02
 # thumbnails, above it 21 of 160. Trying it everywhere coded thumb32 1.1% smaller for 2.6x the
 # encode time; so, 0.6% for 1.3x.
 LINEAR_FROM, LINEAR_BELOW = 1024, 3.0
-# The thread counts a float file that fails to decode is tried again with (FLOAT_THREADS).
-FLOAT_THREADS = (1, 2, 4, 8, 16, 32, 64)
+# The thread counts a float file that fails to decode is tried again with, up to the CPU's count
+# (more threads than cores would each take far longer, and slow the process down after them).
+FLOAT_THREADS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 # Where the JPEG-history model's ideal bits on the central crop are under JPEG_SURE times the linear
 # model's there, the linear model is not tried on the whole image.
 JPEG_SURE = 0.8
@@ -566,7 +568,7 @@ class Codec:
         old = torch.get_num_threads()
         try:
             for n in FLOAT_THREADS:
-                if n != old:
+                if n != old and n <= (os.cpu_count() or 1):
                     torch.set_num_threads(n)
                     out = self._decode([data], None)[0]
                     if not isinstance(out, ChecksumError):
