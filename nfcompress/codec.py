@@ -229,7 +229,7 @@ class Codec:
             raise NfcError(f"unsupported device {device!r} (cpu or cuda)")
         # The flow writes portable files only (they decode on any machine); a model without a
         # calibrated integer form decodes old files but writes none.
-        self.portable = self._portable(portable) if portable is not None else self._can_be_portable()
+        self.portable = self._portable(portable) if portable is not None else bool(self._ranges)
         self.effort = self._effort(effort)
         self.coder = self._coder(coder or "auto")
         # Subnormals in the priors' float bits made coding up to 30x slower. Files do not change: the
@@ -272,9 +272,6 @@ class Codec:
             raise NfcError(f"unknown coder {coder!r} (one of {', '.join(CODERS)})")
         return coder
 
-    def _can_be_portable(self) -> bool:
-        return bool(self._ranges)
-
     def _portable(self, portable: bool | None) -> bool:
         """A call's choice of portable coding (the codec's own when None), checked: only portable
         files are written, so False is refused."""
@@ -288,11 +285,6 @@ class Codec:
         if not self._ranges:
             raise NfcError(_NO_PORTABLE_FORM.format(name=self.name))
         return True
-
-    def _flow_ready(self) -> None:
-        """Raise unless the flow can write a file: only its exact integer form can."""
-        if not self._ranges:
-            raise NfcError(_NO_PORTABLE_FORM.format(name=self.name))
 
     def _device_kind(self) -> str:
         return torch.device(self.device).type
@@ -356,7 +348,8 @@ class Codec:
                 "give it a name of its own (its card's name, or train --name)"
             )
         if coder == "flow":
-            self._flow_ready()
+            if not portable:  # only the exact integer form writes files
+                raise NfcError(_NO_PORTABLE_FORM.format(name=self.name))
             with self._lock:
                 return self._encode(images, progress, effort, portable)
         if not portable:  # a model with no exact form writes no file: the flow sits this one out
