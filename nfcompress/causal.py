@@ -37,10 +37,8 @@ __all__ = [
 ]
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import constriction
@@ -50,6 +48,7 @@ from safetensors.numpy import load_file
 from nfcompress import linear
 from nfcompress.coding.tables import PRECISION, det_exp, ordered_sum
 from nfcompress.errors import FormatError, NfcError
+from nfcompress.model_files import sha256_file, shipped_dir
 
 # Causal neighbours (rows up, columns left) of the plane being coded; 2 * up + left >= 1, so every
 # one lies on an earlier wavefront.
@@ -268,7 +267,7 @@ def load(path: Path | None = None, sha256: str | None = None) -> list[PlaneWeigh
     """The integer networks of green, red and blue: the shipped ones by default, checked against
     SHA256; others against `sha256` or, without one, the sha256 in the card beside them."""
     if path is None:
-        path, sha256 = Path(str(files("nfcompress.models"))) / f"{MODEL}.safetensors", SHA256
+        path, sha256 = shipped_dir() / f"{MODEL}.safetensors", SHA256
     path = Path(path)
     if sha256 is None:
         try:
@@ -276,7 +275,7 @@ def load(path: Path | None = None, sha256: str | None = None) -> list[PlaneWeigh
         except (OSError, ValueError, KeyError, TypeError):
             raise NfcError(f"the causal model {path} has no card with its sha256 beside it") from None
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256_file(path)
     except OSError as e:
         raise NfcError(f"cannot read the causal model {path}: {e.strerror or e}") from None
     if digest != sha256:

@@ -29,6 +29,7 @@ from nfcompress.container import SHIPPED_MODELS, Header
 from nfcompress.errors import ModelMismatch, NfcError
 from nfcompress.flows import IDF, IDFConfig
 from nfcompress.flows.exact import ALGORITHM, LEVELS
+from nfcompress.model_files import sha256_file, shipped_dir
 
 # New files use the newest shipped model; the older ones stay for the files they wrote.
 DEFAULT_MODEL = SHIPPED_MODELS[-1]
@@ -51,26 +52,10 @@ class ModelCard:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
 
-def shipped_dir() -> Path:
-    """The folder of the models shipped with nfcompress."""
-    from importlib.resources import files
-
-    return Path(str(files("nfcompress.models")))
-
-
 def models_dir() -> Path:
     """Where named models live: $NFCOMPRESS_MODELS, else the shipped `models/` folder."""
     env = os.environ.get("NFCOMPRESS_MODELS")
     return Path(env) if env else shipped_dir()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def round_to_half(model: torch.nn.Module) -> None:

@@ -188,7 +188,7 @@ def test_damaged_or_replaced_causal_weights_are_refused(tmp_path, monkeypatch, w
     (tmp_path / f"{causal.MODEL}.safetensors").write_bytes(bytes(weights))
     (tmp_path / f"{causal.MODEL}.json").write_bytes((SHIPPED / f"{causal.MODEL}.json").read_bytes())
     if where == "shipped":
-        monkeypatch.setattr(causal, "files", lambda package: tmp_path)
+        monkeypatch.setattr(causal, "shipped_dir", lambda: tmp_path)
         with pytest.raises(NfcError, match="does not match its sha256"):
             causal.load()
     else:
