@@ -297,13 +297,12 @@ def _linear_pixels(data: bytes, progress: Callable[[int, int], None] | None) -> 
 
 
 def configure(threads: int = 0, max_pixels: int | None = None) -> None:
-    """A process's settings for coding: torch's thread count (0 keeps torch's default), no denormals,
-    and Pillow's decompression-bomb limit (None keeps Pillow's, 0 lifts it)."""
+    """A process's settings for coding: torch's thread count (0 keeps torch's default) and Pillow's
+    decompression-bomb limit (None keeps Pillow's, 0 lifts it). Every Codec flushes subnormals itself."""
     import torch
 
     from nfcompress.io import set_max_pixels
 
-    torch.set_flush_denormal(True)
     if threads:
         torch.set_num_threads(threads)
     if max_pixels is not None:
