@@ -13,7 +13,6 @@ Exits 1 if anything crashed, hung or came back wrong; the damaged files that did
 """
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import signal
@@ -25,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from make_golden import GOLDEN, pixel_sha256, read_manifest
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "tests" / "data" / "golden"
 MUTATIONS = ("flip", "flips", "truncate", "extend", "insert", "delete", "splice", "sizes", "payload", "chunks")
 
 
@@ -62,14 +60,9 @@ class Tally:
 
 def corpus() -> tuple[list[tuple[str, str, bytes]], set[str]]:
     """The golden files (name, payload kind, bytes) and the hashes of every image they hold."""
-    manifest = json.loads((GOLDEN / "manifest.json").read_text())
+    manifest = read_manifest()
     files = [(e["file"], e["kind"], (GOLDEN / e["file"]).read_bytes()) for e in manifest]
     return files, {e["pixels_sha256"] for e in manifest}
-
-
-def pixel_sha256(pixels: np.ndarray) -> str:
-    """The hash the golden manifest keeps of an image: its shape, then its bytes."""
-    return hashlib.sha256(repr(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
 def damage(data: bytes, other: bytes, kind: str, rng: np.random.Generator) -> bytes:

@@ -83,10 +83,16 @@ def pixel_sha256(pixels: np.ndarray) -> str:
     return hashlib.sha256(repr(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
+def read_manifest() -> list[dict]:
+    """The corpus's entries, one per .nfc file ([] before the first run)."""
+    path = GOLDEN / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def main() -> None:
     GOLDEN.mkdir(parents=True, exist_ok=True)
     manifest_path = GOLDEN / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
+    manifest = read_manifest()
     have = {(e["source"], e["coder"], e["effort"]) for e in manifest}
     sources = _sources()
     for name, coder, effort in ENTRIES:

@@ -16,6 +16,9 @@ from nfcompress.flows import IDF, IDFConfig
 from nfcompress.flows.exact import LEVELS, calibrate
 from nfcompress.weights import ModelCard, save_model
 
+# The project's scripts (the golden corpus, the long fuzz) import as modules in the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
 TINY = IDFConfig(levels=3, coupling_width=8, prior_width=8, mixtures=2, top_groups=[16, 16, 8, 8])
 
 

@@ -83,21 +83,10 @@ def test_enormous_declared_size_is_refused_quickly(tiny_codec, originals, which)
     assert time.perf_counter() - t < 2
 
 
-def _fuzz_script():
-    """scripts/fuzz_decode.py as a module."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "fuzz_decode.py"
-    spec = importlib.util.spec_from_file_location("fuzz_decode", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_short_run_of_the_long_fuzz_finds_nothing(shipped):
     """scripts/fuzz_decode.py over the golden corpus (every payload kind, the shipped models)."""
-    fuzz = _fuzz_script()
+    import fuzz_decode as fuzz
+
     seed = int(os.environ.get("NFC_FUZZ_SEED", "0"))
     t = fuzz.run(0, int(os.environ.get("NFC_FUZZ_FILES", "200")), seed=seed, timeout=120)
     assert (t.crashes, t.hangs, t.wrong) == (0, 0, 0), t.failures

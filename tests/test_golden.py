@@ -1,29 +1,20 @@
 """The golden corpus (tests/data/golden, scripts/make_golden.py): committed files of every payload
 kind, mode and format version still read, decoded on whatever machine runs the tests."""
 
-import hashlib
-import json
-from pathlib import Path
-
-import numpy as np
 import pytest
+from make_golden import GOLDEN, pixel_sha256, read_manifest
 
 import nfcompress
 from nfcompress.container import VERSION, unpack
 from nfcompress.errors import ChecksumError
 
-GOLDEN = Path(__file__).parent / "data" / "golden"
-MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+MANIFEST = read_manifest()
 SOURCED = [e for e in MANIFEST if e["coder"] is not None]
 
 
 @pytest.fixture(autouse=True)
 def _shipped_models(shipped):
     pass
-
-
-def _sha(pixels: np.ndarray) -> str:
-    return hashlib.sha256(repr(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
 def test_the_corpus_covers_every_kind_mode_and_version():
@@ -50,13 +41,13 @@ def test_every_golden_file_decodes_exactly(entry):
         assert "bound_to" in entry, f"{entry['file']} is portable and must decode on every machine: {e}"
         assert "floating-point arithmetic differs" in str(e)
         return
-    assert _sha(pixels) == entry["pixels_sha256"]
+    assert pixel_sha256(pixels) == entry["pixels_sha256"]
 
 
 @pytest.mark.parametrize("entry", SOURCED, ids=[e["file"] for e in SOURCED])
 def test_every_golden_source_encodes_again(entry):
     pixels = nfcompress.load_image(GOLDEN / entry["source"])
-    assert _sha(pixels) == entry["pixels_sha256"]
+    assert pixel_sha256(pixels) == entry["pixels_sha256"]
     data = nfcompress.encode(pixels, coder=entry["coder"], effort=entry["effort"])
     if entry["same_bytes"]:
         # The flow at effort 1 and the causal model are exact integer arithmetic end to end.
@@ -65,4 +56,4 @@ def test_every_golden_source_encodes_again(entry):
         # A float choice (the linear fit, the JPEG search, the orientation search, auto's pick)
         # may go another way on another CPU: the file may differ, but must decode exactly.
         assert unpack(data)[0].version == VERSION
-    assert _sha(nfcompress.decode(data)) == entry["pixels_sha256"]
+    assert pixel_sha256(nfcompress.decode(data)) == entry["pixels_sha256"]
