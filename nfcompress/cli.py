@@ -311,7 +311,7 @@ def info(inputs, as_json) -> None:
             "height": h.height,
             "mode": h.mode,
             "bit_depth": h.bit_depth,
-            "coder": "jpeg" if h.jpeg else "causal" if h.causal else h.coder,
+            "coder": h.kind,
             "model": CAUSAL_MODEL if h.causal else None if h.coder == "linear" else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,

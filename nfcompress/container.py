@@ -86,6 +86,11 @@ class Header:
         """Channels of the decoded image."""
         return len(self.mode)
 
+    @property
+    def kind(self) -> str:
+        """Which model's payload the file holds: "flow", "linear", "jpeg" or "causal"."""
+        return "jpeg" if self.jpeg else "causal" if self.causal else self.coder
+
 
 def _varint(n: int) -> bytes:
     out = bytearray()

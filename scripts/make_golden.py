@@ -104,7 +104,7 @@ def main() -> None:
         pixels = nfcompress.load_image(src)
         data = nfcompress.encode(pixels, coder=coder, effort=effort)
         header = unpack(data)[0]
-        kind = "jpeg" if header.jpeg else "causal" if header.causal else header.coder
+        kind = header.kind
         how = coder if coder == kind else f"{coder}-{kind}"
         out = f"{name}.{how}{f'-e{effort}' if effort > 1 else ''}.v{header.version}.nfc"
         if (GOLDEN / out).exists():
