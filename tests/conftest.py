@@ -146,18 +146,6 @@ def calibrated():
     return model, calibrated_card(model, "tiny").exact
 
 
-@pytest.fixture(scope="session")
-def portable_dir(tmp_path_factory, calibrated):
-    """A models folder: the tiny model with its calibration (portable) as "tiny", without as "plain"."""
-    model, exact = calibrated
-    d = tmp_path_factory.mktemp("portable")
-    card = ModelCard("tiny", {})
-    card.exact = exact
-    save_model(model, d / "tiny.safetensors", card)
-    save_model(model, d / "plain.safetensors", ModelCard("plain", {}))
-    return d
-
-
 def run_cli(args: list[str], threads: int, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m nfcompress ARGS --threads N` in a process of its own, OpenMP's threads to match."""
     return subprocess.run(

@@ -180,11 +180,11 @@ def test_effort_is_an_encode_option_and_decode_needs_none(runner, tmp_path):
 
 
 @pytest.mark.parametrize("coder", ["flow", "auto"])
-def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(portable_dir, tmp_path, coder):
+def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(tiny_models_dir, tmp_path, coder):
     """Grouped encodes write the bytes a lone encode writes; a damaged file among many fails alone."""
     images = [photo_like(24 + 4 * (i % 3), 32, 3, seed=i) for i in range(7)]
     srcs = [str(_save(tmp_path / f"i{i}.png", im)) for i, im in enumerate(images)]
-    env = {"NFCOMPRESS_MODELS": str(portable_dir)}
+    env = {"NFCOMPRESS_MODELS": str(tiny_models_dir)}
     r = run_cli(["encode", "--model", "tiny", "--coder", coder, "--json", *srcs], 1, env)
     assert r.returncode == 0, r.stderr
     records = [json.loads(line) for line in r.stdout.splitlines()]

@@ -82,20 +82,20 @@ def test_integer_convolutions_equal_a_float64_reference(calibrated, mkldnn):
     assert torch.equal(got, want.float() * f.out_scale + bias)
 
 
-def test_the_card_keeps_the_calibration(portable_dir, calibrated):
-    _, card = load_model(portable_dir / "tiny.safetensors")
+def test_the_card_keeps_the_calibration(tiny_models_dir, calibrated):
+    _, card = load_model(tiny_models_dir / "tiny.safetensors")
     assert card.exact == json.loads(json.dumps(calibrated[1]))
 
 
 @pytest.mark.filterwarnings("ignore:TF32 acceleration")
-def test_portable_files_decode_with_other_kernels_and_threads(portable_dir):
+def test_portable_files_decode_with_other_kernels_and_threads(tiny_models_dir):
     img = photo_like(40, 72, 3, seed=3)
-    enc = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+    enc = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
     assert enc.portable
     data = enc.encode(img, effort=3).data
     header = unpack(data)[0]
     assert header.device == "any"
-    dec = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2)
+    dec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2)
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -105,49 +105,49 @@ def test_portable_files_decode_with_other_kernels_and_threads(portable_dir):
         torch.set_num_threads(old)
 
 
-def test_old_float_files_still_decode_on_the_machine_that_wrote_them(portable_dir):
+def test_old_float_files_still_decode_on_the_machine_that_wrote_them(tiny_models_dir):
     img = photo_like(24, 24, 3, seed=8)
-    data = float_file(Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2), img)
+    data = float_file(Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2), img)
     assert unpack(data)[0].device == "cpu"
-    assert np.array_equal(Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2).decode(data), img)
+    assert np.array_equal(Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2).decode(data), img)
 
 
-def test_no_float_file_is_written(portable_dir):
-    codec = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+def test_no_float_file_is_written(tiny_models_dir):
+    codec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
     with pytest.raises(NfcError, match="no longer written"):
         codec.encode(photo_like(8, 8, 3), portable=False)
     with pytest.raises(NfcError, match="no longer written"):
-        Codec.load(str(portable_dir / "tiny.safetensors"), portable=False)
+        Codec.load(str(tiny_models_dir / "tiny.safetensors"), portable=False)
     assert unpack(codec.encode(photo_like(8, 8, 3)).data)[0].device == "any"
 
 
-def test_a_model_without_calibration_writes_no_flow_file(portable_dir):
-    plain = Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=2)
+def test_a_model_without_calibration_writes_no_flow_file(tiny_models_dir):
+    plain = Codec.load(str(tiny_models_dir / "plain.safetensors"), tile=32, batch=2)
     img = photo_like(8, 8, 3)
     with pytest.raises(NfcError, match="no portable form"):
         plain.encode(img, coder="flow")
     res = plain.encode(img)  # auto: the models that need no calibration
     assert res.coder in ("linear", "causal") and unpack(res.data)[0].device == "any"
     with pytest.raises(NfcError, match="no portable form"):
-        Codec.load(str(portable_dir / "plain.safetensors"), portable=True)
+        Codec.load(str(tiny_models_dir / "plain.safetensors"), portable=True)
 
 
-def test_a_portable_file_needs_the_calibration(portable_dir, tmp_path):
+def test_a_portable_file_needs_the_calibration(tiny_models_dir, tmp_path):
     data = (
-        Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+        Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
         .encode(photo_like(8, 8, 3))
         .data
     )
-    model, card = load_model(portable_dir / "tiny.safetensors")
+    model, card = load_model(tiny_models_dir / "tiny.safetensors")
     bare = Codec(model, card.name, card.sha256, tile=32, batch=2)
     with pytest.raises(ModelMismatch, match="calibration"):
         bare.decode(data)
 
 
-def test_another_calibration_of_the_same_weights_is_another_model(portable_dir, calibrated, tmp_path):
+def test_another_calibration_of_the_same_weights_is_another_model(tiny_models_dir, calibrated, tmp_path):
     model, exact = calibrated
     data = (
-        Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+        Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
         .encode(photo_like(8, 8, 3))
         .data
     )
@@ -169,13 +169,15 @@ def test_pyproject_declares_the_torch_the_exact_sums_need():
     assert isinstance(torch.backends.mkldnn.conv.fp32_precision, str)  # the control MIN_TORCH is for
 
 
-def test_a_codec_bound_to_a_gpu_codes_and_decodes_portable_files_on_the_cpu(portable_dir):
+def test_a_codec_bound_to_a_gpu_codes_and_decodes_portable_files_on_the_cpu(tiny_models_dir):
     """--device cuda writes the same portable files: no tensor of a portable file goes to the GPU
     (this machine has none, so one that did would raise)."""
-    codec = Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
+    codec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
     codec.device = "cuda"  # as --device cuda binds it, without the GPU the model would move to
     img = photo_like(40, 72, 3, seed=3)
     data = codec.encode(img).data
     assert unpack(data)[0].device == "any"
-    assert data == Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow").encode(img).data
+    assert (
+        data == Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow").encode(img).data
+    )
     assert np.array_equal(codec.decode(data), img)

@@ -16,8 +16,8 @@ def _images() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def portable(portable_dir) -> Codec:
-    return Codec.load(str(portable_dir / "tiny.safetensors"), tile=32, batch=4, coder="flow")
+def portable(tiny_models_dir) -> Codec:
+    return Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=4, coder="flow")
 
 
 @pytest.mark.parametrize("effort", [1, 3])
@@ -43,12 +43,12 @@ def test_decode_many_gives_every_image_back(portable):
         assert isinstance(got, np.ndarray) and np.array_equal(got, want)
 
 
-def test_a_bad_file_among_many_fails_alone(portable, portable_dir):
+def test_a_bad_file_among_many_fails_alone(portable, tiny_models_dir):
     images = _images()
     datas = [r.data for r in portable.encode_many(images)]
     damaged = bytearray(datas[1])
     damaged[-6] ^= 0x40
-    other = float_file(Codec.load(str(portable_dir / "plain.safetensors"), tile=32, batch=4), images[2])
+    other = float_file(Codec.load(str(tiny_models_dir / "plain.safetensors"), tile=32, batch=4), images[2])
     datas[1], datas[2], datas[3] = bytes(damaged), other, b"not a file"
     out = portable.decode_many(datas)
     assert isinstance(out[1], (ChecksumError, FormatError))
