@@ -45,8 +45,7 @@ import constriction
 import numpy as np
 from safetensors.numpy import load_file
 
-from nfcompress import linear
-from nfcompress.coding.tables import PRECISION, det_exp, ordered_sum
+from nfcompress.coding.primitives import FRAC_BITS, PRECISION, LogisticTables, det_exp, ordered_sum, wavefronts
 from nfcompress.errors import FormatError, NfcError
 from nfcompress.model_files import sha256_file, shipped_dir
 
@@ -233,9 +232,9 @@ _ROW_TOTAL = (1 << PRECISION) - 256  # every row of weights sums to this (the co
 
 
 @functools.cache
-def _tables() -> linear._Tables:
+def _tables() -> LogisticTables:
     """The linear model's discretized logistics for every scale code 0..255."""
-    return linear._Tables(np.arange(256))
+    return LogisticTables(np.arange(256))
 
 
 def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -243,7 +242,7 @@ def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
     around the median predictions `base`: each component one of the linear model's tables."""
     k = o.shape[1] // 3
     n = len(o)
-    frac = linear.FRAC_BITS
+    frac = FRAC_BITS
     p = base[:, None] * (1 << frac) + np.floor(o[:, :k] * (MEAN_SCALE * 2.0 ** (frac - OUT_BITS)))
     p = np.clip(p, 0, (256 << frac) - 1).astype(np.int64)
     half = 2.0 ** (OUT_BITS - 1) / LOG_SCALE_STEPS
@@ -319,7 +318,7 @@ def save(planes: list[PlaneWeights], path: Path) -> None:
 def _schedule(h: int, w: int) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
     """Decoding steps: in step s, green's wavefront s, red's s - LAG and blue's s - 2 LAG (those
     that exist), each as (plane, rows, columns). A plane's window reaches LAG wavefronts ahead."""
-    fronts = list(linear._steps(h, w))
+    fronts = list(wavefronts(h, w))
     steps = [
         [(k, *fronts[s - LAG * k]) for k in range(3) if 0 <= s - LAG * k < len(fronts)]
         for s in range(len(fronts) + 2 * LAG)
@@ -333,7 +332,7 @@ def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[b
     x = planes_of(rgb)
     h, w = x.shape[1:]
     earlier = pad_planes(x)
-    fronts = list(linear._steps(h, w))
+    fronts = list(wavefronts(h, w))
     i, j = np.concatenate([a for a, _ in fronts]), np.concatenate([b for _, b in fronts])
     cuts = np.cumsum([len(a) for a, _ in fronts])[:-1]
     # Every sub-pixel's network outputs, plane by plane, cut into wavefronts, then taken in

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import constriction
 import numpy as np
 
+from nfcompress.coding.primitives import bit_lengths, diagonals, pop_ints, push_ints
 from nfcompress.errors import FormatError
 from nfcompress.libjpeg import (
     QUALITIES,
@@ -29,7 +30,7 @@ from nfcompress.libjpeg import (
     to_blocks,
     ycc_to_rgb,
 )
-from nfcompress.linear import _bit_lengths, _pop_ints, _push_ints, block_grid
+from nfcompress.linear import block_grid
 
 LIMIT = 1 << 15  # every coefficient's magnitude is below this
 CATEGORIES = 16  # a value is coded as its bit length (a category) and then its lower bits raw
@@ -501,7 +502,7 @@ def _neighbour_sum(a: np.ndarray) -> np.ndarray:
 
 
 def _bucket(a: np.ndarray) -> np.ndarray:
-    return np.minimum(_bit_lengths(a), BUCKETS - 1)
+    return np.minimum(bit_lengths(a), BUCKETS - 1)
 
 
 def _ac_context(k: np.ndarray, f: int, kind: int) -> np.ndarray:
@@ -526,14 +527,6 @@ def _dc_prediction(dc: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.nda
     return med, np.abs(left - corner) + np.abs(up - corner)
 
 
-def _wavefronts(rows: int, cols: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    out = []
-    for t in range(rows + cols - 1):
-        i = np.arange(max(0, t - cols + 1), min(rows, t + 1))
-        out.append((i, t - i))
-    return out
-
-
 class _Steps:
     """The symbols of a stream in the order the decoder meets them: categories with their
     contexts, then the raw bits of the nonzero ones."""
@@ -543,7 +536,7 @@ class _Steps:
 
     def add(self, values: np.ndarray, contexts: np.ndarray) -> None:
         v = values.ravel().astype(np.int64)
-        cats = _bit_lengths(v)
+        cats = bit_lengths(v)
         if (cats >= CATEGORIES).any():
             raise ValueError("a value too wide for the JPEG model")
         self.cats.append((v, contexts.ravel().astype(np.int64), cats))
@@ -588,7 +581,7 @@ def _pop(coder, weights: np.ndarray, contexts: np.ndarray) -> np.ndarray:
 def _plane_steps(steps: _Steps, k: np.ndarray, kind: int) -> None:
     """The DCs by wavefronts (median prediction) and then each AC frequency in zigzag order."""
     dc = k[:, :, 0, 0]
-    for i, j in _wavefronts(*dc.shape):
+    for i, j in diagonals(*dc.shape):
         med, act = _dc_prediction(dc, i, j)
         steps.add(dc[i, j] - med, AC_CONTEXTS + kind * BUCKETS + _bucket(act))
     for f in range(1, B * B):
@@ -607,7 +600,7 @@ def _loudness(residual: np.ndarray) -> np.ndarray:
     h, w, c = residual.shape
     rows, cols = -(-h // B), -(-w // B)
     r = np.pad(np.abs(residual).max(-1), ((0, rows * B - h), (0, cols * B - w)))
-    return _bit_lengths(r.reshape(rows, B, cols, B).max(axis=(1, 3)))
+    return bit_lengths(r.reshape(rows, B, cols, B).max(axis=(1, 3)))
 
 
 def _in_blocks(bad: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -650,7 +643,7 @@ def _steps(rgb: np.ndarray, model: JpegModel) -> _Steps:
 
 def _push_side(coder, model: JpegModel, counts: np.ndarray) -> None:
     """Push the category counts, the quantization tables, the offset and the sampling."""
-    _push_ints(coder, counts.ravel())
+    push_ints(coder, counts.ravel())
     coder.encode_reverse((model.quant.ravel() - 1).astype(np.int32), _QUANT)
     coder.encode_reverse(np.array(model.offset, np.int32), _OFFSETS)
     coder.encode_reverse(np.array([model.sampling], np.int32), _SAMPLING_CODES)
@@ -668,14 +661,14 @@ def decode(
     sampling = int(coder.decode(_SAMPLING_CODES, 1)[0])
     oy, ox = (int(v) for v in coder.decode(_OFFSETS, 2))
     quant = coder.decode(_QUANT, 64 * (3 if channels == 3 else 1)).astype(np.int64).reshape(-1, B, B) + 1
-    weights = _weights(_pop_ints(coder, CONTEXTS * CATEGORIES).reshape(CONTEXTS, CATEGORIES))
+    weights = _weights(pop_ints(coder, CONTEXTS * CATEGORIES).reshape(CONTEXTS, CATEGORIES))
     coefs = []
     shapes = plane_shapes(h + oy, w + ox, channels, sampling)
     for i, (_, _, rows, cols) in enumerate(shapes):
         kind = min(i, 1)
         k = np.zeros((rows, cols, B, B), np.int64)
         dc = k[:, :, 0, 0]
-        for bi, bj in _wavefronts(rows, cols):
+        for bi, bj in diagonals(rows, cols):
             med, act = _dc_prediction(dc, bi, bj)
             # (clipped so that a damaged file keeps islow's sums exact: no JPEG's DC comes near)
             dc[bi, bj] = np.clip(med + _pop(coder, weights, AC_CONTEXTS + kind * BUCKETS + _bucket(act)), -LIMIT, LIMIT)

@@ -26,7 +26,6 @@ wavefront, so a whole wavefront decodes as one vector. Earlier channels are know
 
 __all__ = ["LinearModel", "fit", "side_bits", "encode", "decode"]
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -35,7 +34,21 @@ import constriction
 import numpy as np
 
 from nfcompress import local
-from nfcompress.coding.tables import PRECISION, det_exp
+from nfcompress.coding.primitives import (
+    FLOOR,
+    FRAC_BITS,
+    LOG_SCALE_MIN,
+    LOG_SCALE_STEP,
+    MEAN_STEPS,
+    PRECISION,
+    LogisticTables,
+    int_bits,
+    pop_ints,
+    push_ints,
+    unzigzag,
+    wavefronts,
+    zigzag,
+)
 from nfcompress.errors import FormatError
 
 # Causal neighbours (rows up, columns left) of the channel being coded; 2 * up + left >= 1.
@@ -45,8 +58,6 @@ CROSS = ((0, 0), (0, 1), (1, 0), (1, 1), (1, -1), (0, -1), (-1, 0))
 # Canvas padding: rows above, columns left and right.
 TOP, LEFT, RIGHT = 3, 3, 2
 OUTSIDE = 128  # the value of canvas cells with no pixel to copy
-FRAC_BITS = 12  # weights are integers in units of 2**-12
-MEAN_STEPS = 16  # the prediction's fraction, in 1/16, selects the table
 BINS = 16
 # A pixel's scale context: its activity bin and, with more than one class (images from 128x128,
 # where the 16 more scales pay), whether it lies on the edge of a JPEG 8x8 block (most photos were
@@ -57,12 +68,10 @@ GRID_CLASSES = 4
 SCHEME = 3  # the payload layout `encode` writes: version 8 files (versions 6 and 7: schemes 1 and 2)
 # Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
 THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
-LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # a context's scale is exp(-4 + q / 16), q in 0..255
 MAX_WEIGHT = (1 << 31) - 1
 SEGMENT = 1 << 14  # symbols per coder call when encoding
-# Every value's weight is at least FLOOR, so that no sub-pixel costs under MIN_BITS (0.0014): a
-# payload then bounds the size it can decode to, and a forged size is refused before any work.
-FLOOR = 64
+# No sub-pixel costs under MIN_BITS (every value's weight is at least FLOOR): a payload bounds the
+# size it can decode to, and a forged size is refused before any work.
 MIN_BITS = -float(np.log2(((1 << PRECISION) - 255 * FLOOR - 255) / (1 << PRECISION)))
 BAND = 1 << 18  # pixels whose features are built at once
 KEEP_PIXELS = 1 << 20  # on images up to this size, the encoder builds each band's features once
@@ -292,13 +301,6 @@ def _class_of(
     return np.where(edge, classes * k, cls)
 
 
-def _steps(h: int, w: int):
-    """For each wavefront t = 2i + j in order, its rows i and columns j."""
-    for t in range(2 * (h - 1) + w):
-        i = np.arange(max(0, -(-(t - w + 1) // 2)), min(h - 1, t // 2) + 1, dtype=np.int64)
-        yield i, t - 2 * i
-
-
 def _bins(activity: np.ndarray) -> np.ndarray:
     return np.searchsorted(THRESHOLDS, activity, side="right")
 
@@ -372,12 +374,8 @@ def _round(p: np.ndarray) -> np.ndarray:
     return (p + (1 << (FRAC_BITS - 1))) >> FRAC_BITS
 
 
-def _scale(q: np.ndarray) -> np.ndarray:
-    return det_exp(LOG_SCALE_MIN + LOG_SCALE_STEP * np.asarray(q, np.float64))
-
-
 def _fit_scale(q: np.ndarray) -> np.ndarray:
-    """`_scale` in numpy's exp, for fitting: only the encoder sees it, so it need not be portable."""
+    """`logistic_scale` in numpy's exp, for fitting: only the encoder sees it, so it need not be portable."""
     return np.exp(LOG_SCALE_MIN + LOG_SCALE_STEP * q)
 
 
@@ -386,46 +384,8 @@ def _mass(e: np.ndarray, s: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh((e + 0.5) / (2 * s)) - np.tanh((e - 0.5) / (2 * s)))
 
 
-_TOTAL = (1 << PRECISION) - 256 * (1 + FLOOR)
-
-
-@functools.lru_cache(maxsize=256)
-def _cumulative(q: int) -> np.ndarray:
-    """Integer cumulative weights (MEAN_STEPS, 512) of a logistic of scale code q, at edges e - 255.5
-    from a prediction's integer part, for each fraction of the prediction (the same for every image)."""
-    edges = np.arange(512, dtype=np.float64) - 255.5
-    frac = np.arange(MEAN_STEPS, dtype=np.float64) / MEAN_STEPS
-    cdf = 1.0 / (1.0 + det_exp(-(edges[None, :] - frac[:, None]) / _scale(np.array([q]))[0]))
-    out = np.maximum.accumulate(np.floor(cdf * _TOTAL), axis=1)
-    out.flags.writeable = False
-    return out
-
-
-class _Tables:
-    """A channel's integer weights for every context (its scale) and fraction of a prediction."""
-
-    def __init__(self, scales: np.ndarray) -> None:
-        self.cum = np.concatenate([_cumulative(int(q)) for q in scales])
-        pmf = np.diff(self.cum, axis=1) + FLOOR
-        self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
-        self.total = float(_TOTAL + FLOOR)
-
-    def rows(self, p: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-        """Each prediction's weights of the values 0..255 (n, 256), summing to 2**PRECISION - 256.
-
-        A discretized logistic around the prediction, the tails beyond 0 and 255 folded into
-        the end values, every value FLOOR more.
-        """
-        row = contexts.astype(np.int64) * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
-        ip = p >> FRAC_BITS
-        out = self.windows[row, 255 - ip]
-        out[:, 0] = self.cum[row, 256 - ip] + FLOOR
-        out[:, 255] = self.total - self.cum[row, 510 - ip]
-        return out
-
-
 def _spiked(rows: np.ndarray, at: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Rows (n, 256) of `_Tables.rows`, changed in place: a share q / SPIKES of every weight
+    """Rows (n, 256) of `LogisticTables.rows`, changed in place: a share q / SPIKES of every weight
     above the floor (rounded down) moved to value at[k] of row k (scheme 2); the sums and the
     floor stay."""
     if not q.any():
@@ -737,79 +697,9 @@ def _fit_spikes(
     return codes, q
 
 
-def _zigzag(v: np.ndarray) -> np.ndarray:
-    return np.where(v >= 0, 2 * v, -2 * v - 1).astype(np.int64)
-
-
-def _unzigzag(u: np.ndarray) -> np.ndarray:
-    return np.where(u % 2 == 0, u // 2, -(u + 1) // 2)
-
-
-_LENGTHS = 33  # bit lengths of the integers `_push_ints` codes: 0..32
-_CENTRES = constriction.stream.model.Uniform(_LENGTHS)
-
-
-@functools.lru_cache(maxsize=_LENGTHS)
-def _length_weights(m: int) -> np.ndarray:
-    """Integer weights (33,) of bit lengths, halving with each step away from m, summing to
-    2**PRECISION - 33."""
-    out = np.floor(2.0 ** (PRECISION - 2 - np.abs(np.arange(_LENGTHS) - m)))
-    out[m] += (1 << PRECISION) - _LENGTHS - out.sum()
-    out.flags.writeable = False
-    return out
-
-
-def _bit_lengths(u: np.ndarray) -> np.ndarray:
-    """The bit length of each |u| (0 for 0): frexp's exponent, exact for integers below 2**53."""
-    return np.frexp(np.abs(np.asarray(u)).astype(np.float64))[1].astype(np.int64)
-
-
-def _int_bits(u: np.ndarray) -> tuple[int, float]:
-    """The centre `_push_ints` picks for integers u, and the bits they then cost."""
-    b = _bit_lengths(u)
-    mantissas = float(np.maximum(b - 1, 0).sum()) + np.log2(_LENGTHS)
-    costs = [PRECISION * len(u) - np.log2(_length_weights(m)[b] + 1).sum() for m in range(_LENGTHS)]
-    m = int(np.argmin(costs))
-    return m, costs[m] + mantissas
-
-
-def _push_ints(coder, u: np.ndarray) -> None:
-    """Push non-negative integers below 2**32: a centre m, each one's bit length (`_length_weights(m)`),
-    then, length by length, the bits below each one's leading 1 (at most 16 to a symbol)."""
-    m, _ = _int_bits(u)
-    b = _bit_lengths(u)
-    for length in sorted(set(b[b >= 2].tolist()), reverse=True):
-        low = u[b == length] - (1 << (length - 1))
-        width = length - 1
-        if width > 16:
-            coder.encode_reverse((low & 0xFFFF).astype(np.int32), _RAW16)
-            coder.encode_reverse((low >> 16).astype(np.int32), constriction.stream.model.Uniform(1 << (width - 16)))
-        else:
-            coder.encode_reverse(low.astype(np.int32), constriction.stream.model.Uniform(1 << width))
-    rows = np.broadcast_to(_length_weights(m), (len(u), _LENGTHS))
-    coder.encode_reverse(b.astype(np.int32), _CATEGORICAL, np.ascontiguousarray(rows))
-    coder.encode_reverse(np.array([m], np.int32), _CENTRES)
-
-
-def _pop_ints(coder, n: int) -> np.ndarray:
-    """The n integers `_push_ints` pushed."""
-    m = int(coder.decode(_CENTRES, 1)[0])
-    b = coder.decode(_CATEGORICAL, np.ascontiguousarray(np.broadcast_to(_length_weights(m), (n, _LENGTHS))))
-    b = b.astype(np.int64)
-    u = np.where(b > 0, np.left_shift(1, np.maximum(b - 1, 0)), 0).astype(np.int64)
-    for length in sorted(set(b[b >= 2].tolist())):
-        where, width = np.flatnonzero(b == length), length - 1
-        if width > 16:
-            high = coder.decode(constriction.stream.model.Uniform(1 << (width - 16)), len(where)).astype(np.int64)
-            u[where] += (high << 16) | coder.decode(_RAW16, len(where)).astype(np.int64)
-        else:
-            u[where] += coder.decode(constriction.stream.model.Uniform(1 << width), len(where)).astype(np.int64)
-    return u
-
-
 def _scale_steps(scales: list[np.ndarray]) -> np.ndarray:
     """Each plane's scale codes as zigzagged steps from the one before (the first from 128)."""
-    return np.concatenate([_zigzag(np.diff(q, prepend=128)) for q in scales])
+    return np.concatenate([zigzag(np.diff(q, prepend=128)) for q in scales])
 
 
 def _complete(model: LinearModel) -> LinearModel:
@@ -826,23 +716,23 @@ def _coded_weights(model: LinearModel) -> np.ndarray:
     """The integers that stand for a completed model's weights and feedback weights: each over
     its `_weight_step`, zigzagged."""
     flat = np.concatenate([w.ravel() for w in model.weights + model.feedback])
-    return _zigzag(flat // _weight_step(model.classes))
+    return zigzag(flat // _weight_step(model.classes))
 
 
 def side_bits(model: LinearModel) -> int:
     """The bits `_push_side` spends on a model: what a fitted model costs beside its pixels."""
     model = _complete(model)
-    weights = _int_bits(_coded_weights(model))[1]
+    weights = int_bits(_coded_weights(model))[1]
     spikes = SPIKE_BITS * sum(len(s) for s in model.spikes)
-    return round(2 + np.log2(BLOCK * BLOCK + 1) + _int_bits(_scale_steps(model.scales))[1] + spikes + weights)
+    return round(2 + np.log2(BLOCK * BLOCK + 1) + int_bits(_scale_steps(model.scales))[1] + spikes + weights)
 
 
 def _push_side(coder, model: LinearModel) -> None:
     """Push the class count, the block grid, the scale codes (steps), the spike shares and the
     weights, the steps and the weights zigzagged through `_push_ints`."""
-    _push_ints(coder, _coded_weights(model))
+    push_ints(coder, _coded_weights(model))
     coder.encode_reverse(np.concatenate(model.spikes).astype(np.int32), _SPIKE_CODES)
-    _push_ints(coder, _scale_steps(model.scales))
+    push_ints(coder, _scale_steps(model.scales))
     grid = BLOCK * BLOCK if model.blocks is None else BLOCK * model.blocks[0] + model.blocks[1]
     coder.encode_reverse(np.array([grid], np.int32), _BLOCKS)
     coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
@@ -861,12 +751,12 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
     sets = _sets(classes, blocks)
     weight_count = sets * sum(counts)
     if scheme >= 2:
-        steps = _unzigzag(_pop_ints(coder, k * channels)).reshape(channels, k)
+        steps = unzigzag(pop_ints(coder, k * channels)).reshape(channels, k)
         scales = np.cumsum(steps, axis=1) + 128
         m = _spike_count(classes)
         spikes = list(coder.decode(_SPIKE_CODES, m * channels).astype(np.int64).reshape(channels, m))
-        u = _pop_ints(coder, weight_count + ERRORS * channels)
-        feedback = list(_unzigzag(u[weight_count:]).reshape(channels, ERRORS) * _weight_step(classes, scheme))
+        u = pop_ints(coder, weight_count + ERRORS * channels)
+        feedback = list(unzigzag(u[weight_count:]).reshape(channels, ERRORS) * _weight_step(classes, scheme))
         u = u[:weight_count]
     else:
         scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
@@ -876,7 +766,7 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
         if len(wide):
             halves = coder.decode(_RAW16, 2 * len(wide)).astype(np.int64).reshape(-1, 2)
             u[wide] = (halves[:, 0] << 16) | halves[:, 1]
-    flat = _unzigzag(u) * _weight_step(classes, scheme)
+    flat = unzigzag(u) * _weight_step(classes, scheme)
     ends = np.cumsum([0, *[sets * n for n in counts]])
     weights = [flat[a:b].reshape(sets, n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
     return LinearModel(weights, list(scales), spikes, feedback, blocks)
@@ -893,7 +783,7 @@ def encode(
     h, w, channels = rgb.shape
     model = _complete(model)
     coder = constriction.stream.stack.AnsCoder()
-    order = np.concatenate([i * w + j for i, j in _steps(h, w)])  # the order `decode` meets pixels in
+    order = np.concatenate([i * w + j for i, j in wavefronts(h, w)])  # the order `decode` meets pixels in
     ideal = np.zeros(h * w)
     if rasters is None:
         rasters, cross_err = [], np.zeros(h * w, np.int32)
@@ -905,7 +795,7 @@ def encode(
     if progress:
         progress(channels, 2 * channels)
     for c in reversed(range(channels)):
-        tables = _Tables(model.scales[c])
+        tables = LogisticTables(model.scales[c])
         r = rasters[c]
         p, contexts, med, spikes = r.p[order], r.contexts[order], r.medians[order], r.spikes[order]
         x = rgb[..., c].ravel()[order].astype(np.int32)
@@ -945,9 +835,9 @@ def decode(
         raise FormatError("corrupted payload: a scale code out of range")
     out = np.empty((height, width, channels), np.uint8)
     cross_err = np.zeros(height * width, np.int32)
-    steps = list(_steps(height, width))
+    steps = list(wavefronts(height, width))
     for c in range(channels):
-        tables = _Tables(model.scales[c])
+        tables = LogisticTables(model.scales[c])
         layout = _Layout(height, width, c, model.classes, scheme)
         pads = _pads([out[..., q] for q in range(c)])
         cw = layout.cw

@@ -1,6 +1,5 @@
 """The causal model: features read only decoded cells, the integer network is exact, files round-trip."""
 
-import functools
 import hashlib
 import json
 import struct
@@ -199,12 +198,9 @@ def test_damaged_or_replaced_causal_weights_are_refused(tmp_path, monkeypatch, w
 def test_mixture_weights_are_normalised_by_one_ordered_sum(monkeypatch):
     """numpy's sum picks its own order (pairwise, SIMD lanes by CPU): the normaliser must be the
     column-by-column sum, the same float on every machine."""
-    from nfcompress.coding.tables import ordered_sum
+    from nfcompress.coding.primitives import ordered_sum
 
     rng = np.random.default_rng(3)
-    a = rng.normal(size=(50, 16)) * 1e3
-    left_to_right = [functools.reduce(lambda s, v: s + v, row.tolist()) for row in a]
-    assert ordered_sum(a).tolist() == left_to_right
     seen = []
     monkeypatch.setattr(causal, "ordered_sum", lambda e: seen.append(e.shape) or ordered_sum(e))
     o = rng.integers(-(2**20), 2**20, (7, 9)).astype(np.float64)

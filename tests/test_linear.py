@@ -13,7 +13,7 @@ from PIL import Image
 
 from nfcompress import linear
 from nfcompress.codec import encode_linear
-from nfcompress.coding.tables import PRECISION
+from nfcompress.coding.primitives import FLOOR, FRAC_BITS, PRECISION, LogisticTables
 from nfcompress.container import unpack
 from nfcompress.errors import ChecksumError, FormatError
 
@@ -50,9 +50,9 @@ def test_round_trips_exactly_on_any_image(img):
 
 
 @pytest.mark.parametrize("spiked", [False, True])
-def test_every_table_row_has_its_floor_and_sums_to_the_precision(spiked):
-    tables = linear._Tables(np.array([0, 7, 40, 64, 100, 140, 200, 255] * 4))
-    p = np.arange(0, 256 << linear.FRAC_BITS, 997, dtype=np.int64)
+def test_every_spiked_table_row_keeps_its_floor_and_sums_to_the_precision(spiked):
+    tables = LogisticTables(np.array([0, 7, 40, 64, 100, 140, 200, 255] * 4))
+    p = np.arange(0, 256 << FRAC_BITS, 997, dtype=np.int64)
     r = np.random.default_rng(0)
     for b in range(linear.CONTEXTS):
         plain = tables.rows(p, np.full(len(p), b))
@@ -63,9 +63,9 @@ def test_every_table_row_has_its_floor_and_sums_to_the_precision(spiked):
             # The spike's value gains about the share of what the others had above the floor.
             k = np.arange(len(p))
             gain = rows[k, at] - plain[k, at]
-            above = (1 << PRECISION) - 256 * (1 + linear.FLOOR) - (plain[k, at] - linear.FLOOR)
+            above = (1 << PRECISION) - 256 * (1 + FLOOR) - (plain[k, at] - FLOOR)
             assert np.allclose(gain, q / linear.SPIKES * above, atol=256)
-        assert (rows >= linear.FLOOR).all()
+        assert (rows >= FLOOR).all()
         assert (rows.sum(1) == (1 << PRECISION) - 256).all()
 
 
@@ -107,23 +107,6 @@ def test_the_file_size_is_the_ideal_size_of_the_pixels_and_the_fitted_model():
     raw = 16 * model.weights[0].size + 16 * sum(w.size for w in model.weights[1:]) + 8 * 3 * linear._context_count(2)
     assert 0.5 * raw < linear.side_bits(model) < raw  # the weights and scales take fewer bits than 16 and 8
     assert ideal - 64 < 8 * len(data) <= ideal + 64
-
-
-@pytest.mark.parametrize(
-    "values", [[0], [0, 1, 2, 3], [5] * 40, [1 << 16, (1 << 17) + 3, (1 << 32) - 1, 0, 7, 1 << 31]]
-)
-def test_side_integers_of_any_size_come_back_and_cost_what_side_bits_says(values):
-    import constriction
-
-    u = np.array(values, np.int64)
-    coder = constriction.stream.stack.AnsCoder()
-    below = np.arange(100, dtype=np.int32)
-    coder.encode_reverse(below, linear._RAW16)  # a stream that is already long, as the pixels make it
-    before = coder.num_bits()
-    linear._push_ints(coder, u)
-    assert abs(coder.num_bits() - before - linear._int_bits(u)[1]) <= 32
-    assert np.array_equal(linear._pop_ints(coder, len(u)), u)
-    assert np.array_equal(coder.decode(linear._RAW16, 100), below) and coder.is_empty()
 
 
 def test_a_damaged_stream_fails_or_differs_but_never_hangs():

@@ -4,10 +4,11 @@ are exact integers that do not depend on how many are made at once."""
 import numpy as np
 
 from nfcompress import linear, local
+from nfcompress.coding.primitives import wavefronts
 
 
 def _wavefronts(h: int, w: int):
-    return list(linear._steps(h, w))
+    return list(wavefronts(h, w))
 
 
 def test_a_decoders_sums_made_a_wavefront_at_a_time_are_the_encoders():

@@ -14,4 +14,5 @@ __all__ = [
 ]
 
 from nfcompress.coding.ans import Decoder, Encoder, pop_latents, push_latents
-from nfcompress.coding.tables import PRECISION, Bucket, coarse_weights, det_exp, fine_weights, plan_buckets
+from nfcompress.coding.primitives import PRECISION, det_exp
+from nfcompress.coding.tables import Bucket, coarse_weights, fine_weights, plan_buckets

@@ -29,43 +29,21 @@ __all__ = [
     "fine_weights",
     "coarse_weights_of",
     "fine_weights_of",
-    "det_exp",
 ]
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-PRECISION = 24
+from nfcompress.coding.primitives import PRECISION, det_exp, ordered_sum
+
 HALF_WIDTHS = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SCALES_COVERED = 10.0
 MIN_WEIGHT = 1e-4  # components lighter than this do not widen the window
 CHUNK = 8192
 _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
-
-
-_LOG2E = 1.4426950408889634
-# 2**f = exp(f ln 2) for |f| <= 1/2 by its Taylor series to degree 8 (relative error 3e-10).
-_EXP2 = [math.log(2.0) ** k / math.factorial(k) for k in range(9)]
-
-
-def det_exp(x: np.ndarray) -> np.ndarray:
-    """exp(x), from IEEE additions, multiplications and exact scalings only: the same bits on every machine.
-
-    It saturates at 2**-450 and 2**450 (|x| > 312), so that no result, nor a product of two, is
-    subnormal: flushing subnormals to zero (as torch.set_flush_denormal does) changes nothing.
-    """
-    t = np.clip(np.asarray(x, np.float64) * _LOG2E, -450.0, 450.0)
-    k = np.rint(t)
-    f = t - k
-    p = np.full_like(f, _EXP2[-1])
-    for c in _EXP2[-2::-1]:
-        p *= f
-        p += c
-    return np.ldexp(p, k.astype(np.int32))
 
 
 def _bin_size(half: int, legacy: bool) -> int:
@@ -210,14 +188,6 @@ def coarse_weights(b: Bucket) -> np.ndarray:
 def fine_weights(b: Bucket, rows: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     """Integer weights (len(rows), bin) of the offset inside bin `coarse` of latents `rows`."""
     return fine_weights_of([b], [rows], [coarse])[0]
-
-
-def ordered_sum(a: np.ndarray) -> np.ndarray:
-    """Each row's sum, column by column: one order, so the same float on every machine."""
-    total = a[:, 0].copy()
-    for m in range(1, a.shape[1]):
-        total += a[:, m]
-    return total
 
 
 def plan_buckets(
