@@ -6,11 +6,11 @@ import functools
 
 import numpy as np
 
-from nfcompress.codec import Codec, decode_linear
+from nfcompress.codec import Codec, decode_model_free
 from nfcompress.container import unpack
 from nfcompress.io import load_image
-from nfcompress.orientation import DEFAULT_EFFORT
-from nfcompress.weights import DEFAULT_MODEL, model_of
+from nfcompress.model_files import DEFAULT_MODEL
+from nfcompress.policy import DEFAULT_EFFORT
 
 
 def get_codec(model: str = "", device: str = "cpu") -> Codec:
@@ -58,10 +58,12 @@ def decode(data: bytes, model: str = "", device: str = "cpu") -> np.ndarray:
     """Decompress .nfc bytes to the exact uint8 array, or raise NfcError saying why not.
 
     The model is the one the file names (or, for a shipped model, identifies by its hash)
-    unless `model` says otherwise; a file of the linear model needs none.
+    unless `model` says otherwise; a file of another model needs none (nor torch).
     """
     data = bytes(data)
     header, chunks, alpha = unpack(data)
-    if header.coder == "linear":
-        return decode_linear(header, chunks[0], alpha)
+    if header.model_free:
+        return decode_model_free(header, chunks, alpha)
+    from nfcompress.weights import model_of
+
     return get_codec(model or model_of(header), device).decode(data)

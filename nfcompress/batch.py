@@ -30,9 +30,9 @@ from typing import TypeVar
 
 import numpy as np
 
+from nfcompress.coders.flow.orientation import DEFAULT_EFFORT
 from nfcompress.container import Header
 from nfcompress.errors import NfcError
-from nfcompress.orientation import DEFAULT_EFFORT
 
 # Workers start fresh: a forked child of a process whose torch and table threads are running
 # can inherit a held lock and hang.
@@ -238,15 +238,14 @@ def decode_files(
     from nfcompress.api import get_codec
     from nfcompress.container import unpack
     from nfcompress.io import image_to_png_bytes
-    from nfcompress.weights import model_of
 
     results: list[dict | NfcError | None] = [None] * len(pairs)
 
     def code(group: list[tuple[int, bytes, Header, str | None]]) -> None:
         t = time.perf_counter()
         try:
-            if group[0][3] is None:  # files of the linear model: no model to load
-                outs = [_linear_pixels(item[1], progress if len(group) == 1 else None) for item in group]
+            if group[0][3] is None:  # files of model-free payloads: no model to load
+                outs = [_model_free_pixels(item[1], progress if len(group) == 1 else None) for item in group]
             else:
                 outs = get_codec(group[0][3], device).decode_many([item[1] for item in group], progress=progress)
         except NfcError as e:
@@ -268,14 +267,14 @@ def decode_files(
             }
 
     def read() -> Iterator[tuple[int, bytes, Header, str | None]]:
-        """Each readable file with its header and the name of the model it decodes with (None:
-        the linear model's, which needs none)."""
+        """Each readable file with its header and the name of the model it decodes with (None: a
+        model-free payload, which needs none)."""
         for i, (src, dst) in enumerate(pairs):
             try:
                 _check_free(dst, force)
                 data = read_input(src)
                 header = unpack(data)[0]
-                yield i, data, header, None if header.coder == "linear" else model or model_of(header)
+                yield i, data, header, None if header.model_free else model or _model_of(header)
             except NfcError as e:
                 results[i] = _named(src, e)
 
@@ -284,27 +283,34 @@ def decode_files(
     return results
 
 
-def _linear_pixels(data: bytes, progress: Callable[[int, int], None] | None) -> np.ndarray | NfcError:
-    """The pixels of a linear file, or the NfcError that says why not."""
-    from nfcompress.codec import decode_linear
+def _model_of(header: Header) -> str:
+    """The model a flow file needs (the flow's weights module imports torch: only flow files do)."""
+    from nfcompress.weights import model_of
+
+    return model_of(header)
+
+
+def _model_free_pixels(data: bytes, progress: Callable[[int, int], None] | None) -> np.ndarray | NfcError:
+    """The pixels of a file of a model-free payload, or the NfcError that says why not."""
+    from nfcompress.codec import decode_model_free
     from nfcompress.container import unpack
 
     try:
         header, chunks, alpha = unpack(data)
-        return decode_linear(header, chunks[0], alpha, progress)
+        return decode_model_free(header, chunks, alpha, progress)
     except NfcError as e:
         return e
 
 
 def configure(threads: int = 0, max_pixels: int | None = None) -> None:
     """A process's settings for coding: torch's thread count (0 keeps torch's default) and Pillow's
-    decompression-bomb limit (None keeps Pillow's, 0 lifts it). Every Codec flushes subnormals itself."""
-    import torch
-
+    decompression-bomb limit (None keeps Pillow's, 0 lifts it). Every flow coder flushes
+    subnormals itself. Torch is not imported here (nfcompress.threads)."""
     from nfcompress.io import set_max_pixels
+    from nfcompress.threads import set_threads
 
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     if max_pixels is not None:
         set_max_pixels(max_pixels or None)
 

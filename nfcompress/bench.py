@@ -13,7 +13,7 @@ from nfcompress.classical import available, encode_classical
 from nfcompress.codec import Codec
 from nfcompress.data import list_images
 from nfcompress.io import load_image
-from nfcompress.orientation import DEFAULT_EFFORT
+from nfcompress.policy import DEFAULT_EFFORT
 
 
 @dataclass

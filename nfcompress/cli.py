@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from nfcompress.orientation import DEFAULT_EFFORT, EFFORTS
+from nfcompress.coders.flow.orientation import DEFAULT_EFFORT, EFFORTS
 
 
 def _emit(record: dict, as_json: bool, text: str) -> None:
@@ -104,7 +104,7 @@ effort_option = click.option(
 
 coder_option = click.option(
     "--coder",
-    type=click.Choice(["auto", "flow", "linear", "causal"]),  # nfcompress.codec.CODERS (torch stays unimported here)
+    type=click.Choice(["auto", "flow", "linear", "causal"]),  # nfcompress.policy.CODERS, which a test compares
     default="auto",
     show_default=True,
     help="What codes each image: the smallest file of the flow, the linear and the causal model (auto), or one.",
@@ -245,9 +245,9 @@ def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device
 @json_option
 def models(as_json) -> None:
     """List the models at hand: which one encodes by default, which shipped, and their cards' figures."""
-    from nfcompress.causal import MODEL as CAUSAL_MODEL
+    from nfcompress.coders.causal.model import MODEL as CAUSAL_MODEL
     from nfcompress.container import SHIPPED_MODELS
-    from nfcompress.weights import DEFAULT_MODEL, models_dir
+    from nfcompress.model_files import DEFAULT_MODEL, models_dir
 
     folder = models_dir()
     if not folder.is_dir():
@@ -295,7 +295,7 @@ def _model_name(header) -> str | None:
 def info(inputs, as_json) -> None:
     """Show the header of .nfc files."""
     from nfcompress.batch import read_input
-    from nfcompress.causal import MODEL as CAUSAL_MODEL
+    from nfcompress.coders.causal.model import MODEL as CAUSAL_MODEL
     from nfcompress.container import unpack
 
     def work(src: str) -> None:
@@ -312,12 +312,12 @@ def info(inputs, as_json) -> None:
             "mode": h.mode,
             "bit_depth": h.bit_depth,
             "coder": h.kind,
-            "model": CAUSAL_MODEL if h.causal else None if h.coder == "linear" else _model_name(h),
+            "model": CAUSAL_MODEL if h.kind == "causal" else None if h.model_free else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,
             "portable": h.device == "any",
-            "tile": None if h.one_tile or h.coder == "linear" else h.tile,
-            "batch": None if h.one_tile or h.coder == "linear" else h.batch,
+            "tile": None if h.one_tile or h.model_free else h.tile,
+            "batch": None if h.one_tile or h.model_free else h.batch,
             "chunks": len(chunks),
             "orientations": h.oriented,
             "alpha_bytes": len(alpha),
@@ -359,15 +359,19 @@ def bpd(inputs, model, as_json, max_pixels, effort, coder) -> None:
 
 
 def _setup(threads: int, max_pixels: int | None, device: str = "cpu") -> None:
-    import torch
-
     from nfcompress.batch import configure
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and not _cuda_available():
         raise click.ClickException("--device cuda: no CUDA GPU is available on this machine")
     if device != "cpu" and not device.startswith("cuda"):
         raise click.BadParameter(f"unknown device {device!r}", param_hint="--device")
     configure(threads, max_pixels)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _codec(model: str, device: str = "cpu"):
@@ -600,9 +604,10 @@ def sample(count, size, seed, temperature, output, model, force) -> None:
 
     _setup(0, None)
     codec = _codec(model)
-    if size % codec.model.config.multiple or size <= 0 or not 0 < count <= 1024:
-        raise click.BadParameter(f"size must be a positive multiple of {codec.model.config.multiple}, n in 1..1024")
-    images = draw(codec.model, count, size, seed, temperature)
+    net = codec.flow.model
+    if size % net.config.multiple or size <= 0 or not 0 < count <= 1024:
+        raise click.BadParameter(f"size must be a positive multiple of {net.config.multiple}, n in 1..1024")
+    images = draw(net, count, size, seed, temperature)
     try:
         atomic_write(Path(output), image_to_png_bytes(np.asarray(grid(images))), force=force)
     except NfcError as e:

@@ -3,7 +3,7 @@
 See docs/format.md. Parsing is strict: every field is range-checked and the header carries its
 own checksum, so damage is reported before any large allocation or any decoding work. Version 5
 files leave out the name of a shipped model, which their model hash identifies; from version 6
-a file may instead be coded by the per-image linear model (nfcompress.linear), with no model
+a file may instead be coded by the per-image linear model (nfcompress.coders.linear), with no model
 and one chunk. Versions 7 to 10 have the layout of version 6; their linear payloads are of the
 linear model's second and third schemes, version 9 adds the JPEG-history model's payloads and
 version 10 (written now) the causal model's. Every earlier version still reads.
@@ -18,6 +18,7 @@ __all__ = [
     "MODES",
     "MAX_SIDE",
     "MAX_PIXELS",
+    "KINDS",
     "Header",
     "pack",
     "unpack",
@@ -40,9 +41,9 @@ UNNAMED_BEFORE_5 = "nfc-small"
 MODES = ("L", "LA", "RGB", "RGBA")
 # The kind of device a file decodes on; "any" for portable files (exact integer network).
 DEVICES = ("cpu", "cuda", "any")
-# Device bits of a file coded by the per-image linear model, not a flow (Header.coder "linear",
-# from version 6): it needs no model and decodes anywhere.
-_LINEAR = 3
+# Device bits of a file coded by a model-free payload, not a flow (from version 6): it needs no
+# model and decodes anywhere.
+_MODEL_FREE = 3
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
 MAX_CHUNKS = 1 << 20
@@ -51,8 +52,12 @@ MAX_NAME = 64
 ONE_TILE_SIDE = 256
 # Flags from version 3; bits 0-1 are the device kind and bits 4-5 the mode.
 _ALPHA, _ONE_TILE, _NAMED, _ORIENTED = 0x04, 0x08, 0x40, 0x80
-_JPEG = _ONE_TILE  # in a linear file (from version 9): the JPEG-history model coded the pixels
-_CAUSAL = _ORIENTED  # in a linear file (from version 10): the causal model coded them
+_JPEG = _ONE_TILE  # in a model-free file (from version 9): the JPEG-history model coded the pixels
+_CAUSAL = _ORIENTED  # in a model-free file (from version 10): the causal model coded them
+# The payload kinds, each named by one model (nfcompress.coders): the flow's files have device
+# bits 0-2; the others device bits 3 and the flag here.
+KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL}
+KINDS = ("flow", *KIND_FLAGS)
 
 
 @dataclass
@@ -71,15 +76,13 @@ class Header:
     bit_depth: int = 8
     chunk_sizes: list[int] = field(default_factory=list)
     alpha_size: int = 0
-    # Every tile's orientation is coded at the head of its chunk (see nfcompress.orientation).
+    # Every tile's orientation is coded at the head of its chunk (see nfcompress.coders.flow.orientation).
     oriented: bool = False
     # Set by unpack: the file's version, and whether it was coded as a single tile (tile and
     # batch then mean nothing).
     version: int = VERSION
     one_tile: bool = False
-    coder: str = "flow"  # or "linear": a per-image model coded the pixels
-    jpeg: bool = False  # in a linear file: that model is the JPEG-history one (nfcompress.jpeg)
-    causal: bool = False  # in a linear file: that model is the causal one (nfcompress.causal)
+    kind: str = "flow"  # the payload's kind (KINDS): which model coded the pixels
 
     @property
     def channels(self) -> int:
@@ -87,9 +90,14 @@ class Header:
         return len(self.mode)
 
     @property
-    def kind(self) -> str:
-        """Which model's payload the file holds: "flow", "linear", "jpeg" or "causal"."""
-        return "jpeg" if self.jpeg else "causal" if self.causal else self.coder
+    def colour_channels(self) -> int:
+        """Channels of the colour planes (alpha aside): 1 for grey, 3 for RGB."""
+        return 1 if self.mode in ("L", "LA") else 3
+
+    @property
+    def model_free(self) -> bool:
+        """Whether the payload needs no model's weights (every kind but the flow's)."""
+        return self.kind != "flow"
 
 
 def _varint(n: int) -> bytes:
@@ -131,8 +139,10 @@ class _Reader:
 
 def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
     """Header, chunk table and payload as one .nfc file of the current version."""
-    if h.coder == "linear":
-        return _pack_linear(h, chunks, alpha)
+    if h.kind not in KINDS:
+        raise ValueError(f"unknown payload kind {h.kind!r}")
+    if h.model_free:
+        return _pack_model_free(h, chunks, alpha)
     # "" (as unpack gives an unnamed file) or a shipped name: unnamed, known by the hash.
     name = b"" if h.model_name in ("", *SHIPPED_MODELS) else h.model_name.encode()
     if len(name) > MAX_NAME or len(h.model_hash) < 2 or not chunks or h.version != VERSION:
@@ -156,11 +166,11 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
     return bytes(head) + b"".join(chunks) + alpha
 
 
-def _pack_linear(h: Header, chunks: list[bytes], alpha: bytes) -> bytes:
-    """A file of the linear model: no model fields, no tiling, one chunk."""
+def _pack_model_free(h: Header, chunks: list[bytes], alpha: bytes) -> bytes:
+    """A file of a model-free payload: no model fields, no tiling, one chunk."""
     if len(chunks) != 1 or h.version != VERSION:
-        raise ValueError(f"a linear file has one chunk and is version {VERSION}")
-    flags = _LINEAR | (_ALPHA if alpha else 0) | (_JPEG if h.jpeg else 0) | (_CAUSAL if h.causal else 0)
+        raise ValueError(f"a model-free file has one chunk and is version {VERSION}")
+    flags = _MODEL_FREE | (_ALPHA if alpha else 0) | KIND_FLAGS[h.kind]
     flags |= MODES.index(h.mode) << 4
     head = bytearray(MAGIC) + bytes([VERSION, flags]) + _varint(h.width) + _varint(h.height)
     head += _varint(len(chunks[0])) + (_varint(len(alpha)) if alpha else b"")
@@ -175,12 +185,12 @@ def _flags(r: _Reader, version: int) -> dict:
         (flags,) = r.take(1, "header")
         if flags & 0x03 >= (len(DEVICES) + 1 if version >= 6 else len(DEVICES) if version >= 4 else 2):
             raise FormatError("corrupted .nfc header (unknown flags)")
-        if flags & 0x03 == _LINEAR and (
+        if flags & 0x03 == _MODEL_FREE and (
             flags & (_NAMED | (_ORIENTED if version < 10 else 0) | (_ONE_TILE if version < 9 else 0))
             or flags & (_JPEG | _CAUSAL) == _JPEG | _CAUSAL
             or (flags & _CAUSAL and (flags >> 4) & 0x03 < 2)  # the causal model codes colour only
         ):
-            raise FormatError("corrupted .nfc header (flags a linear file cannot have)")
+            raise FormatError("corrupted .nfc header (flags a model-free file cannot have)")
         name_len = r.take(1, "header")[0] if flags & _NAMED else 0
         if flags & _NAMED and not 0 < name_len <= MAX_NAME:
             raise FormatError("corrupted .nfc header (bad model name length)")
@@ -206,6 +216,12 @@ def _flags(r: _Reader, version: int) -> dict:
     }
 
 
+def _kind(f: dict) -> str:
+    """The payload kind a model-free file's flags name (`_flags` refused any other combination)."""
+    bits = (_JPEG if f["one_tile"] else 0) | (_CAUSAL if f["oriented"] else 0)
+    return next(kind for kind, flag in KIND_FLAGS.items() if flag == bits)
+
+
 def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
     """Parse and check a .nfc file (of any version in VERSIONS): its header, chunks and alpha payload."""
     r = _Reader(data)
@@ -221,8 +237,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         name = r.take(f["name_len"], "model name").decode() if f["name_len"] else ""
     except UnicodeDecodeError:
         raise FormatError("corrupted .nfc header (model name is not text)") from None
-    linear = f["device"] == _LINEAR
-    model_hash = b"" if linear else r.take(2 if version >= 4 else 4, "model hash")
+    model_free = f["device"] == _MODEL_FREE
+    model_hash = b"" if model_free else r.take(2 if version >= 4 else 4, "model hash")
     width = r.varint("width", MAX_SIDE)
     height = r.varint("height", MAX_SIDE)
     if version < 3:
@@ -230,7 +246,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         if mode_depth & 0x0F >= len(MODES) or mode_depth >> 4 != 8:
             raise FormatError("corrupted .nfc header (unknown mode or bit depth)")
         f["mode"] = mode_depth & 0x0F
-    if linear:
+    if model_free:
         tile, batch, n_chunks = 0, 0, 1
     elif f["one_tile"]:
         if max(width, height) > ONE_TILE_SIDE:
@@ -246,7 +262,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         if 4 * n_chunks > len(data):
             raise FormatError(f"truncated .nfc file: {n_chunks} chunks cannot fit in {len(data)} bytes")
     sizes = [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
-    if any(s % 4 or s < (0 if linear else 4) for s in sizes):
+    if any(s % 4 or s < (0 if model_free else 4) for s in sizes):
         raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
     alpha_size = r.varint("alpha size", 1 << 40) if f["alpha"] else 0
     pixel_crc = struct.unpack("<I", r.take(4, "checksum"))[0]
@@ -276,14 +292,12 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         tile=tile,
         batch=batch,
         pixel_crc=pixel_crc,
-        device="any" if linear else DEVICES[f["device"]],
+        device="any" if model_free else DEVICES[f["device"]],
         chunk_sizes=sizes,
         alpha_size=alpha_size,
-        oriented=f["oriented"] and not linear,
+        oriented=f["oriented"] and not model_free,
         version=version,
-        one_tile=f["one_tile"] and not linear,
-        coder="linear" if linear else "flow",
-        jpeg=f["one_tile"] and linear,
-        causal=f["oriented"] and linear,
+        one_tile=f["one_tile"] and not model_free,
+        kind=_kind(f) if model_free else "flow",
     )
     return h, chunks, alpha

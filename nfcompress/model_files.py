@@ -1,11 +1,37 @@
-"""Where the shipped model files live and how a model file is hashed: no torch, so the models
-that need none (the causal model) check their weights the way the flow's are checked."""
+"""Model files without torch: where they live, their JSON cards, their hashes. The codec finds a
+model's card before it needs the weights, and the causal model checks its weights here."""
 
-__all__ = ["shipped_dir", "sha256_file"]
+__all__ = ["DEFAULT_MODEL", "ModelCard", "shipped_dir", "models_dir", "sha256_file", "find_card"]
 
 import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
+
+from nfcompress.container import SHIPPED_MODELS
+from nfcompress.errors import NfcError
+
+# New files use the newest shipped model; the older ones stay for the files they wrote.
+DEFAULT_MODEL = SHIPPED_MODELS[-1]
+
+
+@dataclass
+class ModelCard:
+    """What a model is and how it was made; written by training, read on load."""
+
+    name: str
+    config: dict
+    sha256: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    # The portable (integer) network's calibration: {"levels": ..., "ranges": {conv: [lo, hi]}}.
+    exact: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Pretty JSON text."""
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
 
 def shipped_dir() -> Path:
@@ -20,3 +46,39 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def models_dir() -> Path:
+    """Where named models live: $NFCOMPRESS_MODELS, else the shipped `models/` folder."""
+    env = os.environ.get("NFCOMPRESS_MODELS")
+    return Path(env) if env else shipped_dir()
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """The weights file of a model named (in `models_dir()`) or given by path."""
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors" or p.suffix == ".json":
+        return p.with_suffix(".safetensors")
+    if p.exists() and p.is_dir():
+        raise NfcError(f"{p} is a folder, not a model")
+    path = models_dir() / f"{p.name}.safetensors"
+    if not path.is_file() and p.name in SHIPPED_MODELS:
+        return shipped_dir() / path.name  # shipped models load by name from any models folder
+    return path
+
+
+def find_card(name_or_path: str | Path) -> tuple[Path, ModelCard]:
+    """A model's weights path and its card, read (the weights are neither read nor checked)."""
+    path = resolve(name_or_path)
+    card_path = path.with_suffix(".json")
+    if not path.is_file() or not card_path.is_file():
+        here = sorted(p.stem for p in path.parent.glob("*.safetensors") if p.with_suffix(".json").is_file())
+        raise NfcError(
+            f"model {str(name_or_path)!r} not found (looked for {path} and its .json card; "
+            f"{'models there: ' + ', '.join(here) if here else 'no models there'})"
+        )
+    try:
+        card = ModelCard(**json.loads(card_path.read_text()))
+    except (ValueError, TypeError) as e:
+        raise NfcError(f"model card {card_path} is not valid: {e}") from None
+    return path, card

@@ -47,7 +47,7 @@ class NfcImageFile(ImageFile.ImageFile):
 def _save(im: Image.Image, fp, filename) -> None:
     from nfcompress.api import encode
     from nfcompress.io import load_image
-    from nfcompress.orientation import DEFAULT_EFFORT
+    from nfcompress.policy import DEFAULT_EFFORT
 
     info = im.encoderinfo
     pixels = np.asarray(load_image(im))

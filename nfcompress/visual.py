@@ -6,9 +6,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nfcompress.codec import Codec, _as_pixels, _encode_linear, _padded, _split_mode, plan_tiles
+from nfcompress.codec import Codec, colour_planes
+from nfcompress.coders.flow.coder import as_rgb
+from nfcompress.coders.flow.tiles import padded, plan_tiles
 from nfcompress.flows import IDF, log2_prob, split_params
 from nfcompress.flows.idf import anchors, place
+from nfcompress.policy import encode_linear_or_jpeg
 
 # Anchor colours of a dark-to-bright map (black, purple, red, orange, pale yellow).
 _ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float64)
@@ -17,14 +20,14 @@ _ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [25
 @torch.no_grad()
 def bit_map(codec: Codec, image: np.ndarray) -> np.ndarray:
     """Ideal bits spent on each pixel (H, W): every latent's bits spread over the pixels it covers."""
-    pixels, mode = _as_pixels(image)
-    rgb, _ = _split_mode(pixels, mode)
-    model = codec.model
+    rgb = as_rgb(colour_planes(image))
+    flow = codec.flow
+    model = flow.model
     m = model.config.multiple
     out = np.zeros(rgb.shape[:2])
     steps = model.steps()
-    for tiles in plan_tiles(rgb.shape[0], rgb.shape[1], codec.tile, codec.batch, m):
-        x = torch.from_numpy(_padded(rgb, tiles, m)).to(codec.device).float()
+    for tiles in plan_tiles(rgb.shape[0], rgb.shape[1], flow.tile, flow.batch, m):
+        x = torch.from_numpy(padded(rgb, tiles, m)).to(flow.device).float()
         latents, params = model.forward_with_params(x)
         total = torch.zeros(x.shape[0], x.shape[2], x.shape[3], dtype=torch.float64)
         for (level, _, half), z, raw in zip(steps, latents, params):
@@ -45,7 +48,7 @@ def bit_map(codec: Codec, image: np.ndarray) -> np.ndarray:
 def linear_bit_map(image: np.ndarray) -> np.ndarray:
     """`bit_map` of the per-image linear model: the ideal bits of each pixel (H, W) under the model
     fitted to the image (its side information and alpha aside)."""
-    return _encode_linear(image, jpeg_too=False)[1]
+    return encode_linear_or_jpeg(colour_planes(image), jpeg_too=False).pixel_bits
 
 
 def colourise(values: np.ndarray, vmax: float) -> np.ndarray:
@@ -58,8 +61,7 @@ def colourise(values: np.ndarray, vmax: float) -> np.ndarray:
 
 def heatmap_image(image: np.ndarray, bits: np.ndarray, overlay: bool = False) -> Image.Image:
     """The image beside (or under) its bits-per-pixel map, with a colour scale along the bottom."""
-    pixels, mode = _as_pixels(image)
-    rgb, _ = _split_mode(pixels, mode)
+    rgb = as_rgb(colour_planes(image))
     vmax = float(np.percentile(bits, 99.5))
     heat = colourise(bits, vmax)
     panel = (0.4 * rgb + 0.6 * heat).astype(np.uint8) if overlay else np.concatenate([rgb, heat], axis=1)

@@ -19,7 +19,6 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,33 +28,7 @@ from nfcompress.container import SHIPPED_MODELS, Header
 from nfcompress.errors import ModelMismatch, NfcError
 from nfcompress.flows import IDF, IDFConfig
 from nfcompress.flows.exact import ALGORITHM, LEVELS
-from nfcompress.model_files import sha256_file, shipped_dir
-
-# New files use the newest shipped model; the older ones stay for the files they wrote.
-DEFAULT_MODEL = SHIPPED_MODELS[-1]
-
-
-@dataclass
-class ModelCard:
-    """What a model is and how it was made; written by training, read on load."""
-
-    name: str
-    config: dict
-    sha256: str = ""
-    training: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    # The portable (integer) network's calibration: {"levels": ..., "ranges": {conv: [lo, hi]}}.
-    exact: dict = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        """Pretty JSON text."""
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
-
-
-def models_dir() -> Path:
-    """Where named models live: $NFCOMPRESS_MODELS, else the shipped `models/` folder."""
-    env = os.environ.get("NFCOMPRESS_MODELS")
-    return Path(env) if env else shipped_dir()
+from nfcompress.model_files import DEFAULT_MODEL, ModelCard, find_card, models_dir, sha256_file, shipped_dir
 
 
 def round_to_half(model: torch.nn.Module) -> None:
@@ -107,33 +80,13 @@ def save_card(path: Path, card: ModelCard) -> None:
     os.replace(tmp, path)
 
 
-def _resolve(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.suffix == ".safetensors" or p.suffix == ".json":
-        return p.with_suffix(".safetensors")
-    if p.exists() and p.is_dir():
-        raise NfcError(f"{p} is a folder, not a model")
-    path = models_dir() / f"{p.name}.safetensors"
-    if not path.is_file() and p.name in SHIPPED_MODELS:
-        return shipped_dir() / path.name  # shipped models load by name from any models folder
-    return path
-
-
 def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> tuple[IDF, ModelCard]:
     """Load a model by name (from `models_dir()`) or by .safetensors path, checking its hash."""
-    path = _resolve(name_or_path)
-    card_path = path.with_suffix(".json")
-    if not path.is_file() or not card_path.is_file():
-        here = sorted(p.stem for p in path.parent.glob("*.safetensors") if p.with_suffix(".json").is_file())
-        raise NfcError(
-            f"model {str(name_or_path)!r} not found (looked for {path} and its .json card; "
-            f"{'models there: ' + ', '.join(here) if here else 'no models there'})"
-        )
+    path, card = find_card(name_or_path)
     try:
-        card = ModelCard(**json.loads(card_path.read_text()))
         config = IDFConfig.from_dict(card.config)
     except (ValueError, TypeError) as e:
-        raise NfcError(f"model card {card_path} is not valid: {e}") from None
+        raise NfcError(f"model card {path.with_suffix('.json')} is not valid: {e}") from None
     digest = sha256_file(path)
     if card.sha256 and digest != card.sha256:
         raise NfcError(f"model weights {path} do not match the sha256 in their card")
@@ -185,7 +138,7 @@ def _shipped_hashes(name: str) -> tuple[bytes, bytes]:
 def model_of(header: Header) -> str:
     """The name of the model a file needs: its own, or the shipped model its hash identifies
     (the default for a file of the linear model, which needs none)."""
-    if header.coder == "linear":
+    if header.model_free:
         return DEFAULT_MODEL
     if header.model_name:
         return header.model_name

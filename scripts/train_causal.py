@@ -1,10 +1,10 @@
-"""Train the causal model (nfcompress.causal) on thumbnails and native crops of photos.
+"""Train the causal model (nfcompress.coders.causal) on thumbnails and native crops of photos.
 
 python scripts/train_causal.py ../shared/data/photos/train OUT.pt [--steps N] [--hidden H] [--mixtures K]
     [--val ../shared/data/photos/val] [--models models] [--export-only]
 
 Writes a float checkpoint (with its settings and history) every few minutes and at the end, then
-its integer weights and card (`nfcompress.causal_train.export`, measured on the val photos and the
+its integer weights and card (`nfcompress.coders.causal.train.export`, measured on the val photos and the
 held-out packages) into --models. --export-only exports OUT.pt as it stands.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nfcompress.causal_train import CausalNet, batch_loss, export, settings_of
+from nfcompress.coders.causal.train import CausalNet, batch_loss, export, settings_of
 from nfcompress.data import PhotoSampler, list_images, load_photo, split_heldout
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")

@@ -60,8 +60,11 @@ def tiny_models_dir(tmp_path_factory, tiny_model):
 def float_file(codec: Codec, image: np.ndarray, effort: int = 1) -> bytes:
     """A file as nfcompress before 0.10 wrote with --no-portable: the flow's float network, bound
     to the machine that ran it. Nothing writes these now; the decoder still reads them."""
+    from nfcompress.codec import _Image
+
+    im = _Image.of(image)
     with torch.no_grad():
-        return codec._encode([image], None, effort, False)[0].data
+        return im.file(codec.flow._encode([im.colour], None, effort, False)[0]).data
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from nfcompress import causal, decode
+from nfcompress import decode
 from nfcompress.codec import Codec
+from nfcompress.coders.causal import model as causal
 from nfcompress.container import Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 from nfcompress.weights import shipped_dir
@@ -107,7 +108,7 @@ def test_the_shipped_model_codes_a_thumbnail_smaller_than_raw_and_the_codec_keep
     codec = Codec.load()
     res = codec.encode(img, coder="causal")
     h = unpack(res.data)[0]
-    assert (res.coder, h.coder, h.causal, h.jpeg) == ("causal", "linear", True, False)
+    assert (res.coder, h.kind, h.model_free) == ("causal", "causal", True)
     assert np.array_equal(decode(res.data), img)
     rgba = np.dstack([img, np.arange(img.size // 3, dtype=np.uint8).reshape(img.shape[:2])])
     assert np.array_equal(decode(codec.encode(rgba, coder="causal").data), rgba)
@@ -148,10 +149,10 @@ def test_a_corrupted_payload_fails_loudly():
 
 
 def test_the_causal_flag_is_read_from_version_10_only_and_never_beside_the_jpeg_one():
-    head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", coder="linear", causal=True)
+    head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="causal")
     data = bytearray(pack(head, [b"abcdefgh"]))
     h = unpack(bytes(data))[0]
-    assert (h.coder, h.causal, h.jpeg, h.oriented) == ("linear", True, False, False)
+    assert (h.kind, h.oriented) == ("causal", False)
 
     def forged(version: int, flags: int) -> bytes:
         d = bytearray(data)
@@ -161,13 +162,13 @@ def test_the_causal_flag_is_read_from_version_10_only_and_never_beside_the_jpeg_
         return bytes(d)
 
     for version, flags in [(9, data[4]), (10, data[4] | 0x08), (10, data[4] & ~0x30)]:
-        with pytest.raises(FormatError, match="linear file cannot have"):
+        with pytest.raises(FormatError, match="model-free file cannot have"):
             unpack(forged(version, flags))
 
 
 def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
     data, back = code_apart(THUMB, tmp_path, "causal")
-    assert unpack(data)[0].causal
+    assert unpack(data)[0].kind == "causal"
     assert np.array_equal(back, np.asarray(Image.open(THUMB)))
 
 

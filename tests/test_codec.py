@@ -5,7 +5,8 @@ import pytest
 import torch
 from conftest import float_file, photo_like
 
-from nfcompress.codec import Codec, count_chunks, plan_tiles
+from nfcompress.codec import Codec
+from nfcompress.coders.flow.tiles import count_chunks, plan_tiles
 from nfcompress.container import VERSION, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 
@@ -84,7 +85,7 @@ def test_other_arithmetic_is_named_when_a_file_does_not_decode(tiny_models_dir):
     data = float_file(Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2), img)
     other = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2)
     with torch.no_grad():
-        w = next(p for n, p in other.model.named_parameters() if "prior" in n and p.dim() == 4)
+        w = next(p for n, p in other.flow.model.named_parameters() if "prior" in n and p.dim() == 4)
         w.mul_(1 + 1e-6)
     with pytest.raises(ChecksumError, match="damaged, or it was coded on a machine whose floating-point arithmetic"):
         other.decode(data)
@@ -151,7 +152,8 @@ def _tile_encoder(model, img: np.ndarray, legacy: bool):
     """An Encoder holding the latents of a one-tile image, coded by hand (no orientations)."""
     import torch
 
-    from nfcompress.codec import _padded, _tables
+    from nfcompress.coders.flow.coder import _tables
+    from nfcompress.coders.flow.tiles import padded as _padded
     from nfcompress.coding import Encoder
     from nfcompress.flows import split_params
 
@@ -171,7 +173,7 @@ def _legacy_payload(codec: Codec, img: np.ndarray) -> bytes:
 
     import torch
 
-    model = copy.deepcopy(codec.model).to(memory_format=torch.contiguous_format)
+    model = copy.deepcopy(codec.flow.model).to(memory_format=torch.contiguous_format)
     return _tile_encoder(model, img, legacy=True).finish()
 
 
@@ -179,7 +181,7 @@ def _version_2_file(codec: Codec, img: np.ndarray) -> bytes:
     """A one-tile RGB image as a version 2 file, header written by hand."""
     payload = _legacy_payload(codec, img)
     name = codec.name.encode()
-    head = b"NFC" + bytes([2, 0x20, len(name)]) + name + codec.hash + _varint(img.shape[1]) + _varint(img.shape[0])
+    head = b"NFC" + bytes([2, 0x20, len(name)]) + name + codec.flow.hash + _varint(img.shape[1]) + _varint(img.shape[0])
     head += bytes([0x82]) + _varint(len(payload)) + zlib.crc32(img.tobytes()).to_bytes(4, "little")
     return head + zlib.crc32(head).to_bytes(4, "little") + payload
 
@@ -190,7 +192,7 @@ def test_version_2_files_decode(tiny_codec):
     img = photo_like(20, 24, 3, seed=9)
     assert np.array_equal(tiny_codec.decode(_version_2_file(tiny_codec, img)), img)
     # A row-major copy decoded it; the codec's own model stays channels-last.
-    conv = next(p for p in tiny_codec.model.parameters() if p.dim() == 4 and p.shape[1] > 1)
+    conv = next(p for p in tiny_codec.flow.model.parameters() if p.dim() == 4 and p.shape[1] > 1)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
 
@@ -201,21 +203,23 @@ def test_version_3_files_decode(tiny_codec):
     assert h.version == VERSION and h.one_tile and len(h.model_hash) == 2
     flags = 0x08 | 2 << 4 | 0x40 | (0x80 if h.oriented else 0)
     name = tiny_codec.name.encode()
-    head = b"NFC" + bytes([3, flags, len(name)]) + name + tiny_codec.hash + _varint(24) + _varint(20)
+    head = b"NFC" + bytes([3, flags, len(name)]) + name + tiny_codec.flow.hash + _varint(24) + _varint(20)
     head += _varint(len(chunk)) + h.pixel_crc.to_bytes(4, "little")
     data = head + zlib.crc32(head).to_bytes(4, "little") + chunk
     assert np.array_equal(tiny_codec.decode(data), img)
-    other_hash = bytes([tiny_codec.hash[0], tiny_codec.hash[1], tiny_codec.hash[2] ^ 1, tiny_codec.hash[3]])
-    head = head.replace(tiny_codec.hash, other_hash)
+    other_hash = bytes(
+        [tiny_codec.flow.hash[0], tiny_codec.flow.hash[1], tiny_codec.flow.hash[2] ^ 1, tiny_codec.flow.hash[3]]
+    )
+    head = head.replace(tiny_codec.flow.hash, other_hash)
     with pytest.raises(ModelMismatch):
         tiny_codec.decode(head + zlib.crc32(head).to_bytes(4, "little") + chunk)
 
 
 def test_a_transposed_tile_that_is_not_square_is_refused(tiny_codec):
     img = photo_like(16, 24, 3, seed=4)
-    enc = _tile_encoder(tiny_codec.model, img, legacy=False)
+    enc = _tile_encoder(tiny_codec.flow.model, img, legacy=False)
     enc.push_symbols(np.array([4]), 8)
-    h = Header("tiny", tiny_codec.hash, 24, 16, "RGB", 32, 2, zlib.crc32(img.tobytes()), oriented=True)
+    h = Header("tiny", tiny_codec.flow.hash, 24, 16, "RGB", 32, 2, zlib.crc32(img.tobytes()), oriented=True)
     with pytest.raises(FormatError, match="transposed"):
         tiny_codec.decode(pack(h, [enc.finish()]))
 

@@ -189,11 +189,11 @@ def test_an_unnamed_version_4_file_needs_the_model_shipped_then():
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
 def test_a_linear_file_round_trips_with_no_model_fields(mode):
-    h = _header(model_name="", model_hash=b"", mode=mode, tile=0, batch=0, device="any", coder="linear")
+    h = _header(model_name="", model_hash=b"", mode=mode, tile=0, batch=0, device="any", kind="linear")
     alpha = b"xy" if "A" in mode else b""
     data = pack(h, [b"abcdefgh"], alpha=alpha)
     h2, chunks, alpha2 = unpack(data)
-    assert (h2.coder, h2.mode, h2.device, h2.model_name, h2.model_hash) == ("linear", mode, "any", "", b"")
+    assert (h2.kind, h2.mode, h2.device, h2.model_name, h2.model_hash) == ("linear", mode, "any", "", b"")
     assert (h2.width, h2.height, h2.pixel_crc) == (70, 33, 0xDEADBEEF)
     assert chunks == [b"abcdefgh"] and alpha2 == alpha
     # magic, version, flags, width, height, chunk size, alpha size, pixel CRC, header CRC
@@ -206,19 +206,19 @@ def _with_crc(head: bytes) -> bytes:
 
 def test_the_linear_device_bits_are_refused_before_version_6():
     body = bytes([70, 33, 4]) + (0xDEADBEEF).to_bytes(4, "little")
-    assert unpack(_with_crc(b"NFC" + bytes([6, 0x23]) + body) + b"abcd")[0].coder == "linear"
+    assert unpack(_with_crc(b"NFC" + bytes([6, 0x23]) + body) + b"abcd")[0].kind == "linear"
     with pytest.raises(FormatError, match="unknown flags"):
         unpack(_with_crc(b"NFC" + bytes([5, 0x23]) + body) + b"abcd")
-    with pytest.raises(FormatError, match="linear file cannot have"):
+    with pytest.raises(FormatError, match="model-free file cannot have"):
         unpack(_with_crc(b"NFC" + bytes([6, 0x23 | 0x40]) + body) + b"abcd")
 
 
 def test_the_jpeg_history_flag_of_a_linear_file_is_read_from_version_9_only():
     body = bytes([70, 33, 4]) + (0xDEADBEEF).to_bytes(4, "little")
     h = unpack(_with_crc(b"NFC" + bytes([9, 0x23 | 0x08]) + body) + b"abcd")[0]
-    assert (h.coder, h.jpeg, h.one_tile) == ("linear", True, False)
-    assert not unpack(_with_crc(b"NFC" + bytes([9, 0x23]) + body) + b"abcd")[0].jpeg
-    with pytest.raises(FormatError, match="linear file cannot have"):
+    assert (h.kind, h.one_tile) == ("jpeg", False)
+    assert unpack(_with_crc(b"NFC" + bytes([9, 0x23]) + body) + b"abcd")[0].kind == "linear"
+    with pytest.raises(FormatError, match="model-free file cannot have"):
         unpack(_with_crc(b"NFC" + bytes([8, 0x23 | 0x08]) + body) + b"abcd")
-    head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", coder="linear", jpeg=True)
-    assert unpack(pack(head, [b"abcdefgh"]))[0].jpeg
+    head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="jpeg")
+    assert unpack(pack(head, [b"abcdefgh"]))[0].kind == "jpeg"

@@ -9,6 +9,7 @@ import torch
 from conftest import float_file, photo_like
 
 from nfcompress.codec import Codec
+from nfcompress.coders.flow import FlowCoder
 from nfcompress.container import unpack
 from nfcompress.errors import ModelMismatch, NfcError
 from nfcompress.flows.exact import exact_copy
@@ -75,7 +76,7 @@ def test_the_card_keeps_the_calibration(tiny_models_dir, calibrated):
 def test_portable_files_decode_with_other_kernels_and_threads(tiny_models_dir):
     img = photo_like(40, 72, 3, seed=3)
     enc = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
-    assert enc.portable
+    assert enc.flow.portable
     data = enc.encode(img, effort=3).data
     header = unpack(data)[0]
     assert header.device == "any"
@@ -123,7 +124,7 @@ def test_a_portable_file_needs_the_calibration(tiny_models_dir, tmp_path):
         .data
     )
     model, card = load_model(tiny_models_dir / "tiny.safetensors")
-    bare = Codec(model, card.name, card.sha256, tile=32, batch=2)
+    bare = Codec(FlowCoder(model, card.name, card.sha256, tile=32, batch=2))
     with pytest.raises(ModelMismatch, match="calibration"):
         bare.decode(data)
 
@@ -157,7 +158,7 @@ def test_a_codec_bound_to_a_gpu_codes_and_decodes_portable_files_on_the_cpu(tiny
     """--device cuda writes the same portable files: no tensor of a portable file goes to the GPU
     (this machine has none, so one that did would raise)."""
     codec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=2, coder="flow")
-    codec.device = "cuda"  # as --device cuda binds it, without the GPU the model would move to
+    codec.flow.device = "cuda"  # as --device cuda binds it, without the GPU the model would move to
     img = photo_like(40, 72, 3, seed=3)
     data = codec.encode(img).data
     assert unpack(data)[0].device == "any"

@@ -105,8 +105,11 @@ def test_decompression_bomb_limit_is_kept_and_can_be_lifted(runner, tmp_path):
 
 
 def _worker_settings(pairs: list[tuple[str, str]]) -> list[dict]:
-    """A job for run_jobs: what the worker process it runs in was given."""
+    """A job for run_jobs: what the worker process it runs in was given (the thread count as the
+    flow, which loads torch only when a file needs it, runs with)."""
     import torch
+
+    import nfcompress.coders.flow.coder  # noqa: F401
 
     return [{"threads": torch.get_num_threads(), "max_pixels": Image.MAX_IMAGE_PIXELS} for _ in pairs]
 

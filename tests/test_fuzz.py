@@ -26,10 +26,10 @@ def originals(tiny_codec):
     Image.fromarray(photo_like(72, 80, 3, seed=4)).save(buf, "JPEG", quality=50)
     once_a_jpeg = np.asarray(Image.open(buf).convert("RGB"))
     jpeg = tiny_codec.encode(once_a_jpeg, coder="linear").data
-    assert unpack(jpeg)[0].jpeg
+    assert unpack(jpeg)[0].kind == "jpeg"
     flow = (images[0], tiny_codec.encode(images[0], coder="flow").data)
     causal = (images[1], tiny_codec.encode(images[1], coder="causal").data)
-    assert unpack(causal[1])[0].causal
+    assert unpack(causal[1])[0].kind == "causal"
     # orientations too, then the causal model, and the JPEG-history model last
     oriented = (images[1], tiny_codec.encode(images[1], effort=3).data)
     return [flow] + coded + [oriented] + linear + [causal, (once_a_jpeg, jpeg)]
@@ -96,7 +96,7 @@ def test_a_short_run_of_the_long_fuzz_finds_nothing(shipped):
 def test_a_flow_file_declaring_runs_of_no_tiles_is_refused(tiny_codec):
     """Found by the fuzz: a batch of 0 in the header divided by zero."""
     header, chunks, alpha = unpack(tiny_codec.encode(photo_like(40, 70, 3)).data)
-    assert header.coder == "flow" and not header.one_tile
+    assert header.kind == "flow" and not header.one_tile
     header.batch = 0
     with pytest.raises(FormatError, match="runs of 0"):
         tiny_codec.decode(pack(header, chunks, alpha))

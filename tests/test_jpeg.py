@@ -8,8 +8,11 @@ import pytest
 from conftest import code_apart, photo_like
 from PIL import Image
 
-from nfcompress import decode, jpeg, libjpeg, linear
-from nfcompress.codec import _encode_linear, encode_linear
+from nfcompress import decode
+from nfcompress.codec import Codec, encode_linear
+from nfcompress.coders.jpeg import libjpeg
+from nfcompress.coders.jpeg import model as jpeg
+from nfcompress.coders.linear import model as linear
 from nfcompress.container import unpack
 from nfcompress.errors import FormatError, NfcError
 
@@ -51,11 +54,11 @@ def test_the_sampling_is_chosen_by_what_codes_smallest(sampling):
 def test_a_jpeg_made_image_codes_far_smaller_than_by_the_linear_model_and_exactly(quality, monkeypatch):
     pixels, _ = _once_a_jpeg(_pizza(), quality, 1)
     res = encode_linear(pixels)
-    assert res.coder == "jpeg" and unpack(res.data)[0].jpeg
+    assert res.coder == "jpeg" and unpack(res.data)[0].kind == "jpeg"
     assert np.array_equal(decode(res.data), pixels)
     monkeypatch.setattr(jpeg, "choose", lambda rgb, progress=None: None)
     alone = encode_linear(pixels)
-    assert alone.coder == "linear" and not unpack(alone.data)[0].jpeg
+    assert alone.coder == "linear" and unpack(alone.data)[0].kind == "linear"
     assert len(res.data) < 0.8 * len(alone.data)
 
 
@@ -113,7 +116,7 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
     src = tmp_path / "once-a-jpeg.png"
     Image.fromarray(pixels).save(src)
     data, back = code_apart(src, tmp_path)
-    assert unpack(data)[0].jpeg
+    assert unpack(data)[0].kind == "jpeg"
     assert np.array_equal(back, pixels)
 
 
@@ -122,7 +125,7 @@ def test_where_the_crop_shows_the_jpeg_model_far_ahead_the_linear_model_codes_on
     shapes, real = [], linear.encode
     monkeypatch.setattr(linear, "encode", lambda rgb, *a, **k: shapes.append(rgb.shape[:2]) or real(rgb, *a, **k))
     calls = []
-    res = _encode_linear(pixels, lambda done, total: calls.append((done, total)))[0]
+    res = Codec.load().encode(pixels, coder="linear", progress=lambda done, total: calls.append((done, total)))
     assert res.coder == "jpeg" and shapes == [(jpeg.CROP, jpeg.CROP)]
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # a lone large image shows progress
     assert np.array_equal(decode(res.data), pixels)

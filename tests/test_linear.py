@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from nfcompress import linear
 from nfcompress.codec import encode_linear
+from nfcompress.coders.linear import model as linear
 from nfcompress.coding.primitives import FLOOR, FRAC_BITS, PRECISION, LogisticTables
 from nfcompress.container import unpack
 from nfcompress.errors import ChecksumError, FormatError
@@ -135,7 +135,7 @@ def test_auto_keeps_the_smaller_file_of_the_two(tiny_codec):
         sizes = {c: len(tiny_codec.encode(img, coder=c).data) for c in ("flow", "linear")}
         res = tiny_codec.encode(img, coder="auto")
         assert len(res.data) == min(sizes.values())
-        assert res.coder == min(sizes, key=sizes.get) and unpack(res.data)[0].coder == res.coder
+        assert res.coder == min(sizes, key=sizes.get) and unpack(res.data)[0].kind == res.coder
         assert np.array_equal(tiny_codec.decode(res.data), img)
 
 
@@ -318,8 +318,8 @@ def test_a_large_image_skips_the_flow_when_a_sample_of_tiles_says_it_loses(tiny_
     codec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=4)
     img = photo_like(160, 160, 3, seed=15)  # 25 full tiles; the tiny flow codes it far worse
     ran = []
-    real = codec._encode
-    monkeypatch.setattr(codec, "_encode", lambda images, *a: ran.append(len(images)) or real(images, *a))
+    real = codec.flow._encode
+    monkeypatch.setattr(codec.flow, "_encode", lambda images, *a: ran.append(len(images)) or real(images, *a))
     res = codec.encode(img)
     assert res.coder == "linear" and ran == [0]
     assert res.data == codec.encode(img, coder="linear").data
@@ -331,27 +331,29 @@ def test_a_large_image_skips_the_flow_when_a_sample_of_tiles_says_it_loses(tiny_
 
 
 def test_small_colour_images_skip_the_linear_model_at_effort_1_but_grey_ones_do_not(tiny_codec, monkeypatch):
-    import nfcompress.codec
+    import nfcompress.policy
 
     tried = []
-    real = nfcompress.codec._encode_linear
-    monkeypatch.setattr(nfcompress.codec, "_encode_linear", lambda im, *a: tried.append(im.shape) or real(im, *a))
+    real = nfcompress.policy.encode_linear_or_jpeg
+    monkeypatch.setattr(
+        nfcompress.policy, "encode_linear_or_jpeg", lambda im, *a: tried.append(im.shape) or real(im, *a)
+    )
     colour, grey = photo_like(32, 32, 3, seed=16), photo_like(32, 32, 1, seed=16)[..., 0]
     flow = tiny_codec.encode(colour, coder="flow")
-    monkeypatch.setattr(nfcompress.codec, "LINEAR_BELOW", flow.bpsp - 0.01)
+    monkeypatch.setattr(nfcompress.policy, "LINEAR_BELOW", flow.bpsp - 0.01)
     assert tiny_codec.encode(colour, coder="auto").coder != "linear" and tried == []
     tiny_codec.encode(colour, coder="auto", effort=2)
     tiny_codec.encode(grey, coder="auto")
     tiny_codec.encode(photo_like(33, 32, 3, seed=16), coder="auto")
-    assert tried == [(32, 32, 3), (32, 32), (33, 32, 3)]
+    assert tried == [(32, 32, 3), (32, 32, 1), (33, 32, 3)]
 
 
 def test_a_small_colour_image_tries_the_linear_model_where_the_flow_codes_it_small(tiny_codec, monkeypatch):
-    import nfcompress.codec
+    import nfcompress.policy
 
     colour = photo_like(32, 32, 3, seed=16)
     flow, lin = tiny_codec.encode(colour, coder="flow"), tiny_codec.encode(colour, coder="linear")
-    monkeypatch.setattr(nfcompress.codec, "LINEAR_BELOW", flow.bpsp + 0.01)
+    monkeypatch.setattr(nfcompress.policy, "LINEAR_BELOW", flow.bpsp + 0.01)
     got = tiny_codec.encode(colour, coder="auto")
     assert got.data == min(flow, lin, key=lambda r: len(r.data)).data
     assert np.array_equal(tiny_codec.decode(got.data), colour)

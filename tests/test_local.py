@@ -3,7 +3,8 @@ are exact integers that do not depend on how many are made at once."""
 
 import numpy as np
 
-from nfcompress import linear, local
+from nfcompress.coders.linear import local
+from nfcompress.coders.linear import model as linear
 from nfcompress.coding.primitives import wavefronts
 
 

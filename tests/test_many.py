@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from conftest import float_file, photo_like
 
-from nfcompress.codec import Codec, _runs
+from nfcompress.codec import Codec
+from nfcompress.coders.flow.tiles import runs as _runs
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 
 

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from nfcompress.orientation import ORIENTATIONS, candidates, orient, unorient
+from nfcompress.coders.flow.orientation import ORIENTATIONS, candidates, orient, unorient
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 3, 6, 6)])

@@ -6,7 +6,7 @@ linear model pays for its weights. On small images a network that reads the deco
 around each sub-pixel, trained once on many photos, codes smaller than both.
 
 Planes code in the order green, red, blue; within a plane, wavefronts t = 2i + j (row i,
-column j) in increasing t, as in nfcompress.linear, red LAG wavefronts behind green and blue LAG
+column j) in increasing t, as in the linear model (`wavefronts`), red LAG wavefronts behind green and blue LAG
 behind red, so that one step of the decoder codes a wavefront of each. A sub-pixel reads its own
 plane's causal neighbours (`CAUSAL`) and the 3x3 window of each plane coded before it, as
 integers relative to a median prediction (`base`). The network is integer arithmetic throughout:
@@ -189,7 +189,7 @@ class PlaneWeights:
 
 
 def quantize(state: dict[str, np.ndarray], k: int) -> PlaneWeights:
-    """Plane k's integer network from the float network's state (nfcompress.causal_train names)."""
+    """Plane k's integer network from the float network's state (nfcompress.coders.causal.train names)."""
 
     def w(name: str) -> np.ndarray:
         return np.asarray(state[f"planes.{k}.{name}"], np.float64)

@@ -1,4 +1,4 @@
-"""The causal model's float network for training: the same layers as nfcompress.causal's integer
+"""The causal model's float network for training: the same layers as nfcompress.coders.causal.model's integer
 one, and its loss, the bits of a batch of images under a discretized logistic mixture."""
 
 __all__ = ["CausalNet", "batch_loss", "settings_of", "image_features", "export"]
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nfcompress.causal import (
+from nfcompress.coders.causal.model import (
     CAUSAL,
     EDGE_FLAG,
     EXACT_LIMIT,

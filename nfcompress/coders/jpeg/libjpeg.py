@@ -1,6 +1,6 @@
 """libjpeg's decoding, exactly: the integer "islow" IDCT, "fancy" (triangle) chroma upsampling and
 its fixed-point YCbCr to RGB conversion, with the JPEG facts they need (plane shapes, libjpeg's
-quality-scaled tables). The JPEG-history model (nfcompress.jpeg) decodes with these.
+quality-scaled tables). The JPEG-history model (nfcompress.coders.jpeg) decodes with these.
 """
 
 from __future__ import annotations

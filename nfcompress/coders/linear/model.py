@@ -10,7 +10,7 @@ context, that smooth planes earn by meeting that value exactly.
 
 Its third scheme (format version 8) finds the grid of 8x8 blocks a JPEG once left in the image
 and gives the pixels on a block's first row and column weights of their own (there a neighbour
-lies across the block edge and tells less); adds a local prediction (nfcompress.local), fitted
+lies across the block edge and tells less); adds a local prediction (nfcompress.coders.linear.local), fitted
 around each pixel to its causal window, as one more feature; and on images under 128x128 reads
 fewer neighbours with coarser weights, whose side information costs more than it saves there.
 
@@ -33,7 +33,7 @@ from typing import NamedTuple
 import constriction
 import numpy as np
 
-from nfcompress import local
+from nfcompress.coders.linear import local
 from nfcompress.coding.primitives import (
     FLOOR,
     FRAC_BITS,

@@ -1,7 +1,7 @@
 """The JPEG-history model: a photo that was once a JPEG is coded as that JPEG's quantized DCT
 coefficients, found again from its pixels, plus the pixels' differences from an exact decoding.
 
-The decoding is libjpeg(-turbo)'s (nfcompress.libjpeg). Where the photo was decoded that way,
+The decoding is libjpeg(-turbo)'s (nfcompress.coders.jpeg.libjpeg). Where the photo was decoded that way,
 most blocks come back exactly and the differences are nearly free; where it was not, the
 differences cost bits, never correctness.
 """
@@ -15,9 +15,7 @@ from typing import NamedTuple
 import constriction
 import numpy as np
 
-from nfcompress.coding.primitives import bit_lengths, diagonals, pop_ints, push_ints
-from nfcompress.errors import FormatError
-from nfcompress.libjpeg import (
+from nfcompress.coders.jpeg.libjpeg import (
     QUALITIES,
     SAMPLINGS,
     B,
@@ -30,7 +28,9 @@ from nfcompress.libjpeg import (
     to_blocks,
     ycc_to_rgb,
 )
-from nfcompress.linear import block_grid
+from nfcompress.coders.linear.model import block_grid
+from nfcompress.coding.primitives import bit_lengths, diagonals, pop_ints, push_ints
+from nfcompress.errors import FormatError
 
 LIMIT = 1 << 15  # every coefficient's magnitude is below this
 CATEGORIES = 16  # a value is coded as its bit length (a category) and then its lower bits raw

@@ -1,0 +1,142 @@
+"""Which model codes an image: the table of when auto tries each, and the lines that read it.
+
+Auto keeps the smallest file of the models it tries, the first in AUTO's order on a tie. The
+figures below were measured on val photos and thumbnails (docs/history.md): each rule saves
+encode time where a model rarely wins, never bytes where it would.
+
+| model  | auto tries it                                                                        |
+|--------|--------------------------------------------------------------------------------------|
+| flow   | where its model has an exact integer form; at effort 1, an image of SAMPLE[0] full   |
+|        | tiles or more only if SAMPLE[1] of them cost under SAMPLE[2] x the linear model's     |
+| linear | on grey images, on images over LINEAR_FROM pixels and at effort 2-3; on the rest     |
+|        | only where the flow's file is under LINEAR_BELOW bits per sub-pixel                  |
+| jpeg   | with the linear model, where the image shows a JPEG's quantizer steps (from 64x64);  |
+|        | under JPEG_SURE x the linear model's bits on the central crop, the linear model is   |
+|        | not tried                                                                            |
+| causal | on colour images of at most 128x128 that are not thin strips                         |
+"""
+
+__all__ = [
+    "AUTO",
+    "CODERS",
+    "DEFAULT_EFFORT",
+    "EFFORTS",
+    "MODEL_FREE",
+    "JPEG_SURE",
+    "LINEAR_BELOW",
+    "LINEAR_FROM",
+    "SAMPLE",
+    "check_coder",
+    "check_effort",
+    "encode_auto",
+    "encode_causal",
+    "encode_linear_or_jpeg",
+]
+
+from collections.abc import Callable
+
+import numpy as np
+
+from nfcompress.coders.base import Payload, Progress
+from nfcompress.coders.causal import CausalCoder
+from nfcompress.coders.flow.orientation import DEFAULT_EFFORT, EFFORTS, candidates
+from nfcompress.coders.jpeg import JpegCoder
+from nfcompress.coders.linear import LinearCoder
+from nfcompress.errors import NfcError
+
+# The models that need no weights of the user's choosing, by the payload kind each writes and
+# reads; the flow is the codec's (it is bound to a model and a device). A new model: its
+# package in nfcompress/coders, and its line here and in AUTO.
+MODEL_FREE = {c.kind: c for c in (LinearCoder(), JpegCoder(), CausalCoder())}
+AUTO = ("flow", "linear", "jpeg", "causal")
+# The choices of --coder: auto, or the models one choice codes with.
+CODERS = ("auto", "flow", "linear", "causal")
+
+LINEAR_FROM, LINEAR_BELOW = 1024, 3.0  # pixels (32x32 thumbnails), bits per sub-pixel
+SAMPLE = (16, 8, 1.02)  # full tiles from which a sample judges the flow, tiles sampled, margin
+JPEG_SURE = 0.8
+
+
+def check_effort(effort: int) -> int:
+    """An effort, checked (1 to 3)."""
+    try:
+        candidates(effort, square=True)
+    except ValueError as e:
+        raise NfcError(str(e)) from None
+    return effort
+
+
+def check_coder(coder: str) -> str:
+    """A --coder choice, checked."""
+    if coder not in CODERS:
+        raise NfcError(f"unknown coder {coder!r} (one of {', '.join(CODERS)})")
+    return coder
+
+
+def encode_linear_or_jpeg(colour: np.ndarray, progress: Progress = None, jpeg_too: bool = True) -> Payload:
+    """The linear model's payload, or the JPEG-history model's where the image shows a JPEG and
+    that codes smaller (with `jpeg_too`)."""
+    linear, jpeg = MODEL_FREE["linear"], MODEL_FREE["jpeg"]
+    survey = jpeg.survey(colour, progress) if jpeg_too and jpeg.accepts(*colour.shape) else None
+    from_jpeg = jpeg.encode(colour, survey=survey) if survey else None
+    if from_jpeg is not None and survey.crop_bits < JPEG_SURE * linear.encode(survey.crop).ideal_bits:
+        if progress:
+            progress(4, 4)
+        return _spread(from_jpeg, colour)
+    lin = linear.encode(colour, progress)
+    if from_jpeg is not None and len(from_jpeg.chunks[0]) < len(lin.chunks[0]):
+        return _spread(from_jpeg, colour)
+    return lin
+
+
+def _spread(p: Payload, colour: np.ndarray) -> Payload:
+    """A payload with its bits spread evenly over the pixels (a model that gives none per pixel)."""
+    p.pixel_bits = np.full(colour.shape[:2], p.ideal_bits / colour[..., 0].size)
+    return p
+
+
+def encode_causal(colour: np.ndarray) -> Payload | None:
+    """The causal model's payload, or None where it does not apply."""
+    causal = MODEL_FREE["causal"]
+    return causal.encode(colour) if causal.accepts(*colour.shape) else None
+
+
+def encode_auto(
+    colours: list[np.ndarray],
+    subpixels: list[int],
+    flow,
+    effort: int,
+    size: Callable[[int, Payload], int],
+    progress: Progress = None,
+) -> list[Payload]:
+    """Each image's smallest payload of the models AUTO tries (`flow`: the FlowCoder, or None
+    where the model has no exact form); `size(i, payload)` is the bytes of image i's file, of
+    `subpixels[i]` sub-pixels (alpha included)."""
+    one = progress if len(colours) == 1 else None  # the linear model reports on a lone image
+    if flow is None:
+        options = [[encode_linear_or_jpeg(c, one), encode_causal(c)] for c in colours]
+        return [_smallest(i, o, size) for i, o in enumerate(options)]
+    lin = [encode_linear_or_jpeg(c, one) if effort > 1 or _linear_first(c) else None for c in colours]
+    tried = [
+        i
+        for i, (c, ln) in enumerate(zip(colours, lin))
+        if ln is None or effort > 1 or flow.worth_trying(c, ln.pixel_bits, SAMPLE)
+    ]
+    flowed = dict(zip(tried, flow.encode_many([colours[i] for i in tried], progress, effort)))
+    options = []
+    for i, (c, ln) in enumerate(zip(colours, lin)):
+        if ln is None and 8 * size(i, flowed[i]) < LINEAR_BELOW * subpixels[i]:
+            ln = encode_linear_or_jpeg(c, one)
+        options.append([flowed.get(i), ln, encode_causal(c)])
+    return [_smallest(i, o, size) for i, o in enumerate(options)]
+
+
+def _linear_first(colour: np.ndarray) -> bool:
+    """Whether the linear model is tried before the flow at effort 1: on grey images (one plane
+    where the flow codes three) and on images over LINEAR_FROM pixels."""
+    return colour.shape[2] == 1 or colour.shape[0] * colour.shape[1] > LINEAR_FROM
+
+
+def _smallest(i: int, options: list[Payload | None], size: Callable[[int, Payload], int]) -> Payload:
+    """The payload of the smallest file of those coded (None: not tried), the first on a tie."""
+    return min((p for p in options if p is not None), key=lambda p: size(i, p))
