@@ -16,6 +16,7 @@ __all__ = [
     "catch_sigterm",
     "configure",
     "worker_pool",
+    "named_error",
 ]
 
 import multiprocessing
@@ -85,7 +86,8 @@ def _check_free(dst: str, force: bool) -> None:
         raise NfcError(f"{dst}: already exists (use --force to overwrite)")
 
 
-def _named(src: str, e: NfcError) -> NfcError:
+def named_error(src: str, e: NfcError) -> NfcError:
+    """The error with the input it concerns at its head (once)."""
     msg = str(e)
     return e if msg.startswith(f"{src}:") else type(e)(f"{src}: {msg}")
 
@@ -147,7 +149,7 @@ def _written(src: str, dst: str, data: bytes | NfcError, force: bool) -> NfcErro
             raise data
         _write(dst, data, force)
     except NfcError as e:
-        return _named(src, e)
+        return named_error(src, e)
     return None
 
 
@@ -190,7 +192,7 @@ def encode_files(
                 for item in group:
                     code([item])
                 return
-            results[group[0][0]] = _named(pairs[group[0][0]][0], e)
+            results[group[0][0]] = named_error(pairs[group[0][0]][0], e)
             return
         total = sum(p.size for _, p in group)
         for (i, pixels), res, out in zip(group, coded, back):
@@ -219,7 +221,7 @@ def encode_files(
                 _check_free(dst, force)
                 yield i, load_image(read_input(src) if src == "-" else src)
             except NfcError as e:
-                results[i] = _named(src, e)
+                results[i] = named_error(src, e)
 
     for group in grouped(loaded(), lambda item: item[1].shape[0] * item[1].shape[1]):
         code(group)
@@ -276,7 +278,7 @@ def decode_files(
                 header = unpack(data)[0]
                 yield i, data, header, None if header.model_free else model or _model_of(header)
             except NfcError as e:
-                results[i] = _named(src, e)
+                results[i] = named_error(src, e)
 
     for group in grouped(read(), lambda item: item[2].width * item[2].height, lambda item: item[3]):
         code(group)

@@ -386,13 +386,13 @@ def _codec(model: str, device: str = "cpu"):
 
 def _prefixed(src: str, fn, *args, **kw):
     """Call fn, naming the input in any NfcError it raises."""
-    from nfcompress.batch import _named
+    from nfcompress.batch import named_error
     from nfcompress.errors import NfcError
 
     try:
         return fn(*args, **kw)
     except NfcError as e:
-        raise _named(src, e) from None
+        raise named_error(src, e) from None
 
 
 def _chunk_progress(src: str, as_json: bool):

@@ -4,7 +4,7 @@ __all__ = ["Coder", "Payload", "undecodable"]
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +24,7 @@ class Payload:
     fields: dict = field(default_factory=dict)  # header fields of the payload's own (the flow's model and tiles)
 
 
+@runtime_checkable
 class Coder(Protocol):
     """A model that codes an image's colour planes, (H, W, 1) grey or (H, W, 3) RGB, uint8.
 
