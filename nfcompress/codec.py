@@ -5,7 +5,7 @@ The codec is a facade. Which model codes an image is nfcompress.policy's choice;
 and torch with it, is loaded only when a file needs it.
 """
 
-__all__ = ["Codec", "EncodeResult", "CODERS", "colour_planes", "encode_linear", "decode_model_free"]
+__all__ = ["Codec", "EncodeResult", "colour_planes", "encode_linear", "decode_model_free"]
 
 import threading
 import zlib
@@ -23,8 +23,6 @@ from nfcompress.model_files import DEFAULT_MODEL, find_card
 
 if TYPE_CHECKING:  # the flow, and torch with it, loads only when a file needs it
     from nfcompress.coders.flow import FlowCoder
-
-CODERS = policy.CODERS
 
 
 @dataclass
@@ -189,8 +187,6 @@ class Codec:
         if not (device == "cpu" or device.startswith("cuda")):
             raise NfcError(f"unsupported device {device!r} (cpu or cuda)")
         sizes = {k: v for k, v in (("tile", tile), ("batch", batch)) if v is not None}
-        if "tile" in sizes and (tile < 1 or tile & (tile - 1)):
-            raise NfcError("tile must be a power of two")
 
         def flow():
             from nfcompress.coders.flow import FlowCoder

@@ -208,7 +208,7 @@ def test_many_small_files_code_together_and_decode_elsewhere_one_verdict_each(ti
 
 
 def test_the_coder_choices_are_the_codecs():
-    from nfcompress.codec import CODERS
+    from nfcompress.policy import CODERS
 
     option = next(p for p in main.commands["encode"].params if p.name == "coder")
     assert tuple(option.type.choices) == CODERS
