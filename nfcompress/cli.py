@@ -130,8 +130,25 @@ class _Interruptible(click.Group):
         try:
             return super().invoke(ctx)
         except (KeyboardInterrupt, Interrupted):
-            click.echo("error: interrupted; no partial output was left", err=True)
-            sys.exit(130)
+            pass
+        except Exception as e:
+            # A signal that lands in a class body's __set_name__ (torch's import is full of them)
+            # comes out wrapped in a RuntimeError: it is still the interruption.
+            if not _caused_by_interruption(e, (KeyboardInterrupt, Interrupted)):
+                raise
+        click.echo("error: interrupted; no partial output was left", err=True)
+        sys.exit(130)
+
+
+def _caused_by_interruption(e: BaseException, kinds: tuple[type, ...]) -> bool:
+    """Whether an exception, or one it was raised from, is an interruption."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, kinds):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 @click.group(cls=_Interruptible)

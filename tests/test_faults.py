@@ -166,3 +166,21 @@ def test_the_command_line_writes_files_as_cp_would(runner, tmp_path):
     finally:
         os.umask(old)
     assert [stat.S_IMODE((tmp_path / n).stat().st_mode) for n in ("a.nfc", "b.png")] == [0o644, 0o644]
+
+
+def test_an_interruption_wrapped_by_a_class_body_still_exits_with_one_line(runner, monkeypatch):
+    """Python wraps an exception raised in __set_name__ (a signal landing while torch defines a
+    class) in a RuntimeError: the CLI must still see the interruption."""
+    from nfcompress import cli
+    from nfcompress.batch import Interrupted
+
+    class Late:
+        def __set_name__(self, owner, name):
+            raise Interrupted()
+
+    def importing_torch(*a, **k):
+        type("Interpreter", (), {"attr": Late()})
+
+    monkeypatch.setattr(cli, "_code_files", importing_torch)
+    r = runner.invoke(main, ["encode", "x.png"])
+    assert r.exit_code == 130 and r.output.strip() == "error: interrupted; no partial output was left"
