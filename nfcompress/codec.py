@@ -245,34 +245,16 @@ class Codec:
         coder = policy.check_coder(self.coder if coder is None else coder)
         self._portable(portable)
         ims = [_Image.of(image) for image in images]
-        one = progress if len(ims) == 1 else None
-        if coder == "linear":
-            return [im.file(policy.encode_linear_or_jpeg(im.colour, one)) for im in ims]
-        if coder == "causal":
-            return [im.file(self._causal(im)) for im in ims]
-        flow = self.flow
-        if coder == "flow":
-            return [im.file(p) for im, p in zip(ims, flow.encode_many([im.colour for im in ims], progress, effort))]
-        flow.check_named()
-        payloads = policy.encode_auto(
+        payloads = policy.encode(
             [im.colour for im in ims],
             [im.pixels.size for im in ims],
-            flow if flow.portable else None,
+            coder,
             effort,
+            lambda: self.flow,
             lambda i, p: ims[i].size(p),
             progress,
         )
         return [im.file(p) for im, p in zip(ims, payloads)]
-
-    def _causal(self, im: _Image) -> Payload:
-        payload = policy.encode_causal(im.colour)
-        if payload is None:
-            h, w = im.pixels.shape[:2]
-            raise NfcError(
-                f"the causal coder codes colour images of at most 16384 pixels (128x128) that are not thin "
-                f"strips, not this {im.mode} {w}x{h} one (the auto coder takes any)"
-            )
-        return payload
 
     def ideal_bits(
         self, image: np.ndarray, effort: int | None = None, portable: bool | None = None

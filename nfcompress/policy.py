@@ -28,12 +28,14 @@ __all__ = [
     "SAMPLE",
     "check_coder",
     "check_effort",
+    "encode",
     "encode_auto",
     "encode_causal",
     "encode_linear_or_jpeg",
 ]
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +45,9 @@ from nfcompress.coders.flow.orientation import DEFAULT_EFFORT, EFFORTS, candidat
 from nfcompress.coders.jpeg import JpegCoder
 from nfcompress.coders.linear import LinearCoder
 from nfcompress.errors import NfcError
+
+if TYPE_CHECKING:
+    from nfcompress.coders.flow import FlowCoder
 
 # The models that need no weights of the user's choosing, by the payload kind each writes and
 # reads; the flow is the codec's (it is bound to a model and a device). A new model: its
@@ -99,6 +104,37 @@ def encode_causal(colour: np.ndarray) -> Payload | None:
     """The causal model's payload, or None where it does not apply."""
     causal = MODEL_FREE["causal"]
     return causal.encode(colour) if causal.accepts(*colour.shape) else None
+
+
+def encode(
+    colours: list[np.ndarray],
+    subpixels: list[int],
+    coder: str,
+    effort: int,
+    flow: Callable[[], "FlowCoder"],
+    size: Callable[[int, Payload], int],
+    progress: Progress = None,
+) -> list[Payload]:
+    """Each image's payload by a --coder choice: auto (`encode_auto`) or one model. `flow()` gives
+    the flow coder (loading it: only the choices that may need it call it)."""
+    one = progress if len(colours) == 1 else None  # the linear model reports on a lone image
+    if coder == "linear":
+        return [encode_linear_or_jpeg(c, one) for c in colours]
+    if coder == "causal":
+        return [encode_causal(c) or _refuse_causal(c) for c in colours]
+    coder_ = flow()
+    if coder == "flow":
+        return coder_.encode_many(colours, progress, effort)
+    coder_.check_named()  # its files would point decoders at the shipped model
+    return encode_auto(colours, subpixels, coder_ if coder_.portable else None, effort, size, progress)
+
+
+def _refuse_causal(colour: np.ndarray) -> Payload:
+    h, w, c = colour.shape
+    raise NfcError(
+        f"the causal coder codes colour images of at most 16384 pixels (128x128) that are not thin "
+        f"strips, not this {'grey' if c == 1 else 'colour'} {w}x{h} one (the auto coder takes any)"
+    )
 
 
 def encode_auto(

@@ -132,7 +132,7 @@ def test_thin_strips_are_left_to_the_other_models_but_old_strip_files_decode():
     assert not causal.fits(2, 4000) and not causal.fits(4000, 2) and not causal.fits(129, 128)
     strip = np.concatenate([_photo(2, 128)] * 32, axis=1)[:, :4000].copy()  # 2x4000
     codec = Codec.load()
-    with pytest.raises(NfcError, match="thin strips, not this RGB 4000x2"):
+    with pytest.raises(NfcError, match="thin strips, not this colour 4000x2"):
         codec.encode(strip, coder="causal")
     assert codec.encode(strip).coder != "causal"
     small = strip[:, :300]  # as 0.9 could write a strip: the payload alone, then the file
