@@ -104,10 +104,12 @@ effort_option = click.option(
 
 coder_option = click.option(
     "--coder",
-    type=click.Choice(["auto", "flow", "linear", "causal"]),  # nfcompress.policy.CODERS, which a test compares
+    type=click.Choice(
+        ["auto", "flow", "linear", "causal", "screen"]
+    ),  # nfcompress.policy.CODERS, which a test compares
     default="auto",
     show_default=True,
-    help="What codes each image: the smallest file of the flow, the linear and the causal model (auto), or one.",
+    help="What codes each image: the smallest file of the models auto tries, or one model.",
 )
 
 measure_coder_option = click.option(

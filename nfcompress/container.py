@@ -4,9 +4,10 @@ See docs/format.md. Parsing is strict: every field is range-checked and the head
 own checksum, so damage is reported before any large allocation or any decoding work. Version 5
 files leave out the name of a shipped model, which their model hash identifies; from version 6
 a file may instead be coded by the per-image linear model (nfcompress.coders.linear), with no model
-and one chunk. Versions 7 to 10 have the layout of version 6; their linear payloads are of the
-linear model's second and third schemes, version 9 adds the JPEG-history model's payloads and
-version 10 (written now) the causal model's. Every earlier version still reads.
+and one chunk. Versions 7 to 11 have the layout of version 6; their linear payloads are of the
+linear model's second and third schemes, version 9 adds the JPEG-history model's payloads,
+version 10 the causal model's and version 11 the screen model's. A file is written with the
+oldest version that holds its kind (`WRITTEN`). Every earlier version still reads.
 """
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "MAX_SIDE",
     "MAX_PIXELS",
     "KINDS",
+    "WRITTEN",
     "Header",
     "pack",
     "unpack",
@@ -31,8 +33,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 10
-VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+VERSION = 11  # the newest; see WRITTEN for the version each payload kind is written with
+VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -56,8 +58,11 @@ _JPEG = _ONE_TILE  # in a model-free file (from version 9): the JPEG-history mod
 _CAUSAL = _ORIENTED  # in a model-free file (from version 10): the causal model coded them
 # The payload kinds, each named by one model (nfcompress.coders): the flow's files have device
 # bits 0-2; the others device bits 3 and the flag here.
-KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL}
+KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL, "screen": _JPEG | _CAUSAL}
 KINDS = ("flow", *KIND_FLAGS)
+# The version a file of each kind is written with: the oldest that holds it, so that nfcompress
+# 0.9 and 0.10 still read every file of the kinds they know.
+WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 10, "screen": 11}
 
 
 @dataclass
@@ -145,13 +150,13 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
         return _pack_model_free(h, chunks, alpha)
     # "" (as unpack gives an unnamed file) or a shipped name: unnamed, known by the hash.
     name = b"" if h.model_name in ("", *SHIPPED_MODELS) else h.model_name.encode()
-    if len(name) > MAX_NAME or len(h.model_hash) < 2 or not chunks or h.version != VERSION:
-        raise ValueError(f"model name too long, hash under 2 bytes, no chunks, or not version {VERSION}")
+    if len(name) > MAX_NAME or len(h.model_hash) < 2 or not chunks or h.version < WRITTEN[h.kind]:
+        raise ValueError(f"model name too long, hash under 2 bytes, no chunks, or a version before {WRITTEN[h.kind]}")
     # An image within one tile is one chunk: no tile, batch or chunk count.
     one_tile = len(chunks) == 1 and max(h.width, h.height) <= min(h.tile, ONE_TILE_SIDE)
     flags = DEVICES.index(h.device) | (_ALPHA if alpha else 0) | (_ONE_TILE if one_tile else 0)
     flags |= MODES.index(h.mode) << 4 | (_NAMED if name else 0) | (_ORIENTED if h.oriented else 0)
-    head = bytearray(MAGIC) + bytes([VERSION, flags])
+    head = bytearray(MAGIC) + bytes([WRITTEN[h.kind], flags])
     if name:
         head += bytes([len(name)]) + name
     head += h.model_hash[:2] + _varint(h.width) + _varint(h.height)
@@ -168,11 +173,11 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
 
 def _pack_model_free(h: Header, chunks: list[bytes], alpha: bytes) -> bytes:
     """A file of a model-free payload: no model fields, no tiling, one chunk."""
-    if len(chunks) != 1 or h.version != VERSION:
-        raise ValueError(f"a model-free file has one chunk and is version {VERSION}")
+    if len(chunks) != 1 or h.version < WRITTEN[h.kind]:
+        raise ValueError(f"a model-free file has one chunk and a version from {WRITTEN[h.kind]}")
     flags = _MODEL_FREE | (_ALPHA if alpha else 0) | KIND_FLAGS[h.kind]
     flags |= MODES.index(h.mode) << 4
-    head = bytearray(MAGIC) + bytes([VERSION, flags]) + _varint(h.width) + _varint(h.height)
+    head = bytearray(MAGIC) + bytes([WRITTEN[h.kind], flags]) + _varint(h.width) + _varint(h.height)
     head += _varint(len(chunks[0])) + (_varint(len(alpha)) if alpha else b"")
     head += struct.pack("<I", h.pixel_crc)
     head += struct.pack("<H", zlib.crc32(head) & 0xFFFF)
@@ -187,8 +192,8 @@ def _flags(r: _Reader, version: int) -> dict:
             raise FormatError("corrupted .nfc header (unknown flags)")
         if flags & 0x03 == _MODEL_FREE and (
             flags & (_NAMED | (_ORIENTED if version < 10 else 0) | (_ONE_TILE if version < 9 else 0))
-            or flags & (_JPEG | _CAUSAL) == _JPEG | _CAUSAL
-            or (flags & _CAUSAL and (flags >> 4) & 0x03 < 2)  # the causal model codes colour only
+            or (flags & (_JPEG | _CAUSAL) == _JPEG | _CAUSAL and version < 11)  # a screen payload
+            or (flags & (_JPEG | _CAUSAL) == _CAUSAL and (flags >> 4) & 0x03 < 2)  # the causal model codes colour only
         ):
             raise FormatError("corrupted .nfc header (flags a model-free file cannot have)")
         name_len = r.take(1, "header")[0] if flags & _NAMED else 0

@@ -7,7 +7,7 @@ from conftest import photo_like, run_cli
 from PIL import Image
 
 from nfcompress.cli import main
-from nfcompress.container import VERSION
+from nfcompress.container import WRITTEN
 
 
 def _save(path, arr, mode=None, **kw):
@@ -32,7 +32,7 @@ def test_encode_decode_info_json(runner, tmp_path):
     r = runner.invoke(main, ["info", "--json", str(nfc)])
     info = json.loads(r.output)
     assert (info["width"], info["height"], info["mode"], info["model"]) == (40, 24, "RGB", "tiny")
-    assert (info["format_version"], info["orientations"], info["coder"]) == (VERSION, False, "flow")
+    assert (info["format_version"], info["orientations"], info["coder"]) == (WRITTEN["flow"], False, "flow")
 
 
 def test_bpd_json(runner, tmp_path):

@@ -7,7 +7,7 @@ from conftest import float_file, photo_like
 
 from nfcompress.codec import Codec
 from nfcompress.coders.flow.tiles import count_chunks, plan_tiles
-from nfcompress.container import VERSION, Header, pack, unpack
+from nfcompress.container import WRITTEN, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, ModelMismatch, NfcError
 
 
@@ -200,7 +200,7 @@ def test_version_3_files_decode(tiny_codec):
     """Version 3 differs from 4 only in the header (4-byte model hash and header CRC): rewrite one."""
     img = photo_like(20, 24, 3, seed=5)
     h, (chunk,), _ = unpack(float_file(tiny_codec, img, effort=3))
-    assert h.version == VERSION and h.one_tile and len(h.model_hash) == 2
+    assert h.version == WRITTEN["flow"] and h.one_tile and len(h.model_hash) == 2
     flags = 0x08 | 2 << 4 | 0x40 | (0x80 if h.oriented else 0)
     name = tiny_codec.name.encode()
     head = b"NFC" + bytes([3, flags, len(name)]) + name + tiny_codec.flow.hash + _varint(24) + _varint(20)

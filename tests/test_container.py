@@ -6,7 +6,16 @@ from conftest import mutate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nfcompress.container import MAX_PIXELS, SHIPPED_MODELS, UNNAMED_BEFORE_5, VERSION, Header, pack, unpack
+from nfcompress.container import (
+    MAX_PIXELS,
+    SHIPPED_MODELS,
+    UNNAMED_BEFORE_5,
+    VERSION,
+    WRITTEN,
+    Header,
+    pack,
+    unpack,
+)
 from nfcompress.errors import FormatError
 
 
@@ -101,7 +110,13 @@ def test_flags_round_trip(mode, name, oriented):
     h2, chunks, alpha = unpack(pack(h, [b"abcd"], alpha=b"xy" if "A" in mode else b""))
     # A shipped model's name is left out: its hash says which one.
     want = "" if name in SHIPPED_MODELS else name
-    assert (h2.mode, h2.model_name, h2.oriented, h2.device, h2.version) == (mode, want, oriented, "cuda", VERSION)
+    assert (h2.mode, h2.model_name, h2.oriented, h2.device, h2.version) == (
+        mode,
+        want,
+        oriented,
+        "cuda",
+        WRITTEN["flow"],
+    )
     assert chunks == [b"abcd"] and alpha == (b"xy" if "A" in mode else b"")
 
 

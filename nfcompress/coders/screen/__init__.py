@@ -1,0 +1,28 @@
+"""The screen model (`model`), for screenshots and computer-made graphics, as a `Coder`."""
+
+__all__ = ["ScreenCoder"]
+
+import numpy as np
+
+from nfcompress.coders.base import Payload, Progress
+from nfcompress.coders.screen import model
+from nfcompress.container import Header
+
+
+class ScreenCoder:
+    """Each pixel as the neighbour it repeats, a palette colour, or a new one: any image."""
+
+    kind = "screen"
+
+    def accepts(self, height: int, width: int, channels: int) -> bool:
+        """Every shape."""
+        return True
+
+    def encode(self, colour: np.ndarray, progress: Progress = None) -> Payload:
+        """The payload."""
+        data, bits = model.encode(colour)
+        return Payload(self.kind, [data], bits)
+
+    def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
+        """The colour planes."""
+        return model.decode(chunks[0], header.height, header.width, header.colour_channels)

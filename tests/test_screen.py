@@ -1,0 +1,149 @@
+"""The screen model: exact round trips of any image, causal candidates, integer tables, and what
+it is for (screen content, recognised cheaply by auto)."""
+
+import numpy as np
+import pytest
+from conftest import photo_like
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image, ImageDraw
+
+import nfcompress
+from nfcompress import policy
+from nfcompress.codec import Codec
+from nfcompress.coders.screen import model
+from nfcompress.container import WRITTEN, Header, pack, unpack
+from nfcompress.errors import FormatError, NfcError
+
+
+def _round_trip(img: np.ndarray) -> bytes:
+    data, bits = model.encode(img)
+    assert np.array_equal(model.decode(data, *img.shape), img)
+    assert abs(8 * len(data) - bits) < 32 * (2 + len(data) // 4096)  # each segment's flush and count
+    return data
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 24),
+    st.integers(1, 24),
+    st.sampled_from([1, 3]),
+    st.integers(1, 256),
+    st.integers(0, 2**32 - 1),
+)
+def test_round_trips_exactly_with_any_number_of_colours(h, w, c, colours, seed):
+    r = np.random.default_rng(seed)
+    palette = r.integers(0, 256, (colours, c), dtype=np.uint8)
+    _round_trip(palette[r.integers(0, colours, (h, w))])
+
+
+@settings(max_examples=10, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 30), st.integers(1, 30), st.sampled_from([1, 3]))))
+def test_round_trips_exactly_on_any_array(img):
+    _round_trip(img)
+
+
+@pytest.mark.parametrize("shape", [(1, 300, 3), (300, 1, 1), (257, 260, 3), (520, 9, 3)])
+def test_tiles_and_segments_join_exactly(shape):
+    r = np.random.default_rng(3)
+    img = (r.integers(0, 5, shape) * 50).astype(np.uint8)
+    img[: shape[0] // 2] = photo_like(shape[0] // 2, shape[1], shape[2], seed=4)
+    data = _round_trip(img)
+    if img.size > 4 * model.SEGMENT:
+        assert len(model._Layout(*shape[:2]).segments()) > 1 and len(data)
+
+
+def test_every_candidate_lies_on_an_earlier_wavefront_inside_the_padding():
+    for u, v in model.CANDIDATES:
+        assert 2 * u + v >= 1, (u, v)  # wavefront t = 2 i + j: the candidate's is t - (2u + v)
+        assert 0 <= u <= model.TOP and -model.RIGHT <= v <= model.LEFT
+
+
+def test_weights_are_integers_summing_to_the_precision_with_zero_where_a_symbol_cannot_come():
+    r = np.random.default_rng(0)
+    counts = r.integers(0, 10**7, (500, 15)) * r.integers(0, 2, (500, 15))
+    counts[:, -1] += 1
+    w = model._weights(counts)
+    assert (w == np.floor(w)).all() and (w.sum(1) == (1 << 24) - 15).all()
+    assert (w[counts == 0] == 0).all()
+
+
+def _screenshot(h: int = 120, w: int = 200) -> np.ndarray:
+    im = Image.new("RGB", (w, h), (239, 240, 241))
+    d = ImageDraw.Draw(im)
+    d.rectangle((0, 0, w - 1, 16), fill=(49, 54, 59))
+    for k in range(5):
+        d.text((6, 22 + 18 * k), f"Item {k}: settings and more text", fill=(35, 38, 41))
+    d.rectangle((w - 50, h - 24, w - 8, h - 6), fill=(61, 174, 233))
+    d.text((w - 40, h - 21), "OK", fill=(255, 255, 255))
+    return np.asarray(im)
+
+
+def test_screen_content_codes_far_smaller_than_the_linear_model_and_png():
+    import io
+
+    img = _screenshot()
+    screen = len(model.encode(img)[0])
+    linear = len(Codec.load().encode(img, coder="linear").data)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG", optimize=True)
+    assert screen < 0.6 * linear and screen < len(buf.getvalue())
+
+
+def test_auto_recognises_screen_content_and_tries_no_photo_model(monkeypatch):
+    tried = []
+    monkeypatch.setattr(policy, "_photo_models", lambda colours, *a, **k: tried.append(len(colours)) or [])
+    img = _screenshot()
+    assert policy.repeat_share(img) >= policy.SCREEN_FROM
+    res = Codec.load().encode(img)
+    h = unpack(res.data)[0]
+    assert (res.coder, h.kind, h.version, tried) == ("screen", "screen", WRITTEN["screen"], [])
+    assert np.array_equal(nfcompress.decode(res.data), img)
+
+
+def test_auto_leaves_photos_to_the_photo_models():
+    img = photo_like(48, 40, 3, seed=11)
+    assert policy.repeat_share(img) < policy.SCREEN_FROM
+    assert policy.encode_screen(img) is None
+
+
+def test_screen_files_of_grey_and_alpha_images_decode(tmp_path):
+    img = _screenshot(60, 80)
+    grey = img[..., 1]
+    rgba = np.dstack([img, np.full(img.shape[:2], 200, np.uint8)])
+    for pixels in (grey, rgba):
+        data = nfcompress.encode(pixels, coder="screen")
+        assert unpack(data)[0].kind == "screen" and np.array_equal(nfcompress.decode(data), pixels)
+
+
+def test_a_screen_payload_is_read_from_version_11_only():
+    head = Header("", b"", 4, 3, "L", 0, 0, 0, device="any", kind="screen")
+    data = bytearray(pack(head, [b"\0" * 8]))
+    assert data[3] == 11 and unpack(bytes(data))[0].kind == "screen"
+    data[3] = 10
+    import struct
+    import zlib
+
+    end = len(data) - 8 - 2
+    data[end : end + 2] = struct.pack("<H", zlib.crc32(bytes(data[:end])) & 0xFFFF)
+    with pytest.raises(FormatError, match="model-free file cannot have"):
+        unpack(bytes(data))
+
+
+def test_damaged_screen_files_are_refused_never_wrong():
+    img = _screenshot(40, 60)
+    data = nfcompress.encode(img, coder="screen")
+    r = np.random.default_rng(5)
+    head = len(data) - unpack(data)[0].chunk_sizes[0]
+    for _ in range(40):
+        bad = bytearray(data)
+        k = int(r.integers(head, len(bad)))
+        bad[k] ^= 1 << int(r.integers(0, 8))
+        try:
+            out = nfcompress.decode(bytes(bad))
+        except NfcError:
+            continue
+        assert np.array_equal(out, img)
+    with pytest.raises(NfcError):
+        nfcompress.decode(data[:-4])
