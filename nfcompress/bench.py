@@ -31,9 +31,7 @@ class CodecFigures:
     encode_s: float = 0.0
     decode_s: float = 0.0
     failures: list[str] = field(default_factory=list)
-    linear: int = 0  # nfcompress's files coded by the per-image linear model
-    jpeg: int = 0  # and by the JPEG-history model
-    causal: int = 0  # and by the causal model (the rest: the flow)
+    coded: dict[str, int] = field(default_factory=dict)  # nfcompress's files by the model that coded them
 
     @property
     def bpsp(self) -> float:
@@ -123,9 +121,8 @@ def bench_folder(
     def add(path: Path, per: dict[str, tuple]) -> None:
         for n, (size, ideal, enc_s, dec_s, ok, sub, coder) in per.items():
             f = figs[n]
-            f.linear += coder == "linear"
-            f.jpeg += coder == "jpeg"
-            f.causal += coder == "causal"
+            if coder:
+                f.coded[coder] = f.coded.get(coder, 0) + 1
             f.images += 1
             f.subpixels += sub
             f.bytes += size
@@ -155,11 +152,13 @@ def bench_folder(
 def format_table(rows: list[CodecFigures]) -> str:
     """A plain-text table: one line per folder and codec."""
     head = f"{'folder':<28} {'codec':<11} {'images':>6} {'bpsp':>7} {'ideal':>7} {'enc Msub/s':>10} {'dec Msub/s':>10}"
+    head += "  coded by"
     lines = [head, "-" * len(head)]
     for r in rows:
         d = r.to_dict()
         ideal = f"{d['ideal_bpsp']:.3f}" if d["ideal_bpsp"] else ""
         fail = f"  FAILED {len(r.failures)}" if r.failures else ""
+        fail += "  " + ", ".join(f"{k} {v}" for k, v in sorted(r.coded.items())) if r.coded else ""
         lines.append(
             f"{Path(r.folder).name[-28:]:<28} {r.codec:<11} {r.images:>6} {r.bpsp:>7.3f} {ideal:>7} "
             f"{d['encode_msubs'] or 0:>10.3f} {d['decode_msubs'] or 0:>10.3f}{fail}"

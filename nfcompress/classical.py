@@ -17,8 +17,10 @@ def _png(img: np.ndarray) -> tuple[bytes, Callable[[bytes], np.ndarray]]:
 
 def _webp(img: np.ndarray) -> tuple[bytes, Callable[[bytes], np.ndarray]]:
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="WEBP", lossless=True, quality=100, method=6)
-    return buf.getvalue(), lambda b: np.asarray(Image.open(io.BytesIO(b)))
+    im = Image.fromarray(img)
+    im.save(buf, format="WEBP", lossless=True, quality=100, method=6, exact=True)
+    # WebP holds RGB(A) only: a grey image comes back as RGB with three equal planes.
+    return buf.getvalue(), lambda b: np.asarray(Image.open(io.BytesIO(b)).convert(im.mode))
 
 
 def _jxl(img: np.ndarray) -> tuple[bytes, Callable[[bytes], np.ndarray]]:

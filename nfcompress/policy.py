@@ -14,8 +14,9 @@ encode time where a model rarely wins, never bytes where it would.
 |        | under JPEG_SURE x the linear model's bits on the central crop, the linear model is   |
 |        | not tried                                                                            |
 | causal | on colour images of at most 128x128 that are not thin strips                         |
-| screen | first, on images where SCREEN_FROM of the pixels or more repeat a neighbour; where   |
-|        | its file is under SCREEN_SURE bits per sub-pixel, no other model is tried            |
+| screen | first, on images where SCREEN_FROM of the pixels or more repeat a neighbour; on     |
+|        | those over SCREEN_ALONE_FROM pixels where its file is under SCREEN_SURE bits per     |
+|        | sub-pixel or that have at most SCREEN_COLOURS colours, no other model is tried       |
 """
 
 __all__ = [
@@ -48,7 +49,7 @@ from nfcompress.coders.flow.orientation import DEFAULT_EFFORT, EFFORTS, candidat
 from nfcompress.coders.jpeg import JpegCoder
 from nfcompress.coders.linear import LinearCoder
 from nfcompress.coders.screen import ScreenCoder
-from nfcompress.coders.screen.model import repeat_share
+from nfcompress.coders.screen.model import colour_count, repeat_share
 from nfcompress.errors import NfcError
 
 if TYPE_CHECKING:
@@ -67,7 +68,13 @@ SAMPLE = (16, 8, 1.02)  # full tiles from which a sample judges the flow, tiles 
 JPEG_SURE = 0.8
 # Screen content: most pixels repeat a neighbour (screenshots 0.45-1, half of them over 0.96;
 # photos 0.18 in the median); the screen model codes it 5-10 times faster than the photo models.
-SCREEN_FROM, SCREEN_SURE = 0.4, 0.5  # share of repeating pixels, bits per sub-pixel
+SCREEN_FROM, SCREEN_SURE = 0.4, 0.2  # share of repeating pixels, bits per sub-pixel
+# The photo models are tried too on images of at most SCREEN_ALONE_FROM pixels (thumbnails, where
+# the causal model often wins), and on grey ones or colour ones of more than SCREEN_COLOURS colours where the screen
+# model's file is over SCREEN_SURE bits per sub-pixel (photos with flat regions, photos inside
+# screenshots): on 117 val photos that repeat enough for the screen model, none then came out
+# larger than before.
+SCREEN_ALONE_FROM, SCREEN_COLOURS = 128 * 128, 1024
 
 
 def check_effort(effort: int) -> int:
@@ -133,7 +140,12 @@ def encode(
     if coder == "screen":
         return [MODEL_FREE["screen"].encode(c) for c in colours]
     screen = [encode_screen(c) if coder == "auto" else None for c in colours]
-    sure = [s is not None and 8 * size(i, s) < SCREEN_SURE * subpixels[i] for i, s in enumerate(screen)]
+    sure = [
+        s is not None
+        and c.shape[0] * c.shape[1] > SCREEN_ALONE_FROM
+        and (8 * size(i, s) < SCREEN_SURE * subpixels[i] or c.shape[2] == 3 and colour_count(c) <= SCREEN_COLOURS)
+        for i, (c, s) in enumerate(zip(colours, screen))
+    ]
     if all(sure):
         return screen
     rest = [i for i, s in enumerate(sure) if not s]

@@ -19,7 +19,7 @@ decode alike on every machine. The stream is cut into segments of about SEGMENT 
 wavefronts), each an ANS stream of its own, so that the encoder holds one segment's tables at once.
 """
 
-__all__ = ["CANDIDATES", "ESCAPE", "PALETTE", "encode", "decode", "repeat_share"]
+__all__ = ["CANDIDATES", "ESCAPE", "PALETTE", "encode", "decode", "repeat_share", "colour_count"]
 
 import constriction
 import numpy as np
@@ -79,6 +79,11 @@ def _planes(colours: np.ndarray, channels: int) -> np.ndarray:
     if channels == 1:
         return colours[..., None].astype(np.uint8)
     return np.stack([(colours >> s) & 255 for s in (16, 8, 0)], axis=-1).astype(np.uint8)
+
+
+def colour_count(planes: np.ndarray) -> int:
+    """How many distinct colours an image has."""
+    return int(np.unique(_colours(planes)).size)
 
 
 def repeat_share(planes: np.ndarray) -> float:
