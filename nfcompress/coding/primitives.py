@@ -26,6 +26,7 @@ __all__ = [
     "logistic_scale",
     "logistic_cumulative",
     "LogisticTables",
+    "every_scale",
     "wavefronts",
     "diagonals",
     "zigzag",
@@ -122,6 +123,12 @@ class LogisticTables:
         out[:, 0] = self.cum[row, 256 - ip] + FLOOR
         out[:, 255] = self.total - self.cum[row, 510 - ip]
         return out
+
+
+@functools.cache
+def every_scale() -> LogisticTables:
+    """The discretized logistics of every scale code 0..255 (context q is scale code q), built once."""
+    return LogisticTables(np.arange(256))
 
 
 def wavefronts(h: int, w: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -45,7 +45,7 @@ import constriction
 import numpy as np
 from safetensors.numpy import load_file
 
-from nfcompress.coding.primitives import FRAC_BITS, PRECISION, LogisticTables, det_exp, ordered_sum, wavefronts
+from nfcompress.coding.primitives import FRAC_BITS, PRECISION, det_exp, every_scale, ordered_sum, wavefronts
 from nfcompress.errors import FormatError, NfcError
 from nfcompress.model_files import sha256_file, shipped_dir
 
@@ -231,12 +231,6 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _ROW_TOTAL = (1 << PRECISION) - 256  # every row of weights sums to this (the coder adds 1 to each)
 
 
-@functools.cache
-def _tables() -> LogisticTables:
-    """The linear model's discretized logistics for every scale code 0..255."""
-    return LogisticTables(np.arange(256))
-
-
 def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
     """Integer weights (n, 256) of the values 0..255 under the mixture the outputs o (n, 3 K) give
     around the median predictions `base`: each component one of the linear model's tables."""
@@ -253,7 +247,7 @@ def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
     mix = np.floor(e / ordered_sum(e)[:, None] * 2.0**MIX_BITS)
     top = np.argmax(mix, 1)
     mix[np.arange(n), top] += 2.0**MIX_BITS - mix.sum(1)
-    tables = _tables()
+    tables = every_scale()
     total = mix[:, :1] * tables.rows(p[:, 0], q[:, 0])
     for c in range(1, k):
         total += mix[:, c : c + 1] * tables.rows(p[:, c], q[:, c])

@@ -249,7 +249,7 @@ class _State:
             matched = np.flatnonzero(~esc)
             x[matched] = cand[matched, np.minimum(slot[matched], K - 1)]
         if esc.any():
-            x[esc] = self._escapes(at[esc], io, x[esc] if io.coder is None else None)
+            x[esc] = self._escapes(at[esc], cand[esc], io, x[esc] if io.coder is None else None)
         self.cv[at] = x
         self.sym[at] = slot
         np.add.at(self.slots, (ctx, slot), STEP)
@@ -258,7 +258,7 @@ class _State:
             self.tables[k][key[last]] = x[last]
         return x
 
-    def _escapes(self, at: np.ndarray, io: _Coder, x: np.ndarray | None) -> np.ndarray:
+    def _escapes(self, at: np.ndarray, cand: np.ndarray, io: _Coder, x: np.ndarray | None) -> np.ndarray:
         """The colours of escaped pixels: a palette colour by its rank in distance from the
         pixel's median prediction, or NEW and its channels."""
         near = _neighbours(self.cv, at, self.layout.cw, self.channels)
@@ -267,20 +267,27 @@ class _State:
         rank = np.full(len(at), p, np.int64)
         if p:
             pal = [self.palette] if self.channels == 1 else [(self.palette >> s) & 255 for s in (16, 8, 0)]
-            dist = sum(np.abs(q[None, :] - r[:, None]) for q, r in zip(pal, pred))
-            keys = dist * (PALETTE * 2) + np.arange(p)  # distance first, then the palette's order
+            dist = sum(np.abs(q[None, :].astype(np.int32) - r[:, None].astype(np.int32)) for q, r in zip(pal, pred))
+            keys = dist.astype(np.int64) * (PALETTE * 2) + np.arange(p)  # distance first, then the palette's order
+            # An escaped colour is no candidate's: those entries go last, out of the way.
+            taken = _palette_index(self.palette, cand.ravel()).reshape(cand.shape)
+            rows = np.broadcast_to(np.arange(len(at))[:, None], taken.shape)
+            keys[rows[taken < p], taken[taken < p]] += _LAST
             if x is not None:
                 index = _palette_index(self.palette, x)
                 own = np.take_along_axis(keys, np.minimum(index, p - 1)[:, None], 1)[:, 0]
                 rank = np.where(index < p, (keys < own[:, None]).sum(1), p)
             counts = np.concatenate([self.ranks[:p], self.ranks[-1:]])
-            rank = io.code(_weights(np.broadcast_to(counts, (len(at), p + 1)).copy()), rank)
+            rank = io.code(np.repeat(_weights(counts[None, :]), len(at), axis=0), rank)
             np.add.at(self.ranks, np.where(rank < p, rank, PALETTE), STEP)
         out = np.zeros(len(at), np.int64) if x is None else x.copy()
         known = np.flatnonzero(rank < p)
         if x is None and len(known):
-            order = np.sort(keys[known], 1)
-            out[known] = self.palette[order[np.arange(len(known)), rank[known]] % (PALETTE * 2)]
+            r = rank[known]
+            top = int(r.max())  # the smallest top + 1 keys of each row, in order: ranks are mostly small
+            order = np.partition(keys[known], top, axis=1)[:, : top + 1] if top + 1 < p else keys[known]
+            order.sort(1)
+            out[known] = self.palette[order[np.arange(len(known)), r] % (PALETTE * 2)]
         new = np.flatnonzero(rank == p)
         if len(new):
             out[new] = self._raw(new, near, io, None if x is None else x[new])
@@ -306,7 +313,7 @@ class _State:
                 pred, ctx = got[1] + _med(w - gw, n - gn, nw - gnw), _bucket(g_err)
             pred = np.clip(pred, 0, 255)
             r = None if want is None else (want[k] - pred) & 255
-            r = io.code(_weights(self.raw[k][ctx]), r)
+            r = io.code(_weights(self.raw[k])[ctx], r)
             np.add.at(self.raw[k], (ctx, r), STEP)
             got[k] = (pred + r) & 255
             if k == 1 or self.channels == 1:
@@ -314,6 +321,9 @@ class _State:
         if self.channels == 1:
             return got[0]
         return sum(got[k] << s for k, s in zip(range(3), shifts))
+
+
+_LAST = 1 << 40  # added to the rank key of a palette entry that cannot be the colour
 
 
 def _palette_index(palette: np.ndarray, x: np.ndarray) -> np.ndarray:
