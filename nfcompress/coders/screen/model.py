@@ -31,21 +31,15 @@ from nfcompress.errors import FormatError
 CANDIDATES = ((0, 1), (1, 0), (1, -1), (1, 1), (0, 2), (2, 0), (2, -1), (1, 2), (2, 1), (2, -2), (0, 3), (3, 0))
 # Besides them, the colours that followed the same neighbourhoods last time (`_State.guesses`):
 # HASHES tables, each read after the first four candidates.
-HASH_SETS = ((0, 1, 2, 3, 4, 5), (0, 1, 2, 3))  # which of CANDIDATES each table's key reads
-HASH_BITS = 20
+HASH_SETS = (
+    (0, 1, 2, 3, 4, 5),
+    (0, 1, 2, 3),
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11),
+)  # which of CANDIDATES each table's key reads
+HASH_BITS = 22
 HASHES = len(HASH_SETS)
 K = len(CANDIDATES) + HASHES
-_MIX = np.array(
-    [
-        0x9E3779B97F4A7C15,
-        0xC2B2AE3D27D4EB4F,
-        0x165667B19E3779F9,
-        0xD6E8FEB86659FD93,
-        0xFF51AFD7ED558CCD,
-        0xC4CEB9FE1A85EC53,
-    ],
-    np.uint64,
-)
+_MIX = np.array([(0x9E3779B97F4A7C15 * (2 * k + 1)) % (1 << 64) | 1 for k in range(len(CANDIDATES))], np.uint64)
 ESCAPE = K  # the slot symbol of a colour no candidate holds
 SLOTS = K + 1
 TOP, LEFT, RIGHT = 3, 3, 2  # canvas padding: rows above, columns left and right
@@ -57,8 +51,8 @@ TILE = 256  # tiles decode side by side, a wavefront of each at once
 SEGMENT = 1 << 17  # pixels of a segment, about (whole wavefronts)
 # Slot contexts: distinct candidates (0..5+), the equalities of W, N, NE and NW (6 bits), and the
 # slot buckets (`_BUCKET`) of W's and N's symbols.
-DISTINCT, EQUAL, BUCKETS = 6, 64, 5
-CONTEXTS = DISTINCT * EQUAL * BUCKETS * BUCKETS
+DISTINCT, EQUAL, BUCKETS, FAR = 6, 64, 5, 5
+CONTEXTS = DISTINCT * EQUAL * BUCKETS * BUCKETS * FAR
 _BUCKET = np.array([0, 1] + [2] * (K - 2) + [3, 4])  # slot 0, slot 1, slots 2.., ESCAPE, outside
 _OUTSIDE = SLOTS  # the symbol of a canvas cell outside the image
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
@@ -175,7 +169,9 @@ def _slot_tables(cand: np.ndarray, sym: np.ndarray, at: np.ndarray, cw: int) -> 
     equal = (w == n) | (w == ne) << 1 | (w == nw) << 2 | (n == ne) << 3 | (n == nw) << 4 | (ne == nw) << 5
     distinct = np.minimum((g == w) + 2 * (g == n) + 3 * (g == ABSENT), DISTINCT - 1)
     sw, sn = _BUCKET[sym[at - 1]], _BUCKET[sym[at - cw]]
-    return ((distinct * EQUAL + equal) * BUCKETS + sw) * BUCKETS + sn, allowed
+    g2 = cand[:, 6]
+    far = np.where(g2 == ABSENT, 3, np.where(g2 == w, 0, np.where(g2 == n, 1, np.where(g2 == g, 4, 2))))
+    return (((distinct * EQUAL + equal) * BUCKETS + sw) * BUCKETS + sn) * FAR + far, allowed
 
 
 def _weights(counts: np.ndarray) -> np.ndarray:
@@ -229,7 +225,7 @@ class _State:
         self.palette = np.zeros(0, np.int64)
         self.ranks = np.ones(PALETTE + 1, np.int64)  # the last: NEW
         self.raw = np.ones((channels, RAW_CONTEXTS, 256), np.int64)
-        self.tables = np.full((HASHES, 1 << HASH_BITS), ABSENT, np.int64)
+        self.tables = np.full((HASHES, 1 << HASH_BITS), ABSENT, np.int32)
 
     def front(self, at: np.ndarray, io: _Coder, x: np.ndarray | None = None) -> np.ndarray:
         """Code (x given) or decode one wavefront of pixels at flat indices `at`; its colours."""
