@@ -222,6 +222,9 @@ class _State:
         self.cv = layout.canvas(ABSENT)
         self.sym = layout.canvas(_OUTSIDE, np.int8)
         self.slots = np.ones((CONTEXTS, SLOTS), np.int64)
+        # The same counts without the far guess's part of the context, which learn sooner: a slot's
+        # weights read 4 times its context's counts plus these.
+        self.coarse = np.ones((CONTEXTS // FAR, SLOTS), np.int64)
         self.palette = np.zeros(0, np.int64)
         self.ranks = np.ones(PALETTE + 1, np.int64)  # the last: NEW
         self.raw = np.ones((channels, RAW_CONTEXTS, 256), np.int64)
@@ -238,7 +241,7 @@ class _State:
         if x is not None:
             hit = (cand == x[:, None]) & allowed[:, :K]
             slot = np.where(hit.any(1), np.argmax(hit, 1), ESCAPE)
-        slot = io.code(_weights(self.slots[ctx] * allowed), slot)
+        slot = io.code(_weights((4 * self.slots[ctx] + self.coarse[ctx // FAR]) * allowed), slot)
         esc = slot == ESCAPE
         if x is None:
             x = np.full(len(at), ABSENT, np.int64)
@@ -249,6 +252,7 @@ class _State:
         self.cv[at] = x
         self.sym[at] = slot
         np.add.at(self.slots, (ctx, slot), STEP)
+        np.add.at(self.coarse, (ctx // FAR, slot), STEP)
         for k, key in enumerate(keys):
             last = len(at) - 1 - np.unique(key[::-1], return_index=True)[1]
             self.tables[k][key[last]] = x[last]
