@@ -139,46 +139,51 @@ def encode(
         return [encode_causal(c) or _refuse_causal(c) for c in colours]
     if coder == "screen":
         return [MODEL_FREE["screen"].encode(c) for c in colours]
-    screen = [encode_screen(c) if coder == "auto" else None for c in colours]
-    sure = [
-        s is not None
-        and c.shape[0] * c.shape[1] > SCREEN_ALONE_FROM
-        and (8 * size(i, s) < SCREEN_SURE * subpixels[i] or c.shape[2] == 3 and colour_count(c) <= SCREEN_COLOURS)
-        for i, (c, s) in enumerate(zip(colours, screen))
-    ]
-    if all(sure):
-        return screen
-    rest = [i for i, s in enumerate(sure) if not s]
-    out = list(screen)
-    chosen = _photo_models(
-        [colours[i] for i in rest],
-        [subpixels[i] for i in rest],
-        coder,
-        effort,
-        flow,
-        lambda k, p: size(rest[k], p),
-        progress,
-    )
-    for k, i in enumerate(rest):
-        out[i] = chosen[k] if screen[i] is None else _smallest(i, [screen[i], chosen[k]], size)
-    return out
+    if coder == "flow":
+        return flow().encode_many(colours, progress, effort)
+    return _auto(colours, subpixels, effort, flow, size, progress)
 
 
-def _photo_models(
+def _auto(
     colours: list[np.ndarray],
     subpixels: list[int],
-    coder: str,
     effort: int,
     flow: Callable[[], "FlowCoder"],
     size: Callable[[int, Payload], int],
-    progress: Progress = None,
+    progress: Progress,
 ) -> list[Payload]:
-    """The flow's payloads (coder "flow"), or auto's smallest of the photo models."""
-    coder_ = flow()
-    if coder == "flow":
-        return coder_.encode_many(colours, progress, effort)
-    coder_.check_named()  # its files would point decoders at the shipped model
-    return encode_auto(colours, subpixels, coder_ if coder_.portable else None, effort, size, progress)
+    """Auto: the screen model first where pixels repeat, then the photo models (`encode_auto`)
+    on every image where it is not sure to win; the smallest payload of each image."""
+    screen = [encode_screen(c) for c in colours]
+    rest = [
+        i
+        for i, (c, s) in enumerate(zip(colours, screen))
+        if s is None or not _screen_alone(c, 8 * size(i, s) < SCREEN_SURE * subpixels[i])
+    ]
+    out = list(screen)
+    if rest:
+        coder = flow()
+        coder.check_named()  # its files would point decoders at the shipped model
+        chosen = encode_auto(
+            [colours[i] for i in rest],
+            [subpixels[i] for i in rest],
+            coder if coder.portable else None,
+            effort,
+            lambda k, p: size(rest[k], p),
+            progress,
+        )
+        for k, i in enumerate(rest):
+            out[i] = chosen[k] if screen[i] is None else _smallest(i, [screen[i], chosen[k]], size)
+    return out
+
+
+def _screen_alone(colour: np.ndarray, small: bool) -> bool:
+    """Whether the screen model's payload is kept without trying the photo models: on images
+    over SCREEN_ALONE_FROM pixels whose file is `small` (under SCREEN_SURE bpsp) or, in colour,
+    that have at most SCREEN_COLOURS colours."""
+    if colour.shape[0] * colour.shape[1] <= SCREEN_ALONE_FROM:
+        return False
+    return small or (colour.shape[2] == 3 and colour_count(colour) <= SCREEN_COLOURS)
 
 
 def encode_screen(colour: np.ndarray) -> Payload | None:

@@ -91,15 +91,35 @@ def test_screen_content_codes_far_smaller_than_the_linear_model_and_png():
     assert screen < 0.6 * linear and screen < len(buf.getvalue())
 
 
+def _spy_on_photo_models(monkeypatch) -> list[int]:
+    """The number of images each call of the photo models got."""
+    tried, real = [], policy.encode_auto
+    monkeypatch.setattr(policy, "encode_auto", lambda colours, *a: tried.append(len(colours)) or real(colours, *a))
+    return tried
+
+
 def test_auto_recognises_screen_content_and_tries_no_photo_model(monkeypatch):
-    tried = []
-    monkeypatch.setattr(policy, "_photo_models", lambda colours, *a, **k: tried.append(len(colours)) or [])
+    tried = _spy_on_photo_models(monkeypatch)
     img = _screenshot()
     assert policy.repeat_share(img) >= policy.SCREEN_FROM
     res = Codec.load().encode(img)
     h = unpack(res.data)[0]
     assert (res.coder, h.kind, h.version, tried) == ("screen", "screen", WRITTEN["screen"], [])
     assert np.array_equal(nfcompress.decode(res.data), img)
+
+
+def test_auto_tries_the_photo_models_too_on_thumbnails_and_on_photos_with_flat_regions(monkeypatch):
+    tried = _spy_on_photo_models(monkeypatch)
+    codec = Codec.load()
+    thumb = _screenshot(60, 80)  # screen content, but of at most 128x128 pixels
+    flat_photo = np.full((200, 200, 3), 20, np.uint8)  # a black sky over a photo
+    flat_photo[100:] = photo_like(100, 200, 3, seed=6)
+    for img in (thumb, flat_photo):
+        assert policy.repeat_share(img) >= policy.SCREEN_FROM
+        res = codec.encode(img)
+        assert np.array_equal(nfcompress.decode(res.data), img)
+    assert tried == [1, 1]
+    assert policy.colour_count(flat_photo) > policy.SCREEN_COLOURS
 
 
 def test_auto_leaves_photos_to_the_photo_models():

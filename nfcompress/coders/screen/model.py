@@ -352,7 +352,7 @@ def encode(planes: np.ndarray) -> tuple[bytes, float]:
             ideal += float(np.sum(PRECISION - np.log2(weights[np.arange(len(sym)), sym] + 1)))
         seg = coder.get_compressed().astype("<u4")
         words += [np.array([len(seg)], "<u4"), seg]
-    return np.concatenate(words).tobytes(), ideal + 32.0 * len(words)
+    return np.concatenate(words).tobytes(), ideal + 32.0 * (len(words) // 2)  # each segment's word count
 
 
 def decode(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
