@@ -5,15 +5,18 @@ tiles of TILE x TILE whose pixels decode in wavefronts t = 2i + j (`wavefronts`)
 every tile at once as one vector (a tile reads nothing of the others' pixels, but every count,
 table and the palette are shared), and each pixel codes as
 
-1. which of the distinct colours of its causal neighbours (`CANDIDATES`, in that order) it
-   repeats, as the slot of that colour's first occurrence, or ESCAPE;
-2. after an escape, its colour's index in the palette (the colours first seen in earlier
-   wavefronts, in the order they came, at most PALETTE of them), or NEW, the palette's size;
-3. after NEW, each channel's difference from the median predictor of its W, N and NW, modulo 256.
+1. the slot of the first of its candidates that holds its colour: its causal neighbours
+   (`CANDIDATES`) and the colours that followed the same neighbourhoods before (`HASH_SETS`), or
+   ESCAPE;
+2. after an escape, its colour's rank in the palette (the colours first seen in earlier
+   wavefronts, at most PALETTE of them) by distance from its median prediction, the candidates'
+   colours last, or NEW, the palette's size;
+3. after NEW, its channels: green against its median predictor, red and blue against green plus
+   the median of their differences from green, each modulo 256.
 
 Every symbol is coded under adaptive counts that the decoder rebuilds: they start at 1 and grow
 by STEP with every symbol of an earlier wavefront. The slots' counts are kept per context: how
-many distinct candidates there are, which of W, N, NE and NW are equal, and what W and N coded.
+the hash guesses relate to W and N, which of W, N, NE and NW are equal, and what W and N coded.
 The coder sees integer weights computed from the counts by integer arithmetic alone, so files
 decode alike on every machine. The stream is cut into segments of about SEGMENT pixels (whole
 wavefronts), each an ANS stream of its own, so that the encoder holds one segment's tables at once.
@@ -29,8 +32,8 @@ from nfcompress.errors import FormatError
 
 # Causal neighbours (rows up, columns left): all on earlier wavefronts of t = 2i + j.
 CANDIDATES = ((0, 1), (1, 0), (1, -1), (1, 1), (0, 2), (2, 0), (2, -1), (1, 2), (2, 1), (2, -2), (0, 3), (3, 0))
-# Besides them, the colours that followed the same neighbourhoods last time (`_State.guesses`):
-# HASHES tables, each read after the first four candidates.
+# Besides them, the colours that followed the same neighbourhoods last time: HASHES tables, keyed
+# by a hash of some of CANDIDATES' colours, whose guesses come after the first four candidates.
 HASH_SETS = (
     (0, 1, 2, 3, 4, 5),
     (0, 1, 2, 3),
@@ -49,16 +52,15 @@ STEP = 24  # what a symbol adds to its count (each count starts at 1)
 RAW_CONTEXTS = 8  # contexts of a NEW colour's channels
 TILE = 256  # tiles decode side by side, a wavefront of each at once
 SEGMENT = 1 << 17  # pixels of a segment, about (whole wavefronts)
-# Slot contexts: distinct candidates (0..5+), the equalities of W, N, NE and NW (6 bits), and the
-# slot buckets (`_BUCKET`) of W's and N's symbols.
+# Slot contexts: table 0's guess as W, as N, absent (DISTINCT), the equalities of W, N, NE and NW
+# (6 bits), the slot buckets (`_BUCKET`) of W's and N's symbols, and table 2's guess (FAR).
 DISTINCT, EQUAL, BUCKETS, FAR = 6, 64, 5, 5
 CONTEXTS = DISTINCT * EQUAL * BUCKETS * BUCKETS * FAR
 _BUCKET = np.array([0, 1] + [2] * (K - 2) + [3, 4])  # slot 0, slot 1, slots 2.., ESCAPE, outside
 _OUTSIDE = SLOTS  # the symbol of a canvas cell outside the image
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
-_EARLIER = np.tril(np.ones((K, K), bool), -1)  # _EARLIER[k, l]: slot l comes before slot k
-# Every pixel costs at least this many bits (its slot symbol's largest weight is 2^24 - 13 of 2^24):
-# a payload bounds the size it can decode to.
+# Every pixel costs at least this many bits (its slot's largest weight is 2^24 - SLOTS + 1 of
+# 2^24): a payload bounds the size it can decode to, if loosely (a flat image costs about that).
 MIN_BITS = -float(np.log2(((1 << PRECISION) - SLOTS + 1) / (1 << PRECISION)))
 
 
@@ -120,7 +122,7 @@ class _Layout:
         return np.full(len(self.tiles) * self.size, fill, dtype)
 
     def cells(self, k: int) -> np.ndarray:
-        """Tile k's cells of a canvas, as a (TOP + TILE, cw) view's image part."""
+        """The slice of a canvas that holds tile k (TOP + TILE rows of cw cells)."""
         return np.s_[k * self.size : (k + 1) * self.size]
 
     def place(self, canvas: np.ndarray, image: np.ndarray) -> None:
@@ -162,7 +164,7 @@ def _key(colours: np.ndarray) -> np.ndarray:
 
 def _slot_tables(cand: np.ndarray, sym: np.ndarray, at: np.ndarray, cw: int) -> tuple[np.ndarray, np.ndarray]:
     """The contexts of pixels at flat indices `at` with candidates `cand` (n, K), and which slots
-    each may code (n, SLOTS): the first occurrence of each present colour, and ESCAPE."""
+    each may code (n, SLOTS): every candidate present, and ESCAPE."""
     allowed = np.ones((len(cand), SLOTS), bool)
     allowed[:, :K] = cand != ABSENT
     w, n, ne, nw, g = cand[:, 0], cand[:, 1], cand[:, 2], cand[:, 3], cand[:, 4]
@@ -192,6 +194,7 @@ def _neighbours(cv: np.ndarray, at: np.ndarray, cw: int, channels: int) -> list[
 
 
 def _med(w: np.ndarray, n: np.ndarray, nw: np.ndarray) -> np.ndarray:
+    """The median predictor: the median of W, N and W + N - NW."""
     return np.maximum(np.minimum(w, n), np.minimum(np.maximum(w, n), w + n - nw))
 
 
