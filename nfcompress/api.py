@@ -37,9 +37,10 @@ def encode(
     coded in the cheapest of up to 1, 2 or 8 orientations. Decoding costs the same at any effort.
     Files are portable: they decode alike on any machine (the flow runs as its calibrated exact
     integer form, as the shipped model has); `portable=False` is refused.
-    `coder` "auto" (the default) keeps the smallest of the flow's file, the per-image linear
-    model's (which wins on most large photos) and, for colour images up to 128x128, the causal
-    model's (which wins on most thumbnails); "flow", "linear" or "causal" uses one.
+    `coder` "auto" (the default) keeps the smallest file of the models nfcompress.policy tries:
+    the screen model first on screen content, the per-image linear model (most large photos),
+    the causal model (most thumbnails) and the flow; "flow", "linear", "causal" or "screen"
+    uses one.
 
     Example:
         >>> import numpy as np, nfcompress
