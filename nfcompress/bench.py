@@ -158,10 +158,10 @@ def format_table(rows: list[CodecFigures]) -> str:
         d = r.to_dict()
         ideal = f"{d['ideal_bpsp']:.3f}" if d["ideal_bpsp"] else ""
         fail = f"  FAILED {len(r.failures)}" if r.failures else ""
-        fail += "  " + ", ".join(f"{k} {v}" for k, v in sorted(r.coded.items())) if r.coded else ""
+        coded = "  " + ", ".join(f"{k} {v}" for k, v in sorted(r.coded.items())) if r.coded else ""
         lines.append(
             f"{Path(r.folder).name[-28:]:<28} {r.codec:<11} {r.images:>6} {r.bpsp:>7.3f} {ideal:>7} "
-            f"{d['encode_msubs'] or 0:>10.3f} {d['decode_msubs'] or 0:>10.3f}{fail}"
+            f"{d['encode_msubs'] or 0:>10.3f} {d['decode_msubs'] or 0:>10.3f}{fail}{coded}"
         )
     return "\n".join(lines)
 

@@ -70,10 +70,10 @@ JPEG_SURE = 0.8
 # photos 0.18 in the median); the screen model codes it 5-10 times faster than the photo models.
 SCREEN_FROM, SCREEN_SURE = 0.4, 0.2  # share of repeating pixels, bits per sub-pixel
 # The photo models are tried too on images of at most SCREEN_ALONE_FROM pixels (thumbnails, where
-# the causal model often wins), and on grey ones or colour ones of more than SCREEN_COLOURS colours where the screen
-# model's file is over SCREEN_SURE bits per sub-pixel (photos with flat regions, photos inside
-# screenshots): on 117 val photos that repeat enough for the screen model, none then came out
-# larger than before.
+# the causal model often wins), and, where the screen model's file is over SCREEN_SURE bits per
+# sub-pixel, on grey ones and on colour ones of more than SCREEN_COLOURS colours (photos with flat
+# regions, photos inside screenshots): of 117 val photos that repeat enough for the screen model,
+# none then came out larger than before.
 SCREEN_ALONE_FROM, SCREEN_COLOURS = 128 * 128, 1024
 
 
@@ -202,12 +202,12 @@ def _refuse_causal(colour: np.ndarray) -> Payload:
 def encode_auto(
     colours: list[np.ndarray],
     subpixels: list[int],
-    flow,
+    flow: "FlowCoder | None",
     effort: int,
     size: Callable[[int, Payload], int],
     progress: Progress = None,
 ) -> list[Payload]:
-    """Each image's smallest payload of the models AUTO tries (`flow`: the FlowCoder, or None
+    """Each image's smallest payload of the photo models AUTO tries (`flow`: the FlowCoder, or None
     where the model has no exact form); `size(i, payload)` is the bytes of image i's file, of
     `subpixels[i]` sub-pixels (alpha included)."""
     one = progress if len(colours) == 1 else None  # the linear model reports on a lone image
