@@ -4,7 +4,8 @@ nfcompress writes of them, one per payload kind, mode and odd size, with the has
 The corpus is evidence that grows: a file once committed is never rewritten, so every later
 nfcompress on every machine CI meets must decode it. Run from the repository root:
 
-    python scripts/make_golden.py            # adds what the manifest lacks, keeps the rest
+    python scripts/make_golden.py            # adds what the manifest lacks (a new version's files
+                                             # among them), keeps the rest
 """
 
 import hashlib
@@ -105,17 +106,17 @@ def main() -> None:
     GOLDEN.mkdir(parents=True, exist_ok=True)
     manifest_path = GOLDEN / "manifest.json"
     manifest = read_manifest()
-    have = {(e["source"], e["coder"], e["effort"]) for e in manifest}
+    have = {(e["source"], e["coder"], e["effort"], e["format_version"]) for e in manifest}
     sources = _sources()
     for name, coder, effort in ENTRIES:
         src = GOLDEN / f"{name}.png"
-        if (src.name, coder, effort) in have:
-            continue
         if not src.exists():
             sources[name].save(src)
         pixels = nfcompress.load_image(src)
         data = nfcompress.encode(pixels, coder=coder, effort=effort)
         header = unpack(data)[0]
+        if (src.name, coder, effort, header.version) in have:
+            continue  # a file of this version is there: a new version of its kind adds one
         kind = header.kind
         how = coder if coder == kind else f"{coder}-{kind}"
         out = f"{name}.{how}{f'-e{effort}' if effort > 1 else ''}.v{header.version}.nfc"

@@ -48,8 +48,9 @@ def test_every_golden_source_encodes_again(entry):
     pixels = nfcompress.load_image(GOLDEN / entry["source"])
     assert pixel_sha256(pixels) == entry["pixels_sha256"]
     data = nfcompress.encode(pixels, coder=entry["coder"], effort=entry["effort"])
-    if entry["same_bytes"]:
-        # The flow at effort 1 and the causal model are exact integer arithmetic end to end.
+    if entry["same_bytes"] and entry["format_version"] == WRITTEN[entry["kind"]]:
+        # The flow at effort 1, the causal and the screen model are exact integer arithmetic end
+        # to end (a file of an older version of its kind: see its model's tests).
         assert data == (GOLDEN / entry["file"]).read_bytes()
     else:
         # A float choice (the linear fit, the JPEG search, the orientation search, auto's pick)

@@ -11,15 +11,15 @@ from PIL import Image, ImageDraw
 
 import nfcompress
 from nfcompress import policy
-from nfcompress.codec import Codec
+from nfcompress.codec import Codec, colour_planes
 from nfcompress.coders.screen import model
 from nfcompress.container import WRITTEN, Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 
 
-def _round_trip(img: np.ndarray) -> bytes:
-    data, bits = model.encode(img)
-    assert np.array_equal(model.decode(data, *img.shape), img)
+def _round_trip(img: np.ndarray, scheme: model.Scheme = model.SCHEME) -> bytes:
+    data, bits = model.encode(img, scheme)
+    assert np.array_equal(model.decode(data, *img.shape, scheme), img)
     assert abs(8 * len(data) - bits) < 32 * (2 + len(data) // 4096)  # each segment's flush and count
     return data
 
@@ -39,9 +39,31 @@ def test_round_trips_exactly_with_any_number_of_colours(h, w, c, colours, seed):
 
 
 @settings(max_examples=10, deadline=None)
-@given(arrays(np.uint8, st.tuples(st.integers(1, 30), st.integers(1, 30), st.sampled_from([1, 3]))))
-def test_round_trips_exactly_on_any_array(img):
-    _round_trip(img)
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 30), st.integers(1, 30), st.sampled_from([1, 3]))),
+    st.sampled_from(sorted(model.SCHEMES)),
+)
+def test_round_trips_exactly_on_any_array_in_every_scheme(img, version):
+    _round_trip(img, model.SCHEMES[version])
+
+
+def test_the_old_scheme_writes_the_old_files_payloads_again():
+    from make_golden import GOLDEN, read_manifest
+
+    old = [e for e in read_manifest() if e["kind"] == "screen" and e["format_version"] < WRITTEN["screen"]]
+    assert old
+    for entry in old:
+        header, chunks = unpack((GOLDEN / entry["file"]).read_bytes())[:2]
+        pixels = nfcompress.load_image(GOLDEN / entry["source"])
+        colour = colour_planes(pixels)
+        assert model.encode(colour, model.SCHEMES[header.version])[0] == chunks[0], entry["file"]
+
+
+def test_hash_sets_extend_one_another_so_that_one_pass_hashes_them_all():
+    for scheme in model.SCHEMES.values():
+        sets = sorted(scheme.hash_sets, key=len)
+        assert all(b[: len(a)] == a for a, b in zip(sets, sets[1:]))
+        assert all(0 <= c < len(model.CANDIDATES) for s in sets for c in s)
 
 
 @pytest.mark.parametrize("shape", [(1, 300, 3), (300, 1, 1), (257, 260, 3), (520, 9, 3)])
@@ -137,10 +159,10 @@ def test_screen_files_of_grey_and_alpha_images_decode(tmp_path):
         assert unpack(data)[0].kind == "screen" and np.array_equal(nfcompress.decode(data), pixels)
 
 
-def test_a_screen_payload_is_read_from_version_11_only():
+def test_a_screen_payload_is_read_from_version_11_on():
     head = Header("", b"", 4, 3, "L", 0, 0, 0, device="any", kind="screen")
     data = bytearray(pack(head, [b"\0" * 8]))
-    assert data[3] == 11 and unpack(bytes(data))[0].kind == "screen"
+    assert data[3] == WRITTEN["screen"] and unpack(bytes(data))[0].kind == "screen"
     data[3] = 10
     import struct
     import zlib

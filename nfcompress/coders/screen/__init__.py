@@ -24,5 +24,6 @@ class ScreenCoder:
         return Payload(self.kind, [data], bits)
 
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
-        """The colour planes."""
-        return model.decode(chunks[0], header.height, header.width, header.colour_channels)
+        """The colour planes, by the payload scheme of the file's version."""
+        scheme = model.SCHEMES.get(header.version, model.SCHEME)
+        return model.decode(chunks[0], header.height, header.width, header.colour_channels, scheme)
