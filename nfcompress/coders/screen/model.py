@@ -49,6 +49,7 @@ class Scheme:
     hash_sets: tuple[tuple[int, ...], ...]
     new_flag: bool  # NEW is a symbol of its own before a palette rank, under its neighbours' NEW-ness
     blend: int  # the coarse counts' weight as a prior of the slots' (0: 4 x the counts plus the coarse)
+    grouped: bool  # a wavefront's residuals of one context are coded together (`_residuals`)
 
     @property
     def slots(self) -> int:
@@ -64,8 +65,8 @@ class Scheme:
 # Version 11 files; version 12 adds two short tables (what followed W and N, and W alone), a NEW
 # flag, and the blend of coarse and fine slot counts: 1.8% smaller on tuning screenshots.
 SCHEMES = {
-    11: Scheme(((0, 1, 2, 3, 4, 5), (0, 1, 2, 3), tuple(range(12))), False, 0),
-    12: Scheme(((0, 1, 2, 3, 4, 5), (0, 1, 2, 3), tuple(range(12)), (0, 1), (0,)), True, 32),
+    11: Scheme(((0, 1, 2, 3, 4, 5), (0, 1, 2, 3), tuple(range(12))), False, 0, False),
+    12: Scheme(((0, 1, 2, 3, 4, 5), (0, 1, 2, 3), tuple(range(12)), (0, 1), (0,)), True, 32, True),
 }
 SCHEME = SCHEMES[12]  # what `encode` writes
 TOP, LEFT, RIGHT = 3, 3, 2  # canvas padding: rows above, columns left and right
@@ -73,6 +74,7 @@ ABSENT = -1  # a canvas cell outside the image
 PALETTE = 512  # colours the palette keeps, at most
 STEP = 24  # what a symbol adds to its count (each count starts at 1)
 RAW_CONTEXTS = 8  # contexts of a NEW colour's channels
+GROUPED = 64  # from this many NEW colours in a wavefront, their residuals are coded by context
 TILE = 256  # tiles decode side by side, a wavefront of each at once
 SEGMENT = 1 << 17  # pixels of a segment, about (whole wavefronts)
 # Slot contexts: table 0's guess as W, as N, absent (DISTINCT), the equalities of W, N, NE and NW
@@ -188,15 +190,17 @@ def _keys(near: np.ndarray, hash_sets: tuple[tuple[int, ...], ...]) -> np.ndarra
     """Each pixel's key (n, tables) in every table, from its CANDIDATES' colours `near`: a hash
     HASH_BITS wide of the set's colours (wrapping uint64 products, one set's hash continuing the
     shorter set it extends), plus the table's offset in one flat table."""
+    colours = near.astype(np.uint64).T  # an absent -1 as 2^64 - 1
     h = np.zeros(len(near), np.uint64)
-    out = np.empty((len(near), len(hash_sets)), np.int64)
+    out = np.empty((len(hash_sets), len(near)), np.uint64)
     done = 0
     for k in sorted(range(len(hash_sets)), key=lambda k: len(hash_sets[k])):
         for c in hash_sets[k][done:]:
-            h = (h ^ near[:, c].astype(np.uint64)) * _MIX[c]
+            np.bitwise_xor(h, colours[c], out=h)
+            np.multiply(h, _MIX[c], out=h)
         done = len(hash_sets[k])
-        out[:, k] = (h >> np.uint64(64 - HASH_BITS)).astype(np.int64) + (k << HASH_BITS)
-    return out
+        np.right_shift(h, np.uint64(64 - HASH_BITS), out=out[k])
+    return (out.astype(np.int64) + (np.arange(len(hash_sets), dtype=np.int64) << HASH_BITS)[:, None]).T
 
 
 def _slot_tables(
@@ -206,13 +210,30 @@ def _slot_tables(
     slots each may code (n, slots): every candidate present, and ESCAPE (`bucket`: `_buckets`)."""
     allowed = np.ones((len(cand), cand.shape[1] + 1), bool)
     allowed[:, :-1] = cand != ABSENT
-    w, n, ne, nw, g = cand[:, 0], cand[:, 1], cand[:, 2], cand[:, 3], cand[:, 4]
-    equal = (w == n) | (w == ne) << 1 | (w == nw) << 2 | (n == ne) << 3 | (n == nw) << 4 | (ne == nw) << 5
-    distinct = np.minimum((g == w) + 2 * (g == n) + 3 * (g == ABSENT), DISTINCT - 1)
+    bits = (cand[:, _PAIRS[0]] == cand[:, _PAIRS[1]]) @ _POWERS  # which pairs are equal
+    bits |= ~allowed[:, 4] << len(_POWERS) | ~allowed[:, 6] << (len(_POWERS) + 1)  # G0, G2 absent
     sw, sn = bucket[sym[at - 1]], bucket[sym[at - cw]]
-    g2 = cand[:, 6]
-    far = np.where(g2 == ABSENT, 3, np.where(g2 == w, 0, np.where(g2 == n, 1, np.where(g2 == g, 4, 2))))
-    return (((distinct * EQUAL + equal) * BUCKETS + sw) * BUCKETS + sn) * FAR + far, allowed
+    return (_EQUALITIES[bits] * BUCKETS + sw) * BUCKETS * FAR + sn * FAR + _FAR_CODE[bits], allowed
+
+
+def _equality_tables() -> tuple[np.ndarray, np.ndarray]:
+    """What `_slot_tables` reads of the bits of which candidates are equal (`_PAIRS`, then G0
+    absent, G2 absent): the context's first part, distinct * EQUAL + equal, and its last, far:
+    equal the equalities of W, N, NE and NW (6 bits), distinct G0 as W (1), as N (2), absent (3),
+    far G2 absent (3), as W (0), as N (1), as G0 (4), else 2."""
+    bits = np.arange(1 << (len(_POWERS) + 2))
+    on = [(bits >> k) & 1 for k in range(len(_POWERS) + 2)]
+    equal = sum(on[k] << k for k in range(6))
+    distinct = np.minimum(on[6] + 2 * on[7] + 3 * on[11], DISTINCT - 1)
+    far = np.where(on[12] == 1, 3, np.where(on[8] == 1, 0, np.where(on[9] == 1, 1, np.where(on[10] == 1, 4, 2))))
+    return distinct * EQUAL + equal, far
+
+
+# The candidate pairs whose equality the slot context reads: W = N, W = NE, W = NW, N = NE, N = NW,
+# NE = NW, G0 = W, G0 = N, G2 = W, G2 = N, G2 = G0 (candidates 0-3 W, N, NE, NW; 4 G0; 6 G2).
+_PAIRS = np.array([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (4, 0), (4, 1), (6, 0), (6, 1), (6, 4)]).T
+_POWERS = 1 << np.arange(len(_PAIRS[0]))
+_EQUALITIES, _FAR_CODE = _equality_tables()
 
 
 def _weights(counts: np.ndarray) -> np.ndarray:
@@ -249,11 +270,22 @@ class _Coder:
     def __init__(self, coder=None) -> None:
         self.coder, self.pushes = coder, []
 
-    def code(self, weights: np.ndarray, symbols: np.ndarray | None) -> np.ndarray:
+    def code(self, weights: np.ndarray, symbols: np.ndarray | None, n: int = 0) -> np.ndarray:
+        """Symbols under weights (n, A), a row each, or under one row (A,) for all `n` of them (of
+        one symbol: nothing is coded)."""
+        if weights.ndim == 1 and len(weights) == 1:
+            return np.zeros(n, np.int64)
         if self.coder is None:
             self.pushes.append((symbols, weights))
             return symbols
+        if weights.ndim == 1:
+            return self.coder.decode(_fixed(weights), n).astype(np.int64)
         return self.coder.decode(_CATEGORICAL, weights).astype(np.int64)
+
+
+def _fixed(weights: np.ndarray) -> constriction.stream.model.Categorical:
+    """One categorical distribution for many symbols (a row of `_weights`)."""
+    return constriction.stream.model.Categorical(weights, perfect=False)
 
 
 class _State:
@@ -273,13 +305,14 @@ class _State:
         self.ranks = np.ones(PALETTE + 1, np.int64)  # the last: NEW, unless the scheme flags it
         self.fresh = np.ones((NEW_CONTEXTS, 2), np.int64)
         self.raw = np.ones((channels, RAW_CONTEXTS, 256), np.int64)
-        self.tables = np.full(len(scheme.hash_sets) << HASH_BITS, ABSENT, np.int32)
+        # Colours plus 1 (0: absent), so that the tables start as zeros the system gives lazily.
+        self.tables = np.zeros(len(scheme.hash_sets) << HASH_BITS, np.int32)
 
     def front(self, at: np.ndarray, io: _Coder, x: np.ndarray | None = None) -> np.ndarray:
         """Code (x given) or decode one wavefront of pixels at flat indices `at`; its colours."""
         near = self.cv[at[:, None] + self.layout.offsets[None, :]]
         keys = _keys(near, self.scheme.hash_sets)
-        cand = np.concatenate([near[:, :4], self.tables[keys], near[:, 4:]], 1)
+        cand = np.concatenate([near[:, :4], self.tables[keys] - 1, near[:, 4:]], 1)
         ctx, allowed = _slot_tables(cand, self.sym, at, self.layout.cw, self.bucket)
         slot = None
         if x is not None:
@@ -299,7 +332,7 @@ class _State:
         np.add.at(self.coarse, (ctx // FAR, slot), STEP)
         flat = keys.T.ravel()  # table after table, each in the wavefront's order
         last = flat.size - 1 - np.unique(flat[::-1], return_index=True)[1]  # a key's last pixel wins
-        self.tables[flat[last]] = np.tile(x, keys.shape[1])[last]
+        self.tables[flat[last]] = np.tile(x + 1, keys.shape[1])[last]
         return x
 
     def _slot_weights(self, ctx: np.ndarray, allowed: np.ndarray) -> np.ndarray:
@@ -368,7 +401,7 @@ class _State:
                 own = np.take_along_axis(keys, index[rows[known]][:, None], 1)[:, 0]
                 rank[known] = (keys < own[:, None]).sum(1)
         counts = self.ranks[:p] if self.scheme.new_flag else np.concatenate([self.ranks[:p], self.ranks[-1:]])
-        rank = io.code(np.repeat(_weights(counts[None, :]), len(rows), axis=0), rank)
+        rank = io.code(_weights(counts[None, :])[0], rank, len(rows))
         np.add.at(self.ranks, np.where(rank < p, rank, PALETTE), STEP)
         known = np.flatnonzero(rank < p)
         if index is None and len(known):
@@ -394,6 +427,19 @@ class _State:
         keys[at_row[taken < p], taken[taken < p]] += _LAST
         return keys
 
+    def _residuals(self, k: int, ctx: np.ndarray, r: np.ndarray | None, io: _Coder) -> np.ndarray:
+        """Code (r given) or decode channel k's residuals under their contexts' counts: row by row,
+        or (the scheme's `grouped`, from GROUPED rows) context after context, each context's
+        rows under one distribution."""
+        table = _weights(self.raw[k])
+        if not self.scheme.grouped or len(ctx) < GROUPED:
+            return io.code(table[ctx], r)
+        out = np.empty(len(ctx), np.int64)
+        for c in np.unique(ctx):
+            rows = np.flatnonzero(ctx == c)
+            out[rows] = io.code(table[c], None if r is None else r[rows], len(rows))
+        return out
+
     def _raw(self, rows: np.ndarray, near: list[np.ndarray], io: _Coder, x: np.ndarray | None) -> np.ndarray:
         """NEW colours channel by channel: green (or grey) against its median predictor, red and
         blue against green plus the median of their differences from green; each under counts
@@ -412,7 +458,7 @@ class _State:
                 pred, ctx = got[1] + _med(w - gw, n - gn, nw - gnw), _bucket(g_err)
             pred = np.clip(pred, 0, 255)
             r = None if want is None else (want[k] - pred) & 255
-            r = io.code(_weights(self.raw[k])[ctx], r)
+            r = self._residuals(k, ctx, r, io)
             np.add.at(self.raw[k], (ctx, r), STEP)
             got[k] = (pred + r) & 255
             if k == 1 or self.channels == 1:
@@ -447,8 +493,12 @@ def encode(planes: np.ndarray, scheme: Scheme = SCHEME) -> tuple[bytes, float]:
             st.front(layout.fronts[t], io, colours[layout.fronts[t]])
         coder = constriction.stream.stack.AnsCoder()
         for sym, weights in reversed(io.pushes):
-            coder.encode_reverse(sym.astype(np.int32), _CATEGORICAL, weights)
-            ideal += float(np.sum(PRECISION - np.log2(weights[np.arange(len(sym)), sym] + 1)))
+            if weights.ndim == 1:
+                coder.encode_reverse(sym.astype(np.int32), _fixed(weights))
+                ideal += float(np.sum(PRECISION - np.log2(weights[sym] + 1)))
+            else:
+                coder.encode_reverse(sym.astype(np.int32), _CATEGORICAL, weights)
+                ideal += float(np.sum(PRECISION - np.log2(weights[np.arange(len(sym)), sym] + 1)))
         seg = coder.get_compressed().astype("<u4")
         words += [np.array([len(seg)], "<u4"), seg]
     return np.concatenate(words).tobytes(), ideal + 32.0 * (len(words) // 2)  # each segment's word count
