@@ -302,6 +302,9 @@ class _State:
         # slot's weights read both: `_slot_weights`).
         self.coarse = np.ones((CONTEXTS // FAR, scheme.slots), np.int64)
         self.palette = np.zeros(0, np.int64)
+        # Each colour's palette index plus 1 (0: not there), the cell past the last for ABSENT.
+        self.lookup = np.zeros((1 << (8 * channels)) + 1, np.int16)
+        self.channel_palette = [self.palette] * channels
         self.ranks = np.ones(PALETTE + 1, np.int64)  # the last: NEW, unless the scheme flags it
         self.fresh = np.ones((NEW_CONTEXTS, 2), np.int64)
         self.raw = np.ones((channels, RAW_CONTEXTS, 256), np.int64)
@@ -348,11 +351,9 @@ class _State:
     def _is_new(self, at: np.ndarray, index: np.ndarray | None, io: _Coder) -> np.ndarray:
         """Whether each escaped pixel's colour is NEW (1) or in the palette (0), under counts of
         which of its W, N, NE and NW were NEW (`index`: the colours' palette indices, encoding)."""
-        cw = self.layout.cw
-        ctx = sum((self.sym[at - d] == self.new).astype(np.int64) << k for k, d in enumerate((1, cw, cw - 1, cw + 1)))
-        new = io.code(
-            _weights(self.fresh[ctx]), None if index is None else (index == len(self.palette)).astype(np.int64)
-        )
+        ctx = (self.sym[at[:, None] + self.layout.offsets[:4]] == self.new) @ _POWERS[:4]  # W, N, NE, NW
+        flags = None if index is None else (index == len(self.palette)).astype(np.int64)
+        new = io.code(_weights(self.fresh[ctx]), flags)
         np.add.at(self.fresh, (ctx, new), STEP)
         return new
 
@@ -362,7 +363,7 @@ class _State:
         last rank."""
         near = _neighbours(self.cv, at, self.layout.cw, self.channels)
         p = len(self.palette)
-        index = None if x is None or not p else _palette_index(self.palette, x)
+        index = None if x is None or not p else self._palette_index(x)
         out = np.zeros(len(at), np.int64) if x is None else x.copy()
         if not p:
             new = np.ones(len(at), bool)
@@ -376,7 +377,7 @@ class _State:
             self.sym[at[fresh]] = self.new
             out[fresh] = self._raw(fresh, near, io, None if x is None else x[fresh])
             colours, first = np.unique(out[fresh], return_index=True)
-            self.palette = np.concatenate([self.palette, colours[np.argsort(first)]])[:PALETTE]
+            self._extend(colours[np.argsort(first)])
         return out
 
     def _rank(
@@ -412,17 +413,30 @@ class _State:
             out[rows[known]] = self.palette[order[np.arange(len(known)), r] % (PALETTE * 2)]
         return rank
 
+    def _palette_index(self, x: np.ndarray) -> np.ndarray:
+        """Each colour's index in the palette (x: colours or ABSENT), or the palette's size where
+        it is not there."""
+        index = self.lookup[x].astype(np.int64) - 1
+        return np.where(index < 0, len(self.palette), index)
+
+    def _extend(self, colours: np.ndarray) -> None:
+        """Add NEW colours to the palette while it has room."""
+        colours = colours[: PALETTE - len(self.palette)]
+        self.lookup[colours] = len(self.palette) + 1 + np.arange(len(colours))
+        self.palette = np.concatenate([self.palette, colours])
+        c = self.palette.astype(np.int32)
+        self.channel_palette = [c] if self.channels == 1 else [(c >> s) & 255 for s in (16, 8, 0)]
+
     def _rank_keys(self, rows: np.ndarray, near: list[np.ndarray], cand: np.ndarray) -> np.ndarray:
         """The palette's sort keys (n, palette) for escaped pixels `rows`: distance from their
         median prediction, then the palette's order; the candidates' colours last, out of the way
         (an escaped colour is none of them)."""
         p = len(self.palette)
         pred = [_med(*c[:, rows]) for c in near]
-        pal = [self.palette] if self.channels == 1 else [(self.palette >> s) & 255 for s in (16, 8, 0)]
-        dist = sum(np.abs(q[None, :].astype(np.int32) - r[:, None].astype(np.int32)) for q, r in zip(pal, pred))
+        dist = sum(np.abs(q[None, :] - r[:, None].astype(np.int32)) for q, r in zip(self.channel_palette, pred))
         keys = dist.astype(np.int64) * (PALETTE * 2) + np.arange(p)
         c = cand[rows]
-        taken = _palette_index(self.palette, c.ravel()).reshape(c.shape)
+        taken = self._palette_index(c)
         at_row = np.broadcast_to(np.arange(len(rows))[:, None], taken.shape)
         keys[at_row[taken < p], taken[taken < p]] += _LAST
         return keys
@@ -469,14 +483,6 @@ class _State:
 
 
 _LAST = 1 << 40  # added to the rank key of a palette entry that cannot be the colour
-
-
-def _palette_index(palette: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Each colour's index in the palette, or the palette's size where it is not there."""
-    order = np.argsort(palette, kind="stable")
-    s = palette[order]
-    pos = np.minimum(np.searchsorted(s, x), len(s) - 1)
-    return np.where(s[pos] == x, order[pos], len(palette))
 
 
 def encode(planes: np.ndarray, scheme: Scheme = SCHEME) -> tuple[bytes, float]:
