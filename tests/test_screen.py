@@ -1,6 +1,9 @@
 """The screen model: exact round trips of any image, causal candidates, integer tables, and what
 it is for (screen content, recognised cheaply by auto)."""
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import photo_like
@@ -12,7 +15,7 @@ from PIL import Image, ImageDraw
 import nfcompress
 from nfcompress import policy
 from nfcompress.codec import Codec, colour_planes
-from nfcompress.coders.screen import model
+from nfcompress.coders.screen import model, prior
 from nfcompress.container import WRITTEN, Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 
@@ -189,3 +192,40 @@ def test_damaged_screen_files_are_refused_never_wrong():
         assert np.array_equal(out, img)
     with pytest.raises(NfcError):
         nfcompress.decode(data[:-4])
+
+
+def test_prior_counts_are_integers_from_shares_of_what_was_met():
+    occ = {"slots": np.array([[0, 0, 0], [3, 1, 0], [0, 0, 7]]), "raw": np.zeros((1, 2, 4), np.int64)}
+    counts = prior.from_occurrences(occ)
+    assert (counts["slots"][0] == 1).all() and (counts["raw"] == 1).all()
+    assert counts["slots"][1].tolist() == [1 + prior.MASS * 3 // 4, 1 + prior.MASS // 4, 1]
+    assert counts["slots"][2].tolist() == [1, 1, 1 + prior.MASS]
+
+
+def test_the_shipped_prior_is_the_one_the_newest_payload_pins_and_a_damaged_one_is_refused(tmp_path):
+    scheme = model.SCHEME
+    assert scheme.prior and json.loads(prior.PRIOR_FILE.with_suffix(".json").read_text())["sha256"] == scheme.prior
+    counts = prior.load(scheme.prior)
+    assert counts["slots"].shape == (model.CONTEXTS, scheme.slots) and counts["slots"].min() >= 1
+    bad = tmp_path / "prior.safetensors"
+    data = bytearray(prior.PRIOR_FILE.read_bytes())
+    data[-1] ^= 1
+    bad.write_bytes(bytes(data))
+    with pytest.raises(NfcError, match="reinstall"):
+        prior.load(scheme.prior, bad)
+
+
+def test_the_learned_prior_makes_screen_content_smaller_than_counts_from_one():
+    img = _screenshot(150, 260)
+    learned = len(model.encode(img)[0])
+    uniform = len(model.encode(img, replace(model.SCHEME, prior=""))[0])
+    assert learned < 0.95 * uniform
+    grey = np.ascontiguousarray(img[..., 1:2])
+    assert len(model.encode(grey)[0]) < len(model.encode(grey, replace(model.SCHEME, prior=""))[0])
+
+
+def test_occurrences_count_every_pixel_once():
+    img = _screenshot(40, 70)
+    occ = model.occurrences(img)
+    assert occ["slots"].sum() == img.shape[0] * img.shape[1] == occ["coarse"].sum()
+    assert (occ["slots"] >= 0).all()

@@ -114,3 +114,14 @@ def test_coding_and_decoding_without_the_flow_leaves_torch_unloaded(tmp_path):
     assert "torch" in _modules_after(
         "import numpy as np, nfcompress\nnfcompress.encode(np.zeros((8, 8, 3), np.uint8), coder='flow')"
     )
+
+
+def test_every_package_and_shipped_data_file_is_installed():
+    import re
+
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(nfcompress[\w.]*)"', pyproject.split("[tool.setuptools]")[1].split("\n[")[0]))
+    packages = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert packages <= listed, sorted(packages - listed)
+    data = {p.parent for p in PACKAGE.rglob("*.safetensors")}
+    assert all(f'"{_module_name(d / "__init__.py")}" = ["*.safetensors", "*.json"]' in pyproject for d in data)
