@@ -229,3 +229,23 @@ def test_occurrences_count_every_pixel_once():
     occ = model.occurrences(img)
     assert occ["slots"].sum() == img.shape[0] * img.shape[1] == occ["coarse"].sum()
     assert (occ["slots"] >= 0).all()
+
+
+def test_rows_that_repeat_at_a_period_are_found_and_coded_from_that_far_up():
+    strip = Image.new("RGB", (260, 11), (239, 240, 241))
+    ImageDraw.Draw(strip).text((2, 0), "Options: values, and a longer label", fill=(35, 38, 41))
+    img = np.concatenate([np.asarray(strip)] * 18 + [np.asarray(strip)[:5]])
+    assert model._period(model._colours(img)) == 11
+    data = _round_trip(img)
+    assert int(np.frombuffer(data[:4], "<u4")[0]) == 11
+    uniform = replace(model.SCHEME, prior="")  # the prior fits the newest scheme's slots only
+    assert len(model.encode(img, uniform)[0]) < len(model.encode(img, replace(uniform, period=False))[0])
+    assert model._period(model._colours(photo_like(40, 40, 3, seed=1))) in (0, *range(4, model.PERIOD + 1))
+
+
+def test_a_period_out_of_range_is_refused():
+    img = _screenshot(30, 40)
+    data = bytearray(model.encode(img)[0])
+    data[:4] = np.array([model.PERIOD + 1], "<u4").tobytes()
+    with pytest.raises(FormatError, match="period"):
+        model.decode(bytes(data), *img.shape)
