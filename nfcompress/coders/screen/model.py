@@ -458,6 +458,8 @@ class _State:
     def _extend(self, colours: np.ndarray) -> None:
         """Add NEW colours to the palette while it has room."""
         colours = colours[: PALETTE - len(self.palette)]
+        if not len(colours):
+            return
         self.lookup[colours] = len(self.palette) + 1 + np.arange(len(colours))
         self.palette = np.concatenate([self.palette, colours])
         c = self.palette.astype(np.int32)
