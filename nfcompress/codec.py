@@ -7,6 +7,7 @@ and torch with it, is loaded only when a file needs it.
 
 __all__ = ["Codec", "EncodeResult", "colour_planes", "encode_linear", "decode_model_free"]
 
+import functools
 import threading
 import zlib
 from collections.abc import Callable
@@ -82,9 +83,12 @@ class _Image:
         """The header of this image's file with a payload."""
         fields = {"model_name": "", "model_hash": b"", "tile": 0, "batch": 0, "device": "any", **payload.fields}
         h, w = self.pixels.shape[:2]
-        return Header(
-            width=w, height=h, mode=self.mode, pixel_crc=zlib.crc32(self.pixels.tobytes()), kind=payload.kind, **fields
-        )
+        return Header(width=w, height=h, mode=self.mode, pixel_crc=self.crc, kind=payload.kind, **fields)
+
+    @functools.cached_property
+    def crc(self) -> int:
+        """The CRC-32 of the pixels, computed once however many payloads are weighed."""
+        return zlib.crc32(self.pixels.tobytes())
 
     def file(self, payload: Payload) -> EncodeResult:
         """This image's file with a payload, and what it cost (alpha included)."""
