@@ -6,8 +6,9 @@ encode time where a model rarely wins, never bytes where it would.
 
 | model  | auto tries it                                                                        |
 |--------|--------------------------------------------------------------------------------------|
-| flow   | where its model has an exact integer form; at effort 1, an image of SAMPLE[0] full   |
-|        | tiles or more only if SAMPLE[1] of them cost under SAMPLE[2] x the linear model's     |
+| flow   | where its model has an exact integer form, but not on screen content over            |
+|        | SCREEN_ALONE_FROM pixels; at effort 1, an image of SAMPLE[0] full tiles or more only  |
+|        | if SAMPLE[1] of them cost under SAMPLE[2] x the linear model's                        |
 | linear | on grey images, on images over LINEAR_FROM pixels and at effort 2-3; on the rest     |
 |        | only where the flow's file is under LINEAR_BELOW bits per sub-pixel                  |
 | jpeg   | with the linear model, where the image shows a JPEG's quantizer steps (from 64x64);  |
@@ -16,7 +17,8 @@ encode time where a model rarely wins, never bytes where it would.
 | causal | on colour images of at most 128x128 that are not thin strips                         |
 | screen | first, on images where SCREEN_FROM of the pixels or more repeat a neighbour; on     |
 |        | those over SCREEN_ALONE_FROM pixels where its file is under SCREEN_SURE bits per     |
-|        | sub-pixel or that have at most SCREEN_COLOURS colours, no other model is tried       |
+|        | sub-pixel or that have at most SCREEN_COLOURS colours, no other model is tried, and  |
+|        | on the rest of them all but the flow                                                 |
 """
 
 __all__ = [
@@ -162,27 +164,37 @@ def _auto(
         if s is None or not _screen_alone(c, 8 * size(i, s) < SCREEN_SURE * subpixels[i])
     ]
     out = list(screen)
-    if rest:
-        coder = flow()
-        coder.check_named()  # its files would point decoders at the shipped model
+    # Screen content over SCREEN_ALONE_FROM pixels is not given to the flow: of 117 val photos that
+    # repeat enough for the screen model, the flow coded none (and loading it costs seconds).
+    flowless = [i for i in rest if screen[i] is not None and _pixels(colours[i]) > SCREEN_ALONE_FROM]
+    for group in ([i for i in rest if i not in set(flowless)], flowless):
+        if not group:
+            continue
+        coder = flow() if group is not flowless else None
+        if coder is not None:
+            coder.check_named()  # its files would point decoders at the shipped model
         chosen = encode_auto(
-            [colours[i] for i in rest],
-            [subpixels[i] for i in rest],
-            coder if coder.portable else None,
+            [colours[i] for i in group],
+            [subpixels[i] for i in group],
+            coder if coder is not None and coder.portable else None,
             effort,
-            lambda k, p: size(rest[k], p),
+            lambda k, p, group=group: size(group[k], p),
             progress,
         )
-        for k, i in enumerate(rest):
+        for k, i in enumerate(group):
             out[i] = chosen[k] if screen[i] is None else _smallest(i, [screen[i], chosen[k]], size)
     return out
+
+
+def _pixels(colour: np.ndarray) -> int:
+    return colour.shape[0] * colour.shape[1]
 
 
 def _screen_alone(colour: np.ndarray, small: bool) -> bool:
     """Whether the screen model's payload is kept without trying the photo models: on images
     over SCREEN_ALONE_FROM pixels whose file is `small` (under SCREEN_SURE bpsp) or, in colour,
     that have at most SCREEN_COLOURS colours."""
-    if colour.shape[0] * colour.shape[1] <= SCREEN_ALONE_FROM:
+    if _pixels(colour) <= SCREEN_ALONE_FROM:
         return False
     return small or (colour.shape[2] == 3 and colour_count(colour) <= SCREEN_COLOURS)
 

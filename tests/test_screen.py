@@ -119,7 +119,9 @@ def test_screen_content_codes_far_smaller_than_the_linear_model_and_png():
 def _spy_on_photo_models(monkeypatch) -> list[int]:
     """The number of images each call of the photo models got."""
     tried, real = [], policy.encode_auto
-    monkeypatch.setattr(policy, "encode_auto", lambda colours, *a: tried.append(len(colours)) or real(colours, *a))
+    monkeypatch.setattr(
+        policy, "encode_auto", lambda colours, *a: tried.append((len(colours), a[1])) or real(colours, *a)
+    )
     return tried
 
 
@@ -133,7 +135,7 @@ def test_auto_recognises_screen_content_and_tries_no_photo_model(monkeypatch):
     assert np.array_equal(nfcompress.decode(res.data), img)
 
 
-def test_auto_tries_the_photo_models_too_on_thumbnails_and_on_photos_with_flat_regions(monkeypatch):
+def test_auto_tries_the_photo_models_too_on_thumbnails_and_photos_with_flat_regions_the_flow_on_thumbnails(monkeypatch):
     tried = _spy_on_photo_models(monkeypatch)
     codec = Codec.load()
     thumb = _screenshot(60, 80)  # screen content, but of at most 128x128 pixels
@@ -143,7 +145,8 @@ def test_auto_tries_the_photo_models_too_on_thumbnails_and_on_photos_with_flat_r
         assert policy.repeat_share(img) >= policy.SCREEN_FROM
         res = codec.encode(img)
         assert np.array_equal(nfcompress.decode(res.data), img)
-    assert tried == [1, 1]
+    assert [n for n, _ in tried] == [1, 1]
+    assert tried[0][1] is not None and tried[1][1] is None  # the flow: on the thumbnail only
     assert policy.colour_count(flat_photo) > policy.SCREEN_COLOURS
 
 
