@@ -6,9 +6,9 @@ encode time where a model rarely wins, never bytes where it would.
 
 | model  | auto tries it                                                                        |
 |--------|--------------------------------------------------------------------------------------|
-| flow   | where its model has an exact integer form, but not on screen content over            |
-|        | SCREEN_ALONE_FROM pixels; at effort 1, an image of SAMPLE[0] full tiles or more only  |
-|        | if SAMPLE[1] of them cost under SAMPLE[2] x the linear model's                        |
+| flow   | where its model has an exact integer form; at effort 1 not on screen content over    |
+|        | SCREEN_ALONE_FROM pixels, and on an image of SAMPLE[0] full tiles or more only if     |
+|        | SAMPLE[1] of them cost under SAMPLE[2] x the linear model's                           |
 | linear | on grey images, on images over LINEAR_FROM pixels and at effort 2-3; on the rest     |
 |        | only where the flow's file is under LINEAR_BELOW bits per sub-pixel                  |
 | jpeg   | with the linear model, where the image shows a JPEG's quantizer steps (from 64x64);  |
@@ -17,8 +17,7 @@ encode time where a model rarely wins, never bytes where it would.
 | causal | on colour images of at most 128x128 that are not thin strips                         |
 | screen | first, on images where SCREEN_FROM of the pixels or more repeat a neighbour; on     |
 |        | those over SCREEN_ALONE_FROM pixels where its file is under SCREEN_SURE bits per     |
-|        | sub-pixel or that have at most SCREEN_COLOURS colours, no other model is tried, and  |
-|        | on the rest of them all but the flow                                                 |
+|        | sub-pixel or that have at most SCREEN_COLOURS colours, no other model is tried       |
 """
 
 __all__ = [
@@ -164,9 +163,10 @@ def _auto(
         if s is None or not _screen_alone(c, 8 * size(i, s) < SCREEN_SURE * subpixels[i])
     ]
     out = list(screen)
-    # Screen content over SCREEN_ALONE_FROM pixels is not given to the flow: of 117 val photos that
-    # repeat enough for the screen model, the flow coded none (and loading it costs seconds).
-    flowless = [i for i in rest if screen[i] is not None and _pixels(colours[i]) > SCREEN_ALONE_FROM]
+    # At effort 1, screen content over SCREEN_ALONE_FROM pixels is not given to the flow: of 117 val
+    # photos that repeat enough for the screen model, the flow coded none (and loading it costs seconds).
+    big_screens = [i for i in rest if screen[i] is not None and _pixels(colours[i]) > SCREEN_ALONE_FROM]
+    flowless = big_screens if effort == 1 else []
     for group in ([i for i in rest if i not in set(flowless)], flowless):
         if not group:
             continue
