@@ -175,20 +175,21 @@ class _Layout:
         """The slice of a canvas that holds tile k (top + TILE rows of cw cells)."""
         return np.s_[k * self.size : (k + 1) * self.size]
 
+    def _inside(self, canvas: np.ndarray, k: int) -> np.ndarray:
+        """The cells of tile k's pixels in a canvas, as a writable (th, tw) view."""
+        _, _, th, tw = self.tiles[k]
+        return canvas[self.cells(k)].reshape(self.top + TILE, self.cw)[self.top : self.top + th, LEFT : LEFT + tw]
+
     def place(self, canvas: np.ndarray, image: np.ndarray) -> None:
         """Write an (H, W) image into a canvas's tiles."""
         for k, (y, x, th, tw) in enumerate(self.tiles):
-            canvas[self.cells(k)].reshape(self.top + TILE, self.cw)[self.top : self.top + th, LEFT : LEFT + tw] = image[
-                y : y + th, x : x + tw
-            ]
+            self._inside(canvas, k)[...] = image[y : y + th, x : x + tw]
 
     def image(self, canvas: np.ndarray) -> np.ndarray:
         """The (H, W) image a canvas's tiles hold."""
         out = np.empty((self.h, self.w), canvas.dtype)
         for k, (y, x, th, tw) in enumerate(self.tiles):
-            out[y : y + th, x : x + tw] = canvas[self.cells(k)].reshape(self.top + TILE, self.cw)[
-                self.top : self.top + th, LEFT : LEFT + tw
-            ]
+            out[y : y + th, x : x + tw] = self._inside(canvas, k)
         return out
 
     def segments(self) -> list[tuple[int, int]]:
@@ -405,7 +406,8 @@ class _State:
             new = np.ones(len(at), bool)
         elif self.scheme.new_flag:
             new = self._is_new(at, index, io) == 1
-            self._rank(np.flatnonzero(~new), near, cand, io, index, out)
+            if not new.all():  # (no rank to code where every colour is NEW)
+                self._rank(np.flatnonzero(~new), near, cand, io, index, out)
         else:
             new = self._rank(np.arange(len(at)), near, cand, io, index, out) == p
         fresh = np.flatnonzero(new)
