@@ -165,12 +165,12 @@ def _auto(
     out = list(screen)
     # At effort 1, screen content over SCREEN_ALONE_FROM pixels is not given to the flow: of 117 val
     # photos that repeat enough for the screen model, the flow coded none (and loading it costs seconds).
-    big_screens = [i for i in rest if screen[i] is not None and _pixels(colours[i]) > SCREEN_ALONE_FROM]
-    flowless = big_screens if effort == 1 else []
-    for group in ([i for i in rest if i not in set(flowless)], flowless):
+    flowless = [effort == 1 and screen[i] is not None and _pixels(colours[i]) > SCREEN_ALONE_FROM for i in rest]
+    for with_flow in (True, False):
+        group = [i for i, skip in zip(rest, flowless) if skip != with_flow]
         if not group:
             continue
-        coder = flow() if group is not flowless else None
+        coder = flow() if with_flow else None
         if coder is not None:
             coder.check_named()  # its files would point decoders at the shipped model
         chosen = encode_auto(
@@ -187,6 +187,7 @@ def _auto(
 
 
 def _pixels(colour: np.ndarray) -> int:
+    """An image's pixel count."""
     return colour.shape[0] * colour.shape[1]
 
 
