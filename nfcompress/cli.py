@@ -104,9 +104,8 @@ effort_option = click.option(
 
 coder_option = click.option(
     "--coder",
-    type=click.Choice(
-        ["auto", "flow", "linear", "causal", "screen"]
-    ),  # nfcompress.policy.CODERS, which a test compares
+    # nfcompress.policy.CODERS, which a test compares (the CLI starts without importing the models)
+    type=click.Choice(["auto", "flow", "linear", "causal", "screen"]),
     default="auto",
     show_default=True,
     help="What codes each image: the smallest file of the models auto tries, or one model.",
