@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -41,6 +42,7 @@ _SPAWN = multiprocessing.get_context("spawn")
 # Images of at most SMALL pixels are coded together, GROUP files at most.
 SMALL = 256 * 256
 GROUP = 64
+REDELIVER_S = 0.05  # how soon SIGTERM comes again when it landed inside an import
 T = TypeVar("T")
 
 
@@ -49,7 +51,23 @@ class Interrupted(BaseException):
 
 
 def _raise_interrupted(signum, frame):
+    if _importing(frame):
+        # Raised inside an import, the exception can cross torch's C++ code, which then aborts the
+        # process (SIGABRT, no cleanup): the signal comes again once the import is done.
+        again = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signum))
+        again.daemon = True
+        again.start()
+        return
     raise Interrupted()
+
+
+def _importing(frame) -> bool:
+    """Whether a frame runs inside an import (its callers include importlib's machinery)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def catch_sigterm() -> None:

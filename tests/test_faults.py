@@ -184,3 +184,23 @@ def test_an_interruption_wrapped_by_a_class_body_still_exits_with_one_line(runne
     monkeypatch.setattr(cli, "_code_files", importing_torch)
     r = runner.invoke(main, ["encode", "x.png"])
     assert r.exit_code == 130 and r.output.strip() == "error: interrupted; no partial output was left"
+
+
+def test_sigterm_inside_an_import_is_raised_once_the_import_is_done(tmp_path):
+    # torch's C++ code aborts the process where an exception crosses it during its import.
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.2)\nDONE = True\n"
+    )
+    code = (
+        "import sys, time\n"
+        "from nfcompress.batch import Interrupted, catch_sigterm\n"
+        "catch_sigterm()\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "try:\n"
+        "    import slow_module\n"
+        "    time.sleep(5)\n"
+        "except Interrupted:\n"
+        "    print('interrupted after the import:', slow_module.DONE)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout.strip()) == (0, "interrupted after the import: True"), p.stderr
