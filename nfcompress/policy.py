@@ -50,7 +50,7 @@ from nfcompress.coders.flow.orientation import DEFAULT_EFFORT, EFFORTS, candidat
 from nfcompress.coders.jpeg import JpegCoder
 from nfcompress.coders.linear import LinearCoder
 from nfcompress.coders.screen import ScreenCoder
-from nfcompress.coders.screen.model import colour_count, repeat_share
+from nfcompress.coders.screen.content import colour_count, repeat_share
 from nfcompress.errors import NfcError
 
 if TYPE_CHECKING:

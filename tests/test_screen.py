@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 import nfcompress
 from nfcompress import policy
 from nfcompress.codec import Codec, colour_planes
-from nfcompress.coders.screen import model, prior
+from nfcompress.coders.screen import content, kernels, model, prior
 from nfcompress.container import WRITTEN, Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 
@@ -50,23 +50,55 @@ def test_round_trips_exactly_on_any_array_in_every_scheme(img, version):
     _round_trip(img, model.SCHEMES[version])
 
 
-def test_the_old_scheme_writes_the_old_files_payloads_again():
+def test_every_scheme_writes_its_golden_files_payloads_again():
     from make_golden import GOLDEN, read_manifest
 
-    old = [e for e in read_manifest() if e["kind"] == "screen" and e["format_version"] < WRITTEN["screen"]]
-    assert old
-    for entry in old:
+    entries = [e for e in read_manifest() if e["kind"] == "screen"]
+    assert {e["format_version"] for e in entries} == set(model.SCHEMES)
+    for entry in entries:
         header, chunks = unpack((GOLDEN / entry["file"]).read_bytes())[:2]
         pixels = nfcompress.load_image(GOLDEN / entry["source"])
         colour = colour_planes(pixels)
         assert model.encode(colour, model.SCHEMES[header.version])[0] == chunks[0], entry["file"]
 
 
-def test_hash_sets_extend_one_another_so_that_one_pass_hashes_them_all():
+def test_hash_sets_are_prefixes_of_the_candidates_so_that_one_pass_hashes_them_all():
     for scheme in model.SCHEMES.values():
-        sets = sorted(scheme.hash_sets, key=len)
-        assert all(b[: len(a)] == a for a, b in zip(sets, sets[1:]))
-        assert all(0 <= c < len(model.CANDIDATES) for s in sets for c in s)
+        assert all(s == tuple(range(len(s))) and len(s) <= len(model.CANDIDATES) for s in scheme.hash_sets)
+
+
+def test_a_palette_rank_gives_back_its_colour():
+    r = np.random.default_rng(3)
+    for channels in (1, 3):
+        palette = r.permutation(1 << (8 * channels))[: r.integers(1, model.PALETTE + 1)].astype(np.int64)
+        n, p = 200, len(palette)
+        pred = r.integers(0, 256, (n, channels)).astype(np.int64)
+        taken = np.where(r.random((n, 6)) < 0.5, r.integers(0, p, (n, 6)), -1).astype(np.int64)
+        index = r.integers(0, p, n).astype(np.int64)
+        index = np.where((taken == index[:, None]).any(1), -1, index)  # an escaped colour is no candidate's
+        index, pred, taken = index[index >= 0], pred[index >= 0], taken[index >= 0]
+        rank = kernels.rank_of(palette, pred, taken, index)
+        assert (rank >= 0).all() and (rank < p).all()
+        assert (kernels.colour_of_rank(palette, pred, taken, rank) == palette[index]).all()
+
+
+def test_compiled_weights_are_the_integer_formula():
+    r = np.random.default_rng(4)
+    counts = r.integers(0, 10**6, (300, 19)) * r.integers(0, 2, (300, 19))
+    counts[np.arange(300), r.integers(0, 19, 300)] += 1  # a symbol that can come, at least
+    total = (1 << 24) - 19
+    want = counts * total // counts.sum(1, keepdims=True)
+    want[np.arange(300), np.argmax(want, 1)] += total - want.sum(1)
+    assert (model._weights(counts) == want).all()
+
+
+def test_a_new_colours_context_is_its_gradients_bit_length_capped():
+    near = np.array([[[0, 0, 0]], [[5, 0, 0]], [[0, 9, 1]], [[255, 0, 0]], [[3, 3, 3]]], np.int64)
+    none = np.zeros(len(near), np.int64)
+    pred, ctx = kernels.raw_predict(near, 0, none, none)
+    gradient = np.abs(near[:, 0, 0] - near[:, 0, 2]) + np.abs(near[:, 0, 1] - near[:, 0, 2])
+    assert ctx.tolist() == [min(int(g).bit_length(), model.RAW_CONTEXTS - 1) for g in gradient]
+    assert pred.tolist() == [0, 5, 8, 255, 3]  # the median of W, N and W + N - NW
 
 
 @pytest.mark.parametrize("shape", [(1, 300, 3), (300, 1, 1), (257, 260, 3), (520, 9, 3)])
@@ -238,12 +270,12 @@ def test_rows_that_repeat_at_a_period_are_found_and_coded_from_that_far_up():
     strip = Image.new("RGB", (260, 11), (239, 240, 241))
     ImageDraw.Draw(strip).text((2, 0), "Options: values, and a longer label", fill=(35, 38, 41))
     img = np.concatenate([np.asarray(strip)] * 18 + [np.asarray(strip)[:5]])
-    assert model._period(model._colours(img)) == 11
+    assert model._period(content.colours(img)) == 11
     data = _round_trip(img)
     assert int(np.frombuffer(data[:4], "<u4")[0]) == 11
     uniform = replace(model.SCHEME, prior="")  # the prior fits the newest scheme's slots only
     assert len(model.encode(img, uniform)[0]) < len(model.encode(img, replace(uniform, period=False))[0])
-    assert model._period(model._colours(photo_like(40, 40, 3, seed=1))) in (0, *range(4, model.PERIOD + 1))
+    assert model._period(content.colours(photo_like(40, 40, 3, seed=1))) in (0, *range(4, model.PERIOD + 1))
 
 
 def test_a_period_out_of_range_is_refused():

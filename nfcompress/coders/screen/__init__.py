@@ -5,7 +5,6 @@ __all__ = ["ScreenCoder"]
 import numpy as np
 
 from nfcompress.coders.base import Payload, Progress
-from nfcompress.coders.screen import model
 from nfcompress.container import Header
 
 
@@ -20,10 +19,14 @@ class ScreenCoder:
 
     def encode(self, colour: np.ndarray, progress: Progress = None) -> Payload:
         """The payload."""
+        from nfcompress.coders.screen import model  # (its compiled loops load only when it codes)
+
         data, bits = model.encode(colour)
         return Payload(self.kind, [data], bits)
 
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
         """The colour planes, by the payload scheme of the file's version."""
+        from nfcompress.coders.screen import model
+
         scheme = model.SCHEMES.get(header.version, model.SCHEME)
         return model.decode(chunks[0], header.height, header.width, header.colour_channels, scheme)

@@ -32,8 +32,6 @@ __all__ = [
     "encode",
     "decode",
     "occurrences",
-    "repeat_share",
-    "colour_count",
 ]
 
 from dataclasses import dataclass, replace
@@ -41,13 +39,14 @@ from dataclasses import dataclass, replace
 import constriction
 import numpy as np
 
-from nfcompress.coders.screen import prior
+from nfcompress.coders.screen import kernels, prior
+from nfcompress.coders.screen.content import colours
+from nfcompress.coders.screen.kernels import ABSENT, BUCKETS, FAR, HASH_BITS, PALETTE, RAW_CONTEXTS
 from nfcompress.coding.primitives import PRECISION, wavefronts
 from nfcompress.errors import FormatError
 
 # Causal neighbours (rows up, columns left): all on earlier wavefronts of t = 2i + j.
 CANDIDATES = ((0, 1), (1, 0), (1, -1), (1, 1), (0, 2), (2, 0), (2, -1), (1, 2), (2, 1), (2, -2), (0, 3), (3, 0))
-HASH_BITS = 22
 _PRIOR_12 = "77f5c327a2e67d8ad17e94ea2df3ac6542760df93b34109eb32a713e1d604700"  # prior.safetensors
 _MIX = np.array([(0x9E3779B97F4A7C15 * (2 * k + 1)) % (1 << 64) | 1 for k in range(len(CANDIDATES))], np.uint64)
 
@@ -87,16 +86,13 @@ SCHEMES = {
 SCHEME = SCHEMES[12]  # what `encode` writes
 TOP, LEFT, RIGHT = 3, 3, 2  # canvas padding: rows above (a period's rows, if more), columns left and right
 PERIOD = 64  # the longest period of rows a payload may name
-ABSENT = -1  # a canvas cell outside the image
-PALETTE = 512  # colours the palette keeps, at most
 STEP = 24  # what a symbol adds to its count (each count starts at 1)
-RAW_CONTEXTS = 8  # contexts of a NEW colour's channels
 GROUPED = 64  # from this many NEW colours in a wavefront, their residuals are coded by context
 TILE = 256  # tiles decode side by side, a wavefront of each at once
 SEGMENT = 1 << 17  # pixels of a segment, about (whole wavefronts)
 # Slot contexts: table 0's guess as W, as N, absent (DISTINCT), the equalities of W, N, NE and NW
 # (6 bits), the slot buckets (`_buckets`) of W's and N's symbols, and table 2's guess (FAR).
-DISTINCT, EQUAL, BUCKETS, FAR = 6, 64, 5, 5
+DISTINCT, EQUAL = 6, 64
 CONTEXTS = DISTINCT * EQUAL * BUCKETS * BUCKETS * FAR
 NEW_CONTEXTS = 16  # which of W, N, NE and NW were NEW colours
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
@@ -113,36 +109,11 @@ def _min_bits(scheme: Scheme) -> float:
     return -float(np.log2(((1 << PRECISION) - scheme.slots + 1) / (1 << PRECISION)))
 
 
-def _colours(planes: np.ndarray) -> np.ndarray:
-    """(H, W, C) uint8 planes as one colour per pixel (int64)."""
-    c = planes.astype(np.int64)
-    return c[..., 0] if c.shape[2] == 1 else (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
-
-
 def _planes(colours: np.ndarray, channels: int) -> np.ndarray:
     """The inverse of `_colours`."""
     if channels == 1:
         return colours[..., None].astype(np.uint8)
     return np.stack([(colours >> s) & 255 for s in (16, 8, 0)], axis=-1).astype(np.uint8)
-
-
-def colour_count(planes: np.ndarray) -> int:
-    """How many distinct colours an image has."""
-    return int(np.unique(_colours(planes)).size)
-
-
-def repeat_share(planes: np.ndarray) -> float:
-    """The share of pixels whose colour equals their W, N, NW or NE neighbour's: screen content
-    shows 0.8 and more, photos little (a cheap test, one pass of vector operations)."""
-    c = _colours(planes)
-    if c.size < 2:
-        return 0.0
-    same = np.zeros(c.shape, bool)
-    same[:, 1:] |= c[:, 1:] == c[:, :-1]
-    same[1:, :] |= c[1:, :] == c[:-1, :]
-    same[1:, 1:] |= c[1:, 1:] == c[:-1, :-1]
-    same[1:, :-1] |= c[1:, :-1] == c[:-1, 1:]
-    return float(same.mean())
 
 
 class _Layout:
@@ -205,38 +176,8 @@ class _Layout:
         return out
 
 
-def _keys(near: np.ndarray, hash_sets: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """Each pixel's key (n, tables) in every table, from its CANDIDATES' colours `near`: a hash
-    HASH_BITS wide of the set's colours (wrapping uint64 products, one set's hash continuing the
-    shorter set it extends), plus the table's offset in one flat table."""
-    colours = near.astype(np.uint64).T  # an absent -1 as 2^64 - 1
-    h = np.zeros(len(near), np.uint64)
-    out = np.empty((len(hash_sets), len(near)), np.uint64)
-    done = 0
-    for k in sorted(range(len(hash_sets)), key=lambda k: len(hash_sets[k])):
-        for c in hash_sets[k][done:]:
-            np.bitwise_xor(h, colours[c], out=h)
-            np.multiply(h, _MIX[c], out=h)
-        done = len(hash_sets[k])
-        np.right_shift(h, np.uint64(64 - HASH_BITS), out=out[k])
-    return (out.astype(np.int64) + (np.arange(len(hash_sets), dtype=np.int64) << HASH_BITS)[:, None]).T
-
-
-def _slot_tables(
-    cand: np.ndarray, sym: np.ndarray, at: np.ndarray, cw: int, bucket: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The contexts of pixels at flat indices `at` with candidates `cand` (n, slots - 1), and which
-    slots each may code (n, slots): every candidate present, and ESCAPE (`bucket`: `_buckets`)."""
-    allowed = np.ones((len(cand), cand.shape[1] + 1), bool)
-    allowed[:, :-1] = cand != ABSENT
-    bits = (cand[:, _PAIRS[0]] == cand[:, _PAIRS[1]]) @ _POWERS  # which pairs are equal
-    bits |= ~allowed[:, 4] << len(_POWERS) | ~allowed[:, 6] << (len(_POWERS) + 1)  # G0, G2 absent
-    sw, sn = bucket[sym[at - 1]], bucket[sym[at - cw]]
-    return (_EQUALITIES[bits] * BUCKETS + sw) * BUCKETS * FAR + sn * FAR + _FAR_CODE[bits], allowed
-
-
 def _equality_tables() -> tuple[np.ndarray, np.ndarray]:
-    """What `_slot_tables` reads of the bits of which candidates are equal (`_PAIRS`, then G0
+    """What the slot context (`kernels.slot_stage`) reads of the bits of which candidates are equal (`_PAIRS`, then G0
     absent, G2 absent): the context's first part, distinct * EQUAL + equal, and its last, far:
     equal the equalities of W, N, NE and NW (6 bits), distinct G0 as W (1), as N (2), absent (3),
     far G2 absent (3), as W (0), as N (1), as G0 (4), else 2."""
@@ -250,36 +191,25 @@ def _equality_tables() -> tuple[np.ndarray, np.ndarray]:
 
 # The candidate pairs whose equality the slot context reads: W = N, W = NE, W = NW, N = NE, N = NW,
 # NE = NW, G0 = W, G0 = N, G2 = W, G2 = N, G2 = G0 (candidates 0-3 W, N, NE, NW; 4 G0; 6 G2).
-_PAIRS = np.array([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (4, 0), (4, 1), (6, 0), (6, 1), (6, 4)]).T
+_PAIRS = np.array([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (4, 0), (4, 1), (6, 0), (6, 1), (6, 4)]).T.copy()
 _POWERS = 1 << np.arange(len(_PAIRS[0]))
 _EQUALITIES, _FAR_CODE = _equality_tables()
+_NOTHING = np.zeros(0, np.int32)  # the colours `kernels.slot_stage` is given to decode
+
+
+def _hash_plan(hash_sets: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The tables from the shortest hash set to the longest, and their lengths: each set is a
+    prefix of CANDIDATES, its hash continuing the shorter set's (`kernels.slot_stage`)."""
+    order = sorted(range(len(hash_sets)), key=lambda k: len(hash_sets[k]))
+    assert all(hash_sets[k] == tuple(range(len(hash_sets[k]))) for k in order)
+    return np.array(order, np.int64), np.array([len(hash_sets[k]) for k in order], np.int64)
 
 
 def _weights(counts: np.ndarray) -> np.ndarray:
     """Integer weights (n, A) from counts (n, A; zero where a symbol cannot occur) that sum to
-    2^PRECISION - A in every row (the coder adds 1 to each): integer arithmetic only."""
-    a = counts.shape[1]
-    total = (1 << PRECISION) - a
-    w = counts * total // counts.sum(1, keepdims=True)
-    top = np.argmax(w, 1)
-    w[np.arange(len(w)), top] += total - w.sum(1)
-    return w.astype(np.float64)
-
-
-def _neighbours(cv: np.ndarray, at: np.ndarray, cw: int, channels: int) -> list[np.ndarray]:
-    """Each channel's W, N and NW (3, n) of pixels at flat indices `at` (0 outside the image)."""
-    c = np.maximum(np.stack([cv[at - 1], cv[at - cw], cv[at - cw - 1]]), 0)
-    return [c] if channels == 1 else [(c >> s) & 255 for s in (16, 8, 0)]
-
-
-def _med(w: np.ndarray, n: np.ndarray, nw: np.ndarray) -> np.ndarray:
-    """The median predictor: the median of W, N and W + N - NW."""
-    return np.maximum(np.minimum(w, n), np.minimum(np.maximum(w, n), w + n - nw))
-
-
-def _bucket(v: np.ndarray) -> np.ndarray:
-    """Magnitudes in RAW_CONTEXTS buckets: their bit lengths, capped."""
-    return np.minimum(np.frexp(np.abs(v).astype(np.float64))[1], RAW_CONTEXTS - 1)
+    2^PRECISION - A in every row (the coder adds 1 to each), the rounding's rest on a row's first
+    largest: integer arithmetic only."""
+    return kernels.weights_rows(np.ascontiguousarray(counts, np.int64))
 
 
 class _Coder:
@@ -320,10 +250,9 @@ class _State:
         # The same counts without the far guess's part of the context, which learn sooner (how a
         # slot's weights read both: `_slot_weights`).
         self.coarse = np.ones((CONTEXTS // FAR, scheme.slots), np.int64)
-        self.palette = np.zeros(0, np.int64)
+        self.palette_buffer, self.p = np.zeros(PALETTE, np.int64), 0  # `palette`: its first p
         # Each colour's palette index plus 1 (0: not there), the cell past the last for ABSENT.
         self.lookup = np.zeros((1 << (8 * channels)) + 1, np.int16)
-        self.channel_palette = [self.palette] * channels
         self.ranks = np.ones(PALETTE + 1, np.int64)  # the last: NEW, unless the scheme flags it
         self.fresh = np.ones((NEW_CONTEXTS, 2), np.int64)
         self.raw = np.ones((channels, RAW_CONTEXTS, 256), np.int64)
@@ -331,6 +260,7 @@ class _State:
             self._start_from(prior.load(scheme.prior))
         # Colours plus 1 (0: absent), so that the tables start as zeros the system gives lazily.
         self.tables = np.zeros(len(scheme.hash_sets) << HASH_BITS, np.int32)
+        self.plan = _hash_plan(scheme.hash_sets)
 
     def _start_from(self, counts: dict[str, np.ndarray]) -> None:
         """Start from a prior's counts (a grey image's channel from green's)."""
@@ -346,183 +276,118 @@ class _State:
 
     def front(self, at: np.ndarray, io: _Coder, x: np.ndarray | None = None) -> np.ndarray:
         """Code (x given) or decode one wavefront of pixels at flat indices `at`; its colours."""
-        near = self.cv[at[:, None] + self.layout.offsets[None, :]]
-        keys = _keys(near, self.scheme.hash_sets)
-        parts = [near[:, :4], self.tables[keys] - 1, near[:, 4:]]
-        if self.scheme.period:
-            period = self.layout.period
-            parts.append((self.cv[at + period] if period else np.full(len(at), ABSENT, np.int32))[:, None])
-        cand = np.concatenate(parts, 1)
-        ctx, allowed = _slot_tables(cand, self.sym, at, self.layout.cw, self.bucket)
-        slot = None
-        if x is not None:
-            hit = (cand == x[:, None]) & allowed[:, :-1]
-            slot = np.where(hit.any(1), np.argmax(hit, 1), self.escape)
-        slot = io.code(self._slot_weights(ctx, allowed), slot)
+        layout, scheme = self.layout, self.scheme
+        cand, keys, ctx, weights, slot = kernels.slot_stage(
+            self.cv, self.sym, self.tables, at, layout.offsets, layout.period, *self.plan, _MIX, self.slots,
+            self.coarse, scheme.blend, _PAIRS, _EQUALITIES, _FAR_CODE, self.bucket, layout.cw,
+            _NOTHING if x is None else x,
+        )  # fmt: skip
+        slot = io.code(weights, None if x is None else slot)
         esc = slot == self.escape
         self.sym[at] = slot
         if x is None:
-            x = np.full(len(at), ABSENT, np.int64)
-            matched = np.flatnonzero(~esc)
-            x[matched] = cand[matched, slot[matched]]
+            x = np.full(len(at), ABSENT, np.int32)
         if esc.any():
             x[esc] = self._escapes(at[esc], cand[esc], io, x[esc] if io.coder is None else None)
-        self.cv[at] = x
-        np.add.at(self.slots, (ctx, slot), STEP)
-        np.add.at(self.coarse, (ctx // FAR, slot), STEP)
-        flat = keys.T.ravel()  # table after table, each in the wavefront's order
-        last = flat.size - 1 - np.unique(flat[::-1], return_index=True)[1]  # a key's last pixel wins
-        self.tables[flat[last]] = np.tile(x + 1, keys.shape[1])[last]
+        kernels.commit(self.cv, self.tables, self.slots, self.coarse, at, cand, keys, ctx, slot, x, STEP)
         return x
 
-    def _slot_weights(self, ctx: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-        """The slots' weights: their context's counts, with the coarse counts as a prior of weight
-        `blend` (normalised to 12 bits: every product stays within int64), or (blend 0) 4 times the
-        counts plus the coarse ones."""
-        coarse = self.coarse[ctx // FAR] * allowed
-        if not self.scheme.blend:
-            return _weights(4 * self.slots[ctx] * allowed + coarse)
-        prior = (coarse << 12) // coarse.sum(1, keepdims=True)
-        return _weights(((self.slots[ctx] * allowed) << 12) + self.scheme.blend * prior + allowed)
-
-    def _is_new(self, at: np.ndarray, index: np.ndarray | None, io: _Coder) -> np.ndarray:
-        """Whether each escaped pixel's colour is NEW (1) or in the palette (0), under counts of
-        which of its W, N, NE and NW were NEW (`index`: the colours' palette indices, encoding)."""
-        ctx = (self.sym[at[:, None] + self.layout.offsets[:4]] == self.new) @ _POWERS[:4]  # W, N, NE, NW
-        flags = None if index is None else (index == len(self.palette)).astype(np.int64)
-        new = io.code(_weights(self.fresh[ctx]), flags)
-        np.add.at(self.fresh, (ctx, new), STEP)
-        return new
+    @property
+    def palette(self) -> np.ndarray:
+        """The palette's colours, in the order they came."""
+        return self.palette_buffer[: self.p]
 
     def _escapes(self, at: np.ndarray, cand: np.ndarray, io: _Coder, x: np.ndarray | None) -> np.ndarray:
         """The colours of escaped pixels: a palette colour by its rank (`_rank`), or NEW and its
-        channels (`_raw`); NEW is flagged first (`_is_new`) or, without the scheme's flag, the
-        last rank."""
-        near = _neighbours(self.cv, at, self.layout.cw, self.channels)
-        p = len(self.palette)
-        index = None if x is None or not p else self._palette_index(x)
-        out = np.zeros(len(at), np.int64) if x is None else x.copy()
+        channels (`_raw`); NEW is flagged first, under counts of which of the pixel's W, N, NE and
+        NW were NEW, or (without the scheme's flag) the last rank."""
+        p = self.p
+        near, pred, taken, index, ctx = kernels.escape_inputs(
+            self.cv, self.sym, self.lookup, at, cand, _NOTHING if x is None else x, self.layout.offsets,
+            self.layout.cw, self.channels, self.new, p,
+        )  # fmt: skip
+        coding = x is not None
+        out = np.zeros(len(at), np.int64) if x is None else x.astype(np.int64)
         if not p:
             new = np.ones(len(at), bool)
         elif self.scheme.new_flag:
-            new = self._is_new(at, index, io) == 1
+            flag = io.code(_weights(self.fresh[ctx]), (index == p).astype(np.int64) if coding else None)
+            np.add.at(self.fresh, (ctx, flag), STEP)
+            new = flag == 1
             if not new.all():  # (no rank to code where every colour is NEW)
-                self._rank(np.flatnonzero(~new), near, cand, io, index, out)
+                rows = np.flatnonzero(~new)
+                self._rank(pred[rows], taken[rows], io, index[rows] if coding else None, out, rows)
         else:
-            new = self._rank(np.arange(len(at)), near, cand, io, index, out) == p
+            new = self._rank(pred, taken, io, index if coding else None, out, np.arange(len(at))) == p
         fresh = np.flatnonzero(new)
         if len(fresh):
             self.sym[at[fresh]] = self.new
-            out[fresh] = self._raw(fresh, near, io, None if x is None else x[fresh])
-            colours, first = np.unique(out[fresh], return_index=True)
-            self._extend(colours[np.argsort(first)])
+            out[fresh] = self._raw(near[fresh], io, None if x is None else out[fresh])
+            self.p = kernels.extend(self.lookup, self.palette_buffer, p, out[fresh])
         return out
 
     def _rank(
         self,
-        rows: np.ndarray,
-        near: list[np.ndarray],
-        cand: np.ndarray,
+        pred: np.ndarray,
+        taken: np.ndarray,
         io: _Coder,
         index: np.ndarray | None,
         out: np.ndarray,
+        rows: np.ndarray,
     ) -> np.ndarray:
         """Code (`index`: the escaped colours' palette indices) or decode the ranks of escaped
-        pixels `rows` in the palette's order for each (`_rank_keys`), NEW last unless flagged
-        apart, and write the decoded colours into `out`; the ranks."""
-        p = len(self.palette)
+        pixels in the palette sorted by distance from their median prediction `pred`, then by
+        the palette's order, their candidates' colours `taken` last (an escaped colour is none
+        of them); NEW last unless flagged apart. Decoded colours go to `out[rows]`; the ranks."""
+        p = self.p
         rank = None
         if index is not None:
-            rank = np.full(len(rows), p, np.int64)
-            known = np.flatnonzero(index[rows] < p)
+            rank = np.full(len(index), p, np.int64)
+            known = np.flatnonzero(index < p)
             if len(known):
-                keys = self._rank_keys(rows[known], near, cand)
-                own = np.take_along_axis(keys, index[rows[known]][:, None], 1)[:, 0]
-                rank[known] = (keys < own[:, None]).sum(1)
+                rank[known] = kernels.rank_of(self.palette, pred[known], taken[known], index[known])
         counts = self.ranks[:p] if self.scheme.new_flag else np.concatenate([self.ranks[:p], self.ranks[-1:]])
-        rank = io.code(_weights(counts[None, :])[0], rank, len(rows))
+        rank = io.code(_weights(counts[None, :])[0], rank, len(pred))
         np.add.at(self.ranks, np.where(rank < p, rank, PALETTE), STEP)
         known = np.flatnonzero(rank < p)
         if index is None and len(known):
-            keys, r = self._rank_keys(rows[known], near, cand), rank[known]
-            top = int(r.max())  # the smallest top + 1 keys of each row, in order: ranks are mostly small
-            order = np.partition(keys, top, axis=1)[:, : top + 1] if top + 1 < p else keys
-            order.sort(1)
-            out[rows[known]] = self.palette[order[np.arange(len(known)), r] % (PALETTE * 2)]
+            out[rows[known]] = kernels.colour_of_rank(self.palette, pred[known], taken[known], rank[known])
         return rank
-
-    def _palette_index(self, x: np.ndarray) -> np.ndarray:
-        """Each colour's index in the palette (x: colours or ABSENT), or the palette's size where
-        it is not there."""
-        index = self.lookup[x].astype(np.int64) - 1
-        return np.where(index < 0, len(self.palette), index)
-
-    def _extend(self, colours: np.ndarray) -> None:
-        """Add NEW colours to the palette while it has room."""
-        colours = colours[: PALETTE - len(self.palette)]
-        if not len(colours):
-            return
-        self.lookup[colours] = len(self.palette) + 1 + np.arange(len(colours))
-        self.palette = np.concatenate([self.palette, colours])
-        c = self.palette.astype(np.int32)
-        self.channel_palette = [c] if self.channels == 1 else [(c >> s) & 255 for s in (16, 8, 0)]
-
-    def _rank_keys(self, rows: np.ndarray, near: list[np.ndarray], cand: np.ndarray) -> np.ndarray:
-        """The palette's sort keys (n, palette) for escaped pixels `rows`: distance from their
-        median prediction, then the palette's order; the candidates' colours last, out of the way
-        (an escaped colour is none of them)."""
-        p = len(self.palette)
-        pred = [_med(*c[:, rows]) for c in near]
-        dist = sum(np.abs(q[None, :] - r[:, None].astype(np.int32)) for q, r in zip(self.channel_palette, pred))
-        keys = dist.astype(np.int64) * (PALETTE * 2) + np.arange(p)
-        c = cand[rows]
-        taken = self._palette_index(c)
-        at_row = np.broadcast_to(np.arange(len(rows))[:, None], taken.shape)
-        keys[at_row[taken < p], taken[taken < p]] += _LAST
-        return keys
 
     def _residuals(self, k: int, ctx: np.ndarray, r: np.ndarray | None, io: _Coder) -> np.ndarray:
         """Code (r given) or decode channel k's residuals under their contexts' counts: row by row,
         or (the scheme's `grouped`, from GROUPED rows) context after context, each context's
-        rows under one distribution."""
+        rows in their order under one distribution."""
         table = _weights(self.raw[k])
         if not self.scheme.grouped or len(ctx) < GROUPED:
             return io.code(table[ctx], r)
+        order = np.argsort(ctx, kind="stable")
+        ends = np.cumsum(np.bincount(ctx, minlength=RAW_CONTEXTS)).tolist()
+        got = np.empty(len(ctx), np.int64) if r is None else r[order]
+        for c, (a, b) in enumerate(zip([0] + ends, ends)):
+            if b > a:
+                got[a:b] = io.code(table[c], None if r is None else got[a:b], b - a)
         out = np.empty(len(ctx), np.int64)
-        for c in np.unique(ctx):
-            rows = np.flatnonzero(ctx == c)
-            out[rows] = io.code(table[c], None if r is None else r[rows], len(rows))
+        out[order] = got
         return out
 
-    def _raw(self, rows: np.ndarray, near: list[np.ndarray], io: _Coder, x: np.ndarray | None) -> np.ndarray:
-        """NEW colours channel by channel: green (or grey) against its median predictor, red and
-        blue against green plus the median of their differences from green; each under counts
-        of its context (the gradient around it; for red and blue, green's error)."""
+    def _raw(self, near: np.ndarray, io: _Coder, x: np.ndarray | None) -> np.ndarray:
+        """NEW colours channel by channel, from their neighbours `near` (n, C, 3): green (or grey)
+        against its median predictor, red and blue against green plus the median of their
+        differences from green; each under counts of its context (`kernels.raw_predict`)."""
         order = [0] if self.channels == 1 else [1, 0, 2]  # green, red, blue
         shifts = [0] if self.channels == 1 else [16, 8, 0]
-        want = None if x is None else [x] if self.channels == 1 else [(x >> s) & 255 for s in (16, 8, 0)]
-        got = [None] * len(order)
-        g_err = None
+        got = [np.zeros(len(near), np.int64)] * self.channels
+        g_err = got[0]
         for k in order:
-            w, n, nw = (v[rows] for v in near[k])
-            if k == 1 or self.channels == 1:
-                pred, ctx = _med(w, n, nw), _bucket(np.abs(w - nw) + np.abs(n - nw))
-            else:
-                gw, gn, gnw = (v[rows] for v in near[1])
-                pred, ctx = got[1] + _med(w - gw, n - gn, nw - gnw), _bucket(g_err)
-            pred = np.clip(pred, 0, 255)
-            r = None if want is None else (want[k] - pred) & 255
+            pred, ctx = kernels.raw_predict(near, k, got[1 % self.channels], g_err)
+            r = None if x is None else ((x >> shifts[k]) - pred) & 255
             r = self._residuals(k, ctx, r, io)
             np.add.at(self.raw[k], (ctx, r), STEP)
             got[k] = (pred + r) & 255
             if k == 1 or self.channels == 1:
                 g_err = ((r + 128) & 255) - 128
-        if self.channels == 1:
-            return got[0]
-        return sum(got[k] << s for k, s in zip(range(3), shifts))
-
-
-_LAST = 1 << 40  # added to the rank key of a palette entry that cannot be the colour
+        return sum(got[k] << s for k, s in zip(range(self.channels), shifts))
 
 
 def encode(planes: np.ndarray, scheme: Scheme = SCHEME) -> tuple[bytes, float]:
@@ -540,17 +405,17 @@ def occurrences(planes: np.ndarray) -> dict[str, np.ndarray]:
 def _encode(planes: np.ndarray, scheme: Scheme) -> tuple[bytes, float, _State]:
     """The payload, its ideal bits and the coder's state at the end."""
     h, w, channels = planes.shape
-    grid = _colours(planes)
+    grid = colours(planes)
     period = _period(grid) if scheme.period else 0
     layout = _Layout(h, w, period)
     st = _State(layout, channels, scheme)
-    colours = layout.canvas(ABSENT)
-    layout.place(colours, grid)
+    canvas = layout.canvas(ABSENT)
+    layout.place(canvas, grid)
     words, ideal = ([np.array([period], "<u4")], 32.0) if scheme.period else ([], 0.0)
     for a, b in layout.segments():
         io = _Coder()
         for t in range(a, b):
-            st.front(layout.fronts[t], io, colours[layout.fronts[t]])
+            st.front(layout.fronts[t], io, canvas[layout.fronts[t]])
         coder = constriction.stream.stack.AnsCoder()
         for sym, weights in reversed(io.pushes):
             if weights.ndim == 1:
