@@ -4,6 +4,7 @@ it is for (screen content, recognised cheaply by auto)."""
 import json
 from dataclasses import replace
 
+import constriction
 import numpy as np
 import pytest
 from conftest import photo_like
@@ -15,7 +16,7 @@ from PIL import Image, ImageDraw
 import nfcompress
 from nfcompress import policy
 from nfcompress.codec import Codec, colour_planes
-from nfcompress.coders.screen import content, kernels, model, prior
+from nfcompress.coders.screen import ans, content, kernels, model, prior
 from nfcompress.container import WRITTEN, Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 
@@ -67,6 +68,30 @@ def test_hash_sets_are_prefixes_of_the_candidates_so_that_one_pass_hashes_them_a
         assert all(s == tuple(range(len(s))) and len(s) <= len(model.CANDIDATES) for s in scheme.hash_sets)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compiled_coder_writes_and_reads_constrictions_streams(seed):
+    r = np.random.default_rng(seed)
+    for _ in range(40):
+        n, a = int(r.integers(1, 300)), int(r.integers(2, 300))
+        counts = r.integers(0, 1000, (n, a)) * (r.random((n, a)) < 0.6)
+        counts[np.arange(n), r.integers(0, a, n)] += r.integers(1, 10**6, n)
+        w = kernels.weights(counts)
+        symbols = np.array([r.choice(np.flatnonzero(c)) for c in counts], np.int32)
+        reference = constriction.stream.stack.AnsCoder()
+        reference.encode_reverse(symbols, constriction.stream.model.Categorical(perfect=False), w.astype(np.float64))
+        io, cum = ans.sink(n), np.empty(a + 1, np.int64)
+        for s, row in zip(symbols, w):
+            ans.cumulative(row, cum)
+            ans.code(io, cum, a, s)
+        words = ans.finish(io)
+        assert np.array_equal(words, reference.get_compressed())
+        io, back = ans.source(words), []
+        for row in w:
+            ans.cumulative(row, cum)
+            back.append(ans.code(io, cum, a, 0))
+        assert back == symbols.tolist() and ans.exhausted(io)
+
+
 def test_a_palette_rank_gives_back_its_colour():
     r = np.random.default_rng(3)
     for channels in (1, 3):
@@ -82,14 +107,15 @@ def test_a_palette_rank_gives_back_its_colour():
         assert (kernels.colour_of_rank(palette, pred, taken, rank) == palette[index]).all()
 
 
-def test_compiled_weights_are_the_integer_formula():
+def test_weights_are_the_integer_formula_summing_to_the_precision_with_zero_where_a_symbol_cannot_come():
     r = np.random.default_rng(4)
     counts = r.integers(0, 10**6, (300, 19)) * r.integers(0, 2, (300, 19))
     counts[np.arange(300), r.integers(0, 19, 300)] += 1  # a symbol that can come, at least
     total = (1 << 24) - 19
     want = counts * total // counts.sum(1, keepdims=True)
     want[np.arange(300), np.argmax(want, 1)] += total - want.sum(1)
-    assert (model._weights(counts) == want).all()
+    w = kernels.weights(counts)
+    assert (w == want).all() and (w.sum(1) == total).all() and (w[counts == 0] == 0).all()
 
 
 def test_a_new_colours_context_is_its_gradients_bit_length_capped():
@@ -115,15 +141,6 @@ def test_every_candidate_lies_on_an_earlier_wavefront_inside_the_padding():
     for u, v in model.CANDIDATES:
         assert 2 * u + v >= 1, (u, v)  # wavefront t = 2 i + j: the candidate's is t - (2u + v)
         assert 0 <= u <= model.TOP and -model.RIGHT <= v <= model.LEFT
-
-
-def test_weights_are_integers_summing_to_the_precision_with_zero_where_a_symbol_cannot_come():
-    r = np.random.default_rng(0)
-    counts = r.integers(0, 10**7, (500, 15)) * r.integers(0, 2, (500, 15))
-    counts[:, -1] += 1
-    w = model._weights(counts)
-    assert (w == np.floor(w)).all() and (w.sum(1) == (1 << 24) - 15).all()
-    assert (w[counts == 0] == 0).all()
 
 
 def _screenshot(h: int = 120, w: int = 200) -> np.ndarray:

@@ -1,31 +1,32 @@
-"""The screen model's per-pixel loops, compiled (numba): what `model._State` does for every pixel
-of a wavefront, in the same exact integer arithmetic as the vector code it replaced, so that
-files decode alike everywhere and the bytes of every payload version stay what they were.
+"""The screen model's loops, compiled (numba): a whole segment of wavefronts coded or decoded in
+one call, every pixel in exact integer arithmetic, the symbols through `ans` (constriction's
+streams), so that files decode alike everywhere and every payload version's bytes stay what
+they were.
 
-Each function works on a wavefront's pixels at flat canvas indices `at`, in their order; every
-array it is given keeps one dtype, so that each compiles once (cached beside this file).
+The model's state is a tuple of arrays (`State`, held by model._State) and its settings another
+(`Settings`, from the scheme and the layout); `segment` codes wavefronts with them. Each array
+keeps one dtype, so that every function compiles once (cached beside this file).
 """
 
 __all__ = [
     "ABSENT",
     "BUCKETS",
     "FAR",
+    "GROUPED",
     "HASH_BITS",
     "PALETTE",
     "RAW_CONTEXTS",
     "colour_of_rank",
-    "commit",
-    "escape_inputs",
-    "extend",
     "rank_of",
     "raw_predict",
-    "slot_stage",
-    "weights_rows",
+    "segment",
+    "weights",
 ]
 
 import numpy as np
 from numba import njit
 
+from nfcompress.coders.screen.ans import code, cumulative
 from nfcompress.coding.primitives import PRECISION
 
 ABSENT = -1  # a canvas cell outside the image
@@ -33,12 +34,16 @@ HASH_BITS = 22  # a hash table's key
 BUCKETS, FAR = 5, 5  # the slot context's parts: slot buckets of W and N (`model._buckets`), far guess
 RAW_CONTEXTS = 8  # contexts of a NEW colour's channels
 PALETTE = 512  # colours the palette keeps, at most
+GROUPED = 64  # from this many NEW colours in a wavefront, their residuals are coded by context
+# State: cv, sym, tables, slots, coarse, fresh, ranks, raw, palette, lookup, size (the palette's
+# size, int64[1]). Settings: offsets, period, by_length, lengths, mix, blend, new_flag, grouped,
+# pairs, equalities, far_code, bucket, cw, step (see model._State and model._settings).
 
 
 @njit(cache=True, nogil=True)
 def _normalise(counts: np.ndarray, out: np.ndarray) -> None:
-    """model._weights of one row: weights summing to 2^24 - A, the rounding's rest on the first
-    largest."""
+    """Integer weights from counts (zero where a symbol cannot occur) that sum to 2^PRECISION - A
+    (the coder adds 1 to each), the rounding's rest on the first largest."""
     a = counts.size
     total = (1 << PRECISION) - a
     s = 0
@@ -55,196 +60,80 @@ def _normalise(counts: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True)
-def weights_rows(counts: np.ndarray) -> np.ndarray:
-    """model._weights: integer weights (n, A) from counts (n, A), as float64 for the coder."""
-    n, a = counts.shape
-    out = np.empty((n, a), np.float64)
-    row = np.empty(a, np.int64)
-    for i in range(n):
-        _normalise(counts[i], row)
-        for j in range(a):
-            out[i, j] = row[j]
+def weights(counts: np.ndarray) -> np.ndarray:
+    """`_normalise` of every row of counts (n, A)."""
+    out = np.empty(counts.shape, np.int64)
+    for i in range(counts.shape[0]):
+        _normalise(counts[i], out[i])
     return out
 
 
 @njit(cache=True, nogil=True)
-def slot_stage(
-    cv: np.ndarray,
-    sym: np.ndarray,
-    tables: np.ndarray,
-    at: np.ndarray,
-    offsets: np.ndarray,
-    period: int,
-    by_length: np.ndarray,
-    lengths: np.ndarray,
-    mix: np.ndarray,
-    slots: np.ndarray,
-    coarse: np.ndarray,
-    blend: int,
-    pairs: np.ndarray,
-    equalities: np.ndarray,
-    far_code: np.ndarray,
-    bucket: np.ndarray,
-    cw: int,
-    x: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each pixel's candidates (n, slots - 1), hash keys (n, tables), slot context, the slots'
-    weights (n, slots) and, where its colours `x` are given (encoding), its slot.
-
-    The candidates: W, N, NE, NW, each table's guess, the other CANDIDATES, and (where the
-    scheme has it) the pixel `period` canvas cells up (ABSENT where `period` is 0). Hash keys
-    fold the candidates in order, table after table by `lengths` (`by_length`: the tables in
-    that order), as model._keys does."""
-    n, nt, ns = at.size, by_length.size, slots.shape[1]
-    nc = ns - 1
-    has_period = nc > 12 + nt
-    cand = np.empty((n, nc), np.int32)
-    keys = np.empty((n, nt), np.int64)
-    ctx = np.empty(n, np.int64)
-    weights = np.empty((n, ns), np.float64)
-    slot = np.full(n, nc, np.int64)
-    near = np.empty(12, np.int32)
-    counts = np.empty(ns, np.int64)
-    co = np.empty(ns, np.int64)
-    allowed = np.empty(ns, np.int64)
-    row = np.empty(ns, np.int64)
-    shift = np.uint64(64 - HASH_BITS)
-    for i in range(n):
-        a = at[i]
-        for k in range(12):
-            near[k] = cv[a + offsets[k]]
-        h = np.uint64(0)
-        done = 0
-        for s in range(nt):
-            for c in range(done, lengths[s]):
-                h = (h ^ np.uint64(np.int64(near[c]))) * mix[c]
-            done = lengths[s]
-            t = by_length[s]
-            keys[i, t] = np.int64(h >> shift) + (t << HASH_BITS)
-        for k in range(4):
-            cand[i, k] = near[k]
-        for t in range(nt):
-            cand[i, 4 + t] = tables[keys[i, t]] - 1
-        for k in range(4, 12):
-            cand[i, nt + k] = near[k]
-        if has_period:
-            cand[i, nc - 1] = cv[a + period] if period != 0 else ABSENT
-        bits = 0
-        for k in range(pairs.shape[1]):
-            if cand[i, pairs[0, k]] == cand[i, pairs[1, k]]:
-                bits |= 1 << k
-        if cand[i, 4] == ABSENT:
-            bits |= 1 << pairs.shape[1]
-        if cand[i, 6] == ABSENT:
-            bits |= 1 << (pairs.shape[1] + 1)
-        sw, sn = bucket[sym[a - 1]], bucket[sym[a - cw]]
-        c = (equalities[bits] * BUCKETS + sw) * BUCKETS * FAR + sn * FAR + far_code[bits]
-        ctx[i] = c
-        cs = 0
-        for j in range(ns):
-            allowed[j] = 1 if j == nc or cand[i, j] != ABSENT else 0
-            co[j] = coarse[c // FAR, j] * allowed[j]
-            cs += co[j]
-            counts[j] = slots[c, j] * allowed[j]
-        for j in range(ns):
-            if blend == 0:
-                counts[j] = 4 * counts[j] + co[j]
-            else:
-                counts[j] = (counts[j] << 12) + blend * ((co[j] << 12) // cs) + allowed[j]
-        _normalise(counts, row)
-        for j in range(ns):
-            weights[i, j] = row[j]
-        if x.size:
-            for j in range(nc):
-                if cand[i, j] == x[i] and cand[i, j] != ABSENT:
-                    slot[i] = j
-                    break
-    return cand, keys, ctx, weights, slot
-
-
-@njit(cache=True, nogil=True)
-def commit(
-    cv: np.ndarray,
-    tables: np.ndarray,
-    slots: np.ndarray,
-    coarse: np.ndarray,
-    at: np.ndarray,
-    cand: np.ndarray,
-    keys: np.ndarray,
-    ctx: np.ndarray,
-    slot: np.ndarray,
-    x: np.ndarray,
-    step: int,
-) -> None:
-    """Write a coded wavefront: each pixel's colour (its slot's candidate, or `x` where it
-    escaped) into `x` and the canvas, its slot into the counts and its colour into every table
-    under its key (of two pixels with one key, the later wins)."""
-    escape = slots.shape[1] - 1
-    for i in range(at.size):
-        s = slot[i]
-        if s != escape:
-            x[i] = cand[i, s]
-        cv[at[i]] = x[i]
-        slots[ctx[i], s] += step
-        coarse[ctx[i] // FAR, s] += step
-        for t in range(keys.shape[1]):
-            tables[keys[i, t]] = x[i] + 1
-
-
-@njit(cache=True, nogil=True)
-def escape_inputs(
-    cv: np.ndarray,
-    sym: np.ndarray,
-    lookup: np.ndarray,
-    at: np.ndarray,
-    cand: np.ndarray,
-    x: np.ndarray,
-    offsets: np.ndarray,
-    cw: int,
-    channels: int,
-    new: int,
-    p: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What escaped pixels at `at` code from: each channel's W, N and NW (n, C, 3; 0 outside the
-    image), their median predictions (n, C), the candidates' palette indices (n, candidates; -1
-    where none), where `x` is given (encoding) each colour's palette index (`p` where it is not
-    there), and the NEW flag's context: which of W, N, NE and NW were NEW (`sym` == `new`)."""
-    n, nc = at.size, cand.shape[1]
-    near = np.empty((n, channels, 3), np.int64)
-    pred = np.empty((n, channels), np.int64)
-    taken = np.empty((n, nc), np.int64)
-    index = np.full(n, p, np.int64)
-    ctx = np.zeros(n, np.int64)
-    for i in range(n):
-        a = at[i]
-        for m, off in enumerate((1, cw, cw + 1)):
-            c = max(cv[a - off], 0)
-            for k in range(channels):
-                near[i, k, m] = c if channels == 1 else (c >> (16 - 8 * k)) & 255
-        for k in range(channels):
-            pred[i, k] = _med(near[i, k, 0], near[i, k, 1], near[i, k, 2])
-        for j in range(nc):
-            taken[i, j] = lookup[cand[i, j]] - 1
-        if x.size:
-            q = lookup[x[i]] - 1
-            index[i] = q if q >= 0 else p
-        for k in range(4):
-            if sym[a + offsets[k]] == new:
-                ctx[i] |= 1 << k
-    return near, pred, taken, index, ctx
+def _table(counts: np.ndarray, cum: np.ndarray) -> None:
+    """The coder's cumulative table of counts."""
+    w = np.empty(counts.size, np.int64)
+    _normalise(counts, w)
+    cumulative(w, cum)
 
 
 @njit(cache=True, nogil=True)
 def _med(w: int, n: int, nw: int) -> int:
-    """model._med: the median of W, N and W + N - NW."""
+    """The median predictor: the median of W, N and W + N - NW."""
     return max(min(w, n), min(max(w, n), w + n - nw))
 
 
 @njit(cache=True, nogil=True)
+def _distances(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, keys: np.ndarray) -> None:
+    """The palette's sort keys for one escaped pixel: each colour's distance from the predicted
+    channels `pred`, times 2 PALETTE, plus its index; the candidates' colours (`taken`: their
+    palette indices, -1 where none) last, out of the way (an escaped colour is none of them)."""
+    last = np.int64(1) << 40
+    for q in range(keys.size):
+        c = palette[q]
+        if pred.size == 1:
+            d = abs(c - pred[0])
+        else:
+            d = abs(((c >> 16) & 255) - pred[0]) + abs(((c >> 8) & 255) - pred[1]) + abs((c & 255) - pred[2])
+        keys[q] = d * (2 * PALETTE) + q
+    for k in range(taken.size):
+        if taken[k] >= 0 and keys[taken[k]] < last:  # once, where two candidates are one colour
+            keys[taken[k]] += last
+
+
+@njit(cache=True, nogil=True)
+def rank_of(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The rank of each pixel's palette colour (`index`) among the palette's sort keys
+    (`_distances`): pixel i's predicted channels pred[i], its candidates' palette indices
+    taken[i]."""
+    out = np.empty(index.size, np.int64)
+    keys = np.empty(palette.size, np.int64)
+    for i in range(index.size):
+        _distances(palette, pred[i], taken[i], keys)
+        own, r = keys[index[i]], 0
+        for q in range(keys.size):
+            if keys[q] < own:
+                r += 1
+        out[i] = r
+    return out
+
+
+@njit(cache=True, nogil=True)
+def colour_of_rank(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """The inverse of `rank_of`: the palette colour of each pixel's rank."""
+    out = np.empty(rank.size, np.int64)
+    keys = np.empty(palette.size, np.int64)
+    for i in range(rank.size):
+        _distances(palette, pred[i], taken[i], keys)
+        out[i] = palette[np.partition(keys, rank[i])[rank[i]] % (2 * PALETTE)]
+    return out
+
+
+@njit(cache=True, nogil=True)
 def raw_predict(near: np.ndarray, k: int, green: np.ndarray, g_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Channel k's prediction of NEW colours and its context (model._State._raw): green or grey
-    by its median predictor under the bit length of the gradient around it; red and blue by the
-    decoded `green` plus the median of their differences from green, under green's error's."""
+    """Channel k's prediction of NEW colours and its context: green or grey by its median
+    predictor under the bit length of the gradient around it (`near`: each channel's W, N and
+    NW, n x C x 3); red and blue by the decoded `green` plus the median of their differences
+    from green, under the bit length of green's error `g_err`; lengths capped at RAW_CONTEXTS - 1."""
     n = near.shape[0]
     pred = np.empty(n, np.int64)
     ctx = np.empty(n, np.int64)
@@ -267,63 +156,267 @@ def raw_predict(near: np.ndarray, k: int, green: np.ndarray, g_err: np.ndarray) 
 
 
 @njit(cache=True, nogil=True)
-def extend(lookup: np.ndarray, palette: np.ndarray, p: int, colours: np.ndarray) -> int:
-    """Add the colours not yet in the palette (its first `p` entries), in order, while it has
-    room; its new size."""
-    for c in colours:
-        if p == palette.size:
-            break
-        if lookup[c] == 0:
-            palette[p] = c
-            p += 1
-            lookup[c] = p
-    return p
+def segment(state: tuple, settings: tuple, at: np.ndarray, bounds: np.ndarray, x: np.ndarray, io: tuple) -> None:
+    """Code (`io` encoding: `x` the colours of every canvas cell) or decode the wavefronts whose
+    pixels are at[bounds[t]:bounds[t + 1]], one after another, into the state's canvas."""
+    for t in range(bounds.size - 1):
+        _front(state, settings, at[bounds[t] : bounds[t + 1]], x, io)
 
 
 @njit(cache=True, nogil=True)
-def _distances(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, keys: np.ndarray) -> None:
-    """model._State._rank_keys for one pixel: each palette colour's distance from the predicted
-    channels `pred`, times 2 PALETTE, plus its index; `taken` (palette indices of the candidates,
-    -1 where none) last."""
-    p = keys.size
-    last = np.int64(1) << 40
-    for q in range(p):
-        c = palette[q]
-        if pred.size == 1:
-            d = abs(c - pred[0])
-        else:
-            d = abs(((c >> 16) & 255) - pred[0]) + abs(((c >> 8) & 255) - pred[1]) + abs((c & 255) - pred[2])
-        keys[q] = d * (2 * PALETTE) + q
-    for k in range(taken.size):
-        if taken[k] >= 0 and keys[taken[k]] < last:  # once, where two candidates are one colour
-            keys[taken[k]] += last
-
-
-@njit(cache=True, nogil=True)
-def rank_of(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """The rank of each pixel's palette colour (`index`) among the palette's sort keys
-    (`_distances`): pixel i's predicted channels pred[i], its candidates' palette indices
-    taken[i]."""
-    n, p = index.size, palette.size
-    out = np.empty(n, np.int64)
-    keys = np.empty(p, np.int64)
+def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tuple) -> None:
+    """One wavefront: every pixel's slot, then the escaped pixels' colours (`_escapes`), then
+    the counts, canvas and tables learn them."""
+    cv, sym, tables, slots, coarse = state[0], state[1], state[2], state[3], state[4]
+    offsets, period, by_length, lengths, mix, blend = settings[:6]
+    pairs, equalities, far_code, bucket, cw, step = settings[8:]
+    encoding = xs.size > 0
+    n, nt, ns = at.size, by_length.size, slots.shape[1]
+    nc = ns - 1  # the candidates; slot nc escapes
+    has_period = nc > 12 + nt
+    cand = np.empty((n, nc), np.int32)
+    keys = np.empty((n, nt), np.int64)
+    ctx = np.empty(n, np.int64)
+    slot = np.empty(n, np.int64)
+    x = np.empty(n, np.int64)
+    near = np.empty(12, np.int32)
+    counts = np.empty(ns, np.int64)
+    co = np.empty(ns, np.int64)
+    allowed = np.empty(ns, np.int64)
+    cum = np.empty(ns + 1, np.int64)
+    shift = np.uint64(64 - HASH_BITS)
+    escaped = 0
     for i in range(n):
-        _distances(palette, pred[i], taken[i], keys)
-        own, r = keys[index[i]], 0
-        for q in range(p):
-            if keys[q] < own:
-                r += 1
-        out[i] = r
-    return out
+        a = at[i]
+        for k in range(12):
+            near[k] = cv[a + offsets[k]]
+        # Each table's key: a hash of its prefix of the candidates, the shorter sets' first.
+        h = np.uint64(0)
+        done = 0
+        for s in range(nt):
+            for c in range(done, lengths[s]):
+                h = (h ^ np.uint64(np.int64(near[c]))) * mix[c]
+            done = lengths[s]
+            keys[i, by_length[s]] = np.int64(h >> shift) + (by_length[s] << HASH_BITS)
+        for k in range(4):
+            cand[i, k] = near[k]
+        for s in range(nt):
+            cand[i, 4 + s] = tables[keys[i, s]] - 1
+        for k in range(4, 12):
+            cand[i, nt + k] = near[k]
+        if has_period:
+            cand[i, nc - 1] = cv[a + period] if period != 0 else ABSENT
+        # The context: which candidate pairs are equal, whether guesses 0 and 2 are absent, and
+        # the slot buckets of W's and N's symbols.
+        bits = 0
+        for k in range(pairs.shape[1]):
+            if cand[i, pairs[0, k]] == cand[i, pairs[1, k]]:
+                bits |= 1 << k
+        if cand[i, 4] == ABSENT:
+            bits |= 1 << pairs.shape[1]
+        if cand[i, 6] == ABSENT:
+            bits |= 1 << (pairs.shape[1] + 1)
+        c = (equalities[bits] * BUCKETS + bucket[sym[a - 1]]) * BUCKETS * FAR + bucket[sym[a - cw]] * FAR
+        c += far_code[bits]
+        ctx[i] = c
+        # The weights: the context's counts, the coarse counts as a prior of weight `blend`
+        # (normalised to 12 bits), or (blend 0) 4 times the counts plus the coarse ones.
+        cs = 0
+        for j in range(ns):
+            allowed[j] = 1 if j == nc or cand[i, j] != ABSENT else 0
+            co[j] = coarse[c // FAR, j] * allowed[j]
+            cs += co[j]
+            counts[j] = slots[c, j] * allowed[j]
+        for j in range(ns):
+            if blend == 0:
+                counts[j] = 4 * counts[j] + co[j]
+            else:
+                counts[j] = (counts[j] << 12) + blend * ((co[j] << 12) // cs) + allowed[j]
+        _table(counts, cum)
+        s = nc
+        if encoding:
+            x[i] = xs[a]
+            for j in range(nc):
+                if cand[i, j] == x[i] and cand[i, j] != ABSENT:
+                    s = j
+                    break
+        s = code(io, cum, ns, s)
+        slot[i] = s
+        sym[a] = s
+        if s == nc:
+            escaped += 1
+        elif not encoding:
+            x[i] = cand[i, s]
+    if escaped:
+        rows = np.empty(escaped, np.int64)
+        e = 0
+        for i in range(n):
+            if slot[i] == nc:
+                rows[e] = i
+                e += 1
+        _escapes(state, settings, at[rows], cand[rows], x, rows, encoding, io)
+    for i in range(n):
+        cv[at[i]] = x[i]
+        slots[ctx[i], slot[i]] += step
+        coarse[ctx[i] // FAR, slot[i]] += step
+        for s in range(nt):
+            tables[keys[i, s]] = x[i] + 1
 
 
 @njit(cache=True, nogil=True)
-def colour_of_rank(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """The inverse of `rank_of`: the palette colour of each pixel's rank."""
-    n, p = rank.size, palette.size
-    out = np.empty(n, np.int64)
-    keys = np.empty(p, np.int64)
-    for i in range(n):
-        _distances(palette, pred[i], taken[i], keys)
-        out[i] = palette[np.partition(keys, rank[i])[rank[i]] % (2 * PALETTE)]
-    return out
+def _escapes(
+    state: tuple,
+    settings: tuple,
+    at: np.ndarray,
+    cand: np.ndarray,
+    x: np.ndarray,
+    rows: np.ndarray,
+    encoding: bool,
+    io: tuple,
+) -> None:
+    """The colours x[rows] of escaped pixels at `at`: a palette colour by its rank in the palette
+    sorted by distance from the median prediction (`_distances`), or NEW and its channels
+    (`_new_colours`); NEW is flagged first under counts of which of the pixel's W, N, NE and NW
+    were NEW, or (without the scheme's flag) the last rank."""
+    cv, sym, fresh, ranks, raw = state[0], state[1], state[5], state[6], state[7]
+    palette, lookup, size = state[8], state[9], state[10]
+    offsets, new_flag, cw, step = settings[0], settings[6], settings[12], settings[13]
+    m, nc, channels = at.size, cand.shape[1], raw.shape[0]
+    new_sym = nc + 2  # `sym` of a NEW colour (nc + 1: of a cell outside)
+    p = size[0]
+    near = np.empty((m, channels, 3), np.int64)
+    pred = np.empty((m, channels), np.int64)
+    taken = np.empty((m, nc), np.int64)
+    index = np.full(m, p, np.int64)
+    for e in range(m):
+        a = at[e]
+        for v, off in enumerate((1, cw, cw + 1)):
+            c = max(cv[a - off], 0)
+            for k in range(channels):
+                near[e, k, v] = c if channels == 1 else (c >> (16 - 8 * k)) & 255
+        for k in range(channels):
+            pred[e, k] = _med(near[e, k, 0], near[e, k, 1], near[e, k, 2])
+        for j in range(nc):
+            taken[e, j] = lookup[cand[e, j]] - 1
+        if encoding:
+            q = lookup[x[rows[e]]] - 1
+            if q >= 0:
+                index[e] = q
+    new = np.ones(m, np.bool_)
+    if p and new_flag:
+        ctx = np.zeros(m, np.int64)
+        flag = np.zeros(m, np.int64)
+        cum = np.empty(3, np.int64)
+        for e in range(m):
+            for k in range(4):
+                if sym[at[e] + offsets[k]] == new_sym:
+                    ctx[e] |= 1 << k
+            _table(fresh[ctx[e]], cum)
+            flag[e] = code(io, cum, 2, 1 if index[e] == p else 0)
+            new[e] = flag[e] == 1
+        for e in range(m):
+            fresh[ctx[e], flag[e]] += step
+        _ranks(ranks, palette[:p], pred, taken, index, x, rows, new, encoding, False, step, io)
+    elif p:
+        _ranks(ranks, palette[:p], pred, taken, index, x, rows, new, encoding, True, step, io)
+    fresh_rows = np.flatnonzero(new)
+    if fresh_rows.size:
+        for e in fresh_rows:
+            sym[at[e]] = new_sym
+        _new_colours(raw, near[fresh_rows], x, rows[fresh_rows], encoding, settings[7], step, io)
+        for e in fresh_rows:
+            c = x[rows[e]]
+            if size[0] < PALETTE and lookup[c] == 0:
+                palette[size[0]] = c
+                size[0] += 1
+                lookup[c] = size[0]
+
+
+@njit(cache=True, nogil=True)
+def _ranks(
+    ranks: np.ndarray,
+    palette: np.ndarray,
+    pred: np.ndarray,
+    taken: np.ndarray,
+    index: np.ndarray,
+    x: np.ndarray,
+    rows: np.ndarray,
+    new: np.ndarray,
+    encoding: bool,
+    new_last: bool,
+    step: int,
+    io: tuple,
+) -> None:
+    """The palette ranks of escaped pixels that are not NEW (`new`), or (`new_last`: no NEW
+    flag) of all of them, NEW as the last rank, setting `new`; each under one distribution."""
+    p = palette.size
+    coded = np.flatnonzero(~new) if not new_last else np.arange(new.size)
+    if not coded.size:
+        return
+    a = p + 1 if new_last else p
+    counts = np.empty(a, np.int64)
+    counts[:p] = ranks[:p]
+    if new_last:
+        counts[p] = ranks[PALETTE]
+    rank = np.full(coded.size, p, np.int64)
+    if encoding:
+        known = np.flatnonzero(index[coded] < p)
+        ranked = rank_of(palette, pred[coded[known]], taken[coded[known]], index[coded[known]])
+        for k in range(known.size):
+            rank[known[k]] = ranked[k]
+    if a > 1:  # (a palette of one colour and no NEW among the ranks: nothing to code)
+        cum = np.empty(a + 1, np.int64)
+        _table(counts, cum)
+        for k in range(coded.size):
+            rank[k] = code(io, cum, a, rank[k])
+    else:
+        rank[:] = 0
+    for k in range(coded.size):
+        ranks[rank[k] if rank[k] < p else PALETTE] += step
+        new[coded[k]] = rank[k] == p
+    if not encoding:
+        known = np.flatnonzero(rank < p)
+        colours = colour_of_rank(palette, pred[coded[known]], taken[coded[known]], rank[known])
+        for k in range(known.size):
+            x[rows[coded[known[k]]]] = colours[k]
+
+
+@njit(cache=True, nogil=True)
+def _new_colours(
+    raw: np.ndarray,
+    near: np.ndarray,
+    x: np.ndarray,
+    rows: np.ndarray,
+    encoding: bool,
+    grouped: bool,
+    step: int,
+    io: tuple,
+) -> None:
+    """NEW colours x[rows], channel by channel (green first): each channel's residual from its
+    prediction (`raw_predict`) modulo 256 under its context's counts; row by row or (`grouped`,
+    from GROUPED rows) context after context, each context's rows in order."""
+    m, channels = rows.size, raw.shape[0]
+    got = np.zeros((channels, m), np.int64)
+    g_err = np.zeros(m, np.int64)
+    cum = np.empty((RAW_CONTEXTS, 257), np.int64)
+    order = np.arange(m)
+    for j in range(channels):
+        k = j if channels == 1 else (1 - j if j < 2 else 2)  # green, red, blue
+        shift = 16 - 8 * k if channels == 3 else 0
+        pred, ctx = raw_predict(near, k, got[1 % channels], g_err)
+        for c in range(RAW_CONTEXTS):
+            _table(raw[k, c], cum[c])
+        if grouped and m >= GROUPED:
+            order = np.argsort(ctx, kind="mergesort")
+        r = np.empty(m, np.int64)
+        for e in order:
+            want = ((x[rows[e]] >> shift) - pred[e]) & 255 if encoding else 0
+            r[e] = code(io, cum[ctx[e]], 256, want)
+        for e in range(m):
+            raw[k, ctx[e], r[e]] += step
+            got[k, e] = (pred[e] + r[e]) & 255
+            if k == 1 or channels == 1:
+                g_err[e] = ((r[e] + 128) & 255) - 128
+    if not encoding:
+        for e in range(m):
+            x[rows[e]] = got[0, e] if channels == 1 else (got[0, e] << 16) | (got[1, e] << 8) | got[2, e]

@@ -2,8 +2,8 @@
 
 A pixel is one whole colour (its grey value, or R << 16 | G << 8 | B). The image is cut into
 tiles of TILE x TILE whose pixels decode in wavefronts t = 2i + j (`wavefronts`), wavefront t of
-every tile at once as one vector (a tile reads nothing of the others' pixels, but every count,
-table and the palette are shared), and each pixel codes as
+every tile at once (a tile reads nothing of the others' pixels, but every count, table and the
+palette are shared), and each pixel codes as
 
 1. the slot of the first of its candidates that holds its colour: its causal neighbours
    (`CANDIDATES`) and the colours that followed the same neighbourhoods before (the scheme's
@@ -19,8 +19,9 @@ by STEP with every symbol of an earlier wavefront. The slots' counts are kept pe
 the hash guesses relate to W and N, which of W, N, NE and NW are equal, and what W and N coded.
 The coder sees integer weights computed from the counts by integer arithmetic alone, so files
 decode alike on every machine. The stream is cut into segments of about SEGMENT pixels (whole
-wavefronts), each an ANS stream of its own, so that the encoder holds one segment's tables at once.
-What differs between payload versions is a `Scheme` (`SCHEMES`).
+wavefronts), each an ANS stream of its own, so that the encoder holds one segment's symbols at
+once. This module lays the image out and keeps the state; `kernels` codes it, a segment at a
+time. What differs between payload versions is a `Scheme` (`SCHEMES`).
 """
 
 __all__ = [
@@ -36,10 +37,9 @@ __all__ = [
 
 from dataclasses import dataclass, replace
 
-import constriction
 import numpy as np
 
-from nfcompress.coders.screen import kernels, prior
+from nfcompress.coders.screen import ans, kernels, prior
 from nfcompress.coders.screen.content import colours
 from nfcompress.coders.screen.kernels import ABSENT, BUCKETS, FAR, HASH_BITS, PALETTE, RAW_CONTEXTS
 from nfcompress.coding.primitives import PRECISION, wavefronts
@@ -61,7 +61,7 @@ class Scheme:
     hash_sets: tuple[tuple[int, ...], ...]
     new_flag: bool  # NEW is a symbol of its own before a palette rank, under its neighbours' NEW-ness
     blend: int  # the coarse counts' weight as a prior of the slots' (0: 4 x the counts plus the coarse)
-    grouped: bool  # a wavefront's residuals of one context are coded together (`_residuals`)
+    grouped: bool  # from GROUPED NEW colours in a wavefront, their residuals go context by context (`kernels`)
     prior: str = ""  # the sha256 of the learned prior the counts start from (`prior`), or none
     period: bool = False  # the last candidate: the pixel a period of rows up (`_period`)
 
@@ -87,7 +87,6 @@ SCHEME = SCHEMES[12]  # what `encode` writes
 TOP, LEFT, RIGHT = 3, 3, 2  # canvas padding: rows above (a period's rows, if more), columns left and right
 PERIOD = 64  # the longest period of rows a payload may name
 STEP = 24  # what a symbol adds to its count (each count starts at 1)
-GROUPED = 64  # from this many NEW colours in a wavefront, their residuals are coded by context
 TILE = 256  # tiles decode side by side, a wavefront of each at once
 SEGMENT = 1 << 17  # pixels of a segment, about (whole wavefronts)
 # Slot contexts: table 0's guess as W, as N, absent (DISTINCT), the equalities of W, N, NE and NW
@@ -95,7 +94,6 @@ SEGMENT = 1 << 17  # pixels of a segment, about (whole wavefronts)
 DISTINCT, EQUAL = 6, 64
 CONTEXTS = DISTINCT * EQUAL * BUCKETS * BUCKETS * FAR
 NEW_CONTEXTS = 16  # which of W, N, NE and NW were NEW colours
-_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
 
 def _buckets(scheme: Scheme) -> np.ndarray:
@@ -137,6 +135,12 @@ class _Layout:
                     fronts.append([])
                 fronts[t].append(np.add.outer(bases, (self.top + i) * self.cw + LEFT + j).ravel())
         self.fronts = [np.sort(np.concatenate(f)) for f in fronts]
+        self.starts = np.cumsum([0] + [len(f) for f in self.fronts])  # of each wavefront in `order`
+        self.order = np.concatenate(self.fronts) if self.fronts else np.zeros(0, np.int64)
+
+    def run(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cells of wavefronts a to b - 1 in decoding order, and where each wavefront starts."""
+        return self.order[self.starts[a] : self.starts[b]], self.starts[a : b + 1] - self.starts[a]
 
     def canvas(self, fill: int, dtype: type = np.int32) -> np.ndarray:
         """A flat canvas of every tile, every cell `fill`."""
@@ -177,7 +181,7 @@ class _Layout:
 
 
 def _equality_tables() -> tuple[np.ndarray, np.ndarray]:
-    """What the slot context (`kernels.slot_stage`) reads of the bits of which candidates are equal (`_PAIRS`, then G0
+    """What the slot context (`kernels._front`) reads of the bits of which candidates are equal (`_PAIRS`, then G0
     absent, G2 absent): the context's first part, distinct * EQUAL + equal, and its last, far:
     equal the equalities of W, N, NE and NW (6 bits), distinct G0 as W (1), as N (2), absent (3),
     far G2 absent (3), as W (0), as N (1), as G0 (4), else 2."""
@@ -194,47 +198,15 @@ def _equality_tables() -> tuple[np.ndarray, np.ndarray]:
 _PAIRS = np.array([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (4, 0), (4, 1), (6, 0), (6, 1), (6, 4)]).T.copy()
 _POWERS = 1 << np.arange(len(_PAIRS[0]))
 _EQUALITIES, _FAR_CODE = _equality_tables()
-_NOTHING = np.zeros(0, np.int32)  # the colours `kernels.slot_stage` is given to decode
+_NOTHING = np.zeros(0, np.int32)  # the colours `kernels.segment` is given to decode
 
 
 def _hash_plan(hash_sets: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
     """The tables from the shortest hash set to the longest, and their lengths: each set is a
-    prefix of CANDIDATES, its hash continuing the shorter set's (`kernels.slot_stage`)."""
+    prefix of CANDIDATES, its hash continuing the shorter set's (`kernels._front`)."""
     order = sorted(range(len(hash_sets)), key=lambda k: len(hash_sets[k]))
     assert all(hash_sets[k] == tuple(range(len(hash_sets[k]))) for k in order)
     return np.array(order, np.int64), np.array([len(hash_sets[k]) for k in order], np.int64)
-
-
-def _weights(counts: np.ndarray) -> np.ndarray:
-    """Integer weights (n, A) from counts (n, A; zero where a symbol cannot occur) that sum to
-    2^PRECISION - A in every row (the coder adds 1 to each), the rounding's rest on a row's first
-    largest: integer arithmetic only."""
-    return kernels.weights_rows(np.ascontiguousarray(counts, np.int64))
-
-
-class _Coder:
-    """One side of the stream: an encoder collects each wavefront's symbols with their weights,
-    a decoder pops them; `code(weights, symbols)` gives the symbols either way."""
-
-    def __init__(self, coder=None) -> None:
-        self.coder, self.pushes = coder, []
-
-    def code(self, weights: np.ndarray, symbols: np.ndarray | None, n: int = 0) -> np.ndarray:
-        """Symbols under weights (n, A), a row each, or under one row (A,) for all `n` of them (of
-        one symbol: nothing is coded)."""
-        if weights.ndim == 1 and len(weights) == 1:
-            return np.zeros(n, np.int64)
-        if self.coder is None:
-            self.pushes.append((symbols, weights))
-            return symbols
-        if weights.ndim == 1:
-            return self.coder.decode(_fixed(weights), n).astype(np.int64)
-        return self.coder.decode(_CATEGORICAL, weights).astype(np.int64)
-
-
-def _fixed(weights: np.ndarray) -> constriction.stream.model.Categorical:
-    """One categorical distribution for many symbols (a row of `_weights`)."""
-    return constriction.stream.model.Categorical(weights, perfect=False)
 
 
 class _State:
@@ -242,15 +214,15 @@ class _State:
 
     def __init__(self, layout: _Layout, channels: int, scheme: Scheme) -> None:
         self.layout, self.channels, self.scheme = layout, channels, scheme
-        self.escape, self.bucket = scheme.escape, _buckets(scheme)
+        self.bucket = _buckets(scheme)
         self.outside, self.new = scheme.slots, scheme.slots + 1  # `sym` of a cell outside, of a NEW colour
         self.cv = layout.canvas(ABSENT)
         self.sym = layout.canvas(self.outside, np.int8)
         self.slots = np.ones((CONTEXTS, scheme.slots), np.int64)
         # The same counts without the far guess's part of the context, which learn sooner (how a
-        # slot's weights read both: `_slot_weights`).
+        # slot's weights read both: `kernels._front`).
         self.coarse = np.ones((CONTEXTS // FAR, scheme.slots), np.int64)
-        self.palette_buffer, self.p = np.zeros(PALETTE, np.int64), 0  # `palette`: its first p
+        self.palette, self.size = np.zeros(PALETTE, np.int64), np.zeros(1, np.int64)  # colours in it: size[0]
         # Each colour's palette index plus 1 (0: not there), the cell past the last for ABSENT.
         self.lookup = np.zeros((1 << (8 * channels)) + 1, np.int16)
         self.ranks = np.ones(PALETTE + 1, np.int64)  # the last: NEW, unless the scheme flags it
@@ -274,120 +246,20 @@ class _State:
         """How often each symbol was coded in each context (from counts that started at 1)."""
         return {name: (getattr(self, name) - 1) // STEP for name in prior.TABLES}
 
-    def front(self, at: np.ndarray, io: _Coder, x: np.ndarray | None = None) -> np.ndarray:
-        """Code (x given) or decode one wavefront of pixels at flat indices `at`; its colours."""
+    def settings(self) -> tuple:
+        """What `kernels.segment` codes by besides the state: the scheme's and the layout's."""
         layout, scheme = self.layout, self.scheme
-        cand, keys, ctx, weights, slot = kernels.slot_stage(
-            self.cv, self.sym, self.tables, at, layout.offsets, layout.period, *self.plan, _MIX, self.slots,
-            self.coarse, scheme.blend, _PAIRS, _EQUALITIES, _FAR_CODE, self.bucket, layout.cw,
-            _NOTHING if x is None else x,
+        return (
+            layout.offsets, layout.period, *self.plan, _MIX, scheme.blend, scheme.new_flag, scheme.grouped,
+            _PAIRS, _EQUALITIES, _FAR_CODE, self.bucket, layout.cw, STEP,
         )  # fmt: skip
-        slot = io.code(weights, None if x is None else slot)
-        esc = slot == self.escape
-        self.sym[at] = slot
-        if x is None:
-            x = np.full(len(at), ABSENT, np.int32)
-        if esc.any():
-            x[esc] = self._escapes(at[esc], cand[esc], io, x[esc] if io.coder is None else None)
-        kernels.commit(self.cv, self.tables, self.slots, self.coarse, at, cand, keys, ctx, slot, x, STEP)
-        return x
 
-    @property
-    def palette(self) -> np.ndarray:
-        """The palette's colours, in the order they came."""
-        return self.palette_buffer[: self.p]
-
-    def _escapes(self, at: np.ndarray, cand: np.ndarray, io: _Coder, x: np.ndarray | None) -> np.ndarray:
-        """The colours of escaped pixels: a palette colour by its rank (`_rank`), or NEW and its
-        channels (`_raw`); NEW is flagged first, under counts of which of the pixel's W, N, NE and
-        NW were NEW, or (without the scheme's flag) the last rank."""
-        p = self.p
-        near, pred, taken, index, ctx = kernels.escape_inputs(
-            self.cv, self.sym, self.lookup, at, cand, _NOTHING if x is None else x, self.layout.offsets,
-            self.layout.cw, self.channels, self.new, p,
+    def state(self) -> tuple:
+        """The arrays `kernels.segment` reads and changes."""
+        return (
+            self.cv, self.sym, self.tables, self.slots, self.coarse, self.fresh, self.ranks, self.raw,
+            self.palette, self.lookup, self.size,
         )  # fmt: skip
-        coding = x is not None
-        out = np.zeros(len(at), np.int64) if x is None else x.astype(np.int64)
-        if not p:
-            new = np.ones(len(at), bool)
-        elif self.scheme.new_flag:
-            flag = io.code(_weights(self.fresh[ctx]), (index == p).astype(np.int64) if coding else None)
-            np.add.at(self.fresh, (ctx, flag), STEP)
-            new = flag == 1
-            if not new.all():  # (no rank to code where every colour is NEW)
-                rows = np.flatnonzero(~new)
-                self._rank(pred[rows], taken[rows], io, index[rows] if coding else None, out, rows)
-        else:
-            new = self._rank(pred, taken, io, index if coding else None, out, np.arange(len(at))) == p
-        fresh = np.flatnonzero(new)
-        if len(fresh):
-            self.sym[at[fresh]] = self.new
-            out[fresh] = self._raw(near[fresh], io, None if x is None else out[fresh])
-            self.p = kernels.extend(self.lookup, self.palette_buffer, p, out[fresh])
-        return out
-
-    def _rank(
-        self,
-        pred: np.ndarray,
-        taken: np.ndarray,
-        io: _Coder,
-        index: np.ndarray | None,
-        out: np.ndarray,
-        rows: np.ndarray,
-    ) -> np.ndarray:
-        """Code (`index`: the escaped colours' palette indices) or decode the ranks of escaped
-        pixels in the palette sorted by distance from their median prediction `pred`, then by
-        the palette's order, their candidates' colours `taken` last (an escaped colour is none
-        of them); NEW last unless flagged apart. Decoded colours go to `out[rows]`; the ranks."""
-        p = self.p
-        rank = None
-        if index is not None:
-            rank = np.full(len(index), p, np.int64)
-            known = np.flatnonzero(index < p)
-            if len(known):
-                rank[known] = kernels.rank_of(self.palette, pred[known], taken[known], index[known])
-        counts = self.ranks[:p] if self.scheme.new_flag else np.concatenate([self.ranks[:p], self.ranks[-1:]])
-        rank = io.code(_weights(counts[None, :])[0], rank, len(pred))
-        np.add.at(self.ranks, np.where(rank < p, rank, PALETTE), STEP)
-        known = np.flatnonzero(rank < p)
-        if index is None and len(known):
-            out[rows[known]] = kernels.colour_of_rank(self.palette, pred[known], taken[known], rank[known])
-        return rank
-
-    def _residuals(self, k: int, ctx: np.ndarray, r: np.ndarray | None, io: _Coder) -> np.ndarray:
-        """Code (r given) or decode channel k's residuals under their contexts' counts: row by row,
-        or (the scheme's `grouped`, from GROUPED rows) context after context, each context's
-        rows in their order under one distribution."""
-        table = _weights(self.raw[k])
-        if not self.scheme.grouped or len(ctx) < GROUPED:
-            return io.code(table[ctx], r)
-        order = np.argsort(ctx, kind="stable")
-        ends = np.cumsum(np.bincount(ctx, minlength=RAW_CONTEXTS)).tolist()
-        got = np.empty(len(ctx), np.int64) if r is None else r[order]
-        for c, (a, b) in enumerate(zip([0] + ends, ends)):
-            if b > a:
-                got[a:b] = io.code(table[c], None if r is None else got[a:b], b - a)
-        out = np.empty(len(ctx), np.int64)
-        out[order] = got
-        return out
-
-    def _raw(self, near: np.ndarray, io: _Coder, x: np.ndarray | None) -> np.ndarray:
-        """NEW colours channel by channel, from their neighbours `near` (n, C, 3): green (or grey)
-        against its median predictor, red and blue against green plus the median of their
-        differences from green; each under counts of its context (`kernels.raw_predict`)."""
-        order = [0] if self.channels == 1 else [1, 0, 2]  # green, red, blue
-        shifts = [0] if self.channels == 1 else [16, 8, 0]
-        got = [np.zeros(len(near), np.int64)] * self.channels
-        g_err = got[0]
-        for k in order:
-            pred, ctx = kernels.raw_predict(near, k, got[1 % self.channels], g_err)
-            r = None if x is None else ((x >> shifts[k]) - pred) & 255
-            r = self._residuals(k, ctx, r, io)
-            np.add.at(self.raw[k], (ctx, r), STEP)
-            got[k] = (pred + r) & 255
-            if k == 1 or self.channels == 1:
-                g_err = ((r + 128) & 255) - 128
-        return sum(got[k] << s for k, s in zip(range(self.channels), shifts))
 
 
 def encode(planes: np.ndarray, scheme: Scheme = SCHEME) -> tuple[bytes, float]:
@@ -412,21 +284,14 @@ def _encode(planes: np.ndarray, scheme: Scheme) -> tuple[bytes, float, _State]:
     canvas = layout.canvas(ABSENT)
     layout.place(canvas, grid)
     words, ideal = ([np.array([period], "<u4")], 32.0) if scheme.period else ([], 0.0)
+    state, settings = st.state(), st.settings()
     for a, b in layout.segments():
-        io = _Coder()
-        for t in range(a, b):
-            st.front(layout.fronts[t], io, canvas[layout.fronts[t]])
-        coder = constriction.stream.stack.AnsCoder()
-        for sym, weights in reversed(io.pushes):
-            if weights.ndim == 1:
-                coder.encode_reverse(sym.astype(np.int32), _fixed(weights))
-                ideal += float(np.sum(PRECISION - np.log2(weights[sym] + 1)))
-            else:
-                coder.encode_reverse(sym.astype(np.int32), _CATEGORICAL, weights)
-                ideal += float(np.sum(PRECISION - np.log2(weights[np.arange(len(sym)), sym] + 1)))
-        seg = coder.get_compressed().astype("<u4")
+        at, starts = layout.run(a, b)
+        io = ans.sink(6 * len(at))  # a slot, a NEW flag, a rank and 3 channels a pixel, at most
+        kernels.segment(state, settings, at, starts, canvas, io)
+        seg = ans.finish(io).astype("<u4")
         words += [np.array([len(seg)], "<u4"), seg]
-        ideal += 32.0  # the segment's word count
+        ideal += float(np.sum(PRECISION - np.log2(io[2][: io[0][1]]))) + 32.0  # and the segment's word count
     return np.concatenate(words).tobytes(), ideal, st
 
 
@@ -454,16 +319,16 @@ def decode(data: bytes, height: int, width: int, channels: int, scheme: Scheme =
     layout = _Layout(height, width, period)
     st = _State(layout, channels, scheme)
     pos = 1 if scheme.period else 0
+    state, settings = st.state(), st.settings()
     for a, b in layout.segments():
         n = int(words[pos]) if pos < len(words) else -1
         if n < 0 or pos + 1 + n > len(words):
             raise FormatError("corrupted payload: a segment runs past the end")
-        coder = constriction.stream.stack.AnsCoder(words[pos + 1 : pos + 1 + n])
+        io = ans.source(words[pos + 1 : pos + 1 + n])
         pos += 1 + n
-        io = _Coder(coder)
-        for t in range(a, b):
-            st.front(layout.fronts[t], io)
-        if not coder.is_empty():
+        at, starts = layout.run(a, b)
+        kernels.segment(state, settings, at, starts, _NOTHING, io)
+        if not ans.exhausted(io):
             raise FormatError("corrupted payload: data left after a segment's last pixel")
     if pos != len(words):
         raise FormatError("corrupted payload: data left after the last segment")
