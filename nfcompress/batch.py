@@ -359,17 +359,20 @@ def run_jobs(
     """Run fn(pairs, **kw) over groups of the jobs; yields (src, record or NfcError) for every job.
 
     `pixels(src)` sizes an input: small ones go to `fn` in groups (at most GROUP, and spread
-    over the workers), the rest one at a time. With workers > 1 the groups run in a pool of
-    processes, each with `threads` threads (0: the CPU's shared among them) and Pillow's limit
+    over the workers), the rest one at a time. With workers > 1 the groups run, the largest
+    first, in a pool of processes, each with `threads` threads (0: the CPU's shared among them) and Pillow's limit
     `max_pixels` (as `configure` takes it); results come in the order groups finish. A job's
     NfcError is yielded, not raised, so the others go on.
     """
     size = max(1, min(GROUP, -(-len(jobs) // max(workers, 1))))
-    groups = list(grouped(jobs, lambda job: pixels(job[0]) if pixels else SMALL + 1, size=size))
+    sizes = {src: pixels(src) if pixels else SMALL + 1 for src, _ in jobs}
+    groups = list(grouped(jobs, lambda job: sizes[job[0]], size=size))
     if workers <= 1:
         for group in groups:
             yield from zip([src for src, _ in group], fn(group, **kw))
         return
+    # The largest first, so that no worker is left with a large image while the others idle.
+    groups.sort(key=lambda group: -sum(sizes[src] for src, _ in group))
     with worker_pool(workers, threads, max_pixels) as pool:
         pending = {pool.submit(fn, group, **kw): group for group in groups}
         try:

@@ -83,3 +83,33 @@ def test_run_jobs_sends_large_inputs_alone_and_small_ones_together():
     calls.clear()
     list(run_jobs(fn, jobs, 1))  # without sizes, every input goes alone
     assert calls == [[src] for src in sizes]
+
+
+def test_run_jobs_gives_the_workers_the_largest_inputs_first(monkeypatch):
+    from concurrent.futures import Future
+
+    from nfcompress import batch
+
+    submitted = []
+
+    class InOrder:
+        """A pool that runs each group at once, in the order it is given."""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, group, **kw):
+            submitted.append([src for src, _ in group])
+            done = Future()
+            done.set_result(fn(group, **kw))
+            return done
+
+    monkeypatch.setattr(batch, "worker_pool", lambda *args: InOrder())
+    sizes = {"a": batch.SMALL + 5, "b": 10, "big": batch.SMALL * 9, "c": 20, "mid": batch.SMALL * 2}
+    jobs = [(src, src + ".out") for src in sizes]
+    got = list(batch.run_jobs(lambda pairs: [{"input": s} for s, _ in pairs], jobs, 2, sizes.get))
+    assert sorted(src for src, _ in got) == sorted(sizes)
+    assert submitted == [["big"], ["mid"], ["a"], ["b", "c"]]

@@ -26,7 +26,7 @@ __all__ = [
 import numpy as np
 from numba import njit
 
-from nfcompress.coders.screen.ans import code, cumulative
+from nfcompress.coders.screen.ans import code
 from nfcompress.coding.primitives import PRECISION
 
 ABSENT = -1  # a canvas cell outside the image
@@ -70,10 +70,11 @@ def weights(counts: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _table(counts: np.ndarray, cum: np.ndarray) -> None:
-    """The coder's cumulative table of counts."""
-    w = np.empty(counts.size, np.int64)
-    _normalise(counts, w)
-    cumulative(w, cum)
+    """The coder's cumulative table (`ans.cumulative`) of the weights of counts, built in place."""
+    _normalise(counts, cum[1:])
+    cum[0] = 0
+    for j in range(counts.size):
+        cum[j + 1] += cum[j] + 1
 
 
 @njit(cache=True, nogil=True)
@@ -124,7 +125,18 @@ def colour_of_rank(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, ran
     keys = np.empty(palette.size, np.int64)
     for i in range(rank.size):
         _distances(palette, pred[i], taken[i], keys)
-        out[i] = palette[np.partition(keys, rank[i])[rank[i]] % (2 * PALETTE)]
+        r = rank[i]
+        if r < 8:  # most ranks are small: the r + 1 smallest keys in turn (keys are distinct)
+            key = np.int64(-1)
+            for _ in range(r + 1):
+                low = np.iinfo(np.int64).max
+                for q in range(keys.size):
+                    if key < keys[q] < low:
+                        low = keys[q]
+                key = low
+        else:
+            key = np.partition(keys, r)[r]
+        out[i] = palette[key % (2 * PALETTE)]
     return out
 
 
