@@ -134,9 +134,11 @@ class _Layout:
                 if t == len(fronts):
                     fronts.append([])
                 fronts[t].append(np.add.outer(bases, (self.top + i) * self.cw + LEFT + j).ravel())
-        self.fronts = [np.sort(np.concatenate(f)) for f in fronts]
-        self.starts = np.cumsum([0] + [len(f) for f in self.fronts])  # of each wavefront in `order`
-        self.order = np.concatenate(self.fronts) if self.fronts else np.zeros(0, np.int64)
+        # Every cell in decoding order (each wavefront's sorted), and where each wavefront starts.
+        self.starts = np.cumsum([0] + [sum(len(part) for part in f) for f in fronts])
+        self.order = np.empty(self.starts[-1], np.int64)
+        for t, f in enumerate(fronts):
+            self.order[self.starts[t] : self.starts[t + 1]] = np.sort(np.concatenate(f))
 
     def run(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """The cells of wavefronts a to b - 1 in decoding order, and where each wavefront starts."""
@@ -169,14 +171,13 @@ class _Layout:
 
     def segments(self) -> list[tuple[int, int]]:
         """Runs of whole wavefronts [a, b) of about SEGMENT pixels each."""
-        out, start, n = [], 0, 0
-        for t, f in enumerate(self.fronts):
-            n += len(f)
-            if n >= SEGMENT:
-                out.append((start, t + 1))
-                start, n = t + 1, 0
-        if start < len(self.fronts):
-            out.append((start, len(self.fronts)))
+        out, start = [], 0
+        for t in range(1, len(self.starts)):
+            if self.starts[t] - self.starts[start] >= SEGMENT:
+                out.append((start, t))
+                start = t
+        if start < len(self.starts) - 1:
+            out.append((start, len(self.starts) - 1))
         return out
 
 
