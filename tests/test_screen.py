@@ -102,9 +102,10 @@ def test_a_palette_rank_gives_back_its_colour():
         index = r.integers(0, p, n).astype(np.int64)
         index = np.where((taken == index[:, None]).any(1), -1, index)  # an escaped colour is no candidate's
         index, pred, taken = index[index >= 0], pred[index >= 0], taken[index >= 0]
-        rank = kernels.rank_of(palette, pred, taken, index)
+        rows = np.arange(len(index))
+        rank = kernels.rank_of(palette, pred, taken, rows, index)
         assert (rank >= 0).all() and (rank < p).all()
-        assert (kernels.colour_of_rank(palette, pred, taken, rank) == palette[index]).all()
+        assert (kernels.colour_of_rank(palette, pred, taken, rows, rank) == palette[index]).all()
 
 
 def test_weights_are_the_integer_formula_summing_to_the_precision_with_zero_where_a_symbol_cannot_come():
@@ -121,7 +122,7 @@ def test_weights_are_the_integer_formula_summing_to_the_precision_with_zero_wher
 def test_a_new_colours_context_is_its_gradients_bit_length_capped():
     near = np.array([[[0, 0, 0]], [[5, 0, 0]], [[0, 9, 1]], [[255, 0, 0]], [[3, 3, 3]]], np.int64)
     none = np.zeros(len(near), np.int64)
-    pred, ctx = kernels.raw_predict(near, 0, none, none)
+    pred, ctx = kernels.raw_predict(near, np.arange(len(near)), 0, none, none)
     gradient = np.abs(near[:, 0, 0] - near[:, 0, 2]) + np.abs(near[:, 0, 1] - near[:, 0, 2])
     assert ctx.tolist() == [min(int(g).bit_length(), model.RAW_CONTEXTS - 1) for g in gradient]
     assert pred.tolist() == [0, 5, 8, 255, 3]  # the median of W, N and W + N - NW

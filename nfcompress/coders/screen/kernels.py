@@ -102,14 +102,16 @@ def _distances(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, keys: n
 
 
 @njit(cache=True, nogil=True)
-def rank_of(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """The rank of each pixel's palette colour (`index`) among the palette's sort keys
-    (`_distances`): pixel i's predicted channels pred[i], its candidates' palette indices
-    taken[i]."""
-    out = np.empty(index.size, np.int64)
+def rank_of(
+    palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rows: np.ndarray, index: np.ndarray
+) -> np.ndarray:
+    """The rank of each pixel's palette colour (index[i]) among the palette's sort keys
+    (`_distances`) for pixel rows[i]: its predicted channels pred[rows[i]], its candidates'
+    palette indices taken[rows[i]]."""
+    out = np.empty(rows.size, np.int64)
     keys = np.empty(palette.size, np.int64)
-    for i in range(index.size):
-        _distances(palette, pred[i], taken[i], keys)
+    for i in range(rows.size):
+        _distances(palette, pred[rows[i]], taken[rows[i]], keys)
         own, r = keys[index[i]], 0
         for q in range(keys.size):
             if keys[q] < own:
@@ -119,44 +121,74 @@ def rank_of(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, index: np.
 
 
 @njit(cache=True, nogil=True)
-def colour_of_rank(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rank: np.ndarray) -> np.ndarray:
+def colour_of_rank(
+    palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rows: np.ndarray, rank: np.ndarray
+) -> np.ndarray:
     """The inverse of `rank_of`: the palette colour of each pixel's rank."""
-    out = np.empty(rank.size, np.int64)
+    out = np.empty(rows.size, np.int64)
     keys = np.empty(palette.size, np.int64)
-    for i in range(rank.size):
-        _distances(palette, pred[i], taken[i], keys)
-        r = rank[i]
-        if r < 8:  # most ranks are small: the r + 1 smallest keys in turn (keys are distinct)
-            key = np.int64(-1)
-            for _ in range(r + 1):
-                low = np.iinfo(np.int64).max
-                for q in range(keys.size):
-                    if key < keys[q] < low:
-                        low = keys[q]
-                key = low
-        else:
-            key = np.partition(keys, r)[r]
-        out[i] = palette[key % (2 * PALETTE)]
+    for i in range(rows.size):
+        _distances(palette, pred[rows[i]], taken[rows[i]], keys)
+        out[i] = palette[_select(keys, rank[i]) % (2 * PALETTE)]
     return out
 
 
 @njit(cache=True, nogil=True)
-def raw_predict(near: np.ndarray, k: int, green: np.ndarray, g_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Channel k's prediction of NEW colours and its context: green or grey by its median
-    predictor under the bit length of the gradient around it (`near`: each channel's W, N and
-    NW, n x C x 3); red and blue by the decoded `green` plus the median of their differences
-    from green, under the bit length of green's error `g_err`; lengths capped at RAW_CONTEXTS - 1."""
-    n = near.shape[0]
+def _select(keys: np.ndarray, r: int) -> int:
+    """The r-th smallest of distinct keys (reordering them): the r + 1 smallest in turn where r is
+    small, as most ranks are, else by Hoare's selection."""
+    if r < 8:
+        key = np.int64(-1)
+        for _ in range(r + 1):
+            low = np.iinfo(np.int64).max
+            for q in range(keys.size):
+                if key < keys[q] < low:
+                    low = keys[q]
+            key = low
+        return key
+    lo, hi = 0, keys.size - 1
+    while lo < hi:
+        pivot = keys[(lo + hi) >> 1]
+        i, j = lo, hi
+        while i <= j:
+            while keys[i] < pivot:
+                i += 1
+            while keys[j] > pivot:
+                j -= 1
+            if i <= j:
+                keys[i], keys[j] = keys[j], keys[i]
+                i += 1
+                j -= 1
+        if r <= j:
+            hi = j
+        elif r >= i:
+            lo = i
+        else:
+            break
+    return keys[r]
+
+
+@njit(cache=True, nogil=True)
+def raw_predict(
+    near: np.ndarray, rows: np.ndarray, k: int, green: np.ndarray, g_err: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Channel k's prediction of the NEW colours of pixels `rows` and its context: green or grey
+    by its median predictor under the bit length of the gradient around it (`near`: each
+    channel's W, N and NW, n x C x 3); red and blue by the decoded `green` plus the median of
+    their differences from green, under the bit length of green's error `g_err`; lengths capped
+    at RAW_CONTEXTS - 1."""
+    n = rows.size
     pred = np.empty(n, np.int64)
     ctx = np.empty(n, np.int64)
     first = near.shape[1] == 1 or k == 1
     for i in range(n):
-        w, nn, nw = near[i, k, 0], near[i, k, 1], near[i, k, 2]
+        u = rows[i]
+        w, nn, nw = near[u, k, 0], near[u, k, 1], near[u, k, 2]
         if first:
             v = _med(w, nn, nw)
             e = abs(w - nw) + abs(nn - nw)
         else:
-            v = green[i] + _med(w - near[i, 1, 0], nn - near[i, 1, 1], nw - near[i, 1, 2])
+            v = green[i] + _med(w - near[u, 1, 0], nn - near[u, 1, 1], nw - near[u, 1, 2])
             e = abs(g_err[i])
         pred[i] = min(max(v, 0), 255)
         b = 0
@@ -266,7 +298,7 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
             if slot[i] == nc:
                 rows[e] = i
                 e += 1
-        _escapes(state, settings, at[rows], cand[rows], x, rows, encoding, io)
+        _escapes(state, settings, at, cand, x, rows, encoding, io)
     for i in range(n):
         cv[at[i]] = x[i]
         slots[ctx[i], slot[i]] += step
@@ -286,34 +318,34 @@ def _escapes(
     encoding: bool,
     io: tuple,
 ) -> None:
-    """The colours x[rows] of escaped pixels at `at`: a palette colour by its rank in the palette
-    sorted by distance from the median prediction (`_distances`), or NEW and its channels
-    (`_new_colours`); NEW is flagged first under counts of which of the pixel's W, N, NE and NW
-    were NEW, or (without the scheme's flag) the last rank."""
+    """The colours x[rows] of a wavefront's escaped pixels (at `at[rows]`, of candidates
+    `cand[rows]`): a palette colour by its rank in the palette sorted by distance from the median
+    prediction (`_distances`), or NEW and its channels (`_new_colours`); NEW is flagged first
+    under counts of which of the pixel's W, N, NE and NW were NEW, or (without the scheme's
+    flag) the last rank."""
     cv, sym, fresh, ranks, raw = state[0], state[1], state[5], state[6], state[7]
     palette, lookup, size = state[8], state[9], state[10]
-    offsets, new_flag, cw, step = settings[0], settings[6], settings[12], settings[13]
-    m, nc, channels = at.size, cand.shape[1], raw.shape[0]
+    offsets, new_flag, grouped, cw, step = settings[0], settings[6], settings[7], settings[12], settings[13]
+    m, nc, channels = rows.size, cand.shape[1], raw.shape[0]
     new_sym = nc + 2  # `sym` of a NEW colour (nc + 1: of a cell outside)
     p = size[0]
     near = np.empty((m, channels, 3), np.int64)
     pred = np.empty((m, channels), np.int64)
     taken = np.empty((m, nc), np.int64)
-    index = np.full(m, p, np.int64)
+    index = np.empty(m, np.int64)
     for e in range(m):
-        a = at[e]
-        for v, off in enumerate((1, cw, cw + 1)):
-            c = max(cv[a - off], 0)
+        a = at[rows[e]]
+        for v in range(3):
+            c = max(cv[a - (1 if v == 0 else cw if v == 1 else cw + 1)], 0)  # W, N, NW
             for k in range(channels):
                 near[e, k, v] = c if channels == 1 else (c >> (16 - 8 * k)) & 255
         for k in range(channels):
             pred[e, k] = _med(near[e, k, 0], near[e, k, 1], near[e, k, 2])
         for j in range(nc):
-            taken[e, j] = lookup[cand[e, j]] - 1
-        if encoding:
-            q = lookup[x[rows[e]]] - 1
-            if q >= 0:
-                index[e] = q
+            taken[e, j] = lookup[cand[rows[e], j]] - 1
+        index[e] = p
+        if encoding and lookup[x[rows[e]]] > 0:
+            index[e] = lookup[x[rows[e]]] - 1
     new = np.ones(m, np.bool_)
     if p and new_flag:
         ctx = np.zeros(m, np.int64)
@@ -321,21 +353,27 @@ def _escapes(
         cum = np.empty(3, np.int64)
         for e in range(m):
             for k in range(4):
-                if sym[at[e] + offsets[k]] == new_sym:
+                if sym[at[rows[e]] + offsets[k]] == new_sym:
                     ctx[e] |= 1 << k
             _table(fresh[ctx[e]], cum)
             flag[e] = code(io, cum, 2, 1 if index[e] == p else 0)
             new[e] = flag[e] == 1
         for e in range(m):
             fresh[ctx[e], flag[e]] += step
-        _ranks(ranks, palette[:p], pred, taken, index, x, rows, new, encoding, False, step, io)
-    elif p:
-        _ranks(ranks, palette[:p], pred, taken, index, x, rows, new, encoding, True, step, io)
-    fresh_rows = np.flatnonzero(new)
-    if fresh_rows.size:
-        for e in fresh_rows:
-            sym[at[e]] = new_sym
-        _new_colours(raw, near[fresh_rows], x, rows[fresh_rows], encoding, settings[7], step, io)
+    if p:
+        _ranks(ranks, palette[:p], pred, taken, index, x, rows, new, encoding, not new_flag, step, io)
+    count = 0
+    for e in range(m):
+        count += new[e]
+    if count:
+        fresh_rows = np.empty(count, np.int64)
+        count = 0
+        for e in range(m):
+            if new[e]:
+                fresh_rows[count] = e
+                count += 1
+                sym[at[rows[e]]] = new_sym
+        _new_colours(raw, near, fresh_rows, x, rows, encoding, grouped, step, io)
         for e in fresh_rows:
             c = x[rows[e]]
             if size[0] < PALETTE and lookup[c] == 0:
@@ -360,43 +398,51 @@ def _ranks(
     io: tuple,
 ) -> None:
     """The palette ranks of escaped pixels that are not NEW (`new`), or (`new_last`: no NEW
-    flag) of all of them, NEW as the last rank, setting `new`; each under one distribution."""
+    flag) of all of them, NEW as the last rank, setting `new`; each under one distribution.
+    Decoded colours go to x[rows]."""
     p = palette.size
-    coded = np.flatnonzero(~new) if not new_last else np.arange(new.size)
-    if not coded.size:
+    n = 0
+    for e in range(new.size):
+        n += new_last or not new[e]
+    if not n:
         return
+    coded = np.empty(n, np.int64)
+    n = 0
+    for e in range(new.size):
+        if new_last or not new[e]:
+            coded[n] = e
+            n += 1
     a = p + 1 if new_last else p
     counts = np.empty(a, np.int64)
-    counts[:p] = ranks[:p]
+    for q in range(p):
+        counts[q] = ranks[q]
     if new_last:
         counts[p] = ranks[PALETTE]
-    rank = np.full(coded.size, p, np.int64)
+    rank = np.empty(n, np.int64)
     if encoding:
-        known = np.flatnonzero(index[coded] < p)
-        ranked = rank_of(palette, pred[coded[known]], taken[coded[known]], index[coded[known]])
-        for k in range(known.size):
-            rank[known[k]] = ranked[k]
+        for k in range(n):
+            i = coded[k]
+            rank[k] = p if index[i] >= p else rank_of(palette, pred, taken, coded[k : k + 1], index[i : i + 1])[0]
     if a > 1:  # (a palette of one colour and no NEW among the ranks: nothing to code)
         cum = np.empty(a + 1, np.int64)
         _table(counts, cum)
-        for k in range(coded.size):
-            rank[k] = code(io, cum, a, rank[k])
+        for k in range(n):
+            rank[k] = code(io, cum, a, rank[k] if encoding else 0)
     else:
-        rank[:] = 0
-    for k in range(coded.size):
+        for k in range(n):
+            rank[k] = 0
+    for k in range(n):
         ranks[rank[k] if rank[k] < p else PALETTE] += step
         new[coded[k]] = rank[k] == p
-    if not encoding:
-        known = np.flatnonzero(rank < p)
-        colours = colour_of_rank(palette, pred[coded[known]], taken[coded[known]], rank[known])
-        for k in range(known.size):
-            x[rows[coded[known[k]]]] = colours[k]
+        if not encoding and rank[k] < p:
+            x[rows[coded[k]]] = colour_of_rank(palette, pred, taken, coded[k : k + 1], rank[k : k + 1])[0]
 
 
 @njit(cache=True, nogil=True)
 def _new_colours(
     raw: np.ndarray,
     near: np.ndarray,
+    fresh: np.ndarray,
     x: np.ndarray,
     rows: np.ndarray,
     encoding: bool,
@@ -404,25 +450,32 @@ def _new_colours(
     step: int,
     io: tuple,
 ) -> None:
-    """NEW colours x[rows], channel by channel (green first): each channel's residual from its
-    prediction (`raw_predict`) modulo 256 under its context's counts; row by row or (`grouped`,
-    from GROUPED rows) context after context, each context's rows in order."""
-    m, channels = rows.size, raw.shape[0]
+    """The NEW colours x[rows[fresh]], channel by channel (green first): each channel's residual
+    from its prediction (`raw_predict`) modulo 256 under its context's counts; row by row or
+    (`grouped`, from GROUPED rows) context after context, each context's rows in order."""
+    m, channels = fresh.size, raw.shape[0]
     got = np.zeros((channels, m), np.int64)
     g_err = np.zeros(m, np.int64)
     cum = np.empty((RAW_CONTEXTS, 257), np.int64)
     order = np.arange(m)
+    r = np.empty(m, np.int64)
     for j in range(channels):
         k = j if channels == 1 else (1 - j if j < 2 else 2)  # green, red, blue
         shift = 16 - 8 * k if channels == 3 else 0
-        pred, ctx = raw_predict(near, k, got[1 % channels], g_err)
+        pred, ctx = raw_predict(near, fresh, k, got[1 % channels], g_err)
         for c in range(RAW_CONTEXTS):
             _table(raw[k, c], cum[c])
-        if grouped and m >= GROUPED:
-            order = np.argsort(ctx, kind="mergesort")
-        r = np.empty(m, np.int64)
+        if grouped and m >= GROUPED:  # context after context, each context's rows in order
+            seen = np.zeros(RAW_CONTEXTS + 1, np.int64)
+            for e in range(m):
+                seen[ctx[e] + 1] += 1
+            for c in range(RAW_CONTEXTS):
+                seen[c + 1] += seen[c]
+            for e in range(m):
+                order[seen[ctx[e]]] = e
+                seen[ctx[e]] += 1
         for e in order:
-            want = ((x[rows[e]] >> shift) - pred[e]) & 255 if encoding else 0
+            want = ((x[rows[fresh[e]]] >> shift) - pred[e]) & 255 if encoding else 0
             r[e] = code(io, cum[ctx[e]], 256, want)
         for e in range(m):
             raw[k, ctx[e], r[e]] += step
@@ -431,4 +484,4 @@ def _new_colours(
                 g_err[e] = ((r[e] + 128) & 255) - 128
     if not encoding:
         for e in range(m):
-            x[rows[e]] = got[0, e] if channels == 1 else (got[0, e] << 16) | (got[1, e] << 8) | got[2, e]
+            x[rows[fresh[e]]] = got[0, e] if channels == 1 else (got[0, e] << 16) | (got[1, e] << 8) | got[2, e]
