@@ -108,7 +108,7 @@ def _min_bits(scheme: Scheme) -> float:
 
 
 def _planes(colours: np.ndarray, channels: int) -> np.ndarray:
-    """The inverse of `_colours`."""
+    """The inverse of `content.colours`."""
     if channels == 1:
         return colours[..., None].astype(np.uint8)
     return np.stack([(colours >> s) & 255 for s in (16, 8, 0)], axis=-1).astype(np.uint8)
