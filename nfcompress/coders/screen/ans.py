@@ -13,9 +13,9 @@ frequencies recorded (encoding), the words and the state (decoding).
 __all__ = ["cumulative", "code", "sink", "source", "finish", "exhausted"]
 
 import numpy as np
-from numba import njit
 
 from nfcompress.coding.primitives import PRECISION
+from nfcompress.compiled import compiled
 
 _LOW = np.uint64(0xFFFFFFFF)
 _WORD = np.uint64(32)
@@ -52,7 +52,7 @@ def exhausted(io: tuple) -> bool:
     return int(io[0][2]) == 0 and int(io[4][0]) == 0
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def cumulative(weights: np.ndarray, cum: np.ndarray) -> None:
     """The cumulative table (A + 1) of integer weights (A), each taken plus 1."""
     cum[0] = 0
@@ -60,7 +60,7 @@ def cumulative(weights: np.ndarray, cum: np.ndarray) -> None:
         cum[j + 1] = cum[j] + weights[j] + 1
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def code(io: tuple, cum: np.ndarray, a: int, s: int) -> int:
     """Record symbol s of the distribution `cum` (of a symbols) or decode one; the symbol."""
     meta, starts, freqs, words, state = io
@@ -87,7 +87,7 @@ def code(io: tuple, cum: np.ndarray, a: int, s: int) -> int:
     return lo
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def finish(io: tuple) -> np.ndarray:
     """The words of the symbols an encoding Io recorded, each coded in reverse (so that decoding
     reads them in order), the state last."""

@@ -24,10 +24,10 @@ __all__ = [
 ]
 
 import numpy as np
-from numba import njit
 
 from nfcompress.coders.screen.ans import code
 from nfcompress.coding.primitives import PRECISION
+from nfcompress.compiled import compiled
 
 ABSENT = -1  # a canvas cell outside the image
 HASH_BITS = 22  # a hash table's key
@@ -40,7 +40,7 @@ GROUPED = 64  # from this many NEW colours in a wavefront, their residuals are c
 # pairs, equalities, far_code, bucket, cw, step (see model._State and model._settings).
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _normalise(counts: np.ndarray, out: np.ndarray) -> None:
     """Integer weights from counts (zero where a symbol cannot occur) that sum to 2^PRECISION - A
     (the coder adds 1 to each), the rounding's rest on the first largest."""
@@ -59,7 +59,7 @@ def _normalise(counts: np.ndarray, out: np.ndarray) -> None:
     out[top] += total - given
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def weights(counts: np.ndarray) -> np.ndarray:
     """`_normalise` of every row of counts (n, A)."""
     out = np.empty(counts.shape, np.int64)
@@ -68,7 +68,7 @@ def weights(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _table(counts: np.ndarray, cum: np.ndarray) -> None:
     """The coder's cumulative table (`ans.cumulative`) of the weights of counts, built in place."""
     _normalise(counts, cum[1:])
@@ -77,13 +77,13 @@ def _table(counts: np.ndarray, cum: np.ndarray) -> None:
         cum[j + 1] += cum[j] + 1
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _med(w: int, n: int, nw: int) -> int:
     """The median predictor: the median of W, N and W + N - NW."""
     return max(min(w, n), min(max(w, n), w + n - nw))
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _distances(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, keys: np.ndarray) -> None:
     """The palette's sort keys for one escaped pixel: each colour's distance from the predicted
     channels `pred`, times 2 PALETTE, plus its index; the candidates' colours (`taken`: their
@@ -101,7 +101,7 @@ def _distances(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, keys: n
             keys[taken[k]] += last
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def rank_of(
     palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rows: np.ndarray, index: np.ndarray
 ) -> np.ndarray:
@@ -120,7 +120,7 @@ def rank_of(
     return out
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def colour_of_rank(
     palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rows: np.ndarray, rank: np.ndarray
 ) -> np.ndarray:
@@ -133,7 +133,7 @@ def colour_of_rank(
     return out
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _select(keys: np.ndarray, r: int) -> int:
     """The r-th smallest of distinct keys (reordering them): the r + 1 smallest in turn where r is
     small, as most ranks are, else by Hoare's selection."""
@@ -168,7 +168,7 @@ def _select(keys: np.ndarray, r: int) -> int:
     return keys[r]
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def raw_predict(
     near: np.ndarray, rows: np.ndarray, k: int, green: np.ndarray, g_err: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +199,7 @@ def raw_predict(
     return pred, ctx
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def segment(state: tuple, settings: tuple, at: np.ndarray, bounds: np.ndarray, x: np.ndarray, io: tuple) -> None:
     """Code (`io` encoding: `x` the colours of every canvas cell) or decode the wavefronts whose
     pixels are at[bounds[t]:bounds[t + 1]], one after another, into the state's canvas."""
@@ -207,7 +207,7 @@ def segment(state: tuple, settings: tuple, at: np.ndarray, bounds: np.ndarray, x
         _front(state, settings, at[bounds[t] : bounds[t + 1]], x, io)
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tuple) -> None:
     """One wavefront: every pixel's slot, then the escaped pixels' colours (`_escapes`), then
     the counts, canvas and tables learn them."""
@@ -307,7 +307,7 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
             tables[keys[i, s]] = x[i] + 1
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _escapes(
     state: tuple,
     settings: tuple,
@@ -382,7 +382,7 @@ def _escapes(
                 lookup[c] = size[0]
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _ranks(
     ranks: np.ndarray,
     palette: np.ndarray,
@@ -438,7 +438,7 @@ def _ranks(
             x[rows[coded[k]]] = colour_of_rank(palette, pred, taken, coded[k : k + 1], rank[k : k + 1])[0]
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _new_colours(
     raw: np.ndarray,
     near: np.ndarray,

@@ -1,0 +1,16 @@
+"""Compiled loops (numba) cached on disk where a folder can be written, compiled in every
+process where none can (a read-only install and no writable home)."""
+
+__all__ = ["compiled"]
+
+from collections.abc import Callable
+
+from numba import njit
+
+
+def compiled(fn: Callable) -> Callable:
+    """`fn` compiled (nogil), its machine code cached beside its module or in the user's cache."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba found no folder to cache in
+        return njit(nogil=True)(fn)
