@@ -5,7 +5,7 @@ they were.
 
 The model's state is a tuple of arrays (`State`, held by model._State) and its settings another
 (`Settings`, from the scheme and the layout); `segment` codes wavefronts with them. Each array
-keeps one dtype, so that every function compiles once (cached beside this file).
+keeps one dtype, so that every function compiles once (and is cached: `nfcompress.compiled`).
 """
 
 __all__ = [
@@ -37,7 +37,7 @@ PALETTE = 512  # colours the palette keeps, at most
 GROUPED = 64  # from this many NEW colours in a wavefront, their residuals are coded by context
 # State: cv, sym, tables, slots, coarse, fresh, ranks, raw, palette, lookup, size (the palette's
 # size, int64[1]). Settings: offsets, period, by_length, lengths, mix, blend, new_flag, grouped,
-# pairs, equalities, far_code, bucket, cw, step (see model._State and model._settings).
+# pairs, equalities, far_code, bucket, cw, step (model._State.state and model._State.settings).
 
 
 @compiled
@@ -217,7 +217,7 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
     encoding = xs.size > 0
     n, nt, ns = at.size, by_length.size, slots.shape[1]
     nc = ns - 1  # the candidates; slot nc escapes
-    has_period = nc > 12 + nt
+    has_period = nc > 12 + nt  # the pixel a period of rows up is the last candidate
     cand = np.empty((n, nc), np.int32)
     keys = np.empty((n, nt), np.int64)
     ctx = np.empty(n, np.int64)
@@ -286,7 +286,7 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
                     break
         s = code(io, cum, ns, s)
         slot[i] = s
-        sym[a] = s
+        sym[a] = s  # (contexts read W's and N's, on earlier wavefronts)
         if s == nc:
             escaped += 1
         elif not encoding:
