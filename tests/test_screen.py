@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 import nfcompress
 from nfcompress import policy
 from nfcompress.codec import Codec, colour_planes
-from nfcompress.coders.screen import ans, content, kernels, model, prior
+from nfcompress.coders.screen import content, kernels, model, prior
+from nfcompress.coding import rans
 from nfcompress.container import WRITTEN, Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 
@@ -79,17 +80,17 @@ def test_the_compiled_coder_writes_and_reads_constrictions_streams(seed):
         symbols = np.array([r.choice(np.flatnonzero(c)) for c in counts], np.int32)
         reference = constriction.stream.stack.AnsCoder()
         reference.encode_reverse(symbols, constriction.stream.model.Categorical(perfect=False), w.astype(np.float64))
-        io, cum = ans.sink(n), np.empty(a + 1, np.int64)
+        io, cum = rans.sink(n), np.empty(a + 1, np.int64)
         for s, row in zip(symbols, w):
-            ans.cumulative(row, cum)
-            ans.code(io, cum, a, s)
-        words = ans.finish(io)
+            rans.cumulative(row, cum)
+            rans.code(io, cum, a, s)
+        words = rans.finish(io)
         assert np.array_equal(words, reference.get_compressed())
-        io, back = ans.source(words), []
+        io, back = rans.source(words), []
         for row in w:
-            ans.cumulative(row, cum)
-            back.append(ans.code(io, cum, a, 0))
-        assert back == symbols.tolist() and ans.exhausted(io)
+            rans.cumulative(row, cum)
+            back.append(rans.code(io, cum, a, 0))
+        assert back == symbols.tolist() and rans.exhausted(io)
 
 
 def test_a_palette_rank_gives_back_its_colour():

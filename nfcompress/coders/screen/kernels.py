@@ -1,5 +1,5 @@
 """The screen model's loops, compiled (numba): a whole segment of wavefronts coded or decoded in
-one call, every pixel in exact integer arithmetic, the symbols through `ans` (constriction's
+one call, every pixel in exact integer arithmetic, the symbols through `coding.rans` (constriction's
 streams), so that files decode alike everywhere and every payload version's bytes stay what
 they were.
 
@@ -25,8 +25,8 @@ __all__ = [
 
 import numpy as np
 
-from nfcompress.coders.screen.ans import code
 from nfcompress.coding.primitives import PRECISION
+from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
 
 ABSENT = -1  # a canvas cell outside the image
@@ -70,7 +70,7 @@ def weights(counts: np.ndarray) -> np.ndarray:
 
 @compiled
 def _table(counts: np.ndarray, cum: np.ndarray) -> None:
-    """The coder's cumulative table (`ans.cumulative`) of the weights of counts, built in place."""
+    """The coder's cumulative table (`rans.cumulative`) of the weights of counts, built in place."""
     _normalise(counts, cum[1:])
     cum[0] = 0
     for j in range(counts.size):

@@ -39,9 +39,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from nfcompress.coders.screen import ans, kernels, prior
+from nfcompress.coders.screen import kernels, prior
 from nfcompress.coders.screen.content import colours
 from nfcompress.coders.screen.kernels import ABSENT, BUCKETS, FAR, HASH_BITS, PALETTE, RAW_CONTEXTS
+from nfcompress.coding import rans
 from nfcompress.coding.primitives import PRECISION, wavefronts
 from nfcompress.errors import FormatError
 
@@ -288,9 +289,9 @@ def _encode(planes: np.ndarray, scheme: Scheme) -> tuple[bytes, float, _State]:
     state, settings = st.state(), st.settings()
     for a, b in layout.segments():
         at, starts = layout.run(a, b)
-        io = ans.sink(6 * len(at))  # a slot, a NEW flag, a rank and 3 channels a pixel, at most
+        io = rans.sink(6 * len(at))  # a slot, a NEW flag, a rank and 3 channels a pixel, at most
         kernels.segment(state, settings, at, starts, canvas, io)
-        seg = ans.finish(io).astype("<u4")
+        seg = rans.finish(io).astype("<u4")
         words += [np.array([len(seg)], "<u4"), seg]
         ideal += float(np.sum(PRECISION - np.log2(io[2][: io[0][1]]))) + 32.0  # and the segment's word count
     return np.concatenate(words).tobytes(), ideal, st
@@ -325,11 +326,11 @@ def decode(data: bytes, height: int, width: int, channels: int, scheme: Scheme =
         n = int(words[pos]) if pos < len(words) else -1
         if n < 0 or pos + 1 + n > len(words):
             raise FormatError("corrupted payload: a segment runs past the end")
-        io = ans.source(words[pos + 1 : pos + 1 + n])
+        io = rans.source(words[pos + 1 : pos + 1 + n])
         pos += 1 + n
         at, starts = layout.run(a, b)
         kernels.segment(state, settings, at, starts, _NOTHING, io)
-        if not ans.exhausted(io):
+        if not rans.exhausted(io):
             raise FormatError("corrupted payload: data left after a segment's last pixel")
     if pos != len(words):
         raise FormatError("corrupted payload: data left after the last segment")

@@ -1,6 +1,7 @@
-"""An ANS coder in compiled code (numba) whose streams are constriction's: the screen model codes
-a whole segment inside its compiled loop with it, and every payload version's bytes stay what
-constriction's AnsCoder wrote (tests check the two agree on random streams).
+"""An ANS coder in compiled code (numba) whose streams are constriction's: models code with it
+inside their compiled loops (the screen model a whole segment at a time, the linear model's
+encoder its pixels), and every payload's bytes stay what constriction's AnsCoder wrote (tests
+check the two agree on random streams; constriction goes on from where it stopped, and back).
 
 The coder is range ANS with a 64-bit state, 32-bit words and probabilities of PRECISION bits.
 A distribution is a cumulative table `cum` of A + 1 entries: symbol s takes cum[s + 1] - cum[s]
