@@ -389,3 +389,30 @@ def test_bpd_and_heatmap_report_the_linear_model_when_asked_without_loading_a_fl
     pixel_bits = json.loads(r.output)["ideal_bits"]
     assert 0.9 * res.ideal_bits < pixel_bits < res.ideal_bits  # the map leaves the side information out
     assert Image.open(out).size[0] == 2 * 36
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compiled_encoder_codes_each_value_under_the_spiked_rows_constriction_was_given(seed):
+    import constriction
+
+    from nfcompress.coders.linear import symbols
+    from nfcompress.coding import rans
+    from nfcompress.coding.primitives import MEAN_STEPS
+
+    r = np.random.default_rng(seed)
+    n, contexts_count = 4000, 8
+    tables = LogisticTables(r.integers(0, 256, contexts_count))
+    p = r.integers(0, 256 << FRAC_BITS, n)
+    contexts = r.integers(0, contexts_count, n)
+    at = r.integers(0, 256, n)
+    q = np.where(r.random(n) < 0.5, 0, r.integers(1, linear.SPIKES, n))
+    x = r.integers(0, 256, n)
+    x[:100], x[100:200], x[200:300] = 0, 255, at[200:300]  # the ends, and the spike's own value
+    rows = linear._spiked(tables.rows(p, contexts), at, q)
+    reference = constriction.stream.stack.AnsCoder()
+    reference.encode_reverse(x.astype(np.int32), constriction.stream.model.Categorical(perfect=False), rows)
+    io = rans.sink(n)
+    row = contexts * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+    freq = symbols.record(tables.cum, row, p >> FRAC_BITS, at, q, x, linear.SPIKES, io)
+    assert np.array_equal(rans.finish(io, rans.NOTHING), reference.get_compressed())
+    assert (freq == rows[np.arange(n), x] + 1).all()

@@ -4,7 +4,6 @@ it is for (screen content, recognised cheaply by auto)."""
 import json
 from dataclasses import replace
 
-import constriction
 import numpy as np
 import pytest
 from conftest import photo_like
@@ -17,7 +16,6 @@ import nfcompress
 from nfcompress import policy
 from nfcompress.codec import Codec, colour_planes
 from nfcompress.coders.screen import content, kernels, model, prior
-from nfcompress.coding import rans
 from nfcompress.container import WRITTEN, Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 
@@ -67,30 +65,6 @@ def test_every_scheme_writes_its_golden_files_payloads_again():
 def test_hash_sets_are_prefixes_of_the_candidates_so_that_one_pass_hashes_them_all():
     for scheme in model.SCHEMES.values():
         assert all(s == tuple(range(len(s))) and len(s) <= len(model.CANDIDATES) for s in scheme.hash_sets)
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_the_compiled_coder_writes_and_reads_constrictions_streams(seed):
-    r = np.random.default_rng(seed)
-    for _ in range(40):
-        n, a = int(r.integers(1, 300)), int(r.integers(2, 300))
-        counts = r.integers(0, 1000, (n, a)) * (r.random((n, a)) < 0.6)
-        counts[np.arange(n), r.integers(0, a, n)] += r.integers(1, 10**6, n)
-        w = kernels.weights(counts)
-        symbols = np.array([r.choice(np.flatnonzero(c)) for c in counts], np.int32)
-        reference = constriction.stream.stack.AnsCoder()
-        reference.encode_reverse(symbols, constriction.stream.model.Categorical(perfect=False), w.astype(np.float64))
-        io, cum = rans.sink(n), np.empty(a + 1, np.int64)
-        for s, row in zip(symbols, w):
-            rans.cumulative(row, cum)
-            rans.code(io, cum, a, s)
-        words = rans.finish(io)
-        assert np.array_equal(words, reference.get_compressed())
-        io, back = rans.source(words), []
-        for row in w:
-            rans.cumulative(row, cum)
-            back.append(rans.code(io, cum, a, 0))
-        assert back == symbols.tolist() and rans.exhausted(io)
 
 
 def test_a_palette_rank_gives_back_its_colour():

@@ -11,7 +11,7 @@ either way: meta (encoding 1 or 0, symbols recorded, words left to read), the st
 frequencies recorded (encoding), the words and the state (decoding).
 """
 
-__all__ = ["cumulative", "code", "sink", "source", "finish", "exhausted"]
+__all__ = ["NOTHING", "cumulative", "code", "sink", "source", "finish", "exhausted"]
 
 import numpy as np
 
@@ -24,6 +24,7 @@ _SPAN = np.uint64(1 << 32)
 _BITS = np.uint64(PRECISION)
 _FLUSH = np.uint64(64 - PRECISION)
 _MASK = np.uint64((1 << PRECISION) - 1)
+NOTHING = np.zeros(0, np.uint32)  # the words of an empty stream (`finish` on no stream)
 
 
 def sink(capacity: int) -> tuple:
@@ -89,14 +90,21 @@ def code(io: tuple, cum: np.ndarray, a: int, s: int) -> int:
 
 
 @compiled
-def finish(io: tuple) -> np.ndarray:
+def finish(io: tuple, below: np.ndarray) -> np.ndarray:
     """The words of the symbols an encoding Io recorded, each coded in reverse (so that decoding
-    reads them in order), the state last."""
+    reads them in order), the state last: on top of the stream `below` (its words; none for a
+    stream of its own), whose symbols then decode after these, as constriction's AnsCoder(below)
+    would go on."""
     meta, starts, freqs = io[0], io[1], io[2]
     n = meta[1]
-    out = np.empty(n + 2, np.uint32)
-    k = 0
-    st = np.uint64(0)
+    pos, st = below.size, np.uint64(0)
+    while pos > 0 and st < _SPAN:
+        pos -= 1
+        st = (st << _WORD) | np.uint64(below[pos])
+    out = np.empty(pos + n + 2, np.uint32)
+    for k in range(pos):
+        out[k] = below[k]
+    k = pos
     for j in range(n - 1, -1, -1):
         f = np.uint64(freqs[j])
         if (st >> _FLUSH) >= f:

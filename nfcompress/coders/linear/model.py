@@ -33,7 +33,8 @@ from typing import NamedTuple
 import constriction
 import numpy as np
 
-from nfcompress.coders.linear import local
+from nfcompress.coders.linear import local, symbols
+from nfcompress.coding import rans
 from nfcompress.coding.primitives import (
     FLOOR,
     FRAC_BITS,
@@ -69,7 +70,6 @@ SCHEME = 3  # the payload layout `encode` writes: version 8 files (versions 6 an
 # Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
 THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
 MAX_WEIGHT = (1 << 31) - 1
-SEGMENT = 1 << 14  # symbols per coder call when encoding
 # No sub-pixel costs under MIN_BITS (every value's weight is at least FLOOR): a payload bounds the
 # size it can decode to, and a forged size is refused before any work.
 MIN_BITS = -float(np.log2(((1 << PRECISION) - 255 * FLOOR - 255) / (1 << PRECISION)))
@@ -782,7 +782,6 @@ def encode(
     model, rasters = _fit(rgb) if model is None else (model, None)
     h, w, channels = rgb.shape
     model = _complete(model)
-    coder = constriction.stream.stack.AnsCoder()
     order = np.concatenate([i * w + j for i, j in wavefronts(h, w)])  # the order `decode` meets pixels in
     ideal = np.zeros(h * w)
     if rasters is None:
@@ -794,19 +793,22 @@ def encode(
             cross_err = cross_err + CROSS_ERR * rasters[-1].errors
     if progress:
         progress(channels, 2 * channels)
+    # Channel after channel from the last, each on top of the next one's words (the decoder pops
+    # channel 0 first), so that only one channel's symbols are held at once.
+    words = rans.NOTHING
     for c in reversed(range(channels)):
-        tables = LogisticTables(model.scales[c])
         r = rasters[c]
-        p, contexts, med, spikes = r.p[order], r.contexts[order], r.medians[order], r.spikes[order]
-        x = rgb[..., c].ravel()[order].astype(np.int32)
-        for s in reversed(range(0, h * w, SEGMENT)):
-            part = slice(s, s + SEGMENT)
-            rows = _spiked(tables.rows(p[part], contexts[part]), med[part], model.spikes[c][spikes[part]])
-            sym = x[part]
-            coder.encode_reverse(sym, _CATEGORICAL, rows)
-            ideal[order[part]] += PRECISION - np.log2(rows[np.arange(len(sym)), sym] + 1)
+        p, contexts = r.p[order].astype(np.int64), r.contexts[order].astype(np.int64)
+        row = contexts * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+        q = model.spikes[c][r.spikes[order]].astype(np.int64)
+        x, med = rgb[..., c].ravel()[order].astype(np.int64), r.medians[order].astype(np.int64)
+        io = rans.sink(h * w)
+        freq = symbols.record(LogisticTables(model.scales[c]).cum, row, p >> FRAC_BITS, med, q, x, SPIKES, io)
+        words = rans.finish(io, words)
+        ideal[order] += PRECISION - np.log2(freq)
         if progress:
             progress(2 * channels - c, 2 * channels)
+    coder = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
     _push_side(coder, model)
     return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w), side_bits(model)
 

@@ -291,7 +291,7 @@ def _encode(planes: np.ndarray, scheme: Scheme) -> tuple[bytes, float, _State]:
         at, starts = layout.run(a, b)
         io = rans.sink(6 * len(at))  # a slot, a NEW flag, a rank and 3 channels a pixel, at most
         kernels.segment(state, settings, at, starts, canvas, io)
-        seg = rans.finish(io).astype("<u4")
+        seg = rans.finish(io, rans.NOTHING).astype("<u4")
         words += [np.array([len(seg)], "<u4"), seg]
         ideal += float(np.sum(PRECISION - np.log2(io[2][: io[0][1]]))) + 32.0  # and the segment's word count
     return np.concatenate(words).tobytes(), ideal, st

@@ -1,0 +1,67 @@
+"""The linear model's pixels into an ANS stream, compiled (numba): each value under its
+discretized logistic (`LogisticTables.rows`), with a share of the weights moved to the median's
+value (`model._spiked`), recorded for `coding.rans` in the order the decoder pops them. The
+weights are the vector code's, bit for bit (float64 operations on integers, one at a time, in
+the same order), so the stream is the one constriction wrote from them."""
+
+__all__ = ["record"]
+
+import numpy as np
+
+from nfcompress.coding.primitives import FLOOR, PRECISION
+from nfcompress.coding.rans import code
+from nfcompress.compiled import compiled
+
+_ROW = (1 << PRECISION) - 256  # what a row of weights sums to (the coder adds 1 to each)
+
+
+@compiled
+def record(
+    cum: np.ndarray,
+    row: np.ndarray,
+    ip: np.ndarray,
+    at: np.ndarray,
+    q: np.ndarray,
+    x: np.ndarray,
+    spikes: int,
+    io: tuple,
+) -> np.ndarray:
+    """Record values x[k] in an encoding `io`, each under the weights of table row row[k] of
+    `cum` (`LogisticTables.cum`) shifted by the prediction's integer part ip[k], with a share
+    q[k] / spikes moved to value at[k]; each symbol's frequency (its weight plus 1)."""
+    n = x.size
+    freq = np.empty(n, np.int64)
+    w = np.empty(256, np.float64)
+    edge = np.empty(2, np.int64)
+    top = float(_ROW - 255 * FLOOR)  # LogisticTables.total: the last weight is top - cum
+    for k in range(n):
+        r, base, s = row[k], 255 - ip[k], x[k]
+        if q[k] == 0:  # the logistic's own weights: its cumulative table gives the symbol's share
+            start = 0 if s == 0 else np.int64(cum[r, base + s]) + FLOOR * s + s
+            if s == 0:
+                f = np.int64(cum[r, base + 1]) + FLOOR
+            elif s == 255:
+                f = np.int64(top - cum[r, base + 255])
+            else:
+                f = np.int64(cum[r, base + s + 1] - cum[r, base + s] + FLOOR)
+            edge[0], edge[1] = start, start + f + 1
+            code(io, edge, 1, 0)
+            freq[k] = f + 1
+            continue
+        w[0] = cum[r, base + 1] + FLOOR
+        for v in range(1, 255):
+            w[v] = (cum[r, base + v + 1] - cum[r, base + v]) + FLOOR
+        w[255] = top - cum[r, base + 255]
+        ratio = (spikes - q[k]) / spikes
+        total = 0.0
+        for v in range(256):
+            w[v] = np.floor((w[v] - FLOOR) * ratio) + FLOOR
+            total += w[v]
+        w[at[k]] += _ROW - total
+        start = 0
+        for v in range(s):
+            start += np.int64(w[v]) + 1
+        edge[0], edge[1] = start, start + np.int64(w[s]) + 1
+        code(io, edge, 1, 0)
+        freq[k] = np.int64(w[s]) + 1
+    return freq
