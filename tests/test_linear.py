@@ -49,17 +49,43 @@ def test_round_trips_exactly_on_any_image(img):
     _round_trip(img)
 
 
+def _spiked(rows: np.ndarray, at: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The spiked rows as the vector code built them before 0.13 (what the files hold): rows (n,
+    256) of `LogisticTables.rows`, a share q / SPIKES of every weight above the floor (rounded
+    down) moved to value at[k] of row k."""
+    if not q.any():
+        return rows
+    rows -= FLOOR
+    rows *= ((linear.SPIKES - q) / linear.SPIKES)[:, None]
+    np.floor(rows, out=rows)
+    rows += FLOOR
+    rows[np.arange(len(rows)), at] += (1 << PRECISION) - 256 - rows.sum(1)
+    return rows
+
+
+def _compiled_rows(tables: LogisticTables, p: np.ndarray, contexts: np.ndarray, at, q) -> np.ndarray:
+    """The weights the compiled coder codes each value under (`symbols._weights`), row by row."""
+    from nfcompress.coders.linear import symbols
+    from nfcompress.coding.primitives import MEAN_STEPS
+
+    row = contexts * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+    out = np.empty((len(p), 256))
+    for k in range(len(p)):
+        symbols._weights(tables.cum, row[k], 255 - (p[k] >> FRAC_BITS), q[k], at[k], linear.SPIKES, out[k])
+    return out
+
+
 @pytest.mark.parametrize("spiked", [False, True])
 def test_every_spiked_table_row_keeps_its_floor_and_sums_to_the_precision(spiked):
     tables = LogisticTables(np.array([0, 7, 40, 64, 100, 140, 200, 255] * 4))
     p = np.arange(0, 256 << FRAC_BITS, 997, dtype=np.int64)
     r = np.random.default_rng(0)
-    for b in range(linear.CONTEXTS):
+    for b in range(0, linear.CONTEXTS, 3):
+        at, q = r.integers(0, 256, len(p)), r.integers(0, linear.SPIKES, len(p)) * spiked
         plain = tables.rows(p, np.full(len(p), b))
-        rows = plain
+        rows = _compiled_rows(tables, p, np.full(len(p), b), at, q)
+        assert np.array_equal(rows, _spiked(plain.copy(), at, q))
         if spiked:
-            at, q = r.integers(0, 256, len(p)), r.integers(0, linear.SPIKES, len(p))
-            rows = linear._spiked(plain.copy(), at, q)
             # The spike's value gains about the share of what the others had above the floor.
             k = np.arange(len(p))
             gain = rows[k, at] - plain[k, at]
@@ -392,7 +418,7 @@ def test_bpd_and_heatmap_report_the_linear_model_when_asked_without_loading_a_fl
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_the_compiled_encoder_codes_each_value_under_the_spiked_rows_constriction_was_given(seed):
+def test_the_compiled_coder_codes_each_value_under_the_spiked_rows_constriction_was_given(seed):
     import constriction
 
     from nfcompress.coders.linear import symbols
@@ -408,11 +434,15 @@ def test_the_compiled_encoder_codes_each_value_under_the_spiked_rows_constrictio
     q = np.where(r.random(n) < 0.5, 0, r.integers(1, linear.SPIKES, n))
     x = r.integers(0, 256, n)
     x[:100], x[100:200], x[200:300] = 0, 255, at[200:300]  # the ends, and the spike's own value
-    rows = linear._spiked(tables.rows(p, contexts), at, q)
+    rows = _spiked(tables.rows(p, contexts), at, q)
     reference = constriction.stream.stack.AnsCoder()
     reference.encode_reverse(x.astype(np.int32), constriction.stream.model.Categorical(perfect=False), rows)
     io = rans.sink(n)
     row = contexts * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
     freq = symbols.record(tables.cum, row, p >> FRAC_BITS, at, q, x, linear.SPIKES, io)
-    assert np.array_equal(rans.finish(io, rans.NOTHING), reference.get_compressed())
+    words = rans.finish(io, rans.NOTHING)
+    assert np.array_equal(words, reference.get_compressed())
     assert (freq == rows[np.arange(n), x] + 1).all()
+    io = rans.source(words)
+    assert np.array_equal(symbols.decode(tables.cum, row, p >> FRAC_BITS, at, q, linear.SPIKES, io), x)
+    assert rans.exhausted(io)

@@ -87,7 +87,6 @@ CROSS_ERR = 2  # an earlier channel's error at the pixel counts this much in the
 # The encoder picks how many by the image's size (more weights to send pay on larger images).
 CLASS_COUNTS = (1, 2, 4, 8)
 CLASS_PIXELS = (0, 1 << 14, 1 << 17, 1 << 20)  # the fewest pixels for each count
-_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _RAW16 = constriction.stream.model.Uniform(1 << 16)
 _RAW8 = constriction.stream.model.Uniform(256)
 _CLASSES = constriction.stream.model.Uniform(len(CLASS_COUNTS))
@@ -382,20 +381,6 @@ def _fit_scale(q: np.ndarray) -> np.ndarray:
 def _mass(e: np.ndarray, s: np.ndarray) -> np.ndarray:
     """The float mass of a logistic of scale s over a residual e's bin [e - 1/2, e + 1/2], for fitting."""
     return 0.5 * (np.tanh((e + 0.5) / (2 * s)) - np.tanh((e - 0.5) / (2 * s)))
-
-
-def _spiked(rows: np.ndarray, at: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Rows (n, 256) of `LogisticTables.rows`, changed in place: a share q / SPIKES of every weight
-    above the floor (rounded down) moved to value at[k] of row k (scheme 2); the sums and the
-    floor stay."""
-    if not q.any():
-        return rows
-    rows -= FLOOR
-    rows *= ((SPIKES - q) / SPIKES)[:, None]
-    np.floor(rows, out=rows)
-    rows += FLOOR
-    rows[np.arange(len(rows)), at] += (1 << PRECISION) - 256 - rows.sum(1)
-    return rows
 
 
 class _Raster(NamedTuple):
@@ -835,6 +820,7 @@ def decode(
     model = _pop_side(coder, channels, scheme)
     if any((q < 0).any() or (q > 255).any() for q in model.scales):
         raise FormatError("corrupted payload: a scale code out of range")
+    io = rans.source(coder.get_compressed())  # the pixels: the compiled coder goes on from here
     out = np.empty((height, width, channels), np.uint8)
     cross_err = np.zeros(height * width, np.int32)
     steps = list(wavefronts(height, width))
@@ -859,12 +845,15 @@ def decode(
             if model.feedback is not None:
                 p = _feedback(p1, first[near], model.feedback[c])
             act = _activity(err[near], cross_err[i * width + j])
-            rows = tables.rows(p, _contexts(grad, act, i, j, model.classes, scheme, model.blocks))
+            ctx = _contexts(grad, act, i, j, model.classes, scheme, model.blocks).astype(np.int64)
+            row = ctx * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
             if model.spikes is not None:
-                med = _median(x)
+                med = _median(x).astype(np.int64)
                 even = _evenness(_equalities(layout.texture(x)), med == _round(p))
-                rows = _spiked(rows, med, model.spikes[c][_spike_contexts(even, act, model.classes)])
-            v = coder.decode(_CATEGORICAL, rows).astype(np.int64)
+                q = model.spikes[c][_spike_contexts(even, act, model.classes)].astype(np.int64)
+            else:
+                med = q = np.zeros(len(i), np.int64)
+            v = symbols.decode(tables.cum, row, (p >> FRAC_BITS).astype(np.int64), med, q, SPIKES, io)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))
             first[cp] = v - _round(p1)
@@ -873,7 +862,7 @@ def decode(
             _spread(cv, cp, v, i, j, width, cw)
         out[..., c] = cv.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width]
         cross_err += CROSS_ERR * err.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width].ravel()
-    if not coder.is_empty():
+    if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
     return np.ascontiguousarray(out[..., np.argsort(_order(channels))])
 
