@@ -66,12 +66,11 @@ def _spiked(rows: np.ndarray, at: np.ndarray, q: np.ndarray) -> np.ndarray:
 def _compiled_rows(tables: LogisticTables, p: np.ndarray, contexts: np.ndarray, at, q) -> np.ndarray:
     """The weights the compiled coder codes each value under (`symbols._weights`), row by row."""
     from nfcompress.coders.linear import symbols
-    from nfcompress.coding.primitives import MEAN_STEPS
 
-    row = contexts * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+    row, ip = tables.index(p, contexts)
     out = np.empty((len(p), 256))
     for k in range(len(p)):
-        symbols._weights(tables.cum, row[k], 255 - (p[k] >> FRAC_BITS), q[k], at[k], linear.SPIKES, out[k])
+        symbols._weights(tables.cum, row[k], 255 - ip[k], q[k], at[k], linear.SPIKES, out[k])
     return out
 
 
@@ -423,7 +422,6 @@ def test_the_compiled_coder_codes_each_value_under_the_spiked_rows_constriction_
 
     from nfcompress.coders.linear import symbols
     from nfcompress.coding import rans
-    from nfcompress.coding.primitives import MEAN_STEPS
 
     r = np.random.default_rng(seed)
     n, contexts_count = 4000, 8
@@ -438,11 +436,11 @@ def test_the_compiled_coder_codes_each_value_under_the_spiked_rows_constriction_
     reference = constriction.stream.stack.AnsCoder()
     reference.encode_reverse(x.astype(np.int32), constriction.stream.model.Categorical(perfect=False), rows)
     io = rans.sink(n)
-    row = contexts * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
-    freq = symbols.record(tables.cum, row, p >> FRAC_BITS, at, q, x, linear.SPIKES, io)
+    row, ip = tables.index(p, contexts)
+    freq = symbols.record(tables.cum, row, ip, at, q, x, linear.SPIKES, io)
     words = rans.finish(io, rans.NOTHING)
     assert np.array_equal(words, reference.get_compressed())
     assert (freq == rows[np.arange(n), x] + 1).all()
     io = rans.source(words)
-    assert np.array_equal(symbols.decode(tables.cum, row, p >> FRAC_BITS, at, q, linear.SPIKES, io), x)
+    assert np.array_equal(symbols.decode(tables.cum, row, ip, at, q, linear.SPIKES, io), x)
     assert rans.exhausted(io)

@@ -110,6 +110,12 @@ class LogisticTables:
         self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
         self.total = float(_TOTAL + FLOOR)
 
+    @staticmethod
+    def index(p: np.ndarray, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each prediction's row of `cum` (its context and fraction) and its integer part (int64)."""
+        p = np.asarray(p, np.int64)
+        return contexts.astype(np.int64) * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1)), p >> FRAC_BITS
+
     def rows(self, p: np.ndarray, contexts: np.ndarray) -> np.ndarray:
         """The weights (n, 256) of the values 0..255, summing to 2**PRECISION - 256, for each
         prediction p (in units of 2**-FRAC_BITS) and scale context.
@@ -117,8 +123,7 @@ class LogisticTables:
         A discretized logistic around the prediction, the tails beyond 0 and 255 folded into
         the end values, every value FLOOR more.
         """
-        row = contexts.astype(np.int64) * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
-        ip = p >> FRAC_BITS
+        row, ip = self.index(p, contexts)
         out = self.windows[row, 255 - ip]
         out[:, 0] = self.cum[row, 256 - ip] + FLOOR
         out[:, 255] = self.total - self.cum[row, 510 - ip]

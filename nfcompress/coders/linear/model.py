@@ -783,12 +783,11 @@ def encode(
     words = rans.NOTHING
     for c in reversed(range(channels)):
         r = rasters[c]
-        p, contexts = r.p[order].astype(np.int64), r.contexts[order].astype(np.int64)
-        row = contexts * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+        row, ip = LogisticTables.index(r.p[order], r.contexts[order])
         q = model.spikes[c][r.spikes[order]].astype(np.int64)
         x, med = rgb[..., c].ravel()[order].astype(np.int64), r.medians[order].astype(np.int64)
         io = rans.sink(h * w)
-        freq = symbols.record(LogisticTables(model.scales[c]).cum, row, p >> FRAC_BITS, med, q, x, SPIKES, io)
+        freq = symbols.record(LogisticTables(model.scales[c]).cum, row, ip, med, q, x, SPIKES, io)
         words = rans.finish(io, words)
         ideal[order] += PRECISION - np.log2(freq)
         if progress:
@@ -845,15 +844,14 @@ def decode(
             if model.feedback is not None:
                 p = _feedback(p1, first[near], model.feedback[c])
             act = _activity(err[near], cross_err[i * width + j])
-            ctx = _contexts(grad, act, i, j, model.classes, scheme, model.blocks).astype(np.int64)
-            row = ctx * MEAN_STEPS + ((p >> (FRAC_BITS - 4)) & (MEAN_STEPS - 1))
+            row, ip = tables.index(p, _contexts(grad, act, i, j, model.classes, scheme, model.blocks))
             if model.spikes is not None:
                 med = _median(x).astype(np.int64)
                 even = _evenness(_equalities(layout.texture(x)), med == _round(p))
                 q = model.spikes[c][_spike_contexts(even, act, model.classes)].astype(np.int64)
             else:
                 med = q = np.zeros(len(i), np.int64)
-            v = symbols.decode(tables.cum, row, (p >> FRAC_BITS).astype(np.int64), med, q, SPIKES, io)
+            v = symbols.decode(tables.cum, row, ip, med, q, SPIKES, io)
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))
             first[cp] = v - _round(p1)
