@@ -56,7 +56,8 @@ def exhausted(io: tuple) -> bool:
 
 @compiled
 def cumulative(weights: np.ndarray, cum: np.ndarray) -> None:
-    """The cumulative table (A + 1) of integer weights (A), each taken plus 1."""
+    """The cumulative table (A + 1) of integer weights (A), each taken plus 1; the weights may be
+    cum[1:] itself (each is read before its cell is written)."""
     cum[0] = 0
     for j in range(weights.size):
         cum[j + 1] = cum[j] + weights[j] + 1

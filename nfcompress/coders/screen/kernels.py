@@ -26,7 +26,7 @@ __all__ = [
 import numpy as np
 
 from nfcompress.coding.primitives import PRECISION
-from nfcompress.coding.rans import code
+from nfcompress.coding.rans import code, cumulative
 from nfcompress.compiled import compiled
 
 ABSENT = -1  # a canvas cell outside the image
@@ -70,11 +70,9 @@ def weights(counts: np.ndarray) -> np.ndarray:
 
 @compiled
 def _table(counts: np.ndarray, cum: np.ndarray) -> None:
-    """The coder's cumulative table (`rans.cumulative`) of the weights of counts, built in place."""
+    """The coder's cumulative table of the weights of counts, built in place."""
     _normalise(counts, cum[1:])
-    cum[0] = 0
-    for j in range(counts.size):
-        cum[j + 1] += cum[j] + 1
+    cumulative(cum[1:], cum)
 
 
 @compiled
@@ -102,21 +100,34 @@ def _distances(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, keys: n
 
 
 @compiled
+def _rank(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, index: int, keys: np.ndarray) -> int:
+    """The rank of palette colour `index` among one pixel's sort keys (`_distances`, into the
+    scratch `keys`)."""
+    _distances(palette, pred, taken, keys)
+    own, r = keys[index], 0
+    for q in range(keys.size):
+        if keys[q] < own:
+            r += 1
+    return r
+
+
+@compiled
+def _colour(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rank: int, keys: np.ndarray) -> int:
+    """The inverse of `_rank`: the palette colour of one pixel's rank."""
+    _distances(palette, pred, taken, keys)
+    return palette[_select(keys, rank) % (2 * PALETTE)]
+
+
+@compiled
 def rank_of(
     palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rows: np.ndarray, index: np.ndarray
 ) -> np.ndarray:
-    """The rank of each pixel's palette colour (index[i]) among the palette's sort keys
-    (`_distances`) for pixel rows[i]: its predicted channels pred[rows[i]], its candidates'
-    palette indices taken[rows[i]]."""
+    """The rank (`_rank`) of each pixel's palette colour index[i], for pixel rows[i]: its
+    predicted channels pred[rows[i]], its candidates' palette indices taken[rows[i]]."""
     out = np.empty(rows.size, np.int64)
     keys = np.empty(palette.size, np.int64)
     for i in range(rows.size):
-        _distances(palette, pred[rows[i]], taken[rows[i]], keys)
-        own, r = keys[index[i]], 0
-        for q in range(keys.size):
-            if keys[q] < own:
-                r += 1
-        out[i] = r
+        out[i] = _rank(palette, pred[rows[i]], taken[rows[i]], index[i], keys)
     return out
 
 
@@ -128,8 +139,7 @@ def colour_of_rank(
     out = np.empty(rows.size, np.int64)
     keys = np.empty(palette.size, np.int64)
     for i in range(rows.size):
-        _distances(palette, pred[rows[i]], taken[rows[i]], keys)
-        out[i] = palette[_select(keys, rank[i]) % (2 * PALETTE)]
+        out[i] = _colour(palette, pred[rows[i]], taken[rows[i]], rank[i], keys)
     return out
 
 
@@ -419,10 +429,11 @@ def _ranks(
     if new_last:
         counts[p] = ranks[PALETTE]
     rank = np.empty(n, np.int64)
+    keys = np.empty(p, np.int64)
     if encoding:
         for k in range(n):
             i = coded[k]
-            rank[k] = p if index[i] >= p else rank_of(palette, pred, taken, coded[k : k + 1], index[i : i + 1])[0]
+            rank[k] = p if index[i] >= p else _rank(palette, pred[i], taken[i], index[i], keys)
     if a > 1:  # (a palette of one colour and no NEW among the ranks: nothing to code)
         cum = np.empty(a + 1, np.int64)
         _table(counts, cum)
@@ -435,7 +446,7 @@ def _ranks(
         ranks[rank[k] if rank[k] < p else PALETTE] += step
         new[coded[k]] = rank[k] == p
         if not encoding and rank[k] < p:
-            x[rows[coded[k]]] = colour_of_rank(palette, pred, taken, coded[k : k + 1], rank[k : k + 1])[0]
+            x[rows[coded[k]]] = _colour(palette, pred[coded[k]], taken[coded[k]], rank[k], keys)
 
 
 @compiled
