@@ -68,13 +68,8 @@ class Scheme:
 
     @property
     def slots(self) -> int:
-        """The slot symbols: every candidate, then ESCAPE (`escape`)."""
+        """The slot symbols: every candidate, then the escape (a colour no candidate holds)."""
         return len(CANDIDATES) + len(self.hash_sets) + self.period + 1
-
-    @property
-    def escape(self) -> int:
-        """The slot symbol of a colour no candidate holds."""
-        return self.slots - 1
 
 
 # Version 11 files; version 12 adds two short tables (what followed W and N, and W alone), a NEW
@@ -183,12 +178,13 @@ class _Layout:
 
 
 def _equality_tables() -> tuple[np.ndarray, np.ndarray]:
-    """What the slot context (`kernels._front`) reads of the bits of which candidates are equal (`_PAIRS`, then G0
-    absent, G2 absent): the context's first part, distinct * EQUAL + equal, and its last, far:
-    equal the equalities of W, N, NE and NW (6 bits), distinct G0 as W (1), as N (2), absent (3),
-    far G2 absent (3), as W (0), as N (1), as G0 (4), else 2."""
-    bits = np.arange(1 << (len(_POWERS) + 2))
-    on = [(bits >> k) & 1 for k in range(len(_POWERS) + 2)]
+    """What the slot context (`kernels._front`) reads of the bits of which candidates are equal
+    (`_PAIRS`, then G0 absent, G2 absent): the context's first part, distinct * EQUAL + equal, and
+    its last, far: equal the equalities of W, N, NE and NW (6 bits), distinct G0 as W (1), as N
+    (2), absent (3), far G2 absent (3), as W (0), as N (1), as G0 (4), else 2."""
+    flags = _PAIRS.shape[1] + 2
+    bits = np.arange(1 << flags)
+    on = [(bits >> k) & 1 for k in range(flags)]
     equal = sum(on[k] << k for k in range(6))
     distinct = np.minimum(on[6] + 2 * on[7] + 3 * on[11], DISTINCT - 1)
     far = np.where(on[12] == 1, 3, np.where(on[8] == 1, 0, np.where(on[9] == 1, 1, np.where(on[10] == 1, 4, 2))))
@@ -198,7 +194,6 @@ def _equality_tables() -> tuple[np.ndarray, np.ndarray]:
 # The candidate pairs whose equality the slot context reads: W = N, W = NE, W = NW, N = NE, N = NW,
 # NE = NW, G0 = W, G0 = N, G2 = W, G2 = N, G2 = G0 (candidates 0-3 W, N, NE, NW; 4 G0; 6 G2).
 _PAIRS = np.array([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (4, 0), (4, 1), (6, 0), (6, 1), (6, 4)]).T.copy()
-_POWERS = 1 << np.arange(len(_PAIRS[0]))
 _EQUALITIES, _FAR_CODE = _equality_tables()
 _NOTHING = np.zeros(0, np.int32)  # the colours `kernels.segment` is given to decode
 
@@ -217,9 +212,8 @@ class _State:
     def __init__(self, layout: _Layout, channels: int, scheme: Scheme) -> None:
         self.layout, self.channels, self.scheme = layout, channels, scheme
         self.bucket = _buckets(scheme)
-        self.outside, self.new = scheme.slots, scheme.slots + 1  # `sym` of a cell outside, of a NEW colour
         self.cv = layout.canvas(ABSENT)
-        self.sym = layout.canvas(self.outside, np.int8)
+        self.sym = layout.canvas(scheme.slots, np.int8)  # a cell outside (`_buckets`; NEW: slots + 1)
         self.slots = np.ones((CONTEXTS, scheme.slots), np.int64)
         # The same counts without the far guess's part of the context, which learn sooner (how a
         # slot's weights read both: `kernels._front`).
