@@ -360,9 +360,9 @@ def run_jobs(
 
     `pixels(src)` sizes an input: small ones go to `fn` in groups (at most GROUP, and spread
     over the workers), the rest one at a time. With workers > 1 the groups run, the largest
-    first, in a pool of processes, each with `threads` threads (0: the CPU's shared among them) and Pillow's limit
-    `max_pixels` (as `configure` takes it); results come in the order groups finish. A job's
-    NfcError is yielded, not raised, so the others go on.
+    first, in a pool of processes, each with `threads` threads (0: the CPU's shared among them)
+    and Pillow's limit `max_pixels` (as `configure` takes it); results come in the order groups
+    finish. A job's NfcError is yielded, not raised, so the others go on.
     """
     size = max(1, min(GROUP, -(-len(jobs) // max(workers, 1))))
     sizes = {src: pixels(src) if pixels else SMALL + 1 for src, _ in jobs}
