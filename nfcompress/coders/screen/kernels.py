@@ -82,6 +82,21 @@ def _med(w: int, n: int, nw: int) -> int:
 
 
 @compiled
+def _indices(flags: np.ndarray, want: bool) -> np.ndarray:
+    """The positions where flags[i] == want (np.flatnonzero, which numba compiles slowly)."""
+    n = 0
+    for f in flags:
+        n += f == want
+    out = np.empty(n, np.int64)
+    n = 0
+    for i in range(flags.size):
+        if flags[i] == want:
+            out[n] = i
+            n += 1
+    return out
+
+
+@compiled
 def _distances(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, keys: np.ndarray) -> None:
     """The palette's sort keys for one escaped pixel: each colour's distance from the predicted
     channels `pred`, times 2 PALETTE, plus its index; the candidates' colours (`taken`: their
@@ -239,7 +254,7 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
     allowed = np.empty(ns, np.int64)
     cum = np.empty(ns + 1, np.int64)
     shift = np.uint64(64 - HASH_BITS)
-    escaped = 0
+    escaped = np.zeros(n, np.bool_)
     for i in range(n):
         a = at[i]
         for k in range(12):
@@ -297,17 +312,11 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
         s = code(io, cum, ns, s)
         slot[i] = s
         sym[a] = s  # (contexts read W's and N's, on earlier wavefronts)
-        if s == nc:
-            escaped += 1
-        elif not encoding:
+        escaped[i] = s == nc
+        if not encoding and s != nc:
             x[i] = cand[i, s]
-    if escaped:
-        rows = np.empty(escaped, np.int64)
-        e = 0
-        for i in range(n):
-            if slot[i] == nc:
-                rows[e] = i
-                e += 1
+    rows = _indices(escaped, True)
+    if rows.size:
         _escapes(state, settings, at, cand, x, rows, encoding, io)
     for i in range(n):
         cv[at[i]] = x[i]
@@ -372,17 +381,10 @@ def _escapes(
             fresh[ctx[e], flag[e]] += step
     if p:
         _ranks(ranks, palette[:p], pred, taken, index, x, rows, new, encoding, not new_flag, step, io)
-    count = 0
-    for e in range(m):
-        count += new[e]
-    if count:
-        fresh_rows = np.empty(count, np.int64)
-        count = 0
-        for e in range(m):
-            if new[e]:
-                fresh_rows[count] = e
-                count += 1
-                sym[at[rows[e]]] = new_sym
+    fresh_rows = _indices(new, True)
+    if fresh_rows.size:
+        for e in fresh_rows:
+            sym[at[rows[e]]] = new_sym
         _new_colours(raw, near, fresh_rows, x, rows, encoding, grouped, step, io)
         for e in fresh_rows:
             c = x[rows[e]]
@@ -411,17 +413,10 @@ def _ranks(
     flag) of all of them, NEW as the last rank, setting `new`; each under one distribution.
     Decoded colours go to x[rows]."""
     p = palette.size
-    n = 0
-    for e in range(new.size):
-        n += new_last or not new[e]
+    coded = np.arange(new.size) if new_last else _indices(new, False)
+    n = coded.size
     if not n:
         return
-    coded = np.empty(n, np.int64)
-    n = 0
-    for e in range(new.size):
-        if new_last or not new[e]:
-            coded[n] = e
-            n += 1
     a = p + 1 if new_last else p
     counts = np.empty(a, np.int64)
     for q in range(p):
