@@ -9,10 +9,13 @@ from nfcompress.coding import rans
 
 
 def _random_symbols(r: np.random.Generator, n: int, a: int) -> tuple[np.ndarray, np.ndarray]:
-    """n symbols of a alphabet, each with integer weights of its own (`kernels.weights`)."""
+    """n symbols of a alphabet, each with integer weights of its own (`kernels._normalise`)."""
     counts = r.integers(0, 1000, (n, a)) * (r.random((n, a)) < 0.6)
     counts[np.arange(n), r.integers(0, a, n)] += r.integers(1, 10**6, n)
-    return np.array([r.choice(np.flatnonzero(c)) for c in counts], np.int32), kernels.weights(counts)
+    w = np.empty((n, a), np.int64)
+    for row, out in zip(counts.astype(np.int64), w):
+        kernels._normalise(row, out)
+    return np.array([r.choice(np.flatnonzero(c)) for c in counts], np.int32), w
 
 
 def _record(symbols: np.ndarray, w: np.ndarray) -> tuple:

@@ -16,11 +16,8 @@ __all__ = [
     "HASH_BITS",
     "PALETTE",
     "RAW_CONTEXTS",
-    "colour_of_rank",
-    "rank_of",
     "raw_predict",
     "segment",
-    "weights",
 ]
 
 import numpy as np
@@ -57,15 +54,6 @@ def _normalise(counts: np.ndarray, out: np.ndarray) -> None:
         if w > out[top]:
             top = j
     out[top] += total - given
-
-
-@compiled
-def weights(counts: np.ndarray) -> np.ndarray:
-    """`_normalise` of every row of counts (n, A)."""
-    out = np.empty(counts.shape, np.int64)
-    for i in range(counts.shape[0]):
-        _normalise(counts[i], out[i])
-    return out
 
 
 @compiled
@@ -131,31 +119,6 @@ def _colour(palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rank: int,
     """The inverse of `_rank`: the palette colour of one pixel's rank."""
     _distances(palette, pred, taken, keys)
     return palette[_select(keys, rank) % (2 * PALETTE)]
-
-
-@compiled
-def rank_of(
-    palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rows: np.ndarray, index: np.ndarray
-) -> np.ndarray:
-    """The rank (`_rank`) of each pixel's palette colour index[i], for pixel rows[i]: its
-    predicted channels pred[rows[i]], its candidates' palette indices taken[rows[i]]."""
-    out = np.empty(rows.size, np.int64)
-    keys = np.empty(palette.size, np.int64)
-    for i in range(rows.size):
-        out[i] = _rank(palette, pred[rows[i]], taken[rows[i]], index[i], keys)
-    return out
-
-
-@compiled
-def colour_of_rank(
-    palette: np.ndarray, pred: np.ndarray, taken: np.ndarray, rows: np.ndarray, rank: np.ndarray
-) -> np.ndarray:
-    """The inverse of `rank_of`: the palette colour of each pixel's rank."""
-    out = np.empty(rows.size, np.int64)
-    keys = np.empty(palette.size, np.int64)
-    for i in range(rows.size):
-        out[i] = _colour(palette, pred[rows[i]], taken[rows[i]], rank[i], keys)
-    return out
 
 
 @compiled
