@@ -24,7 +24,7 @@ in increasing t, each in increasing i. Every neighbour a prediction reads lies o
 wavefront, so a whole wavefront decodes as one vector. Earlier channels are known everywhere.
 """
 
-__all__ = ["LinearModel", "fit", "side_bits", "encode", "decode"]
+__all__ = ["LinearModel", "Front", "fit", "side_bits", "encode", "decode", "decode_planes"]
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -820,11 +820,47 @@ def decode(
     if any((q < 0).any() or (q > 255).any() for q in model.scales):
         raise FormatError("corrupted payload: a scale code out of range")
     io = rans.source(coder.get_compressed())  # the pixels: the compiled coder goes on from here
+    tables = [LogisticTables(s) for s in model.scales]
+
+    def values(f: Front) -> np.ndarray:
+        row, ip = tables[f.c].index(f.p, f.contexts)
+        return symbols.decode(tables[f.c].cum, row, ip, f.medians, f.spikes, SPIKES, io)
+
+    out = decode_planes(model, height, width, channels, values, progress, scheme)
+    if not rans.exhausted(io):
+        raise FormatError("corrupted payload: data left after the last pixel")
+    return out
+
+
+class Front(NamedTuple):
+    """What the model says of a wavefront's pixels (rows i, columns j) of channel c (in coding
+    order) before they are decoded."""
+
+    c: int
+    i: np.ndarray
+    j: np.ndarray
+    p: np.ndarray  # predictions, weight units (int64)
+    contexts: np.ndarray  # scale contexts
+    medians: np.ndarray  # spike values (zeros in scheme 1)
+    spikes: np.ndarray  # spike shares (zeros in scheme 1)
+
+
+def decode_planes(
+    model: LinearModel,
+    height: int,
+    width: int,
+    channels: int,
+    values: Callable[[Front], np.ndarray],
+    progress: Callable[[int, int], None] | None = None,
+    scheme: int = SCHEME,
+) -> np.ndarray:
+    """The (H, W, C) uint8 image whose wavefronts, in decoding order, `values` decodes from what
+    the fitted model says of them (a `Front`); `progress(done, total)` is called PARTS times per
+    channel."""
     out = np.empty((height, width, channels), np.uint8)
     cross_err = np.zeros(height * width, np.int32)
     steps = list(wavefronts(height, width))
     for c in range(channels):
-        tables = LogisticTables(model.scales[c])
         layout = _Layout(height, width, c, model.classes, scheme)
         pads = _pads([out[..., q] for q in range(c)])
         cw = layout.cw
@@ -844,14 +880,14 @@ def decode(
             if model.feedback is not None:
                 p = _feedback(p1, first[near], model.feedback[c])
             act = _activity(err[near], cross_err[i * width + j])
-            row, ip = tables.index(p, _contexts(grad, act, i, j, model.classes, scheme, model.blocks))
+            contexts = _contexts(grad, act, i, j, model.classes, scheme, model.blocks)
             if model.spikes is not None:
                 med = _median(x).astype(np.int64)
                 even = _evenness(_equalities(layout.texture(x)), med == _round(p))
                 q = model.spikes[c][_spike_contexts(even, act, model.classes)].astype(np.int64)
             else:
                 med = q = np.zeros(len(i), np.int64)
-            v = symbols.decode(tables.cum, row, ip, med, q, SPIKES, io)
+            v = values(Front(c, i, j, np.asarray(p, np.int64), contexts, med, q))
             cv[cp] = v
             err[cp] = np.abs(v - _round(p))
             first[cp] = v - _round(p1)
@@ -860,8 +896,6 @@ def decode(
             _spread(cv, cp, v, i, j, width, cw)
         out[..., c] = cv.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width]
         cross_err += CROSS_ERR * err.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width].ravel()
-    if not rans.exhausted(io):
-        raise FormatError("corrupted payload: data left after the last pixel")
     return np.ascontiguousarray(out[..., np.argsort(_order(channels))])
 
 
