@@ -21,9 +21,10 @@ class LinearCoder:
         """Every shape: the model needs no more than one pixel."""
         return True
 
-    def encode(self, colour: np.ndarray, progress: Progress = None) -> Payload:
-        """The payload, with each pixel's ideal bits (side information aside)."""
-        data, pixel_bits, side = model.encode(colour, progress=progress)
+    def encode(self, colour: np.ndarray, progress: Progress = None, fit: model.Fitted | None = None) -> Payload:
+        """The payload, with each pixel's ideal bits (side information aside), under the model
+        `fit` holds (`model.fitted`) or one fitted now."""
+        data, pixel_bits, side = model.encode(colour, progress=progress, fit=fit)
         return Payload(self.kind, [data], float(pixel_bits.sum()) + side, pixel_bits)
 
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:

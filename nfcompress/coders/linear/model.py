@@ -24,7 +24,20 @@ in increasing t, each in increasing i. Every neighbour a prediction reads lies o
 wavefront, so a whole wavefront decodes as one vector. Earlier channels are known everywhere.
 """
 
-__all__ = ["LinearModel", "Front", "fit", "side_bits", "encode", "decode", "decode_planes"]
+__all__ = [
+    "LinearModel",
+    "Front",
+    "coding_order",
+    "fit",
+    "Fitted",
+    "fitted",
+    "side_bits",
+    "push_side",
+    "pop_side",
+    "encode",
+    "decode",
+    "decode_planes",
+]
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -394,7 +407,7 @@ class _Raster(NamedTuple):
     first: np.ndarray  # the first stage's signed errors, as a flat canvas (0 outside the image)
 
 
-def _order(channels: int) -> list[int]:
+def coding_order(channels: int) -> list[int]:
     """The order channels are coded in: green first, as it predicts red and blue best."""
     return [1, 0, 2] if channels == 3 else list(range(channels))
 
@@ -403,6 +416,28 @@ def fit(rgb: np.ndarray, ridge: float = 1e-3) -> LinearModel:
     """Least-squares weights per class and per-context scales for an (H, W, C) uint8 image, channels
     in coding order. The weights are fitted on at most about FIT_PIXELS pixels (evenly spread bands)."""
     return _fit(rgb, ridge)[0]
+
+
+class Fitted(NamedTuple):
+    """A model fitted to an image (`fitted`), with what coding needs of every pixel."""
+
+    model: LinearModel
+    rasters: list  # per channel in coding order, its `_Raster`
+
+    def predictions(self, c: int) -> np.ndarray:
+        """Channel c's predictions (weight units, raster order)."""
+        return self.rasters[c].p
+
+    def scale_codes(self, c: int) -> np.ndarray:
+        """Channel c's scale codes (raster order)."""
+        return self.model.scales[c][self.rasters[c].contexts]
+
+
+def fitted(rgb: np.ndarray) -> Fitted:
+    """The model `encode` fits to an (H, W, C) uint8 image (channels as the image has them), to
+    hand to `encode` and to models that code over its predictions."""
+    model, rasters = _fit(np.ascontiguousarray(rgb[..., coding_order(rgb.shape[2])]))
+    return Fitted(_complete(model), rasters)
 
 
 def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raster]]:
@@ -705,14 +740,14 @@ def _coded_weights(model: LinearModel) -> np.ndarray:
 
 
 def side_bits(model: LinearModel) -> int:
-    """The bits `_push_side` spends on a model: what a fitted model costs beside its pixels."""
+    """The bits `push_side` spends on a model: what a fitted model costs beside its pixels."""
     model = _complete(model)
     weights = int_bits(_coded_weights(model))[1]
     spikes = SPIKE_BITS * sum(len(s) for s in model.spikes)
     return round(2 + np.log2(BLOCK * BLOCK + 1) + int_bits(_scale_steps(model.scales))[1] + spikes + weights)
 
 
-def _push_side(coder, model: LinearModel) -> None:
+def push_side(coder, model: LinearModel) -> None:
     """Push the class count, the block grid, the scale codes (steps), the spike shares and the
     weights, the steps and the weights zigzagged through `_push_ints`."""
     push_ints(coder, _coded_weights(model))
@@ -723,8 +758,8 @@ def _push_side(coder, model: LinearModel) -> None:
     coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
 
 
-def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
-    """The model `_push_side` pushed (or in scheme 2: no block grid; in scheme 1 also the scale
+def pop_side(coder, channels: int, scheme: int) -> LinearModel:
+    """The model `push_side` pushed (or in scheme 2: no block grid; in scheme 1 also the scale
     codes 8 bits each, no spikes, the weights 16 bits each, wider ones escaped)."""
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
     blocks = None
@@ -758,13 +793,20 @@ def _pop_side(coder, channels: int, scheme: int) -> LinearModel:
 
 
 def encode(
-    rgb: np.ndarray, model: LinearModel | None = None, progress: Callable[[int, int], None] | None = None
+    rgb: np.ndarray,
+    model: LinearModel | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    fit: Fitted | None = None,
 ) -> tuple[bytes, np.ndarray, int]:
     """An (H, W, C) uint8 image as one ANS stream, the ideal bits of each pixel (H, W) and the
-    bits of the model itself (`side_bits`); `progress(done, total)` is called once a channel is
-    fitted and once it is coded."""
-    rgb = np.ascontiguousarray(rgb[..., _order(rgb.shape[2])])
-    model, rasters = _fit(rgb) if model is None else (model, None)
+    bits of the model itself (`side_bits`), under `model`, or the model `fit` holds (`fitted`),
+    or else one fitted now; `progress(done, total)` is called once a channel is fitted and once
+    it is coded."""
+    rgb = np.ascontiguousarray(rgb[..., coding_order(rgb.shape[2])])
+    if fit is not None:
+        model, rasters = fit
+    else:
+        model, rasters = _fit(rgb) if model is None else (model, None)
     h, w, channels = rgb.shape
     model = _complete(model)
     order = np.concatenate([i * w + j for i, j in wavefronts(h, w)])  # the order `decode` meets pixels in
@@ -793,7 +835,7 @@ def encode(
         if progress:
             progress(2 * channels - c, 2 * channels)
     coder = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
-    _push_side(coder, model)
+    push_side(coder, model)
     return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w), side_bits(model)
 
 
@@ -816,7 +858,7 @@ def decode(
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
     except ValueError as e:
         raise FormatError(f"corrupted payload: {e}") from None
-    model = _pop_side(coder, channels, scheme)
+    model = pop_side(coder, channels, scheme)
     if any((q < 0).any() or (q > 255).any() for q in model.scales):
         raise FormatError("corrupted payload: a scale code out of range")
     io = rans.source(coder.get_compressed())  # the pixels: the compiled coder goes on from here
@@ -896,7 +938,7 @@ def decode_planes(
             _spread(cv, cp, v, i, j, width, cw)
         out[..., c] = cv.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width]
         cross_err += CROSS_ERR * err.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width].ravel()
-    return np.ascontiguousarray(out[..., np.argsort(_order(channels))])
+    return np.ascontiguousarray(out[..., np.argsort(coding_order(channels))])
 
 
 def _spread(cv: np.ndarray, cp: np.ndarray, x: np.ndarray, i: np.ndarray, j: np.ndarray, width: int, cw: int) -> None:
