@@ -32,6 +32,8 @@ __all__ = [
     "canvas",
     "quantize",
     "load",
+    "mixture_rows",
+    "mixture_parts",
     "encode",
     "decode",
 ]
@@ -233,20 +235,16 @@ _ROW_TOTAL = (1 << PRECISION) - 256  # every row of weights sums to this (the co
 
 def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
     """Integer weights (n, 256) of the values 0..255 under the mixture the outputs o (n, 3 K) give
-    around the median predictions `base`: each component one of the linear model's tables."""
-    k = o.shape[1] // 3
-    n = len(o)
-    frac = FRAC_BITS
-    p = base[:, None] * (1 << frac) + np.floor(o[:, :k] * (MEAN_SCALE * 2.0 ** (frac - OUT_BITS)))
-    p = np.clip(p, 0, (256 << frac) - 1).astype(np.int64)
-    half = 2.0 ** (OUT_BITS - 1) / LOG_SCALE_STEPS
-    q = np.floor((o[:, k : 2 * k] - LOG_SCALE_MIN * 2.0**OUT_BITS + half) / (2.0**OUT_BITS / LOG_SCALE_STEPS))
-    q = np.clip(q, 0, 255).astype(np.int64)
-    logits = o[:, 2 * k :] / 2.0**OUT_BITS
-    e = det_exp(logits - logits.max(1, keepdims=True))
-    mix = np.floor(e / ordered_sum(e)[:, None] * 2.0**MIX_BITS)
-    top = np.argmax(mix, 1)
-    mix[np.arange(n), top] += 2.0**MIX_BITS - mix.sum(1)
+    around the median predictions `base`."""
+    return mixture_rows(o, base * (1 << FRAC_BITS))
+
+
+def mixture_rows(o: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Integer weights (n, 256) of the values 0..255, each at least FLOOR, under the mixture the
+    outputs o (n, 3 K) give around `centre` (units of 2**-FRAC_BITS): each component one of the
+    linear model's tables (`mixture_parts`)."""
+    p, q, mix = mixture_parts(o, centre)
+    n, k = p.shape
     tables = every_scale()
     total = mix[:, :1] * tables.rows(p[:, 0], q[:, 0])
     for c in range(1, k):
@@ -256,9 +254,29 @@ def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
     return rows
 
 
-def load(path: Path | None = None, sha256: str | None = None) -> list[PlaneWeights]:
+def mixture_parts(o: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mixture's components that the outputs o (n, 3 K) give around `centre`: predictions
+    (units of 2**-FRAC_BITS), scale codes and weights summing to 2**MIX_BITS, each (n, K) int64."""
+    k = o.shape[1] // 3
+    n = len(o)
+    frac = FRAC_BITS
+    p = centre[:, None] + np.floor(o[:, :k] * (MEAN_SCALE * 2.0 ** (frac - OUT_BITS)))
+    p = np.clip(p, 0, (256 << frac) - 1).astype(np.int64)
+    half = 2.0 ** (OUT_BITS - 1) / LOG_SCALE_STEPS
+    q = np.floor((o[:, k : 2 * k] - LOG_SCALE_MIN * 2.0**OUT_BITS + half) / (2.0**OUT_BITS / LOG_SCALE_STEPS))
+    q = np.clip(q, 0, 255).astype(np.int64)
+    logits = o[:, 2 * k :] / 2.0**OUT_BITS
+    e = det_exp(logits - logits.max(1, keepdims=True))
+    mix = np.floor(e / ordered_sum(e)[:, None] * 2.0**MIX_BITS)
+    top = np.argmax(mix, 1)
+    mix[np.arange(n), top] += 2.0**MIX_BITS - mix.sum(1)
+    return p, q, mix.astype(np.int64)
+
+
+def load(path: Path | None = None, sha256: str | None = None, what: str = "causal model") -> list[PlaneWeights]:
     """The integer networks of green, red and blue: the shipped ones by default, checked against
-    SHA256; others against `sha256` or, without one, the sha256 in the card beside them."""
+    SHA256; others against `sha256` or, without one, the sha256 in the card beside them (`what`
+    names the model in messages)."""
     if path is None:
         path, sha256 = shipped_dir() / f"{MODEL}.safetensors", SHA256
     path = Path(path)
@@ -266,32 +284,32 @@ def load(path: Path | None = None, sha256: str | None = None) -> list[PlaneWeigh
         try:
             sha256 = str(json.loads(path.with_suffix(".json").read_text())["sha256"])
         except (OSError, ValueError, KeyError, TypeError):
-            raise NfcError(f"the causal model {path} has no card with its sha256 beside it") from None
+            raise NfcError(f"the {what} {path} has no card with its sha256 beside it") from None
     try:
         digest = sha256_file(path)
     except OSError as e:
-        raise NfcError(f"cannot read the causal model {path}: {e.strerror or e}") from None
+        raise NfcError(f"cannot read the {what} {path}: {e.strerror or e}") from None
     if digest != sha256:
-        raise NfcError(f"the causal model {path} does not match its sha256 (damaged or replaced weights)")
-    return _load(str(path), digest)
+        raise NfcError(f"the {what} {path} does not match its sha256 (damaged or replaced weights)")
+    return _load(str(path), digest, what)
 
 
 _FIELDS = ("first", "first_bias", "second", "second_bias", "out", "out_bias")
 
 
 @functools.cache
-def _load(path: str, digest: str) -> list[PlaneWeights]:
+def _load(path: str, digest: str, what: str) -> list[PlaneWeights]:
     """The weights of a file whose sha256 is `digest` (cached by both: a replaced file loads anew)."""
     try:
         t = load_file(path)
     except (OSError, ValueError) as e:
-        raise NfcError(f"cannot read the causal model {path}: {e}") from None
+        raise NfcError(f"cannot read the {what} {path}: {e}") from None
     try:
         planes = [PlaneWeights(**{f: t[f"planes.{k}.{f}"].astype(np.float64) for f in _FIELDS}) for k in range(3)]
     except KeyError as e:
-        raise NfcError(f"the causal model {path} lacks {e}") from None
+        raise NfcError(f"the {what} {path} lacks {e}") from None
     if any(pw.bound() >= EXACT_LIMIT for pw in planes):
-        raise NfcError(f"the causal model {path} has weights too large for exact arithmetic")
+        raise NfcError(f"the {what} {path} has weights too large for exact arithmetic")
     return planes
 
 
