@@ -20,7 +20,7 @@ from nfcompress.errors import ChecksumError, FormatError
 
 def _round_trip(img: np.ndarray) -> tuple[bytes, float]:
     data, pixel_bits, side = linear.encode(img)
-    assert side == linear.side_bits(linear.fit(np.ascontiguousarray(img[..., linear._order(img.shape[2])])))
+    assert side == linear.side_bits(linear.fit(np.ascontiguousarray(img[..., linear.coding_order(img.shape[2])])))
     back = linear.decode(data, img.shape[0], img.shape[1], img.shape[2])
     assert back.dtype == np.uint8 and np.array_equal(back, img)
     assert pixel_bits.shape == img.shape[:2] and (pixel_bits > 0).all()
@@ -98,7 +98,7 @@ def test_values_that_the_median_predicts_exactly_get_a_spike_and_cost_less():
     g = photo_like(96, 96, 1, seed=19)[..., 0].astype(np.int64)
     steps = (np.arange(96)[None, :] // 24) * 9 + (np.arange(96)[:, None] // 32) * 5  # flat patches
     img = np.stack([np.clip(g + steps, 0, 255), g, np.clip(g - steps, 0, 255)], 2).astype(np.uint8)
-    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    model = linear.fit(np.ascontiguousarray(img[..., linear.coding_order(3)]))
     assert max(q.max() for q in model.spikes[1:]) >= linear.SPIKES // 2
     plain = linear.LinearModel(model.weights, model.scales, [np.zeros_like(q) for q in model.spikes], model.feedback)
     spiked_data, *_ = linear.encode(img, model)
@@ -128,7 +128,7 @@ def test_green_first_makes_red_and_blue_cheap_when_they_follow_it():
 def test_the_file_size_is_the_ideal_size_of_the_pixels_and_the_fitted_model():
     img = photo_like(128, 128, 3, seed=5)
     data, ideal = _round_trip(img)
-    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    model = linear.fit(np.ascontiguousarray(img[..., linear.coding_order(3)]))
     raw = 16 * model.weights[0].size + 16 * sum(w.size for w in model.weights[1:]) + 8 * 3 * linear._context_count(2)
     assert 0.5 * raw < linear.side_bits(model) < raw  # the weights and scales take fewer bits than 16 and 8
     assert ideal - 64 < 8 * len(data) <= ideal + 64
@@ -245,7 +245,7 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
 
 def test_larger_images_fit_more_predictor_classes_and_still_round_trip():
     img = photo_like(130, 130, 3, seed=13)
-    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    model = linear.fit(np.ascontiguousarray(img[..., linear.coding_order(3)]))
     assert model.classes == 2 and all(w.shape[0] == 3 for w in model.weights)  # and the edges' own
     assert not all(np.array_equal(w[0], w[1]) for w in model.weights)
     _round_trip(img)
@@ -253,7 +253,7 @@ def test_larger_images_fit_more_predictor_classes_and_still_round_trip():
 
 def test_from_four_classes_gradients_and_errors_have_contexts_of_their_own():
     img = photo_like(370, 360, 3, seed=18)
-    model, rasters = linear._fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    model, rasters = linear._fit(np.ascontiguousarray(img[..., linear.coding_order(3)]))
     assert model.classes == 4 and all(len(s) == linear._context_count(4) == 16 * linear.BINS for s in model.scales)
     used = np.unique(np.concatenate([r.contexts for r in rasters]))
     assert used.min() >= 0 and used.max() < 16 * linear.BINS and len(used) > 2 * linear.BINS
@@ -277,7 +277,7 @@ def test_the_block_grid_a_jpeg_left_is_found(offset):
 def test_from_four_classes_the_block_grid_splits_the_weights_and_pays(monkeypatch):
     img = _blocky(370, 360, (3, 5), seed=21)
     data, bits = _round_trip(img)
-    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    model = linear.fit(np.ascontiguousarray(img[..., linear.coding_order(3)]))
     assert model.blocks == (3, 5) and model.classes == 4
     assert all(w.shape[0] == 4 * linear.POSITIONS + 1 for w in model.weights)
     monkeypatch.setattr(linear, "block_grid", lambda rgb: (0, 0))
@@ -287,7 +287,7 @@ def test_from_four_classes_the_block_grid_splits_the_weights_and_pays(monkeypatc
 
 def test_an_image_of_one_class_reads_fewer_neighbours_and_steps_its_weights():
     img = photo_like(40, 64, 3, seed=5)
-    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    model = linear.fit(np.ascontiguousarray(img[..., linear.coding_order(3)]))
     causal, cross = linear.SMALL
     # The bias and the median; no local prediction under 128x128.
     assert model.classes == 1 and [w.shape for w in model.weights] == [(1, causal + cross * c + 2) for c in range(3)]
@@ -301,7 +301,7 @@ def test_an_image_of_one_class_reads_fewer_neighbours_and_steps_its_weights():
 
 def test_from_128x128_the_local_prediction_is_a_feature_and_pays_on_a_photo(monkeypatch):
     img = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
-    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    model = linear.fit(np.ascontiguousarray(img[..., linear.coding_order(3)]))
     assert model.classes == 2 and [w.shape[1] for w in model.weights] == [13 + 7 * c + 3 for c in range(3)]
     data, *_ = linear.encode(img)
     monkeypatch.setattr(linear, "_local_on", lambda classes, scheme=linear.SCHEME: False)
@@ -314,7 +314,7 @@ def test_from_128x128_the_local_prediction_is_a_feature_and_pays_on_a_photo(monk
 
 def test_feedback_from_the_first_stage_errors_is_fitted_and_pays_on_a_photo():
     img = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "pizza-128.png").convert("RGB"))
-    model = linear.fit(np.ascontiguousarray(img[..., linear._order(3)]))
+    model = linear.fit(np.ascontiguousarray(img[..., linear.coding_order(3)]))
     assert all(f.shape == (linear.ERRORS,) for f in model.feedback) and any(f.any() for f in model.feedback)
     without = linear.LinearModel(model.weights, model.scales, model.spikes, [np.zeros_like(f) for f in model.feedback])
     data, *_ = linear.encode(img, model)
