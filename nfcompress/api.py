@@ -38,9 +38,9 @@ def encode(
     Files are portable: they decode alike on any machine (the flow runs as its calibrated exact
     integer form, as the shipped model has); `portable=False` is refused.
     `coder` "auto" (the default) keeps the smallest file of the models nfcompress.policy tries:
-    the screen model first on screen content, the per-image linear model (most large photos),
-    the causal model (most thumbnails) and the flow; "flow", "linear", "causal" or "screen"
-    uses one.
+    the screen model first on screen content, the per-image linear model and the adaptive
+    model over it (photos), the causal model (most thumbnails) and the flow; "flow", "linear",
+    "adaptive", "causal" or "screen" uses one.
 
     Example:
         >>> import numpy as np, nfcompress

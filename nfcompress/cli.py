@@ -105,7 +105,7 @@ effort_option = click.option(
 coder_option = click.option(
     "--coder",
     # nfcompress.policy.CODERS, which a test compares (the CLI starts without importing the models)
-    type=click.Choice(["auto", "flow", "linear", "causal", "screen"]),
+    type=click.Choice(["auto", "flow", "linear", "adaptive", "causal", "screen"]),
     default="auto",
     show_default=True,
     help="What codes each image: the smallest file of the models auto tries, or one model.",
@@ -263,9 +263,12 @@ def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device
 @json_option
 def models(as_json) -> None:
     """List the models at hand: which one encodes by default, which shipped, and their cards' figures."""
+    from nfcompress.coders.adaptive.model import MODEL as ADAPTIVE_MODEL
     from nfcompress.coders.causal.model import MODEL as CAUSAL_MODEL
     from nfcompress.container import SHIPPED_MODELS
     from nfcompress.model_files import DEFAULT_MODEL, models_dir
+
+    fixed = {CAUSAL_MODEL: "causal", ADAPTIVE_MODEL: "adaptive"}  # the networks of model-free payloads
 
     folder = models_dir()
     if not folder.is_dir():
@@ -282,8 +285,8 @@ def models(as_json) -> None:
         rec = {
             "name": card_path.stem,
             "default": card_path.stem == DEFAULT_MODEL,
-            "shipped": card_path.stem in (*SHIPPED_MODELS, CAUSAL_MODEL),
-            "kind": "causal" if card_path.stem == CAUSAL_MODEL else "flow",
+            "shipped": card_path.stem in (*SHIPPED_MODELS, *fixed),
+            "kind": fixed.get(card_path.stem, "flow"),
             "parameters": card.get("metrics", {}).get("parameters"),
             "megabytes": round(weights.stat().st_size / 1e6, 1),
             "portable": bool(card.get("exact")),
@@ -291,7 +294,7 @@ def models(as_json) -> None:
             "path": str(weights),
         }
         marks = ", ".join(m for m, on in (("default", rec["default"]), ("shipped", rec["shipped"])) if on)
-        marks += ", the causal model" if rec["kind"] == "causal" else ""
+        marks += f", the {rec['kind']} model" if rec["kind"] != "flow" else ""
         text = " ".join(f"{k} {v}" for k, v in figures.items())
         _emit(rec, as_json, f"{rec['name']}{f' ({marks})' if marks else ''}: {rec['megabytes']} MB; {text}")
 
@@ -313,8 +316,11 @@ def _model_name(header) -> str | None:
 def info(inputs, as_json) -> None:
     """Show the header of .nfc files."""
     from nfcompress.batch import read_input
+    from nfcompress.coders.adaptive.model import MODEL as ADAPTIVE_MODEL
     from nfcompress.coders.causal.model import MODEL as CAUSAL_MODEL
     from nfcompress.container import unpack
+
+    fixed = {"causal": CAUSAL_MODEL, "adaptive": ADAPTIVE_MODEL}  # the networks of model-free payloads
 
     def work(src: str) -> None:
         data = _prefixed(src, read_input, src)
@@ -330,7 +336,7 @@ def info(inputs, as_json) -> None:
             "mode": h.mode,
             "bit_depth": h.bit_depth,
             "coder": h.kind,
-            "model": CAUSAL_MODEL if h.kind == "causal" else None if h.model_free else _model_name(h),
+            "model": fixed.get(h.kind) if h.model_free else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,
             "portable": h.device == "any",

@@ -230,7 +230,7 @@ class Codec:
         `progress(done, total)` is called as the work goes on.
 
         `coder` (the codec's own by default, "auto") keeps the smallest file of the models
-        nfcompress.policy tries; "flow", "linear" (with JPEG-history recovery), "causal" or
+        nfcompress.policy tries; "flow", "linear" (with JPEG-history recovery), "adaptive", "causal" or
         "screen" code with one. `portable` may only be True: every file written decodes on any machine.
         """
         return self.encode_many([image], progress, effort, portable, coder)[0]

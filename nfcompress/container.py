@@ -6,9 +6,9 @@ files leave out the name of a shipped model, which their model hash identifies; 
 a file may instead be coded by the per-image linear model (nfcompress.coders.linear), with no model
 and one chunk. Versions 7 to 11 have the layout of version 6; their linear payloads are of the
 linear model's second and third schemes, version 9 adds the JPEG-history model's payloads,
-version 10 the causal model's, version 11 the screen model's and version 12 its second
-scheme. A file is written with the oldest version that holds its kind (`WRITTEN`). Every earlier
-version still reads.
+version 10 the causal model's, version 11 the screen model's, version 12 its second scheme and
+version 13 the adaptive model's. A file is written with the oldest version that holds its kind
+(`WRITTEN`). Every earlier version still reads.
 """
 
 __all__ = [
@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 12  # the newest; see WRITTEN for the version each payload kind is written with
-VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+VERSION = 13  # the newest; see WRITTEN for the version each payload kind is written with
+VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -57,13 +57,14 @@ ONE_TILE_SIDE = 256
 _ALPHA, _ONE_TILE, _NAMED, _ORIENTED = 0x04, 0x08, 0x40, 0x80
 _JPEG = _ONE_TILE  # in a model-free file (from version 9): the JPEG-history model coded the pixels
 _CAUSAL = _ORIENTED  # in a model-free file (from version 10): the causal model coded them
+_ADAPTIVE = _NAMED  # in a model-free file (from version 13), alone: the adaptive model coded them
 # The payload kinds, each named by one model (nfcompress.coders): the flow's files have device
 # bits 0-2; the others device bits 3 and the flag here.
-KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL, "screen": _JPEG | _CAUSAL}
+KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL, "screen": _JPEG | _CAUSAL, "adaptive": _ADAPTIVE}
 KINDS = ("flow", *KIND_FLAGS)
 # The version a file of each kind is written with: the oldest that holds it, so that nfcompress
 # 0.9 and 0.10 still read every file of the kinds they know.
-WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 10, "screen": 12}
+WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 10, "screen": 12, "adaptive": 13}
 
 
 @dataclass
@@ -191,14 +192,17 @@ def _flags(r: _Reader, version: int) -> dict:
         (flags,) = r.take(1, "header")
         if flags & 0x03 >= (len(DEVICES) + 1 if version >= 6 else len(DEVICES) if version >= 4 else 2):
             raise FormatError("corrupted .nfc header (unknown flags)")
-        if flags & 0x03 == _MODEL_FREE and (
-            flags & (_NAMED | (_ORIENTED if version < 10 else 0) | (_ONE_TILE if version < 9 else 0))
+        model_free = flags & 0x03 == _MODEL_FREE
+        if model_free and (
+            flags
+            & ((_NAMED if version < 13 else 0) | (_ORIENTED if version < 10 else 0) | (_ONE_TILE if version < 9 else 0))
+            or (flags & _ADAPTIVE and flags & (_JPEG | _CAUSAL))  # the adaptive flag stands alone
             or (flags & (_JPEG | _CAUSAL) == _JPEG | _CAUSAL and version < 11)  # a screen payload
             or (flags & (_JPEG | _CAUSAL) == _CAUSAL and (flags >> 4) & 0x03 < 2)  # the causal model codes colour only
         ):
             raise FormatError("corrupted .nfc header (flags a model-free file cannot have)")
-        name_len = r.take(1, "header")[0] if flags & _NAMED else 0
-        if flags & _NAMED and not 0 < name_len <= MAX_NAME:
+        name_len = r.take(1, "header")[0] if flags & _NAMED and not model_free else 0
+        if flags & _NAMED and not model_free and not 0 < name_len <= MAX_NAME:
             raise FormatError("corrupted .nfc header (bad model name length)")
         return {
             "device": flags & 0x03,
@@ -206,6 +210,7 @@ def _flags(r: _Reader, version: int) -> dict:
             "one_tile": bool(flags & _ONE_TILE),
             "mode": (flags >> 4) & 0x03,
             "oriented": bool(flags & _ORIENTED),
+            "adaptive": model_free and bool(flags & _ADAPTIVE),
             "name_len": name_len,
         }
     flags, name_len = r.take(2, "header")
@@ -218,13 +223,14 @@ def _flags(r: _Reader, version: int) -> dict:
         "alpha": bool(flags & 0x10),
         "one_tile": version >= 2 and bool(flags & 0x20),
         "oriented": False,
+        "adaptive": False,
         "name_len": name_len,
     }
 
 
 def _kind(f: dict) -> str:
     """The payload kind a model-free file's flags name (`_flags` refused any other combination)."""
-    bits = (_JPEG if f["one_tile"] else 0) | (_CAUSAL if f["oriented"] else 0)
+    bits = (_JPEG if f["one_tile"] else 0) | (_CAUSAL if f["oriented"] else 0) | (_ADAPTIVE if f["adaptive"] else 0)
     return next(kind for kind, flag in KIND_FLAGS.items() if flag == bits)
 
 

@@ -11,6 +11,7 @@ encode time where a model rarely wins, never bytes where it would.
 |        | SAMPLE[1] of them cost under SAMPLE[2] x the linear model's                           |
 | linear | on grey images, on images over LINEAR_FROM pixels and at effort 2-3; on the rest     |
 |        | only where the flow's file is under LINEAR_BELOW bits per sub-pixel                  |
+| adapt. | wherever the linear model is, over the same fit (its fitted predictions)             |
 | jpeg   | with the linear model, where the image shows a JPEG's quantizer steps (from 64x64);  |
 |        | under JPEG_SURE x the linear model's bits on the central crop, the linear model is   |
 |        | not tried                                                                            |
@@ -44,11 +45,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nfcompress.coders.adaptive import AdaptiveCoder
 from nfcompress.coders.base import Payload, Progress
 from nfcompress.coders.causal import CausalCoder
 from nfcompress.coders.flow.orientation import DEFAULT_EFFORT, EFFORTS, candidates
 from nfcompress.coders.jpeg import JpegCoder
 from nfcompress.coders.linear import LinearCoder
+from nfcompress.coders.linear import model as linear_model
 from nfcompress.coders.screen import ScreenCoder
 from nfcompress.coders.screen.content import colour_count, repeat_share
 from nfcompress.errors import NfcError
@@ -59,10 +62,10 @@ if TYPE_CHECKING:
 # The models that need no weights of the user's choosing, by the payload kind each writes and
 # reads; the flow is the codec's (it is bound to a model and a device). A new model: its
 # package in nfcompress/coders, and its line here and in AUTO.
-MODEL_FREE = {c.kind: c for c in (LinearCoder(), JpegCoder(), CausalCoder(), ScreenCoder())}
-AUTO = ("screen", "flow", "linear", "jpeg", "causal")
+MODEL_FREE = {c.kind: c for c in (LinearCoder(), JpegCoder(), CausalCoder(), ScreenCoder(), AdaptiveCoder())}
+AUTO = ("screen", "flow", "linear", "adaptive", "jpeg", "causal")
 # The choices of --coder: auto, or the models one choice codes with.
-CODERS = ("auto", "flow", "linear", "causal", "screen")
+CODERS = ("auto", "flow", "linear", "adaptive", "causal", "screen")
 
 LINEAR_FROM, LINEAR_BELOW = 1024, 3.0  # pixels (32x32 thumbnails), bits per sub-pixel
 SAMPLE = (16, 8, 1.02)  # full tiles from which a sample judges the flow, tiles sampled, margin
@@ -95,9 +98,12 @@ def check_coder(coder: str) -> str:
     return coder
 
 
-def encode_linear_or_jpeg(colour: np.ndarray, progress: Progress = None, jpeg_too: bool = True) -> Payload:
+def encode_linear_or_jpeg(
+    colour: np.ndarray, progress: Progress = None, jpeg_too: bool = True, adaptive_too: bool = False
+) -> Payload:
     """The linear model's payload, or the JPEG-history model's where the image shows a JPEG and
-    that codes smaller (with `jpeg_too`)."""
+    that codes smaller (with `jpeg_too`), or the adaptive model's over the same fit where that
+    codes smaller (with `adaptive_too`)."""
     linear, jpeg = MODEL_FREE["linear"], MODEL_FREE["jpeg"]
     survey = jpeg.survey(colour, progress) if jpeg_too and jpeg.accepts(*colour.shape) else None
     from_jpeg = jpeg.encode(colour, survey=survey) if survey else None
@@ -105,10 +111,15 @@ def encode_linear_or_jpeg(colour: np.ndarray, progress: Progress = None, jpeg_to
         if progress:
             progress(4, 4)
         return _spread(from_jpeg, colour)
-    lin = linear.encode(colour, progress)
-    if from_jpeg is not None and len(from_jpeg.chunks[0]) < len(lin.chunks[0]):
+    fit = linear_model.fitted(colour)
+    best = linear.encode(colour, progress, fit=fit)
+    if adaptive_too:
+        adaptive = MODEL_FREE["adaptive"].encode(colour, fit=fit)
+        if len(adaptive.chunks[0]) < len(best.chunks[0]):
+            best = adaptive
+    if from_jpeg is not None and len(from_jpeg.chunks[0]) < len(best.chunks[0]):
         return _spread(from_jpeg, colour)
-    return lin
+    return best
 
 
 def _spread(p: Payload, colour: np.ndarray) -> Payload:
@@ -139,8 +150,8 @@ def encode(
         return [encode_linear_or_jpeg(c, one) for c in colours]
     if coder == "causal":
         return [encode_causal(c) or _refuse_causal(c) for c in colours]
-    if coder == "screen":
-        return [MODEL_FREE["screen"].encode(c) for c in colours]
+    if coder in ("screen", "adaptive"):
+        return [MODEL_FREE[coder].encode(c) for c in colours]
     if coder == "flow":
         return flow().encode_many(colours, progress, effort)
     return _auto(colours, subpixels, effort, flow, size, progress)
@@ -226,9 +237,11 @@ def encode_auto(
     `subpixels[i]` sub-pixels (alpha included)."""
     one = progress if len(colours) == 1 else None  # the linear model reports on a lone image
     if flow is None:
-        options = [[encode_linear_or_jpeg(c, one), encode_causal(c)] for c in colours]
+        options = [[encode_linear_or_jpeg(c, one, adaptive_too=True), encode_causal(c)] for c in colours]
         return [_smallest(i, o, size) for i, o in enumerate(options)]
-    lin = [encode_linear_or_jpeg(c, one) if effort > 1 or _linear_first(c) else None for c in colours]
+    lin = [
+        encode_linear_or_jpeg(c, one, adaptive_too=True) if effort > 1 or _linear_first(c) else None for c in colours
+    ]
     tried = [
         i
         for i, (c, ln) in enumerate(zip(colours, lin))
@@ -238,7 +251,7 @@ def encode_auto(
     options = []
     for i, (c, ln) in enumerate(zip(colours, lin)):
         if ln is None and 8 * size(i, flowed[i]) < LINEAR_BELOW * subpixels[i]:
-            ln = encode_linear_or_jpeg(c, one)
+            ln = encode_linear_or_jpeg(c, one, adaptive_too=True)
         options.append([flowed.get(i), ln, encode_causal(c)])
     return [_smallest(i, o, size) for i, o in enumerate(options)]
 

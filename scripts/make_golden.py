@@ -72,6 +72,7 @@ def _sources() -> dict[str, Image.Image]:
         "jpeg-gray-72x64": once_jpeg(pizza.convert("L").crop((32, 40, 104, 104)), 60),
         "ui-90x60": ui,
         "ui-gray-41x30": ui.convert("L").crop((2, 18, 43, 48)),
+        "pizza-96x80": pizza.crop((16, 24, 112, 104)),
     }
 
 
@@ -88,6 +89,7 @@ ENTRIES = [
     ("gray-alpha-19x11", "linear", 1),
     *[(s, "screen", 1) for s in ("ui-90x60", "ui-gray-41x30", "palette-alpha-24x16", "rgb-37x23", "rgb-1x1")],
     ("ui-90x60", "auto", 1),
+    *[(s, "adaptive", 1) for s in ("rgb-32x32", "rgb-37x23", "gray-29x21", "rgba-20x13", "gray-1x1", "pizza-96x80")],
 ]
 
 

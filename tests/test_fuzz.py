@@ -30,9 +30,10 @@ def originals(tiny_codec):
     flow = (images[0], tiny_codec.encode(images[0], coder="flow").data)
     causal = (images[1], tiny_codec.encode(images[1], coder="causal").data)
     assert unpack(causal[1])[0].kind == "causal"
-    # orientations too, then the causal model, and the JPEG-history model last
+    adaptive = (images[0], tiny_codec.encode(images[0], coder="adaptive").data)
+    # orientations too, then the adaptive, the causal and the JPEG-history model last
     oriented = (images[1], tiny_codec.encode(images[1], effort=3).data)
-    return [flow] + coded + [oriented] + linear + [causal, (once_a_jpeg, jpeg)]
+    return [flow] + coded + [oriented] + linear + [adaptive, causal, (once_a_jpeg, jpeg)]
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -73,7 +74,8 @@ def test_payload_damage_behind_a_valid_header_fails_cleanly(tiny_codec, original
         assert np.array_equal(out, img)
 
 
-@pytest.mark.parametrize("which", [0, -3, -2, -1])  # a flow file, a linear, a causal and a JPEG-history one
+# A flow, a linear, an adaptive, a causal and a JPEG-history file.
+@pytest.mark.parametrize("which", [0, -4, -3, -2, -1])
 def test_enormous_declared_size_is_refused_quickly(tiny_codec, originals, which):
     header, chunks, alpha = unpack(originals[which][1])
     header.width, header.height = 16384, 16384

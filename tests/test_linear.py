@@ -361,7 +361,7 @@ def test_small_colour_images_skip_the_linear_model_at_effort_1_but_grey_ones_do_
     tried = []
     real = nfcompress.policy.encode_linear_or_jpeg
     monkeypatch.setattr(
-        nfcompress.policy, "encode_linear_or_jpeg", lambda im, *a: tried.append(im.shape) or real(im, *a)
+        nfcompress.policy, "encode_linear_or_jpeg", lambda im, *a, **k: tried.append(im.shape) or real(im, *a, **k)
     )
     colour, grey = photo_like(32, 32, 3, seed=16), photo_like(32, 32, 1, seed=16)[..., 0]
     flow = tiny_codec.encode(colour, coder="flow")

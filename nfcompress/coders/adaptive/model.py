@@ -1,0 +1,148 @@
+"""The adaptive model: the causal model's network reading, besides the decoded neighbours, the
+per-image linear model's prediction and scale for each sub-pixel, its mixture centred on that
+prediction.
+
+The causal model's fixed weights know photos in general; the linear model's weights, fitted to
+the image and sent with it, know this image. The network learns how far to trust the fitted
+prediction from its neighbourhood, its scale and the image's size, and gives the distribution.
+
+Order and side information are the linear model's (`linear.model.decode_planes`): channel by
+channel (green, red, blue; grey alone), wavefronts in increasing t = 2i + j, the fitted model
+first in the stream. A plane's features are the causal model's (`causal.model.features`: its
+causal neighbours and the 3x3 window of each earlier plane, which is decoded everywhere by
+then) and three more (`extras`). The network is the causal model's integer arithmetic, grey
+images take green's network, and files decode alike on every machine.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MODEL", "SHA256", "EXTRA", "extras", "plane_features", "load", "encode", "decode"]
+
+from pathlib import Path
+
+import constriction
+import numpy as np
+
+from nfcompress.coders.adaptive import symbols
+from nfcompress.coders.causal import model as causal
+from nfcompress.coders.linear import model as linear
+from nfcompress.coding import rans
+from nfcompress.coding.primitives import FRAC_BITS, PRECISION, wavefronts
+from nfcompress.errors import FormatError
+from nfcompress.model_files import shipped_dir
+
+MODEL = "nfc-adaptive"  # the shipped weights every adaptive file decodes with
+# Their sha256: an adaptive file names no model, so format version 13 is bound to exactly these weights.
+SHA256 = "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"
+EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
+OFFSET_LIMIT = 1000  # the fitted prediction's offset from the median predictor, in 1/16, is clipped to this
+SEGMENT = 1 << 14  # sub-pixels whose features and distributions are built at once when encoding
+
+
+def extras(p: np.ndarray, scale: np.ndarray, base: np.ndarray, pixels: int) -> np.ndarray:
+    """The integer features (n, EXTRA) of sub-pixels whose fitted predictions are p (weight units),
+    scale codes `scale` and median predictions `base`, in an image of `pixels` pixels."""
+    offset = np.clip((p - (base << FRAC_BITS)) >> (FRAC_BITS - 4), -OFFSET_LIMIT, OFFSET_LIMIT)
+    size = np.full(len(p), 8 * (int(pixels).bit_length() - 1) - 96, np.int64)
+    return np.stack([offset, scale.astype(np.int64) - 128, size], 1)
+
+
+def plane_features(
+    cv: np.ndarray,
+    earlier: np.ndarray,
+    k: int,
+    i: np.ndarray,
+    j: np.ndarray,
+    w: int,
+    p: np.ndarray,
+    scale: np.ndarray,
+    pixels: int,
+) -> np.ndarray:
+    """The integer features (n, causal.feature_count(k) + EXTRA) of plane k's sub-pixels at rows i,
+    columns j (`causal.features` of its canvas and the earlier planes, then `extras`)."""
+    f, base = causal.features(cv, earlier, k, i, j, w)
+    return np.concatenate([f, extras(p, scale, base, pixels)], 1)
+
+
+def load(path: Path | None = None, sha256: str | None = None) -> list[causal.PlaneWeights]:
+    """The integer networks of green, red and blue: the shipped ones by default, checked against
+    SHA256; others against `sha256` or the card beside them."""
+    if path is None:
+        path, sha256 = shipped_dir() / f"{MODEL}.safetensors", SHA256
+    return causal.load(Path(path), sha256, "adaptive model")
+
+
+def _planes(colour: np.ndarray) -> np.ndarray:
+    """Colour planes (C, H, W) int64 in coding order."""
+    return np.ascontiguousarray(colour[..., linear.coding_order(colour.shape[2])].transpose(2, 0, 1)).astype(np.int64)
+
+
+def encode(
+    colour: np.ndarray, planes: list[causal.PlaneWeights] | None = None, fit: linear.Fitted | None = None
+) -> tuple[bytes, np.ndarray, int]:
+    """An (H, W, C) uint8 image (C = 1 or 3) as one ANS stream, the ideal bits of each pixel
+    (H, W) and those of the side information, over the linear model fitted to it (`fit`:
+    `linear.fitted`, or fitted now)."""
+    planes = load() if planes is None else planes
+    fit = linear.fitted(colour) if fit is None else fit
+    x = _planes(colour)
+    channels, h, w = x.shape
+    order = np.concatenate([i * w + j for i, j in wavefronts(h, w)])
+    earlier = causal.pad_planes(x)
+    cum = symbols.table()
+    ideal, words = np.zeros(h * w), rans.NOTHING
+    # Channel after channel from the last, each on top of the next one's words (the decoder pops
+    # channel 0 first), so that only one channel's symbols are held at once.
+    for c in reversed(range(channels)):
+        cv = causal.canvas(x, c)
+        preds, scales = fit.predictions(c), fit.scale_codes(c)
+        io = rans.sink(h * w)
+        for s in range(0, h * w, SEGMENT):
+            at = order[s : s + SEGMENT]
+            i, j = np.divmod(at, w)
+            p = preds[at].astype(np.int64)
+            f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w)
+            freq = symbols.record(cum, *causal.mixture_parts(planes[c].outputs(f), p), x[c].ravel()[at], io)
+            ideal[at] += PRECISION - np.log2(freq)
+        words = rans.finish(io, words)
+    coder = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
+    linear.push_side(coder, fit.model)
+    return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w), linear.side_bits(fit.model)
+
+
+def decode(
+    data: bytes, height: int, width: int, channels: int, planes: list[causal.PlaneWeights] | None = None
+) -> np.ndarray:
+    """The (H, W, C) uint8 image from a stream made by `encode`."""
+    planes = load() if planes is None else planes
+    if len(data) % 4:
+        raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
+    if height * width * channels * linear.MIN_BITS > 8 * len(data) + 64:
+        raise FormatError(f"corrupted .nfc file: {len(data)} bytes cannot hold a {width}x{height} image")
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+    except ValueError as e:
+        raise FormatError(f"corrupted payload: {e}") from None
+    model = linear.pop_side(coder, channels, linear.SCHEME)
+    if any((q < 0).any() or (q > 255).any() for q in model.scales):
+        raise FormatError("corrupted payload: a scale code out of range")
+    io = rans.source(coder.get_compressed())  # the pixels: the compiled coder goes on from here
+    cum = symbols.table()
+    x = np.zeros((channels, height, width), np.int64)
+    state: dict = {}
+
+    def values(f: linear.Front) -> np.ndarray:
+        if state.get("plane") != f.c:  # the earlier planes are whole from here on
+            state.update(plane=f.c, cv=causal.canvas(x, f.c), earlier=causal.pad_planes(x[: f.c]))
+        cv = state["cv"]
+        feats = plane_features(
+            cv, state["earlier"], f.c, f.i, f.j, width, f.p, model.scales[f.c][f.contexts], height * width
+        )
+        v = symbols.decode(cum, *causal.mixture_parts(planes[f.c].outputs(feats), f.p), io)
+        cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
+        return v
+
+    out = linear.decode_planes(model, height, width, channels, values)
+    if not rans.exhausted(io):
+        raise FormatError("corrupted payload: data left after the last pixel")
+    return out

@@ -1,0 +1,144 @@
+"""The adaptive model's float network for training: the causal model's layers over its features
+and `model.extras`, its loss, its start from the shipped causal weights, and its export."""
+
+__all__ = ["AdaptiveNet", "Sample", "sample", "batch_loss", "start_from_causal", "export"]
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nfcompress.coders.adaptive import model
+from nfcompress.coders.causal import model as causal
+from nfcompress.coders.causal.train import PlaneNet, mixture_bits
+from nfcompress.coders.linear import model as linear
+from nfcompress.model_files import sha256_file
+
+
+class AdaptiveNet(nn.Module):
+    """The three planes' networks (green, red, blue; grey images take green's)."""
+
+    def __init__(self, hidden: int = 128, mixtures: int = 3) -> None:
+        super().__init__()
+        self.hidden, self.mixtures = hidden, mixtures
+        self.planes = nn.ModuleList(PlaneNet(causal.feature_count(k) + model.EXTRA, hidden, mixtures) for k in range(3))
+
+    def settings(self) -> dict:
+        """The architecture, as the card records it."""
+        return {"hidden": self.hidden, "mixtures": self.mixtures}
+
+
+@dataclass
+class Sample:
+    """A training image (H, W, C) uint8 with the linear model's prediction and scale code of every
+    sub-pixel (C, H, W), channels in coding order."""
+
+    kind: str
+    image: np.ndarray
+    predictions: np.ndarray  # int32, weight units
+    scales: np.ndarray  # uint8
+
+
+def sample(kind: str, image: np.ndarray) -> Sample:
+    """A `Sample` of an image: the linear model fitted to it, as the encoder fits it."""
+    fit = linear.fitted(image)
+    h, w, c = image.shape
+    preds = np.stack([fit.predictions(k).reshape(h, w) for k in range(c)]).astype(np.int32)
+    scales = np.stack([fit.scale_codes(k).reshape(h, w) for k in range(c)]).astype(np.uint8)
+    return Sample(kind, image, preds, scales)
+
+
+def features(s: Sample) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per plane (features, fitted predictions, targets) of every sub-pixel, as the coder builds them."""
+    x = np.ascontiguousarray(s.image[..., linear.coding_order(s.image.shape[2])].transpose(2, 0, 1)).astype(np.int64)
+    c, h, w = x.shape
+    i, j = (a.ravel() for a in np.mgrid[0:h, 0:w])
+    earlier = causal.pad_planes(x)
+    out = []
+    for k in range(c):
+        p = s.predictions[k].ravel().astype(np.int64)
+        f = model.plane_features(causal.canvas(x, k), earlier[:k], k, i, j, w, p, s.scales[k].ravel(), h * w)
+        out.append((f, p, x[k].ravel()))
+    return out
+
+
+def batch_loss(
+    net: AdaptiveNet, parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]], device: str = "cpu"
+) -> torch.Tensor:
+    """Mean bits per sub-pixel of the sub-pixels in `parts` (each a `features` list, or a subset of its rows)."""
+    total, count = 0.0, 0
+    for k, plane in enumerate(net.planes):
+        mine = [p[k] for p in parts if len(p) > k]
+        if not mine:
+            continue
+        f, centre, x = (torch.from_numpy(np.concatenate([m[a] for m in mine])).to(device) for a in range(3))
+        bits = mixture_bits(plane(f.float()), centre.double().div(1 << causal.FRAC_BITS).float(), x.float())
+        total, count = total + bits.sum(), count + len(x)
+    return total / count
+
+
+@torch.no_grad()
+def start_from_causal(net: AdaptiveNet, planes: list[causal.PlaneWeights]) -> None:
+    """Start from the shipped causal network: its weights for the causal features, zero for the
+    extras, and zero mean outputs (each component at the fitted prediction)."""
+    for k, (layer, pw) in enumerate(zip(net.planes, planes)):
+        n = causal.feature_count(k)
+        act = 2.0**causal.ACT_BITS
+        layer.first.weight.zero_()
+        layer.first.weight[:, :n] = torch.from_numpy(pw.first.T * causal.EDGE_FLAG / 2.0**causal.FIRST_BITS).float()
+        layer.first.bias[:] = torch.from_numpy(pw.first_bias / act / 2.0 ** (causal.FIRST_BITS - causal.ACT_BITS))
+        layer.second.weight[:] = torch.from_numpy(pw.second.T / 2.0**causal.WEIGHT_BITS)
+        layer.second.bias[:] = torch.from_numpy(pw.second_bias / act / 2.0**causal.WEIGHT_BITS)
+        layer.out.weight[:] = torch.from_numpy(pw.out.T / 2.0 ** (causal.OUT_BITS - causal.ACT_BITS))
+        layer.out.bias[:] = torch.from_numpy(pw.out_bias / 2.0**causal.OUT_BITS)
+        layer.out.weight[: net.mixtures] = 0
+        layer.out.bias[: net.mixtures] = 0
+
+
+def export(checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], name: str = model.MODEL) -> dict:
+    """A float checkpoint (scripts/train_adaptive.py) as integer weights and their card, which
+    records the bits per sub-pixel of real payloads on `sets` (kind: images), beside the linear
+    model's on the same images."""
+    ck = torch.load(checkpoint, weights_only=True)
+    state = {k: v.float().numpy() for k, v in ck["state"].items()}
+    planes = [causal.quantize(state, k) for k in range(3)]
+    bound = max(p.bound() for p in planes)
+    if bound >= causal.EXACT_LIMIT:
+        raise ValueError(f"weights too large for exact arithmetic ({bound:.3g})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.safetensors"
+    causal.save(planes, weights)
+    metrics: dict = {"parameters": sum(a.size for p in planes for a in vars(p).values()), "bpsp": {}}
+    for kind, images in sets.items():
+        if not images:
+            continue
+        ideal = payload = lin = subpixels = 0.0
+        for im in images:
+            fit = linear.fitted(im)
+            data, bits, side = model.encode(im, planes, fit)
+            ideal, payload = ideal + float(bits.sum()) + side, payload + 8 * len(data)
+            lin += 8 * len(linear.encode(im, fit=fit)[0])
+            subpixels += im.size
+        metrics["bpsp"][kind] = {
+            "images": len(images),
+            "nfcompress_ideal": round(ideal / subpixels, 4),
+            "payload": round(payload / subpixels, 4),
+            "linear_payload": round(lin / subpixels, 4),
+        }
+    card = {
+        "name": name,
+        "config": {
+            **ck["settings"],
+            "features": [causal.feature_count(k) + model.EXTRA for k in range(3)],
+            "causal_neighbours": len(causal.CAUSAL),
+        },
+        "sha256": sha256_file(weights),
+        "training": ck["training"],
+        "metrics": metrics,
+        "largest_sum": bound,
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card

@@ -1,0 +1,221 @@
+"""Train the adaptive model (nfcompress.coders.adaptive) on crops of photos with their linear fits.
+
+python scripts/train_adaptive.py ../shared/data/photos/train OUT.pt [--pool POOL.npy] [--steps N]
+    [--lr LR] [--device cpu|cuda] [--models models] [--export-only]
+
+The pool (crops of every kind below, each with the linear model fitted to it, as the encoder
+fits it) is built once with both cores and kept in --pool. Training starts from the shipped
+causal network, writes OUT.pt (with its optimiser, so a run resumes where it stopped) every
+few minutes, then exports integer weights and a card measured on the held-out packages.
+"""
+
+import argparse
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nfcompress.coders.adaptive.train import (
+    AdaptiveNet,
+    Sample,
+    batch_loss,
+    export,
+    features,
+    sample,
+    start_from_causal,
+)
+from nfcompress.coders.causal import model as causal
+from nfcompress.data import list_images, load_photo, native_crop, split_heldout, thumbnail
+
+HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
+PER_STEP, ROWS = 8, 4096  # samples per step, and sub-pixel rows drawn from each
+
+
+def box(img: np.ndarray, f: int) -> np.ndarray:
+    """The photo box-downscaled by f (its JPEG grid and noise averaged away)."""
+    h, w = img.shape[0] // f * f, img.shape[1] // f * f
+    return np.asarray(Image.fromarray(img[:h, :w]).resize((w // f, h // f), Image.BOX))
+
+
+def crop(img: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of at most side x side."""
+    h, w = img.shape[:2]
+    s = min(side, h, w)
+    y, x = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+    return img[y : y + s, x : x + s]
+
+
+def photo_samples(arg: tuple[Path, int]) -> list[Sample]:
+    """The pool's samples of one photo: clean crops (box-downscaled by 2 and 4, 48 to 256 px),
+    thumbnails, a native crop, a grey clean crop."""
+    path, seed = arg
+    rng = np.random.default_rng(seed)
+    img = load_photo(path)
+    d2, d4 = box(img, 2), box(img, 4)
+    crops = [("clean2", crop(d2, int(rng.choice([64, 96, 128, 192, 256])), rng)) for _ in range(3)]
+    crops += [("clean4", crop(d4, int(rng.choice([48, 64, 96, 128, 192])), rng)) for _ in range(2)]
+    crops += [("thumb32", thumbnail(img, 32, rng)), ("thumb64", thumbnail(img, 64, rng))]
+    crops += [("native", native_crop(img, int(rng.choice([64, 128])), rng))]
+    grey = crop(d2, int(rng.choice([64, 128, 192])), rng)
+    crops += [("grey", np.asarray(Image.fromarray(np.ascontiguousarray(grey)).convert("L"))[..., None])]
+    out = []
+    for kind, c in crops:
+        c = np.ascontiguousarray(c[:, ::-1] if rng.random() < 0.5 else c)
+        out.append(sample(kind, c))
+    return out
+
+
+def build_pool(paths: list[Path], rounds: int, seed: int) -> list[Sample]:
+    """Samples of every photo, `rounds` times, on both cores."""
+    args = [(p, seed + 1000 * r + i) for r in range(rounds) for i, p in enumerate(paths)]
+    out, t0 = [], time.time()
+    with Pool(2) as pool:
+        for k, res in enumerate(pool.imap_unordered(photo_samples, args)):
+            out += res
+            if k % 50 == 0:
+                print(f"pool {k}/{len(args)} photos, {time.time() - t0:.0f} s", flush=True)
+    return out
+
+
+def held_out_sets(paths: list[Path]) -> dict[str, list[np.ndarray]]:
+    """The card's images, from the held-out packages: a central 256x256 clean crop (box-downscaled
+    by 2) and a central 128x128 native crop of each photo, and a 64x64 thumbnail."""
+    sets: dict[str, list[np.ndarray]] = {"clean2_256": [], "native128": [], "thumb64": []}
+    rng = np.random.default_rng(0)
+    for p in paths:
+        img = load_photo(p)
+        for kind, src, side in (("clean2_256", box(img, 2), 256), ("native128", img, 128)):
+            h, w = src.shape[:2]
+            if min(h, w) >= side:
+                y, x = (h - side) // 2, (w - side) // 2
+                sets[kind].append(np.ascontiguousarray(src[y : y + side, x : x + side]))
+        sets["thumb64"].append(thumbnail(img, 64, rng))
+    return sets
+
+
+def main() -> None:
+    """Build the pool, train, checkpoint and export."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("train_dir")
+    ap.add_argument("out")
+    ap.add_argument("--pool", default="cache/adaptive-pool.npy")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", default="models")
+    ap.add_argument("--export-only", action="store_true")
+    a = ap.parse_args()
+    torch.set_flush_denormal(True)
+    kept, held = split_heldout(list_images([a.train_dir]), HOLDOUT)
+    if not a.export_only:
+        pool_path = Path(a.pool)
+        if pool_path.exists():
+            pool = list(np.load(pool_path, allow_pickle=True))
+        else:
+            pool = build_pool(kept, a.rounds, a.seed)
+            pool_path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(pool_path, np.array(pool, dtype=object), allow_pickle=True)
+        train(a, pool, len(kept))
+    card = export(Path(a.out), Path(a.models), held_out_sets(held))
+    print(card["metrics"])
+
+
+def cpu_name() -> str:
+    """The CPU's model name and core count, for the card."""
+    import os
+
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores"
+
+
+def rate(step: int, steps: int, top: float) -> float:
+    """The learning rate at a step: a linear warm-up over 5% of the steps, then a cosine to 1% of top
+    (a resumed run with more steps stretches the rest of the schedule)."""
+    warm = max(1, steps // 20)
+    if step <= warm:
+        return top * step / warm
+    t = min(1.0, (step - warm) / max(1, steps - warm))
+    return float(top * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t))))
+
+
+def train(a: argparse.Namespace, pool: list[Sample], photos: int) -> None:
+    """Train from the shipped causal network (or resume a.out), writing a.out every 5 minutes and at the end."""
+    torch.manual_seed(a.seed)
+    net = AdaptiveNet().to(a.device)
+    start_from_causal(net, causal.load())
+    ema = AdaptiveNet().to(a.device)
+    ema.load_state_dict(net.state_dict())
+    opt = torch.optim.Adam(net.parameters(), a.lr)
+    history, first, minutes = [], 1, 0.0
+    if Path(a.out).exists():
+        ck = torch.load(a.out, weights_only=False)
+        net.load_state_dict(ck["net"])
+        ema.load_state_dict(ck["state"])
+        opt.load_state_dict(ck["opt"])
+        history, first = ck["training"]["history"], ck["training"]["steps"] + 1
+        minutes = ck["training"]["wall_minutes"]
+    rng = np.random.default_rng(a.seed + first)
+    t0, saved, run = time.time(), time.time(), 0.0
+    for step in range(first, a.steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = rate(step, a.steps, a.lr)
+        parts = []
+        for k in rng.integers(0, len(pool), PER_STEP):
+            fs = features(pool[k])
+            n = len(fs[0][0])
+            if n > ROWS:
+                rows = rng.choice(n, ROWS, replace=False)
+                fs = [tuple(v[rows] for v in f) for f in fs]
+            parts.append(fs)
+        loss = batch_loss(net, parts, a.device)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for pe, pn in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(pn, 1 - 0.998)
+        run = 0.98 * run + 0.02 * float(loss.detach())
+        done = minutes + (time.time() - t0) / 60
+        if step % 200 == 0:
+            history.append(
+                {"step": step, "bpsp": round(run / (1 - 0.98 ** (step - first + 1)), 4), "minutes": round(done, 1)}
+            )
+            print(history[-1], flush=True)
+        if step == a.steps or time.time() - saved > 300:
+            saved = time.time()
+            training = {
+                "train_dirs": [a.train_dir],
+                "photos": photos,
+                "holdout_packages": list(HOLDOUT),
+                "pool": {kind: sum(s.kind == kind for s in pool) for kind in sorted({s.kind for s in pool})},
+                "start": "the shipped causal network (nfc-causal), zero weights for the extra features",
+                "steps": step,
+                "lr": a.lr,
+                "schedule": f"5% warm-up, cosine decay to 1%, Adam, EMA 0.998, {PER_STEP} samples x {ROWS} rows",
+                "wall_minutes": round(done, 1),
+                "device": a.device,
+                "hardware": torch.cuda.get_device_name() if a.device == "cuda" else cpu_name(),
+                "history": history,
+            }
+            torch.save(
+                {
+                    "state": ema.state_dict(),
+                    "net": net.state_dict(),
+                    "opt": opt.state_dict(),
+                    "settings": net.settings(),
+                    "training": training,
+                },
+                Path(a.out),
+            )
+
+
+if __name__ == "__main__":
+    main()

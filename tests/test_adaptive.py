@@ -1,0 +1,193 @@
+"""The adaptive model: it codes exactly under any weights, over the very predictions the linear
+model codes with, in files of their own kind, with the shipped weights its format names."""
+
+import hashlib
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import code_apart
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from nfcompress import decode
+from nfcompress.codec import Codec
+from nfcompress.coders.adaptive import model as adaptive
+from nfcompress.coders.causal import model as causal
+from nfcompress.coders.linear import model as linear
+from nfcompress.container import Header, pack, unpack
+from nfcompress.errors import FormatError, NfcError
+from nfcompress.weights import shipped_dir
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SHIPPED = shipped_dir()
+
+
+def _tiny(seed: int, hidden: int = 8, mixtures: int = 2) -> list[causal.PlaneWeights]:
+    """Random small integer networks over the adaptive features: any weights must code exactly."""
+    rng = np.random.default_rng(seed)
+
+    def ints(scale: int, *shape: int) -> np.ndarray:
+        return rng.integers(-scale, scale + 1, shape).astype(np.float64)
+
+    return [
+        causal.PlaneWeights(
+            first=ints(3000, causal.feature_count(k) + adaptive.EXTRA, hidden),
+            first_bias=ints(1 << 16, hidden),
+            second=ints(2000, hidden, hidden),
+            second_bias=ints(1 << 20, hidden),
+            out=ints(3000, hidden, 3 * mixtures),
+            out_bias=ints(1 << 21, 3 * mixtures),
+        )
+        for k in range(3)
+    ]
+
+
+def _photo(h: int, w: int, grey: bool = False) -> np.ndarray:
+    img = np.asarray(Image.open(EXAMPLES / "pizza-128.png").convert("L" if grey else "RGB"))[:h, :w]
+    return np.ascontiguousarray(img[..., None] if grey else img)
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 19), w=st.integers(1, 19), seed=st.integers(0, 3), noise=st.booleans(), grey=st.booleans())
+def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey):
+    img = _photo(h, w, grey)
+    if noise:
+        img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
+    planes = _tiny(seed)
+    data, bits, side = adaptive.encode(img, planes)
+    assert np.array_equal(adaptive.decode(data, h, w, img.shape[2], planes), img)
+    assert 8 * len(data) >= bits.sum() + side - 64
+
+
+def test_a_larger_photo_round_trips_and_the_fit_is_shared_with_the_linear_model():
+    img = _photo(90, 128)
+    fit = linear.fitted(img)
+    assert linear.encode(img, fit=fit)[0] == linear.encode(img)[0]
+    planes = _tiny(5, hidden=16, mixtures=3)
+    data = adaptive.encode(img, planes, fit)[0]
+    assert data == adaptive.encode(img, planes)[0]
+    assert np.array_equal(adaptive.decode(data, 90, 128, 3, planes), img)
+
+
+def test_the_extra_features_are_the_fitted_offset_its_scale_and_the_size_within_the_exact_range():
+    """The causal features' own test is in test_causal; the extras read what `linear.decode_planes`
+    gives of a pixel before it is decoded (its prediction and scale code) and the image size."""
+    p = np.array([0, 5 << 12, 255 << 12, 100 << 12], np.int64)
+    base = np.array([0, 200, 0, 100], np.int64)
+    e = adaptive.extras(p, np.array([0, 128, 255, 7]), base, 1 << 18)
+    assert e.tolist() == [
+        [0, -128, 48],
+        [-adaptive.OFFSET_LIMIT, 0, 48],
+        [adaptive.OFFSET_LIMIT, 127, 48],
+        [0, -121, 48],
+    ]
+    assert np.abs(e).max() < causal.FEATURE_LIMIT
+
+
+def test_mixture_rows_sum_to_the_coders_total_and_bound_what_a_payload_can_decode_to():
+    rng = np.random.default_rng(1)
+    o = np.round(rng.normal(0, 1, (500, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.01, 1, 30], (500, 9)))
+    rows = causal.mixture_rows(o, rng.integers(-200 << 12, 460 << 12, 500))
+    assert np.all(rows.sum(1) == causal._ROW_TOTAL)
+    top = (rows.max() + 1) / 2.0**causal.PRECISION  # the likeliest a value can be
+    assert -np.log2(top) >= linear.MIN_BITS
+    with pytest.raises(FormatError, match="cannot hold"):
+        adaptive.decode(b"\0" * 8, 1000, 1000, 3, _tiny(0))
+
+
+def test_the_compiled_coder_writes_the_weights_and_the_stream_of_mixture_rows():
+    import constriction
+
+    from nfcompress.coders.adaptive import symbols
+    from nfcompress.coding import rans
+
+    rng = np.random.default_rng(4)
+    o = np.round(rng.normal(0, 1, (300, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.01, 1, 30], (300, 9)))
+    centre = rng.integers(-200 << 12, 460 << 12, 300)
+    rows = causal.mixture_rows(o, centre)
+    parts = causal.mixture_parts(o, centre)
+    w = np.empty(256, np.int64)
+    for k in range(len(o)):
+        symbols._weights(symbols.table(), *(a[k] for a in parts), w)
+        assert np.array_equal(w, rows[k])
+    x = rng.integers(0, 256, len(o))
+    io = rans.sink(len(o))
+    freq = symbols.record(symbols.table(), *parts, x, io)
+    assert np.array_equal(freq, rows[np.arange(len(o)), x] + 1)
+    theirs = constriction.stream.stack.AnsCoder()
+    theirs.encode_reverse(x.astype(np.int32), constriction.stream.model.Categorical(perfect=False), rows)
+    words = rans.finish(io, rans.NOTHING)
+    assert np.array_equal(words, theirs.get_compressed())
+    assert np.array_equal(symbols.decode(symbols.table(), *parts, rans.source(words)), x)
+
+
+def test_the_adaptive_flag_is_read_from_version_13_only_and_stands_alone():
+    head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="adaptive")
+    data = bytearray(pack(head, [b"abcdefgh"]))
+    h = unpack(bytes(data))[0]
+    assert (h.kind, h.version, h.model_name) == ("adaptive", 13, "")
+    grey = unpack(pack(Header("", b"", 7, 3, "L", 0, 0, 1, device="any", kind="adaptive"), [b"abcd"]))[0]
+    assert (grey.kind, grey.mode) == ("adaptive", "L")
+
+    def forged(version: int, flags: int) -> bytes:
+        d = bytearray(data)
+        d[3], d[4] = version, flags
+        end = len(d) - 8 - 2
+        d[end : end + 2] = struct.pack("<H", zlib.crc32(bytes(d[:end])) & 0xFFFF)
+        return bytes(d)
+
+    for version, flags in [(12, data[4]), (13, data[4] | 0x08), (13, data[4] | 0x80)]:
+        with pytest.raises(FormatError, match="model-free file cannot have"):
+            unpack(forged(version, flags))
+
+
+def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_the_smallest():
+    img = _photo(80, 96)
+    codec = Codec.load()
+    res = codec.encode(img, coder="adaptive")
+    h = unpack(res.data)[0]
+    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 13)
+    assert np.array_equal(decode(res.data), img)
+    assert len(codec.encode(img).data) <= len(res.data)
+    clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((64, 64), Image.Resampling.BOX))
+    assert len(adaptive.encode(clean)[0]) < len(linear.encode(clean)[0])  # the network earns its place here
+    grey = _photo(40, 50, grey=True)[..., 0]
+    assert np.array_equal(decode(codec.encode(grey, coder="adaptive").data), grey)
+    rgba = np.dstack([img, np.arange(img.size // 3, dtype=np.uint8).reshape(img.shape[:2])])
+    assert np.array_equal(decode(codec.encode(rgba, coder="adaptive").data), rgba)
+
+
+def test_a_corrupted_payload_fails_loudly():
+    data = bytearray(Codec.load().encode(_photo(24, 24), coder="adaptive").data)
+    data[-9] ^= 0x21
+    with pytest.raises(NfcError):
+        decode(bytes(data))
+
+
+def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
+    src = tmp_path / "photo.png"
+    Image.fromarray(_photo(48, 64)).save(src)
+    data, back = code_apart(src, tmp_path, "adaptive")
+    assert unpack(data)[0].kind == "adaptive"
+    assert np.array_equal(back, _photo(48, 64))
+
+
+def test_the_shipped_weights_are_the_ones_version_13_names():
+    card = json.loads((SHIPPED / f"{adaptive.MODEL}.json").read_text())
+    digest = hashlib.sha256((SHIPPED / f"{adaptive.MODEL}.safetensors").read_bytes()).hexdigest()
+    assert card["sha256"] == adaptive.SHA256 == digest
+    assert card["config"]["features"] == [causal.feature_count(k) + adaptive.EXTRA for k in range(3)]
+
+
+def test_damaged_or_replaced_adaptive_weights_are_refused(tmp_path, monkeypatch):
+    weights = bytearray((SHIPPED / f"{adaptive.MODEL}.safetensors").read_bytes())
+    weights[-9] ^= 1  # one weight off by a little: it would still load, and code other files
+    (tmp_path / f"{adaptive.MODEL}.safetensors").write_bytes(bytes(weights))
+    monkeypatch.setattr(adaptive, "shipped_dir", lambda: tmp_path)
+    with pytest.raises(NfcError, match="adaptive model .* does not match its sha256"):
+        adaptive.load()
