@@ -173,3 +173,26 @@ def code_apart(src: Path, tmp_path: Path, coder: str = "auto") -> tuple[bytes, n
     subprocess.run([sys.executable, "-c", enc.format(t=1), str(src), str(nfc), coder], check=True, timeout=300)
     subprocess.run([sys.executable, "-c", dec.format(t=2), str(nfc), str(out)], check=True, timeout=300)
     return nfc.read_bytes(), np.asarray(Image.open(out))
+
+
+def tiny_planes(seed: int, extra: int = 0, hidden: int = 8, mixtures: int = 2) -> list:
+    """Random small integer networks of the causal model's layers over its features and `extra`
+    more (the adaptive model's): any weights must code and decode exactly."""
+    from nfcompress.coders.causal import model as causal
+
+    rng = np.random.default_rng(seed)
+
+    def ints(scale: int, *shape: int) -> np.ndarray:
+        return rng.integers(-scale, scale + 1, shape).astype(np.float64)
+
+    return [
+        causal.PlaneWeights(
+            first=ints(3000, causal.feature_count(k) + extra, hidden),
+            first_bias=ints(1 << 16, hidden),
+            second=ints(2000, hidden, hidden),
+            second_bias=ints(1 << 20, hidden),
+            out=ints(3000, hidden, 3 * mixtures),
+            out_bias=ints(1 << 21, 3 * mixtures),
+        )
+        for k in range(3)
+    ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import code_apart
+from conftest import code_apart, tiny_planes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -27,26 +27,6 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SHIPPED = shipped_dir()
 
 
-def _tiny(seed: int, hidden: int = 8, mixtures: int = 2) -> list[causal.PlaneWeights]:
-    """Random small integer networks over the adaptive features: any weights must code exactly."""
-    rng = np.random.default_rng(seed)
-
-    def ints(scale: int, *shape: int) -> np.ndarray:
-        return rng.integers(-scale, scale + 1, shape).astype(np.float64)
-
-    return [
-        causal.PlaneWeights(
-            first=ints(3000, causal.feature_count(k) + adaptive.EXTRA, hidden),
-            first_bias=ints(1 << 16, hidden),
-            second=ints(2000, hidden, hidden),
-            second_bias=ints(1 << 20, hidden),
-            out=ints(3000, hidden, 3 * mixtures),
-            out_bias=ints(1 << 21, 3 * mixtures),
-        )
-        for k in range(3)
-    ]
-
-
 def _photo(h: int, w: int, grey: bool = False) -> np.ndarray:
     img = np.asarray(Image.open(EXAMPLES / "pizza-128.png").convert("L" if grey else "RGB"))[:h, :w]
     return np.ascontiguousarray(img[..., None] if grey else img)
@@ -58,7 +38,7 @@ def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey):
     img = _photo(h, w, grey)
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
-    planes = _tiny(seed)
+    planes = tiny_planes(seed, adaptive.EXTRA)
     data, bits, side = adaptive.encode(img, planes)
     assert np.array_equal(adaptive.decode(data, h, w, img.shape[2], planes), img)
     assert 8 * len(data) >= bits.sum() + side - 64
@@ -68,7 +48,7 @@ def test_a_larger_photo_round_trips_and_the_fit_is_shared_with_the_linear_model(
     img = _photo(90, 128)
     fit = linear.fitted(img)
     assert linear.encode(img, fit=fit)[0] == linear.encode(img)[0]
-    planes = _tiny(5, hidden=16, mixtures=3)
+    planes = tiny_planes(5, adaptive.EXTRA, hidden=16, mixtures=3)
     data = adaptive.encode(img, planes, fit)[0]
     assert data == adaptive.encode(img, planes)[0]
     assert np.array_equal(adaptive.decode(data, 90, 128, 3, planes), img)
@@ -97,7 +77,7 @@ def test_mixture_rows_sum_to_the_coders_total_and_bound_what_a_payload_can_decod
     top = (rows.max() + 1) / 2.0**causal.PRECISION  # the likeliest a value can be
     assert -np.log2(top) >= linear.MIN_BITS
     with pytest.raises(FormatError, match="cannot hold"):
-        adaptive.decode(b"\0" * 8, 1000, 1000, 3, _tiny(0))
+        adaptive.decode(b"\0" * 8, 1000, 1000, 3, tiny_planes(0, adaptive.EXTRA))
 
 
 def test_the_compiled_coder_writes_the_weights_and_the_stream_of_mixture_rows():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import code_apart
+from conftest import code_apart, tiny_planes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -23,26 +23,6 @@ from nfcompress.weights import shipped_dir
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 THUMB = EXAMPLES / "nature-thumb-64x48.png"
 SHIPPED = shipped_dir()
-
-
-def _tiny(seed: int, hidden: int = 8, mixtures: int = 2) -> list[causal.PlaneWeights]:
-    """Random small integer networks: any weights must code and decode exactly."""
-    rng = np.random.default_rng(seed)
-
-    def ints(scale: int, *shape: int) -> np.ndarray:
-        return rng.integers(-scale, scale + 1, shape).astype(np.float64)
-
-    return [
-        causal.PlaneWeights(
-            first=ints(3000, causal.feature_count(k), hidden),
-            first_bias=ints(1 << 16, hidden),
-            second=ints(2000, hidden, hidden),
-            second_bias=ints(1 << 20, hidden),
-            out=ints(3000, hidden, 3 * mixtures),
-            out_bias=ints(1 << 21, 3 * mixtures),
-        )
-        for k in range(3)
-    ]
 
 
 def _photo(h: int, w: int) -> np.ndarray:
@@ -68,7 +48,7 @@ def test_features_read_no_cell_the_decoder_has_not_decoded():
 
 
 def test_the_integer_network_gives_the_same_integers_for_any_batch():
-    planes = _tiny(0)
+    planes = tiny_planes(0)
     f, _ = causal.features(
         causal.canvas(causal.planes_of(_photo(20, 20)), 0), np.zeros((0, 26, 26), np.int64), 0, *_grid(20, 20), 20
     )
@@ -95,7 +75,7 @@ def test_any_image_round_trips_under_any_weights(h, w, seed, noise):
     img = _photo(h, w)
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
-    planes = _tiny(seed)
+    planes = tiny_planes(seed)
     data, bits = causal.encode(img, planes)
     assert np.array_equal(causal.decode(data, h, w, planes), img)
     assert 8 * len(data) >= bits - 64
