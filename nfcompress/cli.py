@@ -263,12 +263,10 @@ def decode(inputs, output, out_dir, model, force, as_json, threads, jobs, device
 @json_option
 def models(as_json) -> None:
     """List the models at hand: which one encodes by default, which shipped, and their cards' figures."""
-    from nfcompress.coders.adaptive.model import MODEL as ADAPTIVE_MODEL
-    from nfcompress.coders.causal.model import MODEL as CAUSAL_MODEL
     from nfcompress.container import SHIPPED_MODELS
-    from nfcompress.model_files import DEFAULT_MODEL, models_dir
+    from nfcompress.model_files import DEFAULT_MODEL, PAYLOAD_MODELS, models_dir
 
-    fixed = {CAUSAL_MODEL: "causal", ADAPTIVE_MODEL: "adaptive"}  # the networks of model-free payloads
+    fixed = {name: kind for kind, name in PAYLOAD_MODELS.items()}
 
     folder = models_dir()
     if not folder.is_dir():
@@ -316,11 +314,8 @@ def _model_name(header) -> str | None:
 def info(inputs, as_json) -> None:
     """Show the header of .nfc files."""
     from nfcompress.batch import read_input
-    from nfcompress.coders.adaptive.model import MODEL as ADAPTIVE_MODEL
-    from nfcompress.coders.causal.model import MODEL as CAUSAL_MODEL
     from nfcompress.container import unpack
-
-    fixed = {"causal": CAUSAL_MODEL, "adaptive": ADAPTIVE_MODEL}  # the networks of model-free payloads
+    from nfcompress.model_files import PAYLOAD_MODELS
 
     def work(src: str) -> None:
         data = _prefixed(src, read_input, src)
@@ -336,7 +331,7 @@ def info(inputs, as_json) -> None:
             "mode": h.mode,
             "bit_depth": h.bit_depth,
             "coder": h.kind,
-            "model": fixed.get(h.kind) if h.model_free else _model_name(h),
+            "model": PAYLOAD_MODELS.get(h.kind) if h.model_free else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,
             "portable": h.device == "any",

@@ -1,7 +1,7 @@
 """Model files without torch: where they live, their JSON cards, their hashes. The codec finds a
 model's card before it needs the weights, and the causal model checks its weights here."""
 
-__all__ = ["DEFAULT_MODEL", "ModelCard", "shipped_dir", "models_dir", "sha256_file", "find_card"]
+__all__ = ["DEFAULT_MODEL", "PAYLOAD_MODELS", "ModelCard", "shipped_dir", "models_dir", "sha256_file", "find_card"]
 
 import hashlib
 import json
@@ -15,6 +15,9 @@ from nfcompress.errors import NfcError
 
 # New files use the newest shipped model; the older ones stay for the files they wrote.
 DEFAULT_MODEL = SHIPPED_MODELS[-1]
+# The shipped networks that model-free payloads are bound to, by payload kind (each file names
+# none: its format version pins the weights' sha256 in the model's package).
+PAYLOAD_MODELS = {"causal": "nfc-causal", "adaptive": "nfc-adaptive"}
 
 
 @dataclass

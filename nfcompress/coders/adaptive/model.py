@@ -29,9 +29,9 @@ from nfcompress.coders.linear import model as linear
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, wavefronts
 from nfcompress.errors import FormatError
-from nfcompress.model_files import shipped_dir
+from nfcompress.model_files import PAYLOAD_MODELS, shipped_dir
 
-MODEL = "nfc-adaptive"  # the shipped weights every adaptive file decodes with
+MODEL = PAYLOAD_MODELS["adaptive"]  # the shipped weights every adaptive file decodes with
 # Their sha256: an adaptive file names no model, so format version 13 is bound to exactly these weights.
 SHA256 = "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size

@@ -49,7 +49,7 @@ from safetensors.numpy import load_file
 
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, det_exp, every_scale, ordered_sum, wavefronts
 from nfcompress.errors import FormatError, NfcError
-from nfcompress.model_files import sha256_file, shipped_dir
+from nfcompress.model_files import PAYLOAD_MODELS, sha256_file, shipped_dir
 
 # Causal neighbours (rows up, columns left) of the plane being coded; 2 * up + left >= 1, so every
 # one lies on an earlier wavefront.
@@ -207,7 +207,7 @@ def quantize(state: dict[str, np.ndarray], k: int) -> PlaneWeights:
     )
 
 
-MODEL = "nfc-causal"  # the shipped weights (models/nfc-causal.safetensors) every causal file decodes with
+MODEL = PAYLOAD_MODELS["causal"]  # the shipped weights (models/nfc-causal.safetensors) every causal file decodes with
 # Their sha256: a causal file names no model, so format version 10 is bound to exactly these weights.
 SHA256 = "869a352c109dd519acd2741d1561d9880fc071d543820a4bb5d6e109df38b9ba"
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
