@@ -112,9 +112,11 @@ def encode_linear_or_jpeg(
             progress(4, 4)
         return _spread(from_jpeg, colour)
     fit = linear_model.fitted(colour)
-    best = linear.encode(colour, progress, fit=fit)
+    more = colour.shape[2] if adaptive_too and progress else 0  # the adaptive model reports once per channel
+    best = linear.encode(colour, progress and (lambda done, total: progress(done, total + more)), fit=fit)
     if adaptive_too:
-        adaptive = MODEL_FREE["adaptive"].encode(colour, fit=fit)
+        steps = progress and (lambda done, total: progress(2 * total + done, 3 * total))
+        adaptive = MODEL_FREE["adaptive"].encode(colour, steps, fit=fit)
         if len(adaptive.chunks[0]) < len(best.chunks[0]):
             best = adaptive
     if from_jpeg is not None and len(from_jpeg.chunks[0]) < len(best.chunks[0]):

@@ -171,3 +171,13 @@ def test_damaged_or_replaced_adaptive_weights_are_refused(tmp_path, monkeypatch)
     monkeypatch.setattr(adaptive, "shipped_dir", lambda: tmp_path)
     with pytest.raises(NfcError, match="adaptive model .* does not match its sha256"):
         adaptive.load()
+
+
+def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model():
+    from nfcompress import policy
+
+    seen = []
+    clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((64, 64), Image.Resampling.BOX))
+    policy.encode_linear_or_jpeg(clean, lambda done, total: seen.append((done, total)), adaptive_too=True)
+    assert len({t for _, t in seen}) == 1 and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[-1][0] == seen[-1][1] and sum(d == t for d, t in seen) == 1

@@ -24,9 +24,10 @@ class AdaptiveCoder:
 
     def encode(self, colour: np.ndarray, progress: Progress = None, fit: linear.Fitted | None = None) -> Payload:
         """The payload, with each pixel's ideal bits (side information aside), over the linear
-        model `fit` holds (`linear.fitted`) or one fitted now."""
+        model `fit` holds (`linear.fitted`) or one fitted now; `progress(done, channels)` after
+        each channel."""
         with threadpool_limits(1, "blas"):  # the network's many small products: threads only wait
-            data, pixel_bits, side = model.encode(colour, fit=fit)
+            data, pixel_bits, side = model.encode(colour, fit=fit, progress=progress)
         return Payload(self.kind, [data], float(pixel_bits.sum()) + side, pixel_bits)
 
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:

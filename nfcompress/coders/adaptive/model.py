@@ -18,6 +18,7 @@ from __future__ import annotations
 
 __all__ = ["MODEL", "SHA256", "EXTRA", "extras", "plane_features", "load", "encode", "decode"]
 
+from collections.abc import Callable
 from pathlib import Path
 
 import constriction
@@ -78,11 +79,14 @@ def _planes(colour: np.ndarray) -> np.ndarray:
 
 
 def encode(
-    colour: np.ndarray, planes: list[causal.PlaneWeights] | None = None, fit: linear.Fitted | None = None
+    colour: np.ndarray,
+    planes: list[causal.PlaneWeights] | None = None,
+    fit: linear.Fitted | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[bytes, np.ndarray, int]:
     """An (H, W, C) uint8 image (C = 1 or 3) as one ANS stream, the ideal bits of each pixel
     (H, W) and those of the side information, over the linear model fitted to it (`fit`:
-    `linear.fitted`, or fitted now)."""
+    `linear.fitted`, or fitted now); `progress(done, C)` is called after each channel."""
     planes = load() if planes is None else planes
     fit = linear.fitted(colour) if fit is None else fit
     x = _planes(colour)
@@ -105,6 +109,8 @@ def encode(
             freq = symbols.record(cum, *causal.mixture_parts(planes[c].outputs(f), p), x[c].ravel()[at], io)
             ideal[at] += PRECISION - np.log2(freq)
         words = rans.finish(io, words)
+        if progress:
+            progress(channels - c, channels)
     coder = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
     linear.push_side(coder, fit.model)
     return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w), linear.side_bits(fit.model)
