@@ -11,7 +11,7 @@ encode time where a model rarely wins, never bytes where it would.
 |        | SAMPLE[1] of them cost under SAMPLE[2] x the linear model's                           |
 | linear | on grey images, on images over LINEAR_FROM pixels and at effort 2-3; on the rest     |
 |        | only where the flow's file is under LINEAR_BELOW bits per sub-pixel                  |
-| adapt. | wherever the linear model is, over the same fit (its fitted predictions)             |
+| adapt. | wherever the linear model is but on thin strips, over the same fit                   |
 | jpeg   | with the linear model, where the image shows a JPEG's quantizer steps (from 64x64);  |
 |        | under JPEG_SURE x the linear model's bits on the central crop, the linear model is   |
 |        | not tried                                                                            |
@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nfcompress.coders.adaptive import AdaptiveCoder
+from nfcompress.coders.adaptive.model import MAX_FRONTS
 from nfcompress.coders.base import Payload, Progress
 from nfcompress.coders.causal import CausalCoder
 from nfcompress.coders.flow.orientation import DEFAULT_EFFORT, EFFORTS, candidates
@@ -112,7 +113,8 @@ def encode_linear_or_jpeg(
             progress(4, 4)
         return _spread(from_jpeg, colour)
     fit = linear_model.fitted(colour)
-    more = colour.shape[2] if adaptive_too and progress else 0  # the adaptive model reports once per channel
+    adaptive_too = adaptive_too and MODEL_FREE["adaptive"].accepts(*colour.shape)
+    more = colour.shape[2] if adaptive_too else 0  # the adaptive model reports once per channel
     best = linear.encode(colour, progress and (lambda done, total: progress(done, total + more)), fit=fit)
     if adaptive_too:
         steps = progress and (lambda done, total: progress(2 * total + done, 3 * total))
@@ -152,8 +154,11 @@ def encode(
         return [encode_linear_or_jpeg(c, one) for c in colours]
     if coder == "causal":
         return [encode_causal(c) or _refuse_causal(c) for c in colours]
-    if coder in ("screen", "adaptive"):
-        return [MODEL_FREE[coder].encode(c) for c in colours]
+    if coder == "screen":
+        return [MODEL_FREE["screen"].encode(c) for c in colours]
+    if coder == "adaptive":
+        adaptive = MODEL_FREE["adaptive"]
+        return [adaptive.encode(c) if adaptive.accepts(*c.shape) else _refuse_adaptive(c) for c in colours]
     if coder == "flow":
         return flow().encode_many(colours, progress, effort)
     return _auto(colours, subpixels, effort, flow, size, progress)
@@ -223,6 +228,14 @@ def _refuse_causal(colour: np.ndarray) -> Payload:
     raise NfcError(
         f"the causal coder codes colour images of at most 16384 pixels (128x128) that are not thin "
         f"strips, not this {'grey' if c == 1 else 'colour'} {w}x{h} one (the auto coder takes any)"
+    )
+
+
+def _refuse_adaptive(colour: np.ndarray) -> Payload:
+    h, w, _ = colour.shape
+    raise NfcError(
+        f"the adaptive coder codes images of at most {MAX_FRONTS} wavefronts (2 (height - 1) + width), "
+        f"not this {w}x{h} strip (the auto and linear coders take any)"
     )
 
 

@@ -181,3 +181,18 @@ def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model():
     policy.encode_linear_or_jpeg(clean, lambda done, total: seen.append((done, total)), adaptive_too=True)
     assert len({t for _, t in seen}) == 1 and [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1][0] == seen[-1][1] and sum(d == t for d, t in seen) == 1
+
+
+def test_thin_strips_are_left_to_the_linear_model_and_refused_by_the_decoder():
+    """Found by the fuzz: a 497-byte file claiming a 65536x13 image took 190 s to refuse, a
+    network run per wavefront (65,560 of them) and channel."""
+    assert adaptive.fits(4096, 8192) and adaptive.fits(1, adaptive.MAX_FRONTS)
+    assert not adaptive.fits(13, 65536) and not adaptive.fits(65536, 13)
+    assert not adaptive.fits(1, adaptive.MAX_FRONTS + 1)
+    strip = np.tile(_photo(3, 128), (1, 130, 1))  # 3x16640: 16,644 wavefronts
+    codec = Codec.load()
+    with pytest.raises(NfcError, match="at most 16384 wavefronts .* not this 16640x3 strip"):
+        codec.encode(strip, coder="adaptive")
+    assert codec.encode(strip).coder != "adaptive"
+    with pytest.raises(FormatError, match="no 65536x13 image"):
+        adaptive.decode(b"\0" * 4096, 13, 65536, 3, tiny_planes(0, adaptive.EXTRA))

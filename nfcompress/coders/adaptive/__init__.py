@@ -14,13 +14,13 @@ from nfcompress.container import Header
 
 class AdaptiveCoder:
     """A network in exact integer arithmetic over decoded neighbours and a prediction fitted to
-    the image: photos of any size, colour or grey."""
+    the image: photos of any size but thin strips, colour or grey."""
 
     kind = "adaptive"
 
     def accepts(self, height: int, width: int, channels: int) -> bool:
-        """Every shape, as the linear model."""
-        return True
+        """Every image but thin strips (`model.fits`)."""
+        return model.fits(height, width)
 
     def encode(self, colour: np.ndarray, progress: Progress = None, fit: linear.Fitted | None = None) -> Payload:
         """The payload, with each pixel's ideal bits (side information aside), over the linear

@@ -16,7 +16,7 @@ images take green's network, and files decode alike on every machine.
 
 from __future__ import annotations
 
-__all__ = ["MODEL", "SHA256", "EXTRA", "extras", "plane_features", "load", "encode", "decode"]
+__all__ = ["MODEL", "SHA256", "EXTRA", "MAX_FRONTS", "fits", "extras", "plane_features", "load", "encode", "decode"]
 
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +38,15 @@ SHA256 = "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
 OFFSET_LIMIT = 1000  # the fitted prediction's offset from the median predictor, in 1/16, is clipped to this
 SEGMENT = 1 << 14  # sub-pixels whose features and distributions are built at once when encoding
+# The most wavefronts (2 (H - 1) + W) of an image it codes: the network runs once per wavefront
+# and channel, so a thin strip of few pixels costs as much as a large photo (an 8192x4096 image
+# has 16,382). Others are left to the linear model, and a decoder refuses them.
+MAX_FRONTS = 1 << 14
+
+
+def fits(height: int, width: int) -> bool:
+    """Whether the adaptive model codes an image of this size (not too many wavefronts)."""
+    return 2 * (height - 1) + width <= MAX_FRONTS
 
 
 def extras(p: np.ndarray, scale: np.ndarray, base: np.ndarray, pixels: int) -> np.ndarray:
@@ -121,6 +130,8 @@ def decode(
 ) -> np.ndarray:
     """The (H, W, C) uint8 image from a stream made by `encode`."""
     planes = load() if planes is None else planes
+    if not fits(height, width):
+        raise FormatError(f"corrupted .nfc file: an adaptive file holds no {width}x{height} image (a thin strip)")
     if len(data) % 4:
         raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
     if height * width * channels * linear.MIN_BITS > 8 * len(data) + 64:
