@@ -173,7 +173,7 @@ def test_damaged_or_replaced_adaptive_weights_are_refused(tmp_path, monkeypatch)
         adaptive.load()
 
 
-def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model():
+def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model_and_in_decoding():
     from nfcompress import policy
 
     seen = []
@@ -181,6 +181,10 @@ def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model():
     policy.encode_linear_or_jpeg(clean, lambda done, total: seen.append((done, total)), adaptive_too=True)
     assert len({t for _, t in seen}) == 1 and [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1][0] == seen[-1][1] and sum(d == t for d, t in seen) == 1
+    seen.clear()
+    data = adaptive.encode(clean)[0]
+    adaptive.decode(data, 64, 64, 3, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 def test_thin_strips_are_left_to_the_linear_model_and_refused_by_the_decoder():

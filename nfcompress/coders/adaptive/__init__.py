@@ -33,4 +33,4 @@ class AdaptiveCoder:
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
         """The colour planes."""
         with threadpool_limits(1, "blas"):
-            return model.decode(chunks[0], header.height, header.width, header.colour_channels)
+            return model.decode(chunks[0], header.height, header.width, header.colour_channels, progress=progress)

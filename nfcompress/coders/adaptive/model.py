@@ -126,9 +126,15 @@ def encode(
 
 
 def decode(
-    data: bytes, height: int, width: int, channels: int, planes: list[causal.PlaneWeights] | None = None
+    data: bytes,
+    height: int,
+    width: int,
+    channels: int,
+    planes: list[causal.PlaneWeights] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """The (H, W, C) uint8 image from a stream made by `encode`."""
+    """The (H, W, C) uint8 image from a stream made by `encode`; `progress(done, total)` as the
+    linear model's decoder calls it."""
     planes = load() if planes is None else planes
     if not fits(height, width):
         raise FormatError(f"corrupted .nfc file: an adaptive file holds no {width}x{height} image (a thin strip)")
@@ -159,7 +165,7 @@ def decode(
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
         return v
 
-    out = linear.decode_planes(model, height, width, channels, values)
+    out = linear.decode_planes(model, height, width, channels, values, progress)
     if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
     return out
