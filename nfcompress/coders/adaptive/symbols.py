@@ -9,12 +9,11 @@ import functools
 
 import numpy as np
 
-from nfcompress.coding.primitives import FLOOR, FRAC_BITS, MEAN_STEPS, PRECISION, every_scale
+from nfcompress.coders.linear.symbols import ROW, logistic
+from nfcompress.coding.primitives import FRAC_BITS, MEAN_STEPS, every_scale
 from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
 
-_ROW = (1 << PRECISION) - 256  # what a row of weights sums to (the coder adds 1 to each)
-_TOP = _ROW - 255 * FLOOR  # LogisticTables.total: the last weight is _TOP - cum
 _MIX_BITS = 12  # causal.model.MIX_BITS
 _FRAC = FRAC_BITS - 4  # the bits of a prediction below its 1/MEAN_STEPS step
 
@@ -26,26 +25,23 @@ def table() -> np.ndarray:
 
 
 @compiled
-def _weights(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, w: np.ndarray) -> None:
+def _weights(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, w: np.ndarray, row: np.ndarray) -> None:
     """One sub-pixel's 256 weights: components of predictions p, scale codes q and mixture
-    weights mix (each K, integers), `every_scale()`'s cumulative table `cum` as int64 (`table`)."""
+    weights mix (each K, integers), each the `logistic` of `every_scale()`'s cumulative table
+    `cum` as int64 (`table`); `row` is scratch for a component's."""
     for v in range(256):
         w[v] = 0
     for c in range(p.size):
-        r = q[c] * MEAN_STEPS + ((p[c] >> _FRAC) & (MEAN_STEPS - 1))
-        base = 255 - (p[c] >> FRAC_BITS)
-        m = mix[c]
-        w[0] += m * (cum[r, base + 1] + FLOOR)
-        for v in range(1, 255):
-            w[v] += m * (cum[r, base + v + 1] - cum[r, base + v] + FLOOR)
-        w[255] += m * (_TOP - cum[r, base + 255])
+        logistic(cum, q[c] * MEAN_STEPS + ((p[c] >> _FRAC) & (MEAN_STEPS - 1)), 255 - (p[c] >> FRAC_BITS), row)
+        for v in range(256):
+            w[v] += mix[c] * row[v]
     total, top = np.int64(0), 0
     for v in range(256):
         w[v] >>= _MIX_BITS
         total += w[v]
         if w[v] > w[top]:
             top = v
-    w[top] += _ROW - total
+    w[top] += ROW - total
 
 
 @compiled
@@ -54,10 +50,10 @@ def record(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, x: np
     (n, K); each symbol's frequency (its weight plus 1)."""
     n = x.size
     freq = np.empty(n, np.int64)
-    w = np.empty(256, np.int64)
+    w, row = np.empty(256, np.int64), np.empty(256, np.int64)
     edge = np.empty(2, np.int64)
     for k in range(n):
-        _weights(cum, p[k], q[k], mix[k], w)
+        _weights(cum, p[k], q[k], mix[k], w, row)
         s = x[k]
         start = np.int64(s)
         for v in range(s):
@@ -73,10 +69,10 @@ def decode(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, io: t
     """The values `record` recorded, from a decoding `io`, under the same mixtures."""
     n = p.shape[0]
     out = np.empty(n, np.int64)
-    w = np.empty(256, np.int64)
+    w, row = np.empty(256, np.int64), np.empty(256, np.int64)
     table = np.zeros(257, np.int64)
     for k in range(n):
-        _weights(cum, p[k], q[k], mix[k], w)
+        _weights(cum, p[k], q[k], mix[k], w, row)
         for v in range(256):
             table[v + 1] = table[v] + w[v] + 1
         out[k] = code(io, table, 256, 0)

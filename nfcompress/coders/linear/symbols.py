@@ -4,7 +4,7 @@ value (the spike, `_weights`), through `coding.rans`. The weights are those of t
 that wrote and read the files before 0.13, bit for bit (float64 operations on integers, one at
 a time, in the same order), so the stream is the one constriction wrote from them."""
 
-__all__ = ["decode", "record"]
+__all__ = ["ROW", "logistic", "decode", "record"]
 
 import numpy as np
 
@@ -12,19 +12,25 @@ from nfcompress.coding.primitives import FLOOR, PRECISION
 from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
 
-_ROW = (1 << PRECISION) - 256  # what a row of weights sums to (the coder adds 1 to each)
-_TOP = float(_ROW - 255 * FLOOR)  # LogisticTables.total: the last weight is _TOP - cum
+ROW = (1 << PRECISION) - 256  # what a row of weights sums to (the coder adds 1 to each)
+_TOP = ROW - 255 * FLOOR  # LogisticTables.total: the last weight is _TOP - cum
 
 
 @compiled
-def _weights(cum: np.ndarray, r: int, base: int, q: int, at: int, spikes: int, w: np.ndarray) -> None:
-    """One value's 256 weights (`LogisticTables.rows` of table row r shifted by base = 255 - the
-    prediction's integer part), summing to 2^PRECISION - 256; with a spike (q > 0, scheme 2 on),
-    a share q / spikes of every weight above FLOOR (rounded down) moved to value `at`."""
+def logistic(cum: np.ndarray, r: int, base: int, w: np.ndarray) -> None:
+    """The 256 weights of `LogisticTables.rows`, of row r of its cumulative table `cum` shifted
+    by base = 255 - the prediction's integer part, summing to ROW, in w (as cum's numbers)."""
     w[0] = cum[r, base + 1] + FLOOR
     for v in range(1, 255):
         w[v] = (cum[r, base + v + 1] - cum[r, base + v]) + FLOOR
     w[255] = _TOP - cum[r, base + 255]
+
+
+@compiled
+def _weights(cum: np.ndarray, r: int, base: int, q: int, at: int, spikes: int, w: np.ndarray) -> None:
+    """One value's 256 weights (`logistic`); with a spike (q > 0, scheme 2 on), a share
+    q / spikes of every weight above FLOOR (rounded down) moved to value `at`."""
+    logistic(cum, r, base, w)
     if q == 0:
         return
     ratio = (spikes - q) / spikes
@@ -32,7 +38,7 @@ def _weights(cum: np.ndarray, r: int, base: int, q: int, at: int, spikes: int, w
     for v in range(256):
         w[v] = np.floor((w[v] - FLOOR) * ratio) + FLOOR
         total += w[v]
-    w[at] += _ROW - total
+    w[at] += ROW - total
 
 
 @compiled
