@@ -196,3 +196,18 @@ def tiny_planes(seed: int, extra: int = 0, hidden: int = 8, mixtures: int = 2) -
         )
         for k in range(3)
     ]
+
+
+def reheaded(data: bytes, version: int, flags: int | None = None, payload: int = 8) -> bytes:
+    """A file whose header says another format version (and flags), with its header check made
+    good again; `payload` bytes of chunks follow the header."""
+    import struct
+    import zlib
+
+    d = bytearray(data)
+    d[3] = version
+    if flags is not None:
+        d[4] = flags
+    end = len(d) - payload - 2
+    d[end : end + 2] = struct.pack("<H", zlib.crc32(bytes(d[:end])) & 0xFFFF)
+    return bytes(d)

@@ -3,13 +3,11 @@ model codes with, in files of their own kind, with the shipped weights its forma
 
 import hashlib
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import code_apart, tiny_planes
+from conftest import code_apart, reheaded, tiny_planes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -114,16 +112,9 @@ def test_the_adaptive_flag_is_read_from_version_13_only_and_stands_alone():
     grey = unpack(pack(Header("", b"", 7, 3, "L", 0, 0, 1, device="any", kind="adaptive"), [b"abcd"]))[0]
     assert (grey.kind, grey.mode) == ("adaptive", "L")
 
-    def forged(version: int, flags: int) -> bytes:
-        d = bytearray(data)
-        d[3], d[4] = version, flags
-        end = len(d) - 8 - 2
-        d[end : end + 2] = struct.pack("<H", zlib.crc32(bytes(d[:end])) & 0xFFFF)
-        return bytes(d)
-
     for version, flags in [(12, data[4]), (13, data[4] | 0x08), (13, data[4] | 0x80)]:
         with pytest.raises(FormatError, match="model-free file cannot have"):
-            unpack(forged(version, flags))
+            unpack(reheaded(data, version, flags))
 
 
 def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_the_smallest():

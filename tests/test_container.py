@@ -2,7 +2,7 @@ import struct
 import zlib
 
 import pytest
-from conftest import mutate
+from conftest import mutate, reheaded
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -195,11 +195,9 @@ def test_version_2_files_still_parse():
 
 def test_an_unnamed_version_4_file_needs_the_model_shipped_then():
     h = _header(model_name=SHIPPED_MODELS[-1], width=32, height=32, mode="RGB", tile=64, batch=64)
-    data = bytearray(pack(h, [b"abcd"]))
-    data[3] = 4  # version 4 had the same layout; an unnamed file there meant the one shipped model
-    end = len(data) - 4 - 2
-    data[end : end + 2] = (zlib.crc32(bytes(data[:end])) & 0xFFFF).to_bytes(2, "little")
-    assert unpack(bytes(data))[0].model_name == UNNAMED_BEFORE_5
+    # version 4 had the same layout; an unnamed file there meant the one shipped model
+    data = reheaded(pack(h, [b"abcd"]), 4, payload=4)
+    assert unpack(data)[0].model_name == UNNAMED_BEFORE_5
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
