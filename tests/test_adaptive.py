@@ -191,3 +191,21 @@ def test_thin_strips_are_left_to_the_linear_model_and_refused_by_the_decoder():
     assert codec.encode(strip).coder != "adaptive"
     with pytest.raises(FormatError, match="no 65536x13 image"):
         adaptive.decode(b"\0" * 4096, 13, 65536, 3, tiny_planes(0, adaptive.EXTRA))
+
+
+def test_training_starts_from_the_causal_network_exactly():
+    """`causal.dequantize` undoes `quantize`; the adaptive network starts as the causal one on its
+    features, with zero weights for the extras and zero mean outputs."""
+    from nfcompress.coders.adaptive.train import AdaptiveNet, start_from_causal
+
+    shipped = causal.load()
+    net = AdaptiveNet()
+    start_from_causal(net, shipped)
+    state = {k: v.double().numpy() for k, v in net.state_dict().items()}
+    for k, pw in enumerate(shipped):
+        back = causal.quantize({f"planes.{k}.{n}": a for n, a in causal.dequantize(pw).items()}, k)
+        assert all(np.array_equal(a, b) for a, b in zip(vars(back).values(), vars(pw).values()))
+        started = causal.quantize(state, k)
+        n = causal.feature_count(k)
+        assert np.array_equal(started.first[:n], pw.first) and not started.first[n:].any()
+        assert not started.out[:, : net.mixtures].any() and np.array_equal(started.second, pw.second)

@@ -86,14 +86,10 @@ def start_from_causal(net: AdaptiveNet, planes: list[causal.PlaneWeights]) -> No
     extras, and zero mean outputs (each component at the fitted prediction)."""
     for k, (layer, pw) in enumerate(zip(net.planes, planes)):
         n = causal.feature_count(k)
-        act = 2.0**causal.ACT_BITS
-        layer.first.weight.zero_()
-        layer.first.weight[:, :n] = torch.from_numpy(pw.first.T * causal.EDGE_FLAG / 2.0**causal.FIRST_BITS).float()
-        layer.first.bias[:] = torch.from_numpy(pw.first_bias / act / 2.0 ** (causal.FIRST_BITS - causal.ACT_BITS))
-        layer.second.weight[:] = torch.from_numpy(pw.second.T / 2.0**causal.WEIGHT_BITS)
-        layer.second.bias[:] = torch.from_numpy(pw.second_bias / act / 2.0**causal.WEIGHT_BITS)
-        layer.out.weight[:] = torch.from_numpy(pw.out.T / 2.0 ** (causal.OUT_BITS - causal.ACT_BITS))
-        layer.out.bias[:] = torch.from_numpy(pw.out_bias / 2.0**causal.OUT_BITS)
+        state = {name: torch.from_numpy(a).float() for name, a in causal.dequantize(pw).items()}
+        first = torch.zeros_like(layer.first.weight)
+        first[:, :n] = state["first.weight"]
+        layer.load_state_dict({**state, "first.weight": first})
         layer.out.weight[: net.mixtures] = 0
         layer.out.bias[: net.mixtures] = 0
 

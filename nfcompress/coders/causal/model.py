@@ -31,6 +31,7 @@ __all__ = [
     "pad_planes",
     "canvas",
     "quantize",
+    "dequantize",
     "load",
     "mixture_rows",
     "mixture_parts",
@@ -205,6 +206,20 @@ def quantize(state: dict[str, np.ndarray], k: int) -> PlaneWeights:
         out=np.round(w("out.weight").T * 2.0 ** (OUT_BITS - ACT_BITS)),
         out_bias=np.round(w("out.bias") * 2.0**OUT_BITS),
     )
+
+
+def dequantize(pw: PlaneWeights) -> dict[str, np.ndarray]:
+    """The float network's layers (`quantize`'s inverse, to its rounding) of one plane's integer
+    network, by the names of nfcompress.coders.causal.train's network within a plane."""
+    act = 2.0**ACT_BITS
+    return {
+        "first.weight": (pw.first * EDGE_FLAG / 2.0**FIRST_BITS).T,
+        "first.bias": pw.first_bias / act / 2.0 ** (FIRST_BITS - ACT_BITS),
+        "second.weight": (pw.second / 2.0**WEIGHT_BITS).T,
+        "second.bias": pw.second_bias / act / 2.0**WEIGHT_BITS,
+        "out.weight": (pw.out / 2.0 ** (OUT_BITS - ACT_BITS)).T,
+        "out.bias": pw.out_bias / 2.0**OUT_BITS,
+    }
 
 
 MODEL = PAYLOAD_MODELS["causal"]  # the shipped weights (models/nfc-causal.safetensors) every causal file decodes with
