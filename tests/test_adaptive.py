@@ -89,9 +89,9 @@ def test_the_compiled_coder_writes_the_weights_and_the_stream_of_mixture_rows():
     centre = rng.integers(-200 << 12, 460 << 12, 300)
     rows = causal.mixture_rows(o, centre)
     parts = causal.mixture_parts(o, centre)
-    w, row = np.empty(256, np.int64), np.empty(256, np.int64)
+    w = np.empty(256, np.int64)
     for k in range(len(o)):
-        symbols._weights(symbols.table(), *(a[k] for a in parts), w, row)
+        symbols._weights(symbols.table(), *(a[k] for a in parts), w)
         assert np.array_equal(w, rows[k])
     x = rng.integers(0, 256, len(o))
     io = rans.sink(len(o))

@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from nfcompress.coders.linear.symbols import ROW, logistic
+from nfcompress.coders.linear.symbols import ROW, add_logistic
 from nfcompress.coding.primitives import FRAC_BITS, MEAN_STEPS, every_scale
 from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
@@ -25,20 +25,21 @@ def table() -> np.ndarray:
 
 
 @compiled
-def _weights(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, w: np.ndarray, row: np.ndarray) -> None:
+def _weights(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, w: np.ndarray) -> None:
     """One sub-pixel's 256 weights: components of predictions p, scale codes q and mixture
     weights mix (each K, integers), each the `logistic` of `every_scale()`'s cumulative table
-    `cum` as int64 (`table`); `row` is scratch for a component's."""
+    `cum` as int64 (`table`)."""
     for v in range(256):
         w[v] = 0
     for c in range(p.size):
-        logistic(cum, q[c] * MEAN_STEPS + ((p[c] >> _FRAC) & (MEAN_STEPS - 1)), 255 - (p[c] >> FRAC_BITS), row)
-        for v in range(256):
-            w[v] += mix[c] * row[v]
-    total, top = np.int64(0), 0
+        r = q[c] * MEAN_STEPS + ((p[c] >> _FRAC) & (MEAN_STEPS - 1))
+        add_logistic(cum, r, 255 - (p[c] >> FRAC_BITS), mix[c], w)
+    total = np.int64(0)
     for v in range(256):
         w[v] >>= _MIX_BITS
         total += w[v]
+    top = 0
+    for v in range(1, 256):
         if w[v] > w[top]:
             top = v
     w[top] += ROW - total
@@ -50,10 +51,10 @@ def record(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, x: np
     (n, K); each symbol's frequency (its weight plus 1)."""
     n = x.size
     freq = np.empty(n, np.int64)
-    w, row = np.empty(256, np.int64), np.empty(256, np.int64)
+    w = np.empty(256, np.int64)
     edge = np.empty(2, np.int64)
     for k in range(n):
-        _weights(cum, p[k], q[k], mix[k], w, row)
+        _weights(cum, p[k], q[k], mix[k], w)
         s = x[k]
         start = np.int64(s)
         for v in range(s):
@@ -69,10 +70,10 @@ def decode(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, io: t
     """The values `record` recorded, from a decoding `io`, under the same mixtures."""
     n = p.shape[0]
     out = np.empty(n, np.int64)
-    w, row = np.empty(256, np.int64), np.empty(256, np.int64)
+    w = np.empty(256, np.int64)
     table = np.zeros(257, np.int64)
     for k in range(n):
-        _weights(cum, p[k], q[k], mix[k], w, row)
+        _weights(cum, p[k], q[k], mix[k], w)
         for v in range(256):
             table[v + 1] = table[v] + w[v] + 1
         out[k] = code(io, table, 256, 0)

@@ -83,7 +83,7 @@ def planes_of(rgb: np.ndarray) -> np.ndarray:
 def pad_planes(planes: np.ndarray) -> np.ndarray:
     """Planes (n, H, W) with PAD cells on every side copied from the nearest pixel."""
     rows, cols = _edge_index(*planes.shape[1:])
-    return planes[:, rows[:, None], cols[None, :]]
+    return np.ascontiguousarray(planes[:, rows[:, None], cols[None, :]])  # else each plane's ravel copies
 
 
 @functools.cache

@@ -4,7 +4,7 @@ value (the spike, `_weights`), through `coding.rans`. The weights are those of t
 that wrote and read the files before 0.13, bit for bit (float64 operations on integers, one at
 a time, in the same order), so the stream is the one constriction wrote from them."""
 
-__all__ = ["ROW", "logistic", "decode", "record"]
+__all__ = ["ROW", "logistic", "add_logistic", "decode", "record"]
 
 import numpy as np
 
@@ -20,10 +20,19 @@ _TOP = ROW - 255 * FLOOR  # LogisticTables.total: the last weight is _TOP - cum
 def logistic(cum: np.ndarray, r: int, base: int, w: np.ndarray) -> None:
     """The 256 weights of `LogisticTables.rows`, of row r of its cumulative table `cum` shifted
     by base = 255 - the prediction's integer part, summing to ROW, in w (as cum's numbers)."""
-    w[0] = cum[r, base + 1] + FLOOR
+    for v in range(256):
+        w[v] = 0
+    add_logistic(cum, r, base, 1, w)
+
+
+@compiled
+def add_logistic(cum: np.ndarray, r: int, base: int, m: int, w: np.ndarray) -> None:
+    """Add m times `logistic`'s weights to w (a mixture's component), in one loop that vectorises."""
+    line = cum[r, base:]
+    w[0] += m * (line[1] + FLOOR)
     for v in range(1, 255):
-        w[v] = (cum[r, base + v + 1] - cum[r, base + v]) + FLOOR
-    w[255] = _TOP - cum[r, base + 255]
+        w[v] += m * (line[v + 1] - line[v] + FLOOR)
+    w[255] += m * (_TOP - line[255])
 
 
 @compiled
