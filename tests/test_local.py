@@ -62,3 +62,40 @@ def test_a_plane_of_one_gradient_is_predicted_within_a_quarter_level_inside():
     inside = np.s_[4:, 4:-4]
     # Exact but for the pull of the prior (RIDGE pixels' worth against 22).
     assert np.abs(lp[inside] - local.STEPS * plane[inside].astype(np.int64)).max() <= local.STEPS // 4
+
+
+def _elementwise(sums: np.ndarray, tex: np.ndarray) -> np.ndarray:
+    """`local.predict` in numpy's elementwise operations on whole arrays (how files before 0.15 were
+    written): the compiled form must give the same integers, bit for bit."""
+    s = sums.astype(np.float64).T
+    n, k_ = s.shape[1], local.K
+    m = np.zeros((k_ + 2, k_ + 2, n))
+    m[:k_, :k_] = s[local._SYMMETRIC] + local._RIDGES
+    m[k_, :k_] = m[:k_, k_] = s[len(local.PAIRS) :] + local._PRIORS
+    m[k_ + 1, :k_] = m[:k_, k_ + 1] = np.concatenate([tex, np.ones((1, n))])
+    for k in range(k_):
+        m[k, k] = np.sqrt(m[k, k])
+        m[k + 1 :, k] /= m[k, k]
+        m[k + 1 :, k + 1 :] -= m[k + 1 :, k][:, None] * m[k + 1 :, k][None, :]
+    p = m[k_, 0] * m[k_ + 1, 0]
+    for k in range(1, k_):
+        p = p + m[k_, k] * m[k_ + 1, k]
+    return np.clip(np.floor(p * local.STEPS + 0.5), local.LOW, local.HIGH).astype(np.int64)
+
+
+def test_compiled_predictions_are_those_of_the_elementwise_form_bit_for_bit():
+    r = np.random.default_rng(2)
+    n = 20000
+    tex = r.integers(-255, 256, (4, n))
+    # Windows of 0 to 22 pixels, smooth to noisy, so that every size of sum and rounding occurs.
+    count = r.integers(0, 23, n)
+    noise = r.choice([0, 1, 4, 60], n)
+    sums = np.zeros((n, local.TERMS), np.int64)
+    for k in range(n):
+        t = tex[:, k : k + 1] + r.integers(-noise[k], noise[k] + 1, (4, count[k]))
+        v = (t[0] + t[1]) // 2 + r.integers(-noise[k], noise[k] + 1, count[k])
+        sums[k] = local.terms(t, v).sum(0)
+    mine, theirs = local.predict(sums, tex), _elementwise(sums, tex)
+    assert mine.dtype == np.int64 and np.array_equal(mine, theirs)
+    # Not all at the clip or the prior: the systems are solved.
+    assert len(np.unique(mine)) > 1000

@@ -4,14 +4,16 @@ around it. The global weights then take this prediction as one more feature: whe
 texture turns, the window has turned with it.
 
 Every sum is an exact integer (row prefix sums of products), and the 5x5 systems are solved by a
-Cholesky decomposition in elementwise float64 operations, each correctly rounded: the
-prediction is the same on every machine, for the encoder's whole image at once as for the
-decoder's wavefronts.
+Cholesky decomposition in float64 operations, each correctly rounded and none fused (compiled
+without fast-math): the prediction is the same on every machine, for the encoder's whole image
+at once as for the decoder's wavefronts.
 """
 
 __all__ = ["TERMS", "STEPS", "Sums", "terms", "window_sums", "predict"]
 
 import numpy as np
+
+from nfcompress.compiled import compiled
 
 K = 5  # features: the texture's W, N, NW and NE, and 1
 PAIRS = tuple((a, b) for a in range(K) for b in range(a, K))
@@ -69,22 +71,42 @@ class Sums:
         # each row stays zero, the prefix through column -1.
         self.pre = np.zeros(((h + 3) * (RING + 1), TERMS), np.int64)
 
-    def _cells(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return (r + 3) * (RING + 1) + np.where(c < 0, RING, c % RING)
-
     def window(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """The window sums (n, TERMS) of pixels (i, j), all of whose window is added."""
-        rows = i[None, :] - _UP[:, None]
-        high = self._cells(rows, np.minimum(j[None, :] + _RIGHT[:, None], self.w - 1))
-        low = self._cells(rows, np.broadcast_to(j - LEFT - 1, rows.shape))
-        return (self.pre[high] - self.pre[low]).sum(0)
+        return _window(self.pre, i, j, self.w)
 
     def add(self, i: np.ndarray, j: np.ndarray, t: np.ndarray) -> None:
         """Add the `terms` t of pixels (i, j), each row's pixels left of them already added."""
-        self.pre[self._cells(i, j)] = self.pre[self._cells(i, j - 1)] + t
+        _add(self.pre, i, j, t)
 
 
-_UP, _RIGHT = (np.array(v, np.int64) for v in zip(*ROWS))
+@compiled
+def _cell(r: int, c: int) -> int:
+    """`Sums.pre`'s row of row r's prefix through column c."""
+    return (r + 3) * (RING + 1) + (RING if c < 0 else c % RING)
+
+
+@compiled
+def _window(pre: np.ndarray, i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray:
+    """`Sums.window` of prefix sums `pre`, for a plane of width w."""
+    out = np.zeros((i.size, TERMS), np.int64)
+    for n in range(i.size):
+        for up, right in ROWS:
+            high, low = _cell(i[n] - up, min(j[n] + right, w - 1)), _cell(i[n] - up, j[n] - LEFT - 1)
+            for t in range(TERMS):
+                out[n, t] += pre[high, t] - pre[low, t]
+    return out
+
+
+@compiled
+def _add(pre: np.ndarray, i: np.ndarray, j: np.ndarray, t: np.ndarray) -> None:
+    """`Sums.add` on prefix sums `pre`."""
+    for n in range(i.size):
+        at, left = _cell(i[n], j[n]), _cell(i[n], j[n] - 1)
+        for k in range(TERMS):
+            pre[at, k] = pre[left, k] + t[n, k]
+
+
 _FIRST, _SECOND = (np.array(v, np.int64) for v in zip(*PAIRS))
 _SYMMETRIC = np.array([[PAIRS.index((min(p, q), max(p, q))) for q in range(K)] for p in range(K)])
 _RIDGES = RIDGE * np.eye(K)[:, :, None]
@@ -97,20 +119,34 @@ def predict(sums: np.ndarray, tex: np.ndarray) -> np.ndarray:
 
     With A w = b the window's system and f the pixel's features, the prediction f.w is u.z for
     L u = f and L z = b, L the Cholesky factor of A: both come out of the factorisation of A
-    bordered by b and f (rows K and K + 1), a column at a time, each step updating the rest, in
-    elementwise operations (the same everywhere).
+    bordered by b and f (rows K and K + 1), a column at a time, each step updating the rest.
     """
-    s = sums.astype(np.float64).T
-    n = s.shape[1]
-    m = np.zeros((K + 2, K + 2, n))
-    m[:K, :K] = s[_SYMMETRIC] + _RIDGES
-    m[K, :K] = m[:K, K] = s[len(PAIRS) :] + _PRIORS
-    m[K + 1, :K] = m[:K, K + 1] = np.concatenate([tex, np.ones((1, n))])
-    for k in range(K):
-        m[k, k] = np.sqrt(m[k, k])
-        m[k + 1 :, k] /= m[k, k]
-        m[k + 1 :, k + 1 :] -= m[k + 1 :, k][:, None] * m[k + 1 :, k][None, :]
-    p = m[K, 0] * m[K + 1, 0]
-    for k in range(1, K):
-        p = p + m[K, k] * m[K + 1, k]
-    return np.clip(np.floor(p * STEPS + 0.5), LOW, HIGH).astype(np.int64)
+    return _predict(np.ascontiguousarray(sums, np.int64), np.ascontiguousarray(tex, np.int64))
+
+
+@compiled
+def _predict(sums: np.ndarray, tex: np.ndarray) -> np.ndarray:
+    """`predict`, a pixel at a time: the lower triangle of each bordered system (the part its
+    factorisation reads), with the operations of the whole matrix's elementwise form (the one
+    files before 0.15 were written with) in the same order."""
+    n = sums.shape[0]
+    out = np.empty(n, np.int64)
+    m = np.zeros((K + 2, K))
+    for at in range(n):
+        for a in range(K):
+            for b in range(a + 1):
+                m[a, b] = sums[at, _SYMMETRIC[a, b]] + _RIDGES[a, b, 0]
+            m[K, a] = sums[at, len(PAIRS) + a] + _PRIORS[a, 0]
+            m[K + 1, a] = tex[a, at] if a < K - 1 else 1.0
+        for k in range(K):
+            m[k, k] = np.sqrt(m[k, k])
+            for a in range(k + 1, K + 2):
+                m[a, k] /= m[k, k]
+            for a in range(k + 1, K + 2):
+                for b in range(k + 1, min(a + 1, K)):
+                    m[a, b] -= m[a, k] * m[b, k]
+        p = m[K, 0] * m[K + 1, 0]
+        for k in range(1, K):
+            p = p + m[K, k] * m[K + 1, k]
+        out[at] = min(max(np.floor(p * STEPS + 0.5), LOW), HIGH)
+    return out
