@@ -37,7 +37,7 @@ MODEL = PAYLOAD_MODELS["adaptive"]  # the shipped weights every adaptive file de
 SHA256 = "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
 OFFSET_LIMIT = 1000  # the fitted prediction's offset from the median predictor, in 1/16, is clipped to this
-SEGMENT = 1 << 14  # sub-pixels whose features and distributions are built at once when encoding
+SEGMENT = 4096  # sub-pixels whose features and distributions are built at once when encoding
 # The most wavefronts (2 (H - 1) + W) of an image it codes: the network runs once per wavefront
 # and channel, so a thin strip of few pixels costs as much as a large photo (an 8192x4096 image
 # has 16,382). Others are left to the linear model, and a decoder refuses them.
