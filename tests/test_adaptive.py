@@ -78,6 +78,19 @@ def test_mixture_rows_sum_to_the_coders_total_and_bound_what_a_payload_can_decod
         adaptive.decode(b"\0" * 8, 1000, 1000, 3, tiny_planes(0, adaptive.EXTRA))
 
 
+def test_the_compiled_mixture_parts_are_those_of_the_vector_form_bit_for_bit():
+    from nfcompress.coders.adaptive import symbols
+
+    rng = np.random.default_rng(5)
+    n = 50000
+    # Outputs from tiny to far past every clip: predictions off the ends, scale codes beyond 0..255,
+    # one component's weight all of it, or several equal.
+    o = np.round(rng.normal(0, 1, (n, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.0, 0.001, 1, 30, 1000], (n, 9)))
+    centre = rng.integers(-200 << 12, 460 << 12, n)
+    for mine, theirs in zip(symbols.parts(o, centre), causal.mixture_parts(o, centre)):
+        assert mine.dtype == np.int64 and np.array_equal(mine, theirs)
+
+
 def test_the_compiled_coder_writes_the_weights_and_the_stream_of_mixture_rows():
     import constriction
 

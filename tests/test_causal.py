@@ -45,6 +45,38 @@ def test_features_read_no_cell_the_decoder_has_not_decoded():
             assert f.shape == (1, causal.feature_count(k))
 
 
+def _vector_features(cv, earlier, k, i, j, w):
+    """`causal.features` in numpy's operations on whole arrays (its form before 0.15)."""
+    cw = cv.shape[1]
+    at = ((i + causal.PAD) * cw + j + causal.PAD)[:, None]
+    own = cv.ravel()[at - np.array([a * cw + b for a, b in causal.CAUSAL])]
+    wn = [1 + causal.WINDOW.index(c) for c in ((0, -1), (-1, 0), (-1, -1))]
+    wins = [earlier[p].ravel()[at + np.array([a * cw + b for a, b in ((0, 0), *causal.WINDOW)])] for p in range(k)]
+    near = own[:, :3] - wins[0][:, wn] if k else own[:, :3]
+    dw, dn, dnw = near[:, 0], near[:, 1], near[:, 2]
+    base = np.maximum(np.minimum(dw, dn), np.minimum(np.maximum(dw, dn), dw + dn - dnw))
+    if k:
+        base = base + wins[0][:, 0]
+    cols = [own - base[:, None]]
+    for win in wins:
+        centre = win[:, :1]
+        cols += [centre - base[:, None], win[:, 1:] - centre, win[:, wn[:2]] - own[:, :2]]
+    flags = np.stack([i == 0, j == 0, i == 1, j == 1, j == w - 1, j == w - 2], 1) * causal.EDGE_FLAG
+    cols += [(base - 128)[:, None], flags]
+    return np.concatenate(cols, 1), base
+
+
+def test_compiled_features_are_those_of_the_vector_form():
+    rng = np.random.default_rng(6)
+    for h, w in ((1, 1), (2, 7), (13, 17), (40, 3)):
+        x = causal.planes_of(rng.integers(0, 256, (h, w, 3)).astype(np.uint8))
+        i, j = _grid(h, w)
+        for k in range(3):
+            mine = causal.features(causal.canvas(x, k), causal.pad_planes(x[:k]), k, i, j, w)
+            theirs = _vector_features(causal.canvas(x, k), causal.pad_planes(x[:k]), k, i, j, w)
+            assert all(a.dtype == np.int64 and np.array_equal(a, b) for a, b in zip(mine, theirs))
+
+
 def test_the_integer_network_gives_the_same_integers_for_any_batch():
     planes = tiny_planes(0)
     f, _ = causal.features(

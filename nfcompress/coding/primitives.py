@@ -17,6 +17,8 @@ primitives"; changing one changes files.
 __all__ = [
     "PRECISION",
     "det_exp",
+    "LOG2E",
+    "EXP2",
     "ordered_sum",
     "FRAC_BITS",
     "MEAN_STEPS",
@@ -46,9 +48,9 @@ import numpy as np
 
 # Every table's weights sum to 2**PRECISION - K for K symbols (the coder adds one to each).
 PRECISION = 24
-_LOG2E = 1.4426950408889634
+LOG2E = 1.4426950408889634  # det_exp's constants, which compiled code reads too
 # 2**f = exp(f ln 2) for |f| <= 1/2 by its Taylor series to degree 8 (relative error 3e-10).
-_EXP2 = [math.log(2.0) ** k / math.factorial(k) for k in range(9)]
+EXP2 = [math.log(2.0) ** k / math.factorial(k) for k in range(9)]
 
 
 def det_exp(x: np.ndarray) -> np.ndarray:
@@ -57,11 +59,11 @@ def det_exp(x: np.ndarray) -> np.ndarray:
     It saturates at 2**-450 and 2**450 (|x| > 312), so that no result, nor a product of two, is
     subnormal: flushing subnormals to zero (as torch.set_flush_denormal does) changes nothing.
     """
-    t = np.clip(np.asarray(x, np.float64) * _LOG2E, -450.0, 450.0)
+    t = np.clip(np.asarray(x, np.float64) * LOG2E, -450.0, 450.0)
     k = np.rint(t)
     f = t - k
-    p = np.full_like(f, _EXP2[-1])
-    for c in _EXP2[-2::-1]:
+    p = np.full_like(f, EXP2[-1])
+    for c in EXP2[-2::-1]:
         p *= f
         p += c
     return np.ldexp(p, k.astype(np.int32))

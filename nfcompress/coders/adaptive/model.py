@@ -115,7 +115,7 @@ def encode(
             i, j = np.divmod(at, w)
             p = preds[at].astype(np.int64)
             f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w)
-            freq = symbols.record(cum, *causal.mixture_parts(planes[c].outputs(f), p), x[c].ravel()[at], io)
+            freq = symbols.record(cum, *symbols.parts(planes[c].outputs(f), p), x[c].ravel()[at], io)
             ideal[at] += PRECISION - np.log2(freq)
         words = rans.finish(io, words)
         if progress:
@@ -161,7 +161,7 @@ def decode(
         feats = plane_features(
             cv, state["earlier"], f.c, f.i, f.j, width, f.p, model.scales[f.c][f.contexts], height * width
         )
-        v = symbols.decode(cum, *causal.mixture_parts(planes[f.c].outputs(feats), f.p), io)
+        v = symbols.decode(cum, *symbols.parts(planes[f.c].outputs(feats), f.p), io)
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
         return v
 

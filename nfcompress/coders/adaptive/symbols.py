@@ -3,14 +3,15 @@ the mixture `causal.model.mixture_rows` gives, built from the components' parame
 (`causal.model.mixture_parts`) with the same integers, through `coding.rans`. A test checks the
 weights against `mixture_rows` and the stream against constriction's."""
 
-__all__ = ["table", "decode", "record"]
+__all__ = ["table", "parts", "decode", "record"]
 
 import functools
 
 import numpy as np
 
+from nfcompress.coders.causal.model import LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, OUT_BITS
 from nfcompress.coders.linear.symbols import ROW, add_logistic
-from nfcompress.coding.primitives import FRAC_BITS, MEAN_STEPS, every_scale
+from nfcompress.coding.primitives import EXP2, FRAC_BITS, LOG2E, MEAN_STEPS, every_scale
 from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
 
@@ -22,6 +23,54 @@ _FRAC = FRAC_BITS - 4  # the bits of a prediction below its 1/MEAN_STEPS step
 def table() -> np.ndarray:
     """`every_scale()`'s cumulative table as int64, the form the compiled loops read."""
     return every_scale().cum.astype(np.int64)
+
+
+_MEAN = MEAN_SCALE * 2.0 ** (FRAC_BITS - OUT_BITS)
+_LOW = LOG_SCALE_MIN * 2.0**OUT_BITS
+_HALF = 2.0 ** (OUT_BITS - 1) / LOG_SCALE_STEPS
+_STEP = 2.0**OUT_BITS / LOG_SCALE_STEPS
+_TAYLOR = np.array(EXP2[::-1])
+
+
+@compiled
+def _exp(x: float) -> float:
+    """`det_exp` of one number, with its operations in its order."""
+    t = min(max(x * LOG2E, -450.0), 450.0)
+    k = np.rint(t)
+    f = t - k
+    p = _TAYLOR[0]
+    for c in _TAYLOR[1:]:
+        p *= f
+        p += c
+    return np.ldexp(p, np.int32(k))
+
+
+@compiled
+def parts(o: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`causal.model.mixture_parts`, a sub-pixel at a time with its operations in its order:
+    the components' predictions, scale codes and weights (n, K) from outputs o (n, 3 K)."""
+    n, k = o.shape[0], o.shape[1] // 3
+    p, q, mix = np.empty((n, k), np.int64), np.empty((n, k), np.int64), np.empty((n, k), np.int64)
+    e = np.empty(k)
+    for a in range(n):
+        top = o[a, 2 * k] / 2.0**OUT_BITS
+        for c in range(1, k):
+            top = max(top, o[a, 2 * k + c] / 2.0**OUT_BITS)
+        for c in range(k):
+            p[a, c] = min(max(centre[a] + np.floor(o[a, c] * _MEAN), 0), (256 << FRAC_BITS) - 1)
+            q[a, c] = min(max(np.floor((o[a, k + c] - _LOW + _HALF) / _STEP), 0), 255)
+            e[c] = _exp(o[a, 2 * k + c] / 2.0**OUT_BITS - top)
+        total = e[0]
+        for c in range(1, k):
+            total += e[c]
+        best, left = 0, 1 << _MIX_BITS
+        for c in range(k):
+            mix[a, c] = np.floor(e[c] / total * 2.0**_MIX_BITS)
+            left -= mix[a, c]
+            if mix[a, c] > mix[a, best]:
+                best = c
+        mix[a, best] += left
+    return p, q, mix
 
 
 @compiled

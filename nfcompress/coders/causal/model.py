@@ -49,6 +49,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, det_exp, every_scale, ordered_sum, wavefronts
+from nfcompress.compiled import compiled
 from nfcompress.errors import FormatError, NfcError
 from nfcompress.model_files import PAYLOAD_MODELS, sha256_file, shipped_dir
 
@@ -123,26 +124,69 @@ def features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integer features (n, feature_count(k)) and median predictions (n,) of plane k's sub-pixels
     at rows i, columns j, from its canvas `cv` (only causal cells are read) and the padded earlier
-    planes `earlier` (k, H + 2 PAD, W + 2 PAD)."""
+    planes `earlier` (k, H + 2 PAD, W + 2 PAD): the causal neighbours less the median prediction;
+    for each earlier plane, its pixel less that, its window less its pixel, and its west and north
+    less ours; the median prediction less 128; the edge flags."""
     cw = cv.shape[1]
-    at = ((i + PAD) * cw + j + PAD)[:, None]
-    own = cv.ravel()[at - _offsets(CAUSAL, cw)]  # CAUSAL starts with west, north, north-west
-    wins = [earlier[p].ravel()[at + _offsets(((0, 0), *WINDOW), cw)] for p in range(k)]
-    near = own[:, :3]
-    if k:
-        ref = wins[0]  # green at the pixel, then at WINDOW: (0, -1) is west, (-1, 0) north, (-1, -1) north-west
-        near = near - ref[:, _WEST_NORTH]
-    dw, dn, dnw = near[:, 0], near[:, 1], near[:, 2]
-    base = np.maximum(np.minimum(dw, dn), np.minimum(np.maximum(dw, dn), dw + dn - dnw))
-    if k:
-        base = base + wins[0][:, 0]
-    cols = [own - base[:, None]]
-    for win in wins:
-        centre = win[:, :1]
-        cols += [centre - base[:, None], win[:, 1:] - centre, win[:, _WEST_NORTH[:2]] - own[:, :2]]
-    flags = np.stack([i == 0, j == 0, i == 1, j == 1, j == w - 1, j == w - 2], 1) * EDGE_FLAG
-    cols += [(base - 128)[:, None], flags]
-    return np.concatenate(cols, 1), base
+    f = np.empty((len(i), feature_count(k)), np.int64)
+    base = np.empty(len(i), np.int64)
+    wins = np.ascontiguousarray(earlier.reshape(len(earlier), -1)) if k else np.zeros((1, 1), np.int64)
+    _features(cv.reshape(-1), wins, k, i.astype(np.int64), j.astype(np.int64), w, cw, f, base)
+    return f, base
+
+
+_CAUSAL_AT = np.array(CAUSAL, np.int64)
+_WINDOW_AT = np.array(((0, 0), *WINDOW), np.int64)
+_WN = np.array(_WEST_NORTH, np.int64)
+
+
+@compiled
+def _features(
+    cv: np.ndarray,
+    wins: np.ndarray,
+    k: int,
+    i: np.ndarray,
+    j: np.ndarray,
+    w: int,
+    cw: int,
+    f: np.ndarray,
+    base: np.ndarray,
+) -> None:
+    """`features` into f and base, a sub-pixel at a time, of flat canvases."""
+    m = len(CAUSAL)
+    near = np.empty(3, np.int64)
+    win = np.empty((max(k, 1), len(WINDOW) + 1), np.int64)
+    for a in range(i.size):
+        at = (i[a] + PAD) * cw + j[a] + PAD
+        for c in range(m):
+            f[a, c] = cv[at - _CAUSAL_AT[c, 0] * cw - _CAUSAL_AT[c, 1]]
+        for p in range(k):
+            for c in range(len(WINDOW) + 1):
+                win[p, c] = wins[p, at + _WINDOW_AT[c, 0] * cw + _WINDOW_AT[c, 1]]
+        for c in range(3):
+            near[c] = f[a, c] - win[0, _WN[c]] if k else f[a, c]
+        dw, dn, dnw = near[0], near[1], near[2]
+        b = max(min(dw, dn), min(max(dw, dn), dw + dn - dnw))
+        if k:
+            b += win[0, 0]
+        base[a] = b
+        at2 = m
+        for p in range(k):
+            centre = win[p, 0]
+            f[a, at2] = centre - b
+            for c in range(1, len(WINDOW) + 1):
+                f[a, at2 + c] = win[p, c] - centre
+            at2 += len(WINDOW) + 1
+            f[a, at2] = win[p, _WN[0]] - f[a, 0]
+            f[a, at2 + 1] = win[p, _WN[1]] - f[a, 1]
+            at2 += 2
+        for c in range(m):
+            f[a, c] -= b
+        f[a, at2] = b - 128
+        ia, ja = i[a], j[a]
+        flags = (ia == 0, ja == 0, ia == 1, ja == 1, ja == w - 1, ja == w - 2)
+        for c in range(EDGES):
+            f[a, at2 + 1 + c] = EDGE_FLAG if flags[c] else 0
 
 
 @functools.cache
