@@ -6,9 +6,9 @@ encode time where a model rarely wins, never bytes where it would.
 
 | model  | auto tries it                                                                        |
 |--------|--------------------------------------------------------------------------------------|
-| flow   | where its model has an exact integer form; at effort 1 not on screen content over    |
-|        | SCREEN_ALONE_FROM pixels, and on an image of SAMPLE[0] full tiles or more only if     |
-|        | SAMPLE[1] of them cost under SAMPLE[2] x the linear model's                           |
+| flow   | where its model has an exact integer form; at effort 1 only on images of at most     |
+|        | FLOW_UP_TO pixels; on an image of SAMPLE[0] full tiles or more only if SAMPLE[1] of  |
+|        | them cost under SAMPLE[2] x the linear model's                                       |
 | linear | on grey images, on images over LINEAR_FROM pixels and at effort 2-3; on the rest     |
 |        | only where the flow's file is under LINEAR_BELOW bits per sub-pixel                  |
 | adapt. | wherever the linear model is but on thin strips, over the same fit                   |
@@ -30,6 +30,7 @@ __all__ = [
     "JPEG_SURE",
     "LINEAR_BELOW",
     "LINEAR_FROM",
+    "FLOW_UP_TO",
     "SAMPLE",
     "check_coder",
     "check_effort",
@@ -81,6 +82,11 @@ SCREEN_FROM, SCREEN_SURE = 0.4, 0.2  # share of repeating pixels, bits per sub-p
 # none then came out larger than before (the colour ones over 128x128 have 9,991 colours or more);
 # of the screenshots with 1,025 to 4,096 colours, none codes smaller by a photo model.
 SCREEN_ALONE_FROM, SCREEN_COLOURS = 128 * 128, 4096
+# At effort 1 the flow is tried on images of at most FLOW_UP_TO pixels. Over 32x32 it coded none
+# of the bench's and the val and held-out photos in 0.14 (once-JPEG, clean, grey, screen content;
+# native 64x64 crops, 512x512 crops, whole photos); loading it costs 1.6 s a process and its
+# sample of a large image 0.5 s.
+FLOW_UP_TO = 128 * 128
 
 
 def check_effort(effort: int) -> int:
@@ -181,9 +187,7 @@ def _auto(
         if s is None or not _screen_alone(c, 8 * size(i, s) < SCREEN_SURE * subpixels[i])
     ]
     out = list(screen)
-    # At effort 1, screen content over SCREEN_ALONE_FROM pixels is not given to the flow: of 117 val
-    # photos that repeat enough for the screen model, the flow coded none (and loading it costs seconds).
-    flowless = [effort == 1 and screen[i] is not None and _pixels(colours[i]) > SCREEN_ALONE_FROM for i in rest]
+    flowless = [effort == 1 and _pixels(colours[i]) > FLOW_UP_TO for i in rest]
     for with_flow in (True, False):
         group = [i for i, skip in zip(rest, flowless) if skip != with_flow]
         if not group:

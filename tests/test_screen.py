@@ -184,6 +184,25 @@ def test_auto_tries_the_photo_models_too_on_thumbnails_and_photos_with_flat_regi
     assert policy.colour_count(flat_photo) > policy.SCREEN_COLOURS
 
 
+def test_auto_at_effort_1_gives_the_flow_only_images_of_at_most_flow_up_to_pixels(monkeypatch):
+    class Seen(Exception):
+        pass
+
+    given = []
+
+    def spy(colours, subpixels, flow, *rest):
+        given.append(flow is not None)
+        raise Seen
+
+    monkeypatch.setattr(policy, "encode_auto", spy)
+    codec = Codec.load()
+    assert policy.FLOW_UP_TO == 128 * 128
+    for shape, effort in (((128, 128), 1), ((128, 129), 1), ((128, 129), 2)):
+        with pytest.raises(Seen):
+            codec.encode(photo_like(*shape, 3, seed=2), effort=effort)
+    assert given == [True, False, True]
+
+
 def test_auto_leaves_photos_to_the_photo_models():
     img = photo_like(48, 40, 3, seed=11)
     assert policy.repeat_share(img) < policy.SCREEN_FROM
