@@ -83,14 +83,14 @@ def _weights(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, w: 
     for c in range(p.size):
         r = q[c] * MEAN_STEPS + ((p[c] >> _FRAC) & (MEAN_STEPS - 1))
         add_logistic(cum, r, 255 - (p[c] >> FRAC_BITS), mix[c], w)
-    total = np.int64(0)
+    total, most = np.int64(0), np.int64(0)
     for v in range(256):
         w[v] >>= _MIX_BITS
         total += w[v]
+        most = max(most, w[v])
     top = 0
-    for v in range(1, 256):
-        if w[v] > w[top]:
-            top = v
+    while w[top] != most:  # the first of the largest
+        top += 1
     w[top] += ROW - total
 
 

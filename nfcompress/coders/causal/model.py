@@ -219,11 +219,18 @@ class PlaneWeights:
 
     def outputs(self, f: np.ndarray) -> np.ndarray:
         """Integer outputs (n, 3 K), in 2**-OUT_BITS, of integer features (n, features)."""
-        h = np.maximum(
-            np.floor((f.astype(np.float64) @ self.first + self.first_bias) / 2.0 ** (FIRST_BITS - ACT_BITS)), 0
-        )
-        h = np.maximum(np.floor((h @ self.second + self.second_bias) / 2.0**WEIGHT_BITS), 0) + h
-        return h @ self.out + self.out_bias
+        h = f.astype(np.float64) @ self.first
+        h += self.first_bias
+        h *= 2.0 ** -(FIRST_BITS - ACT_BITS)  # an exact scaling, in place: the products dominate
+        np.maximum(np.floor(h, out=h), 0, out=h)
+        g = h @ self.second
+        g += self.second_bias
+        g *= 2.0**-WEIGHT_BITS
+        np.maximum(np.floor(g, out=g), 0, out=g)
+        g += h
+        o = g @ self.out
+        o += self.out_bias
+        return o
 
     def bound(self) -> float:
         """The largest magnitude any sum of the network can reach, for features under FEATURE_LIMIT."""
