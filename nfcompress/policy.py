@@ -7,8 +7,7 @@ encode time where a model rarely wins, never bytes where it would.
 | model  | auto tries it                                                                        |
 |--------|--------------------------------------------------------------------------------------|
 | flow   | where its model has an exact integer form; at effort 1 only on images of at most     |
-|        | FLOW_UP_TO pixels; on an image of SAMPLE[0] full tiles or more only if SAMPLE[1] of  |
-|        | them cost under SAMPLE[2] x the linear model's                                       |
+|        | FLOW_UP_TO pixels                                                                    |
 | linear | on grey images, on images over LINEAR_FROM pixels and at effort 2-3; on the rest     |
 |        | only where the flow's file is under LINEAR_BELOW bits per sub-pixel                  |
 | adapt. | wherever the linear model is but on thin strips, over the same fit                   |
@@ -31,7 +30,6 @@ __all__ = [
     "LINEAR_BELOW",
     "LINEAR_FROM",
     "FLOW_UP_TO",
-    "SAMPLE",
     "check_coder",
     "check_effort",
     "encode",
@@ -70,7 +68,6 @@ AUTO = ("screen", "flow", "linear", "adaptive", "jpeg", "causal")
 CODERS = ("auto", "flow", "linear", "adaptive", "causal", "screen")
 
 LINEAR_FROM, LINEAR_BELOW = 1024, 3.0  # pixels (32x32 thumbnails), bits per sub-pixel
-SAMPLE = (16, 8, 1.02)  # full tiles from which a sample judges the flow, tiles sampled, margin
 JPEG_SURE = 0.8
 # Screen content: most pixels repeat a neighbour (screenshots 0.45-1, half of them over 0.96;
 # photos 0.18 in the median); the screen model codes it 5-10 times faster than the photo models.
@@ -82,11 +79,12 @@ SCREEN_FROM, SCREEN_SURE = 0.4, 0.2  # share of repeating pixels, bits per sub-p
 # none then came out larger than before (the colour ones over 128x128 have 9,991 colours or more);
 # of the screenshots with 1,025 to 4,096 colours, none codes smaller by a photo model.
 SCREEN_ALONE_FROM, SCREEN_COLOURS = 128 * 128, 4096
-# At effort 1 the flow is tried on images of at most FLOW_UP_TO pixels. Over 32x32 it coded none
-# of the bench's and the val and held-out photos in 0.14 (once-JPEG, clean, grey, screen content;
-# native 64x64 crops, 512x512 crops, whole photos); loading it costs 1.6 s a process and its
-# sample of a large image 0.5 s.
-FLOW_UP_TO = 128 * 128
+# At effort 1 the flow is tried on images of at most FLOW_UP_TO pixels (32x32 thumbnails, where it
+# coded 5 of the bench's 200). Over that it coded none in 0.14: not one of the bench's 200 64x64
+# thumbnails or 200 native 64x64 crops, nor of the val and held-out photos (once-JPEG, clean,
+# grey, screen content, 512x512 crops, whole photos); loading it costs 1.6 s a process, and it
+# took 60% of a 64x64 thumbnail's encode.
+FLOW_UP_TO = 32 * 32
 
 
 def check_effort(effort: int) -> int:
@@ -261,17 +259,12 @@ def encode_auto(
     lin = [
         encode_linear_or_jpeg(c, one, adaptive_too=True) if effort > 1 or _linear_first(c) else None for c in colours
     ]
-    tried = [
-        i
-        for i, (c, ln) in enumerate(zip(colours, lin))
-        if ln is None or effort > 1 or flow.worth_trying(c, ln.pixel_bits, SAMPLE)
-    ]
-    flowed = dict(zip(tried, flow.encode_many([colours[i] for i in tried], progress, effort)))
+    flowed = flow.encode_many(colours, progress, effort)
     options = []
-    for i, (c, ln) in enumerate(zip(colours, lin)):
-        if ln is None and 8 * size(i, flowed[i]) < LINEAR_BELOW * subpixels[i]:
+    for i, (c, ln, fl) in enumerate(zip(colours, lin, flowed)):
+        if ln is None and 8 * size(i, fl) < LINEAR_BELOW * subpixels[i]:
             ln = encode_linear_or_jpeg(c, one, adaptive_too=True)
-        options.append([flowed.get(i), ln, encode_causal(c)])
+        options.append([fl, ln, encode_causal(c)])
     return [_smallest(i, o, size) for i, o in enumerate(options)]
 
 

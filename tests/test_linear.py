@@ -337,24 +337,6 @@ def test_any_weights_and_scales_go_through_the_side_information():
     assert np.array_equal(linear.decode(data, 12, 10, 3), img)
 
 
-def test_a_large_image_skips_the_flow_when_a_sample_of_tiles_says_it_loses(tiny_models_dir, monkeypatch):
-    from nfcompress.codec import Codec
-
-    codec = Codec.load(str(tiny_models_dir / "tiny.safetensors"), tile=32, batch=4)
-    img = photo_like(160, 160, 3, seed=15)  # 25 full tiles; the tiny flow codes it far worse
-    ran = []
-    real = codec.flow._encode
-    monkeypatch.setattr(codec.flow, "_encode", lambda images, *a: ran.append(len(images)) or real(images, *a))
-    res = codec.encode(img)
-    assert res.coder == "linear" and ran == [0]
-    assert res.data == codec.encode(img, coder="linear").data
-    codec.encode(img, effort=2)  # above effort 1 the flow always codes it too
-    assert ran[-1] == 1
-    small = photo_like(40, 40, 3, seed=15)  # under 16 tiles: no sample, the flow codes it
-    codec.encode(small)
-    assert ran[-1] == 1
-
-
 def test_small_colour_images_skip_the_linear_model_at_effort_1_but_grey_ones_do_not(tiny_codec, monkeypatch):
     import nfcompress.policy
 

@@ -172,7 +172,7 @@ def test_auto_recognises_screen_content_and_tries_no_photo_model(monkeypatch):
 def test_auto_tries_the_photo_models_too_on_thumbnails_and_photos_with_flat_regions_the_flow_on_thumbnails(monkeypatch):
     tried = _spy_on_photo_models(monkeypatch)
     codec = Codec.load()
-    thumb = _screenshot(60, 80)  # screen content, but of at most 128x128 pixels
+    thumb = _screenshot(24, 32)  # screen content, but of at most 128x128 pixels (and 32x32, for the flow)
     flat_photo = np.full((200, 200, 3), 20, np.uint8)  # a black sky over a photo
     flat_photo[100:] = photo_like(100, 200, 3, seed=6)
     for img in (thumb, flat_photo):
@@ -196,8 +196,8 @@ def test_auto_at_effort_1_gives_the_flow_only_images_of_at_most_flow_up_to_pixel
 
     monkeypatch.setattr(policy, "encode_auto", spy)
     codec = Codec.load()
-    assert policy.FLOW_UP_TO == 128 * 128
-    for shape, effort in (((128, 128), 1), ((128, 129), 1), ((128, 129), 2)):
+    assert policy.FLOW_UP_TO == 32 * 32
+    for shape, effort in (((32, 32), 1), ((32, 33), 1), ((32, 33), 2)):
         with pytest.raises(Seen):
             codec.encode(photo_like(*shape, 3, seed=2), effort=effort)
     assert given == [True, False, True]

@@ -150,22 +150,6 @@ class FlowCoder:
         with self.lock:
             return self._encode(colours, progress, effort, True)
 
-    def worth_trying(self, colour: np.ndarray, linear_bits: np.ndarray, sample: tuple[int, int, float]) -> bool:
-        """Whether the flow may code an image smaller than the linear model, whose bits per pixel
-        are `linear_bits`: an image of `sample` = (from, tiles, margin) full tiles or more is judged
-        by `tiles` of them spread over it, which must cost under `margin` times the linear model's."""
-        rgb = as_rgb(colour)
-        start, count, margin = sample
-        full = [t for c in plan_tiles(*rgb.shape[:2], self.tile, self.batch, 1) for t in c if t.h == t.w == self.tile]
-        if len(full) < start:
-            return True
-        chosen = full[:: len(full) // count][:count]
-        x = torch.from_numpy(padded(rgb, chosen, self.model.config.multiple)).float()
-        with torch.no_grad(), self.lock:
-            flow_bits = float(self._choose(x, 1, True)[3].sum())
-        linear_sum = sum(float(linear_bits[t.y : t.y + t.h, t.x : t.x + t.w].sum()) for t in chosen)
-        return flow_bits < linear_sum * margin
-
     def _encode(self, colours: list[np.ndarray], progress: Progress, effort: int, portable: bool) -> list[Payload]:
         m = self.model.config.multiple
         jobs = []
