@@ -79,7 +79,7 @@ def test_mixture_rows_sum_to_the_coders_total_and_bound_what_a_payload_can_decod
 
 
 def test_the_compiled_mixture_parts_are_those_of_the_vector_form_bit_for_bit():
-    from nfcompress.coders.adaptive import symbols
+    from nfcompress.coders.causal import symbols
 
     rng = np.random.default_rng(5)
     n = 50000
@@ -94,7 +94,7 @@ def test_the_compiled_mixture_parts_are_those_of_the_vector_form_bit_for_bit():
 def test_the_compiled_coder_writes_the_weights_and_the_stream_of_mixture_rows():
     import constriction
 
-    from nfcompress.coders.adaptive import symbols
+    from nfcompress.coders.causal import symbols
     from nfcompress.coding import rans
 
     rng = np.random.default_rng(4)

@@ -95,7 +95,7 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def test_every_row_of_weights_sums_to_the_coders_total_and_keeps_a_floor():
     rng = np.random.default_rng(1)
     o = rng.normal(0, 1, (500, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.01, 1, 30], (500, 9))
-    rows = causal._rows(np.round(o), rng.integers(-200, 460, 500))
+    rows = causal.mixture_rows(np.round(o), rng.integers(-200, 460, 500) << causal.FRAC_BITS)
     assert np.all(rows.sum(1) == causal._ROW_TOTAL) and rows.min() >= 1
 
 
@@ -208,5 +208,5 @@ def test_mixture_weights_are_normalised_by_one_ordered_sum(monkeypatch):
     seen = []
     monkeypatch.setattr(causal, "ordered_sum", lambda e: seen.append(e.shape) or ordered_sum(e))
     o = rng.integers(-(2**20), 2**20, (7, 9)).astype(np.float64)
-    causal._rows(o, np.full(7, 128.0))
+    causal.mixture_rows(o, np.full(7, 128 << causal.FRAC_BITS))
     assert seen == [(7, 3)]

@@ -24,8 +24,8 @@ from pathlib import Path
 import constriction
 import numpy as np
 
-from nfcompress.coders.adaptive import symbols
 from nfcompress.coders.causal import model as causal
+from nfcompress.coders.causal import symbols
 from nfcompress.coders.linear import model as linear
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, wavefronts

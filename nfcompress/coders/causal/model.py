@@ -48,6 +48,9 @@ import constriction
 import numpy as np
 from safetensors.numpy import load_file
 
+from nfcompress.coders.causal import symbols
+from nfcompress.coders.causal.symbols import LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, MIX_BITS, OUT_BITS
+from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, det_exp, every_scale, ordered_sum, wavefronts
 from nfcompress.compiled import compiled
 from nfcompress.errors import FormatError, NfcError
@@ -197,11 +200,8 @@ def _offsets(cells: tuple[tuple[int, int], ...], row: int) -> np.ndarray:
 
 # The integer network's fixed point: inputs are grey levels; the first layer's weights count in
 # 2**-16 (its float weights over 16, as the float network reads features in units of 16), the
-# others' in 2**-12; hidden activations in 2**-8, outputs in 2**-20.
-FIRST_BITS, WEIGHT_BITS, ACT_BITS, OUT_BITS = 16, 12, 8, 20
-MIX_BITS = 12  # mixture weights are integers summing to 2**MIX_BITS
-LOG_SCALE_MIN, LOG_SCALE_STEPS = -4.0, 16  # a component's scale code q: its log scale is -4 + q / 16
-MEAN_SCALE = 16  # a component's mean is the median prediction plus 16 times its output
+# others' in 2**-12; hidden activations in 2**-8, outputs in 2**-20 (`symbols.OUT_BITS`).
+FIRST_BITS, WEIGHT_BITS, ACT_BITS = 16, 12, 8
 EXACT_LIMIT = 2.0**52  # every integer the network forms stays under this, so float64 holds it exactly
 FEATURE_LIMIT = 1024  # no feature's magnitude reaches this (`features`: at most 510, or 383)
 
@@ -295,14 +295,7 @@ SEGMENT = 4096  # sub-pixels whose distributions are built at once when encoding
 # plane reaches 2 + 1 = 3 wavefronts (t = 2i + j) ahead of the pixel, and the planes of one step
 # decode together.
 LAG = 4
-_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _ROW_TOTAL = (1 << PRECISION) - 256  # every row of weights sums to this (the coder adds 1 to each)
-
-
-def _rows(o: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Integer weights (n, 256) of the values 0..255 under the mixture the outputs o (n, 3 K) give
-    around the median predictions `base`."""
-    return mixture_rows(o, base * (1 << FRAC_BITS))
 
 
 def mixture_rows(o: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -420,15 +413,13 @@ def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[b
         f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
         chunks.append(iter(zip(*(np.split(a, cuts) for a in (planes[k].outputs(f), base, x[k][i, j])))))
     o, base, sym = (np.concatenate(a) for a in zip(*(next(chunks[k]) for step in _schedule(h, w) for k, _, _ in step)))
-    sym = sym.astype(np.int32)
-    coder = constriction.stream.stack.AnsCoder()
+    cum, io = symbols.table(), rans.sink(len(sym))
     ideal = 0.0
-    for s in reversed(range(0, len(sym), SEGMENT)):
+    for s in range(0, len(sym), SEGMENT):
         part = slice(s, s + SEGMENT)
-        rows = _rows(o[part], base[part])
-        coder.encode_reverse(sym[part], _CATEGORICAL, rows)
-        ideal += float(np.sum(PRECISION - np.log2(rows[np.arange(len(rows)), sym[part]] + 1)))
-    return coder.get_compressed().astype("<u4").tobytes(), ideal
+        freq = symbols.record(cum, *symbols.parts(o[part], base[part] << FRAC_BITS), sym[part], io)
+        ideal += float(np.sum(PRECISION - np.log2(freq)))
+    return rans.finish(io, rans.NOTHING).astype("<u4").tobytes(), ideal
 
 
 def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | None = None) -> np.ndarray:
@@ -442,6 +433,7 @@ def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | No
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
     except ValueError as e:
         raise FormatError(f"corrupted payload: {e}") from None
+    io, cum = rans.source(coder.get_compressed()), symbols.table()
     x = np.zeros((3, height, width), np.int64)
     edged = pad_planes(x)  # each plane padded by its nearest pixels, as decoded so far
     cvs = [canvas(x, k) for k in range(3)]
@@ -451,7 +443,7 @@ def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | No
             f, base = features(cvs[k], edged[:k], k, i, j, width)
             outs.append(planes[k].outputs(f))
             bases.append(base)
-        v = coder.decode(_CATEGORICAL, _rows(np.concatenate(outs), np.concatenate(bases)))
+        v = symbols.decode(cum, *symbols.parts(np.concatenate(outs), np.concatenate(bases) << FRAC_BITS), io)
         at = 0
         for k, i, j in step:
             cvs[k][i + PAD, j + PAD] = edged[k][i + PAD, j + PAD] = v[at : at + len(i)]
@@ -461,6 +453,6 @@ def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | No
                 for c in cvs[1:]:
                     _outside_from(c, edged[0], height, width)
     x = np.stack([c[PAD : PAD + height, PAD : PAD + width] for c in cvs])
-    if not coder.is_empty():
+    if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
     return np.ascontiguousarray(x.transpose(1, 2, 0)[..., np.argsort(ORDER)].astype(np.uint8))

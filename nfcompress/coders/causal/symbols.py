@@ -1,21 +1,33 @@
-"""The adaptive model's sub-pixels in and out of its ANS stream, compiled (numba): each value under
-the mixture `causal.model.mixture_rows` gives, built from the components' parameters
-(`causal.model.mixture_parts`) with the same integers, through `coding.rans`. A test checks the
-weights against `mixture_rows` and the stream against constriction's."""
+"""The causal and adaptive models' sub-pixels in and out of their ANS streams, compiled (numba):
+each value under the mixture `model.mixture_rows` gives, built from the components' parameters
+(`model.mixture_parts`) with the same integers, through `coding.rans`. Tests check the
+parameters, the weights against `mixture_rows` and the stream against constriction's."""
 
-__all__ = ["table", "parts", "decode", "record"]
+__all__ = [
+    "OUT_BITS",
+    "MIX_BITS",
+    "LOG_SCALE_MIN",
+    "LOG_SCALE_STEPS",
+    "MEAN_SCALE",
+    "table",
+    "parts",
+    "decode",
+    "record",
+]
 
 import functools
 
 import numpy as np
 
-from nfcompress.coders.causal.model import LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, OUT_BITS
 from nfcompress.coders.linear.symbols import ROW, add_logistic
 from nfcompress.coding.primitives import EXP2, FRAC_BITS, LOG2E, MEAN_STEPS, every_scale
 from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
 
-_MIX_BITS = 12  # causal.model.MIX_BITS
+OUT_BITS = 20  # the network's outputs count in 2**-OUT_BITS
+MIX_BITS = 12  # mixture weights are integers summing to 2**MIX_BITS
+LOG_SCALE_MIN, LOG_SCALE_STEPS = -4.0, 16  # a component's scale code q: its log scale is -4 + q / 16
+MEAN_SCALE = 16  # a component's mean is the median prediction plus 16 times its output
 _FRAC = FRAC_BITS - 4  # the bits of a prediction below its 1/MEAN_STEPS step
 
 
@@ -47,7 +59,7 @@ def _exp(x: float) -> float:
 
 @compiled
 def parts(o: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`causal.model.mixture_parts`, a sub-pixel at a time with its operations in its order:
+    """`model.mixture_parts`, a sub-pixel at a time with its operations in its order:
     the components' predictions, scale codes and weights (n, K) from outputs o (n, 3 K)."""
     n, k = o.shape[0], o.shape[1] // 3
     p, q, mix = np.empty((n, k), np.int64), np.empty((n, k), np.int64), np.empty((n, k), np.int64)
@@ -63,9 +75,9 @@ def parts(o: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
         total = e[0]
         for c in range(1, k):
             total += e[c]
-        best, left = 0, 1 << _MIX_BITS
+        best, left = 0, 1 << MIX_BITS
         for c in range(k):
-            mix[a, c] = np.floor(e[c] / total * 2.0**_MIX_BITS)
+            mix[a, c] = np.floor(e[c] / total * 2.0**MIX_BITS)
             left -= mix[a, c]
             if mix[a, c] > mix[a, best]:
                 best = c
@@ -85,7 +97,7 @@ def _weights(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, w: 
         add_logistic(cum, r, 255 - (p[c] >> FRAC_BITS), mix[c], w)
     total, most = np.int64(0), np.int64(0)
     for v in range(256):
-        w[v] >>= _MIX_BITS
+        w[v] >>= MIX_BITS
         total += w[v]
         most = max(most, w[v])
     top = 0
