@@ -173,29 +173,23 @@ def _features(
         if k:
             b += win[0, 0]
         base[a] = b
-        at2 = m
+        col = m
         for p in range(k):
             centre = win[p, 0]
-            f[a, at2] = centre - b
+            f[a, col] = centre - b
             for c in range(1, len(WINDOW) + 1):
-                f[a, at2 + c] = win[p, c] - centre
-            at2 += len(WINDOW) + 1
-            f[a, at2] = win[p, _WN[0]] - f[a, 0]
-            f[a, at2 + 1] = win[p, _WN[1]] - f[a, 1]
-            at2 += 2
+                f[a, col + c] = win[p, c] - centre
+            col += len(WINDOW) + 1
+            f[a, col] = win[p, _WN[0]] - f[a, 0]
+            f[a, col + 1] = win[p, _WN[1]] - f[a, 1]
+            col += 2
         for c in range(m):
             f[a, c] -= b
-        f[a, at2] = b - 128
+        f[a, col] = b - 128
         ia, ja = i[a], j[a]
         flags = (ia == 0, ja == 0, ia == 1, ja == 1, ja == w - 1, ja == w - 2)
         for c in range(EDGES):
-            f[a, at2 + 1 + c] = EDGE_FLAG if flags[c] else 0
-
-
-@functools.cache
-def _offsets(cells: tuple[tuple[int, int], ...], row: int) -> np.ndarray:
-    """Flat offsets of cells (rows, columns) on a canvas whose rows are `row` apart."""
-    return np.array([a * row + b for a, b in cells], np.int64)
+            f[a, col + 1 + c] = EDGE_FLAG if flags[c] else 0
 
 
 # The integer network's fixed point: inputs are grey levels; the first layer's weights count in
