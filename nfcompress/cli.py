@@ -99,7 +99,8 @@ effort_option = click.option(
     type=click.IntRange(min(EFFORTS), max(EFFORTS)),
     default=DEFAULT_EFFORT,
     show_default=True,
-    help="Encode effort: each tile in the cheapest of up to 1, 2 or 8 orientations (encode up to 1x, 2x, 8x).",
+    help="Encode effort: from 2 auto tries the flow too, each flow tile in the cheapest of up to 1, 2 or 8 "
+    "orientations (the flow encodes up to 1x, 2x, 8x).",
 )
 
 coder_option = click.option(

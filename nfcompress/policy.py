@@ -2,14 +2,13 @@
 
 Auto keeps the smallest file of the models it tries, the first in AUTO's order on a tie. The
 figures below were measured on val photos and thumbnails (docs/history.md): each rule saves
-encode time where a model rarely wins, never bytes where it would.
+encode time where a model rarely wins, and bytes only where it wins by little (the flow: see
+FLOW_FROM_EFFORT).
 
 | model  | auto tries it                                                                        |
 |--------|--------------------------------------------------------------------------------------|
-| flow   | where its model has an exact integer form; at effort 1 only on images of at most     |
-|        | FLOW_UP_TO pixels                                                                    |
-| linear | on grey images, on images over LINEAR_FROM pixels and at effort 2-3; on the rest     |
-|        | only where the flow's file is under LINEAR_BELOW bits per sub-pixel                  |
+| flow   | at effort FLOW_FROM_EFFORT and over, where its model has an exact integer form       |
+| linear | on every image                                                                       |
 | adapt. | wherever the linear model is but on thin strips, over the same fit                   |
 | jpeg   | with the linear model, where the image shows a JPEG's quantizer steps (from 64x64);  |
 |        | under JPEG_SURE x the linear model's bits on the central crop, the linear model is   |
@@ -27,9 +26,7 @@ __all__ = [
     "EFFORTS",
     "MODEL_FREE",
     "JPEG_SURE",
-    "LINEAR_BELOW",
-    "LINEAR_FROM",
-    "FLOW_UP_TO",
+    "FLOW_FROM_EFFORT",
     "check_coder",
     "check_effort",
     "encode",
@@ -67,7 +64,6 @@ AUTO = ("screen", "flow", "linear", "adaptive", "jpeg", "causal")
 # The choices of --coder: auto, or the models one choice codes with.
 CODERS = ("auto", "flow", "linear", "adaptive", "causal", "screen")
 
-LINEAR_FROM, LINEAR_BELOW = 1024, 3.0  # pixels (32x32 thumbnails), bits per sub-pixel
 JPEG_SURE = 0.8
 # Screen content: most pixels repeat a neighbour (screenshots 0.45-1, half of them over 0.96;
 # photos 0.18 in the median); the screen model codes it 5-10 times faster than the photo models.
@@ -79,12 +75,14 @@ SCREEN_FROM, SCREEN_SURE = 0.4, 0.2  # share of repeating pixels, bits per sub-p
 # none then came out larger than before (the colour ones over 128x128 have 9,991 colours or more);
 # of the screenshots with 1,025 to 4,096 colours, none codes smaller by a photo model.
 SCREEN_ALONE_FROM, SCREEN_COLOURS = 128 * 128, 4096
-# At effort 1 the flow is tried on images of at most FLOW_UP_TO pixels (32x32 thumbnails, where it
-# coded 5 of the bench's 200). Over that it coded none in 0.14: not one of the bench's 200 64x64
-# thumbnails or 200 native 64x64 crops, nor of the val and held-out photos (once-JPEG, clean,
-# grey, screen content, 512x512 crops, whole photos); loading it costs 1.6 s a process, and it
-# took 60% of a 64x64 thumbnail's encode.
-FLOW_UP_TO = 32 * 32
+# Auto tries the flow from effort FLOW_FROM_EFFORT: at effort 1 (0.14) it coded 5 of the bench's
+# 200 32x32 thumbnails, each by 0.3-0.75% over the next model (0.017% of the folder), and no
+# larger image, nor any of the val and held-out photos; loading it takes 1.6 s a process, and
+# one thumbnail's run 80% of its encode. Without it the linear and adaptive models are tried on
+# small thumbnails too (they were only where the flow's file was over 3 bpsp): that folder came
+# out 0.06% smaller, a lone thumbnail encodes 3.3x faster, a folder of them (coded together, the
+# flow in shared runs) 30% slower.
+FLOW_FROM_EFFORT = 2
 
 
 def check_effort(effort: int) -> int:
@@ -185,24 +183,20 @@ def _auto(
         if s is None or not _screen_alone(c, 8 * size(i, s) < SCREEN_SURE * subpixels[i])
     ]
     out = list(screen)
-    flowless = [effort == 1 and _pixels(colours[i]) > FLOW_UP_TO for i in rest]
-    for with_flow in (True, False):
-        group = [i for i, skip in zip(rest, flowless) if skip != with_flow]
-        if not group:
-            continue
-        coder = flow() if with_flow else None
-        if coder is not None:
-            coder.check_named()  # its files would point decoders at the shipped model
-        chosen = encode_auto(
-            [colours[i] for i in group],
-            [subpixels[i] for i in group],
-            coder if coder is not None and coder.portable else None,
-            effort,
-            lambda k, p, group=group: size(group[k], p),
-            progress,
-        )
-        for k, i in enumerate(group):
-            out[i] = chosen[k] if screen[i] is None else _smallest(i, [screen[i], chosen[k]], size)
+    if not rest:
+        return out
+    coder = flow() if effort >= FLOW_FROM_EFFORT else None
+    if coder is not None:
+        coder.check_named()  # its files would point decoders at the shipped model
+    chosen = encode_auto(
+        [colours[i] for i in rest],
+        coder if coder is not None and coder.portable else None,
+        effort,
+        lambda k, p: size(rest[k], p),
+        progress,
+    )
+    for k, i in enumerate(rest):
+        out[i] = chosen[k] if screen[i] is None else _smallest(i, [screen[i], chosen[k]], size)
     return out
 
 
@@ -243,35 +237,17 @@ def _refuse_adaptive(colour: np.ndarray) -> Payload:
 
 def encode_auto(
     colours: list[np.ndarray],
-    subpixels: list[int],
     flow: "FlowCoder | None",
     effort: int,
     size: Callable[[int, Payload], int],
     progress: Progress = None,
 ) -> list[Payload]:
     """Each image's smallest payload of the photo models AUTO tries (`flow`: the FlowCoder, or None
-    where the model has no exact form); `size(i, payload)` is the bytes of image i's file, of
-    `subpixels[i]` sub-pixels (alpha included)."""
+    where it is not tried or has no exact form); `size(i, payload)` is the bytes of image i's file."""
     one = progress if len(colours) == 1 else None  # the linear model reports on a lone image
-    if flow is None:
-        options = [[encode_linear_or_jpeg(c, one, adaptive_too=True), encode_causal(c)] for c in colours]
-        return [_smallest(i, o, size) for i, o in enumerate(options)]
-    lin = [
-        encode_linear_or_jpeg(c, one, adaptive_too=True) if effort > 1 or _linear_first(c) else None for c in colours
-    ]
-    flowed = flow.encode_many(colours, progress, effort)
-    options = []
-    for i, (c, ln, fl) in enumerate(zip(colours, lin, flowed)):
-        if ln is None and 8 * size(i, fl) < LINEAR_BELOW * subpixels[i]:
-            ln = encode_linear_or_jpeg(c, one, adaptive_too=True)
-        options.append([fl, ln, encode_causal(c)])
+    flowed = flow.encode_many(colours, progress, effort) if flow is not None else [None] * len(colours)
+    options = [[f, encode_linear_or_jpeg(c, one, adaptive_too=True), encode_causal(c)] for c, f in zip(colours, flowed)]
     return [_smallest(i, o, size) for i, o in enumerate(options)]
-
-
-def _linear_first(colour: np.ndarray) -> bool:
-    """Whether the linear model is tried before the flow at effort 1: on grey images (one plane
-    where the flow codes three) and on images over LINEAR_FROM pixels."""
-    return colour.shape[2] == 1 or colour.shape[0] * colour.shape[1] > LINEAR_FROM
 
 
 def _smallest(i: int, options: list[Payload | None], size: Callable[[int, Payload], int]) -> Payload:

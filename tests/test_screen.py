@@ -154,7 +154,7 @@ def _spy_on_photo_models(monkeypatch) -> list[int]:
     """The number of images each call of the photo models got."""
     tried, real = [], policy.encode_auto
     monkeypatch.setattr(
-        policy, "encode_auto", lambda colours, *a: tried.append((len(colours), a[1])) or real(colours, *a)
+        policy, "encode_auto", lambda colours, *a: tried.append((len(colours), a[0])) or real(colours, *a)
     )
     return tried
 
@@ -169,38 +169,31 @@ def test_auto_recognises_screen_content_and_tries_no_photo_model(monkeypatch):
     assert np.array_equal(nfcompress.decode(res.data), img)
 
 
-def test_auto_tries_the_photo_models_too_on_thumbnails_and_photos_with_flat_regions_the_flow_on_thumbnails(monkeypatch):
+def test_auto_tries_the_photo_models_too_on_thumbnails_and_photos_with_flat_regions(monkeypatch):
     tried = _spy_on_photo_models(monkeypatch)
     codec = Codec.load()
-    thumb = _screenshot(24, 32)  # screen content, but of at most 128x128 pixels (and 32x32, for the flow)
+    thumb = _screenshot(60, 80)  # screen content, but of at most 128x128 pixels
     flat_photo = np.full((200, 200, 3), 20, np.uint8)  # a black sky over a photo
     flat_photo[100:] = photo_like(100, 200, 3, seed=6)
     for img in (thumb, flat_photo):
         assert policy.repeat_share(img) >= policy.SCREEN_FROM
         res = codec.encode(img)
         assert np.array_equal(nfcompress.decode(res.data), img)
-    assert [n for n, _ in tried] == [1, 1]
-    assert tried[0][1] is not None and tried[1][1] is None  # the flow: on the thumbnail only
+    assert tried == [(1, None), (1, None)]  # at effort 1, without the flow
     assert policy.colour_count(flat_photo) > policy.SCREEN_COLOURS
 
 
-def test_auto_at_effort_1_gives_the_flow_only_images_of_at_most_flow_up_to_pixels(monkeypatch):
-    class Seen(Exception):
-        pass
-
-    given = []
-
-    def spy(colours, subpixels, flow, *rest):
-        given.append(flow is not None)
-        raise Seen
-
-    monkeypatch.setattr(policy, "encode_auto", spy)
+def test_auto_tries_the_flow_from_effort_2_and_the_linear_model_on_a_32x32_thumbnail(monkeypatch):
+    tried = _spy_on_photo_models(monkeypatch)
+    linear, real = [], policy.encode_linear_or_jpeg
+    monkeypatch.setattr(policy, "encode_linear_or_jpeg", lambda c, *a, **k: linear.append(c.shape) or real(c, *a, **k))
     codec = Codec.load()
-    assert policy.FLOW_UP_TO == 32 * 32
-    for shape, effort in (((32, 32), 1), ((32, 33), 1), ((32, 33), 2)):
-        with pytest.raises(Seen):
-            codec.encode(photo_like(*shape, 3, seed=2), effort=effort)
-    assert given == [True, False, True]
+    thumb = photo_like(32, 32, 3, seed=2)
+    assert policy.FLOW_FROM_EFFORT == 2
+    for effort in (1, 2):
+        assert np.array_equal(nfcompress.decode(codec.encode(thumb, effort=effort).data), thumb)
+    assert [flow is not None for _, flow in tried] == [False, True]
+    assert linear == [(32, 32, 3), (32, 32, 3)]
 
 
 def test_auto_leaves_photos_to_the_photo_models():
