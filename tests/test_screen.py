@@ -2,6 +2,8 @@
 it is for (screen content, recognised cheaply by auto)."""
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -292,3 +294,15 @@ def test_a_period_out_of_range_is_refused():
     data[:4] = np.array([model.PERIOD + 1], "<u4").tobytes()
     with pytest.raises(FormatError, match="period"):
         model.decode(bytes(data), *img.shape)
+
+
+def test_auto_at_effort_1_encodes_and_decodes_a_thumbnail_without_loading_torch():
+    code = (
+        "import sys, numpy as np, nfcompress\n"
+        "img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)\n"
+        "assert np.array_equal(nfcompress.decode(nfcompress.encode(img)), img)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
