@@ -3,7 +3,6 @@ and `model.extras`, its loss, its start from the shipped causal weights, and its
 
 __all__ = ["AdaptiveNet", "Sample", "sample", "batch_loss", "start_from_causal", "export"]
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +12,8 @@ from torch import nn
 
 from nfcompress.coders.adaptive import model
 from nfcompress.coders.causal import model as causal
-from nfcompress.coders.causal.train import PlaneNet, mixture_bits
+from nfcompress.coders.causal.train import PlaneNet, mixture_bits, save_integer, write_card
 from nfcompress.coders.linear import model as linear
-from nfcompress.model_files import sha256_file
 
 
 class AdaptiveNet(nn.Module):
@@ -98,15 +96,7 @@ def export(checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], n
     """A float checkpoint (scripts/train_adaptive.py) as integer weights and their card, which
     records the bits per sub-pixel of real payloads on `sets` (kind: images), beside the linear
     model's on the same images."""
-    ck = torch.load(checkpoint, weights_only=True)
-    state = {k: v.float().numpy() for k, v in ck["state"].items()}
-    planes = [causal.quantize(state, k) for k in range(3)]
-    bound = max(p.bound() for p in planes)
-    if bound >= causal.EXACT_LIMIT:
-        raise ValueError(f"weights too large for exact arithmetic ({bound:.3g})")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / f"{name}.safetensors"
-    causal.save(planes, weights)
+    ck, planes, bound = save_integer(checkpoint, out_dir, name)
     metrics: dict = {"parameters": sum(a.size for p in planes for a in vars(p).values()), "bpsp": {}}
     for kind, images in sets.items():
         if not images:
@@ -124,17 +114,4 @@ def export(checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], n
             "payload": round(payload / subpixels, 4),
             "linear_payload": round(lin / subpixels, 4),
         }
-    card = {
-        "name": name,
-        "config": {
-            **ck["settings"],
-            "features": [causal.feature_count(k) + model.EXTRA for k in range(3)],
-            "causal_neighbours": len(causal.CAUSAL),
-        },
-        "sha256": sha256_file(weights),
-        "training": ck["training"],
-        "metrics": metrics,
-        "largest_sum": bound,
-    }
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    return write_card(out_dir, name, ck, bound, [causal.feature_count(k) + model.EXTRA for k in range(3)], metrics)

@@ -1,7 +1,7 @@
 """The causal model's float network for training: the same layers as nfcompress.coders.causal.model's integer
 one, and its loss, the bits of a batch of images under a discretized logistic mixture."""
 
-__all__ = ["CausalNet", "batch_loss", "settings_of", "image_features", "export"]
+__all__ = ["CausalNet", "batch_loss", "settings_of", "image_features", "export", "save_integer", "write_card"]
 
 import json
 import math
@@ -17,6 +17,7 @@ from nfcompress.coders.causal.model import (
     EDGE_FLAG,
     EXACT_LIMIT,
     MODEL,
+    PlaneWeights,
     canvas,
     encode,
     feature_count,
@@ -111,15 +112,7 @@ def export(checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | 
     which records the exact model's bits per sub-pixel (ideal, and of its payloads) on the fixed
     validation sets of `val_dir` (as the flow's card: 8 thumbnails of each size and native crops
     per photo) and of the held-out photos (4 per photo)."""
-    ck = torch.load(checkpoint, weights_only=True)
-    state = {k: v.numpy() for k, v in ck["state"].items()}
-    planes = [quantize(state, k) for k in range(3)]
-    bound = max(p.bound() for p in planes)
-    if bound >= EXACT_LIMIT:
-        raise ValueError(f"weights too large for exact arithmetic ({bound:.3g})")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / f"{name}.safetensors"
-    save(planes, weights)
+    ck, planes, bound = save_integer(checkpoint, out_dir, name)
     metrics: dict = {"parameters": sum(a.size for p in planes for a in vars(p).values())}
     for label, paths in (("bpsp", list_images([val_dir])), ("heldout_bpsp", heldout or [])):
         if not paths:
@@ -137,14 +130,30 @@ def export(checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | 
                 "nfcompress_ideal": round(ideal / images.size, 4),
                 "payload": round(payload / images.size, 4),
             }
+    return write_card(out_dir, name, ck, bound, [feature_count(k) for k in range(3)], metrics)
+
+
+def save_integer(checkpoint: Path, out_dir: Path, name: str) -> tuple[dict, list[PlaneWeights], float]:
+    """A float checkpoint's integer networks (refused where a sum could reach EXACT_LIMIT), saved
+    as out_dir/name.safetensors; the checkpoint, the networks and the largest sum they can form."""
+    ck = torch.load(checkpoint, weights_only=True)
+    state = {k: v.float().numpy() for k, v in ck["state"].items()}
+    planes = [quantize(state, k) for k in range(3)]
+    bound = max(p.bound() for p in planes)
+    if bound >= EXACT_LIMIT:
+        raise ValueError(f"weights too large for exact arithmetic ({bound:.3g})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save(planes, out_dir / f"{name}.safetensors")
+    return ck, planes, bound
+
+
+def write_card(out_dir: Path, name: str, ck: dict, bound: float, features: list[int], metrics: dict) -> dict:
+    """The card of the integer networks `save_integer` saved from checkpoint ck (their largest
+    sum `bound`), with their feature counts and measured `metrics`, written beside them."""
     card = {
         "name": name,
-        "config": {
-            **ck["settings"],
-            "features": [feature_count(k) for k in range(3)],
-            "causal_neighbours": len(CAUSAL),
-        },
-        "sha256": sha256_file(weights),
+        "config": {**ck["settings"], "features": features, "causal_neighbours": len(CAUSAL)},
+        "sha256": sha256_file(out_dir / f"{name}.safetensors"),
         "training": ck["training"],
         "metrics": metrics,
         "largest_sum": bound,
