@@ -91,11 +91,17 @@ def _window(pre: np.ndarray, i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray
     """`Sums.window` of prefix sums `pre`, for a plane of width w."""
     out = np.zeros((i.size, TERMS), np.int64)
     for n in range(i.size):
-        for up, right in ROWS:
-            high, low = _cell(i[n] - up, min(j[n] + right, w - 1)), _cell(i[n] - up, j[n] - LEFT - 1)
-            for t in range(TERMS):
-                out[n, t] += pre[high, t] - pre[low, t]
+        window_at(pre, i[n], j[n], w, out[n])
     return out
+
+
+@compiled
+def window_at(pre: np.ndarray, r: int, col: int, w: int, out: np.ndarray) -> None:
+    """Add the window sums of the pixel at row r, column col (`Sums.window`) to out (TERMS,)."""
+    for up, right in ROWS:
+        high, low = _cell(r - up, min(col + right, w - 1)), _cell(r - up, col - LEFT - 1)
+        for t in range(TERMS):
+            out[t] += pre[high, t] - pre[low, t]
 
 
 @compiled
@@ -105,6 +111,17 @@ def _add(pre: np.ndarray, i: np.ndarray, j: np.ndarray, t: np.ndarray) -> None:
         at, left = _cell(i[n], j[n]), _cell(i[n], j[n] - 1)
         for k in range(TERMS):
             pre[at, k] = pre[left, k] + t[n, k]
+
+
+@compiled
+def add_at(pre: np.ndarray, r: int, col: int, f: np.ndarray, y: int) -> None:
+    """`Sums.add` of one pixel, at row r and column col, of features f (K,: its texture and 1)
+    and texture value y: its `terms` computed here."""
+    at, left = _cell(r, col), _cell(r, col - 1)
+    for t in range(len(PAIRS)):
+        pre[at, t] = pre[left, t] + f[_FIRST[t]] * f[_SECOND[t]]
+    for a in range(K):
+        pre[at, len(PAIRS) + a] = pre[left, len(PAIRS) + a] + f[a] * y
 
 
 _FIRST, _SECOND = (np.array(v, np.int64) for v in zip(*PAIRS))
@@ -126,27 +143,34 @@ def predict(sums: np.ndarray, tex: np.ndarray) -> np.ndarray:
 
 @compiled
 def _predict(sums: np.ndarray, tex: np.ndarray) -> np.ndarray:
-    """`predict`, a pixel at a time: the lower triangle of each bordered system (the part its
-    factorisation reads), with the operations of the whole matrix's elementwise form (the one
-    files before 0.15 were written with) in the same order."""
+    """`predict`, a pixel at a time (`predict_at`)."""
     n = sums.shape[0]
     out = np.empty(n, np.int64)
     m = np.zeros((K + 2, K))
     for at in range(n):
-        for a in range(K):
-            for b in range(a + 1):
-                m[a, b] = sums[at, _SYMMETRIC[a, b]] + _RIDGES[a, b, 0]
-            m[K, a] = sums[at, len(PAIRS) + a] + _PRIORS[a, 0]
-            m[K + 1, a] = tex[a, at] if a < K - 1 else 1.0
-        for k in range(K):
-            m[k, k] = np.sqrt(m[k, k])
-            for a in range(k + 1, K + 2):
-                m[a, k] /= m[k, k]
-            for a in range(k + 1, K + 2):
-                for b in range(k + 1, min(a + 1, K)):
-                    m[a, b] -= m[a, k] * m[b, k]
-        p = m[K, 0] * m[K + 1, 0]
-        for k in range(1, K):
-            p = p + m[K, k] * m[K + 1, k]
-        out[at] = min(max(np.floor(p * STEPS + 0.5), LOW), HIGH)
+        out[at] = predict_at(m, sums[at], tex[0, at], tex[1, at], tex[2, at], tex[3, at])
     return out
+
+
+@compiled
+def predict_at(m: np.ndarray, s: np.ndarray, w: int, n: int, nw: int, ne: int) -> int:
+    """`predict` of one pixel from its window sums s (TERMS,) and texture, with m a scratch
+    (K + 2, K): the lower triangle of the bordered system (the part its factorisation reads),
+    with the operations of the whole matrix's elementwise form (the one files before 0.15 were
+    written with) in the same order."""
+    for a in range(K):
+        for b in range(a + 1):
+            m[a, b] = s[_SYMMETRIC[a, b]] + _RIDGES[a, b, 0]
+        m[K, a] = s[len(PAIRS) + a] + _PRIORS[a, 0]
+    m[K + 1, 0], m[K + 1, 1], m[K + 1, 2], m[K + 1, 3], m[K + 1, 4] = w, n, nw, ne, 1.0
+    for k in range(K):
+        m[k, k] = np.sqrt(m[k, k])
+        for a in range(k + 1, K + 2):
+            m[a, k] /= m[k, k]
+        for a in range(k + 1, K + 2):
+            for b in range(k + 1, min(a + 1, K)):
+                m[a, b] -= m[a, k] * m[b, k]
+    p = m[K, 0] * m[K + 1, 0]
+    for k in range(1, K):
+        p = p + m[K, k] * m[K + 1, k]
+    return min(max(np.floor(p * STEPS + 0.5), LOW), HIGH)

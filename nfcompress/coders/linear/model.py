@@ -46,7 +46,7 @@ from typing import NamedTuple
 import constriction
 import numpy as np
 
-from nfcompress.coders.linear import local, symbols
+from nfcompress.coders.linear import fronts, local, symbols
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import (
     FLOOR,
@@ -267,15 +267,6 @@ class _Layout:
             med += x[len(self.offsets)]  # back from the difference to the first channel
         return np.concatenate([x, med[None]] if lp is None else [x, lp[None], med[None]])
 
-    def local_prediction(self, x: np.ndarray, sums: np.ndarray) -> np.ndarray:
-        """Pixels' local predictions (1/16) from their `raw` features x and window sums."""
-        lp = local.predict(sums, self.texture(x))
-        return lp + local.STEPS * x[len(self.offsets)] if self.c else lp
-
-    def local_terms(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """What pixels of values v and features x add to the window sums (`local.terms`)."""
-        return local.terms(self.texture(x), v - x[len(self.offsets)] if self.c else v)
-
     def texture(self, x: np.ndarray) -> np.ndarray:
         """The W, N, NW and NE neighbours (4, n) of each pixel, from its `features` (F, n): of
         the channel, or from scheme 2 of the channel less the first (where the colour's texture
@@ -495,7 +486,7 @@ class _Bands:
         return x
 
     def _local(self, plane: np.ndarray) -> np.ndarray:
-        """The local predictions (1/16, `_Layout.local_prediction`) of every pixel of the channel
+        """The local predictions (1/16, as `fronts.predict` makes them) of every pixel of the channel
         (values `plane`), raster order."""
         h, w = plane.shape
         layout = self.layout
@@ -903,52 +894,32 @@ def decode_planes(
     cross_err = np.zeros(height * width, np.int32)
     steps = list(wavefronts(height, width))
     for c in range(channels):
-        layout = _Layout(height, width, c, model.classes, scheme)
-        pads = _pads([out[..., q] for q in range(c)])
-        cw = layout.cw
-        cv = np.full((height + TOP) * cw, OUTSIDE, np.int32)
-        err = np.zeros_like(cv)
-        first = np.zeros_like(cv)  # signed errors of the first stage (before feedback)
-        sums = local.Sums(height, width) if _local_on(model.classes, scheme) else None
+        plane = _plane(model, c, _Layout(height, width, c, model.classes, scheme), scheme)
+        st = fronts.State.start(height, width, _pads([out[..., q] for q in range(c)]), cross_err, plane.local, OUTSIDE)
         for t, (i, j) in enumerate(steps):
             if progress and (t + 1) * PARTS // len(steps) > t * PARTS // len(steps):
                 progress(c * PARTS + (t + 1) * PARTS // len(steps), channels * PARTS)
-            x = layout.raw(cv, pads, i, j)
-            x = layout.finish(x, None if sums is None else layout.local_prediction(x, sums.window(i, j)))
-            cp = layout.places(i, j)
-            near = layout.around(cp)
-            grad = layout.gradients(x)
-            p = p1 = _prediction(x, model.weights[c], _class_of(grad, model.classes, i, j, width, model.blocks))
-            if model.feedback is not None:
-                p = _feedback(p1, first[near], model.feedback[c])
-            act = _activity(err[near], cross_err[i * width + j])
-            contexts = _contexts(grad, act, i, j, model.classes, scheme, model.blocks)
-            if model.spikes is not None:
-                med = _median(x).astype(np.int64)
-                even = _evenness(_equalities(layout.texture(x)), med == _round(p))
-                q = model.spikes[c][_spike_contexts(even, act, model.classes)].astype(np.int64)
-            else:
-                med = q = np.zeros(len(i), np.int64)
-            v = values(Front(c, i, j, np.asarray(p, np.int64), contexts, med, q))
-            cv[cp] = v
-            err[cp] = np.abs(v - _round(p))
-            first[cp] = v - _round(p1)
-            if sums is not None:
-                sums.add(i, j, layout.local_terms(x, v))
-            _spread(cv, cp, v, i, j, width, cw)
-        out[..., c] = cv.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width]
-        cross_err += CROSS_ERR * err.reshape(height + TOP, cw)[TOP:, LEFT : LEFT + width].ravel()
+            p, p1, contexts, med, q, tex = fronts.predict(plane, st, i, j, THRESHOLDS)
+            fronts.settle(plane, st, i, j, values(Front(c, i, j, p, contexts, med, q)), p, p1, tex)
+        out[..., c] = st.plane()
+        cross_err = cross_err + CROSS_ERR * st.err.reshape(height + TOP, -1)[TOP:, LEFT : LEFT + width].ravel()
     return np.ascontiguousarray(out[..., np.argsort(coding_order(channels))])
 
 
-def _spread(cv: np.ndarray, cp: np.ndarray, x: np.ndarray, i: np.ndarray, j: np.ndarray, width: int, cw: int) -> None:
-    """Copy newly decoded pixels of a wavefront into the padding cells that stand for them (see
-    `_canvas`). Its rows rise and its columns fall, so only its ends can lie on an edge."""
-    if not len(j):  # no pixel: odd wavefronts of a one-column image
-        return
-    if j[0] == width - 1:
-        cv[cp[0] + 1 : cp[0] + RIGHT + 1] = x[0]
-    if j[-1] == 0 and i[-1] < cv.size // cw - TOP - 1:
-        cv[cp[-1] + cw - LEFT : cp[-1] + cw] = x[-1]
-    if i[0] == 0 and j[0] + LEFT < width + RIGHT:
-        cv[j[0] + 2 * LEFT : TOP * cw : cw] = x[0]
+def _plane(model: LinearModel, c: int, layout: _Layout, scheme: int) -> fronts.Plane:
+    """Channel c's constants for the compiled decoder step."""
+    return fronts.Plane(
+        c,
+        scheme,
+        layout.offsets,
+        layout.cross,
+        np.asarray(model.weights[c], np.int64),
+        model.classes,
+        _positions(model.classes, model.blocks),
+        model.blocks or (0, 0),
+        None if model.feedback is None else model.feedback[c],
+        None if model.spikes is None else model.spikes[c],
+        _local_on(model.classes, scheme),
+        _split(model.classes, scheme),
+        _context_count(model.classes, scheme) // 2 if _grid(model.classes) else 0,
+    )
