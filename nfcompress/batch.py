@@ -265,7 +265,7 @@ def decode_files(
         t = time.perf_counter()
         try:
             if group[0][3] is None:  # files of model-free payloads: no model to load
-                outs = [_model_free_pixels(item[1], progress if len(group) == 1 else None) for item in group]
+                outs = _model_free_pixels([item[1] for item in group], progress if len(group) == 1 else None)
             else:
                 outs = get_codec(group[0][3], device).decode_many([item[1] for item in group], progress=progress)
         except NfcError as e:
@@ -310,16 +310,21 @@ def _model_of(header: Header) -> str:
     return model_of(header)
 
 
-def _model_free_pixels(data: bytes, progress: Callable[[int, int], None] | None) -> np.ndarray | NfcError:
-    """The pixels of a file of a model-free payload, or the NfcError that says why not."""
-    from nfcompress.codec import decode_model_free
+def _model_free_pixels(datas: list[bytes], progress: Callable[[int, int], None] | None) -> list[np.ndarray | NfcError]:
+    """The pixels of files of model-free payloads, or for each the NfcError that says why not."""
+    from nfcompress.codec import decode_model_free_many
     from nfcompress.container import unpack
 
-    try:
-        header, chunks, alpha = unpack(data)
-        return decode_model_free(header, chunks, alpha, progress)
-    except NfcError as e:
-        return e
+    out: list[np.ndarray | NfcError | None] = [None] * len(datas)
+    parsed = {}
+    for n, data in enumerate(datas):
+        try:
+            parsed[n] = unpack(data)
+        except NfcError as e:
+            out[n] = e
+    for n, pixels in zip(parsed, decode_model_free_many(list(parsed.values()), progress)):
+        out[n] = pixels
+    return out
 
 
 def configure(threads: int = 0, max_pixels: int | None = None) -> None:

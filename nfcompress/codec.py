@@ -5,7 +5,7 @@ The codec is a facade. Which model codes an image is nfcompress.policy's choice;
 and torch with it, is loaded only when a file needs it.
 """
 
-__all__ = ["Codec", "EncodeResult", "colour_planes", "encode_linear", "decode_model_free"]
+__all__ = ["Codec", "EncodeResult", "colour_planes", "encode_linear", "decode_model_free", "decode_model_free_many"]
 
 import functools
 import threading
@@ -138,6 +138,34 @@ def decode_model_free(header: Header, chunks: list[bytes], alpha_data: bytes, pr
     except (ValueError, RuntimeError, OverflowError, IndexError) as e:
         raise ChecksumError(undecodable(f"the payload does not decode: {e}", True)) from None
     return _checked(colour, header, alpha_data)
+
+
+def decode_model_free_many(
+    files: list[tuple[Header, list[bytes], bytes]], progress: Progress = None
+) -> list[np.ndarray | NfcError]:
+    """`decode_model_free` of each file (parsed), or the NfcError that says why not; those of a
+    model that decodes many at once (`decode_many`) together."""
+    out: list[np.ndarray | NfcError | None] = [None] * len(files)
+    kinds: dict[str, list[int]] = {}
+    for n, (header, _, _) in enumerate(files):
+        kinds.setdefault(header.kind, []).append(n)
+    for kind, ns in kinds.items():
+        many = getattr(policy.MODEL_FREE[kind], "decode_many", None)
+        try:
+            together = many([files[n][:2] for n in ns]) if many and len(ns) > 1 else None
+        except (ValueError, RuntimeError, OverflowError, IndexError, NfcError):
+            together = None  # each alone then says what failed
+        for k, n in enumerate(ns):
+            try:
+                if together is None:
+                    out[n] = decode_model_free(*files[n], progress if len(files) == 1 else None)
+                else:
+                    header, _, alpha = files[n]
+                    colour = together[k]
+                    out[n] = colour if isinstance(colour, NfcError) else _checked(colour, header, alpha)
+            except NfcError as e:
+                out[n] = e
+    return out
 
 
 def encode_linear(image: np.ndarray) -> EncodeResult:
@@ -295,16 +323,15 @@ class Codec:
 
     def _decode(self, datas: list[bytes], progress: Progress) -> list[np.ndarray | NfcError]:
         results: list[np.ndarray | NfcError | None] = [None] * len(datas)
-        flows = {}
+        flows, free = {}, {}
         for i, data in enumerate(datas):
             try:
                 header, chunks, alpha = unpack(data)
-                if header.model_free:
-                    results[i] = decode_model_free(header, chunks, alpha, progress if len(datas) == 1 else None)
-                else:
-                    flows[i] = (header, chunks, alpha)
+                (free if header.model_free else flows)[i] = (header, chunks, alpha)
             except NfcError as e:
                 results[i] = e
+        for i, out in zip(free, decode_model_free_many(list(free.values()), progress if len(datas) == 1 else None)):
+            results[i] = out
         if flows:
             decoded = self.flow.decode_many([(h, c) for h, c, _ in flows.values()], progress)
             for (i, (header, _, alpha)), colour in zip(flows.items(), decoded):

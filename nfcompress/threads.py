@@ -1,7 +1,9 @@
-"""Torch's thread count, set before torch is loaded: a process that needs no flow never loads it."""
+"""Threads: torch's count, set before torch is loaded (a process that needs no flow never loads
+it), and numpy's matrix products on one thread where the models run them."""
 
-__all__ = ["set_threads", "apply"]
+__all__ = ["set_threads", "apply", "one_blas_thread"]
 
+import functools
 import sys
 
 _wanted = [0]  # 0: torch's default
@@ -20,3 +22,16 @@ def apply() -> None:
         import torch
 
         torch.set_num_threads(_wanted[0])
+
+
+@functools.cache
+def _controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # finds the BLAS libraries once: a limit is then 25x cheaper
+
+
+def one_blas_thread():
+    """A context in which numpy's matrix products run on one thread: the integer networks' many
+    small products, where threads only wait, and where a folder's workers share the cores."""
+    return _controller().limit(limits=1, user_api="blas")

@@ -111,6 +111,20 @@ def test_any_image_round_trips_under_any_weights(h, w, seed, noise):
     assert 8 * len(data) >= bits - 64
 
 
+def test_streams_of_one_size_decode_together_as_each_alone_and_a_bad_one_fails_alone():
+    planes = tiny_planes(1)
+    images = [_photo(9, 13)] + [
+        np.random.default_rng(s).integers(0, 256, (9, 13, 3)).astype(np.uint8) for s in range(3)
+    ]
+    streams = [causal.encode(img, planes)[0] for img in images]
+    damaged = streams[1][:-4]
+    out = causal.decode_many([streams[0], damaged, streams[2], b"\0\0\0", streams[3]], 9, 13, planes)
+    assert np.array_equal(out[0], images[0]) and np.array_equal(out[2], images[2]) and np.array_equal(out[4], images[3])
+    assert isinstance(out[1], FormatError) or not np.array_equal(out[1], images[1])  # never the image
+    assert isinstance(out[3], FormatError) and "multiple of 4" in str(out[3])
+    assert all(isinstance(e, FormatError) for e in causal.decode_many(streams, 200, 200, planes))
+
+
 def test_the_shipped_model_codes_a_thumbnail_smaller_than_raw_and_the_codec_keeps_its_file():
     img = np.asarray(Image.open(THUMB).convert("RGB"))
     data, bits = causal.encode(img)

@@ -48,6 +48,11 @@ class Coder(Protocol):
         ...
 
 
+# A coder whose small images decode faster together may also have
+#     decode_many(self, payloads: list[tuple[Header, list[bytes]]]) -> list[np.ndarray | NfcError]
+# (`decode` of each, an error in its place where one fails): the codec hands it its payloads at once.
+
+
 def undecodable(what: str, portable: bool) -> str:
     """The message for a payload that fails to decode behind a valid header, naming its causes."""
     if portable:

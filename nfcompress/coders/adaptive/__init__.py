@@ -4,12 +4,12 @@ predictions; its training in `train`), as a `Coder`."""
 __all__ = ["AdaptiveCoder"]
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from nfcompress.coders.adaptive import model
 from nfcompress.coders.base import Payload, Progress
 from nfcompress.coders.linear import model as linear
 from nfcompress.container import Header
+from nfcompress.threads import one_blas_thread
 
 
 class AdaptiveCoder:
@@ -26,11 +26,11 @@ class AdaptiveCoder:
         """The payload, with each pixel's ideal bits (side information aside), over the linear
         model `fit` holds (`linear.fitted`) or one fitted now; `progress(done, channels)` after
         each channel."""
-        with threadpool_limits(1, "blas"):  # the network's many small products: threads only wait
+        with one_blas_thread():
             data, pixel_bits, side = model.encode(colour, fit=fit, progress=progress)
         return Payload(self.kind, [data], float(pixel_bits.sum()) + side, pixel_bits)
 
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
         """The colour planes."""
-        with threadpool_limits(1, "blas"):
+        with one_blas_thread():
             return model.decode(chunks[0], header.height, header.width, header.colour_channels, progress=progress)

@@ -7,6 +7,8 @@ import numpy as np
 from nfcompress.coders.base import Payload, Progress
 from nfcompress.coders.causal import model
 from nfcompress.container import Header
+from nfcompress.errors import NfcError
+from nfcompress.threads import one_blas_thread
 
 
 class CausalCoder:
@@ -20,9 +22,25 @@ class CausalCoder:
 
     def encode(self, colour: np.ndarray, progress: Progress = None) -> Payload:
         """The payload."""
-        data, bits = model.encode(colour)
+        with one_blas_thread():
+            data, bits = model.encode(colour)
         return Payload(self.kind, [data], bits)
 
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
         """The colour planes."""
-        return model.decode(chunks[0], header.height, header.width)
+        with one_blas_thread():
+            return model.decode(chunks[0], header.height, header.width)
+
+    def decode_many(self, payloads: list[tuple[Header, list[bytes]]]) -> list[np.ndarray | NfcError]:
+        """`decode` of each payload, or the NfcError that says why not; those of one size decode
+        together, several times faster on thumbnails."""
+        out: list[np.ndarray | NfcError | None] = [None] * len(payloads)
+        sizes: dict[tuple[int, int], list[int]] = {}
+        for n, (header, _) in enumerate(payloads):
+            sizes.setdefault((header.height, header.width), []).append(n)
+        for (h, w), ns in sizes.items():
+            with one_blas_thread():
+                decoded = model.decode_many([payloads[n][1][0] for n in ns], h, w)
+            for n, colour in zip(ns, decoded):
+                out[n] = colour
+        return out

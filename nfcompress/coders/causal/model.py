@@ -37,6 +37,7 @@ __all__ = [
     "mixture_parts",
     "encode",
     "decode",
+    "decode_many",
 ]
 
 import functools
@@ -97,17 +98,18 @@ def _edge_index(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _edge(plane: np.ndarray, h: int, w: int) -> None:
-    """Fill a padded plane's padding from its nearest pixels, in place (`pad_planes` of one)."""
-    plane[:PAD, PAD : PAD + w] = plane[PAD, PAD : PAD + w]
-    plane[PAD + h :, PAD : PAD + w] = plane[PAD + h - 1, PAD : PAD + w]
-    plane[:, :PAD] = plane[:, PAD : PAD + 1]
-    plane[:, PAD + w :] = plane[:, PAD + w - 1 : PAD + w]
+    """Fill padded planes' padding (..., H + 2 PAD, W + 2 PAD) from their nearest pixels, in
+    place (`pad_planes` of each)."""
+    plane[..., :PAD, PAD : PAD + w] = plane[..., PAD : PAD + 1, PAD : PAD + w]
+    plane[..., PAD + h :, PAD : PAD + w] = plane[..., PAD + h - 1 : PAD + h, PAD : PAD + w]
+    plane[..., :PAD] = plane[..., PAD : PAD + 1]
+    plane[..., PAD + w :] = plane[..., PAD + w - 1 : PAD + w]
 
 
 def _outside_from(cv: np.ndarray, source: np.ndarray, h: int, w: int) -> None:
-    """Copy a padded plane's padding into a canvas, in place."""
-    cv[:PAD], cv[PAD + h :] = source[:PAD], source[PAD + h :]
-    cv[:, :PAD], cv[:, PAD + w :] = source[:, :PAD], source[:, PAD + w :]
+    """Copy padded planes' padding into canvases (..., H + 2 PAD, W + 2 PAD), in place."""
+    cv[..., :PAD, :], cv[..., PAD + h :, :] = source[..., :PAD, :], source[..., PAD + h :, :]
+    cv[..., :PAD], cv[..., PAD + w :] = source[..., :PAD], source[..., PAD + w :]
 
 
 def canvas(planes: np.ndarray, k: int) -> np.ndarray:
@@ -123,18 +125,21 @@ def canvas(planes: np.ndarray, k: int) -> np.ndarray:
 
 
 def features(
-    cv: np.ndarray, earlier: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, w: int
+    cv: np.ndarray, earlier: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, w: int, at: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integer features (n, feature_count(k)) and median predictions (n,) of plane k's sub-pixels
     at rows i, columns j, from its canvas `cv` (only causal cells are read) and the padded earlier
     planes `earlier` (k, H + 2 PAD, W + 2 PAD): the causal neighbours less the median prediction;
     for each earlier plane, its pixel less that, its window less its pixel, and its west and north
-    less ours; the median prediction less 128; the edge flags."""
-    cw = cv.shape[1]
+    less ours; the median prediction less 128; the edge flags. With `at`, cv (N, H + 2 PAD,
+    W + 2 PAD) and `earlier` (k, N, ...) are stacks of N images, and sub-pixel n lies at flat
+    offset at[n] from its image's first cell."""
+    cw = cv.shape[-1]
+    at = np.zeros(len(i), np.int64) if at is None else at
     f = np.empty((len(i), feature_count(k)), np.int64)
     base = np.empty(len(i), np.int64)
     wins = np.ascontiguousarray(earlier.reshape(len(earlier), -1)) if k else np.zeros((1, 1), np.int64)
-    _features(cv.reshape(-1), wins, k, i.astype(np.int64), j.astype(np.int64), w, cw, f, base)
+    _features(cv.reshape(-1), wins, k, i.astype(np.int64), j.astype(np.int64), at, w, cw, f, base)
     return f, base
 
 
@@ -150,6 +155,7 @@ def _features(
     k: int,
     i: np.ndarray,
     j: np.ndarray,
+    shift: np.ndarray,
     w: int,
     cw: int,
     f: np.ndarray,
@@ -160,7 +166,7 @@ def _features(
     near = np.empty(3, np.int64)
     win = np.empty((max(k, 1), len(WINDOW) + 1), np.int64)
     for a in range(i.size):
-        at = (i[a] + PAD) * cw + j[a] + PAD
+        at = shift[a] + (i[a] + PAD) * cw + j[a] + PAD
         for c in range(m):
             f[a, c] = cv[at - _CAUSAL_AT[c, 0] * cw - _CAUSAL_AT[c, 1]]
         for p in range(k):
@@ -418,35 +424,87 @@ def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[b
 
 def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | None = None) -> np.ndarray:
     """The (H, W, 3) uint8 image from a stream made by `encode`."""
+    out = decode_many([data], height, width, planes)[0]
+    if isinstance(out, FormatError):
+        raise out
+    return out
+
+
+def decode_many(
+    streams: list[bytes], height: int, width: int, planes: list[PlaneWeights] | None = None
+) -> list[np.ndarray | FormatError]:
+    """`decode` of streams of images of one size, each image or the FormatError that says why
+    not: they decode in lockstep, each step's network run once for all of them (on thumbnails
+    the calls, not the sums, take the time)."""
     planes = load() if planes is None else planes
     if height * width > MAX_PIXELS:
-        raise FormatError(f"corrupted .nfc file: a causal file holds at most {MAX_PIXELS} pixels, not {width}x{height}")
-    if len(data) % 4:
-        raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
-    try:
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
-    except ValueError as e:
-        raise FormatError(f"corrupted payload: {e}") from None
-    io, cum = rans.source(coder.get_compressed()), symbols.table()
-    x = np.zeros((3, height, width), np.int64)
-    edged = pad_planes(x)  # each plane padded by its nearest pixels, as decoded so far
-    cvs = [canvas(x, k) for k in range(3)]
+        error = FormatError(
+            f"corrupted .nfc file: a causal file holds at most {MAX_PIXELS} pixels, not {width}x{height}"
+        )
+        return [error] * len(streams)
+    results: list[np.ndarray | FormatError | None] = [None] * len(streams)
+    ios = {}
+    for n, data in enumerate(streams):
+        try:
+            if len(data) % 4:
+                raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
+            try:
+                coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+            except ValueError as e:
+                raise FormatError(f"corrupted payload: {e}") from None
+            ios[n] = rans.source(coder.get_compressed())
+        except FormatError as e:
+            results[n] = e
+    if ios:
+        for n, x in zip(ios, _decode_together(list(ios.values()), height, width, planes)):
+            results[n] = (
+                x if rans.exhausted(ios[n]) else FormatError("corrupted payload: data left after the last pixel")
+            )
+    return results
+
+
+def _decode_together(ios: list[tuple], height: int, width: int, planes: list[PlaneWeights]) -> list[np.ndarray]:
+    """The images (H, W, 3) uint8 of decoding Ios of one size, in lockstep."""
+    count, cum = len(ios), symbols.table()
+    x = np.zeros((3, count, height, width), np.int64)
+    edged = pad_planes(x.reshape(3 * count, height, width)).reshape(3, count, height + 2 * PAD, width + 2 * PAD)
+    cvs = [np.stack([canvas(x[:, n], k) for n in range(count)]) for k in range(3)]
+    cells = (height + 2 * PAD) * (width + 2 * PAD)  # of each image's canvas
     for step in _schedule(height, width):
-        outs, bases = [], []
+        outs, bases, sizes = [], [], []
         for k, i, j in step:
-            f, base = features(cvs[k], edged[:k], k, i, j, width)
+            at = np.repeat(np.arange(count, dtype=np.int64) * cells, len(i))
+            f, base = features(cvs[k], edged[:k], k, np.tile(i, count), np.tile(j, count), width, at)
             outs.append(planes[k].outputs(f))
             bases.append(base)
-        v = symbols.decode(cum, *symbols.parts(np.concatenate(outs), np.concatenate(bases) << FRAC_BITS), io)
+            sizes.append(len(i))
+        # Rows by plane, then image; each image's stream holds its planes' rows in turn.
+        by_image = _by_image(tuple(sizes), count)
+        o, base = np.concatenate(outs)[by_image], np.concatenate(bases)[by_image]
+        p, q, mix = symbols.parts(o, base << FRAC_BITS)
+        v = np.empty(len(by_image), np.int64)
+        per = sum(sizes)
+        for n, io in enumerate(ios):
+            part = slice(n * per, (n + 1) * per)
+            v[by_image[part]] = symbols.decode(cum, p[part], q[part], mix[part], io)
         at = 0
         for k, i, j in step:
-            cvs[k][i + PAD, j + PAD] = edged[k][i + PAD, j + PAD] = v[at : at + len(i)]
-            at += len(i)
+            vals = v[at : at + count * len(i)].reshape(count, len(i))
+            cvs[k][:, i + PAD, j + PAD] = edged[k][:, i + PAD, j + PAD] = vals
+            at += count * len(i)
             _edge(edged[k], height, width)
             if k == 0:
                 for c in cvs[1:]:
                     _outside_from(c, edged[0], height, width)
-    x = np.stack([c[PAD : PAD + height, PAD : PAD + width] for c in cvs])
-    if not rans.exhausted(io):
-        raise FormatError("corrupted payload: data left after the last pixel")
-    return np.ascontiguousarray(x.transpose(1, 2, 0)[..., np.argsort(ORDER)].astype(np.uint8))
+    x = np.stack([c[:, PAD : PAD + height, PAD : PAD + width] for c in cvs], -1)
+    return [np.ascontiguousarray(x[n][..., np.argsort(ORDER)].astype(np.uint8)) for n in range(count)]
+
+
+@functools.cache
+def _by_image(sizes: tuple[int, ...], count: int) -> np.ndarray:
+    """The rows of a step (plane after plane, in each `count` images' rows in turn, `sizes` rows
+    each) taken image after image, in each plane after plane."""
+    starts = np.cumsum((0, *sizes[:-1])) * count
+    return np.concatenate(
+        [starts[k] + n * size + np.arange(size) for n in range(count) for k, size in enumerate(sizes)]
+    ).astype(np.int64)
