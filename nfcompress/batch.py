@@ -369,7 +369,10 @@ def run_jobs(
     and Pillow's limit `max_pixels` (as `configure` takes it); results come in the order groups
     finish. A job's NfcError is yielded, not raised, so the others go on.
     """
-    size = max(1, min(GROUP, -(-len(jobs) // max(workers, 1))))
+    # Small images in groups of at most GROUP, as many groups as a multiple of the workers: each
+    # worker gets as many images.
+    rounds = max(1, -(-len(jobs) // (max(workers, 1) * GROUP)))
+    size = max(1, -(-len(jobs) // (max(workers, 1) * rounds)))
     sizes = {src: pixels(src) if pixels else SMALL + 1 for src, _ in jobs}
     groups = list(grouped(jobs, lambda job: sizes[job[0]], size=size))
     if workers <= 1:
