@@ -87,7 +87,7 @@ model_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
 threads_option = click.option(
-    "--threads", type=int, default=0, help="CPU threads for the network (0: torch's default)."
+    "--threads", type=int, default=0, help="CPU threads for the models' products (0: torch's and numpy's defaults)."
 )
 jobs_option = click.option("-j", "--jobs", type=int, default=1, help="Worker processes for many files.")
 device_option = click.option(

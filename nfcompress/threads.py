@@ -10,8 +10,11 @@ _wanted = [0]  # 0: torch's default
 
 
 def set_threads(n: int) -> None:
-    """Run torch with n threads (0 keeps its default): now if torch is loaded, else when `apply` runs."""
+    """Run torch and numpy's matrix products with n threads (0 keeps their defaults): torch now if
+    it is loaded, else when `apply` runs."""
     _wanted[0] = n
+    if n:
+        _controller().limit(limits=n, user_api="blas")  # for the rest of the process
     if n and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
 
