@@ -5,11 +5,16 @@ import numpy as np
 import pytest
 from conftest import photo_like
 
-from nfcompress.coders.linear import local
+from nfcompress.coders.linear import fronts, local
 from nfcompress.coders.linear import model as linear
 from nfcompress.coding.primitives import wavefronts
 
 m = linear  # the numpy step's helpers
+
+
+def test_the_step_knows_the_models_layout():
+    assert (fronts.TOP, fronts.LEFT, fronts.RIGHT) == (m.TOP, m.LEFT, m.RIGHT)
+    assert (fronts.BINS, fronts.BLOCK, fronts.ERRORS) == (m.BINS, m.BLOCK, m.ERRORS)
 
 
 def _spread(cv, cp, x, i, j, width, cw):

@@ -132,8 +132,8 @@ def features(
     planes `earlier` (k, H + 2 PAD, W + 2 PAD): the causal neighbours less the median prediction;
     for each earlier plane, its pixel less that, its window less its pixel, and its west and north
     less ours; the median prediction less 128; the edge flags. With `at`, cv (N, H + 2 PAD,
-    W + 2 PAD) and `earlier` (k, N, ...) are stacks of N images, and sub-pixel n lies at flat
-    offset at[n] from its image's first cell."""
+    W + 2 PAD) and `earlier` (k, N, ...) are stacks of N images, and sub-pixel n's image begins
+    at flat offset at[n] of its stack."""
     cw = cv.shape[-1]
     at = np.zeros(len(i), np.int64) if at is None else at
     f = np.empty((len(i), feature_count(k)), np.int64)
@@ -155,7 +155,7 @@ def _features(
     k: int,
     i: np.ndarray,
     j: np.ndarray,
-    shift: np.ndarray,
+    starts: np.ndarray,
     w: int,
     cw: int,
     f: np.ndarray,
@@ -166,7 +166,7 @@ def _features(
     near = np.empty(3, np.int64)
     win = np.empty((max(k, 1), len(WINDOW) + 1), np.int64)
     for a in range(i.size):
-        at = shift[a] + (i[a] + PAD) * cw + j[a] + PAD
+        at = starts[a] + (i[a] + PAD) * cw + j[a] + PAD
         for c in range(m):
             f[a, c] = cv[at - _CAUSAL_AT[c, 0] * cw - _CAUSAL_AT[c, 1]]
         for p in range(k):

@@ -18,8 +18,10 @@ from nfcompress.coders.linear import local
 from nfcompress.coding.primitives import FRAC_BITS
 from nfcompress.compiled import compiled
 
-TOP, LEFT, RIGHT = 3, 3, 2  # `model`'s canvas padding
-BINS, BLOCK, ERRORS = 16, 8, 6  # `model`'s
+# `model`'s (which imports this module): its canvas padding, activity bins, JPEG block and the
+# neighbours whose errors count (a test checks they agree).
+TOP, LEFT, RIGHT = 3, 3, 2
+BINS, BLOCK, ERRORS = 16, 8, 6
 _HIGH = 255 << FRAC_BITS
 _HALF = 1 << (FRAC_BITS - 1)
 
@@ -81,6 +83,7 @@ def _predict(
     oy, ox, feedback, has_feedback, spikes, has_spikes, local_on, split, grid, thresholds,
     p, p1, contexts, medians, shares, tex,
 ):  # fmt: skip
+    """`predict` into p, p1, contexts, medians, shares and tex, a pixel at a time."""
     cw = w + LEFT + RIGHT
     nc, nx = offsets.size, cross.size
     x = np.zeros(weights.shape[1], np.int64)
@@ -177,6 +180,7 @@ def settle(
 
 @compiled
 def _settle(cv, err, first, pre, local_on, i, j, w, h, v, p, p1, tex):  # fmt: skip
+    """`settle` on the state's arrays."""
     cw = w + LEFT + RIGHT
     f = np.empty(local.K, np.int64)
     for n in range(i.size):
