@@ -37,8 +37,10 @@ class Plane(NamedTuple):
     classes: int
     positions: int  # block positions each class splits into
     blocks: tuple[int, int]  # the grid's offset (0, 0 without one)
-    feedback: np.ndarray | None  # (ERRORS,) int64; None: none (scheme 1)
-    spikes: np.ndarray | None  # spike shares per spike context; None: none (scheme 1)
+    feedback: np.ndarray  # (ERRORS,) int64; zeros, and unread, without feedback (scheme 1)
+    has_feedback: bool
+    spikes: np.ndarray  # int64 spike shares per spike context; one zero, unread, without spikes (scheme 1)
+    has_spikes: bool
     local: bool  # whether the features hold the local prediction
     split: bool  # whether gradients and errors have bins of their own
     grid: int  # the contexts a block edge moves a pixel by (0: none)
@@ -63,9 +65,10 @@ class State(NamedTuple):
         pre = local.Sums(height, width).pre if local_on else np.zeros((1, local.TERMS), np.int64)
         return cls(cv, pads, pre, np.zeros_like(cv), np.zeros_like(cv), cross_err, height, width)
 
-    def plane(self) -> np.ndarray:
-        """The channel's pixels (H, W), int32, from the canvas."""
-        return self.cv.reshape(self.height + TOP, -1)[TOP:, LEFT : LEFT + self.width]
+    def inner(self, a: np.ndarray) -> np.ndarray:
+        """The image's cells (H, W) of an array laid out as the canvas (cv: the channel's pixels;
+        err: their errors)."""
+        return a.reshape(self.height + TOP, -1)[TOP:, LEFT : LEFT + self.width]
 
 
 @compiled
@@ -159,12 +162,10 @@ def predict(pl: Plane, st: State, i: np.ndarray, j: np.ndarray, thresholds: np.n
     p, p1, contexts, medians, shares = (np.empty(n, np.int64) for _ in range(5))
     tex = np.empty((5, n), np.int64)
     oy, ox = pl.blocks
-    feedback = np.zeros(ERRORS, np.int64) if pl.feedback is None else np.asarray(pl.feedback, np.int64)
-    spikes = np.zeros(1, np.int64) if pl.spikes is None else np.asarray(pl.spikes, np.int64)
     _predict(
         st.cv, st.pads, st.pre, st.first, st.err, st.cross_err, i, j, st.width, pl.c, pl.scheme, pl.offsets,
-        pl.cross, pl.weights, pl.classes, pl.positions, oy, ox, feedback, pl.feedback is not None, spikes,
-        pl.spikes is not None, pl.local, pl.split, pl.grid, thresholds, p, p1, contexts, medians, shares, tex,
+        pl.cross, pl.weights, pl.classes, pl.positions, oy, ox, pl.feedback, pl.has_feedback, pl.spikes,
+        pl.has_spikes, pl.local, pl.split, pl.grid, thresholds, p, p1, contexts, medians, shares, tex,
     )  # fmt: skip
     return p, p1, contexts, medians, shares, tex
 

@@ -901,8 +901,8 @@ def decode_planes(
                 progress(c * PARTS + (t + 1) * PARTS // len(steps), channels * PARTS)
             p, p1, contexts, med, q, tex = fronts.predict(plane, st, i, j, THRESHOLDS)
             fronts.settle(plane, st, i, j, values(Front(c, i, j, p, contexts, med, q)), p, p1, tex)
-        out[..., c] = st.plane()
-        cross_err = cross_err + CROSS_ERR * st.err.reshape(height + TOP, -1)[TOP:, LEFT : LEFT + width].ravel()
+        out[..., c] = st.inner(st.cv)
+        cross_err = cross_err + CROSS_ERR * st.inner(st.err).ravel()
     return np.ascontiguousarray(out[..., np.argsort(coding_order(channels))])
 
 
@@ -917,8 +917,10 @@ def _plane(model: LinearModel, c: int, layout: _Layout, scheme: int) -> fronts.P
         model.classes,
         _positions(model.classes, model.blocks),
         model.blocks or (0, 0),
-        None if model.feedback is None else model.feedback[c],
-        None if model.spikes is None else model.spikes[c],
+        np.zeros(ERRORS, np.int64) if model.feedback is None else np.asarray(model.feedback[c], np.int64),
+        model.feedback is not None,
+        np.zeros(1, np.int64) if model.spikes is None else np.asarray(model.spikes[c], np.int64),
+        model.spikes is not None,
         _local_on(model.classes, scheme),
         _split(model.classes, scheme),
         _context_count(model.classes, scheme) // 2 if _grid(model.classes) else 0,
