@@ -28,6 +28,13 @@ def _spread(cv, cp, x, i, j, width, cw):
         cv[j[0] + 2 * m.LEFT : m.TOP * cw : cw] = x[0]
 
 
+def _window(pre, i, j, w):
+    out = np.zeros((len(i), local.TERMS), np.int64)
+    for n in range(len(i)):
+        local.window_at(pre, i[n], j[n], w, out[n])
+    return out
+
+
 def _numpy_planes(model, height, width, channels, values, scheme):
     """`linear.decode_planes` as it was before the compiled step: a wavefront in numpy steps."""
     out = np.empty((height, width, channels), np.uint8)
@@ -38,13 +45,13 @@ def _numpy_planes(model, height, width, channels, values, scheme):
         cw = layout.cw
         cv = np.full((height + m.TOP) * cw, m.OUTSIDE, np.int32)
         err, first = np.zeros_like(cv), np.zeros_like(cv)
-        sums = local.Sums(height, width) if m._local_on(model.classes, scheme) else None
+        pre = local.prefix_sums(height) if m._local_on(model.classes, scheme) else None
         for i, j in wavefronts(height, width):
             x = layout.raw(cv, pads, i, j)
-            if sums is not None:
-                lp = local.predict(sums.window(i, j), layout.texture(x))
+            if pre is not None:
+                lp = local.predict(_window(pre, i, j, width), layout.texture(x))
                 lp = lp + local.STEPS * x[len(layout.offsets)] if c else lp
-            x = layout.finish(x, None if sums is None else lp)
+            x = layout.finish(x, None if pre is None else lp)
             cp = layout.places(i, j)
             near = layout.around(cp)
             grad = layout.gradients(x)
@@ -63,9 +70,11 @@ def _numpy_planes(model, height, width, channels, values, scheme):
             cv[cp] = v
             err[cp] = np.abs(v - m._round(p))
             first[cp] = v - m._round(p1)
-            if sums is not None:
+            if pre is not None:
                 y = v - x[len(layout.offsets)] if c else v
-                sums.add(i, j, local.terms(layout.texture(x), y))
+                tex = layout.texture(x)
+                for n in range(len(i)):
+                    local.add_at(pre, i[n], j[n], np.append(tex[:, n], 1), y[n])
             _spread(cv, cp, v, i, j, width, cw)
         out[..., c] = cv.reshape(height + m.TOP, cw)[m.TOP :, m.LEFT : m.LEFT + width]
         cross_err += m.CROSS_ERR * err.reshape(height + m.TOP, cw)[m.TOP :, m.LEFT : m.LEFT + width].ravel()

@@ -15,12 +15,17 @@ def _wavefronts(h: int, w: int):
 def test_a_decoders_sums_made_a_wavefront_at_a_time_are_the_encoders():
     h, w = 23, 37
     r = np.random.default_rng(0)
-    t = r.integers(-3000, 3000, (h, w, local.TERMS))
+    tex, y = r.integers(-255, 256, (4, h, w)), r.integers(-255, 256, (h, w))
+    t = local.terms(tex.reshape(4, -1), y.ravel()).reshape(h, w, local.TERMS)
     whole = local.window_sums(np.concatenate([np.zeros((3, w, local.TERMS), np.int64), t]))
-    sums = local.Sums(h, w)
+    pre = local.prefix_sums(h)
     for i, j in _wavefronts(h, w):
-        assert np.array_equal(sums.window(i, j), whole[i, j])
-        sums.add(i, j, t[i, j])
+        for a, b in zip(i, j):
+            s = np.zeros(local.TERMS, np.int64)
+            local.window_at(pre, a, b, w, s)
+            assert np.array_equal(s, whole[a, b])
+        for a, b in zip(i, j):
+            local.add_at(pre, a, b, np.append(tex[:, a, b], 1), y[a, b])
 
 
 def test_a_window_holds_only_pixels_decoded_before_it():

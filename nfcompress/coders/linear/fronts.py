@@ -51,7 +51,7 @@ class State(NamedTuple):
 
     cv: np.ndarray  # the canvas, flat int32 (`model._canvas`'s layout), OUTSIDE where nothing is decoded yet
     pads: np.ndarray  # the earlier channels (`model._pads`)
-    pre: np.ndarray  # the local predictor's prefix sums (`local.Sums.pre`; one unused row without it)
+    pre: np.ndarray  # the local predictor's prefix sums (`local.prefix_sums`; one unused row without it)
     first: np.ndarray  # the first stage's signed errors, as cv
     err: np.ndarray  # the errors under the predictions, as cv
     cross_err: np.ndarray  # the earlier channels' errors, summed and weighted, raster order
@@ -62,7 +62,7 @@ class State(NamedTuple):
     def start(cls, height: int, width: int, pads: np.ndarray, cross_err: np.ndarray, local_on: bool, outside: int):
         """A channel's state before its first wavefront."""
         cv = np.full((height + TOP) * (width + LEFT + RIGHT), outside, np.int32)
-        pre = local.Sums(height, width).pre if local_on else np.zeros((1, local.TERMS), np.int64)
+        pre = local.prefix_sums(height) if local_on else np.zeros((1, local.TERMS), np.int64)
         return cls(cv, pads, pre, np.zeros_like(cv), np.zeros_like(cv), cross_err, height, width)
 
     def inner(self, a: np.ndarray) -> np.ndarray:

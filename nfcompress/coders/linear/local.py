@@ -9,7 +9,7 @@ without fast-math): the prediction is the same on every machine, for the encoder
 at once as for the decoder's wavefronts.
 """
 
-__all__ = ["TERMS", "STEPS", "Sums", "terms", "window_sums", "predict"]
+__all__ = ["TERMS", "STEPS", "prefix_sums", "window_at", "add_at", "terms", "window_sums", "predict", "predict_at"]
 
 import numpy as np
 
@@ -61,43 +61,24 @@ def _sum_type(w: int) -> type:
     return np.int32 if 255 * 255 * w < 2**31 else np.int64
 
 
-class Sums:
-    """A decoder's row prefix sums of `terms`, the last RING columns of each row, filled a
-    wavefront at a time."""
-
-    def __init__(self, h: int, w: int) -> None:
-        self.w = w
-        # Row r's prefix through column c at row (r + 3) * (RING + 1) + c % RING; the last cell of
-        # each row stays zero, the prefix through column -1.
-        self.pre = np.zeros(((h + 3) * (RING + 1), TERMS), np.int64)
-
-    def window(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """The window sums (n, TERMS) of pixels (i, j), all of whose window is added."""
-        return _window(self.pre, i, j, self.w)
-
-    def add(self, i: np.ndarray, j: np.ndarray, t: np.ndarray) -> None:
-        """Add the `terms` t of pixels (i, j), each row's pixels left of them already added."""
-        _add(self.pre, i, j, t)
+def prefix_sums(h: int) -> np.ndarray:
+    """A decoder's row prefix sums of `terms` for a plane of h rows, none added yet: the last RING
+    columns of each row, filled a pixel at a time (`add_at`) and read by `window_at`."""
+    # Row r's prefix through column c at row (r + 3) * (RING + 1) + c % RING; the last cell of
+    # each row stays zero, the prefix through column -1.
+    return np.zeros(((h + 3) * (RING + 1), TERMS), np.int64)
 
 
 @compiled
 def _cell(r: int, c: int) -> int:
-    """`Sums.pre`'s row of row r's prefix through column c."""
+    """`prefix_sums`'s row of row r's prefix through column c."""
     return (r + 3) * (RING + 1) + (RING if c < 0 else c % RING)
 
 
 @compiled
-def _window(pre: np.ndarray, i: np.ndarray, j: np.ndarray, w: int) -> np.ndarray:
-    """`Sums.window` of prefix sums `pre`, for a plane of width w."""
-    out = np.zeros((i.size, TERMS), np.int64)
-    for n in range(i.size):
-        window_at(pre, i[n], j[n], w, out[n])
-    return out
-
-
-@compiled
 def window_at(pre: np.ndarray, r: int, col: int, w: int, out: np.ndarray) -> None:
-    """Add the window sums of the pixel at row r, column col (`Sums.window`) to out (TERMS,)."""
+    """Add the window sums (`window_sums`) of the pixel at row r, column col, all of whose window
+    is added, to out (TERMS,), from prefix sums `pre`, for a plane of width w."""
     for up, right in ROWS:
         high, low = _cell(r - up, min(col + right, w - 1)), _cell(r - up, col - LEFT - 1)
         for t in range(TERMS):
@@ -105,18 +86,9 @@ def window_at(pre: np.ndarray, r: int, col: int, w: int, out: np.ndarray) -> Non
 
 
 @compiled
-def _add(pre: np.ndarray, i: np.ndarray, j: np.ndarray, t: np.ndarray) -> None:
-    """`Sums.add` on prefix sums `pre`."""
-    for n in range(i.size):
-        at, left = _cell(i[n], j[n]), _cell(i[n], j[n] - 1)
-        for k in range(TERMS):
-            pre[at, k] = pre[left, k] + t[n, k]
-
-
-@compiled
 def add_at(pre: np.ndarray, r: int, col: int, f: np.ndarray, y: int) -> None:
-    """`Sums.add` of one pixel, at row r and column col, of features f (K,: its texture and 1)
-    and texture value y: its `terms` computed here."""
+    """Add to prefix sums `pre` the `terms` of one pixel, at row r and column col (its row's pixels
+    left of it added), of features f (K,: its texture and 1) and texture value y."""
     at, left = _cell(r, col), _cell(r, col - 1)
     for t in range(len(PAIRS)):
         pre[at, t] = pre[left, t] + f[_FIRST[t]] * f[_SECOND[t]]
