@@ -71,7 +71,7 @@ def test_mixture_rows_sum_to_the_coders_total_and_bound_what_a_payload_can_decod
     rng = np.random.default_rng(1)
     o = np.round(rng.normal(0, 1, (500, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.01, 1, 30], (500, 9)))
     rows = causal.mixture_rows(o, rng.integers(-200 << 12, 460 << 12, 500))
-    assert np.all(rows.sum(1) == causal._ROW_TOTAL)
+    assert np.all(rows.sum(1) == causal.ROW)
     top = (rows.max() + 1) / 2.0**causal.PRECISION  # the likeliest a value can be
     assert -np.log2(top) >= linear.MIN_BITS
     with pytest.raises(FormatError, match="cannot hold"):

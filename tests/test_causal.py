@@ -96,7 +96,7 @@ def test_every_row_of_weights_sums_to_the_coders_total_and_keeps_a_floor():
     rng = np.random.default_rng(1)
     o = rng.normal(0, 1, (500, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.01, 1, 30], (500, 9))
     rows = causal.mixture_rows(np.round(o), rng.integers(-200, 460, 500) << causal.FRAC_BITS)
-    assert np.all(rows.sum(1) == causal._ROW_TOTAL) and rows.min() >= 1
+    assert np.all(rows.sum(1) == causal.ROW) and rows.min() >= 1
 
 
 @settings(max_examples=25, deadline=None)

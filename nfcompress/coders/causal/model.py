@@ -51,6 +51,7 @@ from safetensors.numpy import load_file
 
 from nfcompress.coders.causal import symbols
 from nfcompress.coders.causal.symbols import LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, MIX_BITS, OUT_BITS
+from nfcompress.coders.linear.symbols import ROW  # every row of weights sums to this (the coder adds 1 to each)
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, det_exp, every_scale, ordered_sum, wavefronts
 from nfcompress.compiled import compiled
@@ -295,7 +296,6 @@ SEGMENT = 4096  # sub-pixels whose distributions are built at once when encoding
 # plane reaches 2 + 1 = 3 wavefronts (t = 2i + j) ahead of the pixel, and the planes of one step
 # decode together.
 LAG = 4
-_ROW_TOTAL = (1 << PRECISION) - 256  # every row of weights sums to this (the coder adds 1 to each)
 
 
 def mixture_rows(o: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -309,7 +309,7 @@ def mixture_rows(o: np.ndarray, centre: np.ndarray) -> np.ndarray:
     for c in range(1, k):
         total += mix[:, c : c + 1] * tables.rows(p[:, c], q[:, c])
     rows = np.floor(total / 2.0**MIX_BITS)
-    rows[np.arange(n), np.argmax(rows, 1)] += _ROW_TOTAL - rows.sum(1)
+    rows[np.arange(n), np.argmax(rows, 1)] += ROW - rows.sum(1)
     return rows
 
 
