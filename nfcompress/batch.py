@@ -203,8 +203,10 @@ def encode_files(
         try:
             codec = get_codec(model, device)
             images = [p for _, p in group]
-            coded = codec.encode_many(images, progress=progress, effort=effort, portable=portable, coder=coder)
-            back = codec.decode_many([r.data for r in coded]) if verify else [p for _, p in group]
+            coded = codec.encode_many(
+                images, progress=progress, effort=effort, portable=portable, coder=coder, keep=verify
+            )
+            back = codec.verify_many(coded) if verify else [p for _, p in group]
         except NfcError as e:
             if len(group) > 1:  # one image's fault: find whose
                 for item in group:

@@ -11,7 +11,7 @@ import functools
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +35,8 @@ class EncodeResult:
     subpixels: int
     portable: bool = True  # decodes on any machine (every file written now does)
     coder: str = "flow"  # the payload kind: which model coded it
+    # Its payload's `Payload.replay`, for `Codec.verify_many` (None: decode it); only `encode_many` with `keep`.
+    replay: Callable[[Header, list[bytes]], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def bpsp(self) -> float:
@@ -93,7 +95,8 @@ class _Image:
     def file(self, payload: Payload) -> EncodeResult:
         """This image's file with a payload, and what it cost (alpha included)."""
         data = pack(self.header(payload), payload.chunks, self.alpha)
-        return EncodeResult(data, payload.ideal_bits + 8 * len(self.alpha), self.pixels.size, True, payload.kind)
+        bits = payload.ideal_bits + 8 * len(self.alpha)
+        return EncodeResult(data, bits, self.pixels.size, True, payload.kind, payload.replay)
 
     def size(self, payload: Payload) -> int:
         """The bytes of this image's file with a payload."""
@@ -270,9 +273,11 @@ class Codec:
         effort: int | None = None,
         portable: bool | None = None,
         coder: str | None = None,
+        keep: bool = False,
     ) -> list[EncodeResult]:
         """`encode` of each image, the same bytes, faster for small ones: the flow codes them in
-        shared network runs. All the images and their files are held at once."""
+        shared network runs. All the images and their files are held at once; with `keep`, also
+        what makes `verify_many` of them faster (`EncodeResult.replay`)."""
         effort = policy.check_effort(self.effort if effort is None else effort)
         coder = policy.check_coder(self.coder if coder is None else coder)
         self._portable(portable)
@@ -286,7 +291,11 @@ class Codec:
             lambda i, p: ims[i].size(p),
             progress,
         )
-        return [im.file(p) for im, p in zip(ims, payloads)]
+        results = [im.file(p) for im, p in zip(ims, payloads)]
+        if not keep:
+            for r in results:
+                r.replay = None
+        return results
 
     def ideal_bits(
         self, image: np.ndarray, effort: int | None = None, portable: bool | None = None
@@ -320,6 +329,24 @@ class Codec:
         """
         results = self._decode(datas, progress)
         return [self._float_retry(d, r) if isinstance(r, ChecksumError) else r for d, r in zip(datas, results)]
+
+    def verify_many(self, results: list[EncodeResult]) -> list[np.ndarray | NfcError]:
+        """`decode_many` of the files of `results`, for the encoder's check: the same pixels or
+        errors, faster where a model kept what its encoder computed (`Payload.replay`)."""
+        out: list[np.ndarray | NfcError | None] = [None] * len(results)
+        for i, r in enumerate(results):
+            if r.replay is not None:
+                try:
+                    header, chunks, alpha = unpack(r.data)
+                    out[i] = _checked(r.replay(header, chunks), header, alpha)
+                except (ValueError, RuntimeError, OverflowError, IndexError) as e:
+                    out[i] = ChecksumError(undecodable(f"the payload does not decode: {e}", True))
+                except NfcError as e:
+                    out[i] = e
+        rest = [i for i, r in enumerate(results) if r.replay is None]
+        for i, decoded in zip(rest, self.decode_many([results[i].data for i in rest])):
+            out[i] = decoded
+        return out
 
     def _decode(self, datas: list[bytes], progress: Progress) -> list[np.ndarray | NfcError]:
         results: list[np.ndarray | NfcError | None] = [None] * len(datas)

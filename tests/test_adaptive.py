@@ -37,7 +37,7 @@ def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey):
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
     planes = tiny_planes(seed, adaptive.EXTRA)
-    data, bits, side = adaptive.encode(img, planes)
+    data, bits, side, _ = adaptive.encode(img, planes)
     assert np.array_equal(adaptive.decode(data, h, w, img.shape[2], planes), img)
     assert 8 * len(data) >= bits.sum() + side - 64
 
@@ -144,6 +144,39 @@ def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_
     assert np.array_equal(decode(codec.encode(grey, coder="adaptive").data), grey)
     rgba = np.dstack([img, np.arange(img.size // 3, dtype=np.uint8).reshape(img.shape[:2])])
     assert np.array_equal(decode(codec.encode(rgba, coder="adaptive").data), rgba)
+
+
+def test_the_encoders_check_with_the_kept_mixtures_decodes_as_the_decoder_and_catches_a_disagreement():
+    img = _photo(40, 56)
+    planes = tiny_planes(3, adaptive.EXTRA, hidden=16, mixtures=3)
+    data, _, _, kept = adaptive.encode(img, planes, keep=True)
+    assert np.array_equal(adaptive.decode(data, 40, 56, 3, planes, kept=kept), img)
+    assert [len(p) for p, _, _ in kept.parts] == [40 * 56] * 3
+    assert adaptive.encode(img, planes).kept is None
+    # An encoder whose fitted prediction differs from the decoder's at one pixel of the last channel.
+    wrong = kept.predictions[2].copy()
+    wrong[17 * 56 + 30] += 1
+    with pytest.raises(FormatError, match="predictions differ"):
+        adaptive.decode(data, 40, 56, 3, planes, kept=kept._replace(predictions=[*kept.predictions[:2], wrong]))
+    # Mixtures other than the stream's (a network that is not the decoder's) do not give the image.
+    other = adaptive.encode(img, tiny_planes(4, adaptive.EXTRA, hidden=16, mixtures=3), keep=True).kept
+    try:
+        out = adaptive.decode(data, 40, 56, 3, planes, kept=other)
+    except (FormatError, ValueError, IndexError):
+        out = None
+    assert out is None or not np.array_equal(out, img)
+
+
+def test_the_codec_verifies_its_files_with_what_the_adaptive_model_kept_and_keeps_it_only_when_asked():
+    img = _photo(48, 48)
+    codec = Codec.load()
+    kept, plain = codec.encode_many([img], coder="adaptive", keep=True)[0], codec.encode(img, coder="adaptive")
+    assert kept.data == plain.data and kept.replay is not None and plain.replay is None
+    assert all(np.array_equal(out, img) for out in codec.verify_many([kept, plain]))
+    damaged = bytearray(kept.data)
+    damaged[-9] ^= 0x21
+    kept.data = bytes(damaged)
+    assert isinstance(codec.verify_many([kept])[0], NfcError)
 
 
 def test_a_corrupted_payload_fails_loudly():

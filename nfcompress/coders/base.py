@@ -22,6 +22,8 @@ class Payload:
     ideal_bits: float  # -log2 P of the colour planes, side information included
     pixel_bits: np.ndarray | None = None  # each pixel's share of them (H, W), where the model gives one
     fields: dict = field(default_factory=dict)  # header fields of the payload's own (the flow's model and tiles)
+    # `decode` of this payload as its encoder can do it faster, for the encoder's check (None: `decode`)
+    replay: Callable[[Header, list[bytes]], np.ndarray] | None = field(default=None, repr=False)
 
 
 @runtime_checkable

@@ -3,6 +3,8 @@ predictions; its training in `train`), as a `Coder`."""
 
 __all__ = ["AdaptiveCoder"]
 
+import functools
+
 import numpy as np
 
 from nfcompress.coders.adaptive import model
@@ -27,10 +29,16 @@ class AdaptiveCoder:
         model `fit` holds (`linear.fitted`) or one fitted now; `progress(done, channels)` after
         each channel."""
         with one_blas_thread():
-            data, pixel_bits, side = model.encode(colour, fit=fit, progress=progress)
-        return Payload(self.kind, [data], float(pixel_bits.sum()) + side, pixel_bits)
+            data, pixel_bits, side, kept = model.encode(colour, fit=fit, progress=progress, keep=True)
+        replay = kept and functools.partial(self._replay, kept)
+        return Payload(self.kind, [data], float(pixel_bits.sum()) + side, pixel_bits, replay=replay)
 
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
         """The colour planes."""
         with one_blas_thread():
             return model.decode(chunks[0], header.height, header.width, header.colour_channels, progress=progress)
+
+    @staticmethod
+    def _replay(kept: model.Kept, header: Header, chunks: list[bytes]) -> np.ndarray:
+        """The colour planes of a payload `encode` made, decoded with the network's outputs it kept."""
+        return model.decode(chunks[0], header.height, header.width, header.colour_channels, kept=kept)

@@ -16,10 +16,25 @@ images take green's network, and files decode alike on every machine.
 
 from __future__ import annotations
 
-__all__ = ["MODEL", "SHA256", "EXTRA", "MAX_FRONTS", "fits", "extras", "plane_features", "load", "encode", "decode"]
+__all__ = [
+    "MODEL",
+    "SHA256",
+    "EXTRA",
+    "MAX_FRONTS",
+    "KEEP_SUBPIXELS",
+    "fits",
+    "extras",
+    "plane_features",
+    "load",
+    "Kept",
+    "Encoded",
+    "encode",
+    "decode",
+]
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -42,6 +57,8 @@ SEGMENT = 4096  # sub-pixels whose features and distributions are built at once 
 # and channel, so a thin strip of few pixels costs as much as a large photo (an 8192x4096 image
 # has 16,382). Others are left to the linear model, and a decoder refuses them.
 MAX_FRONTS = 1 << 14
+# The most sub-pixels whose mixtures `encode` keeps for the encoder's check (`Kept`: 21 bytes each).
+KEEP_SUBPIXELS = 1 << 23
 
 
 def fits(height: int, width: int) -> bool:
@@ -82,6 +99,26 @@ def load(path: Path | None = None, sha256: str | None = None) -> list[causal.Pla
     return causal.load(Path(path), sha256, "adaptive model")
 
 
+class Kept(NamedTuple):
+    """What `encode` kept for `decode` to check its stream without the network: each channel's
+    mixtures (`symbols.parts`: predictions, scale codes, weights, (n, K) each, in coding order)
+    and the fitted predictions and scale codes (raster order) its network read."""
+
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    predictions: list[np.ndarray]
+    scales: list[np.ndarray]
+
+
+class Encoded(NamedTuple):
+    """An image's stream (`encode`), the ideal bits of each pixel (H, W) and of the side
+    information, and what the encoder kept to check it (`Kept`, where asked for)."""
+
+    data: bytes
+    pixel_bits: np.ndarray
+    side_bits: float
+    kept: Kept | None
+
+
 def _planes(colour: np.ndarray) -> np.ndarray:
     """Colour planes (C, H, W) int64 in coding order."""
     return np.ascontiguousarray(colour[..., linear.coding_order(colour.shape[2])].transpose(2, 0, 1)).astype(np.int64)
@@ -92,10 +129,11 @@ def encode(
     planes: list[causal.PlaneWeights] | None = None,
     fit: linear.Fitted | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[bytes, np.ndarray, int]:
-    """An (H, W, C) uint8 image (C = 1 or 3) as one ANS stream, the ideal bits of each pixel
-    (H, W) and those of the side information, over the linear model fitted to it (`fit`:
-    `linear.fitted`, or fitted now); `progress(done, C)` is called after each channel."""
+    keep: bool = False,
+) -> Encoded:
+    """An (H, W, C) uint8 image (C = 1 or 3) as one ANS stream, over the linear model fitted to
+    it (`fit`: `linear.fitted`, or fitted now); with `keep`, its mixtures for the check (`Kept`,
+    on images of at most KEEP_SUBPIXELS); `progress(done, C)` is called after each channel."""
     planes = load() if planes is None else planes
     fit = linear.fitted(colour) if fit is None else fit
     x = _planes(colour)
@@ -104,6 +142,8 @@ def encode(
     earlier = causal.pad_planes(x)
     cum = symbols.table()
     ideal, words = np.zeros(h * w), rans.NOTHING
+    keep = keep and x.size <= KEEP_SUBPIXELS
+    kept: list = [None] * channels
     # Channel after channel from the last, each on top of the next one's words (the decoder pops
     # channel 0 first), so that only one channel's symbols are held at once.
     for c in reversed(range(channels)):
@@ -115,14 +155,26 @@ def encode(
             i, j = np.divmod(at, w)
             p = preds[at].astype(np.int64)
             f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w)
-            freq = symbols.record(cum, *symbols.parts(planes[c].outputs(f), p), x[c].ravel()[at], io)
+            mixtures = symbols.parts(planes[c].outputs(f), p)
+            freq = symbols.record(cum, *mixtures, x[c].ravel()[at], io)
             ideal[at] += PRECISION - np.log2(freq)
+            if keep:
+                kept[c] = kept[c] or tuple(np.empty((h * w, m.shape[1]), t) for m, t in zip(mixtures, _KEPT_TYPES))
+                for whole, m in zip(kept[c], mixtures):
+                    whole[s : s + SEGMENT] = m
         words = rans.finish(io, words)
         if progress:
             progress(channels - c, channels)
     coder = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
     linear.push_side(coder, fit.model)
-    return coder.get_compressed().astype("<u4").tobytes(), ideal.reshape(h, w), linear.side_bits(fit.model)
+    data = coder.get_compressed().astype("<u4").tobytes()
+    scales = [fit.scale_codes(c) for c in range(channels)]
+    made = Kept(kept, [fit.predictions(c) for c in range(channels)], scales) if keep else None
+    return Encoded(data, ideal.reshape(h, w), linear.side_bits(fit.model), made)
+
+
+# How `Kept` holds the mixtures: predictions under 2**20, scale codes under 256, weights under 2**12.
+_KEPT_TYPES = (np.int32, np.uint8, np.int16)
 
 
 def decode(
@@ -132,9 +184,16 @@ def decode(
     channels: int,
     planes: list[causal.PlaneWeights] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    kept: Kept | None = None,
 ) -> np.ndarray:
     """The (H, W, C) uint8 image from a stream made by `encode`; `progress(done, total)` as the
-    linear model's decoder calls it."""
+    linear model's decoder calls it.
+
+    With `kept` (the encoder's `Kept` of this image), the encoder checks its stream: every step
+    is the decoder's but the network's, whose outputs it takes from `kept`. They are the ones
+    the decoder's network makes: its inputs are the fitted predictions and scale codes, checked
+    here to be those of the decoder's linear model, and the decoded neighbours (only cells
+    decoded before are read), which are the image's where the image decodes exactly."""
     planes = load() if planes is None else planes
     if not fits(height, width):
         raise FormatError(f"corrupted .nfc file: an adaptive file holds no {width}x{height} image (a thin strip)")
@@ -154,6 +213,18 @@ def decode(
     x = np.zeros((channels, height, width), np.int64)
     state: dict = {}
 
+    def replay(f: linear.Front) -> np.ndarray:
+        s = state.setdefault(f.c, 0)
+        at = f.i * width + f.j
+        if not (
+            np.array_equal(f.p, kept.predictions[f.c][at])
+            and np.array_equal(model.scales[f.c][f.contexts], kept.scales[f.c][at])
+        ):
+            raise FormatError("the decoder's fitted predictions differ from the encoder's")
+        parts = (m[s : s + len(at)].astype(np.int64) for m in kept.parts[f.c])
+        state[f.c] = s + len(at)
+        return symbols.decode(cum, *parts, io)
+
     def values(f: linear.Front) -> np.ndarray:
         if state.get("plane") != f.c:  # the earlier planes are whole from here on
             state.update(plane=f.c, cv=causal.canvas(x, f.c), earlier=causal.pad_planes(x[: f.c]))
@@ -165,7 +236,7 @@ def decode(
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
         return v
 
-    out = linear.decode_planes(model, height, width, channels, values, progress)
+    out = linear.decode_planes(model, height, width, channels, values if kept is None else replay, progress)
     if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
     return out

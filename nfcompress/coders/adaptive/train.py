@@ -104,7 +104,7 @@ def export(checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], n
         ideal = payload = lin = subpixels = 0.0
         for im in images:
             fit = linear.fitted(im)
-            data, bits, side = model.encode(im, planes, fit)
+            data, bits, side, _ = model.encode(im, planes, fit)
             ideal, payload = ideal + float(bits.sum()) + side, payload + 8 * len(data)
             lin += 8 * len(linear.encode(im, fit=fit)[0])
             subpixels += im.size

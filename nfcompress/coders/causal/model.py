@@ -205,6 +205,9 @@ def _features(
 FIRST_BITS, WEIGHT_BITS, ACT_BITS = 16, 12, 8
 EXACT_LIMIT = 2.0**52  # every integer the network forms stays under this, so float64 holds it exactly
 FEATURE_LIMIT = 1024  # no feature's magnitude reaches this (`features`: at most 510, or 383)
+# Rows the network runs at once: its layers then stay in the core's cache (4,096 rows at once
+# took 1.7 times as long on a 2-core Zen 4).
+ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,14 @@ class PlaneWeights:
 
     def outputs(self, f: np.ndarray) -> np.ndarray:
         """Integer outputs (n, 3 K), in 2**-OUT_BITS, of integer features (n, features)."""
+        if len(f) <= ROWS:
+            return self._outputs(f)
+        o = np.empty((len(f), self.out.shape[1]))
+        for s in range(0, len(f), ROWS):
+            o[s : s + ROWS] = self._outputs(f[s : s + ROWS])
+        return o
+
+    def _outputs(self, f: np.ndarray) -> np.ndarray:
         h = f.astype(np.float64) @ self.first
         h += self.first_bias
         h *= 2.0 ** -(FIRST_BITS - ACT_BITS)  # an exact scaling, in place: the products dominate
