@@ -39,6 +39,7 @@ __all__ = [
     "decode_planes",
 ]
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -387,6 +388,18 @@ def _mass(e: np.ndarray, s: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh((e + 0.5) / (2 * s)) - np.tanh((e - 0.5) / (2 * s)))
 
 
+_SPAN = 2 * 256 * MEAN_STEPS  # residuals to 1/16 (the tables' resolution), from -256 to 256
+
+
+@functools.cache
+def _masses() -> tuple[np.ndarray, np.ndarray]:
+    """`_mass` under every scale code (256, _SPAN) of every residual step (residual steps / MEAN_STEPS,
+    from -_SPAN / 2), and its bits (-log2, at least 1e-12 of mass): looked up when fitting."""
+    e = (np.arange(_SPAN) - _SPAN // 2) / MEAN_STEPS
+    mass = _mass(e[None, :], _fit_scale(np.arange(256))[:, None])
+    return mass, -np.log2(np.maximum(mass, 1e-12))
+
+
 class _Raster(NamedTuple):
     """A channel's coding inputs for every pixel, raster order (`_raster`)."""
 
@@ -657,18 +670,18 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
     keys, n = np.unique(contexts.astype(np.int64) * span + steps, return_counts=True)
     ctx = (keys + span // 2) // span
     ends = np.searchsorted(ctx, np.arange(count + 1))
+    bits = _masses()[1]
     out = np.zeros(count, np.int64)
     for b in range(count):
         if ends[b] == ends[b + 1]:
             continue
-        e = (keys[ends[b] : ends[b + 1]] - b * span) / MEAN_STEPS
-        nb = n[ends[b] : ends[b + 1]]
+        at = keys[ends[b] : ends[b + 1]] - b * span + span // 2
+        nb = n[ends[b] : ends[b + 1]].astype(np.float64)
         best = 0
         for codes in (np.arange(4, 256, 8), None):
             if codes is None:
                 codes = np.arange(max(0, best - 7), min(256, best + 8))
-            mass = _mass(e[None, :], _fit_scale(codes)[:, None])
-            best = int(codes[np.argmin(-np.log2(np.maximum(mass, 1e-12)) @ nb)])
+            best = int(codes[np.argmin(bits[codes[:, None], at] @ nb)])
         out[b] = best
     return out
 
@@ -683,12 +696,16 @@ def _fit_spikes(
     codes, q = codes.copy(), np.zeros(count, np.int64)
     span = 2 * 256 * MEAN_STEPS
     steps = np.round(resid * MEAN_STEPS).astype(np.int64)
-    e_all = steps / MEAN_STEPS
+    at_all = steps + span // 2
+    masses = _masses()[0]
     for _ in range(2):
-        prob = _mass(e_all, _fit_scale(codes)[contexts])
-        cost = np.stack(
-            [np.bincount(spike_contexts, -np.log2(np.maximum((1 - a) * prob + a * hits, 1e-12)), count) for a in shares]
-        )
+        prob = masses[codes[contexts], at_all]
+        # A pixel off its spike costs its bits under the scale and -log2(1 - a) more, summed at once.
+        off, on = spike_contexts[~hits], spike_contexts[hits]
+        bits = np.bincount(off, -np.log2(np.maximum(prob[~hits], 1e-12)), count)
+        misses, hit_prob = np.bincount(off, None, count), prob[hits]
+        on_bits = [np.bincount(on, -np.log2(np.maximum((1 - a) * hit_prob + a, 1e-12)), count) for a in shares]
+        cost = np.stack([bits - misses * np.log2(1 - a) + b for a, b in zip(shares, on_bits)])
         q = np.argmin(cost, axis=0)
         # The scales again, each pixel with the share of its spike context.
         keys, n = np.unique(
@@ -696,14 +713,14 @@ def _fit_spikes(
         )
         group = (keys + span // 2) // span
         ctx, share, hit = group // (2 * SPIKES), shares[group // 2 % SPIKES], group % 2
-        e = (keys - group * span) / MEAN_STEPS
+        at = keys - group * span + span // 2
         ends = np.searchsorted(ctx, np.arange(len(codes) + 1))
         for b in range(len(codes)):
             part = slice(ends[b], ends[b + 1])
             if part.start == part.stop:
                 continue
             near = np.arange(max(0, codes[b] - 12), min(256, codes[b] + 13))
-            pb = (1 - share[part]) * _mass(e[part], _fit_scale(near)[:, None]) + share[part] * hit[part]
+            pb = (1 - share[part]) * masses[near[:, None], at[part]] + share[part] * hit[part]
             codes[b] = near[np.argmin(-np.log2(np.maximum(pb, 1e-12)) @ n[part])]
     return codes, q
 
