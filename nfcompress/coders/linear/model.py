@@ -669,21 +669,25 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
     steps = np.round(resid * MEAN_STEPS).astype(np.int64)
     keys, n = np.unique(contexts.astype(np.int64) * span + steps, return_counts=True)
     ctx = (keys + span // 2) // span
-    ends = np.searchsorted(ctx, np.arange(count + 1))
+    at = keys - ctx * span + span // 2
     bits = _masses()[1]
     out = np.zeros(count, np.int64)
-    for b in range(count):
-        if ends[b] == ends[b + 1]:
-            continue
-        at = keys[ends[b] : ends[b + 1]] - b * span + span // 2
-        nb = n[ends[b] : ends[b + 1]].astype(np.float64)
-        best = 0
-        for codes in (np.arange(4, 256, 8), None):
-            if codes is None:
-                codes = np.arange(max(0, best - 7), min(256, best + 8))
-            best = int(codes[np.argmin(bits[codes[:, None], at] @ nb)])
-        out[b] = best
+    for codes in (np.arange(4, 256, 8)[:, None] + 0 * ctx, None):
+        if codes is None:
+            codes = out[ctx] + np.arange(-7, 8)[:, None]
+        groups, best = _cheapest(bits[np.clip(codes, 0, 255), at], n, ctx, codes)
+        out[groups] = best
     return out
+
+
+def _cheapest(bits: np.ndarray, n: np.ndarray, groups: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each group of residuals (`groups`, ascending, of each) and the first of its codes under which
+    they cost the fewest bits: residual k, of which there are n[k], costs bits[m, k] under code
+    codes[m, k] (codes outside 0..255 are passed over)."""
+    starts = np.flatnonzero(np.diff(groups, prepend=-1))
+    cost = np.add.reduceat(bits * n, starts, axis=1)
+    cost[(codes[:, starts] < 0) | (codes[:, starts] > 255)] = np.inf
+    return groups[starts], codes[np.argmin(cost, axis=0), starts]
 
 
 def _fit_spikes(
@@ -714,14 +718,10 @@ def _fit_spikes(
         group = (keys + span // 2) // span
         ctx, share, hit = group // (2 * SPIKES), shares[group // 2 % SPIKES], group % 2
         at = keys - group * span + span // 2
-        ends = np.searchsorted(ctx, np.arange(len(codes) + 1))
-        for b in range(len(codes)):
-            part = slice(ends[b], ends[b + 1])
-            if part.start == part.stop:
-                continue
-            near = np.arange(max(0, codes[b] - 12), min(256, codes[b] + 13))
-            pb = (1 - share[part]) * masses[near[:, None], at[part]] + share[part] * hit[part]
-            codes[b] = near[np.argmin(-np.log2(np.maximum(pb, 1e-12)) @ n[part])]
+        near = codes[ctx] + np.arange(-12, 13)[:, None]
+        pb = (1 - share) * masses[np.clip(near, 0, 255), at] + share * hit
+        groups, best = _cheapest(-np.log2(np.maximum(pb, 1e-12)), n, ctx, near)
+        codes[groups] = best
     return codes, q
 
 
