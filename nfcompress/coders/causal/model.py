@@ -408,22 +408,31 @@ def _schedule(h: int, w: int) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
     return [step for step in steps if step]
 
 
+@functools.cache
+def _encoding_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows and columns of a plane's sub-pixels in wavefront order, and where each sub-pixel
+    the decoder takes (`_schedule`) stands among the three planes' so ordered, one after another."""
+    fronts = list(wavefronts(h, w))
+    i, j = np.concatenate([a for a, _ in fronts]), np.concatenate([b for _, b in fronts])
+    starts = np.concatenate([[0], np.cumsum([len(a) for a, _ in fronts])])
+    steps = [(k, s - LAG * k) for s in range(len(fronts) + 2 * LAG) for k in range(3) if 0 <= s - LAG * k < len(fronts)]
+    order = np.concatenate([np.arange(starts[t], starts[t + 1]) + k * h * w for k, t in steps])
+    return i, j, order
+
+
 def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[bytes, float]:
     """An (H, W, 3) uint8 image as one ANS stream, and its ideal bits."""
     planes = load() if planes is None else planes
     x = planes_of(rgb)
     h, w = x.shape[1:]
     earlier = pad_planes(x)
-    fronts = list(wavefronts(h, w))
-    i, j = np.concatenate([a for a, _ in fronts]), np.concatenate([b for _, b in fronts])
-    cuts = np.cumsum([len(a) for a, _ in fronts])[:-1]
-    # Every sub-pixel's network outputs, plane by plane, cut into wavefronts, then taken in
-    # decoding order (each plane's wavefronts come in order there).
-    chunks = []
+    i, j, order = _encoding_order(h, w)
+    # Every sub-pixel's network outputs, plane by plane in wavefront order, then taken in decoding order.
+    parts = []
     for k in range(3):
         f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
-        chunks.append(iter(zip(*(np.split(a, cuts) for a in (planes[k].outputs(f), base, x[k][i, j])))))
-    o, base, sym = (np.concatenate(a) for a in zip(*(next(chunks[k]) for step in _schedule(h, w) for k, _, _ in step)))
+        parts.append((planes[k].outputs(f), base, x[k][i, j]))
+    o, base, sym = (np.concatenate(a)[order] for a in zip(*parts))
     cum, io = symbols.table(), rans.sink(len(sym))
     ideal = 0.0
     for s in range(0, len(sym), SEGMENT):
