@@ -106,7 +106,7 @@ def test_any_image_round_trips_under_any_weights(h, w, seed, noise):
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
     planes = tiny_planes(seed)
-    data, bits = causal.encode(img, planes)
+    data, bits, _ = causal.encode(img, planes)
     assert np.array_equal(causal.decode(data, h, w, planes), img)
     assert 8 * len(data) >= bits - 64
 
@@ -125,9 +125,37 @@ def test_streams_of_one_size_decode_together_as_each_alone_and_a_bad_one_fails_a
     assert all(isinstance(e, FormatError) for e in causal.decode_many(streams, 200, 200, planes))
 
 
+def test_the_encoders_check_with_the_kept_mixtures_decodes_as_the_decoder_and_fails_otherwise():
+    img = _photo(11, 17)
+    planes = tiny_planes(2)
+    data, _, kept = causal.encode(img, planes, keep=True)
+    assert causal.encode(img, planes).kept is None and [len(m) for m in kept] == [3 * 11 * 17] * 3
+    assert np.array_equal(causal.replay(data, 11, 17, kept), img)
+    assert np.array_equal(causal.replay(data, 11, 17, kept), causal.decode(data, 11, 17, planes))
+    # Mixtures other than the stream's (a network that is not the decoder's) do not give the image.
+    other = causal.encode(img, tiny_planes(3), keep=True).kept
+    try:
+        out = causal.replay(data, 11, 17, other)
+    except (FormatError, ValueError, IndexError):
+        out = None
+    assert out is None or not np.array_equal(out, img)
+    with pytest.raises(FormatError, match="data left"):
+        causal.replay(data + data[-4:], 11, 17, kept)
+
+
+def test_the_codec_verifies_a_thumbnail_with_what_the_causal_model_kept():
+    img = np.asarray(Image.open(THUMB).convert("RGB"))
+    codec = Codec.load()
+    kept = codec.encode_many([img], coder="causal", keep=True)[0]
+    assert kept.replay is not None and kept.data == codec.encode(img, coder="causal").data
+    assert np.array_equal(codec.verify_many([kept])[0], img)
+    kept.data = kept.data[:-8] + bytes(8)
+    assert isinstance(codec.verify_many([kept])[0], NfcError)
+
+
 def test_the_shipped_model_codes_a_thumbnail_smaller_than_raw_and_the_codec_keeps_its_file():
     img = np.asarray(Image.open(THUMB).convert("RGB"))
-    data, bits = causal.encode(img)
+    data, bits, _ = causal.encode(img)
     assert 8 * len(data) < 6 * img.size and abs(8 * len(data) - bits) < 64
     codec = Codec.load()
     res = codec.encode(img, coder="causal")
@@ -160,7 +188,7 @@ def test_thin_strips_are_left_to_the_other_models_but_old_strip_files_decode():
         codec.encode(strip, coder="causal")
     assert codec.encode(strip).coder != "causal"
     small = strip[:, :300]  # as 0.9 could write a strip: the payload alone, then the file
-    payload, _ = causal.encode(small)
+    payload = causal.encode(small).data
     assert np.array_equal(causal.decode(payload, 2, 300), small)
 
 

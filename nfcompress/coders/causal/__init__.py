@@ -2,6 +2,8 @@
 
 __all__ = ["CausalCoder"]
 
+import functools
+
 import numpy as np
 
 from nfcompress.coders.base import Payload, Progress
@@ -23,13 +25,18 @@ class CausalCoder:
     def encode(self, colour: np.ndarray, progress: Progress = None) -> Payload:
         """The payload."""
         with one_blas_thread():
-            data, bits = model.encode(colour)
-        return Payload(self.kind, [data], bits)
+            data, bits, kept = model.encode(colour, keep=True)
+        return Payload(self.kind, [data], bits, replay=functools.partial(self._replay, kept))
 
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
         """The colour planes."""
         with one_blas_thread():
             return model.decode(chunks[0], header.height, header.width)
+
+    @staticmethod
+    def _replay(kept: tuple, header: Header, chunks: list[bytes]) -> np.ndarray:
+        """The colour planes of a payload `encode` made, decoded with the mixtures it kept."""
+        return model.replay(chunks[0], header.height, header.width, kept)
 
     def decode_many(self, payloads: list[tuple[Header, list[bytes]]]) -> list[np.ndarray | NfcError]:
         """`decode` of each payload, or the NfcError that says why not; those of one size decode

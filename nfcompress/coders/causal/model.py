@@ -38,12 +38,15 @@ __all__ = [
     "encode",
     "decode",
     "decode_many",
+    "Encoded",
+    "replay",
 ]
 
 import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -420,8 +423,18 @@ def _encoding_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return i, j, order
 
 
-def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[bytes, float]:
-    """An (H, W, 3) uint8 image as one ANS stream, and its ideal bits."""
+class Encoded(NamedTuple):
+    """An image's stream (`encode`), its ideal bits, and, where asked for, the mixtures it was
+    coded under (`symbols.parts`: predictions, scale codes, weights, (3 H W, K) each, in the
+    stream's order) for `replay`."""
+
+    data: bytes
+    ideal_bits: float
+    kept: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+
+
+def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None, keep: bool = False) -> Encoded:
+    """An (H, W, 3) uint8 image as one ANS stream, its ideal bits and (with `keep`) its mixtures."""
     planes = load() if planes is None else planes
     x = planes_of(rgb)
     h, w = x.shape[1:]
@@ -435,11 +448,40 @@ def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None) -> tuple[b
     o, base, sym = (np.concatenate(a)[order] for a in zip(*parts))
     cum, io = symbols.table(), rans.sink(len(sym))
     ideal = 0.0
+    kept = tuple(np.empty((len(sym), o.shape[1] // 3), t) for t in (np.int32, np.uint8, np.int16)) if keep else ()
     for s in range(0, len(sym), SEGMENT):
         part = slice(s, s + SEGMENT)
-        freq = symbols.record(cum, *symbols.parts(o[part], base[part] << FRAC_BITS), sym[part], io)
+        mixtures = symbols.parts(o[part], base[part] << FRAC_BITS)
+        freq = symbols.record(cum, *mixtures, sym[part], io)
         ideal += float(np.sum(PRECISION - np.log2(freq)))
-    return rans.finish(io, rans.NOTHING).astype("<u4").tobytes(), ideal
+        for whole, m in zip(kept, mixtures):
+            whole[part] = m
+    return Encoded(rans.finish(io, rans.NOTHING).astype("<u4").tobytes(), ideal, kept or None)
+
+
+def replay(data: bytes, height: int, width: int, kept: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """`decode` of a stream `encode` made, with the mixtures it kept in place of the network's:
+    the encoder's check. Every other step is the decoder's (its schedule, its stream); the
+    network's outputs are the decoder's wherever the image decodes exactly, since they are
+    exact integers of the decoded cells alone."""
+    io = _source(data)
+    x = np.zeros((3, height, width), np.int64)
+    cells = [(k * height + i) * width + j for step in _schedule(height, width) for k, i, j in step]
+    x.ravel()[np.concatenate(cells)] = symbols.decode(symbols.table(), *(m.astype(np.int64) for m in kept), io)
+    if not rans.exhausted(io):
+        raise FormatError("corrupted payload: data left after the last pixel")
+    return np.ascontiguousarray(x.transpose(1, 2, 0)[..., np.argsort(ORDER)].astype(np.uint8))
+
+
+def _source(data: bytes) -> tuple:
+    """A decoding of an ANS stream's bytes (`rans.source`), or the FormatError that says why not."""
+    if len(data) % 4:
+        raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+    except ValueError as e:
+        raise FormatError(f"corrupted payload: {e}") from None
+    return rans.source(coder.get_compressed())
 
 
 def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | None = None) -> np.ndarray:
@@ -466,13 +508,7 @@ def decode_many(
     ios = {}
     for n, data in enumerate(streams):
         try:
-            if len(data) % 4:
-                raise FormatError("corrupted payload: ANS stream length is not a multiple of 4")
-            try:
-                coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
-            except ValueError as e:
-                raise FormatError(f"corrupted payload: {e}") from None
-            ios[n] = rans.source(coder.get_compressed())
+            ios[n] = _source(data)
         except FormatError as e:
             results[n] = e
     if ios:
