@@ -15,6 +15,7 @@ from PIL import Image
 from nfcompress import decode
 from nfcompress.codec import Codec
 from nfcompress.coders.adaptive import model as adaptive
+from nfcompress.coders.base import Payload
 from nfcompress.coders.causal import model as causal
 from nfcompress.coders.linear import model as linear
 from nfcompress.container import Header, pack, unpack
@@ -222,6 +223,28 @@ def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model_an
     data = adaptive.encode(clean)[0]
     adaptive.decode(data, 64, 64, 3, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_auto_leaves_out_the_adaptive_model_where_the_linear_model_is_far_over_the_causal_one(monkeypatch):
+    from nfcompress import policy
+
+    clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((32, 32), Image.Resampling.BOX))
+    tried = []
+    adaptive_coder = policy.MODEL_FREE["adaptive"]
+    monkeypatch.setattr(
+        adaptive_coder,
+        "encode",
+        lambda *a, **k: tried.append(1) or type(adaptive_coder).encode(adaptive_coder, *a, **k),
+    )
+    linear_bytes = len(policy.encode_linear_or_jpeg(clean).chunks[0])
+    near = Payload("causal", [bytes(int(linear_bytes / policy.ADAPTIVE_REACH) + 1)], 0.0)
+    far = Payload("causal", [bytes(int(linear_bytes / policy.ADAPTIVE_REACH))], 0.0)
+    policy.encode_linear_or_jpeg(clean, adaptive_too=True, rival=near)
+    assert tried == [1]
+    seen = []
+    out = policy.encode_linear_or_jpeg(clean, lambda d, t: seen.append((d, t)), adaptive_too=True, rival=far)
+    assert tried == [1] and out.kind == "linear"
+    assert len({t for _, t in seen}) == 1 and seen[-1][0] == seen[-1][1] and sum(d == t for d, t in seen) == 1
 
 
 def test_thin_strips_are_left_to_the_linear_model_and_refused_by_the_decoder():
