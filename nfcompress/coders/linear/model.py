@@ -708,8 +708,10 @@ def _fit_spikes(
         off, on = spike_contexts[~hits], spike_contexts[hits]
         bits = np.bincount(off, -np.log2(np.maximum(prob[~hits], 1e-12)), count)
         misses, hit_prob = np.bincount(off, None, count), prob[hits]
-        on_bits = [np.bincount(on, -np.log2(np.maximum((1 - a) * hit_prob + a, 1e-12)), count) for a in shares]
-        cost = np.stack([bits - misses * np.log2(1 - a) + b for a, b in zip(shares, on_bits)])
+        on_bits = -np.log2(np.maximum((1 - shares[:, None]) * hit_prob + shares[:, None], 1e-12))
+        by_share = (np.arange(SPIKES)[:, None] * count + on).ravel()
+        cost = bits - misses * np.log2(1 - shares[:, None])
+        cost += np.bincount(by_share, on_bits.ravel(), SPIKES * count).reshape(SPIKES, count)
         q = np.argmin(cost, axis=0)
         # The scales again, each pixel with the share of its spike context.
         keys, n = np.unique(
