@@ -58,7 +58,7 @@ SEGMENT = 4096  # sub-pixels whose features and distributions are built at once 
 # has 16,382). Others are left to the linear model, and a decoder refuses them.
 MAX_FRONTS = 1 << 14
 # The most sub-pixels whose mixtures `encode` keeps for the encoder's check (`Kept`: 21 bytes each).
-KEEP_SUBPIXELS = 1 << 23
+KEEP_SUBPIXELS = 1 << 26
 
 
 def fits(height: int, width: int) -> bool:
