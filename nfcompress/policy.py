@@ -54,6 +54,7 @@ from nfcompress.coders.linear import model as linear_model
 from nfcompress.coders.screen import ScreenCoder
 from nfcompress.coders.screen.content import colour_count, repeat_share
 from nfcompress.errors import NfcError
+from nfcompress.threads import share
 
 if TYPE_CHECKING:
     from nfcompress.coders.flow import FlowCoder
@@ -126,7 +127,7 @@ def encode_linear_or_jpeg(
         if progress:
             progress(4, 4)
         return _spread(from_jpeg, colour)
-    fit = linear_model.fitted(colour)
+    fit = linear_model.fitted(colour, threads=share())
     adaptive_too = adaptive_too and MODEL_FREE["adaptive"].accepts(*colour.shape)
     more = colour.shape[2] if adaptive_too else 0  # the adaptive model reports once per channel
     whole = [0]  # the total the linear model's reports end on

@@ -1,9 +1,10 @@
 """Threads: torch's count, set before torch is loaded (a process that needs no flow never loads
 it), and numpy's matrix products on one thread where the models run them."""
 
-__all__ = ["set_threads", "apply", "one_blas_thread"]
+__all__ = ["set_threads", "apply", "one_blas_thread", "share"]
 
 import functools
+import os
 import sys
 
 _wanted = [0]  # 0: torch's default
@@ -17,6 +18,17 @@ def set_threads(n: int) -> None:
         _controller().limit(limits=n, user_api="blas")  # for the rest of the process
     if n and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+
+
+def share() -> int:
+    """The threads a model may spread its own work over: what `set_threads` gave (a worker's
+    share of the cores), else every CPU this process may run on."""
+    if _wanted[0]:
+        return _wanted[0]
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def apply() -> None:

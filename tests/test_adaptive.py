@@ -147,6 +147,20 @@ def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_
     assert np.array_equal(decode(codec.encode(rgba, coder="adaptive").data), rgba)
 
 
+def test_channels_fitted_and_coded_on_threads_give_the_same_model_and_bytes():
+    img = _photo(128, 128)
+    assert 128 * 128 >= linear.THREADS_FROM
+    alone, threaded = linear.fitted(img), linear.fitted(img, threads=3)
+    assert alone.model.blocks == threaded.model.blocks
+    for part in ("weights", "scales", "spikes", "feedback"):
+        assert all(np.array_equal(x, y) for x, y in zip(getattr(alone.model, part), getattr(threaded.model, part)))
+    assert all(np.array_equal(alone.predictions(c), threaded.predictions(c)) for c in range(3))
+    planes = tiny_planes(6, adaptive.EXTRA, hidden=16, mixtures=3)
+    one, two = (adaptive.encode(img, planes, alone, keep=True, threads=t) for t in (1, 2))
+    assert one.data == two.data and np.array_equal(one.pixel_bits, two.pixel_bits)
+    assert all(np.array_equal(x, y) for a, b in zip(one.kept.parts, two.kept.parts) for x, y in zip(a, b))
+
+
 def test_the_encoders_check_with_the_kept_mixtures_decodes_as_the_decoder_and_catches_a_disagreement():
     img = _photo(40, 56)
     planes = tiny_planes(3, adaptive.EXTRA, hidden=16, mixtures=3)

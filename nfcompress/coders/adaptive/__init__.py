@@ -11,7 +11,7 @@ from nfcompress.coders.adaptive import model
 from nfcompress.coders.base import Payload, Progress
 from nfcompress.coders.linear import model as linear
 from nfcompress.container import Header
-from nfcompress.threads import one_blas_thread
+from nfcompress.threads import one_blas_thread, share
 
 
 class AdaptiveCoder:
@@ -29,7 +29,7 @@ class AdaptiveCoder:
         model `fit` holds (`linear.fitted`) or one fitted now; `progress(done, channels)` after
         each channel."""
         with one_blas_thread():
-            data, pixel_bits, side, kept = model.encode(colour, fit=fit, progress=progress, keep=True)
+            data, pixel_bits, side, kept = model.encode(colour, fit=fit, progress=progress, keep=True, threads=share())
         replay = kept and functools.partial(self._replay, kept)
         return Payload(self.kind, [data], float(pixel_bits.sum()) + side, pixel_bits, replay=replay)
 

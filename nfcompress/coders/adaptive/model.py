@@ -32,7 +32,9 @@ __all__ = [
     "decode",
 ]
 
+import contextlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -130,10 +132,12 @@ def encode(
     fit: linear.Fitted | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep: bool = False,
+    threads: int = 1,
 ) -> Encoded:
     """An (H, W, C) uint8 image (C = 1 or 3) as one ANS stream, over the linear model fitted to
     it (`fit`: `linear.fitted`, or fitted now); with `keep`, its mixtures for the check (`Kept`,
-    on images of at most KEEP_SUBPIXELS); `progress(done, C)` is called after each channel."""
+    on images of at most KEEP_SUBPIXELS); channels on up to `threads` threads (the same bytes);
+    `progress(done, C)` is called after each channel."""
     planes = load() if planes is None else planes
     fit = linear.fitted(colour) if fit is None else fit
     x = _planes(colour)
@@ -144,27 +148,34 @@ def encode(
     ideal, words = np.zeros(h * w), rans.NOTHING
     keep = keep and x.size <= KEEP_SUBPIXELS
     kept: list = [None] * channels
-    # Channel after channel from the last, each on top of the next one's words (the decoder pops
-    # channel 0 first), so that only one channel's symbols are held at once.
-    for c in reversed(range(channels)):
-        cv = causal.canvas(x, c)
-        preds, scales = fit.predictions(c), fit.scale_codes(c)
-        io = rans.sink(h * w)
+
+    def channel(c: int) -> tuple[tuple, np.ndarray, tuple]:
+        """Channel c's recorded symbols, their bits and (with `keep`) their mixtures, in coding order."""
+        cv, preds, scales = causal.canvas(x, c), fit.predictions(c), fit.scale_codes(c)
+        io, bits = rans.sink(h * w), np.empty(h * w)
+        mine = tuple(np.empty((h * w, planes[c].out.shape[1] // 3), t) for t in _KEPT_TYPES) if keep else ()
         for s in range(0, h * w, SEGMENT):
             at = order[s : s + SEGMENT]
             i, j = np.divmod(at, w)
             p = preds[at].astype(np.int64)
             f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w)
             mixtures = symbols.parts(planes[c].outputs(f), p)
-            freq = symbols.record(cum, *mixtures, x[c].ravel()[at], io)
-            ideal[at] += PRECISION - np.log2(freq)
-            if keep:
-                kept[c] = kept[c] or tuple(np.empty((h * w, m.shape[1]), t) for m, t in zip(mixtures, _KEPT_TYPES))
-                for whole, m in zip(kept[c], mixtures):
-                    whole[s : s + SEGMENT] = m
-        words = rans.finish(io, words)
-        if progress:
-            progress(channels - c, channels)
+            bits[s : s + SEGMENT] = PRECISION - np.log2(symbols.record(cum, *mixtures, x[c].ravel()[at], io))
+            for whole, m in zip(mine, mixtures):
+                whole[s : s + SEGMENT] = m
+        return io, bits, mine
+
+    # Channel after channel from the last, each on top of the next one's words (the decoder pops
+    # channel 0 first); on one thread only one channel's symbols are held at once.
+    last_first = list(reversed(range(channels)))
+    threads = min(threads, channels) if h * w >= linear.THREADS_FROM else 1
+    with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+        for c, (io, bits, mine) in zip(last_first, pool.map(channel, last_first) if pool else map(channel, last_first)):
+            words = rans.finish(io, words)
+            ideal[order] += bits
+            kept[c] = mine
+            if progress:
+                progress(channels - c, channels)
     coder = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
     linear.push_side(coder, fit.model)
     data = coder.get_compressed().astype("<u4").tobytes()

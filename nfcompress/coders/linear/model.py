@@ -37,10 +37,13 @@ __all__ = [
     "encode",
     "decode",
     "decode_planes",
+    "THREADS_FROM",
 ]
 
+import contextlib
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -65,6 +68,7 @@ from nfcompress.coding.primitives import (
     zigzag,
 )
 from nfcompress.errors import FormatError
+from nfcompress.threads import one_blas_thread
 
 # Causal neighbours (rows up, columns left) of the channel being coded; 2 * up + left >= 1.
 CAUSAL = ((0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (1, 2), (2, 1), (2, -1), (2, 2), (2, -2), (0, 3), (3, 0))
@@ -90,6 +94,7 @@ MIN_BITS = -float(np.log2(((1 << PRECISION) - 255 * FLOOR - 255) / (1 << PRECISI
 BAND = 1 << 18  # pixels whose features are built at once
 KEEP_PIXELS = 1 << 20  # on images up to this size, the encoder builds each band's features once
 FIT_PIXELS = 1 << 21  # pixels the weights are fitted on, at most (about)
+THREADS_FROM = 1 << 14  # the fewest pixels whose channels are fitted on threads of their own
 # The weights are fitted twice: the second time each pixel counts 1 / s**2 for the scale s of its
 # context under the first (least squares then fits the logistic's log-likelihood better), s at
 # least MIN_FIT_SCALE.
@@ -437,14 +442,15 @@ class Fitted(NamedTuple):
         return self.model.scales[c][self.rasters[c].contexts]
 
 
-def fitted(rgb: np.ndarray) -> Fitted:
+def fitted(rgb: np.ndarray, threads: int = 1) -> Fitted:
     """The model `encode` fits to an (H, W, C) uint8 image (channels as the image has them), to
-    hand to `encode` and to models that code over its predictions."""
-    model, rasters = _fit(np.ascontiguousarray(rgb[..., coding_order(rgb.shape[2])]))
+    hand to `encode` and to models that code over its predictions; on images up to KEEP_PIXELS,
+    each channel's first fit on another of up to `threads` threads (the same model)."""
+    model, rasters = _fit(np.ascontiguousarray(rgb[..., coding_order(rgb.shape[2])]), threads=threads)
     return Fitted(_complete(model), rasters)
 
 
-def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raster]]:
+def _fit(rgb: np.ndarray, ridge: float = 1e-3, threads: int = 1) -> tuple[LinearModel, list[_Raster]]:
     """`fit`, and `_raster` of every channel under the fitted weights."""
     h, w, channels = rgb.shape
     classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
@@ -452,28 +458,60 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3) -> tuple[LinearModel, list[_Raste
     blocks = block_grid(rgb)
     weights, scales, spikes, feedback, rasters = [], [], [], [], []
     cross_err = np.zeros(h * w, np.int32)
-    for c in range(channels):
-        omega = None
+
+    def start(c: int) -> tuple:
+        """Channel c's features and its first weights, which read no other channel's fit."""
         bands = _Bands(rgb, c, classes)
-        for _ in range(1 + REFITS):
+        wq = _least_squares(rgb, c, bands, stride, classes, blocks, None, ridge)
+        return bands, wq, _first_stage(rgb, c, wq, classes, blocks, bands)
+
+    # Each channel's features are kept meanwhile; on small images starting the threads costs more.
+    threads = threads if THREADS_FROM <= h * w <= KEEP_PIXELS else 1
+    # On threads, numpy's products on one thread each: the channels are the parallel work.
+    with (
+        ThreadPoolExecutor(threads - 1) if threads > 1 else contextlib.nullcontext() as pool,
+        one_blas_thread() if pool else contextlib.nullcontext(),
+    ):
+        starts = pool.map(start, range(channels)) if pool else map(start, range(channels))
+        for c, (bands, wq, first_stage) in enumerate(starts):
+            model, r = _fit_channel(rgb, c, bands, wq, first_stage, cross_err, classes, blocks, stride, ridge)
+            for part, got in zip((weights, scales, spikes, feedback), model):
+                part.append(got)
+            rasters.append(r)
+            cross_err = cross_err + CROSS_ERR * r.errors
+    return LinearModel(weights, scales, spikes, feedback, blocks), rasters
+
+
+def _fit_channel(
+    rgb: np.ndarray,
+    c: int,
+    bands: "_Bands",
+    wq: np.ndarray,
+    first_stage: tuple,
+    cross_err: np.ndarray,
+    classes: int,
+    blocks: tuple[int, int] | None,
+    stride: int,
+    ridge: float,
+) -> tuple[tuple[np.ndarray, ...], "_Raster"]:
+    """Channel c's weights, scale codes, spike shares and feedback weights, and its `_Raster`,
+    from its first weights `wq` and their `_first_stage` (the earlier channels' errors summed in
+    `cross_err`)."""
+    omega = None
+    for refit in range(1 + REFITS):
+        if refit:
             wq = _least_squares(rgb, c, bands, stride, classes, blocks, omega, ridge)
             first_stage = _first_stage(rgb, c, wq, classes, blocks, bands)
-            r = _raster(rgb, c, first_stage, cross_err, classes, blocks)
-            resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
-            codes = _fit_scales(resid, r.contexts, _context_count(classes))
-            omega = 1 / np.maximum(_fit_scale(codes)[r.contexts], MIN_FIT_SCALE) ** 2
-        fb = _fit_feedback(rgb, c, bands.rows[::stride], classes, r.p, r.first, omega)
-        r = _raster(rgb, c, first_stage, cross_err, classes, blocks, fb)
+        r = _raster(rgb, c, first_stage, cross_err, classes, blocks)
         resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
-        hits = rgb[..., c].ravel() == r.medians
-        codes, q = _fit_spikes(resid, hits, r.contexts, r.spikes, codes, _spike_count(classes))
-        feedback.append(fb)
-        weights.append(wq)
-        scales.append(codes)
-        spikes.append(q)
-        rasters.append(r)
-        cross_err = cross_err + CROSS_ERR * r.errors
-    return LinearModel(weights, scales, spikes, feedback, blocks), rasters
+        codes = _fit_scales(resid, r.contexts, _context_count(classes))
+        omega = 1 / np.maximum(_fit_scale(codes)[r.contexts], MIN_FIT_SCALE) ** 2
+    fb = _fit_feedback(rgb, c, bands.rows[::stride], classes, r.p, r.first, omega)
+    r = _raster(rgb, c, first_stage, cross_err, classes, blocks, fb)
+    resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
+    hits = rgb[..., c].ravel() == r.medians
+    codes, q = _fit_spikes(resid, hits, r.contexts, r.spikes, codes, _spike_count(classes))
+    return (wq, codes, q, fb), r
 
 
 class _Bands:
