@@ -38,6 +38,7 @@ __all__ = [
     "decode",
     "decode_planes",
     "THREADS_FROM",
+    "KEEP_PIXELS",
 ]
 
 import contextlib
