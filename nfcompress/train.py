@@ -1,6 +1,6 @@
 """Training: patches of photos -> an IDF, with EMA weights, resumable checkpoints and a card."""
 
-__all__ = ["TrainSettings", "parse_mix", "train"]
+__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp"]
 
 import json
 import math
@@ -94,7 +94,7 @@ class _Loss(torch.nn.Module):
         return self.model.bits(x).sum() / x.numel()
 
 
-def _ddp() -> tuple[int, int]:
+def start_ddp() -> tuple[int, int]:
     """(rank, world size), starting torch.distributed when launched by torchrun."""
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
         return 0, 1
@@ -170,7 +170,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
     torch.backends.cudnn.benchmark = True
     if s.threads:
         torch.set_num_threads(s.threads)
-    rank, world = _ddp()
+    rank, world = start_ddp()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(s.seed + rank)
     rng = np.random.default_rng(s.seed + 1000 * rank)

@@ -2,14 +2,18 @@
 
 python scripts/train_adaptive.py ../shared/data/photos/train OUT.pt [--pool POOL.npy] [--steps N]
     [--lr LR] [--device cpu|cuda] [--models models] [--export-only]
+torchrun --nproc_per_node G scripts/train_adaptive.py ... --device cuda   (G GPUs, or CPU processes)
 
 The pool (crops of every kind below, each with the linear model fitted to it, as the encoder
 fits it) is built once with both cores and kept in --pool. Training starts from the shipped
 causal network, writes OUT.pt (with its optimiser, so a run resumes where it stopped) every
-few minutes, then exports integer weights and a card measured on the held-out packages.
+few minutes, then exports integer weights and a card measured on the held-out packages. Under
+torchrun each process draws its own samples and DDP averages the gradients (each step then sees
+PER_STEP samples a process); the first process writes OUT.pt, builds a missing pool and exports.
 """
 
 import argparse
+import os
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -29,6 +33,7 @@ from nfcompress.coders.adaptive.train import (
 )
 from nfcompress.coders.causal import model as causal
 from nfcompress.data import list_images, load_photo, native_crop, split_heldout, thumbnail
+from nfcompress.train import start_ddp
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
 PER_STEP, ROWS = 8, 4096  # samples per step, and sub-pixel rows drawn from each
@@ -111,18 +116,26 @@ def main() -> None:
     ap.add_argument("--export-only", action="store_true")
     a = ap.parse_args()
     torch.set_flush_denormal(True)
+    rank, world = start_ddp()
+    if a.device == "cuda":
+        a.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(a.device)
     kept, held = split_heldout(list_images([a.train_dir]), HOLDOUT)
     if not a.export_only:
         pool_path = Path(a.pool)
-        if pool_path.exists():
-            pool = list(np.load(pool_path, allow_pickle=True))
-        else:
+        if rank == 0 and not pool_path.exists():
             pool = build_pool(kept, a.rounds, a.seed)
             pool_path.parent.mkdir(parents=True, exist_ok=True)
             np.save(pool_path, np.array(pool, dtype=object), allow_pickle=True)
-        train(a, pool, len(kept))
-    card = export(Path(a.out), Path(a.models), held_out_sets(held))
-    print(card["metrics"])
+        if world > 1:
+            torch.distributed.barrier()  # the pool is there for every process
+        pool = list(np.load(pool_path, allow_pickle=True))
+        train(a, pool, len(kept), rank, world)
+    if rank == 0:
+        card = export(Path(a.out), Path(a.models), held_out_sets(held))
+        print(card["metrics"])
+    if world > 1:
+        torch.distributed.destroy_process_group()
 
 
 def cpu_name() -> str:
@@ -146,8 +159,20 @@ def rate(step: int, steps: int, top: float) -> float:
     return float(top * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t))))
 
 
-def train(a: argparse.Namespace, pool: list[Sample], photos: int) -> None:
-    """Train from the shipped causal network (or resume a.out), writing a.out every 5 minutes and at the end."""
+class _Loss(torch.nn.Module):
+    """The network's mean bits on a step's samples as a module's forward, so DDP can hook it."""
+
+    def __init__(self, net: AdaptiveNet, device: str) -> None:
+        super().__init__()
+        self.net, self.device = net, device
+
+    def forward(self, parts: list) -> torch.Tensor:
+        return batch_loss(self.net, parts, self.device)
+
+
+def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0, world: int = 1) -> None:
+    """Train from the shipped causal network (or resume a.out), writing a.out every 5 minutes and
+    at the end; under torchrun (rank of world), DDP averages the processes' gradients."""
     torch.manual_seed(a.seed)
     net = AdaptiveNet().to(a.device)
     start_from_causal(net, causal.load())
@@ -162,7 +187,10 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int) -> None:
         opt.load_state_dict(ck["opt"])
         history, first = ck["training"]["history"], ck["training"]["steps"] + 1
         minutes = ck["training"]["wall_minutes"]
-    rng = np.random.default_rng(a.seed + first)
+    rng = np.random.default_rng(a.seed + first + 1000 * rank)
+    loss_of: torch.nn.Module = _Loss(net, a.device)
+    if world > 1:
+        loss_of = torch.nn.parallel.DistributedDataParallel(loss_of)
     t0, saved, run = time.time(), time.time(), 0.0
     for step in range(first, a.steps + 1):
         for g in opt.param_groups:
@@ -175,7 +203,7 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int) -> None:
                 rows = rng.choice(n, ROWS, replace=False)
                 fs = [tuple(v[rows] for v in f) for f in fs]
             parts.append(fs)
-        loss = batch_loss(net, parts, a.device)
+        loss = loss_of(parts)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -184,12 +212,12 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int) -> None:
                 pe.lerp_(pn, 1 - 0.998)
         run = 0.98 * run + 0.02 * float(loss.detach())
         done = minutes + (time.time() - t0) / 60
-        if step % 200 == 0:
+        if step % 200 == 0 and rank == 0:
             history.append(
                 {"step": step, "bpsp": round(run / (1 - 0.98 ** (step - first + 1)), 4), "minutes": round(done, 1)}
             )
             print(history[-1], flush=True)
-        if step == a.steps or time.time() - saved > 300:
+        if rank == 0 and (step == a.steps or time.time() - saved > 300):
             saved = time.time()
             training = {
                 "train_dirs": [a.train_dir],
@@ -201,8 +229,9 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int) -> None:
                 "lr": a.lr,
                 "schedule": f"5% warm-up, cosine decay to 1%, Adam, EMA 0.998, {PER_STEP} samples x {ROWS} rows",
                 "wall_minutes": round(done, 1),
-                "device": a.device,
-                "hardware": torch.cuda.get_device_name() if a.device == "cuda" else cpu_name(),
+                "device": a.device.split(":")[0],
+                "hardware": torch.cuda.get_device_name() if a.device.startswith("cuda") else cpu_name(),
+                "processes": world,
                 "history": history,
             }
             torch.save(
@@ -215,6 +244,13 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int) -> None:
                 },
                 Path(a.out),
             )
+    if world > 1:  # DDP keeps every process's weights the same: check that it did
+        flat = torch.cat([p.detach().flatten() for p in net.parameters()])
+        high, low = flat.clone(), flat.clone()
+        torch.distributed.all_reduce(high, torch.distributed.ReduceOp.MAX)
+        torch.distributed.all_reduce(low, torch.distributed.ReduceOp.MIN)
+        if not torch.equal(high, low):
+            raise RuntimeError("the processes' weights differ: DDP did not keep them in step")
 
 
 if __name__ == "__main__":

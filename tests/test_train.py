@@ -111,3 +111,32 @@ def test_init_without_contexts_starts_the_checkerboard_where_the_old_model_stood
     new.bits(x).sum().backward()
     gate = new.levels[0].contexts[0].gate
     assert gate.grad is not None and torch.any(gate.grad != 0)  # the neighbours can come into play
+
+
+def test_the_adaptive_models_script_trains_under_torchrun_with_its_processes_in_step(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from nfcompress.coders.adaptive.train import sample
+
+    photo = np.asarray(Image.open(EXAMPLES / "pizza-128.png").convert("RGB"))
+    pool = [sample("clean2", np.ascontiguousarray(photo[y : y + 48, x : x + 48])) for y in (0, 40) for x in (0, 40)]
+    np.save(tmp_path / "pool.npy", np.array(pool, dtype=object), allow_pickle=True)
+    (tmp_path / "train").mkdir()
+    script = Path(__file__).parent.parent / "scripts" / "train_adaptive.py"
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    args = [str(tmp_path / "train"), str(tmp_path / "out.pt"), "--pool", str(tmp_path / "pool.npy"), "--steps", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", str(script), *args, "--models", str(tmp_path / "models")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    card = json.loads((tmp_path / "models" / "nfc-adaptive.json").read_text())
+    assert card["training"]["processes"] == 2 and card["training"]["steps"] == 3
+    assert card["training"]["device"] == "cpu"
