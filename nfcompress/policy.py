@@ -127,9 +127,11 @@ def encode_linear_or_jpeg(
         if progress:
             progress(4, 4)
         return _spread(from_jpeg, colour)
-    fit = linear_model.fitted(colour, threads=share())
     adaptive_too = adaptive_too and MODEL_FREE["adaptive"].accepts(*colour.shape)
     more = colour.shape[2] if adaptive_too else 0  # the adaptive model reports once per channel
+    # The fit is the first half of the linear model's reports (2 a channel), as `linear.encode` counts.
+    fitting = progress and (lambda done, total: progress(done, 2 * total + more))
+    fit = linear_model.fitted(colour, threads=share(), progress=fitting)
     whole = [0]  # the total the linear model's reports end on
 
     def linear_steps(done: int, total: int) -> None:

@@ -232,6 +232,7 @@ def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model_an
     clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((64, 64), Image.Resampling.BOX))
     policy.encode_linear_or_jpeg(clean, lambda done, total: seen.append((done, total)), adaptive_too=True)
     assert len({t for _, t in seen}) == 1 and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[:3] == [(1, 9), (2, 9), (3, 9)]  # each channel's fit, the first half of the linear model's part
     assert seen[-1][0] == seen[-1][1] and sum(d == t for d, t in seen) == 1
     seen.clear()
     data = adaptive.encode(clean)[0]

@@ -443,15 +443,19 @@ class Fitted(NamedTuple):
         return self.model.scales[c][self.rasters[c].contexts]
 
 
-def fitted(rgb: np.ndarray, threads: int = 1) -> Fitted:
+def fitted(rgb: np.ndarray, threads: int = 1, progress: Callable[[int, int], None] | None = None) -> Fitted:
     """The model `encode` fits to an (H, W, C) uint8 image (channels as the image has them), to
     hand to `encode` and to models that code over its predictions; on images up to KEEP_PIXELS,
-    each channel's first fit on another of up to `threads` threads (the same model)."""
-    model, rasters = _fit(np.ascontiguousarray(rgb[..., coding_order(rgb.shape[2])]), threads=threads)
+    each channel's first fit on another of up to `threads` threads (the same model);
+    `progress(done, C)` is called after each channel."""
+    planes = np.ascontiguousarray(rgb[..., coding_order(rgb.shape[2])])
+    model, rasters = _fit(planes, threads=threads, progress=progress)
     return Fitted(_complete(model), rasters)
 
 
-def _fit(rgb: np.ndarray, ridge: float = 1e-3, threads: int = 1) -> tuple[LinearModel, list[_Raster]]:
+def _fit(
+    rgb: np.ndarray, ridge: float = 1e-3, threads: int = 1, progress: Callable[[int, int], None] | None = None
+) -> tuple[LinearModel, list[_Raster]]:
     """`fit`, and `_raster` of every channel under the fitted weights."""
     h, w, channels = rgb.shape
     classes = max(k for k, n in zip(CLASS_COUNTS, CLASS_PIXELS) if h * w >= n)
@@ -480,6 +484,8 @@ def _fit(rgb: np.ndarray, ridge: float = 1e-3, threads: int = 1) -> tuple[Linear
                 part.append(got)
             rasters.append(r)
             cross_err = cross_err + CROSS_ERR * r.errors
+            if progress:
+                progress(c + 1, channels)
     return LinearModel(weights, scales, spikes, feedback, blocks), rasters
 
 
