@@ -182,16 +182,19 @@ def test_the_encoders_check_with_the_kept_mixtures_decodes_as_the_decoder_and_ca
     assert out is None or not np.array_equal(out, img)
 
 
-def test_the_codec_verifies_its_files_with_what_the_adaptive_model_kept_and_keeps_it_only_when_asked():
+def test_the_codec_verifies_its_files_with_what_the_adaptive_model_kept_and_keeps_it_only_when_asked(monkeypatch):
     img = _photo(48, 48)
     codec = Codec.load()
     kept, plain = codec.encode_many([img], coder="adaptive", keep=True)[0], codec.encode(img, coder="adaptive")
     assert kept.data == plain.data and kept.replay is not None and plain.replay is None
     assert all(np.array_equal(out, img) for out in codec.verify_many([kept, plain]))
+    # A kept file is checked by its replay alone, never by decoding it.
+    monkeypatch.setattr(codec, "decode_many", lambda datas, *a: [NfcError("decoded")] * len(datas))
+    assert np.array_equal(codec.verify_many([kept])[0], img)
     damaged = bytearray(kept.data)
     damaged[-9] ^= 0x21
     kept.data = bytes(damaged)
-    assert isinstance(codec.verify_many([kept])[0], NfcError)
+    assert isinstance(codec.verify_many([kept])[0], NfcError) and "decoded" not in str(codec.verify_many([kept])[0])
 
 
 def test_a_corrupted_payload_fails_loudly():
