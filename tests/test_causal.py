@@ -13,6 +13,7 @@ from PIL import Image
 
 from nfcompress import decode
 from nfcompress.codec import Codec
+from nfcompress.coders.adaptive import model as adaptive_model
 from nfcompress.coders.causal import model as causal
 from nfcompress.container import Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
@@ -85,6 +86,23 @@ def test_the_integer_network_gives_the_same_integers_for_any_batch():
     whole = planes[0].outputs(f)
     assert np.array_equal(whole, np.concatenate([planes[0].outputs(f[i : i + 7]) for i in range(0, len(f), 7)]))
     assert np.array_equal(whole, np.round(whole)) and planes[0].bound() < causal.EXACT_LIMIT
+
+
+def _network_in_numpy(pw: causal.PlaneWeights, f: np.ndarray) -> np.ndarray:
+    """The integer network as numpy's elementwise steps (its form before 0.17)."""
+    h = f.astype(np.float64) @ pw.first + pw.first_bias
+    h = np.maximum(np.floor(h * 2.0 ** -(causal.FIRST_BITS - causal.ACT_BITS)), 0)
+    g = np.maximum(np.floor((h @ pw.second + pw.second_bias) * 2.0**-causal.WEIGHT_BITS), 0) + h
+    return g @ pw.out + pw.out_bias
+
+
+def test_the_networks_compiled_layers_give_numpys_integers_up_to_the_feature_limit():
+    rng = np.random.default_rng(3)
+    for pw in causal.load() + adaptive_model.load():
+        n = pw.first.shape[0]
+        for top in (40, 400, causal.FEATURE_LIMIT - 1):  # photos' features, and the largest allowed
+            f = rng.integers(-top, top + 1, (700, n))
+            assert np.array_equal(pw.outputs(f), _network_in_numpy(pw, f))
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -235,14 +235,9 @@ class PlaneWeights:
 
     def _outputs(self, f: np.ndarray) -> np.ndarray:
         h = f.astype(np.float64) @ self.first
-        h += self.first_bias
-        h *= 2.0 ** -(FIRST_BITS - ACT_BITS)  # an exact scaling, in place: the products dominate
-        np.maximum(np.floor(h, out=h), 0, out=h)
+        _rectify(h, self.first_bias, 2.0 ** -(FIRST_BITS - ACT_BITS), h, False)
         g = h @ self.second
-        g += self.second_bias
-        g *= 2.0**-WEIGHT_BITS
-        np.maximum(np.floor(g, out=g), 0, out=g)
-        g += h
+        _rectify(g, self.second_bias, 2.0**-WEIGHT_BITS, h, True)
         o = g @ self.out
         o += self.out_bias
         return o
@@ -255,6 +250,16 @@ class PlaneWeights:
         h2 = np.floor(s2 / 2.0**WEIGHT_BITS) + h1
         s3 = np.abs(self.out).T @ h2 + np.abs(self.out_bias)
         return float(max(s1.max(), s2.max(), s3.max()))
+
+
+@compiled
+def _rectify(a: np.ndarray, bias: np.ndarray, scale: float, skip: np.ndarray, skipping: bool) -> None:
+    """A layer's sums a (n, m) in place: (a + bias) * scale (a power of two: exact), floored,
+    rectified, plus skip where `skipping` (every step an exact integer in float64)."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            v = max(np.floor((a[i, j] + bias[j]) * scale), 0.0)
+            a[i, j] = v + skip[i, j] if skipping else v
 
 
 def quantize(state: dict[str, np.ndarray], k: int) -> PlaneWeights:
