@@ -46,6 +46,7 @@ from nfcompress.coders.causal import symbols
 from nfcompress.coders.linear import model as linear
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, wavefronts
+from nfcompress.compiled import compiled
 from nfcompress.errors import FormatError
 from nfcompress.model_files import PAYLOAD_MODELS, shipped_dir
 
@@ -71,9 +72,30 @@ def fits(height: int, width: int) -> bool:
 def extras(p: np.ndarray, scale: np.ndarray, base: np.ndarray, pixels: int) -> np.ndarray:
     """The integer features (n, EXTRA) of sub-pixels whose fitted predictions are p (weight units),
     scale codes `scale` and median predictions `base`, in an image of `pixels` pixels."""
-    offset = np.clip((p - (base << FRAC_BITS)) >> (FRAC_BITS - 4), -OFFSET_LIMIT, OFFSET_LIMIT)
-    size = np.full(len(p), 8 * (int(pixels).bit_length() - 1) - 96, np.int64)
-    return np.stack([offset, scale.astype(np.int64) - 128, size], 1)
+    out = np.empty((len(p), EXTRA), np.int64)
+    _put_extras(out, 0, np.asarray(p, np.int64), np.asarray(scale, np.int64), np.asarray(base, np.int64), pixels)
+    return out
+
+
+@compiled
+def _put_extras(f: np.ndarray, col: int, p: np.ndarray, scale: np.ndarray, base: np.ndarray, pixels: int) -> None:
+    """`extras` into columns col, col + 1 and col + 2 of f: the fitted prediction's offset from
+    the median prediction (in 1/16, clipped), the scale code less 128, the image's size."""
+    size = 8 * (_bit_length(pixels) - 1) - 96
+    for a in range(p.size):
+        f[a, col] = min(max((p[a] - (base[a] << FRAC_BITS)) >> (FRAC_BITS - 4), -OFFSET_LIMIT), OFFSET_LIMIT)
+        f[a, col + 1] = scale[a] - 128
+        f[a, col + 2] = size
+
+
+@compiled
+def _bit_length(n: int) -> int:
+    """int.bit_length of a positive n."""
+    k = 0
+    while n > 0:
+        n >>= 1
+        k += 1
+    return k
 
 
 def plane_features(
@@ -89,8 +111,9 @@ def plane_features(
 ) -> np.ndarray:
     """The integer features (n, causal.feature_count(k) + EXTRA) of plane k's sub-pixels at rows i,
     columns j (`causal.features` of its canvas and the earlier planes, then `extras`)."""
-    f, base = causal.features(cv, earlier, k, i, j, w)
-    return np.concatenate([f, extras(p, scale, base, pixels)], 1)
+    f, base = causal.features(cv, earlier, k, i, j, w, extra=EXTRA)
+    _put_extras(f, f.shape[1] - EXTRA, np.asarray(p, np.int64), np.asarray(scale, np.int64), base, pixels)
+    return f
 
 
 def load(path: Path | None = None, sha256: str | None = None) -> list[causal.PlaneWeights]:

@@ -129,7 +129,14 @@ def canvas(planes: np.ndarray, k: int) -> np.ndarray:
 
 
 def features(
-    cv: np.ndarray, earlier: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, w: int, at: np.ndarray | None = None
+    cv: np.ndarray,
+    earlier: np.ndarray,
+    k: int,
+    i: np.ndarray,
+    j: np.ndarray,
+    w: int,
+    at: np.ndarray | None = None,
+    extra: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integer features (n, feature_count(k)) and median predictions (n,) of plane k's sub-pixels
     at rows i, columns j, from its canvas `cv` (only causal cells are read) and the padded earlier
@@ -137,10 +144,11 @@ def features(
     for each earlier plane, its pixel less that, its window less its pixel, and its west and north
     less ours; the median prediction less 128; the edge flags. With `at`, cv (N, H + 2 PAD,
     W + 2 PAD) and `earlier` (k, N, ...) are stacks of N images, and sub-pixel n's image begins
-    at flat offset at[n] of its stack."""
+    at flat offset at[n] of its stack. The features are followed by `extra` columns left to the
+    caller."""
     cw = cv.shape[-1]
     at = np.zeros(len(i), np.int64) if at is None else at
-    f = np.empty((len(i), feature_count(k)), np.int64)
+    f = np.empty((len(i), feature_count(k) + extra), np.int64)
     base = np.empty(len(i), np.int64)
     wins = np.ascontiguousarray(earlier.reshape(len(earlier), -1)) if k else np.zeros((1, 1), np.int64)
     _features(cv.reshape(-1), wins, k, i.astype(np.int64), j.astype(np.int64), at, w, cw, f, base)
