@@ -1,0 +1,115 @@
+"""Prune the shipped adaptive network to fewer hidden units and fine-tune it: fewer products a
+sub-pixel, for a new payload version if its bits hold.
+
+python scripts/prune_adaptive.py HIDDEN OUT.pt [--pool cache/adaptive-pool.npy] [--steps 6000]
+    [--lr 5e-4] [--held 160]
+
+Keeps the units whose activations times outgoing weights weigh most (the same units in both
+layers: the second layer adds its input back), then trains on the pool but `--held` samples,
+on which it prints the bits of the shipped network and of the pruned one as it goes (float,
+ideal). OUT.pt holds the EMA weights (`state`), the settings and the figures.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nfcompress.coders.adaptive import model
+from nfcompress.coders.adaptive.train import AdaptiveNet, batch_loss, features
+from nfcompress.coders.causal import model as causal
+from nfcompress.coders.causal.train import INPUT_SCALE
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_adaptive import PER_STEP, ROWS, rate  # noqa: E402
+
+
+def rows(parts: list, rng: np.random.Generator, n: int = ROWS) -> list:
+    """At most n random rows of a sample's per-plane features."""
+    m = len(parts[0][0])
+    if m <= n:
+        return parts
+    pick = rng.choice(m, n, replace=False)
+    return [tuple(v[pick] for v in plane) for plane in parts]
+
+
+def shipped() -> AdaptiveNet:
+    """The shipped adaptive network as a float network."""
+    net = AdaptiveNet(128)
+    for layer, pw in zip(net.planes, model.load()):
+        layer.load_state_dict({k: torch.from_numpy(v).float() for k, v in causal.dequantize(pw).items()})
+    return net
+
+
+@torch.no_grad()
+def prune(big: AdaptiveNet, hidden: int, samples: list) -> AdaptiveNet:
+    """`big` cut to its `hidden` weightiest units per plane, on the features of `samples`."""
+    small = AdaptiveNet(hidden)
+    for k, (b, s) in enumerate(zip(big.planes, small.planes)):
+        f = torch.from_numpy(np.concatenate([p[k][0] for p in samples if len(p) > k])).float()
+        h = torch.relu(b.first(f * INPUT_SCALE))
+        g = torch.relu(b.second(h)) + h
+        weight = g.abs().mean(0) * b.out.weight.norm(dim=0) + h.abs().mean(0) * b.second.weight.norm(dim=0)
+        keep = torch.argsort(weight, descending=True)[:hidden].sort().values
+        s.first.weight.copy_(b.first.weight[keep])
+        s.first.bias.copy_(b.first.bias[keep])
+        s.second.weight.copy_(b.second.weight[keep][:, keep])
+        s.second.bias.copy_(b.second.bias[keep])
+        s.out.weight.copy_(b.out.weight[:, keep])
+        s.out.bias.copy_(b.out.bias)
+    return small
+
+
+def main() -> None:
+    """Prune, fine-tune, report."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("hidden", type=int)
+    ap.add_argument("out")
+    ap.add_argument("--pool", default="cache/adaptive-pool.npy")
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--held", type=int, default=160)
+    a = ap.parse_args()
+    torch.set_flush_denormal(True)
+    pool = list(np.load(a.pool, allow_pickle=True))
+    order = np.random.default_rng(1).permutation(len(pool))
+    held, train = order[: a.held], order[a.held :]
+    rng = np.random.default_rng(7)
+    held_parts = [rows(features(pool[k]), rng, 2048) for k in held]
+    kinds = [pool[k].kind for k in held]
+
+    @torch.no_grad()
+    def bits(net: AdaptiveNet) -> dict:
+        out = {kind: float(batch_loss(net, [p for p, k in zip(held_parts, kinds) if k == kind])) for kind in set(kinds)}
+        return {k: round(v, 4) for k, v in sorted(out.items())} | {"all": round(float(batch_loss(net, held_parts)), 4)}
+
+    big = shipped()
+    figures = {"shipped": bits(big)}
+    net = prune(big, a.hidden, [rows(features(pool[k]), rng, 1024) for k in train[:64]])
+    figures["pruned"] = bits(net)
+    print(figures, flush=True)
+    ema = AdaptiveNet(a.hidden)
+    ema.load_state_dict(net.state_dict())
+    opt = torch.optim.Adam(net.parameters(), a.lr)
+    t0, draw = time.time(), np.random.default_rng(3)
+    for step in range(1, a.steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = rate(step, a.steps, a.lr)
+        loss = batch_loss(net, [rows(features(pool[k]), draw) for k in draw.choice(train, PER_STEP)])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for pe, pn in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(pn, 1 - 0.998)
+        if step % 500 == 0 or step == a.steps:
+            figures[step] = bits(ema)
+            print(step, f"{(time.time() - t0) / 60:.1f} min", figures[step], flush=True)
+            torch.save({"state": ema.state_dict(), "settings": ema.settings(), "figures": figures}, a.out)
+
+
+if __name__ == "__main__":
+    main()
