@@ -717,12 +717,28 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
     at = keys - ctx * span + span // 2
     bits = _masses()[1]
     out = np.zeros(count, np.int64)
-    for codes in (np.arange(4, 256, 8)[:, None] + 0 * ctx, None):
-        if codes is None:
-            codes = out[ctx] + np.arange(-7, 8)[:, None]
-        groups, best = _cheapest(bits[np.clip(codes, 0, 255), at], n, ctx, codes)
-        out[groups] = best
+    for fine in (False, True):
+        for part in _whole_groups(ctx):
+            if fine:
+                codes = out[ctx[part]] + np.arange(-7, 8)[:, None]
+            else:
+                codes = np.arange(4, 256, 8)[:, None] + 0 * ctx[part]
+            groups, best = _cheapest(bits[np.clip(codes, 0, 255), at[part]], n[part], ctx[part], codes)
+            out[groups] = best
     return out
+
+
+_CHUNK = 1 << 16  # residuals weighed at once: the arrays of their bits under each code tried hold codes x this
+
+
+def _whole_groups(groups: np.ndarray) -> list[slice]:
+    """Runs of ascending `groups` of about _CHUNK entries each (more where one group has more), none
+    splitting a group."""
+    cuts = [0]
+    for start in np.flatnonzero(np.diff(groups, prepend=-1))[1:]:
+        if start - cuts[-1] >= _CHUNK:
+            cuts.append(int(start))
+    return [slice(a, b) for a, b in zip(cuts, [*cuts[1:], len(groups)])]
 
 
 def _cheapest(bits: np.ndarray, n: np.ndarray, groups: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -753,10 +769,11 @@ def _fit_spikes(
         off, on = spike_contexts[~hits], spike_contexts[hits]
         bits = np.bincount(off, -np.log2(np.maximum(prob[~hits], 1e-12)), count)
         misses, hit_prob = np.bincount(off, None, count), prob[hits]
-        on_bits = -np.log2(np.maximum((1 - shares[:, None]) * hit_prob + shares[:, None], 1e-12))
-        by_share = (np.arange(SPIKES)[:, None] * count + on).ravel()
         cost = bits - misses * np.log2(1 - shares[:, None])
-        cost += np.bincount(by_share, on_bits.ravel(), SPIKES * count).reshape(SPIKES, count)
+        for s in range(0, len(on), _CHUNK):
+            on_bits = -np.log2(np.maximum((1 - shares[:, None]) * hit_prob[s : s + _CHUNK] + shares[:, None], 1e-12))
+            by_share = (np.arange(SPIKES)[:, None] * count + on[s : s + _CHUNK]).ravel()
+            cost += np.bincount(by_share, on_bits.ravel(), SPIKES * count).reshape(SPIKES, count)
         q = np.argmin(cost, axis=0)
         # The scales again, each pixel with the share of its spike context.
         keys, n = np.unique(
@@ -765,10 +782,11 @@ def _fit_spikes(
         group = (keys + span // 2) // span
         ctx, share, hit = group // (2 * SPIKES), shares[group // 2 % SPIKES], group % 2
         at = keys - group * span + span // 2
-        near = codes[ctx] + np.arange(-12, 13)[:, None]
-        pb = (1 - share) * masses[np.clip(near, 0, 255), at] + share * hit
-        groups, best = _cheapest(-np.log2(np.maximum(pb, 1e-12)), n, ctx, near)
-        codes[groups] = best
+        for part in _whole_groups(ctx):  # each context's code, from what it held before this pass
+            near = codes[ctx[part]] + np.arange(-12, 13)[:, None]
+            pb = (1 - share[part]) * masses[np.clip(near, 0, 255), at[part]] + share[part] * hit[part]
+            groups, best = _cheapest(-np.log2(np.maximum(pb, 1e-12)), n[part], ctx[part], near)
+            codes[groups] = best
     return codes, q
 
 
