@@ -136,8 +136,16 @@ def _checked(colour: np.ndarray, header: Header, alpha_data: bytes) -> np.ndarra
 def decode_model_free(header: Header, chunks: list[bytes], alpha_data: bytes, progress: Progress = None) -> np.ndarray:
     """The pixels of a file of a model-free payload (its parsed header and chunks), checked
     against its checksum; no weights of the user's choosing, no torch."""
+    decode = functools.partial(policy.MODEL_FREE[header.kind].decode, header, chunks, progress)
+    return _checked_by(decode, header, alpha_data)
+
+
+def _checked_by(colour_of: Callable[[], np.ndarray], header: Header, alpha_data: bytes) -> np.ndarray:
+    """`_checked` of the colour planes `colour_of()` decodes from a model-free payload, its
+    failures on a damaged payload (ValueError, RuntimeError, OverflowError, IndexError) as a
+    ChecksumError."""
     try:
-        colour = policy.MODEL_FREE[header.kind].decode(header, chunks, progress)
+        colour = colour_of()
     except (ValueError, RuntimeError, OverflowError, IndexError) as e:
         raise ChecksumError(undecodable(f"the payload does not decode: {e}", True)) from None
     return _checked(colour, header, alpha_data)
@@ -338,9 +346,7 @@ class Codec:
             if r.replay is not None:
                 try:
                     header, chunks, alpha = unpack(r.data)
-                    out[i] = _checked(r.replay(header, chunks), header, alpha)
-                except (ValueError, RuntimeError, OverflowError, IndexError) as e:
-                    out[i] = ChecksumError(undecodable(f"the payload does not decode: {e}", True))
+                    out[i] = _checked_by(functools.partial(r.replay, header, chunks), header, alpha)
                 except NfcError as e:
                     out[i] = e
         rest = [i for i, r in enumerate(results) if r.replay is None]
