@@ -129,20 +129,14 @@ def encode_linear_or_jpeg(
         return _spread(from_jpeg, colour)
     adaptive_too = adaptive_too and MODEL_FREE["adaptive"].accepts(*colour.shape)
     more = colour.shape[2] if adaptive_too else 0  # the adaptive model reports once per channel
-    # The fit is the first half of the linear model's reports (2 a channel), as `linear.encode` counts.
-    fitting = progress and (lambda done, total: progress(done, 2 * total + more))
-    fit = linear_model.fitted(colour, threads=share(), progress=fitting)
-    whole = [0]  # the total the linear model's reports end on
-
-    def linear_steps(done: int, total: int) -> None:
-        whole[0] = total + more
-        progress(done, total + more)
-
-    best = linear.encode(colour, progress and linear_steps, fit=fit)
+    # The linear model reports twice a channel (fitted, coded), the fit the first half of that.
+    whole = 2 * colour.shape[2] + more
+    fit = linear_model.fitted(colour, threads=share(), progress=progress and (lambda done, _: progress(done, whole)))
+    best = linear.encode(colour, progress and (lambda done, _: progress(done, whole)), fit=fit)
     if adaptive_too and rival is not None and len(best.chunks[0]) >= ADAPTIVE_REACH * len(rival.chunks[0]):
         adaptive_too = False
         if progress:
-            progress(whole[0], whole[0])
+            progress(whole, whole)
     if adaptive_too:
         steps = progress and (lambda done, total: progress(2 * total + done, 3 * total))
         adaptive = MODEL_FREE["adaptive"].encode(colour, steps, fit=fit)
