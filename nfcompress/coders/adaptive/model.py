@@ -204,8 +204,9 @@ def encode(
     coder = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
     linear.push_side(coder, fit.model)
     data = coder.get_compressed().astype("<u4").tobytes()
-    scales = [fit.scale_codes(c) for c in range(channels)]
-    made = Kept(kept, [fit.predictions(c) for c in range(channels)], scales) if keep else None
+    made = None
+    if keep:
+        made = Kept(kept, [fit.predictions(c) for c in range(channels)], [fit.scale_codes(c) for c in range(channels)])
     return Encoded(data, ideal.reshape(h, w), linear.side_bits(fit.model), made)
 
 
