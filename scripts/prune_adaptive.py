@@ -24,16 +24,7 @@ from nfcompress.coders.causal import model as causal
 from nfcompress.coders.causal.train import INPUT_SCALE
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_adaptive import PER_STEP, ROWS, rate  # noqa: E402
-
-
-def rows(parts: list, rng: np.random.Generator, n: int = ROWS) -> list:
-    """At most n random rows of a sample's per-plane features."""
-    m = len(parts[0][0])
-    if m <= n:
-        return parts
-    pick = rng.choice(m, n, replace=False)
-    return [tuple(v[pick] for v in plane) for plane in parts]
+from train_adaptive import PER_STEP, optimise, rate, rows  # noqa: E402
 
 
 def shipped() -> AdaptiveNet:
@@ -98,13 +89,7 @@ def main() -> None:
     for step in range(1, a.steps + 1):
         for g in opt.param_groups:
             g["lr"] = rate(step, a.steps, a.lr)
-        loss = batch_loss(net, [rows(features(pool[k]), draw) for k in draw.choice(train, PER_STEP)])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pn, 1 - 0.998)
+        optimise(opt, batch_loss(net, [rows(features(pool[k]), draw) for k in draw.choice(train, PER_STEP)]), net, ema)
         if step % 500 == 0 or step == a.steps:
             figures[step] = bits(ema)
             print(step, f"{(time.time() - t0) / 60:.1f} min", figures[step], flush=True)

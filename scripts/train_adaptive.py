@@ -159,6 +159,25 @@ def rate(step: int, steps: int, top: float) -> float:
     return float(top * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t))))
 
 
+def rows(parts: list, rng: np.random.Generator, n: int = ROWS) -> list:
+    """At most n random rows of a sample's per-plane features (`features`)."""
+    m = len(parts[0][0])
+    if m <= n:
+        return parts
+    pick = rng.choice(m, n, replace=False)
+    return [tuple(v[pick] for v in plane) for plane in parts]
+
+
+def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, net: torch.nn.Module, ema: torch.nn.Module) -> None:
+    """A step of the optimiser down `loss`, then `ema` 0.2% of the way to `net`'s weights."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        for pe, pn in zip(ema.parameters(), net.parameters()):
+            pe.lerp_(pn, 1 - 0.998)
+
+
 class _Loss(torch.nn.Module):
     """The network's mean bits on a step's samples as a module's forward, so DDP can hook it."""
 
@@ -195,21 +214,8 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0,
     for step in range(first, a.steps + 1):
         for g in opt.param_groups:
             g["lr"] = rate(step, a.steps, a.lr)
-        parts = []
-        for k in rng.integers(0, len(pool), PER_STEP):
-            fs = features(pool[k])
-            n = len(fs[0][0])
-            if n > ROWS:
-                rows = rng.choice(n, ROWS, replace=False)
-                fs = [tuple(v[rows] for v in f) for f in fs]
-            parts.append(fs)
-        loss = loss_of(parts)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pn, 1 - 0.998)
+        loss = loss_of([rows(features(pool[k]), rng) for k in rng.integers(0, len(pool), PER_STEP)])
+        optimise(opt, loss, net, ema)
         run = 0.98 * run + 0.02 * float(loss.detach())
         done = minutes + (time.time() - t0) / 60
         if step % 200 == 0 and rank == 0:
