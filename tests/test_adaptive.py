@@ -99,13 +99,20 @@ def test_the_compiled_coder_writes_the_weights_and_the_stream_of_mixture_rows():
     from nfcompress.coding import rans
 
     rng = np.random.default_rng(4)
-    o = np.round(rng.normal(0, 1, (300, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.01, 1, 30], (300, 9)))
-    centre = rng.integers(-200 << 12, 460 << 12, 300)
+    n = 2000
+    o = np.round(rng.normal(0, 1, (n, 9)) * 2.0**causal.OUT_BITS * rng.choice([0.01, 1, 30], (n, 9)))
+    # Narrow components (scale codes near 0, where `_weights` weighs only the values they reach),
+    # near the ends and far past them.
+    narrow = rng.random(n) < 0.5
+    o[narrow, 3:6] = rng.uniform(-6, -2, (narrow.sum(), 3)) * 2.0**causal.OUT_BITS
+    centre = rng.integers(-200 << 12, 460 << 12, n)
+    ends = rng.random(n) < 0.3
+    centre[ends] = (rng.choice([0, 255], ends.sum()) << 12) + rng.integers(-3 << 12, 3 << 12, ends.sum())
     rows = causal.mixture_rows(o, centre)
     parts = causal.mixture_parts(o, centre)
     w = np.empty(256, np.int64)
     for k in range(len(o)):
-        symbols._weights(symbols.table(), *(a[k] for a in parts), w)
+        symbols._weights(symbols.table(), *parts, k, w)
         assert np.array_equal(w, rows[k])
     x = rng.integers(0, 256, len(o))
     io = rans.sink(len(o))

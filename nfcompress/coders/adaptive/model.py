@@ -167,7 +167,7 @@ def encode(
     channels, h, w = x.shape
     order = np.concatenate([i * w + j for i, j in wavefronts(h, w)])
     earlier = causal.pad_planes(x)
-    cum = symbols.table()
+    tab = symbols.table()
     ideal, words = np.zeros(h * w), rans.NOTHING
     keep = keep and x.size <= KEEP_SUBPIXELS
     kept: list = [None] * channels
@@ -183,7 +183,7 @@ def encode(
             p = preds[at].astype(np.int64)
             f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w)
             mixtures = symbols.parts(planes[c].outputs(f), p)
-            bits[s : s + SEGMENT] = PRECISION - np.log2(symbols.record(cum, *mixtures, x[c].ravel()[at], io))
+            bits[s : s + SEGMENT] = PRECISION - np.log2(symbols.record(tab, *mixtures, x[c].ravel()[at], io))
             for whole, m in zip(mine, mixtures):
                 whole[s : s + SEGMENT] = m
         return io, bits, mine
@@ -246,7 +246,7 @@ def decode(
     if any((q < 0).any() or (q > 255).any() for q in model.scales):
         raise FormatError("corrupted payload: a scale code out of range")
     io = rans.source(coder.get_compressed())  # the pixels: the compiled coder goes on from here
-    cum = symbols.table()
+    tab = symbols.table()
     x = np.zeros((channels, height, width), np.int64)
     state: dict = {}
 
@@ -260,7 +260,7 @@ def decode(
             raise FormatError("the decoder's fitted predictions differ from the encoder's")
         parts = (m[s : s + len(at)].astype(np.int64) for m in kept.parts[f.c])
         state[f.c] = s + len(at)
-        return symbols.decode(cum, *parts, io)
+        return symbols.decode(tab, *parts, io)
 
     def values(f: linear.Front) -> np.ndarray:
         if state.get("plane") != f.c:  # the earlier planes are whole from here on
@@ -269,7 +269,7 @@ def decode(
         feats = plane_features(
             cv, state["earlier"], f.c, f.i, f.j, width, f.p, model.scales[f.c][f.contexts], height * width
         )
-        v = symbols.decode(cum, *symbols.parts(planes[f.c].outputs(feats), f.p), io)
+        v = symbols.decode(tab, *symbols.parts(planes[f.c].outputs(feats), f.p), io)
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
         return v
 

@@ -459,13 +459,13 @@ def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None, keep: bool
         f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
         parts.append((planes[k].outputs(f), base, x[k][i, j]))
     o, base, sym = (np.concatenate(a)[order] for a in zip(*parts))
-    cum, io = symbols.table(), rans.sink(len(sym))
+    tab, io = symbols.table(), rans.sink(len(sym))
     ideal = 0.0
     kept = tuple(np.empty((len(sym), o.shape[1] // 3), t) for t in (np.int32, np.uint8, np.int16)) if keep else ()
     for s in range(0, len(sym), SEGMENT):
         part = slice(s, s + SEGMENT)
         mixtures = symbols.parts(o[part], base[part] << FRAC_BITS)
-        freq = symbols.record(cum, *mixtures, sym[part], io)
+        freq = symbols.record(tab, *mixtures, sym[part], io)
         ideal += float(np.sum(PRECISION - np.log2(freq)))
         for whole, m in zip(kept, mixtures):
             whole[part] = m
@@ -534,7 +534,7 @@ def decode_many(
 
 def _decode_together(ios: list[tuple], height: int, width: int, planes: list[PlaneWeights]) -> list[np.ndarray]:
     """The images (H, W, 3) uint8 of decoding Ios of one size, in lockstep."""
-    count, cum = len(ios), symbols.table()
+    count, tab = len(ios), symbols.table()
     x = np.zeros((3, count, height, width), np.int64)
     edged = pad_planes(x.reshape(3 * count, height, width)).reshape(3, count, height + 2 * PAD, width + 2 * PAD)
     cvs = [np.stack([canvas(x[:, n], k) for n in range(count)]) for k in range(3)]
@@ -555,7 +555,7 @@ def _decode_together(ios: list[tuple], height: int, width: int, planes: list[Pla
         per = sum(sizes)
         for n, io in enumerate(ios):
             part = slice(n * per, (n + 1) * per)
-            v[by_image[part]] = symbols.decode(cum, p[part], q[part], mix[part], io)
+            v[by_image[part]] = symbols.decode(tab, p[part], q[part], mix[part], io)
         at = 0
         for k, i, j in step:
             vals = v[at : at + count * len(i)].reshape(count, len(i))

@@ -19,8 +19,8 @@ import functools
 
 import numpy as np
 
-from nfcompress.coders.linear.symbols import ROW, add_logistic
-from nfcompress.coding.primitives import EXP2, FRAC_BITS, LOG2E, MEAN_STEPS, every_scale
+from nfcompress.coders.linear.symbols import ROW
+from nfcompress.coding.primitives import EXP2, FLOOR, FRAC_BITS, LOG2E, MEAN_STEPS, every_scale
 from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
 
@@ -29,12 +29,19 @@ MIX_BITS = 12  # mixture weights are integers summing to 2**MIX_BITS
 LOG_SCALE_MIN, LOG_SCALE_STEPS = -4.0, 16  # a component's scale code q: its log scale is -4 + q / 16
 MEAN_SCALE = 16  # a component's mean is the median prediction plus 16 times its output
 _FRAC = FRAC_BITS - 4  # the bits of a prediction below its 1/MEAN_STEPS step
+_TOP = ROW - 255 * FLOOR  # LogisticTables.total: a component's last weight is _TOP - cum
+_LANES = 32  # values a run of `_weights` sums at once
 
 
 @functools.cache
-def table() -> np.ndarray:
-    """`every_scale()`'s cumulative table as int64, the form the compiled loops read."""
-    return every_scale().cum.astype(np.int64)
+def table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`every_scale()`'s cumulative table as int64, the form the compiled loops read, with each
+    row's reach: the first and the last column t where cum[r, t + 1] differs from cum[r, t]."""
+    cum = every_scale().cum.astype(np.int64)
+    rises = np.diff(cum, axis=1) != 0
+    first = np.where(rises.any(1), rises.argmax(1), cum.shape[1])
+    last = np.where(rises.any(1), rises.shape[1] - 1 - rises[:, ::-1].argmax(1), -1)
+    return cum, first, last
 
 
 _MEAN = MEAN_SCALE * 2.0 ** (FRAC_BITS - OUT_BITS)
@@ -86,15 +93,37 @@ def parts(o: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 
 
 @compiled
-def _weights(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, w: np.ndarray) -> None:
-    """One sub-pixel's 256 weights: components of predictions p, scale codes q and mixture
-    weights mix (each K, integers), each the `logistic` of `every_scale()`'s cumulative table
-    `cum` as int64 (`table`)."""
-    for v in range(256):
-        w[v] = 0
-    for c in range(p.size):
-        r = q[c] * MEAN_STEPS + ((p[c] >> _FRAC) & (MEAN_STEPS - 1))
-        add_logistic(cum, r, 255 - (p[c] >> FRAC_BITS), mix[c], w)
+def _weights(tab: tuple, p: np.ndarray, q: np.ndarray, mix: np.ndarray, k: int, w: np.ndarray) -> None:
+    """Sub-pixel k's 256 weights: components of predictions p[k], scale codes q[k] and mixture
+    weights mix[k] (each K integers), each the `logistic` of `every_scale()`'s cumulative table
+    (`table`: cum as int64, and each row's reach)."""
+    cum, first, last = tab
+    # Values 1..254 beyond every component's reach get FLOOR alone: the components' sums are
+    # taken from lo to hi only, in whole runs of _LANES (a loop the compiler vectorises).
+    lo, hi, floors = 255, 0, 0
+    for c in range(p.shape[1]):
+        r = q[k, c] * MEAN_STEPS + ((p[k, c] >> _FRAC) & (MEAN_STEPS - 1))
+        base = 255 - (p[k, c] >> FRAC_BITS)
+        lo, hi = min(lo, first[r] - base), max(hi, last[r] - base)
+        floors += mix[k, c] * FLOOR
+    runs = max(0, -(-(min(hi, 254) - max(lo, 1) + 1) // _LANES))
+    start = max(1, min(lo, 255 - runs * _LANES))
+    for v in range(255):
+        w[v] = floors
+    w[255] = 0  # the last value has no FLOOR of its own (`add_logistic`)
+    for c in range(p.shape[1]):
+        r = q[k, c] * MEAN_STEPS + ((p[k, c] >> _FRAC) & (MEAN_STEPS - 1))
+        line, m = cum[r, 255 - (p[k, c] >> FRAC_BITS) :], mix[k, c]
+        w[0] += m * line[1]
+        if runs * _LANES > 254:
+            for v in range(1, 255):
+                w[v] += m * (line[v + 1] - line[v])
+        else:
+            for b in range(runs):
+                for u in range(_LANES):
+                    v = start + b * _LANES + u
+                    w[v] += m * (line[v + 1] - line[v])
+        w[255] += m * (_TOP - line[255])
     total, most = np.int64(0), np.int64(0)
     for v in range(256):
         w[v] >>= MIX_BITS
@@ -107,7 +136,7 @@ def _weights(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, w: 
 
 
 @compiled
-def record(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, x: np.ndarray, io: tuple) -> np.ndarray:
+def record(tab: tuple, p: np.ndarray, q: np.ndarray, mix: np.ndarray, x: np.ndarray, io: tuple) -> np.ndarray:
     """Record values x[k] in an encoding `io`, each under the mixture of row k of p, q and mix
     (n, K); each symbol's frequency (its weight plus 1)."""
     n = x.size
@@ -115,7 +144,7 @@ def record(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, x: np
     w = np.empty(256, np.int64)
     edge = np.empty(2, np.int64)
     for k in range(n):
-        _weights(cum, p[k], q[k], mix[k], w)
+        _weights(tab, p, q, mix, k, w)
         s = x[k]
         start = np.int64(s)
         for v in range(s):
@@ -127,14 +156,14 @@ def record(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, x: np
 
 
 @compiled
-def decode(cum: np.ndarray, p: np.ndarray, q: np.ndarray, mix: np.ndarray, io: tuple) -> np.ndarray:
+def decode(tab: tuple, p: np.ndarray, q: np.ndarray, mix: np.ndarray, io: tuple) -> np.ndarray:
     """The values `record` recorded, from a decoding `io`, under the same mixtures."""
     n = p.shape[0]
     out = np.empty(n, np.int64)
     w = np.empty(256, np.int64)
     table = np.zeros(257, np.int64)
     for k in range(n):
-        _weights(cum, p[k], q[k], mix[k], w)
+        _weights(tab, p, q, mix, k, w)
         for v in range(256):
             table[v + 1] = table[v] + w[v] + 1
         out[k] = code(io, table, 256, 0)
