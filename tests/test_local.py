@@ -104,3 +104,13 @@ def test_compiled_predictions_are_those_of_the_elementwise_form_bit_for_bit():
     assert mine.dtype == np.int64 and np.array_equal(mine, theirs)
     # Not all at the clip or the prior: the systems are solved.
     assert len(np.unique(mine)) > 1000
+
+
+def test_the_encoders_whole_plane_is_predicted_as_from_its_window_sums():
+    r = np.random.default_rng(2)
+    for h, w in ((23, 37), (1, 1), (2, 5), (9, 1), (6, 3), (4, 60)):
+        tex, y = r.integers(-255, 256, (4, h, w)), r.integers(-255, 256, (h, w))
+        t = local.terms(tex.reshape(4, -1), y.ravel()).reshape(h, w, local.TERMS)
+        sums = local.window_sums(np.concatenate([np.zeros((3, w, local.TERMS), np.int64), t]))
+        expected = local.predict(sums.reshape(-1, local.TERMS), tex.reshape(4, -1))
+        assert np.array_equal(local.predict_plane(tex, y), expected)

@@ -9,7 +9,18 @@ without fast-math): the prediction is the same on every machine, for the encoder
 at once as for the decoder's wavefronts.
 """
 
-__all__ = ["TERMS", "STEPS", "prefix_sums", "window_at", "add_at", "terms", "window_sums", "predict", "predict_at"]
+__all__ = [
+    "TERMS",
+    "STEPS",
+    "prefix_sums",
+    "window_at",
+    "add_at",
+    "terms",
+    "window_sums",
+    "predict",
+    "predict_at",
+    "predict_plane",
+]
 
 import numpy as np
 
@@ -29,7 +40,6 @@ PRIOR = (0.5, 0.5, -0.25, 0.25, 0.0)
 STEPS = 16  # the prediction's unit, 1/16
 LOW, HIGH = -256 * STEPS, 512 * STEPS
 RING = 16  # columns of each row's prefix sums a decoder keeps: the window reads at most 10 back
-BAND = 1 << 16  # pixels an encoder sums at once
 
 
 def terms(tex: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -146,3 +156,48 @@ def predict_at(m: np.ndarray, s: np.ndarray, w: int, n: int, nw: int, ne: int) -
     for k in range(1, K):
         p = p + m[K, k] * m[K + 1, k]
     return min(max(np.floor(p * STEPS + 0.5), LOW), HIGH)
+
+
+def predict_plane(tex: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The predictions (H W,), in 1/STEPS, raster order, of every texture value y (H, W) of a
+    plane from its texture (4, H, W): the encoder's whole plane at once, each pixel's window
+    summed (`window_sums`) from its rows' prefix sums, the same integers as a decoder's."""
+    h, w = y.shape
+    out = np.empty(h * w, np.int64)
+    _predict_plane(np.ascontiguousarray(tex, np.int64), np.ascontiguousarray(y, np.int64), out)
+    return out
+
+
+_REACH = max(right for _, right in ROWS)
+
+
+@compiled
+def _predict_plane(tex: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    """`predict_plane` into out, a row at a time: each row's prefix sums of its `terms` (columns
+    -LEFT - 1 .. w - 1 + _REACH: zeros, the sums, then the row's total), kept for the 3 rows below."""
+    h, w = y.shape
+    pre = np.zeros((4, LEFT + 1 + w + _REACH, TERMS), np.int64)
+    f = np.empty(K, np.int64)
+    s = np.empty(TERMS, np.int64)
+    m = np.zeros((K + 2, K))
+    for r in range(h):
+        row = pre[r % 4]
+        for col in range(w):
+            for a in range(4):
+                f[a] = tex[a, r, col]
+            f[4] = 1
+            at = LEFT + 1 + col
+            for t in range(len(PAIRS)):
+                row[at, t] = row[at - 1, t] + f[_FIRST[t]] * f[_SECOND[t]]
+            for a in range(K):
+                row[at, len(PAIRS) + a] = row[at - 1, len(PAIRS) + a] + f[a] * y[r, col]
+        for c in range(LEFT + 1 + w, LEFT + 1 + w + _REACH):
+            row[c] = row[LEFT + w]
+        for col in range(w):
+            s[:] = 0
+            for up, right in ROWS:
+                if r - up >= 0:
+                    above = pre[(r - up) % 4]
+                    for t in range(TERMS):
+                        s[t] += above[LEFT + 1 + col + right, t] - above[col, t]
+            out[r * w + col] = int(predict_at(m, s, tex[0, r, col], tex[1, r, col], tex[2, r, col], tex[3, r, col]))

@@ -556,19 +556,8 @@ class _Bands:
             tex[:, k] = layout.texture(x)
             if layout.c:
                 base[k] = x[len(layout.offsets)]
-        tex = tex.reshape(4, h, w)
         v = plane.astype(np.int64) - base.reshape(h, w)
-        out = np.empty(h * w, np.int64)
-        step = max(1, local.BAND // w)
-        for r in range(0, h, step):
-            top, end = max(0, r - 3), min(h, r + step)
-            t = np.zeros((end - r + 3, w, local.TERMS), np.int64)
-            terms = local.terms(tex[:, top:end].reshape(4, -1), v[top:end].ravel())
-            t[3 - (r - top) :] = terms.reshape(end - top, w, -1)
-            sums = local.window_sums(t).reshape(-1, local.TERMS)
-            k = slice(r * w, end * w)
-            out[k] = local.predict(sums, tex[:, r:end].reshape(4, -1)) + local.STEPS * base[k]
-        return out
+        return local.predict_plane(tex.reshape(4, h, w), v) + local.STEPS * base.astype(np.int64)
 
 
 def block_grid(rgb: np.ndarray) -> tuple[int, int]:
