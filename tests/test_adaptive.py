@@ -252,6 +252,7 @@ def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model_an
 
 def test_auto_leaves_out_the_adaptive_model_where_the_linear_model_is_far_over_the_causal_one(monkeypatch):
     from nfcompress import policy
+    from nfcompress.coders.linear import model as linear
 
     clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((32, 32), Image.Resampling.BOX))
     tried = []
@@ -261,15 +262,33 @@ def test_auto_leaves_out_the_adaptive_model_where_the_linear_model_is_far_over_t
         "encode",
         lambda *a, **k: tried.append(1) or type(adaptive_coder).encode(adaptive_coder, *a, **k),
     )
-    linear_bytes = len(policy.encode_linear_or_jpeg(clean).chunks[0])
-    near = Payload("causal", [bytes(int(linear_bytes / policy.ADAPTIVE_REACH) + 1)], 0.0)
-    far = Payload("causal", [bytes(int(linear_bytes / policy.ADAPTIVE_REACH))], 0.0)
+    guess = linear.estimated_bits(clean, linear.fitted(clean)) / 8
+    near = Payload("causal", [bytes(int(guess / policy.ADAPTIVE_REACH) + 1)], 0.0)
+    far = Payload("causal", [bytes(int(guess / policy.ADAPTIVE_REACH))], 0.0)
     policy.encode_linear_or_jpeg(clean, adaptive_too=True, rival=near)
     assert tried == [1]
     seen = []
     out = policy.encode_linear_or_jpeg(clean, lambda d, t: seen.append((d, t)), adaptive_too=True, rival=far)
-    assert tried == [1] and out.kind == "linear"
+    assert tried == [1] and out is None  # the causal model's far smaller payload is kept
     assert len({t for _, t in seen}) == 1 and seen[-1][0] == seen[-1][1] and sum(d == t for d, t in seen) == 1
+
+
+def test_the_linear_models_payload_is_made_only_where_its_estimate_is_near_the_smallest(monkeypatch):
+    from nfcompress import policy
+    from nfcompress.coders.linear import model as linear
+
+    clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((32, 32), Image.Resampling.BOX))
+    payload = policy.MODEL_FREE["linear"].encode(clean)
+    guess = linear.estimated_bits(clean, linear.fitted(clean)) / 8
+    assert abs(guess / len(payload.chunks[0]) - 1) < 0.02
+    made = []
+    coder = policy.MODEL_FREE["linear"]
+    monkeypatch.setattr(coder, "encode", lambda *a, **k: made.append(1) or type(coder).encode(coder, *a, **k))
+    close = Payload("causal", [bytes(int(guess / policy.LINEAR_REACH) + 1)], 0.0)
+    assert policy.encode_linear_or_jpeg(clean, rival=close).kind == "linear" and made == [1]
+    far = Payload("causal", [bytes(int(guess / policy.LINEAR_REACH))], 0.0)
+    assert policy.encode_linear_or_jpeg(clean, rival=far) is None and made == [1]
+    assert policy.encode_linear_or_jpeg(clean).kind == "linear" and made == [1, 1]  # nothing to weigh it against
 
 
 def test_thin_strips_are_left_to_the_linear_model_and_refused_by_the_decoder():

@@ -443,6 +443,26 @@ class Fitted(NamedTuple):
         return self.model.scales[c][self.rasters[c].contexts]
 
 
+def estimated_bits(rgb: np.ndarray, fit: Fitted) -> float:
+    """About the bits `encode` spends on an (H, W, C) uint8 image under the model `fit` holds (the
+    fit's float masses for its tables' weights): what auto weighs before coding the image."""
+    planes = rgb[..., coding_order(rgb.shape[2])]
+    masses, shares = _masses()[0], np.arange(SPIKES) / SPIKES
+    bits = float(side_bits(fit.model))
+    for c, r in enumerate(fit.rasters):
+        x = planes[..., c].ravel()
+        at = np.clip(np.round((x - r.p / (1 << FRAC_BITS)) * MEAN_STEPS).astype(np.int64) + _SPAN // 2, 0, _SPAN - 1)
+        codes, share = fit.scale_codes(c), shares[fit.model.spikes[c][r.spikes]]
+        mass = masses[codes, at]
+        # 0 and 255 take the logistic's tails too.
+        ends = (x == 0) | (x == 255)
+        e, scale = (x[ends] - r.p[ends] / (1 << FRAC_BITS)) * np.where(x[ends] == 0, -1, 1), _fit_scale(codes[ends])
+        mass[ends] = 0.5 * (1 - np.tanh((e - 0.5) / (2 * scale)))
+        mass = (1 - share) * mass + share * (x == r.medians)
+        bits += float(-np.log2(np.maximum(mass, 1e-12)).sum())
+    return bits
+
+
 def fitted(rgb: np.ndarray, threads: int = 1, progress: Callable[[int, int], None] | None = None) -> Fitted:
     """The model `encode` fits to an (H, W, C) uint8 image (channels as the image has them), to
     hand to `encode` and to models that code over its predictions; on images up to KEEP_PIXELS,
