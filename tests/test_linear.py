@@ -399,3 +399,42 @@ def test_the_compiled_coder_codes_each_value_under_the_spiked_rows_constriction_
     io = rans.source(words)
     assert np.array_equal(symbols.decode(tables.cum, row, ip, at, q, linear.SPIKES, io), x)
     assert rans.exhausted(io)
+
+
+def _cheapest_numpy(cost_of, ctx: np.ndarray, n: np.ndarray, codes: np.ndarray) -> dict[int, int]:
+    """The first code of each context's candidates `codes` (tried x entries) under which its
+    entries cost the fewest bits (cost_of(codes clipped) each, n of each), codes out of 0..255
+    passed over: the numpy form the compiled search replaced."""
+    starts = np.flatnonzero(np.diff(ctx, prepend=-1))
+    cost = np.add.reduceat(cost_of(np.clip(codes, 0, 255)) * n, starts, axis=1)
+    cost[(codes[:, starts] < 0) | (codes[:, starts] > 255)] = np.inf
+    return dict(zip(ctx[starts].tolist(), codes[np.argmin(cost, axis=0), starts].tolist()))
+
+
+def test_the_compiled_scale_searches_choose_the_codes_of_the_numpy_form():
+    from nfcompress.coders.linear import scales
+
+    r = np.random.default_rng(9)
+    masses, bits = linear._masses()
+    ctx = np.sort(r.integers(0, 40, 3000))
+    at = r.integers(0, bits.shape[1], 3000)
+    at[::3] = bits.shape[1] // 2 + r.integers(-40, 40, 1000)  # residuals near 0
+    # The first context's residuals all 0 (code 0 is cheapest), the second's all -256 or 256.
+    at[ctx == 0] = bits.shape[1] // 2
+    at[ctx == 1] = np.where(r.random((ctx == 1).sum()) < 0.5, 0, bits.shape[1] - 1)
+    n = r.integers(1, 30, 3000)
+    for tried, near in ((np.arange(4, 256, 8), False), (np.arange(-7, 8), True)):
+        start = r.integers(0, 256, 40)
+        start[:4] = (0, 255, 1, 254)  # candidates past either end
+        out = start.copy()
+        scales.cheapest(bits, ctx, at, n, out, near, tried)
+        codes = (start[ctx] if near else 0 * ctx) + tried[:, None]
+        assert {c: out[c] for c in np.unique(ctx)} == _cheapest_numpy(lambda q: bits[q, at], ctx, n, codes)
+    share, hit = r.integers(0, linear.SPIKES, 3000) / linear.SPIKES, r.integers(0, 2, 3000)
+    codes = r.integers(0, 256, 40)
+    codes[:4] = (0, 255, 5, 250)
+    out = codes.copy()
+    scales.cheapest_spiked(masses, ctx, at, n, share, hit.astype(np.float64), out, np.arange(-12, 13))
+    near = codes[ctx] + np.arange(-12, 13)[:, None]
+    mixed = lambda q: -np.log2(np.maximum((1 - share) * masses[q, at] + share * hit, 1e-12))  # noqa: E731
+    assert {c: out[c] for c in np.unique(ctx)} == _cheapest_numpy(mixed, ctx, n, near)

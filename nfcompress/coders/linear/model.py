@@ -51,7 +51,7 @@ from typing import NamedTuple
 import constriction
 import numpy as np
 
-from nfcompress.coders.linear import fronts, local, symbols
+from nfcompress.coders.linear import fronts, local, scales, symbols
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import (
     FLOOR,
@@ -726,38 +726,15 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
     at = keys - ctx * span + span // 2
     bits = _masses()[1]
     out = np.zeros(count, np.int64)
-    for fine in (False, True):
-        for part in _whole_groups(ctx):
-            if fine:
-                codes = out[ctx[part]] + np.arange(-7, 8)[:, None]
-            else:
-                codes = np.arange(4, 256, 8)[:, None] + 0 * ctx[part]
-            groups, best = _cheapest(bits[np.clip(codes, 0, 255), at[part]], n[part], ctx[part], codes)
-            out[groups] = best
+    scales.cheapest(bits, ctx, at, n, out, False, _COARSE)
+    scales.cheapest(bits, ctx, at, n, out, True, _FINE)
     return out
 
 
-_CHUNK = 1 << 16  # residuals weighed at once: the arrays of their bits under each code tried hold codes x this
+_COARSE, _FINE, _NEAR = np.arange(4, 256, 8), np.arange(-7, 8), np.arange(-12, 13)  # the codes each search tries
 
 
-def _whole_groups(groups: np.ndarray) -> list[slice]:
-    """Runs of ascending `groups` of about _CHUNK entries each (more where one group has more), none
-    splitting a group."""
-    cuts = [0]
-    for start in np.flatnonzero(np.diff(groups, prepend=-1))[1:]:
-        if start - cuts[-1] >= _CHUNK:
-            cuts.append(int(start))
-    return [slice(a, b) for a, b in zip(cuts, [*cuts[1:], len(groups)])]
-
-
-def _cheapest(bits: np.ndarray, n: np.ndarray, groups: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each group of residuals (`groups`, ascending, of each) and the first of its codes under which
-    they cost the fewest bits: residual k, of which there are n[k], costs bits[m, k] under code
-    codes[m, k] (codes outside 0..255 are passed over)."""
-    starts = np.flatnonzero(np.diff(groups, prepend=-1))
-    cost = np.add.reduceat(bits * n, starts, axis=1)
-    cost[(codes[:, starts] < 0) | (codes[:, starts] > 255)] = np.inf
-    return groups[starts], codes[np.argmin(cost, axis=0), starts]
+_CHUNK = 1 << 16  # spike hits weighed at once: the array of their bits under every share holds SPIKES x this
 
 
 def _fit_spikes(
@@ -791,11 +768,7 @@ def _fit_spikes(
         group = (keys + span // 2) // span
         ctx, share, hit = group // (2 * SPIKES), shares[group // 2 % SPIKES], group % 2
         at = keys - group * span + span // 2
-        for part in _whole_groups(ctx):  # each context's code, from what it held before this pass
-            near = codes[ctx[part]] + np.arange(-12, 13)[:, None]
-            pb = (1 - share[part]) * masses[np.clip(near, 0, 255), at[part]] + share[part] * hit[part]
-            groups, best = _cheapest(-np.log2(np.maximum(pb, 1e-12)), n[part], ctx[part], near)
-            codes[groups] = best
+        scales.cheapest_spiked(masses, ctx, at, n, share, hit.astype(np.float64), codes, _NEAR)
     return codes, q
 
 
