@@ -412,7 +412,7 @@ def _cheapest_numpy(cost_of, ctx: np.ndarray, n: np.ndarray, codes: np.ndarray) 
 
 
 def test_the_compiled_scale_searches_choose_the_codes_of_the_numpy_form():
-    from nfcompress.coders.linear import scales
+    from nfcompress.coders.linear import fitting
 
     r = np.random.default_rng(9)
     masses, bits = linear._masses()
@@ -427,14 +427,32 @@ def test_the_compiled_scale_searches_choose_the_codes_of_the_numpy_form():
         start = r.integers(0, 256, 40)
         start[:4] = (0, 255, 1, 254)  # candidates past either end
         out = start.copy()
-        scales.cheapest(bits, ctx, at, n, out, near, tried)
+        fitting.cheapest(bits, ctx, at, n, out, near, tried)
         codes = (start[ctx] if near else 0 * ctx) + tried[:, None]
         assert {c: out[c] for c in np.unique(ctx)} == _cheapest_numpy(lambda q: bits[q, at], ctx, n, codes)
     share, hit = r.integers(0, linear.SPIKES, 3000) / linear.SPIKES, r.integers(0, 2, 3000)
     codes = r.integers(0, 256, 40)
     codes[:4] = (0, 255, 5, 250)
     out = codes.copy()
-    scales.cheapest_spiked(masses, ctx, at, n, share, hit.astype(np.float64), out, np.arange(-12, 13))
+    fitting.cheapest_spiked(masses, ctx, at, n, share, hit.astype(np.float64), out, np.arange(-12, 13))
     near = codes[ctx] + np.arange(-12, 13)[:, None]
     mixed = lambda q: -np.log2(np.maximum((1 - share) * masses[q, at] + share * hit, 1e-12))  # noqa: E731
     assert {c: out[c] for c in np.unique(ctx)} == _cheapest_numpy(mixed, ctx, n, near)
+
+
+def test_the_compiled_least_squares_sums_are_numpys_per_weight_set():
+    from nfcompress.coders.linear import fitting
+
+    r = np.random.default_rng(10)
+    x = r.integers(-4096, 8192, (23, 5000)).astype(np.int32)
+    y, om = r.integers(0, 256, 5000).astype(np.float64), r.random(5000) * 3
+    sets = r.integers(0, 6, 5000)
+    sets[sets == 4] = 3  # a set without pixels
+    a, v, count = np.zeros((6, 23, 23)), np.zeros((6, 23)), np.zeros(6, np.int64)
+    fitting.normal_sums(x, y, sets, om, a, v, count)
+    for k in range(6):
+        xk = x[:, sets == k].astype(np.float64)
+        assert np.allclose(a[k], (xk * om[sets == k]) @ xk.T, rtol=1e-12, atol=0)
+        assert np.allclose(v[k], xk @ (y[sets == k] * om[sets == k]), rtol=1e-12, atol=0)
+        assert count[k] == xk.shape[1]
+    assert not a[4].any() and count[4] == 0

@@ -51,7 +51,7 @@ from typing import NamedTuple
 import constriction
 import numpy as np
 
-from nfcompress.coders.linear import fronts, local, scales, symbols
+from nfcompress.coders.linear import fitting, fronts, local, symbols
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import (
     FLOOR,
@@ -632,12 +632,7 @@ def _least_squares(
         y = rgb[i, j, c].astype(np.float64)
         cls = _class_of(bands.layout.gradients(x), classes, i, j, w, blocks)
         om = np.ones(len(i)) if omega is None else omega[i * w + j]
-        for k in range(sets):
-            m = cls == k
-            xk = x[:, m].astype(np.float64)
-            a[k] += (xk * om[m]) @ xk.T
-            v[k] += xk @ (y[m] * om[m])
-            count[k] += xk.shape[1]
+        fitting.normal_sums(x, y, cls, om, a, v, count)
     wq = np.empty((sets, n), np.int64)
     for k in range(sets):
         # A class too rare to fit takes the weights of all the pixels.
@@ -726,8 +721,8 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
     at = keys - ctx * span + span // 2
     bits = _masses()[1]
     out = np.zeros(count, np.int64)
-    scales.cheapest(bits, ctx, at, n, out, False, _COARSE)
-    scales.cheapest(bits, ctx, at, n, out, True, _FINE)
+    fitting.cheapest(bits, ctx, at, n, out, False, _COARSE)
+    fitting.cheapest(bits, ctx, at, n, out, True, _FINE)
     return out
 
 
@@ -768,7 +763,7 @@ def _fit_spikes(
         group = (keys + span // 2) // span
         ctx, share, hit = group // (2 * SPIKES), shares[group // 2 % SPIKES], group % 2
         at = keys - group * span + span // 2
-        scales.cheapest_spiked(masses, ctx, at, n, share, hit.astype(np.float64), codes, _NEAR)
+        fitting.cheapest_spiked(masses, ctx, at, n, share, hit.astype(np.float64), codes, _NEAR)
     return codes, q
 
 

@@ -1,13 +1,37 @@
-"""The linear encoder's search for each context's scale code, compiled (numba): for each context,
-the first of some candidate codes under which its residuals cost the fewest bits. Only the
-encoder searches, so these need not be portable; they weigh what the numpy form weighed, in its
-order (a test holds them to it)."""
+"""The linear encoder's fitting loops, compiled (numba): the sums of the least-squares systems of
+each weight set, and the search for each context's scale code (the first of some candidate codes
+under which its residuals cost the fewest bits). Only the encoder fits, so these need not be
+portable; tests hold them to the numpy forms they replaced."""
 
-__all__ = ["cheapest", "cheapest_spiked"]
+__all__ = ["normal_sums", "cheapest", "cheapest_spiked"]
 
 import numpy as np
 
 from nfcompress.compiled import compiled
+
+
+@compiled
+def normal_sums(
+    x: np.ndarray, y: np.ndarray, sets: np.ndarray, om: np.ndarray, a: np.ndarray, v: np.ndarray, count: np.ndarray
+) -> None:
+    """Add to each weight set k's least-squares system (a[k] (F, F), v[k] (F,)) and pixel count the
+    pixels of features x (F, n) and values y (n,) whose set is sets[n], pixel p counting om[p]."""
+    f = x.shape[0]
+    row = np.empty(f)
+    for p in range(x.shape[1]):
+        k = sets[p]
+        for g in range(f):
+            row[g] = x[g, p]
+        for g in range(f):
+            weighed = row[g] * om[p]
+            v[k, g] += weighed * y[p]
+            for h in range(g, f):
+                a[k, g, h] += weighed * row[h]
+        count[k] += 1
+    for k in range(a.shape[0]):
+        for g in range(f):
+            for h in range(g):
+                a[k, g, h] = a[k, h, g]
 
 
 @compiled
