@@ -446,21 +446,31 @@ class Fitted(NamedTuple):
 def estimated_bits(rgb: np.ndarray, fit: Fitted) -> float:
     """About the bits `encode` spends on an (H, W, C) uint8 image under the model `fit` holds (the
     fit's float masses for its tables' weights): what auto weighs before coding the image."""
-    planes = rgb[..., coding_order(rgb.shape[2])]
-    masses, shares = _masses()[0], np.arange(SPIKES) / SPIKES
+    planes = rgb[..., coding_order(rgb.shape[2])].reshape(-1, rgb.shape[2])
     bits = float(side_bits(fit.model))
     for c, r in enumerate(fit.rasters):
-        x = planes[..., c].ravel()
-        at = np.clip(np.round((x - r.p / (1 << FRAC_BITS)) * MEAN_STEPS).astype(np.int64) + _SPAN // 2, 0, _SPAN - 1)
-        codes, share = fit.scale_codes(c), shares[fit.model.spikes[c][r.spikes]]
-        mass = masses[codes, at]
-        # 0 and 255 take the logistic's tails too.
-        ends = (x == 0) | (x == 255)
-        e, scale = (x[ends] - r.p[ends] / (1 << FRAC_BITS)) * np.where(x[ends] == 0, -1, 1), _fit_scale(codes[ends])
-        mass[ends] = 0.5 * (1 - np.tanh((e - 0.5) / (2 * scale)))
-        mass = (1 - share) * mass + share * (x == r.medians)
-        bits += float(-np.log2(np.maximum(mass, 1e-12)).sum())
+        for s in range(0, len(planes), _CHUNK):  # a run of pixels at a time: a few arrays of each
+            part = slice(s, s + _CHUNK)
+            bits += _estimated_bits(
+                planes[part, c],
+                r.p[part],
+                fit.model.scales[c][r.contexts[part]],
+                r.medians[part],
+                fit.model.spikes[c][r.spikes[part]],
+            )
     return bits
+
+
+def _estimated_bits(x: np.ndarray, p: np.ndarray, codes: np.ndarray, medians: np.ndarray, q: np.ndarray) -> float:
+    """`estimated_bits` of pixels x under predictions p, scale codes, spike values and spike shares q."""
+    at = np.clip(np.round((x - p / (1 << FRAC_BITS)) * MEAN_STEPS).astype(np.int64) + _SPAN // 2, 0, _SPAN - 1)
+    mass, share = _masses()[0][codes, at], q / SPIKES
+    # 0 and 255 take the logistic's tails too.
+    ends = (x == 0) | (x == 255)
+    e = (x[ends] - p[ends] / (1 << FRAC_BITS)) * np.where(x[ends] == 0, -1, 1)
+    mass[ends] = 0.5 * (1 - np.tanh((e - 0.5) / (2 * _fit_scale(codes[ends]))))
+    mass = (1 - share) * mass + share * (x == medians)
+    return float(-np.log2(np.maximum(mass, 1e-12)).sum())
 
 
 def fitted(rgb: np.ndarray, threads: int = 1, progress: Callable[[int, int], None] | None = None) -> Fitted:
