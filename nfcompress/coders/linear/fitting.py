@@ -41,23 +41,7 @@ def cheapest(
     """For each run of equal contexts ctx (ascending), into out[ctx]: the first code of `tried`
     (plus out[ctx] where `near`) within 0..255 under which its residuals cost the fewest bits,
     residual k costing bits[code, at[k]] n[k] times."""
-    k0 = 0
-    while k0 < ctx.size:
-        k1 = k0
-        while k1 < ctx.size and ctx[k1] == ctx[k0]:
-            k1 += 1
-        base = out[ctx[k0]] if near else 0
-        best, least = base, np.inf
-        for t in tried:
-            code = base + t
-            if 0 <= code <= 255:
-                cost = 0.0
-                for k in range(k0, k1):
-                    cost += bits[code, at[k]] * n[k]
-                if cost < least:
-                    best, least = code, cost
-        out[ctx[k0]] = best
-        k0 = k1
+    _search(bits, ctx, at, n, np.empty(0), np.empty(0), out, near, tried, False)
 
 
 @compiled
@@ -73,19 +57,39 @@ def cheapest_spiked(
 ) -> None:
     """`cheapest` near codes[ctx], into codes, of residuals under a spike: residual k, n[k] of them,
     costs -log2((1 - share[k]) masses[code, at[k]] + share[k] hit[k]) bits (its mass at least 1e-12)."""
+    _search(masses, ctx, at, n, share, hit, codes, True, tried, True)
+
+
+@compiled
+def _search(
+    table: np.ndarray,
+    ctx: np.ndarray,
+    at: np.ndarray,
+    n: np.ndarray,
+    share: np.ndarray,
+    hit: np.ndarray,
+    codes: np.ndarray,
+    near: bool,
+    tried: np.ndarray,
+    spiked: bool,
+) -> None:
+    """`cheapest` (table: bits) or, where `spiked`, `cheapest_spiked` (table: masses)."""
     k0 = 0
     while k0 < ctx.size:
         k1 = k0
         while k1 < ctx.size and ctx[k1] == ctx[k0]:
             k1 += 1
-        base = codes[ctx[k0]]
+        base = codes[ctx[k0]] if near else 0
         best, least = base, np.inf
         for t in tried:
             code = base + t
             if 0 <= code <= 255:
                 cost = 0.0
                 for k in range(k0, k1):
-                    cost += -np.log2(max((1 - share[k]) * masses[code, at[k]] + share[k] * hit[k], 1e-12)) * n[k]
+                    if spiked:
+                        cost += -np.log2(max((1 - share[k]) * table[code, at[k]] + share[k] * hit[k], 1e-12)) * n[k]
+                    else:
+                        cost += table[code, at[k]] * n[k]
                 if cost < least:
                     best, least = code, cost
         codes[ctx[k0]] = best
