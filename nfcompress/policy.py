@@ -152,15 +152,16 @@ def encode_linear_or_jpeg(
         steps = progress and (lambda done, _: progress(colour.shape[2] + done, whole))
         adaptive = MODEL_FREE["adaptive"].encode(colour, steps, fit=fit)
     others = [len(p.chunks[0]) for p in (adaptive, rival, from_jpeg) if p is not None]
-    options = [adaptive, from_jpeg and _spread(from_jpeg, colour)]
+    coded = None
     if not others or guess < LINEAR_REACH * min(others):
         # The linear model's coding reports where no other model has (its reports end at `whole`).
         reported = adaptive is None and not more
-        coded = progress and (lambda done, _: progress(done, whole)) if reported else None
-        options.insert(0, linear.encode(colour, coded, fit=fit))
+        steps = progress and (lambda done, _: progress(done, whole)) if reported else None
+        coded = linear.encode(colour, steps, fit=fit)
     if progress and not reported:
         progress(whole, whole)
-    return min((p for p in options if p is not None), key=lambda p: len(p.chunks[0]), default=None)
+    best = min((p for p in (coded, adaptive, from_jpeg) if p is not None), key=lambda p: len(p.chunks[0]), default=None)
+    return _spread(best, colour) if best is not None and best is from_jpeg else best
 
 
 def _spread(p: Payload, colour: np.ndarray) -> Payload:
