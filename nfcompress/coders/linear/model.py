@@ -463,7 +463,7 @@ def estimated_bits(rgb: np.ndarray, fit: Fitted) -> float:
 
 def _estimated_bits(x: np.ndarray, p: np.ndarray, codes: np.ndarray, medians: np.ndarray, q: np.ndarray) -> float:
     """`estimated_bits` of pixels x under predictions p, scale codes, spike values and spike shares q."""
-    at = np.clip(np.round((x - p / (1 << FRAC_BITS)) * MEAN_STEPS).astype(np.int64) + _SPAN // 2, 0, _SPAN - 1)
+    at = np.round((x - p / (1 << FRAC_BITS)) * MEAN_STEPS).astype(np.int64) + _SPAN // 2  # p within 0..255: in range
     mass, share = _masses()[0][codes, at], q / SPIKES
     # 0 and 255 take the logistic's tails too.
     ends = (x == 0) | (x == 255)
@@ -743,7 +743,9 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
 _COARSE, _FINE, _NEAR = np.arange(4, 256, 8), np.arange(-7, 8), np.arange(-12, 13)  # the codes each search tries
 
 
-_CHUNK = 1 << 16  # spike hits weighed at once: the array of their bits under every share holds SPIKES x this
+_CHUNK = (
+    1 << 16
+)  # pixels weighed at once (`estimated_bits`; spike hits, whose bits under every share are SPIKES x this)
 
 
 def _fit_spikes(
