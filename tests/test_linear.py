@@ -456,3 +456,15 @@ def test_the_compiled_least_squares_sums_are_numpys_per_weight_set():
         assert np.allclose(v[k], xk @ (y[sets == k] * om[sets == k]), rtol=1e-12, atol=0)
         assert count[k] == xk.shape[1]
     assert not a[4].any() and count[4] == 0
+    assert all(np.array_equal(m, m.T) for m in a)
+
+
+def test_the_compiled_tally_is_numpys_unique_with_counts():
+    from nfcompress.coders.linear import fitting
+
+    r = np.random.default_rng(11)
+    for n in (0, 1, 7, 20000):
+        major, minor = r.integers(0, 40, n) * 3, r.integers(0, 100, n)
+        keys, counts = fitting.tally(major, minor, 100)
+        want = np.unique(major * 100 + minor, return_counts=True)
+        assert np.array_equal(keys, want[0]) and np.array_equal(counts, want[1])

@@ -730,9 +730,8 @@ def _fit_scales(resid: np.ndarray, contexts: np.ndarray, count: int) -> np.ndarr
     # How often each residual, to 1/16 (the tables' resolution), occurs in each context.
     span = 2 * 256 * MEAN_STEPS
     steps = np.round(resid * MEAN_STEPS).astype(np.int64)
-    keys, n = np.unique(contexts.astype(np.int64) * span + steps, return_counts=True)
-    ctx = (keys + span // 2) // span
-    at = keys - ctx * span + span // 2
+    keys, n = fitting.tally(contexts.astype(np.int64), steps + span // 2, span)
+    ctx, at = np.divmod(keys, span)
     bits = _masses()[1]
     out = np.zeros(count, np.int64)
     fitting.cheapest(bits, ctx, at, n, out, False, _COARSE)
@@ -773,12 +772,9 @@ def _fit_spikes(
             cost += np.bincount(by_share, on_bits.ravel(), SPIKES * count).reshape(SPIKES, count)
         q = np.argmin(cost, axis=0)
         # The scales again, each pixel with the share of its spike context.
-        keys, n = np.unique(
-            ((contexts.astype(np.int64) * SPIKES + q[spike_contexts]) * 2 + hits) * span + steps, return_counts=True
-        )
-        group = (keys + span // 2) // span
+        keys, n = fitting.tally((contexts.astype(np.int64) * SPIKES + q[spike_contexts]) * 2 + hits, at_all, span)
+        group, at = np.divmod(keys, span)
         ctx, share, hit = group // (2 * SPIKES), shares[group // 2 % SPIKES], group % 2
-        at = keys - group * span + span // 2
         fitting.cheapest_spiked(masses, ctx, at, n, share, hit.astype(np.float64), codes, _NEAR)
     return codes, q
 
