@@ -51,7 +51,7 @@ def _numpy_planes(model, height, width, channels, values, scheme):
             if pre is not None:
                 lp = local.predict(_window(pre, i, j, width), layout.texture(x))
                 lp = lp + local.STEPS * x[len(layout.offsets)] if c else lp
-            x = layout.finish(x, None if pre is None else lp)
+            x = layout.features(cv, pads, i, j, None if pre is None else lp)
             cp = layout.places(i, j)
             near = layout.around(cp)
             grad = layout.gradients(x)

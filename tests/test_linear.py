@@ -468,3 +468,49 @@ def test_the_compiled_tally_is_numpys_unique_with_counts():
         keys, counts = fitting.tally(major, minor, 100)
         want = np.unique(major * 100 + minor, return_counts=True)
         assert np.array_equal(keys, want[0]) and np.array_equal(counts, want[1])
+
+
+def _numpy_features(layout, cv, pads, i, j, lp):
+    """`_Layout.features` as numpy forms them: canvas and earlier-channel gathers, 1, the local
+    predictions, the median of the texture's W, N and NW."""
+    parts = [cv[layout.places(i, j)[None, :] - layout.offsets[:, None]]]
+    if len(layout.cross):
+        parts.append(pads[((i + 1) * (layout.w + 2) + j + 1)[None, :] + layout.cross[:, None]])
+    x = np.concatenate([*parts, np.ones((1, len(i)), np.int64)])
+    if layout.scheme < 2:
+        return x
+    nb = layout.texture(x)
+    med = np.clip(nb[0] + nb[1] - nb[2], np.minimum(nb[0], nb[1]), np.maximum(nb[0], nb[1]))
+    if layout.c:
+        med += x[len(layout.offsets)]
+    return np.concatenate([x, med[None]] if lp is None else [x, lp[None], med[None]])
+
+
+@pytest.mark.parametrize("scheme", [1, 2, 3])
+def test_the_compiled_features_are_numpys(scheme):
+    r = np.random.default_rng(12)
+    h, w = 9, 13
+    rgb = r.integers(0, 256, (h, w, 3)).astype(np.uint8)
+    i, j = np.divmod(np.arange(h * w), w)
+    for c in range(3):
+        for classes in (1, 4):
+            layout = linear._Layout(h, w, c, classes, scheme)
+            cv, pads = linear._canvas(rgb[..., c]).ravel(), linear._pads([rgb[..., q] for q in range(c)])
+            for lp in (None, r.integers(0, 4096, h * w)):
+                got = layout.features(cv, pads, i, j, lp)
+                assert np.array_equal(got, _numpy_features(layout, cv, pads, i, j, lp))
+                assert np.array_equal(
+                    layout.raw(cv, pads, i, j),
+                    _numpy_features(layout, cv, pads, i, j, None)[: len(layout.offsets) + len(layout.cross) + 1],
+                )
+
+
+def test_the_compiled_predictions_are_numpys():
+    from nfcompress.coders.linear import fitting
+
+    r = np.random.default_rng(13)
+    x = r.integers(-300, 4096, (23, 3000)).astype(np.int32)
+    weights, sets = r.integers(-(1 << 14), 1 << 14, (9, 23)), r.integers(0, 9, 3000)
+    want = np.clip(np.einsum("fn,nf->n", x.astype(np.int64), weights[sets]), 0, 255 << 12)
+    got = fitting.predictions(x, weights, sets, 255 << 12)
+    assert np.array_equal(got, want) and 0 < (got == 0).sum() < 3000 and (got == 255 << 12).any()

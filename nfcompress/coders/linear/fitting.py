@@ -3,11 +3,48 @@ each weight set, and the search for each context's scale code (the first of some
 under which its residuals cost the fewest bits). Only the encoder fits, so these need not be
 portable; tests hold them to the numpy forms they replaced."""
 
-__all__ = ["normal_sums", "tally", "cheapest", "cheapest_spiked"]
+__all__ = ["features", "normal_sums", "predictions", "tally", "cheapest", "cheapest_spiked"]
 
 import numpy as np
 
 from nfcompress.compiled import compiled
+
+
+@compiled
+def features(
+    cv: np.ndarray,
+    pads: np.ndarray,
+    cells: np.ndarray,
+    pad_cells: np.ndarray,
+    offsets: np.ndarray,
+    cross: np.ndarray,
+    lp: np.ndarray,
+    later: bool,
+    finish: bool,
+) -> np.ndarray:
+    """`_Layout.features` (F, n) int32 of the pixels at canvas cells `cells` and padded cells `pad_cells`:
+    cv[cells - offsets], pads[pad_cells + cross], 1, and where `finish` the local predictions lp
+    (where any) and the median of the W, N and NW features (less the earlier channels' where
+    `later`, then plus the first's)."""
+    n, nc, nx = cells.size, offsets.size, cross.size
+    rows = nc + nx + 1 + (finish and lp.size > 0) + finish
+    x = np.empty((rows, n), np.int32)
+    for r in range(nc):  # row by row: each written in order (2.5x faster than pixel by pixel)
+        for p in range(n):
+            x[r, p] = cv[cells[p] - offsets[r]]
+    for r in range(nx):
+        for p in range(n):
+            x[nc + r, p] = pads[pad_cells[p] + cross[r]]
+    x[nc + nx] = 1
+    if finish and lp.size:
+        x[rows - 2] = lp
+    for p in range(n if finish else 0):
+        west, north, corner = x[0, p], x[1, p], x[2, p]
+        if later:
+            west, north, corner = west - x[nc + 1, p], north - x[nc + 2, p], corner - x[nc + 3, p]
+        med = min(max(np.int64(west) + north - corner, min(west, north)), max(west, north))
+        x[rows - 1, p] = med + x[nc, p] if later else med
+    return x
 
 
 @compiled
@@ -36,6 +73,19 @@ def normal_sums(
         for g in range(f):
             for h in range(g):
                 a[k, g, h] = a[k, h, g]
+
+
+@compiled
+def predictions(x: np.ndarray, weights: np.ndarray, sets: np.ndarray, high: int) -> np.ndarray:
+    """Each pixel's integer prediction (n,): its features x (F, n) times the weights (sets, F) of
+    its set, within 0..high."""
+    out = np.zeros(x.shape[1], np.int64)
+    for g in range(x.shape[0]):
+        for p in range(x.shape[1]):
+            out[p] += np.int64(x[g, p]) * weights[sets[p], g]
+    for p in range(x.shape[1]):
+        out[p] = min(max(out[p], 0), high)
+    return out
 
 
 @compiled

@@ -88,6 +88,7 @@ GRID_CLASSES = 4
 SCHEME = 3  # the payload layout `encode` writes: version 8 files (versions 6 and 7: schemes 1 and 2)
 # Activity a falls in bin k when THRESHOLDS[k - 1] <= a < THRESHOLDS[k]: about 2 log2(a + 1).
 THRESHOLDS = np.array([int(np.ceil(2 ** (k / 2))) - 1 for k in range(1, BINS)], np.int64)
+_BIN_OF = np.searchsorted(THRESHOLDS, np.arange(THRESHOLDS[-1] + 1), side="right")  # the bin of each activity
 MAX_WEIGHT = (1 << 31) - 1
 # No sub-pixel costs under MIN_BITS (every value's weight is at least FLOOR): a payload bounds the
 # size it can decode to, and a forged size is refused before any work.
@@ -227,6 +228,9 @@ def _pads(prev: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.pad(p.astype(np.int32), 1, mode="edge").ravel() for p in prev] or [np.zeros(0, np.int32)])
 
 
+_NONE = np.zeros(0, np.int64)  # no local predictions
+
+
 class _Layout:
     """Where the features of a channel's pixels lie: CAUSAL in its canvas, CROSS in `_pads` (as
     many of each as `_neighbours` says)."""
@@ -253,26 +257,21 @@ class _Layout:
         """Every feature (F, n) of pixels (i, j): canvas neighbours (flat canvas cv), earlier
         channels, 1, from scheme 3 their local predictions lp (None: none) and, from scheme 2,
         the median predictor on the `texture`."""
-        return self.finish(self.raw(cv, pads, i, j), lp)
+        return self._compiled(cv, pads, i, j, lp, self.scheme >= 2)
 
     def raw(self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """The first `features` (F, n) of pixels (i, j): canvas neighbours, earlier channels, 1;
         enough for the `texture`."""
-        parts = [cv[self.places(i, j)[None, :] - self.offsets[:, None]]]
-        if len(self.cross):
-            parts.append(pads[((i + 1) * (self.w + 2) + j + 1)[None, :] + self.cross[:, None]])
-        parts.append(np.ones((1, len(i)), np.int64))
-        return np.concatenate(parts)
+        return self._compiled(cv, pads, i, j, None, False)
 
-    def finish(self, x: np.ndarray, lp: np.ndarray | None) -> np.ndarray:
-        """`raw` features x (F, n) with the local predictions lp (None: none) and the median."""
-        if self.scheme < 2:
-            return x
-        nb = self.texture(x)
-        med = _clip(nb[_W] + nb[_N] - nb[_NW], np.minimum(nb[_W], nb[_N]), np.maximum(nb[_W], nb[_N]))
-        if self.c:
-            med += x[len(self.offsets)]  # back from the difference to the first channel
-        return np.concatenate([x, med[None]] if lp is None else [x, lp[None], med[None]])
+    def _compiled(
+        self, cv: np.ndarray, pads: np.ndarray, i: np.ndarray, j: np.ndarray, lp: np.ndarray | None, finish: bool
+    ) -> np.ndarray:
+        """`raw` features, with the local predictions lp and the median where `finish` (the compiled
+        `fitting.features`)."""
+        lp = _NONE if lp is None else np.asarray(lp, np.int64)
+        cells, pad_cells = self.places(i, j), (i + 1) * (self.w + 2) + j + 1
+        return fitting.features(cv, pads, cells, pad_cells, self.offsets, self.cross, lp, self.c > 0, finish)
 
     def texture(self, x: np.ndarray) -> np.ndarray:
         """The W, N, NW and NE neighbours (4, n) of each pixel, from its `features` (F, n): of
@@ -312,13 +311,13 @@ def _class_of(
 
 
 def _bins(activity: np.ndarray) -> np.ndarray:
-    return np.searchsorted(THRESHOLDS, activity, side="right")
+    return _BIN_OF[np.minimum(activity, len(_BIN_OF) - 1)]  # activities are never negative
 
 
 def _prediction(x: np.ndarray, weights: np.ndarray, cls: np.ndarray) -> np.ndarray:
     """Integer predictions (weight units, within 0..255) from the features (F, n), each pixel
     with the weights (sets, F) of its class."""
-    return _clip(np.einsum("fn,nf->n", x, weights[cls]), 0, 255 << FRAC_BITS)
+    return fitting.predictions(x, weights, cls, 255 << FRAC_BITS)
 
 
 def _activity(errs: np.ndarray, cross_err: np.ndarray) -> np.ndarray:
@@ -570,7 +569,7 @@ class _Bands:
         i, j = self.rows[b]
         x = self.layout.features(self.cv, self.pads, i, j, None if self.lp is None else self.lp[i * self.w + j])
         if self.kept is not None:
-            self.kept[b] = x.astype(np.int32)
+            self.kept[b] = x
         return x
 
     def _local(self, plane: np.ndarray) -> np.ndarray:
