@@ -250,17 +250,16 @@ def decode(
     x = np.zeros((channels, height, width), np.int64)
     state: dict = {}
 
+    # What the decoder's linear model says of each sub-pixel, compared with what the encoder's
+    # network read once the image is decoded (one comparison, not one per wavefront).
+    said = [(np.empty(height * width, np.int64), np.empty(height * width, np.int64)) for _ in range(channels)]
+
     def replay(f: linear.Front) -> np.ndarray:
         s = state.setdefault(f.c, 0)
         at = f.i * width + f.j
-        if not (
-            np.array_equal(f.p, kept.predictions[f.c][at])
-            and np.array_equal(model.scales[f.c][f.contexts], kept.scales[f.c][at])
-        ):
-            raise FormatError("the decoder's fitted predictions differ from the encoder's")
-        parts = (m[s : s + len(at)].astype(np.int64) for m in kept.parts[f.c])
+        said[f.c][0][at], said[f.c][1][at] = f.p, model.scales[f.c][f.contexts]
         state[f.c] = s + len(at)
-        return symbols.decode(tab, *parts, io)
+        return symbols.decode(tab, *(m[s : s + len(at)] for m in kept.parts[f.c]), io)
 
     def values(f: linear.Front) -> np.ndarray:
         if state.get("plane") != f.c:  # the earlier planes are whole from here on
@@ -276,4 +275,8 @@ def decode(
     out = linear.decode_planes(model, height, width, channels, values if kept is None else replay, progress)
     if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
+    if kept is not None and not all(
+        np.array_equal(p, kept.predictions[c]) and np.array_equal(q, kept.scales[c]) for c, (p, q) in enumerate(said)
+    ):
+        raise FormatError("the decoder's fitted predictions differ from the encoder's")
     return out
