@@ -267,7 +267,7 @@ def models(as_json) -> None:
     from nfcompress.container import SHIPPED_MODELS
     from nfcompress.model_files import DEFAULT_MODEL, PAYLOAD_MODELS, models_dir
 
-    fixed = {name: kind for kind, name in PAYLOAD_MODELS.items()}
+    fixed = {name: kind for kind, names in PAYLOAD_MODELS.items() for name in names.values()}
 
     folder = models_dir()
     if not folder.is_dir():
@@ -316,7 +316,7 @@ def info(inputs, as_json) -> None:
     """Show the header of .nfc files."""
     from nfcompress.batch import read_input
     from nfcompress.container import unpack
-    from nfcompress.model_files import PAYLOAD_MODELS
+    from nfcompress.model_files import payload_model
 
     def work(src: str) -> None:
         data = _prefixed(src, read_input, src)
@@ -332,7 +332,7 @@ def info(inputs, as_json) -> None:
             "mode": h.mode,
             "bit_depth": h.bit_depth,
             "coder": h.kind,
-            "model": PAYLOAD_MODELS.get(h.kind) if h.model_free else _model_name(h),
+            "model": payload_model(h.kind, h.version) if h.model_free else _model_name(h),
             "model_hash": h.model_hash.hex(),
             "device": h.device,
             "portable": h.device == "any",

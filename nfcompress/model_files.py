@@ -1,7 +1,16 @@
 """Model files without torch: where they live, their JSON cards, their hashes. The codec finds a
 model's card before it needs the weights, and the causal model checks its weights here."""
 
-__all__ = ["DEFAULT_MODEL", "PAYLOAD_MODELS", "ModelCard", "shipped_dir", "models_dir", "sha256_file", "find_card"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "PAYLOAD_MODELS",
+    "payload_model",
+    "ModelCard",
+    "shipped_dir",
+    "models_dir",
+    "sha256_file",
+    "find_card",
+]
 
 import hashlib
 import json
@@ -15,9 +24,16 @@ from nfcompress.errors import NfcError
 
 # New files use the newest shipped model; the older ones stay for the files they wrote.
 DEFAULT_MODEL = SHIPPED_MODELS[-1]
-# The shipped networks that model-free payloads are bound to, by payload kind (each file names
-# none: its format version pins the weights' sha256 in the model's package).
-PAYLOAD_MODELS = {"causal": "nfc-causal", "adaptive": "nfc-adaptive"}
+# The shipped networks that model-free payloads are bound to, by payload kind and the first format
+# version whose files of that kind decode with them (each file names none: its format version pins
+# the weights' sha256 in the model's package).
+PAYLOAD_MODELS = {"causal": {10: "nfc-causal"}, "adaptive": {13: "nfc-adaptive", 14: "nfc-adaptive-96"}}
+
+
+def payload_model(kind: str, version: int) -> str | None:
+    """The shipped network a model-free file of this kind and format version decodes with (None: none)."""
+    names = PAYLOAD_MODELS.get(kind, {})
+    return next((names[v] for v in sorted(names, reverse=True) if v <= version), None)
 
 
 @dataclass

@@ -2,12 +2,14 @@
 sub-pixel, for a new payload version if its bits hold.
 
 python scripts/prune_adaptive.py HIDDEN OUT.pt [--pool cache/adaptive-pool.npy] [--steps 6000]
-    [--lr 5e-4] [--held 160]
+    [--lr 5e-4] [--held 160] [--export NAME [--export-only] [--photos ../shared/data/photos/train]]
 
 Keeps the units whose activations times outgoing weights weigh most (the same units in both
 layers: the second layer adds its input back), then trains on the pool but `--held` samples,
 on which it prints the bits of the shipped network and of the pruned one as it goes (float,
-ideal). OUT.pt holds the EMA weights (`state`), the settings and the figures.
+ideal). OUT.pt holds the EMA weights (`state`), the settings and the figures. With --export, its
+integer weights go to models/NAME.safetensors with their card, measured as real payloads on the
+held-out packages' photos (as scripts/train_adaptive.py exports).
 """
 
 import argparse
@@ -24,13 +26,16 @@ from nfcompress.coders.causal import model as causal
 from nfcompress.coders.causal.train import INPUT_SCALE
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_adaptive import PER_STEP, optimise, rate, rows  # noqa: E402
+from train_adaptive import HOLDOUT, PER_STEP, cpu_name, held_out_sets, optimise, rate, rows  # noqa: E402
+
+from nfcompress.coders.adaptive.train import export  # noqa: E402
+from nfcompress.data import list_images, split_heldout  # noqa: E402
 
 
 def shipped() -> AdaptiveNet:
-    """The shipped adaptive network as a float network."""
+    """The shipped adaptive network of format version 13 as a float network."""
     net = AdaptiveNet(128)
-    for layer, pw in zip(net.planes, model.load()):
+    for layer, pw in zip(net.planes, model.load(version=13)):
         layer.load_state_dict({k: torch.from_numpy(v).float() for k, v in causal.dequantize(pw).items()})
     return net
 
@@ -63,8 +68,33 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--held", type=int, default=160)
+    ap.add_argument("--export", default="")
+    ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--photos", default="../shared/data/photos/train")
     a = ap.parse_args()
     torch.set_flush_denormal(True)
+    if not a.export_only:
+        prune_and_tune(a)
+    if a.export:
+        ck = torch.load(a.out, weights_only=False)
+        ck["training"] = {
+            "start": f"the shipped {model.MODELS[13][0]} network pruned to its {a.hidden} weightiest hidden units",
+            "pool": a.pool,
+            "held_in_pool": a.held,
+            "holdout_packages": list(HOLDOUT),
+            "steps": ck.get("step", a.steps),
+            "lr": a.lr,
+            "schedule": f"cosine decay, Adam, EMA, {PER_STEP} samples a step",
+            "device": "cpu",
+            "hardware": cpu_name(),
+        } | ({"pool_figures": ck["figures"]} if "figures" in ck else {})
+        torch.save(ck, a.out)
+        held = split_heldout(list_images([a.photos]), HOLDOUT)[1]
+        print(export(Path(a.out), Path("models"), held_out_sets(held), a.export)["metrics"])
+
+
+def prune_and_tune(a: argparse.Namespace) -> None:
+    """Prune the shipped network to a.hidden units and fine-tune it, checkpointing to a.out."""
     pool = list(np.load(a.pool, allow_pickle=True))
     order = np.random.default_rng(1).permutation(len(pool))
     held, train = order[: a.held], order[a.held :]

@@ -1,7 +1,7 @@
 """Train the adaptive model (nfcompress.coders.adaptive) on crops of photos with their linear fits.
 
 python scripts/train_adaptive.py ../shared/data/photos/train OUT.pt [--pool POOL.npy] [--steps N]
-    [--lr LR] [--device cpu|cuda] [--models models] [--export-only]
+    [--lr LR] [--device cpu|cuda] [--models models] [--name nfc-adaptive-new] [--export-only]
 torchrun --nproc_per_node G scripts/train_adaptive.py ... --device cuda   (G GPUs, or CPU processes)
 
 The pool (crops of every kind below, each with the linear model fitted to it, as the encoder
@@ -10,6 +10,8 @@ causal network, writes OUT.pt (with its optimiser, so a run resumes where it sto
 few minutes, then exports integer weights and a card measured on the held-out packages. Under
 torchrun each process draws its own samples and DDP averages the gradients (each step then sees
 PER_STEP samples a process); the first process writes OUT.pt, builds a missing pool and exports.
+The weights export as models/NAME: a new network for new files needs a format version of its own
+(`nfcompress.coders.adaptive.model.MODELS`), so no shipped network is overwritten.
 """
 
 import argparse
@@ -113,6 +115,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default="models")
+    ap.add_argument("--name", default="nfc-adaptive-new")
     ap.add_argument("--export-only", action="store_true")
     a = ap.parse_args()
     torch.set_flush_denormal(True)
@@ -132,7 +135,7 @@ def main() -> None:
         pool = list(np.load(pool_path, allow_pickle=True))
         train(a, pool, len(kept), rank, world)
     if rank == 0:
-        card = export(Path(a.out), Path(a.models), held_out_sets(held))
+        card = export(Path(a.out), Path(a.models), held_out_sets(held), a.name)
         print(card["metrics"])
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from nfcompress import decode
+from nfcompress import decode, encode
 from nfcompress.codec import Codec
 from nfcompress.coders.adaptive import model as adaptive
 from nfcompress.coders.base import Payload
@@ -129,11 +129,12 @@ def test_the_adaptive_flag_is_read_from_version_13_only_and_stands_alone():
     head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="adaptive")
     data = bytearray(pack(head, [b"abcdefgh"]))
     h = unpack(bytes(data))[0]
-    assert (h.kind, h.version, h.model_name) == ("adaptive", 13, "")
+    assert (h.kind, h.version, h.model_name) == ("adaptive", 14, "")
     grey = unpack(pack(Header("", b"", 7, 3, "L", 0, 0, 1, device="any", kind="adaptive"), [b"abcd"]))[0]
     assert (grey.kind, grey.mode) == ("adaptive", "L")
 
-    for version, flags in [(12, data[4]), (13, data[4] | 0x08), (13, data[4] | 0x80)]:
+    assert unpack(reheaded(data, 13, data[4]))[0].kind == "adaptive"  # version 13's network
+    for version, flags in [(12, data[4]), (13, data[4] | 0x08), (14, data[4] | 0x80)]:
         with pytest.raises(FormatError, match="model-free file cannot have"):
             unpack(reheaded(data, version, flags))
 
@@ -143,7 +144,7 @@ def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_
     codec = Codec.load()
     res = codec.encode(img, coder="adaptive")
     h = unpack(res.data)[0]
-    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 13)
+    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 14)
     assert np.array_equal(decode(res.data), img)
     assert len(codec.encode(img).data) <= len(res.data)
     clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((64, 64), Image.Resampling.BOX))
@@ -219,17 +220,34 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
     assert np.array_equal(back, _photo(48, 64))
 
 
-def test_the_shipped_weights_are_the_ones_version_13_names():
-    card = json.loads((SHIPPED / f"{adaptive.MODEL}.json").read_text())
-    digest = hashlib.sha256((SHIPPED / f"{adaptive.MODEL}.safetensors").read_bytes()).hexdigest()
-    assert card["sha256"] == adaptive.SHA256 == digest
+@pytest.mark.parametrize("version", [13, 14])
+def test_the_shipped_weights_are_the_ones_each_version_names(version):
+    name, sha256 = adaptive.MODELS[version]
+    card = json.loads((SHIPPED / f"{name}.json").read_text())
+    digest = hashlib.sha256((SHIPPED / f"{name}.safetensors").read_bytes()).hexdigest()
+    assert card["sha256"] == sha256 == digest
     assert card["config"]["features"] == [causal.feature_count(k) + adaptive.EXTRA for k in range(3)]
+    assert [p.second.shape[0] for p in adaptive.load(version=version)] == [card["config"]["hidden"]] * 3
+
+
+def test_each_version_decodes_with_its_own_network():
+    img = _photo(40, 48)
+    data = encode(img, coder="adaptive")
+    assert unpack(data)[0].version == adaptive.NEWEST == 14
+    assert np.array_equal(decode(data), img)
+    # The same payload read as version 13's, under the other network, fails loudly.
+    with pytest.raises(NfcError):
+        decode(reheaded(data, 13, data[4]))
+    planes = adaptive.load(version=13)
+    stream = adaptive.encode(img, planes)[0]
+    assert np.array_equal(adaptive.decode(stream, 40, 48, 3, version=13), img)
 
 
 def test_damaged_or_replaced_adaptive_weights_are_refused(tmp_path, monkeypatch):
-    weights = bytearray((SHIPPED / f"{adaptive.MODEL}.safetensors").read_bytes())
+    name = adaptive.MODELS[adaptive.NEWEST][0]
+    weights = bytearray((SHIPPED / f"{name}.safetensors").read_bytes())
     weights[-9] ^= 1  # one weight off by a little: it would still load, and code other files
-    (tmp_path / f"{adaptive.MODEL}.safetensors").write_bytes(bytes(weights))
+    (tmp_path / f"{name}.safetensors").write_bytes(bytes(weights))
     monkeypatch.setattr(adaptive, "shipped_dir", lambda: tmp_path)
     with pytest.raises(NfcError, match="adaptive model .* does not match its sha256"):
         adaptive.load()

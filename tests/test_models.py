@@ -108,10 +108,13 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert len(lines) == len(SHIPPED_MODELS) + 2  # and the causal and the adaptive model
+    assert len(lines) == len(SHIPPED_MODELS) + 3  # and the causal and the adaptive model's two networks
     assert [line.split(":")[0] for line in lines if "causal" in line] == ["nfc-causal (shipped, the causal model)"]
     adaptive = [line.split(":")[0] for line in lines if "adaptive" in line]
-    assert adaptive == ["nfc-adaptive (shipped, the adaptive model)"]
+    assert sorted(adaptive) == [
+        "nfc-adaptive (shipped, the adaptive model)",
+        "nfc-adaptive-96 (shipped, the adaptive model)",
+    ]
     assert [line.split()[0] for line in lines if "default" in line] == [f"{DEFAULT_MODEL}"]
 
 

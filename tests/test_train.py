@@ -137,6 +137,6 @@ def test_the_adaptive_models_script_trains_under_torchrun_with_its_processes_in_
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    card = json.loads((tmp_path / "models" / "nfc-adaptive.json").read_text())
+    card = json.loads((tmp_path / "models" / "nfc-adaptive-new.json").read_text())
     assert card["training"]["processes"] == 2 and card["training"]["steps"] == 3
     assert card["training"]["device"] == "cpu"

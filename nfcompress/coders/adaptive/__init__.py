@@ -36,7 +36,14 @@ class AdaptiveCoder:
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
         """The colour planes."""
         with one_blas_thread():
-            return model.decode(chunks[0], header.height, header.width, header.colour_channels, progress=progress)
+            return model.decode(
+                chunks[0],
+                header.height,
+                header.width,
+                header.colour_channels,
+                progress=progress,
+                version=header.version,
+            )
 
     @staticmethod
     def _replay(kept: model.Kept, header: Header, chunks: list[bytes]) -> np.ndarray:

@@ -17,8 +17,8 @@ images take green's network, and files decode alike on every machine.
 from __future__ import annotations
 
 __all__ = [
-    "MODEL",
-    "SHA256",
+    "MODELS",
+    "NEWEST",
     "EXTRA",
     "MAX_FRONTS",
     "KEEP_SUBPIXELS",
@@ -50,9 +50,13 @@ from nfcompress.compiled import compiled
 from nfcompress.errors import FormatError
 from nfcompress.model_files import PAYLOAD_MODELS, shipped_dir
 
-MODEL = PAYLOAD_MODELS["adaptive"]  # the shipped weights every adaptive file decodes with
-# Their sha256: an adaptive file names no model, so format version 13 is bound to exactly these weights.
-SHA256 = "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"
+# The shipped weights each format version's adaptive files decode with, and their sha256: an
+# adaptive file names no model, so its version binds it to exactly these weights.
+MODELS = {
+    13: (PAYLOAD_MODELS["adaptive"][13], "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"),
+    14: (PAYLOAD_MODELS["adaptive"][14], "dff7196588a430d3eecbc4ef8f4ae86835156b5e4f6b42366ed9d4ae2be386dd"),
+}
+NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
 OFFSET_LIMIT = 1000  # the fitted prediction's offset from the median predictor, in 1/16, is clipped to this
 SEGMENT = 4096  # sub-pixels whose features and distributions are built at once when encoding
@@ -116,11 +120,12 @@ def plane_features(
     return f
 
 
-def load(path: Path | None = None, sha256: str | None = None) -> list[causal.PlaneWeights]:
-    """The integer networks of green, red and blue: the shipped ones by default, checked against
-    SHA256; others against `sha256` or the card beside them."""
+def load(path: Path | None = None, sha256: str | None = None, version: int = NEWEST) -> list[causal.PlaneWeights]:
+    """The integer networks of green, red and blue: by default the shipped ones of format `version`'s
+    files, checked against their sha256 in MODELS; others against `sha256` or the card beside them."""
     if path is None:
-        path, sha256 = shipped_dir() / f"{MODEL}.safetensors", SHA256
+        name, sha256 = MODELS[version]
+        path = shipped_dir() / f"{name}.safetensors"
     return causal.load(Path(path), sha256, "adaptive model")
 
 
@@ -222,16 +227,18 @@ def decode(
     planes: list[causal.PlaneWeights] | None = None,
     progress: Callable[[int, int], None] | None = None,
     kept: Kept | None = None,
+    version: int = NEWEST,
 ) -> np.ndarray:
-    """The (H, W, C) uint8 image from a stream made by `encode`; `progress(done, total)` as the
-    linear model's decoder calls it.
+    """The (H, W, C) uint8 image from a stream made by `encode` (with the networks of format
+    `version`'s files where `planes` is None); `progress(done, total)` as the linear model's
+    decoder calls it.
 
     With `kept` (the encoder's `Kept` of this image), the encoder checks its stream: every step
     is the decoder's but the network's, whose outputs it takes from `kept`. They are the ones
     the decoder's network makes: its inputs are the fitted predictions and scale codes, checked
     here to be those of the decoder's linear model, and the decoded neighbours (only cells
     decoded before are read), which are the image's where the image decodes exactly."""
-    planes = load() if planes is None else planes
+    planes = load(version=version) if planes is None and kept is None else planes
     if not fits(height, width):
         raise FormatError(f"corrupted .nfc file: an adaptive file holds no {width}x{height} image (a thin strip)")
     if len(data) % 4:
