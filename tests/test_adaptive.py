@@ -166,28 +166,32 @@ def test_channels_fitted_and_coded_on_threads_give_the_same_model_and_bytes():
     planes = tiny_planes(6, adaptive.EXTRA, hidden=16, mixtures=3)
     one, two = (adaptive.encode(img, planes, alone, keep=True, threads=t) for t in (1, 2))
     assert one.data == two.data and np.array_equal(one.pixel_bits, two.pixel_bits)
-    assert all(np.array_equal(x, y) for a, b in zip(one.kept.parts, two.kept.parts) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for a, b in zip(one.kept.intervals, two.kept.intervals) for x, y in zip(a, b))
 
 
-def test_the_encoders_check_with_the_kept_mixtures_decodes_as_the_decoder_and_catches_a_disagreement():
+def test_the_encoders_check_with_the_kept_intervals_decodes_as_the_decoder_and_catches_a_disagreement():
     img = _photo(40, 56)
     planes = tiny_planes(3, adaptive.EXTRA, hidden=16, mixtures=3)
     data, _, _, kept = adaptive.encode(img, planes, keep=True)
     assert np.array_equal(adaptive.decode(data, 40, 56, 3, planes, kept=kept), img)
-    assert [len(p) for p, _, _ in kept.parts] == [40 * 56] * 3
+    assert [len(v) for _, _, v in kept.intervals] == [40 * 56] * 3
     assert adaptive.encode(img, planes).kept is None
     # An encoder whose fitted prediction differs from the decoder's at one pixel of the last channel.
     wrong = kept.predictions[2].copy()
     wrong[17 * 56 + 30] += 1
     with pytest.raises(FormatError, match="predictions differ"):
         adaptive.decode(data, 40, 56, 3, planes, kept=kept._replace(predictions=[*kept.predictions[:2], wrong]))
-    # Mixtures other than the stream's (a network that is not the decoder's) do not give the image.
+    # Intervals other than the stream's (of a network that is not the decoder's) are refused.
     other = adaptive.encode(img, tiny_planes(4, adaptive.EXTRA, hidden=16, mixtures=3), keep=True).kept
-    try:
-        out = adaptive.decode(data, 40, 56, 3, planes, kept=other)
-    except (FormatError, ValueError, IndexError):
-        out = None
-    assert out is None or not np.array_equal(out, img)
+    with pytest.raises(FormatError, match="does not decode to the image"):
+        adaptive.decode(data, 40, 56, 3, planes, kept=other)
+    # Where the kept values are not the image's, the decoder's linear model reads other neighbours.
+    starts, freqs, values = kept.intervals[1]
+    values = values.copy()
+    values[100] ^= 1
+    wrong = [kept.intervals[0], (starts, freqs, values), kept.intervals[2]]
+    with pytest.raises(FormatError, match="predictions differ"):
+        adaptive.decode(data, 40, 56, 3, planes, kept=kept._replace(intervals=wrong))
 
 
 def test_the_codec_verifies_its_files_with_what_the_adaptive_model_kept_and_keeps_it_only_when_asked(monkeypatch):

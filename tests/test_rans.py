@@ -58,3 +58,25 @@ def test_a_stream_on_top_of_another_is_one_stream_of_both_as_constriction_goes_o
         if len(then):
             reference.encode_reverse(then, categorical, w2.astype(np.float64))
         assert np.array_equal(on_top, reference.get_compressed())
+
+
+def test_following_a_stream_by_its_recorded_intervals_is_decoding_it():
+    r = np.random.default_rng(11)
+    for _ in range(30):
+        a = int(r.integers(2, 260))
+        symbols, w = _random_symbols(r, int(r.integers(1, 300)), a)
+        io = _record(symbols, w)
+        n = len(symbols)
+        starts, freqs = io[1][:n].astype(np.int32), io[2][:n].astype(np.int32)
+        words = rans.finish(io, rans.NOTHING)
+        followed = rans.source(words)
+        assert rans.follow(followed, starts, freqs) and rans.exhausted(followed)
+        # Another symbol's interval (every symbol has one: its weight plus 1) at one place is
+        # not followed: the decoder would read another symbol there.
+        k = int(r.integers(0, n))
+        other = (symbols[k] + 1) % a
+        cum = np.empty(a + 1, np.int64)
+        rans.cumulative(w[k], cum)
+        wrong_starts, wrong_freqs = starts.copy(), freqs.copy()
+        wrong_starts[k], wrong_freqs[k] = cum[other], cum[other + 1] - cum[other]
+        assert not rans.follow(rans.source(words), wrong_starts, wrong_freqs)

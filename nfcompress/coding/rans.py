@@ -11,7 +11,7 @@ either way: meta (encoding 1 or 0, symbols recorded, words left to read), the st
 frequencies recorded (encoding), the words and the state (decoding).
 """
 
-__all__ = ["NOTHING", "cumulative", "code", "sink", "source", "finish", "exhausted"]
+__all__ = ["NOTHING", "cumulative", "code", "follow", "sink", "source", "finish", "exhausted"]
 
 import numpy as np
 
@@ -88,6 +88,27 @@ def code(io: tuple, cum: np.ndarray, a: int, s: int) -> int:
         st = (st << _WORD) | np.uint64(words[meta[2]])
     state[0] = st
     return lo
+
+
+@compiled
+def follow(io: tuple, starts: np.ndarray, freqs: np.ndarray) -> bool:
+    """Whether a decoding Io's next symbols decode as those an encoding recorded with these starts
+    and frequencies (cum[s] and cum[s + 1] - cum[s] of each): each one's quantile falls in its
+    interval, so a decoder with the encoder's tables decodes the same symbols. It reads past
+    them, as `code` would, up to the first that does not."""
+    meta, words, state = io[0], io[3], io[4]
+    st = state[0]
+    for k in range(starts.size):
+        q = np.int64(st & _MASK)
+        if q < starts[k] or q >= starts[k] + freqs[k]:
+            state[0] = st
+            return False
+        st = np.uint64(freqs[k]) * (st >> _BITS) + np.uint64(q - starts[k])
+        if st < _SPAN and meta[2] > 0:
+            meta[2] -= 1
+            st = (st << _WORD) | np.uint64(words[meta[2]])
+    state[0] = st
+    return True
 
 
 @compiled

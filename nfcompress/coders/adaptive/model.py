@@ -64,7 +64,7 @@ SEGMENT = 4096  # sub-pixels whose features and distributions are built at once 
 # and channel, so a thin strip of few pixels costs as much as a large photo (an 8192x4096 image
 # has 16,382). Others are left to the linear model, and a decoder refuses them.
 MAX_FRONTS = 1 << 14
-# The most sub-pixels whose mixtures `encode` keeps for the encoder's check (`Kept`: 21 bytes each).
+# The most sub-pixels whose intervals `encode` keeps for the encoder's check (`Kept`: 9 bytes each).
 KEEP_SUBPIXELS = 1 << 26
 
 
@@ -131,10 +131,10 @@ def load(path: Path | None = None, sha256: str | None = None, version: int = NEW
 
 class Kept(NamedTuple):
     """What `encode` kept for `decode` to check its stream without the network: each channel's
-    mixtures (`symbols.parts`: predictions, scale codes, weights, (n, K) each, in coding order)
-    and the fitted predictions and scale codes (raster order) its network read."""
+    symbols' intervals in the stream and values (starts, frequencies and values, in coding
+    order), and the fitted predictions and scale codes (raster order) its network read."""
 
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    intervals: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     predictions: list[np.ndarray]
     scales: list[np.ndarray]
 
@@ -178,19 +178,18 @@ def encode(
     kept: list = [None] * channels
 
     def channel(c: int) -> tuple[tuple, np.ndarray, tuple]:
-        """Channel c's recorded symbols, their bits and (with `keep`) their mixtures, in coding order."""
+        """Channel c's recorded symbols, their bits and (with `keep`) their intervals and values,
+        in coding order."""
         cv, preds, scales = causal.canvas(x, c), fit.predictions(c), fit.scale_codes(c)
-        io, bits = rans.sink(h * w), np.empty(h * w)
-        mine = tuple(np.empty((h * w, planes[c].out.shape[1] // 3), t) for t in _KEPT_TYPES) if keep else ()
+        io, bits, values = rans.sink(h * w), np.empty(h * w), x[c].ravel()[order]
         for s in range(0, h * w, SEGMENT):
             at = order[s : s + SEGMENT]
             i, j = np.divmod(at, w)
             p = preds[at].astype(np.int64)
             f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w)
             mixtures = symbols.parts(planes[c].outputs(f), p)
-            bits[s : s + SEGMENT] = PRECISION - np.log2(symbols.record(tab, *mixtures, x[c].ravel()[at], io))
-            for whole, m in zip(mine, mixtures):
-                whole[s : s + SEGMENT] = m
+            bits[s : s + SEGMENT] = PRECISION - np.log2(symbols.record(tab, *mixtures, values[s : s + SEGMENT], io))
+        mine = (io[1].astype(np.int32), io[2].astype(np.int32), values.astype(np.uint8)) if keep else ()
         return io, bits, mine
 
     # Channel after channel from the last, each on top of the next one's words (the decoder pops
@@ -215,10 +214,6 @@ def encode(
     return Encoded(data, ideal.reshape(h, w), linear.side_bits(fit.model), made)
 
 
-# How `Kept` holds the mixtures: predictions under 2**20, scale codes under 256, weights under 2**12.
-_KEPT_TYPES = (np.int32, np.uint8, np.int16)
-
-
 def decode(
     data: bytes,
     height: int,
@@ -234,10 +229,12 @@ def decode(
     decoder calls it.
 
     With `kept` (the encoder's `Kept` of this image), the encoder checks its stream: every step
-    is the decoder's but the network's, whose outputs it takes from `kept`. They are the ones
-    the decoder's network makes: its inputs are the fitted predictions and scale codes, checked
-    here to be those of the decoder's linear model, and the decoded neighbours (only cells
-    decoded before are read), which are the image's where the image decodes exactly."""
+    is the decoder's but the network and the weights built from its mixture, whose intervals in
+    the stream it takes from `kept` (`rans.follow`: the stream decodes to the kept values under
+    them). They are the ones the decoder builds: its network's inputs are the fitted predictions
+    and scale codes, checked here to be those of the decoder's linear model, and the decoded
+    neighbours (only cells decoded before are read), which are the image's where the image
+    decodes exactly; the weights are the same function of its outputs (`symbols`)."""
     planes = load(version=version) if planes is None and kept is None else planes
     if not fits(height, width):
         raise FormatError(f"corrupted .nfc file: an adaptive file holds no {width}x{height} image (a thin strip)")
@@ -265,8 +262,11 @@ def decode(
         s = state.setdefault(f.c, 0)
         at = f.i * width + f.j
         said[f.c][0][at], said[f.c][1][at] = f.p, model.scales[f.c][f.contexts]
-        state[f.c] = s + len(at)
-        return symbols.decode(tab, *(m[s : s + len(at)] for m in kept.parts[f.c]), io)
+        state[f.c] = e = s + len(at)
+        starts, freqs, values = kept.intervals[f.c]
+        if not rans.follow(io, starts[s:e], freqs[s:e]):
+            raise FormatError("the stream does not decode to the image the encoder coded")
+        return values[s:e].astype(np.int64)
 
     def values(f: linear.Front) -> np.ndarray:
         if state.get("plane") != f.c:  # the earlier planes are whole from here on

@@ -35,7 +35,7 @@ class CausalCoder:
 
     @staticmethod
     def _replay(kept: tuple, header: Header, chunks: list[bytes]) -> np.ndarray:
-        """The colour planes of a payload `encode` made, decoded with the mixtures it kept."""
+        """The colour planes of a payload `encode` made, checked with the intervals it kept."""
         return model.replay(chunks[0], header.height, header.width, kept)
 
     def decode_many(self, payloads: list[tuple[Header, list[bytes]]]) -> list[np.ndarray | NfcError]:

@@ -439,9 +439,9 @@ def _encoding_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class Encoded(NamedTuple):
-    """An image's stream (`encode`), its ideal bits, and, where asked for, the mixtures it was
-    coded under (`symbols.parts`: predictions, scale codes, weights, (3 H W, K) each, in the
-    stream's order) for `replay`."""
+    """An image's stream (`encode`), its ideal bits, and, where asked for, its symbols' intervals
+    in the stream and values (starts, frequencies and values, 3 H W each, in the stream's order)
+    for `replay`."""
 
     data: bytes
     ideal_bits: float
@@ -449,7 +449,8 @@ class Encoded(NamedTuple):
 
 
 def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None, keep: bool = False) -> Encoded:
-    """An (H, W, 3) uint8 image as one ANS stream, its ideal bits and (with `keep`) its mixtures."""
+    """An (H, W, 3) uint8 image as one ANS stream, its ideal bits and (with `keep`) its symbols'
+    intervals and values."""
     planes = load() if planes is None else planes
     x = planes_of(rgb)
     h, w = x.shape[1:]
@@ -463,26 +464,29 @@ def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None, keep: bool
     o, base, sym = (np.concatenate(a)[order] for a in zip(*parts))
     tab, io = symbols.table(), rans.sink(len(sym))
     ideal = 0.0
-    kept = tuple(np.empty((len(sym), o.shape[1] // 3), t) for t in (np.int32, np.uint8, np.int16)) if keep else ()
     for s in range(0, len(sym), SEGMENT):
         part = slice(s, s + SEGMENT)
         mixtures = symbols.parts(o[part], base[part] << FRAC_BITS)
         freq = symbols.record(tab, *mixtures, sym[part], io)
         ideal += float(np.sum(PRECISION - np.log2(freq)))
-        for whole, m in zip(kept, mixtures):
-            whole[part] = m
-    return Encoded(rans.finish(io, rans.NOTHING).astype("<u4").tobytes(), ideal, kept or None)
+    kept = (io[1].astype(np.int32), io[2].astype(np.int32), sym.astype(np.uint8)) if keep else None
+    return Encoded(rans.finish(io, rans.NOTHING).astype("<u4").tobytes(), ideal, kept)
 
 
 def replay(data: bytes, height: int, width: int, kept: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """`decode` of a stream `encode` made, with the mixtures it kept in place of the network's:
-    the encoder's check. Every other step is the decoder's (its schedule, its stream); the
-    network's outputs are the decoder's wherever the image decodes exactly, since they are
-    exact integers of the decoded cells alone."""
+    """`decode` of a stream `encode` made, with the intervals it kept in place of those the
+    decoder builds from its network's mixtures: the encoder's check. Every other step is the
+    decoder's (its schedule, its stream: `rans.follow`, the stream decodes to the kept values
+    under them); the network's outputs are the decoder's wherever the image decodes exactly,
+    since they are exact integers of the decoded cells alone, and the intervals the same
+    function of them (`symbols`)."""
     io = _source(data)
-    x = np.zeros((3, height, width), np.int64)
+    starts, freqs, values = kept
+    if not rans.follow(io, starts, freqs):
+        raise FormatError("the stream does not decode to the image the encoder coded")
+    x = np.zeros((3, height, width), np.uint8)
     cells = [(k * height + i) * width + j for step in _schedule(height, width) for k, i, j in step]
-    x.ravel()[np.concatenate(cells)] = symbols.decode(symbols.table(), *(m.astype(np.int64) for m in kept), io)
+    x.ravel()[np.concatenate(cells)] = values
     if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
     return np.ascontiguousarray(x.transpose(1, 2, 0)[..., np.argsort(ORDER)].astype(np.uint8))
