@@ -1,5 +1,6 @@
-"""The linear encoder's fitting loops, compiled (numba): the sums of the least-squares systems of
-each weight set, and the search for each context's scale code (the first of some candidate codes
+"""The linear encoder's fitting loops, compiled (numba): every pixel's features and first-stage
+prediction, the sums of the least-squares systems of each weight set, the tallies of residuals
+by context, and the search for each context's scale code (the first of some candidate codes
 under which its residuals cost the fewest bits). Only the encoder fits, so these need not be
 portable; tests hold them to the numpy forms they replaced."""
 
