@@ -256,7 +256,10 @@ def decode(
 
     # What the decoder's linear model says of each sub-pixel, compared with what the encoder's
     # network read once the image is decoded (one comparison, not one per wavefront).
-    said = [(np.empty(height * width, np.int64), np.empty(height * width, np.int64)) for _ in range(channels)]
+    said = [
+        (np.empty(height * width, np.int64), np.empty(height * width, np.int64))
+        for _ in range(channels if kept is not None else 0)
+    ]
 
     def replay(f: linear.Front) -> np.ndarray:
         s = state.setdefault(f.c, 0)

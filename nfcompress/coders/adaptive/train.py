@@ -92,9 +92,7 @@ def start_from_causal(net: AdaptiveNet, planes: list[causal.PlaneWeights]) -> No
         layer.out.bias[: net.mixtures] = 0
 
 
-def export(
-    checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], name: str = model.MODELS[model.NEWEST][0]
-) -> dict:
+def export(checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], name: str) -> dict:
     """A float checkpoint (scripts/train_adaptive.py) as integer weights and their card, which
     records the bits per sub-pixel of real payloads on `sets` (kind: images), beside the linear
     model's on the same images."""

@@ -301,9 +301,8 @@ def dequantize(pw: PlaneWeights) -> dict[str, np.ndarray]:
     }
 
 
-MODEL = PAYLOAD_MODELS["causal"][
-    10
-]  # the shipped weights (models/nfc-causal.safetensors) every causal file decodes with
+# The shipped weights (models/nfc-causal.safetensors) every causal file decodes with.
+MODEL = PAYLOAD_MODELS["causal"][10]
 # Their sha256: a causal file names no model, so format version 10 is bound to exactly these weights.
 SHA256 = "869a352c109dd519acd2741d1561d9880fc071d543820a4bb5d6e109df38b9ba"
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
