@@ -2,14 +2,16 @@
 sub-pixel, for a new payload version if its bits hold.
 
 python scripts/prune_adaptive.py HIDDEN OUT.pt [--pool cache/adaptive-pool.npy] [--steps 6000]
-    [--lr 5e-4] [--held 160] [--export NAME [--export-only] [--photos ../shared/data/photos/train]]
+    [--lr 5e-4] [--held 160] [--start START.pt] [--export NAME [--export-only]
+    [--photos ../shared/data/photos/train]]
 
 Keeps the units whose activations times outgoing weights weigh most (the same units in both
 layers: the second layer adds its input back), then trains on the pool but `--held` samples,
 on which it prints the bits of the shipped network and of the pruned one as it goes (float,
-ideal). OUT.pt holds the EMA weights (`state`), the settings and the figures. With --export, its
-integer weights go to models/NAME.safetensors with their card, measured as real payloads on the
-held-out packages' photos (as scripts/train_adaptive.py exports).
+ideal); with --start, it tunes the pruned network of an earlier run further instead. OUT.pt
+holds the EMA weights (`state`), the settings, the figures and each run's steps. With --export,
+its integer weights go to models/NAME.safetensors with their card, measured as real payloads on
+the held-out packages' photos (as scripts/train_adaptive.py exports).
 """
 
 import argparse
@@ -68,6 +70,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--held", type=int, default=160)
+    ap.add_argument("--start", default="")
     ap.add_argument("--export", default="")
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--photos", default="../shared/data/photos/train")
@@ -78,11 +81,12 @@ def main() -> None:
     if a.export:
         ck = torch.load(a.out, weights_only=False)
         ck["training"] = {
-            "start": f"the shipped {model.MODELS[13][0]} network pruned to its {a.hidden} weightiest hidden units",
+            "start": f"the shipped {model.MODELS[13][0]} network pruned to its {a.hidden} weightiest hidden units"
+            + "".join(f", tuned {n} steps" for n in ck.get("runs", [])),
             "pool": a.pool,
             "held_in_pool": a.held,
             "holdout_packages": list(HOLDOUT),
-            "steps": ck.get("step", a.steps),
+            "steps": sum(ck.get("runs", [])) or ck.get("step", a.steps),
             "lr": a.lr,
             "schedule": f"cosine decay, Adam, EMA, {PER_STEP} samples a step",
             "device": "cpu",
@@ -109,8 +113,13 @@ def prune_and_tune(a: argparse.Namespace) -> None:
 
     big = shipped()
     figures = {"shipped": bits(big)}
-    net = prune(big, a.hidden, [rows(features(pool[k]), rng, 1024) for k in train[:64]])
-    figures["pruned"] = bits(net)
+    if a.start:
+        start = torch.load(a.start, weights_only=False)
+        net, runs = AdaptiveNet(a.hidden), start.get("runs", [start.get("step", 0)])
+        net.load_state_dict(start["state"])
+    else:
+        net, runs = prune(big, a.hidden, [rows(features(pool[k]), rng, 1024) for k in train[:64]]), []
+    figures["start"] = bits(net)
     print(figures, flush=True)
     ema = AdaptiveNet(a.hidden)
     ema.load_state_dict(net.state_dict())
@@ -123,7 +132,8 @@ def prune_and_tune(a: argparse.Namespace) -> None:
         if step % 500 == 0 or step == a.steps:
             figures[step] = bits(ema)
             print(step, f"{(time.time() - t0) / 60:.1f} min", figures[step], flush=True)
-            torch.save({"state": ema.state_dict(), "settings": ema.settings(), "figures": figures}, a.out)
+            state = {"state": ema.state_dict(), "settings": ema.settings(), "figures": figures}
+            torch.save(state | {"runs": [*runs, step]}, a.out)
 
 
 if __name__ == "__main__":
