@@ -87,7 +87,7 @@ def main() -> None:
             "held_in_pool": a.held,
             "holdout_packages": list(HOLDOUT),
             "steps": sum(ck.get("runs", [])) or ck.get("step", a.steps),
-            "lr": a.lr,
+            "lr": ck.get("lrs", a.lr),
             "schedule": f"cosine decay, Adam, EMA, {PER_STEP} samples a step",
             "device": "cpu",
             "hardware": cpu_name(),
@@ -115,10 +115,10 @@ def prune_and_tune(a: argparse.Namespace) -> None:
     figures = {"shipped": bits(big)}
     if a.start:
         start = torch.load(a.start, weights_only=False)
-        net, runs = AdaptiveNet(a.hidden), start.get("runs", [start.get("step", 0)])
+        net, runs, lrs = AdaptiveNet(a.hidden), start.get("runs", [start.get("step", 0)]), start.get("lrs", [])
         net.load_state_dict(start["state"])
     else:
-        net, runs = prune(big, a.hidden, [rows(features(pool[k]), rng, 1024) for k in train[:64]]), []
+        net, runs, lrs = prune(big, a.hidden, [rows(features(pool[k]), rng, 1024) for k in train[:64]]), [], []
     figures["start"] = bits(net)
     print(figures, flush=True)
     ema = AdaptiveNet(a.hidden)
@@ -133,7 +133,7 @@ def prune_and_tune(a: argparse.Namespace) -> None:
             figures[step] = bits(ema)
             print(step, f"{(time.time() - t0) / 60:.1f} min", figures[step], flush=True)
             state = {"state": ema.state_dict(), "settings": ema.settings(), "figures": figures}
-            torch.save(state | {"runs": [*runs, step]}, a.out)
+            torch.save(state | {"runs": [*runs, step], "lrs": [*lrs, a.lr]}, a.out)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ from nfcompress.model_files import PAYLOAD_MODELS, shipped_dir
 # adaptive file names no model, so its version binds it to exactly these weights.
 MODELS = {
     13: (PAYLOAD_MODELS["adaptive"][13], "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"),
-    14: (PAYLOAD_MODELS["adaptive"][14], "dff7196588a430d3eecbc4ef8f4ae86835156b5e4f6b42366ed9d4ae2be386dd"),
+    14: (PAYLOAD_MODELS["adaptive"][14], "f370b97a0e2b0205464e58fd39294b03004ee681890d69e39d517ac169f16d24"),
 }
 NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
