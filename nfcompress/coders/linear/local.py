@@ -99,7 +99,13 @@ def window_at(pre: np.ndarray, r: int, col: int, w: int, out: np.ndarray) -> Non
 def add_at(pre: np.ndarray, r: int, col: int, f: np.ndarray, y: int) -> None:
     """Add to prefix sums `pre` the `terms` of one pixel, at row r and column col (its row's pixels
     left of it added), of features f (K,: its texture and 1) and texture value y."""
-    at, left = _cell(r, col), _cell(r, col - 1)
+    _accumulate(pre, _cell(r, col), _cell(r, col - 1), f, y)
+
+
+@compiled
+def _accumulate(pre: np.ndarray, at: int, left: int, f: np.ndarray, y: int) -> None:
+    """A row's prefix sums through a pixel (pre[at], TERMS): those through the pixel left of it
+    (pre[left]) plus its `terms`, of features f (K,) and texture value y."""
     for t in range(len(PAIRS)):
         pre[at, t] = pre[left, t] + f[_FIRST[t]] * f[_SECOND[t]]
     for a in range(K):
@@ -186,11 +192,7 @@ def _predict_plane(tex: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
             for a in range(4):
                 f[a] = tex[a, r, col]
             f[4] = 1
-            at = LEFT + 1 + col
-            for t in range(len(PAIRS)):
-                row[at, t] = row[at - 1, t] + f[_FIRST[t]] * f[_SECOND[t]]
-            for a in range(K):
-                row[at, len(PAIRS) + a] = row[at - 1, len(PAIRS) + a] + f[a] * y[r, col]
+            _accumulate(row, LEFT + 1 + col, LEFT + col, f, y[r, col])
         for c in range(LEFT + 1 + w, LEFT + 1 + w + _REACH):
             row[c] = row[LEFT + w]
         for col in range(w):
