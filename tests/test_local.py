@@ -12,12 +12,37 @@ def _wavefronts(h: int, w: int):
     return list(wavefronts(h, w))
 
 
+def _terms(tex: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """What pixels add to the sums of the windows they lie in (n, TERMS), in numpy: their features
+    (texture (4, n) and 1) pairwise, then each times their own texture value y (n,)."""
+    f = np.concatenate([tex, np.ones((1, len(y)), np.int64)]).astype(np.int64)
+    return np.concatenate([f[local._FIRST] * f[local._SECOND], f * y.astype(np.int64)]).T
+
+
+def _window_sums(t: np.ndarray) -> np.ndarray:
+    """The window sums (h, w, TERMS) of every pixel of rows whose `_terms` are t (h + 3, w, TERMS):
+    3 rows above them (zeros above the image), then theirs; numpy's whole-image form (the
+    encoder's before 0.18), the reference the compiled sums are held to."""
+    h, w = t.shape[0] - 3, t.shape[1]
+    reach = max(right for _, right in local.ROWS)
+    # Each row's prefix sums through columns -LEFT - 1 .. w - 1 + reach: zeros, then the sums, the
+    # row's total repeated where the window reaches past its end.
+    pre = np.zeros((h + 3, local.LEFT + 1 + w + reach, local.TERMS), np.int64)
+    np.cumsum(t, axis=1, out=pre[:, local.LEFT + 1 : local.LEFT + 1 + w])
+    pre[:, local.LEFT + 1 + w :] = pre[:, local.LEFT + w : local.LEFT + 1 + w]
+    out = np.zeros((h, w, local.TERMS), np.int64)
+    for up, right in local.ROWS:
+        rows = pre[3 - up : 3 - up + h]
+        out += rows[:, local.LEFT + 1 + right : local.LEFT + 1 + right + w] - rows[:, :w]
+    return out
+
+
 def test_a_decoders_sums_made_a_wavefront_at_a_time_are_the_encoders():
     h, w = 23, 37
     r = np.random.default_rng(0)
     tex, y = r.integers(-255, 256, (4, h, w)), r.integers(-255, 256, (h, w))
-    t = local.terms(tex.reshape(4, -1), y.ravel()).reshape(h, w, local.TERMS)
-    whole = local.window_sums(np.concatenate([np.zeros((3, w, local.TERMS), np.int64), t]))
+    t = _terms(tex.reshape(4, -1), y.ravel()).reshape(h, w, local.TERMS)
+    whole = _window_sums(np.concatenate([np.zeros((3, w, local.TERMS), np.int64), t]))
     pre = local.prefix_sums(h)
     for i, j in _wavefronts(h, w):
         for a, b in zip(i, j):
@@ -32,7 +57,7 @@ def test_a_window_holds_only_pixels_decoded_before_it():
     h, w = 12, 16
     ones = np.zeros((h + 3, w, local.TERMS), np.int64)
     ones[3:, :, :] = 1  # every pixel counts 1 in every sum
-    counts = local.window_sums(ones)[..., 0]
+    counts = _window_sums(ones)[..., 0]
     order = np.empty((h, w), np.int64)
     for t, (i, j) in enumerate(_wavefronts(h, w)):
         order[i, j] = t
@@ -52,7 +77,7 @@ def test_predictions_are_the_same_made_together_or_one_at_a_time():
     r = np.random.default_rng(1)
     tex = r.integers(-255, 256, (4, 200))
     values = r.integers(-255, 256, (200, 22))
-    sums = np.stack([local.terms(tex[:, :22] + r.integers(-3, 4, (4, 22)), v).sum(0) for v in values])
+    sums = np.stack([_terms(tex[:, :22] + r.integers(-3, 4, (4, 22)), v).sum(0) for v in values])
     together = local.predict(sums, tex)
     alone = np.concatenate([local.predict(sums[k : k + 1], tex[:, k : k + 1]) for k in range(200)])
     assert together.dtype == np.int64 and np.array_equal(together, alone)
@@ -99,7 +124,7 @@ def test_compiled_predictions_are_those_of_the_elementwise_form_bit_for_bit():
     for k in range(n):
         t = tex[:, k : k + 1] + r.integers(-noise[k], noise[k] + 1, (4, count[k]))
         v = (t[0] + t[1]) // 2 + r.integers(-noise[k], noise[k] + 1, count[k])
-        sums[k] = local.terms(t, v).sum(0)
+        sums[k] = _terms(t, v).sum(0)
     mine, theirs = local.predict(sums, tex), _elementwise(sums, tex)
     assert mine.dtype == np.int64 and np.array_equal(mine, theirs)
     # Not all at the clip or the prior: the systems are solved.
@@ -110,7 +135,7 @@ def test_the_encoders_whole_plane_is_predicted_as_from_its_window_sums():
     r = np.random.default_rng(2)
     for h, w in ((23, 37), (1, 1), (2, 5), (9, 1), (6, 3), (4, 60)):
         tex, y = r.integers(-255, 256, (4, h, w)), r.integers(-255, 256, (h, w))
-        t = local.terms(tex.reshape(4, -1), y.ravel()).reshape(h, w, local.TERMS)
-        sums = local.window_sums(np.concatenate([np.zeros((3, w, local.TERMS), np.int64), t]))
+        t = _terms(tex.reshape(4, -1), y.ravel()).reshape(h, w, local.TERMS)
+        sums = _window_sums(np.concatenate([np.zeros((3, w, local.TERMS), np.int64), t]))
         expected = local.predict(sums.reshape(-1, local.TERMS), tex.reshape(4, -1))
         assert np.array_equal(local.predict_plane(tex, y), expected)

@@ -174,7 +174,7 @@ def settle(
     pl: Plane, st: State, i: np.ndarray, j: np.ndarray, v: np.ndarray, p: np.ndarray, p1: np.ndarray, tex: np.ndarray
 ) -> None:
     """Write a wavefront's values v into the canvas (and the padding cells that copy them), their
-    errors under p and p1, and where the features hold the local prediction their `local.terms`
+    errors under p and p1, and where the features hold the local prediction their terms (`local.TERMS`)
     into the prefix sums (tex from `predict`)."""
     _settle(st.cv, st.err, st.first, st.pre, pl.local, i, j, st.width, st.height, np.asarray(v, np.int64), p, p1, tex)
 

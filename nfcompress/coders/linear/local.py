@@ -15,8 +15,6 @@ __all__ = [
     "prefix_sums",
     "window_at",
     "add_at",
-    "terms",
-    "window_sums",
     "predict",
     "predict_at",
     "predict_plane",
@@ -28,7 +26,9 @@ from nfcompress.compiled import compiled
 
 K = 5  # features: the texture's W, N, NW and NE, and 1
 PAIRS = tuple((a, b) for a in range(K) for b in range(a, K))
-TERMS = len(PAIRS) + K  # the sums a window needs: each pair of features, each feature times the value
+# A pixel's terms, what it adds to the sums of the windows it lies in: its features (texture and 1)
+# pairwise, then each times its own texture value; a window's sums are its pixels' terms summed.
+TERMS = len(PAIRS) + K
 # The window: for each row up, the last column (right of the pixel) it reaches, from LEFT columns
 # left of the pixel. Every cell lies on an earlier wavefront (right <= 2 up - 1).
 ROWS = ((0, -1), (1, 1), (2, 3), (3, 3))
@@ -40,35 +40,6 @@ PRIOR = (0.5, 0.5, -0.25, 0.25, 0.0)
 STEPS = 16  # the prediction's unit, 1/16
 LOW, HIGH = -256 * STEPS, 512 * STEPS
 RING = 16  # columns of each row's prefix sums a decoder keeps: the window reads at most 10 back
-
-
-def terms(tex: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """What pixels add to the sums of the windows they lie in (n, TERMS): their features (texture
-    (4, n) and 1) pairwise, then each times their own texture value y (n,)."""
-    f = np.concatenate([tex, np.ones((1, len(y)), np.int64)]).astype(np.int64)
-    return np.concatenate([f[_FIRST] * f[_SECOND], f * y.astype(np.int64)]).T
-
-
-def window_sums(t: np.ndarray) -> np.ndarray:
-    """The window sums (h, w, TERMS) of every pixel of rows whose `terms` are t (h + 3, w, TERMS):
-    3 rows above them (zeros above the image), then theirs."""
-    h, w = t.shape[0] - 3, t.shape[1]
-    reach = max(right for _, right in ROWS)
-    # Each row's prefix sums through columns -LEFT - 1 .. w - 1 + reach: zeros, then the sums, the
-    # row's total repeated where the window reaches past its end.
-    pre = np.zeros((h + 3, LEFT + 1 + w + reach, TERMS), _sum_type(w))
-    np.cumsum(t, axis=1, out=pre[:, LEFT + 1 : LEFT + 1 + w])
-    pre[:, LEFT + 1 + w :] = pre[:, LEFT + w : LEFT + 1 + w]
-    out = np.zeros((h, w, TERMS), np.int64)
-    for up, right in ROWS:
-        rows = pre[3 - up : 3 - up + h]
-        out += rows[:, LEFT + 1 + right : LEFT + 1 + right + w] - rows[:, :w]
-    return out
-
-
-def _sum_type(w: int) -> type:
-    """An integer type that holds any row's prefix sums of a width-w plane."""
-    return np.int32 if 255 * 255 * w < 2**31 else np.int64
 
 
 def prefix_sums(h: int) -> np.ndarray:
@@ -87,7 +58,7 @@ def _cell(r: int, c: int) -> int:
 
 @compiled
 def window_at(pre: np.ndarray, r: int, col: int, w: int, out: np.ndarray) -> None:
-    """Add the window sums (`window_sums`) of the pixel at row r, column col, all of whose window
+    """Add the window sums (its window's pixels' terms, summed) of the pixel at row r, column col, all of whose window
     is added, to out (TERMS,), from prefix sums `pre`, for a plane of width w."""
     for up, right in ROWS:
         high, low = _cell(r - up, min(col + right, w - 1)), _cell(r - up, col - LEFT - 1)
@@ -167,7 +138,7 @@ def predict_at(m: np.ndarray, s: np.ndarray, w: int, n: int, nw: int, ne: int) -
 def predict_plane(tex: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The predictions (H W,), in 1/STEPS, raster order, of every texture value y (H, W) of a
     plane from its texture (4, H, W): the encoder's whole plane at once, each pixel's window
-    summed (`window_sums`) from its rows' prefix sums, the same integers as a decoder's."""
+    summed from its rows' prefix sums, the same integers as a decoder's."""
     h, w = y.shape
     out = np.empty(h * w, np.int64)
     _predict_plane(np.ascontiguousarray(tex, np.int64), np.ascontiguousarray(y, np.int64), out)
