@@ -1,6 +1,6 @@
 """Training: patches of photos -> an IDF, with EMA weights, resumable checkpoints and a card."""
 
-__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp"]
+__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp", "ema_step"]
 
 import json
 import math
@@ -102,6 +102,12 @@ def start_ddp() -> tuple[int, int]:
 
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+@torch.no_grad()
+def ema_step(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    """Move the averaged weights `ema` 1 - decay of the way to `net`'s, after a training step."""
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
 
 
 def _save_state(path: Path, model: IDF, ema: IDF, opt: torch.optim.Optimizer, meta: dict) -> None:
@@ -228,7 +234,6 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}",
     )
     running, smoothed = None, None
-    ema_params, model_params = list(ema.parameters()), list(model.parameters())
     while True:
         elapsed = time.time() - start
         if elapsed >= budget or (s.max_steps and step >= s.max_steps):
@@ -243,9 +248,7 @@ def train(s: TrainSettings, progress: bool = True, log=print) -> ModelCard:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        with torch.no_grad():
-            d = min(s.ema, (1 + step) / (10 + step))
-            torch._foreach_lerp_(ema_params, model_params, 1 - d)
+        ema_step(ema, model, min(s.ema, (1 + step) / (10 + step)))
         step += 1
         smoothed = loss.detach() if smoothed is None else 0.98 * smoothed + 0.02 * loss.detach()
         if step % 25 == 0 or running is None:

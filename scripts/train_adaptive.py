@@ -35,7 +35,7 @@ from nfcompress.coders.adaptive.train import (
 )
 from nfcompress.coders.causal import model as causal
 from nfcompress.data import list_images, load_photo, native_crop, split_heldout, thumbnail
-from nfcompress.train import start_ddp
+from nfcompress.train import ema_step, start_ddp
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
 PER_STEP, ROWS = 8, 4096  # samples per step, and sub-pixel rows drawn from each
@@ -176,9 +176,7 @@ def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, net: torch.nn.Modul
     opt.zero_grad()
     loss.backward()
     opt.step()
-    with torch.no_grad():
-        for pe, pn in zip(ema.parameters(), net.parameters()):
-            pe.lerp_(pn, 1 - 0.998)
+    ema_step(ema, net, 0.998)
 
 
 class _Loss(torch.nn.Module):

@@ -17,6 +17,7 @@ import torch
 
 from nfcompress.coders.causal.train import CausalNet, batch_loss, export, settings_of
 from nfcompress.data import PhotoSampler, list_images, load_photo, split_heldout
+from nfcompress.train import ema_step
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
 # Each step draws one kind: (kind, side, images, share).
@@ -64,9 +65,7 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
         loss.backward()
         opt.step()
         sched.step()
-        with torch.no_grad():
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pn, 1 - 0.999)
+        ema_step(ema, net, 0.999)
         run = 0.98 * run + 0.02 * float(loss.detach())
         if step % 200 == 0:
             history.append(
