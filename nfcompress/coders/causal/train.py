@@ -123,7 +123,7 @@ def export(checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | 
             images = sets[kind].transpose(0, 2, 3, 1)
             ideal = payload = 0.0
             for im in images:
-                data, bits = encode(np.ascontiguousarray(im), planes)
+                data, bits, _ = encode(np.ascontiguousarray(im), planes)
                 ideal, payload = ideal + bits, payload + 8 * len(data)
             metrics[label][kind] = {
                 "images": len(images),
