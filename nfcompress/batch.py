@@ -19,6 +19,7 @@ __all__ = [
     "named_error",
 ]
 
+import atexit
 import multiprocessing
 import os
 import signal
@@ -345,6 +346,19 @@ def configure(threads: int = 0, max_pixels: int | None = None) -> None:
 def _worker_init(threads: int, max_pixels: int | None) -> None:
     catch_sigterm()
     configure(threads, max_pixels)
+    # A worker's results are sent and its files written before it is told to stop: it leaves
+    # without tearing the interpreter down (0.1 s a worker, which the pool waits for).
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _started() -> None:
+    """Nothing: a job that makes a pool start a worker while the jobs are being sized."""
 
 
 def worker_pool(workers: int, threads: int = 0, max_pixels: int | None = None) -> ProcessPoolExecutor:
@@ -352,6 +366,19 @@ def worker_pool(workers: int, threads: int = 0, max_pixels: int | None = None) -
     threads shared among the workers)."""
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     return ProcessPoolExecutor(workers, mp_context=_SPAWN, initializer=_worker_init, initargs=(threads, max_pixels))
+
+
+def _groups(
+    jobs: list[tuple[str, str]], workers: int, pixels: Callable[[str], int] | None
+) -> list[list[tuple[str, str]]]:
+    """The jobs in groups (`grouped`), the largest first: small images at most GROUP together, as
+    many groups as a multiple of the workers, so that each worker gets as many images, and no
+    worker is left with a large image while the others idle."""
+    rounds = max(1, -(-len(jobs) // (max(workers, 1) * GROUP)))
+    size = max(1, -(-len(jobs) // (max(workers, 1) * rounds)))
+    sizes = {src: pixels(src) if pixels else SMALL + 1 for src, _ in jobs}
+    groups = list(grouped(jobs, lambda job: sizes[job[0]], size=size))
+    return sorted(groups, key=lambda group: -sum(sizes[src] for src, _ in group)) if workers > 1 else groups
 
 
 def run_jobs(
@@ -371,20 +398,15 @@ def run_jobs(
     and Pillow's limit `max_pixels` (as `configure` takes it); results come in the order groups
     finish. A job's NfcError is yielded, not raised, so the others go on.
     """
-    # Small images in groups of at most GROUP, as many groups as a multiple of the workers: each
-    # worker gets as many images.
-    rounds = max(1, -(-len(jobs) // (max(workers, 1) * GROUP)))
-    size = max(1, -(-len(jobs) // (max(workers, 1) * rounds)))
-    sizes = {src: pixels(src) if pixels else SMALL + 1 for src, _ in jobs}
-    groups = list(grouped(jobs, lambda job: sizes[job[0]], size=size))
     if workers <= 1:
-        for group in groups:
+        for group in _groups(jobs, workers, pixels):
             yield from zip([src for src, _ in group], fn(group, **kw))
         return
-    # The largest first, so that no worker is left with a large image while the others idle.
-    groups.sort(key=lambda group: -sum(sizes[src] for src, _ in group))
     with worker_pool(workers, threads, max_pixels) as pool:
-        pending = {pool.submit(fn, group, **kw): group for group in groups}
+        # The workers start (a second or so) while the inputs are sized.
+        for _ in range(min(workers, len(jobs))):
+            pool.submit(_started)
+        pending = {pool.submit(fn, group, **kw): group for group in _groups(jobs, workers, pixels)}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -90,10 +90,10 @@ def test_run_jobs_gives_the_workers_the_largest_inputs_first(monkeypatch):
 
     from nfcompress import batch
 
-    submitted = []
+    submitted, events = [], []
 
     class InOrder:
-        """A pool that runs each group at once, in the order it is given."""
+        """A pool that runs each job at once, in the order it is given."""
 
         def __enter__(self):
             return self
@@ -101,15 +101,24 @@ def test_run_jobs_gives_the_workers_the_largest_inputs_first(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-        def submit(self, fn, group, **kw):
-            submitted.append([src for src, _ in group])
+        def submit(self, fn, *args, **kw):
+            if args:
+                submitted.append([src for src, _ in args[0]])
+            else:
+                events.append("worker started")
             done = Future()
-            done.set_result(fn(group, **kw))
+            done.set_result(fn(*args, **kw))
             return done
+
+    def sized(src):
+        events.append("sized")
+        return sizes[src]
 
     monkeypatch.setattr(batch, "worker_pool", lambda *args: InOrder())
     sizes = {"a": batch.SMALL + 5, "b": 10, "big": batch.SMALL * 9, "c": 20, "mid": batch.SMALL * 2}
     jobs = [(src, src + ".out") for src in sizes]
-    got = list(batch.run_jobs(lambda pairs: [{"input": s} for s, _ in pairs], jobs, 2, sizes.get))
+    got = list(batch.run_jobs(lambda pairs: [{"input": s} for s, _ in pairs], jobs, 2, sized))
     assert sorted(src for src, _ in got) == sorted(sizes)
     assert submitted == [["big"], ["mid"], ["a"], ["b", "c"]]
+    # Both workers are set going before the inputs are sized, which takes a while for many files.
+    assert events == ["worker started"] * 2 + ["sized"] * len(sizes)
