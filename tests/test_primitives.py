@@ -17,7 +17,9 @@ from nfcompress.coding.primitives import (
     bit_lengths,
     det_exp,
     diagonals,
+    exp_one,
     int_bits,
+    logistic_cumulative,
     logistic_scale,
     ordered_sum,
     pop_ints,
@@ -42,6 +44,21 @@ def test_det_exp_gives_the_same_bits_on_every_machine():
     # files depend on every machine computing these very bits (numpy's exp would not).
     digest = hashlib.sha256(det_exp(np.linspace(-400, 400, 200001)).tobytes()).hexdigest()
     assert digest == "b5eff34509589593a7788e5e0c0d0961a85ef3ecdc028e6ae91c57bc5fe3100b"
+
+
+def test_exp_one_is_det_exp_bit_for_bit():
+    x = np.concatenate([np.linspace(-400, 400, 20001), [-1e6, 1e6, 0.0]])
+    assert np.array_equal(np.array([exp_one(v) for v in x]), det_exp(x))
+
+
+@pytest.mark.parametrize("q", [0, 1, 77, 128, 254, 255])
+def test_the_compiled_cumulative_tables_are_numpys(q):
+    # The numpy form of a scale code's table, which the compiled one must equal bit for bit.
+    edges = np.arange(512, dtype=np.float64) - 255.5
+    frac = np.arange(16, dtype=np.float64) / 16
+    total = (1 << PRECISION) - 256 * (1 + FLOOR)
+    cdf = 1.0 / (1.0 + det_exp(-(edges[None, :] - frac[:, None]) / logistic_scale(np.array([q]))[0]))
+    assert np.array_equal(logistic_cumulative(q), np.maximum.accumulate(np.floor(cdf * total), axis=1))
 
 
 def test_ordered_sum_adds_each_row_from_left_to_right():

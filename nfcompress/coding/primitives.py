@@ -17,6 +17,7 @@ primitives"; changing one changes files.
 __all__ = [
     "PRECISION",
     "det_exp",
+    "exp_one",
     "LOG2E",
     "EXP2",
     "ordered_sum",
@@ -45,6 +46,8 @@ from collections.abc import Iterator
 
 import constriction
 import numpy as np
+
+from nfcompress.compiled import compiled
 
 # Every table's weights sum to 2**PRECISION - K for K symbols (the coder adds one to each).
 PRECISION = 24
@@ -91,23 +94,57 @@ def logistic_scale(q: np.ndarray) -> np.ndarray:
     return det_exp(LOG_SCALE_MIN + LOG_SCALE_STEP * np.asarray(q, np.float64))
 
 
-@functools.lru_cache(maxsize=256)
 def logistic_cumulative(q: int) -> np.ndarray:
     """Integer cumulative weights (MEAN_STEPS, 512) of a logistic of scale code q, at edges e - 255.5
     from a prediction's integer part, for each fraction of the prediction (the same for every image)."""
+    return _every_cumulative()[q]
+
+
+@functools.cache
+def _every_cumulative() -> np.ndarray:
+    """`logistic_cumulative` of every scale code (256, MEAN_STEPS, 512), built once a process: the
+    cumulative distribution 1 / (1 + det_exp(-(e - frac) / scale)) times the total, floored,
+    never falling (compiled, each number by the operations of numpy's form in tests)."""
+    out = np.empty((256, MEAN_STEPS, 512))
     edges = np.arange(512, dtype=np.float64) - 255.5
-    frac = np.arange(MEAN_STEPS, dtype=np.float64) / MEAN_STEPS
-    cdf = 1.0 / (1.0 + det_exp(-(edges[None, :] - frac[:, None]) / logistic_scale(np.array([q]))[0]))
-    out = np.maximum.accumulate(np.floor(cdf * _TOTAL), axis=1)
+    _cumulatives(logistic_scale(np.arange(256)), edges, np.arange(MEAN_STEPS) / MEAN_STEPS, float(_TOTAL), out)
     out.flags.writeable = False
     return out
+
+
+@compiled
+def _cumulatives(scale: np.ndarray, edges: np.ndarray, frac: np.ndarray, total: float, out: np.ndarray) -> None:
+    """`_every_cumulative` into out."""
+    for q in range(scale.size):
+        for f in range(frac.size):
+            top = 0.0
+            for e in range(edges.size):
+                cdf = 1.0 / (1.0 + exp_one(-(edges[e] - frac[f]) / scale[q]))
+                top = max(top, np.floor(cdf * total))
+                out[q, f, e] = top
+
+
+_TAYLOR = np.array(EXP2[::-1])
+
+
+@compiled
+def exp_one(x: float) -> float:
+    """`det_exp` of one number, with its operations in its order (for compiled loops)."""
+    t = min(max(x * LOG2E, -450.0), 450.0)
+    k = np.rint(t)
+    f = t - k
+    p = _TAYLOR[0]
+    for c in _TAYLOR[1:]:
+        p *= f
+        p += c
+    return np.ldexp(p, np.int32(k))
 
 
 class LogisticTables:
     """A channel's integer weights for every context (its scale) and fraction of a prediction."""
 
     def __init__(self, scales: np.ndarray) -> None:
-        self.cum = np.concatenate([logistic_cumulative(int(q)) for q in scales])
+        self.cum = _every_cumulative()[np.asarray(scales, np.int64)].reshape(-1, 512)
         pmf = np.diff(self.cum, axis=1) + FLOOR
         self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
         self.total = float(_TOTAL + FLOOR)

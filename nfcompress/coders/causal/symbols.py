@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from nfcompress.coders.linear.symbols import ROW
-from nfcompress.coding.primitives import EXP2, FLOOR, FRAC_BITS, LOG2E, MEAN_STEPS, every_scale
+from nfcompress.coding.primitives import FLOOR, FRAC_BITS, MEAN_STEPS, every_scale, exp_one
 from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
 
@@ -48,20 +48,6 @@ _MEAN = MEAN_SCALE * 2.0 ** (FRAC_BITS - OUT_BITS)
 _LOW = LOG_SCALE_MIN * 2.0**OUT_BITS
 _HALF = 2.0 ** (OUT_BITS - 1) / LOG_SCALE_STEPS
 _STEP = 2.0**OUT_BITS / LOG_SCALE_STEPS
-_TAYLOR = np.array(EXP2[::-1])
-
-
-@compiled
-def _exp(x: float) -> float:
-    """`det_exp` of one number, with its operations in its order."""
-    t = min(max(x * LOG2E, -450.0), 450.0)
-    k = np.rint(t)
-    f = t - k
-    p = _TAYLOR[0]
-    for c in _TAYLOR[1:]:
-        p *= f
-        p += c
-    return np.ldexp(p, np.int32(k))
 
 
 @compiled
@@ -78,7 +64,7 @@ def parts(o: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
         for c in range(k):
             p[a, c] = min(max(centre[a] + np.floor(o[a, c] * _MEAN), 0), (256 << FRAC_BITS) - 1)
             q[a, c] = min(max(np.floor((o[a, k + c] - _LOW + _HALF) / _STEP), 0), 255)
-            e[c] = _exp(o[a, 2 * k + c] / 2.0**OUT_BITS - top)
+            e[c] = exp_one(o[a, 2 * k + c] / 2.0**OUT_BITS - top)
         total = e[0]
         for c in range(1, k):
             total += e[c]
