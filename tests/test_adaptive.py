@@ -272,11 +272,10 @@ def test_progress_runs_once_to_the_end_over_the_linear_and_the_adaptive_model_an
     assert seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
-def test_auto_leaves_out_the_adaptive_model_where_the_linear_model_is_far_over_the_causal_one(monkeypatch):
+def _count_adaptive_encodes(monkeypatch) -> list:
+    """A list that gets an item each time auto's adaptive model encodes."""
     from nfcompress import policy
-    from nfcompress.coders.linear import model as linear
 
-    clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((32, 32), Image.Resampling.BOX))
     tried = []
     adaptive_coder = policy.MODEL_FREE["adaptive"]
     monkeypatch.setattr(
@@ -284,6 +283,15 @@ def test_auto_leaves_out_the_adaptive_model_where_the_linear_model_is_far_over_t
         "encode",
         lambda *a, **k: tried.append(1) or type(adaptive_coder).encode(adaptive_coder, *a, **k),
     )
+    return tried
+
+
+def test_auto_leaves_out_the_adaptive_model_where_the_linear_model_is_far_over_the_causal_one(monkeypatch):
+    from nfcompress import policy
+    from nfcompress.coders.linear import model as linear
+
+    clean = np.asarray(Image.fromarray(_photo(96, 96)).resize((48, 48), Image.Resampling.BOX))
+    tried = _count_adaptive_encodes(monkeypatch)
     guess = linear.estimated_bits(clean, linear.fitted(clean)) / 8
     near = Payload("causal", [bytes(int(guess / policy.ADAPTIVE_REACH) + 1)], 0.0)
     far = Payload("causal", [bytes(int(guess / policy.ADAPTIVE_REACH))], 0.0)
@@ -293,6 +301,22 @@ def test_auto_leaves_out_the_adaptive_model_where_the_linear_model_is_far_over_t
     out = policy.encode_linear_or_jpeg(clean, lambda d, t: seen.append((d, t)), adaptive_too=True, rival=far)
     assert tried == [1] and out is None  # the causal model's far smaller payload is kept
     assert len({t for _, t in seen}) == 1 and seen[-1][0] == seen[-1][1] and sum(d == t for d, t in seen) == 1
+
+
+def test_auto_leaves_out_the_adaptive_model_on_the_causal_models_smallest_images(monkeypatch):
+    from nfcompress import policy
+
+    clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((32, 32), Image.Resampling.BOX))
+    tried = _count_adaptive_encodes(monkeypatch)
+    rival = Payload("causal", [bytes(1 << 20)], 0.0)  # far larger than the linear model's
+    assert policy.encode_linear_or_jpeg(clean, adaptive_too=True, rival=rival).kind == "linear"
+    assert tried == []
+    wider = np.asarray(Image.fromarray(_photo(128, 128)).resize((33, 32), Image.Resampling.BOX))
+    policy.encode_linear_or_jpeg(wider, adaptive_too=True, rival=rival)
+    assert tried == [1]
+    # A grey one, which the causal model does not code (no rival), is tried.
+    policy.encode_linear_or_jpeg(np.ascontiguousarray(clean[..., 1:2]), adaptive_too=True)
+    assert tried == [1, 1]
 
 
 def test_the_linear_models_payload_is_made_only_where_its_estimate_is_near_the_smallest(monkeypatch):
