@@ -164,3 +164,26 @@ def test_a_jpeg_with_tables_of_its_own_is_found_and_codes_small():
     res = encode_linear(pixels)
     assert res.coder == "jpeg" and np.array_equal(decode(res.data), pixels)
     assert len(res.data) < 0.5 * len(linear.encode(pixels)[0])
+
+
+def test_the_encoders_steps_of_a_plane_are_the_decoders_one_wavefront_and_frequency_at_a_time():
+    # The decoder reads a plane's DCs one wavefront at a time and each AC frequency from the lower
+    # ones it has decoded; the encoder finds every context at once, which must give the same steps.
+    from nfcompress.coding.primitives import diagonals
+
+    r = np.random.default_rng(5)
+    for rows, cols in [(1, 1), (3, 5), (8, 8), (2, 9)]:
+        k = r.integers(-60, 60, (rows, cols, 8, 8)) * (r.random((rows, cols, 8, 8)) < 0.4)
+        for kind in (0, 1):
+            got = jpeg._Steps()
+            jpeg._plane_steps(got, k, kind)
+            want, dc = jpeg._Steps(), k[:, :, 0, 0]
+            for i, j in diagonals(rows, cols):
+                med, act = jpeg._dc_prediction(dc, i, j)
+                want.add(dc[i, j] - med, jpeg.AC_CONTEXTS + kind * jpeg.BUCKETS + jpeg._bucket(act))
+            for f in range(1, 64):
+                v, u = jpeg._UV[f]
+                want.add(k[:, :, v, u], jpeg._ac_context(k, f, kind))
+            assert len(got.cats) == len(want.cats) == rows + cols - 1 + 63
+            for a, b in zip(got.cats, want.cats):
+                assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -535,11 +535,18 @@ class _Steps:
         self.cats: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # values, contexts, categories
 
     def add(self, values: np.ndarray, contexts: np.ndarray) -> None:
+        self.add_runs(values, contexts, [values.size])
+
+    def add_runs(self, values: np.ndarray, contexts: np.ndarray, sizes: list[int]) -> None:
+        """Values and their contexts (in order) as steps of these sizes, each as `add` adds it."""
         v = values.ravel().astype(np.int64)
         cats = bit_lengths(v)
         if (cats >= CATEGORIES).any():
             raise ValueError("a value too wide for the JPEG model")
-        self.cats.append((v, contexts.ravel().astype(np.int64), cats))
+        c = contexts.ravel().astype(np.int64)
+        ends = np.cumsum(sizes)
+        for a, b in zip(ends - sizes, ends):
+            self.cats.append((v[a:b], c[a:b], cats[a:b]))
 
     def _symbols(self) -> tuple[np.ndarray, np.ndarray]:
         """Every category's context and the category, in order."""
@@ -579,14 +586,40 @@ def _pop(coder, weights: np.ndarray, contexts: np.ndarray) -> np.ndarray:
 
 
 def _plane_steps(steps: _Steps, k: np.ndarray, kind: int) -> None:
-    """The DCs by wavefronts (median prediction) and then each AC frequency in zigzag order."""
+    """The DCs by wavefronts (median prediction) and then each AC frequency in zigzag order, each
+    wavefront and frequency a step: what the decoder reads one at a time (`_dc_prediction`,
+    `_ac_context`), found for the whole plane at once."""
     dc = k[:, :, 0, 0]
-    for i, j in diagonals(*dc.shape):
-        med, act = _dc_prediction(dc, i, j)
-        steps.add(dc[i, j] - med, AC_CONTEXTS + kind * BUCKETS + _bucket(act))
-    for f in range(1, B * B):
-        v, u = _UV[f]
-        steps.add(k[:, :, v, u], _ac_context(k, f, kind))
+    rows, cols = dc.shape
+    fronts = diagonals(rows, cols)
+    i, j = np.concatenate([i for i, _ in fronts]), np.concatenate([j for _, j in fronts])
+    med, act = _dc_prediction(dc, i, j)
+    steps.add_runs(dc[i, j] - med, AC_CONTEXTS + kind * BUCKETS + _bucket(act), [len(i) for i, _ in fronts])
+    steps.add_runs(_acs(k), _ac_contexts(k, kind), [rows * cols] * (B * B - 1))
+
+
+_AC_V, _AC_U = np.array(_UV[1:]).T  # each AC frequency's row and column, in zigzag order
+_AC_BANDS = np.searchsorted(BANDS, np.arange(1, B * B), side="right") - 1
+
+
+def _acs(k: np.ndarray) -> np.ndarray:
+    """Each AC frequency's coefficients (63, rows, cols) of blocks k (rows, cols, 8, 8), in zigzag order."""
+    return k[:, :, _AC_V, _AC_U].transpose(2, 0, 1)
+
+
+def _ac_contexts(k: np.ndarray, kind: int) -> np.ndarray:
+    """`_ac_context` of every AC frequency (63, rows, cols), in zigzag order."""
+    near = np.zeros(k.shape, np.int64)
+    near[..., 1:] += np.abs(k[..., :-1])  # the coefficient on the left
+    near[..., 1:, :] += np.abs(k[..., :-1, :])  # and above
+    a = _acs(near)
+    act = 4 * a
+    act[:, 1:] += a[:, :-1]
+    act[:, :-1] += a[:, 1:]
+    act[:, :, 1:] += a[:, :, :-1]
+    act[:, :, :-1] += a[:, :, 1:]
+    band = (kind * (len(BANDS) - 1) + _AC_BANDS) * BUCKETS
+    return band[:, None, None] + _bucket((act + 2) >> 2)
 
 
 def _residual_contexts(loudness: np.ndarray, channels: int) -> np.ndarray:
