@@ -187,3 +187,27 @@ def test_the_encoders_steps_of_a_plane_are_the_decoders_one_wavefront_and_freque
             assert len(got.cats) == len(want.cats) == rows + cols - 1 + 63
             for a, b in zip(got.cats, want.cats):
                 assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _largest_step_numpy(x: np.ndarray) -> int:
+    """`_largest_step` as numpy weighs every candidate step at once."""
+    cand = np.arange(2, min(255, int(2 * x.max()) + 1) + 1)[:, None].astype(np.float64)
+    big = x >= cand / 2
+    on = np.abs(x - cand * np.round(x / cand)) <= np.minimum(1.0, cand / 4)
+    n = big.sum(1)
+    lost = ((x > np.maximum(2.0, cand / 6)) & ~big).sum(1)
+    ok = np.flatnonzero((n > 0) & ((on & big).sum(1) >= jpeg.FIT * n) & (lost <= (1 - jpeg.FIT) * n))
+    return int(cand[ok[-1], 0]) if len(ok) else 0
+
+
+def test_the_compiled_step_search_finds_numpys_step():
+    r = np.random.default_rng(1)
+    found = set()
+    for _ in range(400):
+        step, n = r.integers(2, 80), r.integers(1, 300)
+        x = np.abs(step * r.integers(-20, 20, n) + r.normal(0, r.choice([0.1, 0.5, 2, 8]), n))
+        x = x[x > 1.0]
+        if len(x):
+            found.add(jpeg._largest_step(x))
+            assert jpeg._largest_step(x) == _largest_step_numpy(x)
+    assert 0 in found and len(found) > 20  # steps found, and none where the noise hides them
