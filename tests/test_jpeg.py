@@ -211,3 +211,36 @@ def test_the_compiled_step_search_finds_numpys_step():
             found.add(jpeg._largest_step(x))
             assert jpeg._largest_step(x) == _largest_step_numpy(x)
     assert 0 in found and len(found) > 20  # steps found, and none where the noise hides them
+
+
+def test_each_block_is_solved_as_if_alone():
+    # A block's coefficients depend on its own targets only, whichever blocks beside it are met
+    # sooner (the search once moved blocks by the samples of others that had finished).
+    pixels, _ = _once_a_jpeg(_pizza(64, 64), 95, 0)
+    t = jpeg._targets(pixels, 0, (0, 0))
+    quant = jpeg._complete(jpeg._raw_quant(t), filled=False)
+    for target, dct, q, free in zip(t.targets, t.dct, quant, t.free):
+        target, dct, free = (a.reshape(-1, 8, 8) for a in (target, dct, free))
+        together = jpeg._solve(target, dct, q, free)
+        alone = [jpeg._solve(target[n : n + 1], dct[n : n + 1], q, free[n : n + 1])[0] for n in range(len(target))]
+        assert np.array_equal(together, np.stack(alone))
+
+
+def test_a_stuck_block_takes_the_move_that_leaves_the_least_error():
+    r = np.random.default_rng(3)
+    q = np.ones((8, 8), np.int64)
+    k = r.integers(-3, 4, (8, 8)) * (r.random((8, 8)) < 0.3)
+    target = libjpeg.idct(k * q) + (r.random((8, 8)) < 0.08) * r.choice([-1, 1], (8, 8))
+    free = r.random((8, 8)) < 0.1
+    decoded = libjpeg.idct(k * q)
+    g = jpeg.fdct((np.where(free, decoded, target) - decoded).astype(np.float64))
+    step = np.empty((8, 8), np.int64)
+    jpeg._best_move(k, g, np.where(free, decoded, target), free, q, step)
+
+    def cost(move):
+        return np.abs(np.where(free, 0, target - libjpeg.idct((k + move) * q))).sum()
+
+    singles = [np.sign(g.ravel()[z]) * np.eye(64, dtype=np.int64)[z].reshape(8, 8) for z in range(64)]
+    top = np.argsort(-np.abs(g.ravel()), kind="stable")[: jpeg.MOVES]
+    moves = [singles[z] for z in top] + [np.round(a * g).astype(np.int64) for a in jpeg.SCALES]
+    assert cost(step) == min(cost(m) for m in moves) and any(np.array_equal(step, m) for m in moves)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nfcompress.compiled import compiled
+
 B = 8
 SAMPLINGS = ((1, 1), (2, 2), (2, 1))  # chroma subsampling (horizontal, vertical): 4:4:4, 4:2:0, 4:2:2
 QUALITIES = tuple(range(1, 101))
@@ -81,6 +83,28 @@ def idct(dequantized: np.ndarray) -> np.ndarray:
     np.floor(out, out=out)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.int32)
+
+
+@compiled
+def idct_block(k: np.ndarray, q: np.ndarray, out: np.ndarray) -> None:
+    """`idct` of one block of coefficients k (8, 8) with steps q, into out: the same exact sums,
+    for compiled loops."""
+    ws, c = np.empty((B, B)), np.empty((B, B))
+    for v in range(B):
+        for u in range(B):
+            c[v, u] = float(k[v, u] * q[v, u])
+    for y in range(B):
+        for u in range(B):
+            a = 0.0
+            for v in range(B):
+                a += _ISLOW[y, v] * c[v, u]
+            ws[y, u] = np.floor((a + (1 << 10)) * 2.0**-11)
+    for y in range(B):
+        for x in range(B):
+            a = 0.0
+            for u in range(B):
+                a += ws[y, u] * _ISLOW[x, u]
+            out[y, x] = np.int64(min(max(np.floor((a + (1 << 17) + (128 << 18)) * 2.0**-18), 0.0), 255.0))
 
 
 def _fix(x: float) -> int:

@@ -20,7 +20,7 @@ from nfcompress.coders.jpeg.libjpeg import (
     SAMPLINGS,
     B,
     JpegModel,
-    idct,
+    idct_block,
     plane_shapes,
     reconstruct,
     shifted,
@@ -240,49 +240,104 @@ def _solve(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray)
     coefficients give.
 
     Each step moves a block's coefficients by its error's rounded DCT, or where that rounds to
-    nothing (fine steps), its largest one by one step; each block keeps its best coefficients.
-    """
+    nothing (fine steps), by the best of a few moves (`_best_move`); each block keeps its best
+    coefficients."""
     shape = target.shape
-    k = np.round(dct / q).astype(np.int64).reshape(-1, B, B)
-    target, free = target.reshape(-1, B, B).copy(), free.reshape(-1, B, B)
-    best, best_err = k.copy(), np.full(len(k), B * B + 1)
-    fine = q.min() <= FINE_STEP  # coarser steps are met by rounding alone
-    todo = np.arange(len(k))
-    for _ in range(REFINE_STEPS):
-        decoded = idct(k[todo] * q)
-        t = target[todo]
-        t[free[todo]] = decoded[free[todo]]
-        e = t - decoded
-        err = np.count_nonzero(e, axis=(1, 2))
-        better = err < best_err[todo]
-        best[todo[better]], best_err[todo[better]] = k[todo[better]], err[better]
-        todo, e = todo[err > 0], e[err > 0]
-        if not len(todo):
-            break
-        g = fdct(e.astype(np.float64)) / q
-        step = np.round(g).astype(np.int64)
-        stuck = np.flatnonzero(~step.any(axis=(1, 2)) & (err[err > 0] <= STUCK_ERRORS) & fine)
-        if len(stuck):
-            step[stuck] = _best_move(k[todo[stuck]], g[stuck], t[stuck], free[todo[stuck]], q)
-        k[todo] += step
-    return best.reshape(shape)
+    out = np.empty((int(np.prod(shape[:-2])), B, B), np.int64)
+    _solve_blocks(
+        np.ascontiguousarray(target.reshape(-1, B, B), np.int64),
+        np.ascontiguousarray(dct.reshape(-1, B, B), np.float64),
+        np.ascontiguousarray(q, np.int64),
+        np.ascontiguousarray(free.reshape(-1, B, B)),
+        bool(q.min() <= FINE_STEP),  # coarser steps are met by rounding alone
+        out,
+    )
+    return out.reshape(shape)
 
 
-def _best_move(k: np.ndarray, g: np.ndarray, target: np.ndarray, free: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """For blocks whose error rounds to no step: the move that leaves the least absolute error, of
-    a step on one of the MOVES coefficients the error leans on most or the error's DCT scaled up."""
-    n = len(k)
-    flat = g.reshape(n, -1)
-    top = np.argsort(-np.abs(flat), axis=1)[:, :MOVES]
-    signs = np.sign(np.take_along_axis(flat, top, 1)).astype(np.int64)
-    moves = np.zeros((n, MOVES, B * B), np.int64)
-    np.put_along_axis(moves, top[..., None], signs[..., None], 2)
-    moves = moves.reshape(n, MOVES, B, B)
-    scaled = np.stack([np.round(a * g).astype(np.int64) for a in SCALES], 1)
-    moves = np.concatenate([moves, scaled], 1)
-    decoded = idct((k[:, None] + moves) * q)
-    cost = np.where(free[:, None], 0, np.abs(target[:, None] - decoded)).sum(axis=(2, 3))
-    return moves[np.arange(n), cost.argmin(1)]
+_SCALES = np.array(SCALES, np.float64)
+
+
+@compiled
+def _solve_blocks(
+    target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray, fine: bool, best: np.ndarray
+) -> None:
+    """`_solve` of blocks (n, 8, 8) into best."""
+    k, step = np.empty((B, B), np.int64), np.empty((B, B), np.int64)
+    t, decoded = np.empty((B, B), np.int64), np.empty((B, B), np.int64)
+    e, g = np.empty((B, B)), np.empty((B, B))
+    for n in range(target.shape[0]):
+        for v in range(B):
+            for u in range(B):
+                k[v, u] = np.int64(np.rint(dct[n, v, u] / q[v, u]))
+        best_err = B * B + 1
+        for _ in range(REFINE_STEPS):
+            idct_block(k, q, decoded)
+            err = 0
+            for v in range(B):
+                for u in range(B):
+                    t[v, u] = decoded[v, u] if free[n, v, u] else target[n, v, u]
+                    e[v, u] = t[v, u] - decoded[v, u]
+                    err += e[v, u] != 0
+            if err < best_err:
+                best[n], best_err = k, err
+            if err == 0:
+                break
+            _fdct(e, g)
+            moved = False
+            for v in range(B):
+                for u in range(B):
+                    g[v, u] /= q[v, u]
+                    step[v, u] = np.int64(np.rint(g[v, u]))
+                    moved |= step[v, u] != 0
+            if not moved and err <= STUCK_ERRORS and fine:
+                _best_move(k, g, t, free[n], q, step)
+            k += step
+
+
+@compiled
+def _best_move(k: np.ndarray, g: np.ndarray, t: np.ndarray, free: np.ndarray, q: np.ndarray, step: np.ndarray) -> None:
+    """For a block whose error rounds to no step: the move (into step) that leaves the least
+    absolute error of its samples that are not free, of a step on one of the MOVES coefficients
+    the error leans on most (the first in raster order on a tie) or the error's DCT scaled up."""
+    order = np.argsort(-np.abs(g.ravel()), kind="mergesort")[:MOVES]
+    trial, decoded = np.empty((B, B), np.int64), np.empty((B, B), np.int64)
+    best_cost = -1
+    for m in range(MOVES + len(_SCALES)):
+        for v in range(B):
+            for u in range(B):
+                if m < MOVES:
+                    z = order[m]
+                    trial[v, u] = np.int64(np.sign(g[v, u])) if v * B + u == z else 0
+                else:
+                    trial[v, u] = np.int64(np.rint(_SCALES[m - MOVES] * g[v, u]))
+        idct_block(k + trial, q, decoded)
+        cost = 0
+        for v in range(B):
+            for u in range(B):
+                if not free[v, u]:
+                    cost += abs(t[v, u] - decoded[v, u])
+        if best_cost < 0 or cost < best_cost:
+            best_cost = cost
+            step[:] = trial
+
+
+@compiled
+def _fdct(e: np.ndarray, out: np.ndarray) -> None:
+    """`fdct` of one block e into out."""
+    rows = np.empty((B, B))
+    for v in range(B):
+        for x in range(B):
+            a = 0.0
+            for y in range(B):
+                a += _DCT[v, y] * e[y, x]
+            rows[v, x] = a
+    for v in range(B):
+        for u in range(B):
+            a = 0.0
+            for x in range(B):
+                a += rows[v, x] * _DCT[u, x]
+            out[v, u] = a
 
 
 def _clipped(unknown: np.ndarray, sampling: int, shapes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
