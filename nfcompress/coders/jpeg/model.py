@@ -54,8 +54,6 @@ CROP = 256  # the side of the central crop that shows a JPEG and picks the chrom
 CHECKED = 21  # the zigzag frequencies that show a JPEG's steps
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
-FINE_STEP = 2  # single moves are tried on planes with a quantizer step this fine
-STUCK_ERRORS = 8  # errors of a block that single moves are tried on, at most
 MOVES = 8  # single-coefficient moves tried on a block whose error rounds to no step
 SCALES = (2, 3, 4, 6, 8)  # and its error's DCT times these, rounded
 DECONVOLVE_STEPS = 4  # each leaves at most half the error of the one before
@@ -240,8 +238,7 @@ def _solve(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray)
     coefficients give.
 
     Each step moves a block's coefficients by its error's rounded DCT, or where that rounds to
-    nothing (fine steps), by the best of a few moves (`_best_move`); each block keeps its best
-    coefficients."""
+    nothing, by the best of a few moves (`_best_move`); each block keeps its best coefficients."""
     shape = target.shape
     out = np.empty((int(np.prod(shape[:-2])), B, B), np.int64)
     _solve_blocks(
@@ -249,7 +246,6 @@ def _solve(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray)
         np.ascontiguousarray(dct.reshape(-1, B, B), np.float64),
         np.ascontiguousarray(q, np.int64),
         np.ascontiguousarray(free.reshape(-1, B, B)),
-        bool(q.min() <= FINE_STEP),  # coarser steps are met by rounding alone
         out,
     )
     return out.reshape(shape)
@@ -259,9 +255,7 @@ _SCALES = np.array(SCALES, np.float64)
 
 
 @compiled
-def _solve_blocks(
-    target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray, fine: bool, best: np.ndarray
-) -> None:
+def _solve_blocks(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray, best: np.ndarray) -> None:
     """`_solve` of blocks (n, 8, 8) into best."""
     k, step = np.empty((B, B), np.int64), np.empty((B, B), np.int64)
     t, decoded = np.empty((B, B), np.int64), np.empty((B, B), np.int64)
@@ -290,8 +284,10 @@ def _solve_blocks(
                     g[v, u] /= q[v, u]
                     step[v, u] = np.int64(np.rint(g[v, u]))
                     moved |= step[v, u] != 0
-            if not moved and err <= STUCK_ERRORS and fine:
+            if not moved:
                 _best_move(k, g, t, free[n], q, step)
+                if not step.any():
+                    break  # every later step would be this one again
             k += step
 
 
@@ -320,6 +316,8 @@ def _best_move(k: np.ndarray, g: np.ndarray, t: np.ndarray, free: np.ndarray, q:
         if best_cost < 0 or cost < best_cost:
             best_cost = cost
             step[:] = trial
+            if cost == 0:
+                return
 
 
 @compiled
