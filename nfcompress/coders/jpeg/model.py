@@ -54,6 +54,7 @@ CROP = 256  # the side of the central crop that shows a JPEG and picks the chrom
 CHECKED = 21  # the zigzag frequencies that show a JPEG's steps
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
+EDGE_STEPS, EDGE_STEP = 32, 0.25  # `_edge_start`'s steps, and the share of each miss a step moves
 MOVES = 8  # single-coefficient moves tried on a block whose error rounds to no step
 SCALES = (2, 3, 4, 6, 8)  # and its error's DCT times these, rounded
 DECONVOLVE_STEPS = 4  # each leaves at most half the error of the one before
@@ -232,38 +233,58 @@ def _filled(q: np.ndarray) -> np.ndarray:
     return np.where(q == 0, np.maximum(below, 1), q)
 
 
-def _solve(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Quantized coefficients whose islow IDCT gives the target blocks (whose float DCT is `dct`),
-    or comes near them; samples `free` (where the pixels were clipped) take whatever the
-    coefficients give.
+def _solve(
+    target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Quantized coefficients whose islow IDCT gives the target blocks (rows, cols, 8, 8; whose
+    float DCT is `dct`), or comes near them; samples `free` (where the pixels were clipped, or past
+    the plane's `size`) take whatever the coefficients give.
 
     Each step moves a block's coefficients by its error's rounded DCT, or where that rounds to
-    nothing, by the best of a few moves (`_best_move`); each block keeps its best coefficients."""
-    shape = target.shape
-    out = np.empty((int(np.prod(shape[:-2])), B, B), np.int64)
+    nothing, by the best of a few moves (`_best_move`); each block keeps its best coefficients.
+    A block reaching past the plane's edge starts from the search of `_edge_start`."""
+    rows, cols = target.shape[:2]
+    h, w = (rows * B, cols * B) if size is None else size
+    out = np.empty((rows * cols, B, B), np.int64)
     _solve_blocks(
         np.ascontiguousarray(target.reshape(-1, B, B), np.int64),
         np.ascontiguousarray(dct.reshape(-1, B, B), np.float64),
         np.ascontiguousarray(q, np.int64),
         np.ascontiguousarray(free.reshape(-1, B, B)),
+        cols,
+        h,
+        w,
         out,
     )
-    return out.reshape(shape)
+    return out.reshape(target.shape)
 
 
 _SCALES = np.array(SCALES, np.float64)
 
 
 @compiled
-def _solve_blocks(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray, best: np.ndarray) -> None:
-    """`_solve` of blocks (n, 8, 8) into best."""
+def _solve_blocks(
+    target: np.ndarray,
+    dct: np.ndarray,
+    q: np.ndarray,
+    free: np.ndarray,
+    cols: int,
+    h: int,
+    w: int,
+    best: np.ndarray,
+) -> None:
+    """`_solve` of blocks (n, 8, 8), `cols` to a row, of a plane of h x w samples, into best."""
     k, step = np.empty((B, B), np.int64), np.empty((B, B), np.int64)
     t, decoded = np.empty((B, B), np.int64), np.empty((B, B), np.int64)
     e, g = np.empty((B, B)), np.empty((B, B))
     for n in range(target.shape[0]):
-        for v in range(B):
-            for u in range(B):
-                k[v, u] = np.int64(np.rint(dct[n, v, u] / q[v, u]))
+        inside_rows, inside_cols = min(h - n // cols * B, B), min(w - n % cols * B, B)
+        if inside_rows < B or inside_cols < B:
+            _edge_start(target[n], free[n], q, inside_rows, inside_cols, k)
+        else:
+            for v in range(B):
+                for u in range(B):
+                    k[v, u] = np.int64(np.rint(dct[n, v, u] / q[v, u]))
         best_err = B * B + 1
         for _ in range(REFINE_STEPS):
             idct_block(k, q, decoded)
@@ -289,6 +310,41 @@ def _solve_blocks(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.n
                 if not step.any():
                     break  # every later step would be this one again
             k += step
+
+
+@compiled
+def _edge_start(target: np.ndarray, free: np.ndarray, q: np.ndarray, rows: int, cols: int, k: np.ndarray) -> None:
+    """Coefficients (into k) for a block whose samples past its first `rows` rows and `cols`
+    columns lie outside the plane: a JPEG encoder filled those by repeating the last row and
+    column inside, so its coefficients are the quantized DCT of such a block. The search moves
+    the inside samples by a share of what their decoding misses (of the samples that are not
+    free) and fills the rest from them again, keeping the coefficients that miss fewest."""
+    x, dct, decoded = np.empty((B, B)), np.empty((B, B)), np.empty((B, B), np.int64)
+    trial = np.empty((B, B), np.int64)
+    for v in range(B):
+        for u in range(B):
+            x[v, u] = target[min(v, rows - 1), min(u, cols - 1)] - 128.0
+    best_err = B * B + 1
+    for _ in range(EDGE_STEPS):
+        _fdct(x, dct)
+        for v in range(B):
+            for u in range(B):
+                trial[v, u] = np.int64(np.rint(dct[v, u] / q[v, u]))
+        idct_block(trial, q, decoded)
+        err = 0
+        for v in range(rows):
+            for u in range(cols):
+                if not free[v, u] and decoded[v, u] != target[v, u]:
+                    err += 1
+                    x[v, u] += EDGE_STEP * (target[v, u] - decoded[v, u])
+        if err < best_err:
+            k[:], best_err = trial, err
+        if err == 0:
+            return
+        for v in range(B):
+            for u in range(B):
+                if v >= rows or u >= cols:
+                    x[v, u] = x[min(v, rows - 1), min(u, cols - 1)]
 
 
 @compiled
@@ -363,6 +419,7 @@ class _Targets(NamedTuple):
     free: list[np.ndarray]
     sampling: int
     offset: tuple[int, int]
+    sizes: list[tuple[int, int]]  # each plane's samples (height, width) inside its whole blocks
 
     @property
     def clean(self) -> list[np.ndarray]:
@@ -390,7 +447,8 @@ def _targets(rgb: np.ndarray, sampling: int, offset: tuple[int, int]) -> _Target
     for p, (sh, sw, rows, cols) in zip(planes[1:], shapes[1:], strict=True):
         c = np.clip(np.round(_deconvolve(p, sampling, (sh, sw), ~unknown)), 0, 255).astype(np.int64)
         targets.append(to_blocks(c, rows, cols))
-    return _Targets(targets, [fdct(t - 128.0) for t in targets], free, sampling, offset)
+    sizes = [(sh, sw) for sh, sw, _, _ in shapes]
+    return _Targets(targets, [fdct(t - 128.0) for t in targets], free, sampling, offset, sizes)
 
 
 def _raw_quant(t: _Targets, luma: np.ndarray | None = None) -> np.ndarray:
@@ -413,7 +471,7 @@ def _complete(raw: np.ndarray, filled: bool = True) -> np.ndarray:
 
 def _fit(t: _Targets, quant: np.ndarray) -> JpegModel:
     """The model of prepared targets under these tables: the coefficients that meet the targets."""
-    coefs = [_solve(g, d, q, f) for g, d, q, f in zip(t.targets, t.dct, quant, t.free, strict=True)]
+    coefs = [_solve(*a) for a in zip(t.targets, t.dct, quant, t.free, t.sizes, strict=True)]
     return JpegModel(t.sampling, quant, coefs, t.offset)
 
 
