@@ -258,3 +258,27 @@ def test_a_stuck_block_takes_the_move_that_leaves_the_least_error():
     top = np.argsort(-np.abs(g.ravel()), kind="stable")[: jpeg.MOVES]
     moves = [singles[z] for z in top] + [np.round(a * g).astype(np.int64) for a in jpeg.SCALES]
     assert cost(step) == min(cost(m) for m in moves) and any(np.array_equal(step, m) for m in moves)
+
+
+def test_rgb_one_is_ycc_to_rgb():
+    y, cb, cr = np.random.default_rng(0).integers(0, 256, (3, 3000))
+    one = np.array([libjpeg.rgb_one(int(a), int(b), int(c)) for a, b, c in zip(y, cb, cr)])
+    assert np.array_equal(one, libjpeg.ycc_to_rgb(y, cb, cr))
+
+
+@pytest.mark.parametrize("sampling", [0, 1])
+def test_polishing_moves_blocks_back_onto_the_pixels_and_never_misses_more(sampling):
+    pixels, im = _once_a_jpeg(_pizza(64, 64), 90, sampling)
+    model = jpeg.choose(pixels)[0]
+
+    def misses(m):
+        return np.count_nonzero(np.any(libjpeg.reconstruct(m, 64, 64) != pixels, -1))
+
+    coefs = [c.copy() for c in model.coefs]
+    r = np.random.default_rng(sampling)
+    for i, j in zip(r.integers(0, 8, 6), r.integers(0, 8, 6)):
+        coefs[0][i, j, r.integers(0, 3), r.integers(0, 3)] += r.choice([-1, 1])  # luma, low frequencies
+    knocked = libjpeg.JpegModel(model.sampling, model.quant, coefs, model.offset)
+    polished = jpeg._polished(pixels, knocked)
+    assert misses(knocked) > misses(model) + 20
+    assert misses(polished) <= misses(model) + 2 and misses(jpeg._polished(pixels, model)) <= misses(model)

@@ -120,6 +120,19 @@ def ycc_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([r, g, b], -1), 0, 255)
 
 
+_R_CR, _G_CB, _G_CR, _B_CB = _fix(1.402), _fix(0.34414), _fix(0.71414), _fix(1.772)
+
+
+@compiled
+def rgb_one(y: int, cb: int, cr: int) -> tuple[int, int, int]:
+    """`ycc_to_rgb` of one sample's Y, Cb and Cr, for compiled loops."""
+    cb, cr = cb - 128, cr - 128
+    r = y + ((_R_CR * cr + 32768) >> 16)
+    g = y + ((-_G_CB * cb + 32768 - _G_CR * cr) >> 16)
+    b = y + ((_B_CB * cb + 32768) >> 16)
+    return min(max(r, 0), 255), min(max(g, 0), 255), min(max(b, 0), 255)
+
+
 def shifted(a: np.ndarray, axis: int, step: int) -> np.ndarray:
     """`a` moved one sample along `axis` (step -1: each sample's predecessor), the edge repeated."""
     n = a.shape[axis]

@@ -23,9 +23,12 @@ from nfcompress.coders.jpeg.libjpeg import (
     idct_block,
     plane_shapes,
     reconstruct,
+    rgb_one,
+    samples,
     shifted,
     standard_quant,
     to_blocks,
+    upsample,
     ycc_to_rgb,
 )
 from nfcompress.coders.linear.model import block_grid
@@ -54,6 +57,7 @@ CROP = 256  # the side of the central crop that shows a JPEG and picks the chrom
 CHECKED = 21  # the zigzag frequencies that show a JPEG's steps
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
+POLISH_STEPS = 4  # single-coefficient moves `_polished` makes a block's coefficients at most
 EDGE_STEPS, EDGE_STEP = 32, 0.25  # `_edge_start`'s steps, and the share of each miss a step moves
 MOVES = 8  # single-coefficient moves tried on a block whose error rounds to no step
 SCALES = (2, 3, 4, 6, 8)  # and its error's DCT times these, rounded
@@ -571,7 +575,94 @@ def choose(
             model = other
     if progress:
         progress(3, 4)
-    return model, crop, crop_bits
+    return _polished(rgb, model), crop, crop_bits
+
+
+def _polished(rgb: np.ndarray, model: JpegModel) -> JpegModel:
+    """The model with each block whose decoding misses pixels moved, one coefficient by one step
+    at a time, while that misses fewer (POLISH_STEPS at most): the search met each plane's
+    targets, but those guess at which of the Y, Cb, Cr that give a pixel the JPEG held. Luma
+    blocks move under the chroma as it upsamples; in 4:4:4 chroma blocks move too."""
+    h, w, channels = rgb.shape
+    oy, ox = model.offset
+    rows, cols = model.coefs[0].shape[:2]
+    grid = ((oy, rows * B - h - oy), (ox, cols * B - w - ox))
+    px = np.pad(rgb.astype(np.int64), (*grid, (0, 0)), mode="edge")
+    care = np.pad(np.ones((h, w), bool), grid)
+    chroma = np.zeros((2, rows * B, cols * B), np.int64)
+    if channels == 3 and model.sampling:
+        for c, p in zip(chroma, samples(model, h, w)[1:]):
+            up = upsample(p, model.sampling)
+            c[: up.shape[0], : up.shape[1]] = up[: rows * B, : cols * B]
+    moved = len(model.coefs) if model.sampling == 0 else 1
+    k = np.stack([c.reshape(-1, B, B) for c in model.coefs[:moved]]).astype(np.int64)
+    _polish_blocks(
+        k,
+        np.ascontiguousarray(model.quant[:moved], np.int64),
+        np.ascontiguousarray(to_blocks(chroma[0], rows, cols).reshape(-1, B, B)),
+        np.ascontiguousarray(to_blocks(chroma[1], rows, cols).reshape(-1, B, B)),
+        np.ascontiguousarray(px.reshape(rows, B, cols, B, channels).swapaxes(1, 2).reshape(-1, B, B, channels)),
+        np.ascontiguousarray(to_blocks(care, rows, cols).reshape(-1, B, B)),
+        channels == 3 and moved == 1,
+    )
+    coefs = [c.reshape(rows, cols, B, B) for c in k] + list(model.coefs[moved:])
+    return JpegModel(model.sampling, model.quant, coefs, model.offset)
+
+
+@compiled
+def _polish_blocks(
+    k: np.ndarray, q: np.ndarray, cb: np.ndarray, cr: np.ndarray, px: np.ndarray, care: np.ndarray, upsampled: bool
+) -> None:
+    """`_polished`'s moves of coefficients k (planes moved, n, 8, 8) whose blocks cover pixels px
+    (n, 8, 8, C) where `care`: luma alone under chroma cb, cr as it upsamples (`upsampled`), or
+    every plane (4:4:4 and grey)."""
+    planes = k.shape[0]
+    dec = np.zeros((3, B, B), np.int64)
+    trial = np.empty((B, B), np.int64)
+    for n in range(k.shape[1]):
+        for p in range(planes):
+            idct_block(k[p, n], q[p], dec[p])
+        if upsampled:
+            dec[1], dec[2] = cb[n], cr[n]
+        misses = _misses(dec, -1, trial, px[n], care[n])
+        for _ in range(POLISH_STEPS):
+            if misses == 0:
+                break
+            best, move = misses, -1
+            for p in range(planes):
+                for z in range(B * B):
+                    for d in (-1, 1):
+                        k[p, n, z // B, z % B] += d
+                        idct_block(k[p, n], q[p], trial)
+                        k[p, n, z // B, z % B] -= d
+                        m = _misses(dec, p, trial, px[n], care[n])
+                        if m < best:
+                            best, move = m, (p * B * B + z) * 2 + (d > 0)
+            if move < 0:
+                break
+            p, z, d = move // 2 // (B * B), move // 2 % (B * B), 1 if move % 2 else -1
+            k[p, n, z // B, z % B] += d
+            idct_block(k[p, n], q[p], dec[p])
+            misses = best
+
+
+@compiled
+def _misses(dec: np.ndarray, p: int, trial: np.ndarray, px: np.ndarray, care: np.ndarray) -> int:
+    """The pixels (where `care`) that planes dec (Y, Cb, Cr) miss, with plane p's block `trial` instead."""
+    out = 0
+    for a in range(B):
+        for b in range(B):
+            if not care[a, b]:
+                continue
+            y = trial[a, b] if p == 0 else dec[0, a, b]
+            if px.shape[2] == 1:
+                out += y != px[a, b, 0]
+                continue
+            cb = trial[a, b] if p == 1 else dec[1, a, b]
+            cr = trial[a, b] if p == 2 else dec[2, a, b]
+            r, g, bl = rgb_one(y, cb, cr)
+            out += r != px[a, b, 0] or g != px[a, b, 1] or bl != px[a, b, 2]
+    return out
 
 
 def _dividing_table(q: np.ndarray) -> np.ndarray | None:
