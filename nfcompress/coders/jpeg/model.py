@@ -380,22 +380,26 @@ def _best_move(k: np.ndarray, g: np.ndarray, t: np.ndarray, free: np.ndarray, q:
                 return
 
 
+_DCT_T = np.ascontiguousarray(_DCT.T)
+
+
 @compiled
 def _fdct(e: np.ndarray, out: np.ndarray) -> None:
     """`fdct` of one block e into out."""
     rows = np.empty((B, B))
-    for v in range(B):
-        for x in range(B):
-            a = 0.0
-            for y in range(B):
-                a += _DCT[v, y] * e[y, x]
-            rows[v, x] = a
-    for v in range(B):
-        for u in range(B):
-            a = 0.0
-            for x in range(B):
-                a += rows[v, x] * _DCT[u, x]
-            out[v, u] = a
+    _times(_DCT, e, rows)
+    _times(rows, _DCT_T, out)
+
+
+@compiled
+def _times(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """The matrix product a @ b into out, each sum in order."""
+    for i in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            total = 0.0
+            for m in range(a.shape[1]):
+                total += a[i, m] * b[m, j]
+            out[i, j] = total
 
 
 def _clipped(unknown: np.ndarray, sampling: int, shapes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
