@@ -66,9 +66,13 @@ def test_a_jpeg_made_image_codes_far_smaller_than_by_the_linear_model_and_exactl
 @pytest.mark.parametrize("shape", [(16, 16), (23, 41), (64, 9)])
 def test_any_image_round_trips_through_the_model_even_one_no_jpeg_made(sampling, shape):
     for img in (photo_like(*shape, 3, seed=sum(shape)), np.full((*shape, 3), 255, np.uint8)):
-        model = jpeg.fit(img, sampling)
-        data, bits = jpeg.encode(img, model)
-        assert bits > 0 and np.array_equal(jpeg.decode(data, *shape, 3), img)
+        for offset in [(0, 0), (5, 11)]:
+            model = jpeg._polished(img, jpeg.fit(img, sampling, offset=offset))
+            data, bits = jpeg.encode(img, model)
+            assert bits > 0 and np.array_equal(jpeg.decode(data, *shape, 3), img)
+    grey = photo_like(*shape, 1, seed=sum(shape))
+    data, _ = jpeg.encode(grey, jpeg._polished(grey, jpeg.fit(grey, 0, offset=(3, 2))))
+    assert np.array_equal(jpeg.decode(data, *shape, 1), grey)
 
 
 def test_grey_and_alpha_images():
