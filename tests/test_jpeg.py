@@ -264,6 +264,16 @@ def test_a_stuck_block_takes_the_move_that_leaves_the_least_error():
     assert cost(step) == min(cost(m) for m in moves) and any(np.array_equal(step, m) for m in moves)
 
 
+@pytest.mark.parametrize("sampling", [1, 2])
+def test_upsampled_at_is_upsample_sample_by_sample(sampling):
+    hs, vs = libjpeg.SAMPLINGS[sampling]
+    for shape in [(1, 1), (3, 5), (7, 4)]:
+        c = np.random.default_rng(sum(shape)).integers(0, 256, shape)
+        up = libjpeg.upsample(c, sampling)
+        at = [[libjpeg.upsampled_at(c, y, x, hs, vs) for x in range(up.shape[1])] for y in range(up.shape[0])]
+        assert np.array_equal(np.array(at), up)
+
+
 def test_rgb_one_is_ycc_to_rgb():
     y, cb, cr = np.random.default_rng(0).integers(0, 256, (3, 3000))
     one = np.array([libjpeg.rgb_one(int(a), int(b), int(c)) for a, b, c in zip(y, cb, cr)])
@@ -280,8 +290,10 @@ def test_polishing_moves_blocks_back_onto_the_pixels_and_never_misses_more(sampl
 
     coefs = [c.copy() for c in model.coefs]
     r = np.random.default_rng(sampling)
-    for i, j in zip(r.integers(0, 8, 6), r.integers(0, 8, 6)):
-        coefs[0][i, j, r.integers(0, 3), r.integers(0, 3)] += r.choice([-1, 1])  # luma, low frequencies
+    for plane in (0, 1, 2):  # low frequencies of a few blocks of each plane
+        rows, cols = coefs[plane].shape[:2]
+        for i, j in zip(r.integers(0, rows, 4), r.integers(0, cols, 4)):
+            coefs[plane][i, j, r.integers(0, 3), r.integers(0, 3)] += r.choice([-1, 1])
     knocked = libjpeg.JpegModel(model.sampling, model.quant, coefs, model.offset)
     polished = jpeg._polished(pixels, knocked)
     assert misses(knocked) > misses(model) + 20

@@ -162,6 +162,20 @@ def upsample(c: np.ndarray, sampling: int) -> np.ndarray:
     return out
 
 
+@compiled
+def upsampled_at(c: np.ndarray, y: int, x: int, hs: int, vs: int) -> int:
+    """`upsample`'s sample (y, x) of a chroma plane c subsampled by hs (2) and vs (1 or 2), for
+    compiled loops: the same integers, the plane's edges repeated."""
+    rows, cols = c.shape
+    r, j, left = y // vs, x // 2, x % 2 == 0
+    side = max(j - 1, 0) if left else min(j + 1, cols - 1)
+    if vs == 1:
+        return (3 * c[r, j] + c[r, side] + (1 if left else 2)) >> 2
+    near = max(r - 1, 0) if y % 2 == 0 else min(r + 1, rows - 1)
+    here, there = 3 * c[r, j] + c[near, j], 3 * c[r, side] + c[near, side]
+    return (3 * here + there + (8 if left else 7)) >> 4
+
+
 def plane_shapes(h: int, w: int, channels: int, sampling: int) -> list[tuple[int, int, int, int]]:
     """Each plane's sample height and width and its block rows and columns (whole MCUs)."""
     hs, vs = SAMPLINGS[sampling] if channels == 3 else (1, 1)

@@ -29,6 +29,7 @@ from nfcompress.coders.jpeg.libjpeg import (
     standard_quant,
     to_blocks,
     upsample,
+    upsampled_at,
     ycc_to_rgb,
 )
 from nfcompress.coders.linear.model import block_grid
@@ -610,7 +611,101 @@ def _polished(rgb: np.ndarray, model: JpegModel) -> JpegModel:
         channels == 3 and moved == 1,
     )
     coefs = [c.reshape(rows, cols, B, B) for c in k] + list(model.coefs[moved:])
+    polished = JpegModel(model.sampling, model.quant, coefs, model.offset)
+    if channels == 1 or model.sampling == 0:
+        return polished
+    # Then the chroma blocks, each judged on the pixels its samples reach as they upsample.
+    planes = samples(polished, h, w)
+    kc = np.stack([c.reshape(-1, B, B) for c in coefs[1:]]).astype(np.int64)
+    hs, vs = SAMPLINGS[model.sampling]
+    _polish_chroma(
+        kc,
+        np.ascontiguousarray(model.quant[1:], np.int64),
+        np.stack(planes[1:]).astype(np.int64),
+        planes[0].astype(np.int64),
+        np.ascontiguousarray(px[: h + oy, : w + ox]),
+        np.ascontiguousarray(care[: h + oy, : w + ox]),
+        coefs[1].shape[1],
+        hs,
+        vs,
+    )
+    coefs = coefs[:1] + [c.reshape(coefs[1].shape) for c in kc]
     return JpegModel(model.sampling, model.quant, coefs, model.offset)
+
+
+@compiled
+def _polish_chroma(
+    k: np.ndarray,
+    q: np.ndarray,
+    planes: np.ndarray,
+    luma: np.ndarray,
+    px: np.ndarray,
+    care: np.ndarray,
+    cols: int,
+    hs: int,
+    vs: int,
+) -> None:
+    """`_polished`'s moves of subsampled chroma coefficients k (2, n, 8, 8), `cols` blocks to a
+    row, whose decoded samples are planes (2, rows, columns): each block is judged on the
+    pixels px (where `care`) its samples reach through the upsampling, under the decoded luma."""
+    trial, saved = np.empty((B, B), np.int64), np.empty((B, B), np.int64)
+    h, w = luma.shape
+    ch, cw = planes.shape[1:]
+    for n in range(k.shape[1]):
+        i0, j0 = n // cols * B, n % cols * B
+        if i0 >= ch or j0 >= cw:
+            continue
+        window = (max(vs * i0 - 1, 0), min(vs * (i0 + B) + 1, h), max(hs * j0 - 1, 0), min(hs * (j0 + B) + 1, w))
+        misses = _window_misses(planes, luma, px, care, window, hs, vs)
+        for _ in range(POLISH_STEPS):
+            if misses == 0:
+                break
+            best, move = misses, -1
+            for p in range(2):
+                for z in range(B * B):
+                    for d in (-1, 1):
+                        k[p, n, z // B, z % B] += d
+                        idct_block(k[p, n], q[p], trial)
+                        k[p, n, z // B, z % B] -= d
+                        _swap_block(planes[p], trial, saved, i0, j0)
+                        m = _window_misses(planes, luma, px, care, window, hs, vs)
+                        _swap_block(planes[p], saved, trial, i0, j0)
+                        if m < best:
+                            best, move = m, (p * B * B + z) * 2 + (d > 0)
+            if move < 0:
+                break
+            p, z, d = move // 2 // (B * B), move // 2 % (B * B), 1 if move % 2 else -1
+            k[p, n, z // B, z % B] += d
+            idct_block(k[p, n], q[p], trial)
+            _swap_block(planes[p], trial, saved, i0, j0)
+            misses = best
+
+
+@compiled
+def _swap_block(plane: np.ndarray, new: np.ndarray, old: np.ndarray, i0: int, j0: int) -> None:
+    """Put block `new` into the plane at (i0, j0) (as far as the plane reaches), its samples there
+    before into `old`."""
+    for a in range(min(B, plane.shape[0] - i0)):
+        for b in range(min(B, plane.shape[1] - j0)):
+            old[a, b] = plane[i0 + a, j0 + b]
+            plane[i0 + a, j0 + b] = new[a, b]
+
+
+@compiled
+def _window_misses(
+    planes: np.ndarray, luma: np.ndarray, px: np.ndarray, care: np.ndarray, window: tuple, hs: int, vs: int
+) -> int:
+    """The pixels (where `care`) of a window (rows y0..y1, columns x0..x1) that luma and the
+    chroma planes, upsampled, miss."""
+    y0, y1, x0, x1 = window
+    out = 0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            if care[y, x]:
+                cb, cr = upsampled_at(planes[0], y, x, hs, vs), upsampled_at(planes[1], y, x, hs, vs)
+                r, g, b = rgb_one(luma[y, x], cb, cr)
+                out += r != px[y, x, 0] or g != px[y, x, 1] or b != px[y, x, 2]
+    return out
 
 
 @compiled
