@@ -59,6 +59,7 @@ CHECKED = 21  # the zigzag frequencies that show a JPEG's steps
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
 POLISH_STEPS = 4  # single-coefficient moves `_polished` makes a block's coefficients at most
+POLISH_SHARE = 0.5  # the share of a block's pixels at most that it may miss to be polished
 EDGE_STEPS, EDGE_STEP = 32, 0.25  # `_edge_start`'s steps, and the share of each miss a step moves
 MOVES = 8  # single-coefficient moves tried on a block whose error rounds to no step
 SCALES = (2, 3, 4, 6, 8)  # and its error's DCT times these, rounded
@@ -584,10 +585,12 @@ def choose(
 
 
 def _polished(rgb: np.ndarray, model: JpegModel) -> JpegModel:
-    """The model with each block whose decoding misses pixels moved, one coefficient by one step
-    at a time, while that misses fewer (POLISH_STEPS at most): the search met each plane's
-    targets, but those guess at which of the Y, Cb, Cr that give a pixel the JPEG held. Luma
-    blocks move under the chroma as it upsamples; in 4:4:4 chroma blocks move too."""
+    """The model with each block whose decoding misses pixels (a share of them under
+    POLISH_SHARE: more is a poor fit, and slow to polish) moved, one coefficient by one step at a
+    time, while that misses fewer (POLISH_STEPS at most): the search met each plane's targets,
+    but those guess at which of the Y, Cb, Cr that give a pixel the JPEG held. Luma blocks move
+    under the chroma as it upsamples (in 4:4:4 and grey every plane), then subsampled chroma
+    blocks (`_polish_chroma`)."""
     h, w, channels = rgb.shape
     oy, ox = model.offset
     rows, cols = model.coefs[0].shape[:2]
@@ -658,7 +661,7 @@ def _polish_chroma(
         window = (max(vs * i0 - 1, 0), min(vs * (i0 + B) + 1, h), max(hs * j0 - 1, 0), min(hs * (j0 + B) + 1, w))
         misses = _window_misses(planes, luma, px, care, window, hs, vs)
         for _ in range(POLISH_STEPS):
-            if misses == 0:
+            if misses == 0 or misses > POLISH_SHARE * (window[1] - window[0]) * (window[3] - window[2]):
                 break
             best, move = misses, -1
             for p in range(2):
@@ -725,7 +728,7 @@ def _polish_blocks(
             dec[1], dec[2] = cb[n], cr[n]
         misses = _misses(dec, -1, trial, px[n], care[n])
         for _ in range(POLISH_STEPS):
-            if misses == 0:
+            if misses == 0 or misses > POLISH_SHARE * B * B:
                 break
             best, move = misses, -1
             for p in range(planes):
