@@ -59,7 +59,7 @@ CHECKED = 21  # the zigzag frequencies that show a JPEG's steps
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
 POLISH_STEPS = 4  # single-coefficient moves `_polished` makes a block's coefficients at most
-POLISH_SHARE = 0.5  # the share of a block's pixels at most that it may miss to be polished
+POLISH_SHARE = 0.5  # the share of an image's pixels at most that its fit may miss to be polished
 EDGE_STEPS, EDGE_STEP = 32, 0.25  # `_edge_start`'s steps, and the share of each miss a step moves
 MOVES = 8  # single-coefficient moves tried on a block whose error rounds to no step
 SCALES = (2, 3, 4, 6, 8)  # and its error's DCT times these, rounded
@@ -585,9 +585,9 @@ def choose(
 
 
 def _polished(rgb: np.ndarray, model: JpegModel) -> JpegModel:
-    """The model with each block whose decoding misses pixels (a share of them under
-    POLISH_SHARE: more is a poor fit, and slow to polish) moved, one coefficient by one step at a
-    time, while that misses fewer (POLISH_STEPS at most): the search met each plane's targets,
+    """The model with each block whose decoding misses pixels moved, one coefficient by one step
+    at a time, while that misses fewer (POLISH_STEPS at most; none where the model misses over
+    POLISH_SHARE of the pixels: a poor fit, slow to polish): the search met each plane's targets,
     but those guess at which of the Y, Cb, Cr that give a pixel the JPEG held. Luma blocks move
     under the chroma as it upsamples (in 4:4:4 and grey every plane), then subsampled chroma
     blocks (`_polish_chroma`)."""
@@ -604,7 +604,7 @@ def _polished(rgb: np.ndarray, model: JpegModel) -> JpegModel:
             c[: up.shape[0], : up.shape[1]] = up[: rows * B, : cols * B]
     moved = len(model.coefs) if model.sampling == 0 else 1
     k = np.stack([c.reshape(-1, B, B) for c in model.coefs[:moved]]).astype(np.int64)
-    _polish_blocks(
+    fits = _polish_blocks(
         k,
         np.ascontiguousarray(model.quant[:moved], np.int64),
         np.ascontiguousarray(to_blocks(chroma[0], rows, cols).reshape(-1, B, B)),
@@ -615,7 +615,7 @@ def _polished(rgb: np.ndarray, model: JpegModel) -> JpegModel:
     )
     coefs = [c.reshape(rows, cols, B, B) for c in k] + list(model.coefs[moved:])
     polished = JpegModel(model.sampling, model.quant, coefs, model.offset)
-    if channels == 1 or model.sampling == 0:
+    if not fits or channels == 1 or model.sampling == 0:
         return polished
     # Then the chroma blocks, each judged on the pixels its samples reach as they upsample.
     planes = samples(polished, h, w)
@@ -661,7 +661,7 @@ def _polish_chroma(
         window = (max(vs * i0 - 1, 0), min(vs * (i0 + B) + 1, h), max(hs * j0 - 1, 0), min(hs * (j0 + B) + 1, w))
         misses = _window_misses(planes, luma, px, care, window, hs, vs)
         for _ in range(POLISH_STEPS):
-            if misses == 0 or misses > POLISH_SHARE * (window[1] - window[0]) * (window[3] - window[2]):
+            if misses == 0:
                 break
             best, move = misses, -1
             for p in range(2):
@@ -714,21 +714,31 @@ def _window_misses(
 @compiled
 def _polish_blocks(
     k: np.ndarray, q: np.ndarray, cb: np.ndarray, cr: np.ndarray, px: np.ndarray, care: np.ndarray, upsampled: bool
-) -> None:
+) -> bool:
     """`_polished`'s moves of coefficients k (planes moved, n, 8, 8) whose blocks cover pixels px
     (n, 8, 8, C) where `care`: luma alone under chroma cb, cr as it upsamples (`upsampled`), or
-    every plane (4:4:4 and grey)."""
+    every plane (4:4:4 and grey); none where the blocks miss over POLISH_SHARE of the pixels
+    (then False)."""
     planes = k.shape[0]
     dec = np.zeros((3, B, B), np.int64)
     trial = np.empty((B, B), np.int64)
+    missed = np.zeros(k.shape[1], np.int64)
     for n in range(k.shape[1]):
         for p in range(planes):
             idct_block(k[p, n], q[p], dec[p])
         if upsampled:
             dec[1], dec[2] = cb[n], cr[n]
-        misses = _misses(dec, -1, trial, px[n], care[n])
+        missed[n] = _misses(dec, -1, trial, px[n], care[n])
+    if missed.sum() > POLISH_SHARE * np.count_nonzero(care):
+        return False
+    for n in np.flatnonzero(missed):
+        for p in range(planes):
+            idct_block(k[p, n], q[p], dec[p])
+        if upsampled:
+            dec[1], dec[2] = cb[n], cr[n]
+        misses = missed[n]
         for _ in range(POLISH_STEPS):
-            if misses == 0 or misses > POLISH_SHARE * B * B:
+            if misses == 0:
                 break
             best, move = misses, -1
             for p in range(planes):
@@ -746,6 +756,7 @@ def _polish_blocks(
             k[p, n, z // B, z % B] += d
             idct_block(k[p, n], q[p], dec[p])
             misses = best
+    return True
 
 
 @compiled
