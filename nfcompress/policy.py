@@ -15,7 +15,8 @@ FLOW_FROM_EFFORT).
 |        | nor where the causal model codes an image of at most ADAPTIVE_SMALL pixels           |
 | jpeg   | with the linear model, where the image shows a JPEG's quantizer steps (from 64x64);  |
 |        | under JPEG_SURE x the linear model's bits on the central crop, the linear model is   |
-|        | not tried                                                                            |
+|        | not tried; and on images over SCREEN_ALONE_FROM pixels first (at effort 1), where    |
+|        | then no other model is tried                                                         |
 | causal | on colour images of at most 128x128 that are not thin strips                         |
 | screen | first, on images where SCREEN_FROM of the pixels or more repeat a neighbour; on     |
 |        | those over SCREEN_ALONE_FROM pixels where its file is under SCREEN_SURE bits per     |
@@ -40,6 +41,7 @@ __all__ = [
     "encode_causal",
     "encode_screen",
     "encode_linear_or_jpeg",
+    "jpeg_if_sure",
 ]
 
 from collections.abc import Callable
@@ -132,20 +134,19 @@ def encode_linear_or_jpeg(
     jpeg_too: bool = True,
     adaptive_too: bool = False,
     rival: Payload | None = None,
+    surveyed: tuple = (),
 ) -> Payload | None:
     """The linear model's payload, or the JPEG-history model's where the image shows a JPEG and
     that codes smaller (with `jpeg_too`), or the adaptive model's over the same fit where that
     codes smaller (with `adaptive_too`, and where the linear model's payload is about under
     ADAPTIVE_REACH x the `rival`'s, the causal model's, on images over ADAPTIVE_SMALL pixels).
     The linear model's payload is made only where its bits, as the fit estimates them, are under
-    LINEAR_REACH x every other payload's (None where the `rival`'s is then the smallest)."""
-    linear, jpeg = MODEL_FREE["linear"], MODEL_FREE["jpeg"]
-    survey = jpeg.survey(colour, progress) if jpeg_too and jpeg.accepts(*colour.shape) else None
-    from_jpeg = jpeg.encode(colour, survey=survey) if survey else None
-    if from_jpeg is not None and survey.crop_bits < JPEG_SURE * linear.encode(survey.crop).ideal_bits:
-        if progress:
-            progress(4, 4)
-        return _spread(from_jpeg, colour)
+    LINEAR_REACH x every other payload's (None where the `rival`'s is then the smallest).
+    `surveyed`: the JPEG-history model's survey where `jpeg_if_sure` made it (its second item)."""
+    linear = MODEL_FREE["linear"]
+    sure, from_jpeg = jpeg_if_sure(colour, progress, jpeg_too, surveyed)[::2]
+    if sure is not None:
+        return sure
     adaptive_too = adaptive_too and MODEL_FREE["adaptive"].accepts(*colour.shape)
     more = colour.shape[2] if adaptive_too else 0  # the adaptive model reports once per channel
     # The linear model reports twice a channel (fitted, coded), the fit the first half of that.
@@ -170,6 +171,26 @@ def encode_linear_or_jpeg(
         progress(whole, whole)
     best = min((p for p in (coded, adaptive, from_jpeg) if p is not None), key=lambda p: len(p.chunks[0]), default=None)
     return _spread(best, colour) if best is not None and best is from_jpeg else best
+
+
+def jpeg_if_sure(
+    colour: np.ndarray, progress: Progress = None, jpeg_too: bool = True, surveyed: tuple = ()
+) -> tuple[Payload | None, tuple, Payload | None]:
+    """The JPEG-history model's payload where it is sure to beat the linear model (its crop under
+    JPEG_SURE x the linear model's bits there), else None; its survey as a one-item tuple (empty
+    without `jpeg_too`: given again as `surveyed`, it is not made twice); and its payload."""
+    linear, jpeg = MODEL_FREE["linear"], MODEL_FREE["jpeg"]
+    if surveyed:
+        survey = surveyed[0]
+    else:
+        survey = jpeg.survey(colour, progress) if jpeg_too and jpeg.accepts(*colour.shape) else None
+        surveyed = (survey,) if jpeg_too else ()
+    from_jpeg = jpeg.encode(colour, survey=survey) if survey else None
+    if from_jpeg is not None and survey.crop_bits < JPEG_SURE * linear.encode(survey.crop).ideal_bits:
+        if progress:
+            progress(4, 4)
+        return _spread(from_jpeg, colour), surveyed, from_jpeg
+    return None, surveyed, from_jpeg
 
 
 def _spread(p: Payload, colour: np.ndarray) -> Payload:
@@ -218,15 +239,24 @@ def _auto(
     size: Callable[[int, Payload], int],
     progress: Progress,
 ) -> list[Payload]:
-    """Auto: the screen model first where pixels repeat, then the photo models (`encode_auto`)
-    on every image where it is not sure to win; the smallest payload of each image."""
-    screen = [encode_screen(c) for c in colours]
+    """Auto: on images over SCREEN_ALONE_FROM pixels the JPEG-history model where it is sure
+    (at effort 1), then the screen model first where pixels repeat, then the photo models
+    (`encode_auto`) on every image where it is not sure to win; the smallest payload of each."""
+    one = progress if len(colours) == 1 else None
+    # The screen model takes seconds a megapixel and codes no photo the JPEG-history model is
+    # sure of: it was tried on 4 of the 14 val photos up to 1.1 MP and at 15.9 MP (all once
+    # JPEGs), and took 11 s of the largest one's 37 s. Where it may code alone (few colours),
+    # it comes first as before: a screenshot the survey mistakes for a JPEG took it 5 s.
+    many = [_pixels(c) > SCREEN_ALONE_FROM and c.shape[2] == 3 and colour_count(c) > SCREEN_COLOURS for c in colours]
+    tried = [jpeg_if_sure(c, one) if m else (None, (), None) for c, m in zip(colours, many)]
+    first = [sure if effort < FLOW_FROM_EFFORT else None for sure, _, _ in tried]
+    screen = [encode_screen(c) if f is None else None for c, f in zip(colours, first)]
     rest = [
         i
-        for i, (c, s) in enumerate(zip(colours, screen))
-        if s is None or not _screen_alone(c, 8 * size(i, s) < SCREEN_SURE * subpixels[i])
+        for i, (c, s, f) in enumerate(zip(colours, screen, first))
+        if f is None and (s is None or not _screen_alone(c, 8 * size(i, s) < SCREEN_SURE * subpixels[i], many[i]))
     ]
-    out = list(screen)
+    out = [f if f is not None else s for f, s in zip(first, screen)]
     if not rest:
         return out
     coder = flow() if effort >= FLOW_FROM_EFFORT else None
@@ -238,6 +268,7 @@ def _auto(
         effort,
         lambda k, p: size(rest[k], p),
         progress,
+        [tried[i][1] for i in rest],
     )
     for k, i in enumerate(rest):
         out[i] = chosen[k] if screen[i] is None else _smallest(i, [screen[i], chosen[k]], size)
@@ -249,13 +280,13 @@ def _pixels(colour: np.ndarray) -> int:
     return colour.shape[0] * colour.shape[1]
 
 
-def _screen_alone(colour: np.ndarray, small: bool) -> bool:
+def _screen_alone(colour: np.ndarray, small: bool, many: bool) -> bool:
     """Whether the screen model's payload is kept without trying the photo models: on images
     over SCREEN_ALONE_FROM pixels whose file is `small` (under SCREEN_SURE bpsp) or, in colour,
-    that have at most SCREEN_COLOURS colours."""
+    that have at most SCREEN_COLOURS colours (not `many`)."""
     if _pixels(colour) <= SCREEN_ALONE_FROM:
         return False
-    return small or (colour.shape[2] == 3 and colour_count(colour) <= SCREEN_COLOURS)
+    return small or (colour.shape[2] == 3 and not many)
 
 
 def encode_screen(colour: np.ndarray) -> Payload | None:
@@ -285,14 +316,18 @@ def encode_auto(
     effort: int,
     size: Callable[[int, Payload], int],
     progress: Progress = None,
+    surveyed: list[tuple] | None = None,
 ) -> list[Payload]:
     """Each image's smallest payload of the photo models AUTO tries (`flow`: the FlowCoder, or None
-    where it is not tried or has no exact form); `size(i, payload)` is the bytes of image i's file."""
+    where it is not tried or has no exact form); `size(i, payload)` is the bytes of image i's file;
+    `surveyed`: each image's JPEG-history survey where `jpeg_if_sure` made it."""
     one = progress if len(colours) == 1 else None  # the linear model reports on a lone image
     flowed = flow.encode_many(colours, progress, effort) if flow is not None else [None] * len(colours)
     causal = [encode_causal(c) for c in colours]
+    surveyed = surveyed or [()] * len(colours)
     options = [
-        [f, encode_linear_or_jpeg(c, one, adaptive_too=True, rival=r), r] for c, f, r in zip(colours, flowed, causal)
+        [f, encode_linear_or_jpeg(c, one, adaptive_too=True, rival=r, surveyed=sv), r]
+        for c, f, r, sv in zip(colours, flowed, causal, surveyed)
     ]
     return [_smallest(i, o, size) for i, o in enumerate(options)]
 

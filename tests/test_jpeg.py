@@ -298,3 +298,19 @@ def test_polishing_moves_blocks_back_onto_the_pixels_and_never_misses_more(sampl
     polished = jpeg._polished(pixels, knocked)
     assert misses(knocked) > misses(model) + 20
     assert misses(polished) <= misses(model) + 2 and misses(jpeg._polished(pixels, model)) <= misses(model)
+
+
+def test_auto_codes_a_large_photo_the_jpeg_model_is_sure_of_without_the_screen_model(monkeypatch):
+    from nfcompress import policy
+
+    screened = []
+    screen = policy.MODEL_FREE["screen"]
+    monkeypatch.setattr(policy, "repeat_share", lambda colour: 1.0)  # as if every pixel repeated
+    monkeypatch.setattr(screen, "encode", lambda c, *a: screened.append(c.shape) or type(screen).encode(screen, c))
+    photo, _ = _once_a_jpeg(np.tile(_pizza(), (2, 2, 1)), 90, 1)  # 256x256, thousands of colours
+    res = Codec.load().encode(photo)
+    assert res.coder == "jpeg" and screened == [] and np.array_equal(decode(res.data), photo)
+    # Few colours: the screen model comes first, as it may code alone.
+    flat = (photo // 64 * 64).astype(np.uint8)
+    Codec.load().encode(flat)
+    assert screened == [flat.shape]
