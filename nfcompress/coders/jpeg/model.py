@@ -667,9 +667,7 @@ def _polish_chroma(
             for p in range(2):
                 for z in range(B * B):
                     for d in (-1, 1):
-                        k[p, n, z // B, z % B] += d
-                        idct_block(k[p, n], q[p], trial)
-                        k[p, n, z // B, z % B] -= d
+                        _moved(k[p, n], q[p], z, d, trial, False)
                         _swap_block(planes[p], trial, saved, i0, j0)
                         m = _window_misses(planes, luma, px, care, window, hs, vs)
                         _swap_block(planes[p], saved, trial, i0, j0)
@@ -677,9 +675,8 @@ def _polish_chroma(
                             best, move = m, (p * B * B + z) * 2 + (d > 0)
             if move < 0:
                 break
-            p, z, d = move // 2 // (B * B), move // 2 % (B * B), 1 if move % 2 else -1
-            k[p, n, z // B, z % B] += d
-            idct_block(k[p, n], q[p], trial)
+            p = move // 2 // (B * B)
+            _moved(k[p, n], q[p], move // 2 % (B * B), 1 if move % 2 else -1, trial, True)
             _swap_block(planes[p], trial, saved, i0, j0)
             misses = best
 
@@ -744,19 +741,26 @@ def _polish_blocks(
             for p in range(planes):
                 for z in range(B * B):
                     for d in (-1, 1):
-                        k[p, n, z // B, z % B] += d
-                        idct_block(k[p, n], q[p], trial)
-                        k[p, n, z // B, z % B] -= d
+                        _moved(k[p, n], q[p], z, d, trial, False)
                         m = _misses(dec, p, trial, px[n], care[n])
                         if m < best:
                             best, move = m, (p * B * B + z) * 2 + (d > 0)
             if move < 0:
                 break
-            p, z, d = move // 2 // (B * B), move // 2 % (B * B), 1 if move % 2 else -1
-            k[p, n, z // B, z % B] += d
-            idct_block(k[p, n], q[p], dec[p])
+            p = move // 2 // (B * B)
+            _moved(k[p, n], q[p], move // 2 % (B * B), 1 if move % 2 else -1, dec[p], True)
             misses = best
     return True
+
+
+@compiled
+def _moved(k: np.ndarray, q: np.ndarray, z: int, d: int, out: np.ndarray, keep: bool) -> None:
+    """The block of coefficients k (8, 8) with coefficient z (raster order) moved by d, decoded
+    into out; the move kept in k where `keep`."""
+    k[z // B, z % B] += d
+    idct_block(k, q, out)
+    if not keep:
+        k[z // B, z % B] -= d
 
 
 @compiled
