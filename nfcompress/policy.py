@@ -15,8 +15,9 @@ FLOW_FROM_EFFORT).
 |        | nor where the causal model codes an image of at most ADAPTIVE_SMALL pixels           |
 | jpeg   | with the linear model, where the image shows a JPEG's quantizer steps (from 64x64);  |
 |        | under JPEG_SURE x the linear model's bits on the central crop, the linear model is   |
-|        | not tried; and on images over SCREEN_ALONE_FROM pixels first (at effort 1), where    |
-|        | then no other model is tried                                                         |
+|        | not tried; and before the screen model on images it would try that are over          |
+|        | SCREEN_ALONE_FROM pixels of over SCREEN_COLOURS colours (at effort 1), where then no |
+|        | other model is tried                                                                 |
 | causal | on colour images of at most 128x128 that are not thin strips                         |
 | screen | first, on images where SCREEN_FROM of the pixels or more repeat a neighbour; on     |
 |        | those over SCREEN_ALONE_FROM pixels where its file is under SCREEN_SURE bits per     |
@@ -42,10 +43,11 @@ __all__ = [
     "encode_screen",
     "encode_linear_or_jpeg",
     "jpeg_if_sure",
+    "JpegTry",
 ]
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -134,7 +136,7 @@ def encode_linear_or_jpeg(
     jpeg_too: bool = True,
     adaptive_too: bool = False,
     rival: Payload | None = None,
-    surveyed: tuple = (),
+    tried: "JpegTry | None" = None,
 ) -> Payload | None:
     """The linear model's payload, or the JPEG-history model's where the image shows a JPEG and
     that codes smaller (with `jpeg_too`), or the adaptive model's over the same fit where that
@@ -142,9 +144,9 @@ def encode_linear_or_jpeg(
     ADAPTIVE_REACH x the `rival`'s, the causal model's, on images over ADAPTIVE_SMALL pixels).
     The linear model's payload is made only where its bits, as the fit estimates them, are under
     LINEAR_REACH x every other payload's (None where the `rival`'s is then the smallest).
-    `surveyed`: the JPEG-history model's survey where `jpeg_if_sure` made it (its second item)."""
+    `tried`: what `jpeg_if_sure` made of the image already."""
     linear = MODEL_FREE["linear"]
-    sure, from_jpeg = jpeg_if_sure(colour, progress, jpeg_too, surveyed)[::2]
+    sure, from_jpeg = tried or jpeg_if_sure(colour, progress, jpeg_too)
     if sure is not None:
         return sure
     adaptive_too = adaptive_too and MODEL_FREE["adaptive"].accepts(*colour.shape)
@@ -173,24 +175,24 @@ def encode_linear_or_jpeg(
     return _spread(best, colour) if best is not None and best is from_jpeg else best
 
 
-def jpeg_if_sure(
-    colour: np.ndarray, progress: Progress = None, jpeg_too: bool = True, surveyed: tuple = ()
-) -> tuple[Payload | None, tuple, Payload | None]:
-    """The JPEG-history model's payload where it is sure to beat the linear model (its crop under
-    JPEG_SURE x the linear model's bits there), else None; its survey as a one-item tuple (empty
-    without `jpeg_too`: given again as `surveyed`, it is not made twice); and its payload."""
+class JpegTry(NamedTuple):
+    """What the JPEG-history model made of an image (`jpeg_if_sure`)."""
+
+    sure: Payload | None  # its payload where it is sure to beat the linear model, else None
+    payload: Payload | None  # its payload, None where the image shows no JPEG
+
+
+def jpeg_if_sure(colour: np.ndarray, progress: Progress = None, jpeg_too: bool = True) -> JpegTry:
+    """The JPEG-history model's payload (with `jpeg_too`), and whether it is sure to beat the
+    linear model: its central crop under JPEG_SURE x the linear model's bits there."""
     linear, jpeg = MODEL_FREE["linear"], MODEL_FREE["jpeg"]
-    if surveyed:
-        survey = surveyed[0]
-    else:
-        survey = jpeg.survey(colour, progress) if jpeg_too and jpeg.accepts(*colour.shape) else None
-        surveyed = (survey,) if jpeg_too else ()
+    survey = jpeg.survey(colour, progress) if jpeg_too and jpeg.accepts(*colour.shape) else None
     from_jpeg = jpeg.encode(colour, survey=survey) if survey else None
     if from_jpeg is not None and survey.crop_bits < JPEG_SURE * linear.encode(survey.crop).ideal_bits:
         if progress:
             progress(4, 4)
-        return _spread(from_jpeg, colour), surveyed, from_jpeg
-    return None, surveyed, from_jpeg
+        return JpegTry(_spread(from_jpeg, colour), from_jpeg)
+    return JpegTry(None, from_jpeg)
 
 
 def _spread(p: Payload, colour: np.ndarray) -> Payload:
@@ -239,18 +241,23 @@ def _auto(
     size: Callable[[int, Payload], int],
     progress: Progress,
 ) -> list[Payload]:
-    """Auto: on images over SCREEN_ALONE_FROM pixels the JPEG-history model where it is sure
-    (at effort 1), then the screen model first where pixels repeat, then the photo models
-    (`encode_auto`) on every image where it is not sure to win; the smallest payload of each."""
+    """Auto: the screen model first where pixels repeat (but for the JPEG-history model where it
+    is sure, at effort 1, on such images over SCREEN_ALONE_FROM pixels of many colours), then the
+    photo models (`encode_auto`) on every image where it is not sure to win; the smallest
+    payload of each."""
     one = progress if len(colours) == 1 else None
     # The screen model takes seconds a megapixel and codes no photo the JPEG-history model is
     # sure of: it was tried on 4 of the 14 val photos up to 1.1 MP and at 15.9 MP (all once
     # JPEGs), and took 11 s of the largest one's 37 s. Where it may code alone (few colours),
     # it comes first as before: a screenshot the survey mistakes for a JPEG took it 5 s.
-    many = [_pixels(c) > SCREEN_ALONE_FROM and c.shape[2] == 3 and colour_count(c) > SCREEN_COLOURS for c in colours]
-    tried = [jpeg_if_sure(c, one) if m else (None, (), None) for c, m in zip(colours, many)]
-    first = [sure if effort < FLOW_FROM_EFFORT else None for sure, _, _ in tried]
-    screen = [encode_screen(c) if f is None else None for c, f in zip(colours, first)]
+    repeats = [repeat_share(c) >= SCREEN_FROM for c in colours]
+    many = [
+        r and _pixels(c) > SCREEN_ALONE_FROM and c.shape[2] == 3 and colour_count(c) > SCREEN_COLOURS
+        for c, r in zip(colours, repeats)
+    ]
+    tried = [jpeg_if_sure(c, one) if m else None for c, m in zip(colours, many)]
+    first = [t.sure if t is not None and effort < FLOW_FROM_EFFORT else None for t in tried]
+    screen = [encode_screen(c, r) if f is None else None for c, r, f in zip(colours, repeats, first)]
     rest = [
         i
         for i, (c, s, f) in enumerate(zip(colours, screen, first))
@@ -268,7 +275,7 @@ def _auto(
         effort,
         lambda k, p: size(rest[k], p),
         progress,
-        [tried[i][1] for i in rest],
+        [tried[i] for i in rest],
     )
     for k, i in enumerate(rest):
         out[i] = chosen[k] if screen[i] is None else _smallest(i, [screen[i], chosen[k]], size)
@@ -289,9 +296,11 @@ def _screen_alone(colour: np.ndarray, small: bool, many: bool) -> bool:
     return small or (colour.shape[2] == 3 and not many)
 
 
-def encode_screen(colour: np.ndarray) -> Payload | None:
-    """The screen model's payload where the image looks like screen content, else None."""
-    return MODEL_FREE["screen"].encode(colour) if repeat_share(colour) >= SCREEN_FROM else None
+def encode_screen(colour: np.ndarray, repeats: bool | None = None) -> Payload | None:
+    """The screen model's payload where the image looks like screen content (SCREEN_FROM of its
+    pixels or more repeat a neighbour: `repeats`, where the caller measured it), else None."""
+    repeats = repeat_share(colour) >= SCREEN_FROM if repeats is None else repeats
+    return MODEL_FREE["screen"].encode(colour) if repeats else None
 
 
 def _refuse_causal(colour: np.ndarray) -> Payload:
@@ -316,18 +325,18 @@ def encode_auto(
     effort: int,
     size: Callable[[int, Payload], int],
     progress: Progress = None,
-    surveyed: list[tuple] | None = None,
+    tried: "list[JpegTry | None] | None" = None,
 ) -> list[Payload]:
     """Each image's smallest payload of the photo models AUTO tries (`flow`: the FlowCoder, or None
     where it is not tried or has no exact form); `size(i, payload)` is the bytes of image i's file;
-    `surveyed`: each image's JPEG-history survey where `jpeg_if_sure` made it."""
+    `tried`: what `jpeg_if_sure` made of each image already, where it did."""
     one = progress if len(colours) == 1 else None  # the linear model reports on a lone image
     flowed = flow.encode_many(colours, progress, effort) if flow is not None else [None] * len(colours)
     causal = [encode_causal(c) for c in colours]
-    surveyed = surveyed or [()] * len(colours)
+    tried = tried or [None] * len(colours)
     options = [
-        [f, encode_linear_or_jpeg(c, one, adaptive_too=True, rival=r, surveyed=sv), r]
-        for c, f, r, sv in zip(colours, flowed, causal, surveyed)
+        [f, encode_linear_or_jpeg(c, one, adaptive_too=True, rival=r, tried=t), r]
+        for c, f, r, t in zip(colours, flowed, causal, tried)
     ]
     return [_smallest(i, o, size) for i, o in enumerate(options)]
 
