@@ -595,27 +595,27 @@ def _polished(rgb: np.ndarray, model: JpegModel) -> JpegModel:
     oy, ox = model.offset
     rows, cols = model.coefs[0].shape[:2]
     grid = ((oy, rows * B - h - oy), (ox, cols * B - w - ox))
-    px = np.pad(rgb.astype(np.int64), (*grid, (0, 0)), mode="edge")
+    px = np.pad(rgb, (*grid, (0, 0)), mode="edge")
     care = np.pad(np.ones((h, w), bool), grid)
-    chroma = np.zeros((2, rows * B, cols * B), np.int64)
-    if channels == 3 and model.sampling:
-        for c, p in zip(chroma, samples(model, h, w)[1:]):
-            up = upsample(p, model.sampling)
-            c[: up.shape[0], : up.shape[1]] = up[: rows * B, : cols * B]
-    moved = len(model.coefs) if model.sampling == 0 else 1
+    upsampled = channels == 3 and model.sampling != 0
+    # The chroma each luma block sees, as it upsamples (where it does; read nowhere else).
+    chroma = [np.zeros((0, B, B), np.int64)] * 2
+    if upsampled:
+        ups = (upsample(p, model.sampling)[: rows * B, : cols * B] for p in samples(model, h, w)[1:])
+        chroma = [np.ascontiguousarray(to_blocks(up, rows, cols).reshape(-1, B, B), np.int64) for up in ups]
+    moved = 1 if upsampled else len(model.coefs)
     k = np.stack([c.reshape(-1, B, B) for c in model.coefs[:moved]]).astype(np.int64)
     fits = _polish_blocks(
         k,
         np.ascontiguousarray(model.quant[:moved], np.int64),
-        np.ascontiguousarray(to_blocks(chroma[0], rows, cols).reshape(-1, B, B)),
-        np.ascontiguousarray(to_blocks(chroma[1], rows, cols).reshape(-1, B, B)),
+        *chroma,
         np.ascontiguousarray(px.reshape(rows, B, cols, B, channels).swapaxes(1, 2).reshape(-1, B, B, channels)),
         np.ascontiguousarray(to_blocks(care, rows, cols).reshape(-1, B, B)),
-        channels == 3 and moved == 1,
+        upsampled,
     )
     coefs = [c.reshape(rows, cols, B, B) for c in k] + list(model.coefs[moved:])
     polished = JpegModel(model.sampling, model.quant, coefs, model.offset)
-    if not fits or channels == 1 or model.sampling == 0:
+    if not fits or not upsampled:
         return polished
     # Then the chroma blocks, each judged on the pixels its samples reach as they upsample.
     planes = samples(polished, h, w)
