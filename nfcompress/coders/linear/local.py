@@ -43,7 +43,7 @@ RING = 16  # columns of each row's prefix sums a decoder keeps: the window reads
 
 
 def prefix_sums(h: int) -> np.ndarray:
-    """A decoder's row prefix sums of `terms` for a plane of h rows, none added yet: the last RING
+    """A decoder's row prefix sums of terms (`TERMS`) for a plane of h rows, none added yet: the last RING
     columns of each row, filled a pixel at a time (`add_at`) and read by `window_at`."""
     # Row r's prefix through column c at row (r + 3) * (RING + 1) + c % RING; the last cell of
     # each row stays zero, the prefix through column -1.
@@ -58,8 +58,8 @@ def _cell(r: int, c: int) -> int:
 
 @compiled
 def window_at(pre: np.ndarray, r: int, col: int, w: int, out: np.ndarray) -> None:
-    """Add the window sums (its window's pixels' terms, summed) of the pixel at row r, column col, all of whose window
-    is added, to out (TERMS,), from prefix sums `pre`, for a plane of width w."""
+    """Add the window sums (its window's pixels' terms, summed) of the pixel at row r, column col,
+    all of whose window is added, to out (TERMS,), from prefix sums `pre`, for a plane of width w."""
     for up, right in ROWS:
         high, low = _cell(r - up, min(col + right, w - 1)), _cell(r - up, col - LEFT - 1)
         for t in range(TERMS):
@@ -68,7 +68,7 @@ def window_at(pre: np.ndarray, r: int, col: int, w: int, out: np.ndarray) -> Non
 
 @compiled
 def add_at(pre: np.ndarray, r: int, col: int, f: np.ndarray, y: int) -> None:
-    """Add to prefix sums `pre` the `terms` of one pixel, at row r and column col (its row's pixels
+    """Add to prefix sums `pre` the terms (`TERMS`) of one pixel, at row r and column col (its row's pixels
     left of it added), of features f (K,: its texture and 1) and texture value y."""
     _accumulate(pre, _cell(r, col), _cell(r, col - 1), f, y)
 
@@ -76,7 +76,7 @@ def add_at(pre: np.ndarray, r: int, col: int, f: np.ndarray, y: int) -> None:
 @compiled
 def _accumulate(pre: np.ndarray, at: int, left: int, f: np.ndarray, y: int) -> None:
     """A row's prefix sums through a pixel (pre[at], TERMS): those through the pixel left of it
-    (pre[left]) plus its `terms`, of features f (K,) and texture value y."""
+    (pre[left]) plus its terms (`TERMS`), of features f (K,) and texture value y."""
     for t in range(len(PAIRS)):
         pre[at, t] = pre[left, t] + f[_FIRST[t]] * f[_SECOND[t]]
     for a in range(K):
@@ -150,7 +150,7 @@ _REACH = max(right for _, right in ROWS)
 
 @compiled
 def _predict_plane(tex: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-    """`predict_plane` into out, a row at a time: each row's prefix sums of its `terms` (columns
+    """`predict_plane` into out, a row at a time: each row's prefix sums of its terms (`TERMS`) (columns
     -LEFT - 1 .. w - 1 + _REACH: zeros, the sums, then the row's total), kept for the 3 rows below."""
     h, w = y.shape
     pre = np.zeros((4, LEFT + 1 + w + _REACH, TERMS), np.int64)
