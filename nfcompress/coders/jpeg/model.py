@@ -239,9 +239,7 @@ def _filled(q: np.ndarray) -> np.ndarray:
     return np.where(q == 0, np.maximum(below, 1), q)
 
 
-def _solve(
-    target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray, size: tuple[int, int] | None = None
-) -> np.ndarray:
+def _solve(target: np.ndarray, dct: np.ndarray, q: np.ndarray, free: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Quantized coefficients whose islow IDCT gives the target blocks (rows, cols, 8, 8; whose
     float DCT is `dct`), or comes near them; samples `free` (where the pixels were clipped, or past
     the plane's `size`) take whatever the coefficients give.
@@ -250,7 +248,6 @@ def _solve(
     nothing, by the best of a few moves (`_best_move`); each block keeps its best coefficients.
     A block reaching past the plane's edge starts from the search of `_edge_start`."""
     rows, cols = target.shape[:2]
-    h, w = (rows * B, cols * B) if size is None else size
     out = np.empty((rows * cols, B, B), np.int64)
     _solve_blocks(
         np.ascontiguousarray(target.reshape(-1, B, B), np.int64),
@@ -258,8 +255,7 @@ def _solve(
         np.ascontiguousarray(q, np.int64),
         np.ascontiguousarray(free.reshape(-1, B, B)),
         cols,
-        h,
-        w,
+        *size,
         out,
     )
     return out.reshape(target.shape)
