@@ -1,11 +1,13 @@
 """Train the causal model (nfcompress.coders.causal) on thumbnails and native crops of photos.
 
 python scripts/train_causal.py ../shared/data/photos/train OUT.pt [--steps N] [--hidden H] [--mixtures K]
-    [--val ../shared/data/photos/val] [--models models] [--export-only]
+    [--val ../shared/data/photos/val] [--models models] [--export-only] [--start] [--minutes M]
 
 Writes a float checkpoint (with its settings and history) every few minutes and at the end, then
 its integer weights and card (`nfcompress.coders.causal.train.export`, measured on the val photos and the
-held-out packages) into --models. --export-only exports OUT.pt as it stands.
+held-out packages) into --models. --export-only exports OUT.pt as it stands. --start tunes the
+shipped integer network (nfc-causal) instead of a fresh one; --minutes stops after M minutes of
+wall time, the learning rate's cosine following the time spent instead of the steps.
 """
 
 import argparse
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nfcompress.coders.causal import model as causal
 from nfcompress.coders.causal.train import CausalNet, batch_loss, export, settings_of
 from nfcompress.data import PhotoSampler, list_images, load_photo, split_heldout
 from nfcompress.train import ema_step
@@ -37,6 +40,8 @@ def main() -> None:
     ap.add_argument("--val", default="../shared/data/photos/val")
     ap.add_argument("--models", default="models")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--start", action="store_true")
+    ap.add_argument("--minutes", type=float, default=0.0)
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     kept, held = split_heldout(list_images([a.train_dir]), HOLDOUT)
@@ -50,21 +55,33 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
     """Train, writing the checkpoint a.out every 5 minutes and at the end."""
     sampler = PhotoSampler([load_photo(p) for p in kept], "cpu", a.seed)
     net = CausalNet(a.hidden, a.mixtures)
+    if a.start:
+        for layer, pw in zip(net.planes, causal.load()):
+            layer.load_state_dict({k: torch.from_numpy(v).float() for k, v in causal.dequantize(pw).items()})
     ema = CausalNet(a.hidden, a.mixtures)
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), a.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.steps, pct_start=0.03)
+    start = "the shipped nfc-causal network, tuned" if a.start else "fresh"
     rng = np.random.default_rng(a.seed)
     shares = np.array([k[3] for k in KINDS])
     history, t0, saved, run = [], time.time(), time.time(), 0.0
     for step in range(1, a.steps + 1):
+        if a.minutes:
+            done = (time.time() - t0) / 60 / a.minutes
+            if done >= 1:
+                break
+            warm = min(1.0, done / 0.02)
+            for g in opt.param_groups:
+                g["lr"] = a.lr * warm * 0.5 * (1 + np.cos(np.pi * done))
         kind, side, n, _ = KINDS[rng.choice(len(KINDS), p=shares / shares.sum())]
         x = sampler.batch(kind, side, n).permute(0, 2, 3, 1).to(torch.uint8).numpy()
         loss = batch_loss(net, x)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
+        if not a.minutes:
+            sched.step()
         ema_step(ema, net, 0.999)
         run = 0.98 * run + 0.02 * float(loss.detach())
         if step % 200 == 0:
@@ -72,7 +89,8 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
                 {"step": step, "bpsp": round(run / (1 - 0.98**step), 4), "minutes": round((time.time() - t0) / 60, 1)}
             )
             print(history[-1], flush=True)
-        if step == a.steps or time.time() - saved > 300:
+        last = step == a.steps or (a.minutes and time.time() - t0 > 60 * a.minutes)
+        if last or time.time() - saved > 300:
             saved = time.time()
             torch.save(
                 {
@@ -85,7 +103,13 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
                         "kinds": [f"{k}{s} x{n} p={p}" for k, s, n, p in KINDS],
                         "steps": step,
                         "lr": a.lr,
-                        "schedule": "one cycle (3% warm-up, cosine decay), Adam, EMA 0.999",
+                        "start": start,
+                        "schedule": (
+                            f"2% warm-up, cosine decay over {a.minutes} minutes"
+                            if a.minutes
+                            else "one cycle (3% warm-up, cosine decay)"
+                        )
+                        + ", Adam, EMA 0.999",
                         "wall_minutes": round((time.time() - t0) / 60, 1),
                         "device": "cpu",
                         "history": history,
