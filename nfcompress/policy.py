@@ -8,7 +8,8 @@ FLOW_FROM_EFFORT).
 | model  | auto tries it                                                                        |
 |--------|--------------------------------------------------------------------------------------|
 | flow   | at effort FLOW_FROM_EFFORT and over, where its model has an exact integer form       |
-| linear | fitted to every image; its payload made where the fit's estimate of it is under      |
+| linear | fitted to every image but, at effort 1, those the causal model codes of at most      |
+|        | LINEAR_SMALL pixels; its payload made where the fit's estimate of it is under        |
 |        | LINEAR_REACH x the smallest of the other models' (the adaptive model's first)        |
 | adapt. | wherever the linear model is but on thin strips, over the same fit; not where the    |
 |        | linear model's estimated payload is ADAPTIVE_REACH x the causal model's or more,     |
@@ -33,6 +34,7 @@ __all__ = [
     "JPEG_SURE",
     "ADAPTIVE_REACH",
     "ADAPTIVE_SMALL",
+    "LINEAR_SMALL",
     "LINEAR_REACH",
     "FLOW_FROM_EFFORT",
     "check_coder",
@@ -104,6 +106,10 @@ ADAPTIVE_REACH = 1.12
 # and box-downscalings of screenshots, it won 3 (by under 1%; those folders 0.006%, 0.005% and
 # 0% larger without it), while it was tried on 241. At 48x48 it won 23 of 100 thumbnails.
 ADAPTIVE_SMALL = 32 * 32
+# Nor, at effort 1, is the linear model on images of at most LINEAR_SMALL pixels the causal model
+# codes: of 200 32x32 thumbnails it won 4, by 1.0-6.5% (the folder 0.077% larger without it), of
+# 100 native 32x32 crops and 80 32x32 screen crops 1, while its fit took 40% of a thumbnail's encode.
+LINEAR_SMALL = 32 * 32
 # The linear model's payload is made only where the fit's estimate of it (`estimated_bits`) is under
 # this many times the smallest of the others (the adaptive, causal and JPEG-history models'). The
 # estimate came within -0.5..+0.8% of the payload on thumbnails, 0.2% on photos, +3% on screenshots
@@ -335,7 +341,9 @@ def encode_auto(
     causal = [encode_causal(c) for c in colours]
     tried = tried or [None] * len(colours)
     options = [
-        [f, encode_linear_or_jpeg(c, one, adaptive_too=True, rival=r, tried=t), r]
+        [f, r]
+        if r is not None and _pixels(c) <= LINEAR_SMALL and effort < FLOW_FROM_EFFORT
+        else [f, encode_linear_or_jpeg(c, one, adaptive_too=True, rival=r, tried=t), r]
         for c, f, r, t in zip(colours, flowed, causal, tried)
     ]
     return [_smallest(i, o, size) for i, o in enumerate(options)]

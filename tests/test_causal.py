@@ -274,3 +274,18 @@ def test_mixture_weights_are_normalised_by_one_ordered_sum(monkeypatch):
     o = rng.integers(-(2**20), 2**20, (7, 9)).astype(np.float64)
     causal.mixture_rows(o, np.full(7, 128 << causal.FRAC_BITS))
     assert seen == [(7, 3)]
+
+
+def test_auto_leaves_out_the_linear_model_at_effort_1_on_the_smallest_images_the_causal_model_codes(monkeypatch):
+    from nfcompress import policy
+
+    fits = []
+    real = policy.linear_model.fitted
+    monkeypatch.setattr(policy.linear_model, "fitted", lambda *a, **k: fits.append(a[0].shape) or real(*a, **k))
+    small = np.asarray(Image.fromarray(_photo(128, 128)).resize((32, 32), Image.Resampling.BOX))
+    wider = np.asarray(Image.fromarray(_photo(128, 128)).resize((33, 32), Image.Resampling.BOX))
+    grey = np.ascontiguousarray(small[..., 1:2])  # the causal model codes no grey image
+    out = policy.encode_auto([small, wider, grey], None, 1, lambda i, p: len(p.chunks[0]))
+    assert out[0].kind == "causal" and fits == [(32, 33, 3), (32, 32, 1)]
+    policy.encode_auto([small], None, policy.FLOW_FROM_EFFORT, lambda i, p: len(p.chunks[0]))
+    assert fits[2:] == [(32, 32, 3)]
