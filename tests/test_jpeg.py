@@ -170,6 +170,20 @@ def test_a_jpeg_with_tables_of_its_own_is_found_and_codes_small():
     assert len(res.data) < 0.5 * len(linear.encode(pixels)[0])
 
 
+@pytest.mark.parametrize("first, second", [(50, 75), (40, 80)])
+def test_a_jpeg_saved_again_at_a_higher_quality_is_coded_on_the_second_ones_tables(first, second):
+    clean = np.asarray(Image.open(PIZZA).convert("RGB").resize((96, 96), Image.Resampling.BOX))
+    once, _ = _once_a_jpeg(clean, first, 1)
+    buf = io.BytesIO()
+    Image.fromarray(once).save(buf, "JPEG", quality=second, subsampling=PILLOW_SUBSAMPLING[1])
+    pixels = np.asarray(Image.open(buf).convert("RGB"))
+    model = jpeg.choose(pixels)[0]
+    assert all(np.array_equal(q, libjpeg.standard_quant(second, min(k, 1))) for k, q in enumerate(model.quant))
+    res = encode_linear(pixels)
+    assert res.coder == "jpeg" and np.array_equal(decode(res.data), pixels)
+    assert len(res.data) < len(buf.getvalue())
+
+
 def test_the_encoders_steps_of_a_plane_are_the_decoders_one_wavefront_and_frequency_at_a_time():
     # The decoder reads a plane's DCs one wavefront at a time and each AC frequency from the lower
     # ones it has decoded; the encoder finds every context at once, which must give the same steps.

@@ -530,7 +530,7 @@ def choose(
     rgb: np.ndarray, progress: Callable[[int, int], None] | None = None
 ) -> tuple[JpegModel, np.ndarray, float] | None:
     """`fit` with the offset and chroma sampling that code a central crop smallest, and with the
-    dividing luma table where that codes the image smaller; with that crop and its ideal bits
+    dividing tables where they code the image smaller; with that crop and its ideal bits
     (side information included). None where no crop's luma shows a JPEG's quantizer steps, on
     the 8x8 grid from the image's top left or on the one `linear.block_grid` finds.
     `progress(done, 4)` is called after each of three stages (the caller's coding is the fourth)."""
@@ -570,9 +570,9 @@ def choose(
             model = other  # unsettled steps of 1 code smaller than filled ones
     if progress:
         progress(2, 4)
-    divisor = _dividing_table(raw[0])
+    divisor = _dividing_tables(raw[0], len(raw))
     if divisor is not None:
-        other = _fit(whole, _complete(_raw_quant(whole, divisor)))
+        other = _fit(whole, divisor)
         if _ideal(rgb, other) < _ideal(rgb, model):
             model = other
     if progress:
@@ -778,18 +778,19 @@ def _misses(dec: np.ndarray, p: int, trial: np.ndarray, px: np.ndarray, care: np
     return out
 
 
-def _dividing_table(q: np.ndarray) -> np.ndarray | None:
-    """The libjpeg luma table of the lowest quality that divides most of the settled steps q (0:
-    unsettled), where q is no libjpeg table itself: a JPEG saved again from one of lower quality
-    leaves its coefficients on multiples of the first one's steps."""
-    tables = list(_TABLES[0])
+def _dividing_tables(q: np.ndarray, planes: int) -> np.ndarray | None:
+    """libjpeg's tables (planes, 8, 8) of the lowest quality whose luma table divides most of the
+    settled luma steps q (0: unsettled), where q is no libjpeg table itself: a JPEG saved again at
+    a higher quality from one of lower quality has its coefficients on multiples of its own
+    steps, but mostly on those near the first one's steps, which the estimate then finds."""
     settled = (q > 1) & (q < 255)
-    if any(np.array_equal(t, q) for t in tables) or settled.sum() < STANDARD_HITS:
+    if any(np.array_equal(t, q) for t in _TABLES[0]) or settled.sum() < STANDARD_HITS:
         return None
-    hits = [np.count_nonzero(q[settled] % t[settled] == 0) for t in tables]
-    if max(hits) < STANDARD_SHARE * settled.sum():
-        return None
-    return tables[hits.index(max(hits))]
+    # Tables of ever higher quality divide ever more steps (quality 100's, all 1s, every one).
+    for luma, chroma in zip(*_TABLES):
+        if np.count_nonzero(q[settled] % luma[settled] == 0) >= STANDARD_SHARE * settled.sum():
+            return np.stack([luma] + [chroma] * (planes - 1))
+    return None
 
 
 def _raw(v: np.ndarray, cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
