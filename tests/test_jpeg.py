@@ -184,6 +184,19 @@ def test_a_jpeg_saved_again_at_a_higher_quality_is_coded_on_the_second_ones_tabl
     assert len(res.data) < len(buf.getvalue())
 
 
+def test_the_grid_of_a_jpeg_saved_again_is_found_by_its_dividing_tables():
+    """Its steps, estimated at each offset, show no libjpeg table: the offsets are weighed with
+    the tables that divide them (a crop of at least DIVIDED_FROM pixels)."""
+    once, _ = _once_a_jpeg(np.tile(_pizza(), (2, 2, 1)), 40, 1)
+    buf = io.BytesIO()
+    Image.fromarray(once).save(buf, "JPEG", quality=80, subsampling=PILLOW_SUBSAMPLING[1])
+    pixels = np.asarray(Image.open(buf).convert("RGB"))
+    assert pixels.shape[0] * pixels.shape[1] >= jpeg.DIVIDED_FROM
+    model = jpeg.choose(pixels)[0]
+    assert model.offset == (0, 0) and np.array_equal(model.quant[0], libjpeg.standard_quant(80, 0))
+    assert len(encode_linear(pixels).data) < len(buf.getvalue())
+
+
 def test_the_encoders_steps_of_a_plane_are_the_decoders_one_wavefront_and_frequency_at_a_time():
     # The decoder reads a plane's DCs one wavefront at a time and each AC frequency from the lower
     # ones it has decoded; the encoder finds every context at once, which must give the same steps.

@@ -56,6 +56,11 @@ MIN_SIDE = 64  # smaller images are left to the other models: the counts alone w
 ESTIMATE_VALUES = 4096  # coefficients per frequency that estimate its step, at most
 CROP = 256  # the side of the central crop that shows a JPEG and picks the chroma sampling
 CHECKED = 21  # the zigzag frequencies that show a JPEG's steps
+# The offsets are tried with dividing tables (a JPEG saved again) on images of this many pixels or
+# more: on 42 256x256 crops saved twice (qualities 30-85, then 60-95) they made the files 20.5%
+# smaller (8 of them 1.7-6 times), on 200 native 64x64 crops (whose steps show no libjpeg table
+# at any offset on 64 of them) the survey took 20% longer and they coded 0.06% larger.
+DIVIDED_FROM = 128 * 128
 MIN_STEPS = 8  # luma quantizer steps above 1 that show a JPEG where no libjpeg table fits
 REFINE_STEPS = 16
 POLISH_STEPS = 4  # single-coefficient moves `_polished` makes a block's coefficients at most
@@ -552,6 +557,14 @@ def choose(
         raw = _raw_quant(t)
         fits.append((crop, t, raw, _fit(t, _complete(raw, filled=False))))
         bits.append(_ideal(crop, fits[-1][3]) / crop.size)
+    if h * w >= DIVIDED_FROM and not any(_libjpegs(raw[0]) for _, _, raw, _ in fits):
+        # A JPEG saved again fits poorly on the steps estimated at every offset, and shows no
+        # libjpeg table at any: the dividing tables tell the right offset.
+        for k, (crop, t, raw, _) in enumerate(fits):
+            divisor = _dividing_tables(raw[0], len(raw))
+            other = _fit(t, divisor) if divisor is not None else None
+            if other is not None and (b := _ideal(crop, other) / crop.size) < bits[k]:
+                fits[k], bits[k] = (crop, t, divisor, other), b
     best = int(np.argmin(bits))
     offset, sampling = tries[best]
     crop, crop_targets, crop_raw, crop_ones = fits[best]
@@ -778,13 +791,18 @@ def _misses(dec: np.ndarray, p: int, trial: np.ndarray, px: np.ndarray, care: np
     return out
 
 
+def _libjpegs(q: np.ndarray) -> bool:
+    """Whether luma steps q are one of libjpeg's tables."""
+    return any(np.array_equal(t, q) for t in _TABLES[0])
+
+
 def _dividing_tables(q: np.ndarray, planes: int) -> np.ndarray | None:
     """libjpeg's tables (planes, 8, 8) of the lowest quality whose luma table divides most of the
     settled luma steps q (0: unsettled), where q is no libjpeg table itself: a JPEG saved again at
     a higher quality from one of lower quality has its coefficients on multiples of its own
     steps, but mostly on those near the first one's steps, which the estimate then finds."""
     settled = (q > 1) & (q < 255)
-    if any(np.array_equal(t, q) for t in _TABLES[0]) or settled.sum() < STANDARD_HITS:
+    if _libjpegs(q) or settled.sum() < STANDARD_HITS:
         return None
     # Tables of ever higher quality divide ever more steps (quality 100's, all 1s, every one).
     for luma, chroma in zip(*_TABLES):
