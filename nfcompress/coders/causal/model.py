@@ -426,6 +426,12 @@ def _schedule(h: int, w: int) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
 
 
 @functools.cache
+def _decoding_cells(h: int, w: int) -> np.ndarray:
+    """Each sub-pixel's index in a (3, h, w) array, in the order the decoder takes them (`_schedule`)."""
+    return np.concatenate([(k * h + i) * w + j for step in _schedule(h, w) for k, i, j in step])
+
+
+@functools.cache
 def _encoding_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rows and columns of a plane's sub-pixels in wavefront order, and where each sub-pixel
     the decoder takes (`_schedule`) stands among the three planes' so ordered, one after another."""
@@ -484,8 +490,7 @@ def replay(data: bytes, height: int, width: int, kept: tuple[np.ndarray, np.ndar
     if not rans.follow(io, starts, freqs):
         raise FormatError("the stream does not decode to the image the encoder coded")
     x = np.zeros((3, height, width), np.uint8)
-    cells = [(k * height + i) * width + j for step in _schedule(height, width) for k, i, j in step]
-    x.ravel()[np.concatenate(cells)] = values
+    x.ravel()[_decoding_cells(height, width)] = values
     if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
     return np.ascontiguousarray(x.transpose(1, 2, 0)[..., np.argsort(ORDER)].astype(np.uint8))
