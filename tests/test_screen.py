@@ -185,7 +185,7 @@ def test_auto_tries_the_photo_models_too_on_thumbnails_and_photos_with_flat_regi
     assert policy.colour_count(flat_photo) > policy.SCREEN_COLOURS
 
 
-def test_auto_tries_the_flow_from_effort_2_and_the_linear_model_on_a_32x32_thumbnail(monkeypatch):
+def test_auto_tries_the_flow_and_the_linear_model_on_a_32x32_thumbnail_from_effort_2(monkeypatch):
     tried = _spy_on_photo_models(monkeypatch)
     linear, real = [], policy.encode_linear_or_jpeg
     monkeypatch.setattr(policy, "encode_linear_or_jpeg", lambda c, *a, **k: linear.append(c.shape) or real(c, *a, **k))
@@ -195,7 +195,7 @@ def test_auto_tries_the_flow_from_effort_2_and_the_linear_model_on_a_32x32_thumb
     for effort in (1, 2):
         assert np.array_equal(nfcompress.decode(codec.encode(thumb, effort=effort).data), thumb)
     assert [flow is not None for _, flow in tried] == [False, True]
-    assert linear == [(32, 32, 3), (32, 32, 3)]
+    assert linear == [(32, 32, 3)]  # at effort 2 only (policy.LINEAR_SMALL)
 
 
 def test_auto_leaves_photos_to_the_photo_models():
