@@ -1,6 +1,6 @@
 """Training: patches of photos -> an IDF, with EMA weights, resumable checkpoints and a card."""
 
-__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp", "ema_step"]
+__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp", "ema_step", "cpu_name"]
 
 import json
 import math
@@ -105,6 +105,15 @@ def start_ddp() -> tuple[int, int]:
 
 
 @torch.no_grad()
+def cpu_name() -> str:
+    """The CPU's model name and core count, for a card."""
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores"
+
+
 def ema_step(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     """Move the averaged weights `ema` 1 - decay of the way to `net`'s, after a training step."""
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)

@@ -26,9 +26,10 @@ from nfcompress.coders.adaptive import model
 from nfcompress.coders.adaptive.train import AdaptiveNet, batch_loss, features
 from nfcompress.coders.causal import model as causal
 from nfcompress.coders.causal.train import INPUT_SCALE
+from nfcompress.train import cpu_name
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_adaptive import HOLDOUT, PER_STEP, cpu_name, held_out_sets, optimise, rate, rows  # noqa: E402
+from train_adaptive import HOLDOUT, PER_STEP, held_out_sets, optimise, rate, rows  # noqa: E402
 
 from nfcompress.coders.adaptive.train import export  # noqa: E402
 from nfcompress.data import list_images, split_heldout  # noqa: E402

@@ -35,7 +35,7 @@ from nfcompress.coders.adaptive.train import (
 )
 from nfcompress.coders.causal import model as causal
 from nfcompress.data import list_images, load_photo, native_crop, split_heldout, thumbnail
-from nfcompress.train import ema_step, start_ddp
+from nfcompress.train import cpu_name, ema_step, start_ddp
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
 PER_STEP, ROWS = 8, 4096  # samples per step, and sub-pixel rows drawn from each
@@ -139,17 +139,6 @@ def main() -> None:
         print(card["metrics"])
     if world > 1:
         torch.distributed.destroy_process_group()
-
-
-def cpu_name() -> str:
-    """The CPU's model name and core count, for the card."""
-    import os
-
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-    except OSError:
-        names = []
-    return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores"
 
 
 def rate(step: int, steps: int, top: float) -> float:
