@@ -104,7 +104,6 @@ def start_ddp() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-@torch.no_grad()
 def cpu_name() -> str:
     """The CPU's model name and core count, for a card."""
     try:
@@ -114,6 +113,7 @@ def cpu_name() -> str:
     return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores"
 
 
+@torch.no_grad()
 def ema_step(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     """Move the averaged weights `ema` 1 - decay of the way to `net`'s, after a training step."""
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
