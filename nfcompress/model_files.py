@@ -5,6 +5,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "PAYLOAD_MODELS",
     "payload_model",
+    "pinned",
     "ModelCard",
     "shipped_dir",
     "models_dir",
@@ -18,22 +19,33 @@ import os
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import TypeVar
 
 from nfcompress.container import SHIPPED_MODELS
 from nfcompress.errors import NfcError
+
+T = TypeVar("T")
 
 # New files use the newest shipped model; the older ones stay for the files they wrote.
 DEFAULT_MODEL = SHIPPED_MODELS[-1]
 # The shipped networks that model-free payloads are bound to, by payload kind and the first format
 # version whose files of that kind decode with them (each file names none: its format version pins
 # the weights' sha256 in the model's package).
-PAYLOAD_MODELS = {"causal": {10: "nfc-causal"}, "adaptive": {13: "nfc-adaptive", 14: "nfc-adaptive-96"}}
+PAYLOAD_MODELS = {
+    "causal": {10: "nfc-causal", 15: "nfc-causal-2"},
+    "adaptive": {13: "nfc-adaptive", 14: "nfc-adaptive-96"},
+}
+
+
+def pinned(by_version: dict[int, T], version: int) -> T | None:
+    """The entry of the newest format version at or before `version` (None: none): each entry
+    holds for the files of its version and of every later one up to the next entry's."""
+    return next((by_version[v] for v in sorted(by_version, reverse=True) if v <= version), None)
 
 
 def payload_model(kind: str, version: int) -> str | None:
     """The shipped network a model-free file of this kind and format version decodes with (None: none)."""
-    names = PAYLOAD_MODELS.get(kind, {})
-    return next((names[v] for v in sorted(names, reverse=True) if v <= version), None)
+    return pinned(PAYLOAD_MODELS.get(kind, {}), version)
 
 
 @dataclass

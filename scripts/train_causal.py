@@ -1,13 +1,13 @@
 """Train the causal model (nfcompress.coders.causal) on thumbnails and native crops of photos.
 
 python scripts/train_causal.py ../shared/data/photos/train OUT.pt [--steps N] [--hidden H] [--mixtures K]
-    [--val ../shared/data/photos/val] [--models models] [--export-only] [--start] [--minutes M]
+    [--val ../shared/data/photos/val] [--models models] [--export-only] [--start] [--minutes M] [--name NAME]
 
 Writes a float checkpoint (with its settings and history) every few minutes and at the end, then
-its integer weights and card (`nfcompress.coders.causal.train.export`, measured on the val photos and the
-held-out packages) into --models. --export-only exports OUT.pt as it stands. --start tunes the
-shipped integer network (nfc-causal) instead of a fresh one; --minutes stops after M minutes of
-wall time, the learning rate's cosine following the time spent instead of the steps.
+its integer weights and card as --name (`nfcompress.coders.causal.train.export`, measured on the
+val photos and the held-out packages) into --models. --export-only exports OUT.pt as it stands.
+--start tunes the newest shipped integer network instead of a fresh one; --minutes stops after M
+minutes of wall time, the learning rate's cosine following the time spent instead of the steps.
 """
 
 import argparse
@@ -20,7 +20,7 @@ import torch
 from nfcompress.coders.causal import model as causal
 from nfcompress.coders.causal.train import CausalNet, batch_loss, export, settings_of
 from nfcompress.data import PhotoSampler, list_images, load_photo, split_heldout
-from nfcompress.train import ema_step
+from nfcompress.train import cpu_name, ema_step
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
 # Each step draws one kind: (kind, side, images, share).
@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--val", default="../shared/data/photos/val")
     ap.add_argument("--models", default="models")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--name", default=causal.MODELS[causal.NEWEST][0])
     ap.add_argument("--start", action="store_true")
     ap.add_argument("--minutes", type=float, default=0.0)
     a = ap.parse_args()
@@ -47,7 +48,7 @@ def main() -> None:
     kept, held = split_heldout(list_images([a.train_dir]), HOLDOUT)
     if not a.export_only:
         train(a, kept)
-    card = export(Path(a.out), Path(a.models), a.val, held)
+    card = export(Path(a.out), Path(a.models), a.val, held, a.name)
     print(card["metrics"])
 
 
@@ -62,7 +63,7 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), a.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.steps, pct_start=0.03)
-    start = "the shipped nfc-causal network, tuned" if a.start else "fresh"
+    start = f"the shipped {causal.MODELS[causal.NEWEST][0]} network, tuned" if a.start else "fresh"
     rng = np.random.default_rng(a.seed)
     shares = np.array([k[3] for k in KINDS])
     history, t0, saved, run = [], time.time(), time.time(), 0.0
@@ -112,6 +113,7 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
                         + ", Adam, EMA 0.999",
                         "wall_minutes": round((time.time() - t0) / 60, 1),
                         "device": "cpu",
+                        "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads",
                         "history": history,
                     },
                 },

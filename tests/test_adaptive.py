@@ -370,15 +370,3 @@ def test_training_starts_from_the_causal_network_exactly():
         n = causal.feature_count(k)
         assert np.array_equal(started.first[:n], pw.first) and not started.first[n:].any()
         assert not started.out[:, : net.mixtures].any() and np.array_equal(started.second, pw.second)
-
-
-def test_info_names_the_network_each_version_decodes_with():
-    from click.testing import CliRunner
-
-    from nfcompress.cli import main
-
-    golden = Path(__file__).parent / "data" / "golden"
-    files = [str(golden / f"rgb-32x32.adaptive.v{v}.nfc") for v in (13, 14)]
-    r = CliRunner().invoke(main, ["info", "--json", *files])
-    assert r.exit_code == 0, r.output
-    assert [json.loads(line)["model"] for line in r.output.splitlines()] == ["nfc-adaptive", "nfc-adaptive-96"]

@@ -239,28 +239,60 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
     assert np.array_equal(back, np.asarray(Image.open(THUMB)))
 
 
-def test_the_shipped_weights_are_the_ones_version_10_names():
-    card = json.loads((SHIPPED / f"{causal.MODEL}.json").read_text())
-    assert (
-        card["sha256"]
-        == causal.SHA256
-        == hashlib.sha256((SHIPPED / f"{causal.MODEL}.safetensors").read_bytes()).hexdigest()
-    )
+@pytest.mark.parametrize("version", [10, 15])
+def test_the_shipped_weights_are_the_ones_each_version_names(version):
+    name, sha256 = causal.MODELS[version]
+    card = json.loads((SHIPPED / f"{name}.json").read_text())
+    digest = hashlib.sha256((SHIPPED / f"{name}.safetensors").read_bytes()).hexdigest()
+    assert card["sha256"] == sha256 == digest
+    assert card["config"]["features"] == [causal.feature_count(k) for k in range(3)]
+    assert [p.second.shape[0] for p in causal.load(version=version)] == [card["config"]["hidden"]] * 3
+
+
+def test_each_version_decodes_with_its_own_network():
+    img = _photo(24, 20)
+    data = Codec.load().encode(img, coder="causal").data
+    h = unpack(data)[0]
+    assert (h.kind, h.version) == ("causal", causal.NEWEST) == ("causal", 15)
+    assert np.array_equal(decode(data), img)
+    # The same payload read as version 10's, under the other network, fails loudly.
+    as_10 = reheaded(data, 10, data[4], payload=len(unpack(data)[1][0]))
+    assert unpack(as_10)[0].version == 10
+    with pytest.raises(NfcError, match="checksum|corrupted"):
+        decode(as_10)
+    old = causal.encode(img, causal.load(version=10)).data
+    assert old != causal.encode(img).data
+    assert np.array_equal(causal.decode(old, 24, 20, version=10), img)
+    assert np.array_equal(causal.decode_many([old], 24, 20, version=10)[0], img)
+
+
+def test_a_folder_decodes_files_of_both_versions_together():
+    from nfcompress.coders.causal import CausalCoder
+
+    img = _photo(16, 16)
+    new = Codec.load().encode(img, coder="causal").data
+    stream = causal.encode(img, causal.load(version=10)).data
+    repacked = pack(unpack(new)[0], [stream])
+    old = reheaded(repacked, 10, repacked[4], payload=len(stream))
+    payloads = [unpack(bytes(d))[:2] for d in (new, old, new)]
+    assert [h.version for h, _ in payloads] == [15, 10, 15]
+    assert all(np.array_equal(x, img) for x in CausalCoder().decode_many(payloads))
 
 
 @pytest.mark.parametrize("where", ["shipped", "path"])
 def test_damaged_or_replaced_causal_weights_are_refused(tmp_path, monkeypatch, where):
-    weights = bytearray((SHIPPED / f"{causal.MODEL}.safetensors").read_bytes())
+    name = causal.MODELS[causal.NEWEST][0]
+    weights = bytearray((SHIPPED / f"{name}.safetensors").read_bytes())
     weights[-9] ^= 1  # one weight off by a little: it would still load, and code other files
-    (tmp_path / f"{causal.MODEL}.safetensors").write_bytes(bytes(weights))
-    (tmp_path / f"{causal.MODEL}.json").write_bytes((SHIPPED / f"{causal.MODEL}.json").read_bytes())
+    (tmp_path / f"{name}.safetensors").write_bytes(bytes(weights))
+    (tmp_path / f"{name}.json").write_bytes((SHIPPED / f"{name}.json").read_bytes())
     if where == "shipped":
         monkeypatch.setattr(causal, "shipped_dir", lambda: tmp_path)
         with pytest.raises(NfcError, match="does not match its sha256"):
             causal.load()
     else:
         with pytest.raises(NfcError, match="does not match its sha256"):
-            causal.load(tmp_path / f"{causal.MODEL}.safetensors")
+            causal.load(tmp_path / f"{name}.safetensors")
 
 
 def test_mixture_weights_are_normalised_by_one_ordered_sum(monkeypatch):
@@ -289,3 +321,17 @@ def test_auto_leaves_out_the_linear_model_at_effort_1_on_the_smallest_images_the
     assert out[0].kind == "causal" and fits == [(32, 33, 3), (32, 32, 1)]
     policy.encode_auto([small], None, policy.FLOW_FROM_EFFORT, lambda i, p: len(p.chunks[0]))
     assert fits[2:] == [(32, 32, 3)]
+
+
+def test_a_file_of_a_version_between_two_networks_decodes_with_the_earlier_one():
+    from nfcompress.model_files import pinned
+
+    assert [pinned({10: "a", 15: "b"}, v) for v in (9, 10, 14, 15, 16)] == [None, "a", "a", "b", "b"]
+    img = _photo(24, 20)
+    old = causal.encode(img, causal.load(version=10)).data
+    data = Codec.load().encode(img, coder="causal").data
+    as_12 = reheaded(pack(unpack(data)[0], [old]), 12, data[4], payload=len(old))
+    assert np.array_equal(decode(as_12), img)
+    adaptive = Codec.load().encode(img, coder="adaptive").data
+    as_15 = reheaded(adaptive, 15, adaptive[4], payload=len(unpack(adaptive)[1][0]))
+    assert unpack(as_15)[0].version == 15 and np.array_equal(decode(as_15), img)

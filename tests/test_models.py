@@ -1,6 +1,7 @@
 """Several models side by side: weights stored in float16, and each file decoded by the model it needs."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,8 +109,11 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert len(lines) == len(SHIPPED_MODELS) + 3  # and the causal and the adaptive model's two networks
-    assert [line.split(":")[0] for line in lines if "causal" in line] == ["nfc-causal (shipped, the causal model)"]
+    assert len(lines) == len(SHIPPED_MODELS) + 4  # and the causal and the adaptive model's two networks each
+    assert sorted(line.split(":")[0] for line in lines if "causal" in line) == [
+        "nfc-causal (shipped, the causal model)",
+        "nfc-causal-2 (shipped, the causal model)",
+    ]
     adaptive = [line.split(":")[0] for line in lines if "adaptive" in line]
     assert sorted(adaptive) == [
         "nfc-adaptive (shipped, the adaptive model)",
@@ -167,3 +171,19 @@ def test_the_format_document_lists_every_shipped_models_hashes(shipped):
         assert len(row) == 1, f"docs/format.md has no row for {name}"
         weights, portable = bytes.fromhex(card["sha256"])[:2], portable_hash(card["sha256"], card["exact"])[:2]
         assert f"`{weights.hex()}`" in row[0] and f"`{portable.hex()}`" in row[0]
+
+
+@pytest.mark.parametrize(
+    "kind, networks",
+    [("adaptive", {13: "nfc-adaptive", 14: "nfc-adaptive-96"}), ("causal", {10: "nfc-causal", 15: "nfc-causal-2"})],
+)
+def test_info_names_the_network_each_version_decodes_with(kind, networks):
+    from click.testing import CliRunner
+
+    from nfcompress.cli import main
+
+    golden = Path(__file__).parent / "data" / "golden"
+    files = [str(golden / f"rgb-32x32.{kind}.v{v}.nfc") for v in networks]
+    r = CliRunner().invoke(main, ["info", "--json", *files])
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["model"] for line in r.output.splitlines()] == list(networks.values())

@@ -48,7 +48,7 @@ from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, wavefronts
 from nfcompress.compiled import compiled
 from nfcompress.errors import FormatError
-from nfcompress.model_files import PAYLOAD_MODELS, shipped_dir
+from nfcompress.model_files import PAYLOAD_MODELS, pinned, shipped_dir
 
 # The shipped weights each format version's adaptive files decode with, and their sha256: an
 # adaptive file names no model, so its version binds it to exactly these weights.
@@ -124,7 +124,7 @@ def load(path: Path | None = None, sha256: str | None = None, version: int = NEW
     """The integer networks of green, red and blue: by default the shipped ones of format `version`'s
     files, checked against their sha256 in MODELS; others against `sha256` or the card beside them."""
     if path is None:
-        name, sha256 = MODELS[version]
+        name, sha256 = pinned(MODELS, version)
         path = shipped_dir() / f"{name}.safetensors"
     return causal.load(Path(path), sha256, "adaptive model")
 

@@ -31,7 +31,7 @@ class CausalCoder:
     def decode(self, header: Header, chunks: list[bytes], progress: Progress = None) -> np.ndarray:
         """The colour planes."""
         with one_blas_thread():
-            return model.decode(chunks[0], header.height, header.width)
+            return model.decode(chunks[0], header.height, header.width, version=header.version)
 
     @staticmethod
     def _replay(kept: tuple, header: Header, chunks: list[bytes]) -> np.ndarray:
@@ -39,15 +39,15 @@ class CausalCoder:
         return model.replay(chunks[0], header.height, header.width, kept)
 
     def decode_many(self, payloads: list[tuple[Header, list[bytes]]]) -> list[np.ndarray | NfcError]:
-        """`decode` of each payload, or the NfcError that says why not; those of one size decode
-        together, several times faster on thumbnails."""
+        """`decode` of each payload, or the NfcError that says why not; those of one size (and
+        format version) decode together, several times faster on thumbnails."""
         out: list[np.ndarray | NfcError | None] = [None] * len(payloads)
-        sizes: dict[tuple[int, int], list[int]] = {}
+        sizes: dict[tuple[int, int, int], list[int]] = {}
         for n, (header, _) in enumerate(payloads):
-            sizes.setdefault((header.height, header.width), []).append(n)
-        for (h, w), ns in sizes.items():
+            sizes.setdefault((header.height, header.width, header.version), []).append(n)
+        for (h, w, version), ns in sizes.items():
             with one_blas_thread():
-                decoded = model.decode_many([payloads[n][1][0] for n in ns], h, w)
+                decoded = model.decode_many([payloads[n][1][0] for n in ns], h, w, version=version)
             for n, colour in zip(ns, decoded):
                 out[n] = colour
         return out

@@ -59,7 +59,7 @@ from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, det_exp, every_scale, ordered_sum, wavefronts
 from nfcompress.compiled import compiled
 from nfcompress.errors import FormatError, NfcError
-from nfcompress.model_files import PAYLOAD_MODELS, sha256_file, shipped_dir
+from nfcompress.model_files import PAYLOAD_MODELS, pinned, sha256_file, shipped_dir
 
 # Causal neighbours (rows up, columns left) of the plane being coded; 2 * up + left >= 1, so every
 # one lies on an earlier wavefront.
@@ -301,10 +301,13 @@ def dequantize(pw: PlaneWeights) -> dict[str, np.ndarray]:
     }
 
 
-# The shipped weights (models/nfc-causal.safetensors) every causal file decodes with.
-MODEL = PAYLOAD_MODELS["causal"][10]
-# Their sha256: a causal file names no model, so format version 10 is bound to exactly these weights.
-SHA256 = "869a352c109dd519acd2741d1561d9880fc071d543820a4bb5d6e109df38b9ba"
+# The shipped weights each format version's causal files decode with, and their sha256: a causal
+# file names no model, so its version binds it to exactly these weights.
+MODELS = {
+    10: (PAYLOAD_MODELS["causal"][10], "869a352c109dd519acd2741d1561d9880fc071d543820a4bb5d6e109df38b9ba"),
+    15: (PAYLOAD_MODELS["causal"][15], "fabcee8bc4406aa9f1179a0164a9cbc099d007f76ed972961796331f4e72733c"),
+}
+NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
 # decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
 MAX_PIXELS = 128 * 128
@@ -360,12 +363,15 @@ def mixture_parts(o: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.nda
     return p, q, mix.astype(np.int64)
 
 
-def load(path: Path | None = None, sha256: str | None = None, what: str = "causal model") -> list[PlaneWeights]:
-    """The integer networks of green, red and blue: the shipped ones by default, checked against
-    SHA256; others against `sha256` or, without one, the sha256 in the card beside them (`what`
-    names the model in messages)."""
+def load(
+    path: Path | None = None, sha256: str | None = None, what: str = "causal model", version: int = NEWEST
+) -> list[PlaneWeights]:
+    """The integer networks of green, red and blue: by default the shipped ones of format
+    `version`'s files, checked against their sha256 in MODELS; others against `sha256` or, without
+    one, the sha256 in the card beside them (`what` names the model in messages)."""
     if path is None:
-        path, sha256 = shipped_dir() / f"{MODEL}.safetensors", SHA256
+        name, sha256 = pinned(MODELS, version)
+        path = shipped_dir() / f"{name}.safetensors"
     path = Path(path)
     if sha256 is None:
         try:
@@ -507,21 +513,28 @@ def _source(data: bytes) -> tuple:
     return rans.source(coder.get_compressed())
 
 
-def decode(data: bytes, height: int, width: int, planes: list[PlaneWeights] | None = None) -> np.ndarray:
-    """The (H, W, 3) uint8 image from a stream made by `encode`."""
-    out = decode_many([data], height, width, planes)[0]
+def decode(
+    data: bytes, height: int, width: int, planes: list[PlaneWeights] | None = None, version: int = NEWEST
+) -> np.ndarray:
+    """The (H, W, 3) uint8 image from a stream made by `encode` (with the networks of format
+    `version`'s files where `planes` is None)."""
+    out = decode_many([data], height, width, planes, version)[0]
     if isinstance(out, FormatError):
         raise out
     return out
 
 
 def decode_many(
-    streams: list[bytes], height: int, width: int, planes: list[PlaneWeights] | None = None
+    streams: list[bytes],
+    height: int,
+    width: int,
+    planes: list[PlaneWeights] | None = None,
+    version: int = NEWEST,
 ) -> list[np.ndarray | FormatError]:
-    """`decode` of streams of images of one size, each image or the FormatError that says why
-    not: they decode in lockstep, each step's network run once for all of them (on thumbnails
-    the calls, not the sums, take the time)."""
-    planes = load() if planes is None else planes
+    """`decode` of streams of images of one size and format version, each image or the
+    FormatError that says why not: they decode in lockstep, each step's network run once for all
+    of them (on thumbnails the calls, not the sums, take the time)."""
+    planes = load(version=version) if planes is None else planes
     if height * width > MAX_PIXELS:
         error = FormatError(
             f"corrupted .nfc file: a causal file holds at most {MAX_PIXELS} pixels, not {width}x{height}"

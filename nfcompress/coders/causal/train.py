@@ -16,7 +16,8 @@ from nfcompress.coders.causal.model import (
     CAUSAL,
     EDGE_FLAG,
     EXACT_LIMIT,
-    MODEL,
+    MODELS,
+    NEWEST,
     PlaneWeights,
     canvas,
     encode,
@@ -107,7 +108,9 @@ def batch_loss(net: CausalNet, images: np.ndarray) -> torch.Tensor:
     return total / images.size
 
 
-def export(checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | None = None, name: str = MODEL) -> dict:
+def export(
+    checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | None = None, name: str = MODELS[NEWEST][0]
+) -> dict:
     """A float checkpoint (scripts/train_causal.py) as shipped integer weights and their card,
     which records the exact model's bits per sub-pixel (ideal, and of its payloads) on the fixed
     validation sets of `val_dir` (as the flow's card: 8 thumbnails of each size and native crops
