@@ -187,3 +187,20 @@ def test_info_names_the_network_each_version_decodes_with(kind, networks):
     r = CliRunner().invoke(main, ["info", "--json", *files])
     assert r.exit_code == 0, r.output
     assert [json.loads(line)["model"] for line in r.output.splitlines()] == list(networks.values())
+
+
+@pytest.mark.parametrize("kind, version", [("causal", 10), ("causal", 15), ("adaptive", 13), ("adaptive", 14)])
+def test_the_shipped_weights_are_the_ones_each_version_names(kind, version):
+    import hashlib
+
+    from nfcompress.coders.adaptive import model as adaptive
+    from nfcompress.coders.causal import model as causal
+    from nfcompress.weights import shipped_dir
+
+    module, extra = {"causal": (causal, 0), "adaptive": (adaptive, adaptive.EXTRA)}[kind]
+    name, sha256 = module.MODELS[version]
+    card = json.loads((shipped_dir() / f"{name}.json").read_text())
+    digest = hashlib.sha256((shipped_dir() / f"{name}.safetensors").read_bytes()).hexdigest()
+    assert card["sha256"] == sha256 == digest
+    assert card["config"]["features"] == [causal.feature_count(k) + extra for k in range(3)]
+    assert [p.second.shape[0] for p in module.load(version=version)] == [card["config"]["hidden"]] * 3
