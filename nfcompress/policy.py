@@ -110,7 +110,7 @@ ADAPTIVE_SMALL = 32 * 32
 # codes: against the first causal network, of 200 32x32 thumbnails it won 4, by 1.0-6.5% (the
 # folder 0.077% larger without it), of 100 native 32x32 crops and 80 32x32 screen crops 1, while
 # its fit took 40% of a thumbnail's encode; against the second network it still wins those 4
-# thumbnails, by 0.3-4.6% (the folder 0.055% larger without it).
+# thumbnails, by 0.3-4.9% (the folder 0.055% larger without it).
 LINEAR_SMALL = 32 * 32
 # The linear model's payload is made only where the fit's estimate of it (`estimated_bits`) is under
 # this many times the smallest of the others (the adaptive, causal and JPEG-history models'). The
