@@ -198,12 +198,16 @@ def tiny_planes(seed: int, extra: int = 0, hidden: int = 8, mixtures: int = 2) -
     ]
 
 
-def reheaded(data: bytes, version: int, flags: int | None = None, payload: int = 8) -> bytes:
-    """A file whose header says another format version (and flags), with its header check made
-    good again; `payload` bytes of chunks follow the header."""
+def reheaded(data: bytes, version: int, flags: int | None = None) -> bytes:
+    """A file (as `pack` wrote it) whose header says another format version (and flags), with its
+    header check made good again."""
     import struct
     import zlib
 
+    from nfcompress.container import unpack
+
+    _, chunks, alpha = unpack(data)
+    payload = sum(map(len, chunks)) + len(alpha)  # the bytes after the header check
     d = bytearray(data)
     d[3] = version
     if flags is not None:

@@ -228,7 +228,7 @@ def test_each_version_decodes_with_its_own_network():
     assert unpack(data)[0].version == adaptive.NEWEST == 14
     assert np.array_equal(decode(data), img)
     # The same payload read as version 13's, under the other network, fails loudly.
-    as_13 = reheaded(data, 13, data[4], payload=len(unpack(data)[1][0]))
+    as_13 = reheaded(data, 13, data[4])
     assert unpack(as_13)[0].version == 13
     with pytest.raises(NfcError, match="checksum|corrupted"):
         decode(as_13)

@@ -196,7 +196,7 @@ def test_version_2_files_still_parse():
 def test_an_unnamed_version_4_file_needs_the_model_shipped_then():
     h = _header(model_name=SHIPPED_MODELS[-1], width=32, height=32, mode="RGB", tile=64, batch=64)
     # version 4 had the same layout; an unnamed file there meant the one shipped model
-    data = reheaded(pack(h, [b"abcd"]), 4, payload=4)
+    data = reheaded(pack(h, [b"abcd"]), 4)
     assert unpack(data)[0].model_name == UNNAMED_BEFORE_5
 
 
