@@ -62,11 +62,40 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
     ema = CausalNet(a.hidden, a.mixtures)
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), a.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.steps, pct_start=0.03)
+    sched = None if a.minutes else torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.steps, pct_start=0.03)
     start = f"the shipped {causal.MODELS[causal.NEWEST][0]} network, tuned" if a.start else "fresh"
     rng = np.random.default_rng(a.seed)
     shares = np.array([k[3] for k in KINDS])
-    history, t0, saved, run = [], time.time(), time.time(), 0.0
+    history, t0, saved, run, trained = [], time.time(), time.time(), 0.0, 0
+
+    def checkpoint() -> None:
+        torch.save(
+            {
+                "state": ema.state_dict(),
+                "settings": settings_of(ema),
+                "training": {
+                    "train_dirs": [a.train_dir],
+                    "photos": len(kept),
+                    "holdout_packages": list(HOLDOUT),
+                    "kinds": [f"{k}{s} x{n} p={p}" for k, s, n, p in KINDS],
+                    "steps": trained,
+                    "lr": a.lr,
+                    "start": start,
+                    "schedule": (
+                        f"2% warm-up, cosine decay over {a.minutes} minutes"
+                        if a.minutes
+                        else "one cycle (3% warm-up, cosine decay)"
+                    )
+                    + ", Adam, EMA 0.999",
+                    "wall_minutes": round((time.time() - t0) / 60, 1),
+                    "device": "cpu",
+                    "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads",
+                    "history": history,
+                },
+            },
+            Path(a.out),
+        )
+
     for step in range(1, a.steps + 1):
         if a.minutes:
             done = (time.time() - t0) / 60 / a.minutes
@@ -81,44 +110,20 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if not a.minutes:
+        if sched is not None:
             sched.step()
         ema_step(ema, net, 0.999)
+        trained = step
         run = 0.98 * run + 0.02 * float(loss.detach())
         if step % 200 == 0:
             history.append(
                 {"step": step, "bpsp": round(run / (1 - 0.98**step), 4), "minutes": round((time.time() - t0) / 60, 1)}
             )
             print(history[-1], flush=True)
-        last = step == a.steps or (a.minutes and time.time() - t0 > 60 * a.minutes)
-        if last or time.time() - saved > 300:
+        if time.time() - saved > 300:
             saved = time.time()
-            torch.save(
-                {
-                    "state": ema.state_dict(),
-                    "settings": settings_of(ema),
-                    "training": {
-                        "train_dirs": [a.train_dir],
-                        "photos": len(kept),
-                        "holdout_packages": list(HOLDOUT),
-                        "kinds": [f"{k}{s} x{n} p={p}" for k, s, n, p in KINDS],
-                        "steps": step,
-                        "lr": a.lr,
-                        "start": start,
-                        "schedule": (
-                            f"2% warm-up, cosine decay over {a.minutes} minutes"
-                            if a.minutes
-                            else "one cycle (3% warm-up, cosine decay)"
-                        )
-                        + ", Adam, EMA 0.999",
-                        "wall_minutes": round((time.time() - t0) / 60, 1),
-                        "device": "cpu",
-                        "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads",
-                        "history": history,
-                    },
-                },
-                Path(a.out),
-            )
+            checkpoint()
+    checkpoint()
 
 
 if __name__ == "__main__":
