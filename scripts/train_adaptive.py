@@ -2,14 +2,17 @@
 
 python scripts/train_adaptive.py ../shared/data/photos/train OUT.pt [--pool POOL.npy] [--steps N]
     [--lr LR] [--device cpu|cuda] [--models models] [--name nfc-adaptive-new] [--export-only]
+    [--start] [--minutes M]
 torchrun --nproc_per_node G scripts/train_adaptive.py ... --device cuda   (G GPUs, or CPU processes)
 
 The pool (crops of every kind below, each with the linear model fitted to it, as the encoder
 fits it) is built once with both cores and kept in --pool. Training starts from the shipped
-causal network, writes OUT.pt (with its optimiser, so a run resumes where it stopped) every
-few minutes, then exports integer weights and a card measured on the held-out packages. Under
-torchrun each process draws its own samples and DDP averages the gradients (each step then sees
-PER_STEP samples a process); the first process writes OUT.pt, builds a missing pool and exports.
+causal network (with --start, from the newest shipped adaptive network, to tune it), writes
+OUT.pt (with its optimiser, so a run resumes where it stopped) every few minutes (with
+--minutes, the rate's cosine follows a wall-time budget and the run stops at its end), then
+exports integer weights and a card measured on the held-out packages. Under torchrun each
+process draws its own samples and DDP averages the gradients (each step then sees PER_STEP
+samples a process); the first process writes OUT.pt, builds a missing pool and exports.
 The weights export as models/NAME: a new network for new files needs a format version of its own
 (`nfcompress.coders.adaptive.model.MODELS`), so no shipped network is overwritten.
 """
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nfcompress.coders.adaptive import model
 from nfcompress.coders.adaptive.train import (
     AdaptiveNet,
     Sample,
@@ -117,6 +121,8 @@ def main() -> None:
     ap.add_argument("--models", default="models")
     ap.add_argument("--name", default="nfc-adaptive-new")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--start", action="store_true")
+    ap.add_argument("--minutes", type=float, default=0.0)
     a = ap.parse_args()
     torch.set_flush_denormal(True)
     rank, world = start_ddp()
@@ -151,6 +157,20 @@ def rate(step: int, steps: int, top: float) -> float:
     return float(top * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t))))
 
 
+def timed_rate(done: float, top: float) -> float:
+    """The learning rate a share `done` of a wall-time budget in: a 2% warm-up, then a cosine to 0."""
+    return float(top * min(1.0, done / 0.02) * 0.5 * (1 + np.cos(np.pi * min(1.0, done))))
+
+
+def shipped_net() -> AdaptiveNet:
+    """The newest shipped adaptive network as a float network, to tune it."""
+    weights = model.load()
+    net = AdaptiveNet(weights[0].first.shape[1])
+    for layer, pw in zip(net.planes, weights):
+        layer.load_state_dict({k: torch.from_numpy(v).float() for k, v in causal.dequantize(pw).items()})
+    return net
+
+
 def rows(parts: list, rng: np.random.Generator, n: int = ROWS) -> list:
     """At most n random rows of a sample's per-plane features (`features`)."""
     m = len(parts[0][0])
@@ -180,12 +200,18 @@ class _Loss(torch.nn.Module):
 
 
 def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0, world: int = 1) -> None:
-    """Train from the shipped causal network (or resume a.out), writing a.out every 5 minutes and
-    at the end; under torchrun (rank of world), DDP averages the processes' gradients."""
+    """Train from the shipped causal network, or tune the shipped adaptive one (--start), or resume
+    a.out, writing a.out every 5 minutes and at the end; under torchrun (rank of world), DDP
+    averages the processes' gradients."""
     torch.manual_seed(a.seed)
-    net = AdaptiveNet().to(a.device)
-    start_from_causal(net, causal.load())
-    ema = AdaptiveNet().to(a.device)
+    if a.start:
+        net = shipped_net().to(a.device)
+        start = f"the shipped {model.MODELS[model.NEWEST][0]} network, tuned"
+    else:
+        net = AdaptiveNet().to(a.device)
+        start_from_causal(net, causal.load())
+        start = f"the shipped causal network ({causal.MODELS[causal.NEWEST][0]}), zero weights for the extras"
+    ema = AdaptiveNet(net.hidden).to(a.device)
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), a.lr)
     history, first, minutes = [], 1, 0.0
@@ -195,51 +221,54 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0,
         ema.load_state_dict(ck["state"])
         opt.load_state_dict(ck["opt"])
         history, first = ck["training"]["history"], ck["training"]["steps"] + 1
-        minutes = ck["training"]["wall_minutes"]
+        minutes, start = ck["training"]["wall_minutes"], ck["training"]["start"]
     rng = np.random.default_rng(a.seed + first + 1000 * rank)
     loss_of: torch.nn.Module = _Loss(net, a.device)
     if world > 1:
         loss_of = torch.nn.parallel.DistributedDataParallel(loss_of)
-    t0, saved, run = time.time(), time.time(), 0.0
+    t0, saved, run, trained = time.time(), time.time(), 0.0, first - 1
+
+    def save() -> None:
+        schedule = (
+            f"2% warm-up, cosine decay over {a.minutes} minutes" if a.minutes else "5% warm-up, cosine decay to 1%"
+        )
+        training = {
+            "train_dirs": [a.train_dir],
+            "photos": photos,
+            "holdout_packages": list(HOLDOUT),
+            "pool": {kind: sum(s.kind == kind for s in pool) for kind in sorted({s.kind for s in pool})},
+            "start": start,
+            "steps": trained,
+            "lr": a.lr,
+            "schedule": f"{schedule}, Adam, EMA 0.998, {PER_STEP} samples x {ROWS} rows",
+            "wall_minutes": round(minutes + (time.time() - t0) / 60, 1),
+            "device": a.device.split(":")[0],
+            "hardware": torch.cuda.get_device_name() if a.device.startswith("cuda") else cpu_name(),
+            "processes": world,
+            "history": history,
+        }
+        state = {"state": ema.state_dict(), "net": net.state_dict(), "opt": opt.state_dict()}
+        torch.save(state | {"settings": net.settings(), "training": training}, Path(a.out))
+
     for step in range(first, a.steps + 1):
+        done = minutes + (time.time() - t0) / 60
+        if a.minutes and done >= a.minutes:
+            break
         for g in opt.param_groups:
-            g["lr"] = rate(step, a.steps, a.lr)
+            g["lr"] = timed_rate(done / a.minutes, a.lr) if a.minutes else rate(step, a.steps, a.lr)
         loss = loss_of([rows(features(pool[k]), rng) for k in rng.integers(0, len(pool), PER_STEP)])
         optimise(opt, loss, net, ema)
-        run = 0.98 * run + 0.02 * float(loss.detach())
-        done = minutes + (time.time() - t0) / 60
+        trained, run = step, 0.98 * run + 0.02 * float(loss.detach())
         if step % 200 == 0 and rank == 0:
             history.append(
                 {"step": step, "bpsp": round(run / (1 - 0.98 ** (step - first + 1)), 4), "minutes": round(done, 1)}
             )
             print(history[-1], flush=True)
-        if rank == 0 and (step == a.steps or time.time() - saved > 300):
+        if rank == 0 and time.time() - saved > 300:
             saved = time.time()
-            training = {
-                "train_dirs": [a.train_dir],
-                "photos": photos,
-                "holdout_packages": list(HOLDOUT),
-                "pool": {kind: sum(s.kind == kind for s in pool) for kind in sorted({s.kind for s in pool})},
-                "start": f"the shipped causal network ({causal.MODELS[causal.NEWEST][0]}), zero weights for the extras",
-                "steps": step,
-                "lr": a.lr,
-                "schedule": f"5% warm-up, cosine decay to 1%, Adam, EMA 0.998, {PER_STEP} samples x {ROWS} rows",
-                "wall_minutes": round(done, 1),
-                "device": a.device.split(":")[0],
-                "hardware": torch.cuda.get_device_name() if a.device.startswith("cuda") else cpu_name(),
-                "processes": world,
-                "history": history,
-            }
-            torch.save(
-                {
-                    "state": ema.state_dict(),
-                    "net": net.state_dict(),
-                    "opt": opt.state_dict(),
-                    "settings": net.settings(),
-                    "training": training,
-                },
-                Path(a.out),
-            )
+            save()
+    if rank == 0 and trained >= first:
+        save()
     if world > 1:  # DDP keeps every process's weights the same: check that it did
         flat = torch.cat([p.detach().flatten() for p in net.parameters()])
         high, low = flat.clone(), flat.clone()
