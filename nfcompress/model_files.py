@@ -32,8 +32,8 @@ DEFAULT_MODEL = SHIPPED_MODELS[-1]
 # version whose files of that kind decode with them (each file names none: its format version pins
 # the weights' sha256 in the model's package).
 PAYLOAD_MODELS = {
-    "causal": {10: "nfc-causal", 15: "nfc-causal-2"},
-    "adaptive": {13: "nfc-adaptive", 14: "nfc-adaptive-96"},
+    "causal": {10: "nfc-causal", 15: "nfc-causal-2", 16: "nfc-causal-3"},
+    "adaptive": {13: "nfc-adaptive", 14: "nfc-adaptive-96", 16: "nfc-adaptive-3"},
 }
 
 

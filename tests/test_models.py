@@ -109,14 +109,16 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert len(lines) == len(SHIPPED_MODELS) + 4  # and the causal and the adaptive model's two networks each
+    assert len(lines) == len(SHIPPED_MODELS) + 6  # and the causal and the adaptive model's three networks each
     assert sorted(line.split(":")[0] for line in lines if "causal" in line) == [
         "nfc-causal (shipped, the causal model)",
         "nfc-causal-2 (shipped, the causal model)",
+        "nfc-causal-3 (shipped, the causal model)",
     ]
     adaptive = [line.split(":")[0] for line in lines if "adaptive" in line]
     assert sorted(adaptive) == [
         "nfc-adaptive (shipped, the adaptive model)",
+        "nfc-adaptive-3 (shipped, the adaptive model)",
         "nfc-adaptive-96 (shipped, the adaptive model)",
     ]
     assert [line.split()[0] for line in lines if "default" in line] == [f"{DEFAULT_MODEL}"]
@@ -175,7 +177,10 @@ def test_the_format_document_lists_every_shipped_models_hashes(shipped):
 
 @pytest.mark.parametrize(
     "kind, networks",
-    [("adaptive", {13: "nfc-adaptive", 14: "nfc-adaptive-96"}), ("causal", {10: "nfc-causal", 15: "nfc-causal-2"})],
+    [
+        ("adaptive", {13: "nfc-adaptive", 14: "nfc-adaptive-96", 16: "nfc-adaptive-3"}),
+        ("causal", {10: "nfc-causal", 15: "nfc-causal-2", 16: "nfc-causal-3"}),
+    ],
 )
 def test_info_names_the_network_each_version_decodes_with(kind, networks):
     from click.testing import CliRunner
@@ -189,7 +194,10 @@ def test_info_names_the_network_each_version_decodes_with(kind, networks):
     assert [json.loads(line)["model"] for line in r.output.splitlines()] == list(networks.values())
 
 
-@pytest.mark.parametrize("kind, version", [("causal", 10), ("causal", 15), ("adaptive", 13), ("adaptive", 14)])
+@pytest.mark.parametrize(
+    "kind, version",
+    [("causal", 10), ("causal", 15), ("causal", 16), ("adaptive", 13), ("adaptive", 14), ("adaptive", 16)],
+)
 def test_the_shipped_weights_are_the_ones_each_version_names(kind, version):
     import hashlib
 

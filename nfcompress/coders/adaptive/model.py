@@ -55,6 +55,7 @@ from nfcompress.model_files import PAYLOAD_MODELS, pinned, shipped_dir
 MODELS = {
     13: (PAYLOAD_MODELS["adaptive"][13], "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"),
     14: (PAYLOAD_MODELS["adaptive"][14], "f370b97a0e2b0205464e58fd39294b03004ee681890d69e39d517ac169f16d24"),
+    16: (PAYLOAD_MODELS["adaptive"][16], "402b801abf2688206c71e94f0f0045a385795969f690f455779433063e9ab9b2"),
 }
 NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size

@@ -306,6 +306,7 @@ def dequantize(pw: PlaneWeights) -> dict[str, np.ndarray]:
 MODELS = {
     10: (PAYLOAD_MODELS["causal"][10], "869a352c109dd519acd2741d1561d9880fc071d543820a4bb5d6e109df38b9ba"),
     15: (PAYLOAD_MODELS["causal"][15], "fabcee8bc4406aa9f1179a0164a9cbc099d007f76ed972961796331f4e72733c"),
+    16: (PAYLOAD_MODELS["causal"][16], "e3bf4049fbffcffae3ebb682b1ff18aded6b581c9a4062b45f15de9d17c2cf87"),
 }
 NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
