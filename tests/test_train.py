@@ -140,3 +140,26 @@ def test_the_adaptive_models_script_trains_under_torchrun_with_its_processes_in_
     card = json.loads((tmp_path / "models" / "nfc-adaptive-new.json").read_text())
     assert card["training"]["processes"] == 2 and card["training"]["steps"] == 3
     assert card["training"]["device"] == "cpu"
+
+
+def test_the_adaptive_models_script_tunes_the_shipped_network_for_a_wall_time_budget(tmp_path):
+    import subprocess
+    import sys
+
+    from nfcompress.coders.adaptive import model
+    from nfcompress.coders.adaptive.train import sample
+
+    photo = np.asarray(Image.open(EXAMPLES / "pizza-128.png").convert("RGB"))
+    pool = [sample("clean2", np.ascontiguousarray(photo[y : y + 32, :32])) for y in (0, 40)]
+    np.save(tmp_path / "pool.npy", np.array(pool, dtype=object), allow_pickle=True)
+    (tmp_path / "train").mkdir()
+    script = Path(__file__).parent.parent / "scripts" / "train_adaptive.py"
+    args = [str(tmp_path / "train"), str(tmp_path / "out.pt"), "--pool", str(tmp_path / "pool.npy"), "--start"]
+    args += ["--minutes", "0.05", "--steps", "100000", "--models", str(tmp_path / "models")]
+    run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    card = json.loads((tmp_path / "models" / "nfc-adaptive-new.json").read_text())  # exported: the checkpoint loads
+    training = card["training"]
+    assert training["start"] == f"the shipped {model.MODELS[model.NEWEST][0]} network, tuned"
+    assert 0 < training["steps"] < 100000 and "over 0.05 minutes" in training["schedule"]
+    assert card["config"]["hidden"] == model.load()[0].second.shape[0]
