@@ -1,6 +1,6 @@
 """Training: patches of photos -> an IDF, with EMA weights, resumable checkpoints and a card."""
 
-__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp", "ema_step", "cpu_name"]
+__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp", "ema_step", "cpu_name", "timed_rate"]
 
 import json
 import math
@@ -111,6 +111,12 @@ def cpu_name() -> str:
     except OSError:
         names = []
     return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores"
+
+
+def timed_rate(done: float, top: float) -> float:
+    """The learning rate a share `done` of a wall-time budget in: a 2% warm-up to `top`, then a
+    cosine to 0 (a Python float: a checkpoint of the optimiser then loads weights-only)."""
+    return float(top * min(1.0, done / 0.02) * 0.5 * (1 + math.cos(math.pi * min(1.0, done))))
 
 
 @torch.no_grad()

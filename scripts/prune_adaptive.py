@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from nfcompress.coders.adaptive import model
-from nfcompress.coders.adaptive.train import AdaptiveNet, batch_loss, features
-from nfcompress.coders.causal import model as causal
+from nfcompress.coders.adaptive.train import AdaptiveNet, batch_loss, features, shipped_net
 from nfcompress.coders.causal.train import INPUT_SCALE
 from nfcompress.train import cpu_name
 
@@ -33,14 +32,6 @@ from train_adaptive import HOLDOUT, PER_STEP, held_out_sets, optimise, rate, row
 
 from nfcompress.coders.adaptive.train import export  # noqa: E402
 from nfcompress.data import list_images, split_heldout  # noqa: E402
-
-
-def shipped() -> AdaptiveNet:
-    """The shipped adaptive network of format version 13 as a float network."""
-    net = AdaptiveNet(128)
-    for layer, pw in zip(net.planes, model.load(version=13)):
-        layer.load_state_dict({k: torch.from_numpy(v).float() for k, v in causal.dequantize(pw).items()})
-    return net
 
 
 @torch.no_grad()
@@ -112,7 +103,7 @@ def prune_and_tune(a: argparse.Namespace) -> None:
         out = {kind: float(batch_loss(net, [p for p, k in zip(held_parts, kinds) if k == kind])) for kind in set(kinds)}
         return {k: round(v, 4) for k, v in sorted(out.items())} | {"all": round(float(batch_loss(net, held_parts)), 4)}
 
-    big = shipped()
+    big = shipped_net(13)
     figures = {"shipped": bits(big)}
     if a.start:
         start = torch.load(a.start, weights_only=False)

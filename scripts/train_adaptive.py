@@ -35,11 +35,12 @@ from nfcompress.coders.adaptive.train import (
     export,
     features,
     sample,
+    shipped_net,
     start_from_causal,
 )
 from nfcompress.coders.causal import model as causal
 from nfcompress.data import list_images, load_photo, native_crop, split_heldout, thumbnail
-from nfcompress.train import cpu_name, ema_step, start_ddp
+from nfcompress.train import cpu_name, ema_step, start_ddp, timed_rate
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
 PER_STEP, ROWS = 8, 4096  # samples per step, and sub-pixel rows drawn from each
@@ -155,20 +156,6 @@ def rate(step: int, steps: int, top: float) -> float:
         return top * step / warm
     t = min(1.0, (step - warm) / max(1, steps - warm))
     return float(top * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t))))
-
-
-def timed_rate(done: float, top: float) -> float:
-    """The learning rate a share `done` of a wall-time budget in: a 2% warm-up, then a cosine to 0."""
-    return float(top * min(1.0, done / 0.02) * 0.5 * (1 + np.cos(np.pi * min(1.0, done))))
-
-
-def shipped_net() -> AdaptiveNet:
-    """The newest shipped adaptive network as a float network, to tune it."""
-    weights = model.load()
-    net = AdaptiveNet(weights[0].first.shape[1])
-    for layer, pw in zip(net.planes, weights):
-        layer.load_state_dict({k: torch.from_numpy(v).float() for k, v in causal.dequantize(pw).items()})
-    return net
 
 
 def rows(parts: list, rng: np.random.Generator, n: int = ROWS) -> list:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from nfcompress.coders.causal import model as causal
-from nfcompress.coders.causal.train import CausalNet, batch_loss, export, settings_of
+from nfcompress.coders.causal.train import CausalNet, batch_loss, export, float_layers, settings_of
 from nfcompress.data import PhotoSampler, list_images, load_photo, split_heldout
-from nfcompress.train import cpu_name, ema_step
+from nfcompress.train import cpu_name, ema_step, timed_rate
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
 # Each step draws one kind: (kind, side, images, share).
@@ -58,7 +58,7 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
     net = CausalNet(a.hidden, a.mixtures)
     if a.start:
         for layer, pw in zip(net.planes, causal.load()):
-            layer.load_state_dict({k: torch.from_numpy(v).float() for k, v in causal.dequantize(pw).items()})
+            layer.load_state_dict(float_layers(pw))
     ema = CausalNet(a.hidden, a.mixtures)
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), a.lr)
@@ -101,9 +101,8 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
             done = (time.time() - t0) / 60 / a.minutes
             if done >= 1:
                 break
-            warm = min(1.0, done / 0.02)
             for g in opt.param_groups:
-                g["lr"] = a.lr * warm * 0.5 * (1 + np.cos(np.pi * done))
+                g["lr"] = timed_rate(done, a.lr)
         kind, side, n, _ = KINDS[rng.choice(len(KINDS), p=shares / shares.sum())]
         x = sampler.batch(kind, side, n).permute(0, 2, 3, 1).to(torch.uint8).numpy()
         loss = batch_loss(net, x)

@@ -1,7 +1,7 @@
 """The adaptive model's float network for training: the causal model's layers over its features
 and `model.extras`, its loss, its start from the shipped causal weights, and its export."""
 
-__all__ = ["AdaptiveNet", "Sample", "sample", "batch_loss", "start_from_causal", "export"]
+__all__ = ["AdaptiveNet", "Sample", "sample", "batch_loss", "start_from_causal", "shipped_net", "export"]
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +12,7 @@ from torch import nn
 
 from nfcompress.coders.adaptive import model
 from nfcompress.coders.causal import model as causal
-from nfcompress.coders.causal.train import PlaneNet, mixture_bits, save_integer, write_card
+from nfcompress.coders.causal.train import PlaneNet, float_layers, mixture_bits, save_integer, write_card
 from nfcompress.coders.linear import model as linear
 
 
@@ -84,12 +84,21 @@ def start_from_causal(net: AdaptiveNet, planes: list[causal.PlaneWeights]) -> No
     extras, and zero mean outputs (each component at the fitted prediction)."""
     for k, (layer, pw) in enumerate(zip(net.planes, planes)):
         n = causal.feature_count(k)
-        state = {name: torch.from_numpy(a).float() for name, a in causal.dequantize(pw).items()}
+        state = float_layers(pw)
         first = torch.zeros_like(layer.first.weight)
         first[:, :n] = state["first.weight"]
         layer.load_state_dict({**state, "first.weight": first})
         layer.out.weight[: net.mixtures] = 0
         layer.out.bias[: net.mixtures] = 0
+
+
+def shipped_net(version: int = model.NEWEST) -> AdaptiveNet:
+    """The shipped adaptive network of format `version`'s files as a float network, to tune it."""
+    planes = model.load(version=version)
+    net = AdaptiveNet(planes[0].first.shape[1])
+    for layer, pw in zip(net.planes, planes):
+        layer.load_state_dict(float_layers(pw))
+    return net
 
 
 def export(checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], name: str) -> dict:

@@ -1,7 +1,16 @@
 """The causal model's float network for training: the same layers as nfcompress.coders.causal.model's integer
 one, and its loss, the bits of a batch of images under a discretized logistic mixture."""
 
-__all__ = ["CausalNet", "batch_loss", "settings_of", "image_features", "export", "save_integer", "write_card"]
+__all__ = [
+    "CausalNet",
+    "batch_loss",
+    "settings_of",
+    "image_features",
+    "float_layers",
+    "export",
+    "save_integer",
+    "write_card",
+]
 
 import json
 import math
@@ -20,6 +29,7 @@ from nfcompress.coders.causal.model import (
     NEWEST,
     PlaneWeights,
     canvas,
+    dequantize,
     encode,
     feature_count,
     features,
@@ -34,6 +44,11 @@ from nfcompress.weights import sha256_file
 INPUT_SCALE = 1.0 / EDGE_FLAG  # features enter the float network in units of 16 grey levels
 MEAN_SCALE = 16.0  # a component's mean is the median prediction plus 16 times its output
 LOG_SCALE_RANGE = (-4.0, 11.0)
+
+
+def float_layers(pw: PlaneWeights) -> dict[str, torch.Tensor]:
+    """One plane's integer network as a `PlaneNet`'s state (`dequantize`), to train it further."""
+    return {name: torch.from_numpy(a).float() for name, a in dequantize(pw).items()}
 
 
 class PlaneNet(nn.Module):
