@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from nfcompress.coders.adaptive import model
-from nfcompress.coders.adaptive.train import AdaptiveNet, batch_loss, features, shipped_net
+from nfcompress.coders.adaptive.train import AdaptiveNet, batch_loss, shipped_net
 from nfcompress.coders.causal.train import INPUT_SCALE
 from nfcompress.train import cpu_name
 
@@ -95,7 +95,7 @@ def prune_and_tune(a: argparse.Namespace) -> None:
     order = np.random.default_rng(1).permutation(len(pool))
     held, train = order[: a.held], order[a.held :]
     rng = np.random.default_rng(7)
-    held_parts = [rows(features(pool[k]), rng, 2048) for k in held]
+    held_parts = [rows(pool[k], rng, 2048) for k in held]
     kinds = [pool[k].kind for k in held]
 
     @torch.no_grad()
@@ -110,7 +110,7 @@ def prune_and_tune(a: argparse.Namespace) -> None:
         net, runs, lrs = AdaptiveNet(a.hidden), start.get("runs", [start.get("step", 0)]), start.get("lrs", [])
         net.load_state_dict(start["state"])
     else:
-        net, runs, lrs = prune(big, a.hidden, [rows(features(pool[k]), rng, 1024) for k in train[:64]]), [], []
+        net, runs, lrs = prune(big, a.hidden, [rows(pool[k], rng, 1024) for k in train[:64]]), [], []
     figures["start"] = bits(net)
     print(figures, flush=True)
     ema = AdaptiveNet(a.hidden)
@@ -120,7 +120,7 @@ def prune_and_tune(a: argparse.Namespace) -> None:
     for step in range(1, a.steps + 1):
         for g in opt.param_groups:
             g["lr"] = rate(step, a.steps, a.lr)
-        optimise(opt, batch_loss(net, [rows(features(pool[k]), draw) for k in draw.choice(train, PER_STEP)]), net, ema)
+        optimise(opt, batch_loss(net, [rows(pool[k], draw) for k in draw.choice(train, PER_STEP)]), net, ema)
         if step % 500 == 0 or step == a.steps:
             figures[step] = bits(ema)
             print(step, f"{(time.time() - t0) / 60:.1f} min", figures[step], flush=True)

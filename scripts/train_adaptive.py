@@ -161,13 +161,10 @@ def rate(step: int, steps: int, top: float) -> float:
     return float(top * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t))))
 
 
-def rows(parts: list, rng: np.random.Generator, n: int = ROWS) -> list:
-    """At most n random rows of a sample's per-plane features (`features`)."""
-    m = len(parts[0][0])
-    if m <= n:
-        return parts
-    pick = rng.choice(m, n, replace=False)
-    return [tuple(v[pick] for v in plane) for plane in parts]
+def rows(s: Sample, rng: np.random.Generator, n: int = ROWS) -> list:
+    """The per-plane `features` of at most n random sub-pixels of a sample (built for those alone)."""
+    m = s.image.shape[0] * s.image.shape[1]
+    return features(s, None if m <= n else rng.choice(m, n, replace=False))
 
 
 def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, net: torch.nn.Module, ema: torch.nn.Module) -> None:
@@ -247,7 +244,7 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0,
             break
         for g in opt.param_groups:
             g["lr"] = timed_rate(done / a.minutes, a.lr) if a.minutes else rate(step, a.steps, a.lr)
-        loss = loss_of([rows(features(pool[k]), rng) for k in rng.integers(0, len(pool), PER_STEP)])
+        loss = loss_of([rows(pool[k], rng) for k in rng.integers(0, len(pool), PER_STEP)])
         optimise(opt, loss, net, ema)
         trained, run = step, 0.98 * run + 0.02 * float(loss.detach())
         if step % 200 == 0 and rank == 0:

@@ -179,3 +179,17 @@ def test_bfloat16_products_give_the_float_loss_to_their_precision_and_a_float_gr
     half.backward()
     grad = net.planes[0].first.weight.grad
     assert grad is not None and grad.dtype == torch.float32 and torch.any(grad != 0)
+
+
+def test_the_adaptive_features_of_chosen_sub_pixels_are_those_rows_of_every_sub_pixels():
+    from nfcompress.coders.adaptive.train import features, sample
+
+    photo = np.asarray(Image.open(EXAMPLES / "pizza-128.png").convert("RGB"))
+    for image in (photo[:40, :56], np.ascontiguousarray(photo[:48, :48, :1])):
+        s = sample("clean2", np.ascontiguousarray(image))
+        at = np.random.default_rng(0).choice(image.shape[0] * image.shape[1], 300, replace=False)
+        every, chosen = features(s), features(s, at)
+        assert len(chosen) == image.shape[2]
+        for whole, part in zip(every, chosen):
+            for a, b in zip(whole, part):
+                assert np.array_equal(a[at], b)

@@ -56,17 +56,19 @@ def sample(kind: str, image: np.ndarray) -> Sample:
     return Sample(kind, image, preds, scales)
 
 
-def features(s: Sample) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per plane (features, fitted predictions, targets) of every sub-pixel, as the coder builds them."""
+def features(s: Sample, at: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per plane (features, fitted predictions, targets) of the sub-pixels at row-major indices
+    `at` (every one where None), as the coder builds them."""
     x = np.ascontiguousarray(s.image[..., linear.coding_order(s.image.shape[2])].transpose(2, 0, 1)).astype(np.int64)
     c, h, w = x.shape
-    i, j = (a.ravel() for a in np.mgrid[0:h, 0:w])
+    at = np.arange(h * w) if at is None else np.asarray(at, np.int64)
+    i, j = np.divmod(at, w)
     earlier = causal.pad_planes(x)
     out = []
     for k in range(c):
-        p = s.predictions[k].ravel().astype(np.int64)
-        f = model.plane_features(causal.canvas(x, k), earlier[:k], k, i, j, w, p, s.scales[k].ravel(), h * w)
-        out.append((f, p, x[k].ravel()))
+        p = s.predictions[k].ravel()[at].astype(np.int64)
+        f = model.plane_features(causal.canvas(x, k), earlier[:k], k, i, j, w, p, s.scales[k].ravel()[at], h * w)
+        out.append((f, p, x[k].ravel()[at]))
     return out
 
 
