@@ -63,13 +63,15 @@ def crop(img: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def photo_samples(arg: tuple[Path, int]) -> list[Sample]:
-    """The pool's samples of one photo: clean crops (box-downscaled by 2 and 4, 48 to 256 px),
+    """The pool's samples of one photo: clean crops (box-downscaled by 2, 64 to 256 px and 384 to
+    512 px, whose fits have the larger images' weight sets and block classes; by 4, 48 to 192 px),
     thumbnails, a native crop, a grey clean crop."""
     path, seed = arg
     rng = np.random.default_rng(seed)
     img = load_photo(path)
     d2, d4 = box(img, 2), box(img, 4)
     crops = [("clean2", crop(d2, int(rng.choice([64, 96, 128, 192, 256])), rng)) for _ in range(3)]
+    crops += [("clean2_big", crop(d2, int(rng.choice([384, 448, 512])), rng)) for _ in range(2)]
     crops += [("clean4", crop(d4, int(rng.choice([48, 64, 96, 128, 192])), rng)) for _ in range(2)]
     crops += [("thumb32", thumbnail(img, 32, rng)), ("thumb64", thumbnail(img, 64, rng))]
     crops += [("native", native_crop(img, int(rng.choice([64, 128])), rng))]
@@ -95,13 +97,14 @@ def build_pool(paths: list[Path], rounds: int, seed: int) -> list[Sample]:
 
 
 def held_out_sets(paths: list[Path]) -> dict[str, list[np.ndarray]]:
-    """The card's images, from the held-out packages: a central 256x256 clean crop (box-downscaled
-    by 2) and a central 128x128 native crop of each photo, and a 64x64 thumbnail."""
-    sets: dict[str, list[np.ndarray]] = {"clean2_256": [], "native128": [], "thumb64": []}
+    """The card's images, from the held-out packages: central 256x256 and 512x512 clean crops
+    (box-downscaled by 2) and a central 128x128 native crop of each photo, and a 64x64 thumbnail."""
+    sets: dict[str, list[np.ndarray]] = {"clean2_256": [], "clean2_512": [], "native128": [], "thumb64": []}
     rng = np.random.default_rng(0)
     for p in paths:
         img = load_photo(p)
-        for kind, src, side in (("clean2_256", box(img, 2), 256), ("native128", img, 128)):
+        d2 = box(img, 2)
+        for kind, src, side in (("clean2_256", d2, 256), ("clean2_512", d2, 512), ("native128", img, 128)):
             h, w = src.shape[:2]
             if min(h, w) >= side:
                 y, x = (h - side) // 2, (w - side) // 2
