@@ -120,7 +120,7 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--pool", default="cache/adaptive-pool.npy")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--steps", type=int, help="at most this many steps (default 6000, or no limit with --minutes)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -131,6 +131,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=0.0)
     ap.add_argument("--bf16", action="store_true", help="the network's products in bfloat16 (the loss in float32)")
     a = ap.parse_args()
+    if a.steps is None:
+        a.steps = 1 << 40 if a.minutes else 6000
     torch.set_flush_denormal(True)
     rank, world = start_ddp()
     if a.device == "cuda":

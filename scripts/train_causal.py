@@ -33,7 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("train_dir")
     ap.add_argument("out")
-    ap.add_argument("--steps", type=int, default=10000)
+    ap.add_argument("--steps", type=int, help="at most this many steps (default 10000, or no limit with --minutes)")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--mixtures", type=int, default=3)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=0.0)
     ap.add_argument("--bf16", action="store_true", help="the network's products in bfloat16 (the loss in float32)")
     a = ap.parse_args()
+    if a.steps is None:
+        a.steps = 1 << 40 if a.minutes else 10000
     torch.manual_seed(a.seed)
     kept, held = split_heldout(list_images([a.train_dir]), HOLDOUT)
     if not a.export_only:

@@ -155,13 +155,13 @@ def test_the_adaptive_models_script_tunes_the_shipped_network_for_a_wall_time_bu
     (tmp_path / "train").mkdir()
     script = Path(__file__).parent.parent / "scripts" / "train_adaptive.py"
     args = [str(tmp_path / "train"), str(tmp_path / "out.pt"), "--pool", str(tmp_path / "pool.npy"), "--start"]
-    args += ["--minutes", "0.05", "--steps", "100000", "--models", str(tmp_path / "models"), "--bf16"]
+    args += ["--minutes", "0.05", "--models", str(tmp_path / "models"), "--bf16"]
     run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     card = json.loads((tmp_path / "models" / "nfc-adaptive-new.json").read_text())  # exported: the checkpoint loads
     training = card["training"]
     assert training["start"] == f"the shipped {model.MODELS[model.NEWEST][0]} network, tuned"
-    assert 0 < training["steps"] < 100000 and "over 0.05 minutes" in training["schedule"]
+    assert training["steps"] > 0 and "over 0.05 minutes" in training["schedule"]
     assert "products in bfloat16" in training["schedule"]
     assert card["config"]["hidden"] == model.load()[0].second.shape[0]
 
