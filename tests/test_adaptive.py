@@ -127,7 +127,7 @@ def test_the_adaptive_flag_is_read_from_version_13_only_and_stands_alone():
     head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="adaptive")
     data = bytearray(pack(head, [b"abcdefgh"]))
     h = unpack(bytes(data))[0]
-    assert (h.kind, h.version, h.model_name) == ("adaptive", 16, "")
+    assert (h.kind, h.version, h.model_name) == ("adaptive", 17, "")
     grey = unpack(pack(Header("", b"", 7, 3, "L", 0, 0, 1, device="any", kind="adaptive"), [b"abcd"]))[0]
     assert (grey.kind, grey.mode) == ("adaptive", "L")
 
@@ -142,7 +142,7 @@ def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_
     codec = Codec.load()
     res = codec.encode(img, coder="adaptive")
     h = unpack(res.data)[0]
-    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 16)
+    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 17)
     assert np.array_equal(decode(res.data), img)
     assert len(codec.encode(img).data) <= len(res.data)
     clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((64, 64), Image.Resampling.BOX))
@@ -225,15 +225,14 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
 def test_each_version_decodes_with_its_own_network():
     img = _photo(40, 48)
     data = encode(img, coder="adaptive")
-    assert unpack(data)[0].version == adaptive.NEWEST == 16
+    assert unpack(data)[0].version == adaptive.NEWEST == 17
     assert np.array_equal(decode(data), img)
     # The same payload read as version 13's, under the other network, fails loudly.
     as_13 = reheaded(data, 13, data[4])
     assert unpack(as_13)[0].version == 13
     with pytest.raises(NfcError, match="checksum|corrupted"):
         decode(as_13)
-    planes = adaptive.load(version=13)
-    stream = adaptive.encode(img, planes)[0]
+    stream = adaptive.encode(img, version=13)[0]  # version 13's network and side information
     assert np.array_equal(adaptive.decode(stream, 40, 48, 3, version=13), img)
 
 
@@ -358,3 +357,23 @@ def test_training_starts_from_the_causal_network_exactly():
         n = causal.feature_count(k)
         assert np.array_equal(started.first[:n], pw.first) and not started.first[n:].any()
         assert not started.out[:, : net.mixtures].any() and np.array_equal(started.second, pw.second)
+
+
+@pytest.mark.parametrize("h, w, grey", [(40, 48, False), (24, 20, True)])
+def test_from_version_17_the_side_information_leaves_out_the_spike_shares_the_network_does_not_read(h, w, grey):
+    img = _photo(h, w, grey)
+    fit = linear.fitted(img)
+    shares = linear.SPIKE_BITS * sum(len(s) for s in fit.model.spikes)
+    new = adaptive.encode(img, fit=fit)
+    old = adaptive.encode(img, fit=fit, version=16)  # with the shares, under version 16's network
+    assert adaptive.SPIKELESS == 17 and shares > 0
+    assert new.side_bits == old.side_bits - shares and len(new.data) < len(old.data)
+    assert np.array_equal(adaptive.decode(new.data, h, w, img.shape[2]), img)
+    assert np.array_equal(adaptive.decode(old.data, h, w, img.shape[2], version=16), img)
+    # Each payload read under the other layout (and the other network) does not give the image.
+    for data, version in ((new.data, 16), (old.data, 17)):
+        try:
+            wrong = adaptive.decode(data, h, w, img.shape[2], version=version)
+        except FormatError:
+            continue
+        assert not np.array_equal(wrong, img)

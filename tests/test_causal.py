@@ -321,6 +321,6 @@ def test_a_file_of_a_version_between_two_networks_decodes_with_the_earlier_one()
     as_12 = reheaded(pack(unpack(data)[0], [old]), 12, data[4])
     assert np.array_equal(decode(as_12), img)
     adaptive = Codec.load().encode(img, coder="adaptive").data
-    second = adaptive_model.encode(img, adaptive_model.load(version=14)).data  # the version 14 network's
+    second = adaptive_model.encode(img, version=14).data  # the version 14 network and layout
     as_15 = reheaded(pack(unpack(adaptive)[0], [second]), 15, adaptive[4])
     assert unpack(as_15)[0].version == 15 and np.array_equal(decode(as_15), img)

@@ -109,7 +109,7 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert len(lines) == len(SHIPPED_MODELS) + 6  # and the causal and the adaptive model's three networks each
+    assert len(lines) == len(SHIPPED_MODELS) + 7  # and the causal model's three networks and the adaptive model's four
     assert sorted(line.split(":")[0] for line in lines if "causal" in line) == [
         "nfc-causal (shipped, the causal model)",
         "nfc-causal-2 (shipped, the causal model)",
@@ -119,6 +119,7 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     assert sorted(adaptive) == [
         "nfc-adaptive (shipped, the adaptive model)",
         "nfc-adaptive-3 (shipped, the adaptive model)",
+        "nfc-adaptive-4 (shipped, the adaptive model)",
         "nfc-adaptive-96 (shipped, the adaptive model)",
     ]
     assert [line.split()[0] for line in lines if "default" in line] == [f"{DEFAULT_MODEL}"]
@@ -178,7 +179,7 @@ def test_the_format_document_lists_every_shipped_models_hashes(shipped):
 @pytest.mark.parametrize(
     "kind, networks",
     [
-        ("adaptive", {13: "nfc-adaptive", 14: "nfc-adaptive-96", 16: "nfc-adaptive-3"}),
+        ("adaptive", {13: "nfc-adaptive", 14: "nfc-adaptive-96", 16: "nfc-adaptive-3", 17: "nfc-adaptive-4"}),
         ("causal", {10: "nfc-causal", 15: "nfc-causal-2", 16: "nfc-causal-3"}),
     ],
 )
@@ -196,7 +197,15 @@ def test_info_names_the_network_each_version_decodes_with(kind, networks):
 
 @pytest.mark.parametrize(
     "kind, version",
-    [("causal", 10), ("causal", 15), ("causal", 16), ("adaptive", 13), ("adaptive", 14), ("adaptive", 16)],
+    [
+        ("causal", 10),
+        ("causal", 15),
+        ("causal", 16),
+        ("adaptive", 13),
+        ("adaptive", 14),
+        ("adaptive", 16),
+        ("adaptive", 17),
+    ],
 )
 def test_the_shipped_weights_are_the_ones_each_version_names(kind, version):
     import hashlib

@@ -20,6 +20,7 @@ __all__ = [
     "MODELS",
     "NEWEST",
     "EXTRA",
+    "SPIKELESS",
     "MAX_FRONTS",
     "KEEP_SUBPIXELS",
     "fits",
@@ -56,9 +57,13 @@ MODELS = {
     13: (PAYLOAD_MODELS["adaptive"][13], "32ec752baa2eeda86742ec0340c240af25c90efb5c0f1034bdc7d5142a8fd506"),
     14: (PAYLOAD_MODELS["adaptive"][14], "f370b97a0e2b0205464e58fd39294b03004ee681890d69e39d517ac169f16d24"),
     16: (PAYLOAD_MODELS["adaptive"][16], "402b801abf2688206c71e94f0f0045a385795969f690f455779433063e9ab9b2"),
+    17: (PAYLOAD_MODELS["adaptive"][17], "b9fb4d9f649f22cf9e9733cd45d6ddfdb6261e74cea7766b1d7ff04096b49c4f"),
 }
 NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
+# From this format version the side information leaves out the linear model's spike shares,
+# which the network does not read (an image of one weight set saves 120 bits, of eight 1,920).
+SPIKELESS = 17
 OFFSET_LIMIT = 1000  # the fitted prediction's offset from the median predictor, in 1/16, is clipped to this
 SEGMENT = 4096  # sub-pixels whose features and distributions are built at once when encoding
 # The most wavefronts (2 (H - 1) + W) of an image it codes: the network runs once per wavefront
@@ -162,12 +167,13 @@ def encode(
     progress: Callable[[int, int], None] | None = None,
     keep: bool = False,
     threads: int = 1,
+    version: int = NEWEST,
 ) -> Encoded:
-    """An (H, W, C) uint8 image (C = 1 or 3) as one ANS stream, over the linear model fitted to
-    it (`fit`: `linear.fitted`, or fitted now); with `keep`, its mixtures for the check (`Kept`,
-    on images of at most KEEP_SUBPIXELS); channels on up to `threads` threads (the same bytes);
-    `progress(done, C)` is called after each channel."""
-    planes = load() if planes is None else planes
+    """An (H, W, C) uint8 image (C = 1 or 3) as one ANS stream of format `version`'s layout, over
+    the linear model fitted to it (`fit`: `linear.fitted`, or fitted now); with `keep`, its
+    mixtures for the check (`Kept`, on images of at most KEEP_SUBPIXELS); channels on up to
+    `threads` threads (the same bytes); `progress(done, C)` is called after each channel."""
+    planes = load(version=version) if planes is None else planes
     fit = linear.fitted(colour) if fit is None else fit
     x = _planes(colour)
     channels, h, w = x.shape
@@ -207,12 +213,13 @@ def encode(
             if progress:
                 progress(channels - c, channels)
     coder = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
-    linear.push_side(coder, fit.model)
+    spikes = version < SPIKELESS
+    linear.push_side(coder, fit.model, spikes)
     data = coder.get_compressed().astype("<u4").tobytes()
     made = None
     if keep:
         made = Kept(kept, [fit.predictions(c) for c in range(channels)], [fit.scale_codes(c) for c in range(channels)])
-    return Encoded(data, ideal.reshape(h, w), linear.side_bits(fit.model), made)
+    return Encoded(data, ideal.reshape(h, w), linear.side_bits(fit.model, spikes), made)
 
 
 def decode(
@@ -247,7 +254,7 @@ def decode(
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
     except ValueError as e:
         raise FormatError(f"corrupted payload: {e}") from None
-    model = linear.pop_side(coder, channels, linear.SCHEME)
+    model = linear.pop_side(coder, channels, linear.SCHEME, version < SPIKELESS)
     if any((q < 0).any() or (q > 255).any() for q in model.scales):
         raise FormatError("corrupted payload: a scale code out of range")
     io = rans.source(coder.get_compressed())  # the pixels: the compiled coder goes on from here

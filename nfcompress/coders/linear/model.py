@@ -800,28 +800,32 @@ def _coded_weights(model: LinearModel) -> np.ndarray:
     return zigzag(flat // _weight_step(model.classes))
 
 
-def side_bits(model: LinearModel) -> int:
-    """The bits `push_side` spends on a model: what a fitted model costs beside its pixels."""
+def side_bits(model: LinearModel, spikes: bool = True) -> int:
+    """The bits `push_side` spends on a model (`spikes`: with its spike shares): what a fitted
+    model costs beside its pixels."""
     model = _complete(model)
     weights = int_bits(_coded_weights(model))[1]
-    spikes = SPIKE_BITS * sum(len(s) for s in model.spikes)
-    return round(2 + np.log2(BLOCK * BLOCK + 1) + int_bits(_scale_steps(model.scales))[1] + spikes + weights)
+    shares = SPIKE_BITS * sum(len(s) for s in model.spikes) if spikes else 0
+    return round(2 + np.log2(BLOCK * BLOCK + 1) + int_bits(_scale_steps(model.scales))[1] + shares + weights)
 
 
-def push_side(coder, model: LinearModel) -> None:
-    """Push the class count, the block grid, the scale codes (steps), the spike shares and the
-    weights, the steps and the weights zigzagged through `_push_ints`."""
+def push_side(coder, model: LinearModel, spikes: bool = True) -> None:
+    """Push the class count, the block grid, the scale codes (steps), the spike shares (unless
+    not `spikes`: a decoder that does not read them) and the weights, the steps and the weights
+    zigzagged through `_push_ints`."""
     push_ints(coder, _coded_weights(model))
-    coder.encode_reverse(np.concatenate(model.spikes).astype(np.int32), _SPIKE_CODES)
+    if spikes:
+        coder.encode_reverse(np.concatenate(model.spikes).astype(np.int32), _SPIKE_CODES)
     push_ints(coder, _scale_steps(model.scales))
     grid = BLOCK * BLOCK if model.blocks is None else BLOCK * model.blocks[0] + model.blocks[1]
     coder.encode_reverse(np.array([grid], np.int32), _BLOCKS)
     coder.encode_reverse(np.array([CLASS_COUNTS.index(model.classes)], np.int32), _CLASSES)
 
 
-def pop_side(coder, channels: int, scheme: int) -> LinearModel:
-    """The model `push_side` pushed (or in scheme 2: no block grid; in scheme 1 also the scale
-    codes 8 bits each, no spikes, the weights 16 bits each, wider ones escaped)."""
+def pop_side(coder, channels: int, scheme: int, spikes: bool = True) -> LinearModel:
+    """The model `push_side` pushed (`spikes`: with its spike shares, else it has none), or in
+    scheme 2: no block grid; in scheme 1 also the scale codes 8 bits each, no spikes, the weights
+    16 bits each, wider ones escaped."""
     classes = CLASS_COUNTS[int(coder.decode(_CLASSES, 1)[0])]
     blocks = None
     if scheme >= 3:
@@ -835,13 +839,15 @@ def pop_side(coder, channels: int, scheme: int) -> LinearModel:
         steps = unzigzag(pop_ints(coder, k * channels)).reshape(channels, k)
         scales = np.cumsum(steps, axis=1) + 128
         m = _spike_count(classes)
-        spikes = list(coder.decode(_SPIKE_CODES, m * channels).astype(np.int64).reshape(channels, m))
+        shares = (
+            list(coder.decode(_SPIKE_CODES, m * channels).astype(np.int64).reshape(channels, m)) if spikes else None
+        )
         u = pop_ints(coder, weight_count + ERRORS * channels)
         feedback = list(unzigzag(u[weight_count:]).reshape(channels, ERRORS) * _weight_step(classes, scheme))
         u = u[:weight_count]
     else:
         scales = coder.decode(_RAW8, k * channels).astype(np.int64).reshape(channels, k)
-        spikes = feedback = None
+        shares = feedback = None
         u = coder.decode(_RAW16, weight_count).astype(np.int64)
         wide = np.flatnonzero(u == ESCAPE)
         if len(wide):
@@ -850,7 +856,7 @@ def pop_side(coder, channels: int, scheme: int) -> LinearModel:
     flat = unzigzag(u) * _weight_step(classes, scheme)
     ends = np.cumsum([0, *[sets * n for n in counts]])
     weights = [flat[a:b].reshape(sets, n) for a, b, n in zip(ends[:-1], ends[1:], counts)]
-    return LinearModel(weights, list(scales), spikes, feedback, blocks)
+    return LinearModel(weights, list(scales), shares, feedback, blocks)
 
 
 def encode(
