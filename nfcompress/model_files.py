@@ -33,7 +33,13 @@ DEFAULT_MODEL = SHIPPED_MODELS[-1]
 # the weights' sha256 in the model's package).
 PAYLOAD_MODELS = {
     "causal": {10: "nfc-causal", 15: "nfc-causal-2", 16: "nfc-causal-3"},
-    "adaptive": {13: "nfc-adaptive", 14: "nfc-adaptive-96", 16: "nfc-adaptive-3", 17: "nfc-adaptive-4"},
+    "adaptive": {
+        13: "nfc-adaptive",
+        14: "nfc-adaptive-96",
+        16: "nfc-adaptive-3",
+        17: "nfc-adaptive-4",
+        18: "nfc-adaptive-5",
+    },
 }
 
 

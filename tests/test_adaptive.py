@@ -1,6 +1,7 @@
 """The adaptive model: it codes exactly under any weights, over the very predictions the linear
 model codes with, in files of their own kind, with the shipped weights its format names."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +30,30 @@ def _photo(h: int, w: int, grey: bool = False) -> np.ndarray:
     return np.ascontiguousarray(img[..., None] if grey else img)
 
 
-@settings(max_examples=25, deadline=None)
-@given(h=st.integers(1, 19), w=st.integers(1, 19), seed=st.integers(0, 3), noise=st.booleans(), grey=st.booleans())
-def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey):
+def _residual_planes(seed: int, hidden: int = 8, mixtures: int = 2) -> list:
+    """Random small networks that read the fitted residuals too (version 18's inputs)."""
+    planes = [
+        dataclasses.replace(pw, first=pw.first[: causal.feature_count(k) + adaptive.EXTRA + adaptive.residual_count(k)])
+        for k, pw in enumerate(tiny_planes(seed, adaptive.EXTRA + adaptive.residual_count(2), hidden, mixtures))
+    ]
+    assert adaptive.reads_residuals(planes) and not adaptive.reads_residuals(tiny_planes(seed, adaptive.EXTRA))
+    return planes
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(1, 19),
+    w=st.integers(1, 19),
+    seed=st.integers(0, 3),
+    noise=st.booleans(),
+    grey=st.booleans(),
+    residuals=st.booleans(),
+)
+def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey, residuals):
     img = _photo(h, w, grey)
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
-    planes = tiny_planes(seed, adaptive.EXTRA)
+    planes = _residual_planes(seed) if residuals else tiny_planes(seed, adaptive.EXTRA)
     data, bits, side, _ = adaptive.encode(img, planes)
     assert np.array_equal(adaptive.decode(data, h, w, img.shape[2], planes), img)
     assert 8 * len(data) >= bits.sum() + side - 64
@@ -64,6 +82,35 @@ def test_the_extra_features_are_the_fitted_offset_its_scale_and_the_size_within_
         [0, -121, 48],
     ]
     assert np.abs(e).max() < causal.FEATURE_LIMIT
+
+
+def test_the_residual_features_read_only_sub_pixels_decoded_before_in_the_decoders_order():
+    """Each plane's residual features at a sub-pixel are the same whatever the residuals of its
+    own plane from its wavefront on and of the later planes (the decoder has not made them yet),
+    and they are `residual_planes` at NEIGHBOURS and the earlier planes' at ACROSS."""
+    rng = np.random.default_rng(2)
+    h, w = 9, 11
+    x = rng.integers(0, 256, (3, h, w))
+    preds = [rng.integers(-(40 << 12), 300 << 12, h * w) for _ in range(3)]
+    res = adaptive.residual_planes(x, preds)
+    assert np.abs(res).max() == adaptive.OFFSET_LIMIT and not res[:, : causal.PAD].any()
+    i, j = (a.ravel() for a in np.mgrid[0:h, 0:w])
+    pad = causal.PAD
+    for k in range(3):
+        f = np.zeros((h * w, adaptive.residual_count(k)), np.int64)
+        adaptive.put_residuals(f, res, k, i, j)
+        for n in range(h * w):
+            own = [res[k, i[n] + pad + di, j[n] + pad + dj] for di, dj in adaptive.NEIGHBOURS]
+            across = [res[q, i[n] + pad + di, j[n] + pad + dj] for q in range(k) for di, dj in adaptive.ACROSS]
+            assert f[n].tolist() == own + across
+            later = res.copy()
+            t = 2 * i[n] + j[n]
+            front = 2 * (np.arange(h)[:, None] + pad - pad) + np.arange(w)[None, :] >= t
+            later[k, pad : pad + h, pad : pad + w][front] = rng.integers(-999, 999, front.sum())
+            later[k + 1 :] = rng.integers(-999, 999, later[k + 1 :].shape)
+            g = np.zeros((1, adaptive.residual_count(k)), np.int64)
+            adaptive.put_residuals(g, later, k, i[n : n + 1], j[n : n + 1])
+            assert np.array_equal(g[0], f[n])
 
 
 def test_mixture_rows_sum_to_the_coders_total_and_bound_what_a_payload_can_decode_to():
@@ -127,7 +174,7 @@ def test_the_adaptive_flag_is_read_from_version_13_only_and_stands_alone():
     head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="adaptive")
     data = bytearray(pack(head, [b"abcdefgh"]))
     h = unpack(bytes(data))[0]
-    assert (h.kind, h.version, h.model_name) == ("adaptive", 17, "")
+    assert (h.kind, h.version, h.model_name) == ("adaptive", 18, "")
     grey = unpack(pack(Header("", b"", 7, 3, "L", 0, 0, 1, device="any", kind="adaptive"), [b"abcd"]))[0]
     assert (grey.kind, grey.mode) == ("adaptive", "L")
 
@@ -142,7 +189,7 @@ def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_
     codec = Codec.load()
     res = codec.encode(img, coder="adaptive")
     h = unpack(res.data)[0]
-    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 17)
+    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 18)
     assert np.array_equal(decode(res.data), img)
     assert len(codec.encode(img).data) <= len(res.data)
     clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((64, 64), Image.Resampling.BOX))
@@ -161,7 +208,7 @@ def test_channels_fitted_and_coded_on_threads_give_the_same_model_and_bytes():
     for part in ("weights", "scales", "spikes", "feedback"):
         assert all(np.array_equal(x, y) for x, y in zip(getattr(alone.model, part), getattr(threaded.model, part)))
     assert all(np.array_equal(alone.predictions(c), threaded.predictions(c)) for c in range(3))
-    planes = tiny_planes(6, adaptive.EXTRA, hidden=16, mixtures=3)
+    planes = _residual_planes(6, hidden=16, mixtures=3)
     one, two = (adaptive.encode(img, planes, alone, keep=True, threads=t) for t in (1, 2))
     assert one.data == two.data and np.array_equal(one.pixel_bits, two.pixel_bits)
     assert all(np.array_equal(x, y) for a, b in zip(one.kept.intervals, two.kept.intervals) for x, y in zip(a, b))
@@ -169,7 +216,7 @@ def test_channels_fitted_and_coded_on_threads_give_the_same_model_and_bytes():
 
 def test_the_encoders_check_with_the_kept_intervals_decodes_as_the_decoder_and_catches_a_disagreement():
     img = _photo(40, 56)
-    planes = tiny_planes(3, adaptive.EXTRA, hidden=16, mixtures=3)
+    planes = _residual_planes(3, hidden=16, mixtures=3)
     data, _, _, kept = adaptive.encode(img, planes, keep=True)
     assert np.array_equal(adaptive.decode(data, 40, 56, 3, planes, kept=kept), img)
     assert [len(v) for _, _, v in kept.intervals] == [40 * 56] * 3
@@ -180,7 +227,7 @@ def test_the_encoders_check_with_the_kept_intervals_decodes_as_the_decoder_and_c
     with pytest.raises(FormatError, match="predictions differ"):
         adaptive.decode(data, 40, 56, 3, planes, kept=kept._replace(predictions=[*kept.predictions[:2], wrong]))
     # Intervals other than the stream's (of a network that is not the decoder's) are refused.
-    other = adaptive.encode(img, tiny_planes(4, adaptive.EXTRA, hidden=16, mixtures=3), keep=True).kept
+    other = adaptive.encode(img, _residual_planes(4, hidden=16, mixtures=3), keep=True).kept
     with pytest.raises(FormatError, match="does not decode to the image"):
         adaptive.decode(data, 40, 56, 3, planes, kept=other)
     # Where the kept values are not the image's, the decoder's linear model reads other neighbours.
@@ -225,15 +272,19 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
 def test_each_version_decodes_with_its_own_network():
     img = _photo(40, 48)
     data = encode(img, coder="adaptive")
-    assert unpack(data)[0].version == adaptive.NEWEST == 17
+    assert unpack(data)[0].version == adaptive.NEWEST == 18
     assert np.array_equal(decode(data), img)
-    # The same payload read as version 13's, under the other network, fails loudly.
-    as_13 = reheaded(data, 13, data[4])
-    assert unpack(as_13)[0].version == 13
-    with pytest.raises(NfcError, match="checksum|corrupted"):
-        decode(as_13)
-    stream = adaptive.encode(img, version=13)[0]  # version 13's network and side information
-    assert np.array_equal(adaptive.decode(stream, 40, 48, 3, version=13), img)
+    # The same payload read as an earlier version's, under another network, fails loudly.
+    for old in (13, 17):
+        as_old = reheaded(data, old, data[4])
+        assert unpack(as_old)[0].version == old
+        with pytest.raises(NfcError, match="checksum|corrupted"):
+            decode(as_old)
+    # Each version's network and side information; from version 18 the network reads the residuals.
+    for old in (13, 17):
+        stream = adaptive.encode(img, version=old)[0]
+        assert np.array_equal(adaptive.decode(stream, 40, 48, 3, version=old), img)
+    assert [adaptive.reads_residuals(adaptive.load(version=v)) for v in (13, 14, 16, 17, 18)] == [False] * 4 + [True]
 
 
 def test_damaged_or_replaced_adaptive_weights_are_refused(tmp_path, monkeypatch):
@@ -357,6 +408,19 @@ def test_training_starts_from_the_causal_network_exactly():
         n = causal.feature_count(k)
         assert np.array_equal(started.first[:n], pw.first) and not started.first[n:].any()
         assert not started.out[:, : net.mixtures].any() and np.array_equal(started.second, pw.second)
+
+
+def test_tuning_a_network_that_read_no_residuals_starts_from_it_with_zero_weights_for_them():
+    from nfcompress.coders.adaptive.train import inputs, shipped_net
+
+    old = adaptive.load(version=17)
+    state = {k: v.double().numpy() for k, v in shipped_net(17).state_dict().items()}
+    for k, pw in enumerate(old):
+        started = causal.quantize(state, k)
+        n = causal.feature_count(k) + adaptive.EXTRA
+        assert started.first.shape[0] == inputs(k) == n + adaptive.residual_count(k)
+        assert np.array_equal(started.first[:n], pw.first) and not started.first[n:].any()
+        assert all(np.array_equal(getattr(started, f), getattr(pw, f)) for f in ("second", "out", "out_bias"))
 
 
 @pytest.mark.parametrize("h, w, grey", [(40, 48, False), (24, 20, True)])

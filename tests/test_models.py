@@ -109,7 +109,7 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert len(lines) == len(SHIPPED_MODELS) + 7  # and the causal model's three networks and the adaptive model's four
+    assert len(lines) == len(SHIPPED_MODELS) + 8  # and the causal model's three networks and the adaptive model's five
     assert sorted(line.split(":")[0] for line in lines if "causal" in line) == [
         "nfc-causal (shipped, the causal model)",
         "nfc-causal-2 (shipped, the causal model)",
@@ -120,6 +120,7 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
         "nfc-adaptive (shipped, the adaptive model)",
         "nfc-adaptive-3 (shipped, the adaptive model)",
         "nfc-adaptive-4 (shipped, the adaptive model)",
+        "nfc-adaptive-5 (shipped, the adaptive model)",
         "nfc-adaptive-96 (shipped, the adaptive model)",
     ]
     assert [line.split()[0] for line in lines if "default" in line] == [f"{DEFAULT_MODEL}"]
@@ -179,7 +180,16 @@ def test_the_format_document_lists_every_shipped_models_hashes(shipped):
 @pytest.mark.parametrize(
     "kind, networks",
     [
-        ("adaptive", {13: "nfc-adaptive", 14: "nfc-adaptive-96", 16: "nfc-adaptive-3", 17: "nfc-adaptive-4"}),
+        (
+            "adaptive",
+            {
+                13: "nfc-adaptive",
+                14: "nfc-adaptive-96",
+                16: "nfc-adaptive-3",
+                17: "nfc-adaptive-4",
+                18: "nfc-adaptive-5",
+            },
+        ),
         ("causal", {10: "nfc-causal", 15: "nfc-causal-2", 16: "nfc-causal-3"}),
     ],
 )
@@ -205,6 +215,7 @@ def test_info_names_the_network_each_version_decodes_with(kind, networks):
         ("adaptive", 14),
         ("adaptive", 16),
         ("adaptive", 17),
+        ("adaptive", 18),
     ],
 )
 def test_the_shipped_weights_are_the_ones_each_version_names(kind, version):
@@ -214,10 +225,16 @@ def test_the_shipped_weights_are_the_ones_each_version_names(kind, version):
     from nfcompress.coders.causal import model as causal
     from nfcompress.weights import shipped_dir
 
-    module, extra = {"causal": (causal, 0), "adaptive": (adaptive, adaptive.EXTRA)}[kind]
+    module = {"causal": causal, "adaptive": adaptive}[kind]
     name, sha256 = module.MODELS[version]
     card = json.loads((shipped_dir() / f"{name}.json").read_text())
     digest = hashlib.sha256((shipped_dir() / f"{name}.safetensors").read_bytes()).hexdigest()
     assert card["sha256"] == sha256 == digest
-    assert card["config"]["features"] == [causal.feature_count(k) + extra for k in range(3)]
+
+    def extra(k: int) -> int:  # the adaptive model's extras, and from version 18 the fitted residuals
+        if kind == "causal":
+            return 0
+        return adaptive.EXTRA + (adaptive.residual_count(k) if version >= 18 else 0)
+
+    assert card["config"]["features"] == [causal.feature_count(k) + extra(k) for k in range(3)]
     assert [p.second.shape[0] for p in module.load(version=version)] == [card["config"]["hidden"]] * 3

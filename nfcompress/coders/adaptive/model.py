@@ -21,6 +21,12 @@ __all__ = [
     "NEWEST",
     "EXTRA",
     "SPIKELESS",
+    "NEIGHBOURS",
+    "ACROSS",
+    "residual_count",
+    "reads_residuals",
+    "residual_planes",
+    "put_residuals",
     "MAX_FRONTS",
     "KEEP_SUBPIXELS",
     "fits",
@@ -58,12 +64,18 @@ MODELS = {
     14: (PAYLOAD_MODELS["adaptive"][14], "f370b97a0e2b0205464e58fd39294b03004ee681890d69e39d517ac169f16d24"),
     16: (PAYLOAD_MODELS["adaptive"][16], "402b801abf2688206c71e94f0f0045a385795969f690f455779433063e9ab9b2"),
     17: (PAYLOAD_MODELS["adaptive"][17], "b9fb4d9f649f22cf9e9733cd45d6ddfdb6261e74cea7766b1d7ff04096b49c4f"),
+    18: (PAYLOAD_MODELS["adaptive"][18], "5a228bfef0c4ead0ff70bd7db85d2bcd5f720d1cb88609dea9a25c81f073c9d7"),
 }
 NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
 # From this format version the side information leaves out the linear model's spike shares,
 # which the network does not read (an image of one weight set saves 120 bits, of eight 1,920).
 SPIKELESS = 17
+# From version 18's network: the fitted prediction's signed residuals (`residual_planes`) where
+# the decoder knows them: at these neighbours (rows, columns) in the plane's own causal half, and
+# at these places around the pixel in each earlier plane (whole by then).
+NEIGHBOURS = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0))
+ACROSS = ((0, 0), (0, -1), (-1, 0), (0, 1), (1, 0))
 OFFSET_LIMIT = 1000  # the fitted prediction's offset from the median predictor, in 1/16, is clipped to this
 SEGMENT = 4096  # sub-pixels whose features and distributions are built at once when encoding
 # The most wavefronts (2 (H - 1) + W) of an image it codes: the network runs once per wavefront
@@ -108,6 +120,56 @@ def _bit_length(n: int) -> int:
     return k
 
 
+def residual_count(k: int) -> int:
+    """How many fitted residuals plane k's network reads (from version 18's network)."""
+    return len(NEIGHBOURS) + k * len(ACROSS)
+
+
+def reads_residuals(planes: list[causal.PlaneWeights]) -> bool:
+    """Whether networks read the fitted residuals (version 18's do; their inputs say so)."""
+    return planes[0].first.shape[0] == causal.feature_count(0) + EXTRA + residual_count(0)
+
+
+def residual_planes(x: np.ndarray, predictions: list[np.ndarray]) -> np.ndarray:
+    """Padded planes (C, H + 2 PAD, W + 2 PAD) of each sub-pixel's residual from its fitted
+    prediction (weight units, raster order), in 1/16 and clipped to OFFSET_LIMIT, 0 outside the
+    image: what the network reads of the planes `x` (C, H, W) once decoded."""
+    c, h, w = x.shape
+    out = np.zeros((c, h + 2 * causal.PAD, w + 2 * causal.PAD), np.int64)
+    for k in range(c):
+        inner = out[k, causal.PAD : causal.PAD + h, causal.PAD : causal.PAD + w]
+        inner[...] = residuals(x[k].ravel(), np.asarray(predictions[k], np.int64)).reshape(h, w)
+    return out
+
+
+def residuals(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The residuals of values x from their fitted predictions p (weight units): in 1/16, clipped."""
+    return np.clip((x.astype(np.int64) << 4) - (p >> (FRAC_BITS - 4)), -OFFSET_LIMIT, OFFSET_LIMIT)
+
+
+_NEIGHBOURS_AT = np.array(NEIGHBOURS, np.int64)
+_ACROSS_AT = np.array(ACROSS, np.int64)
+
+
+def put_residuals(f: np.ndarray, res: np.ndarray, k: int, i: np.ndarray, j: np.ndarray) -> None:
+    """Fill f's last `residual_count(k)` columns from the residual planes `res` (`residual_planes`,
+    at least k + 1 of them) for plane k's sub-pixels at rows i, columns j."""
+    _put_residuals(f, f.shape[1] - residual_count(k), res.reshape(len(res), -1), res.shape[2], k, i, j)
+
+
+@compiled
+def _put_residuals(f: np.ndarray, col: int, res: np.ndarray, cw: int, k: int, i: np.ndarray, j: np.ndarray) -> None:
+    """`put_residuals` over flat padded planes `res` of row length cw."""
+    n = len(_NEIGHBOURS_AT)
+    for a in range(len(i)):
+        at = (i[a] + causal.PAD) * cw + j[a] + causal.PAD
+        for c in range(n):
+            f[a, col + c] = res[k, at + _NEIGHBOURS_AT[c, 0] * cw + _NEIGHBOURS_AT[c, 1]]
+        for q in range(k):
+            for c in range(len(_ACROSS_AT)):
+                f[a, col + n + q * len(_ACROSS_AT) + c] = res[q, at + _ACROSS_AT[c, 0] * cw + _ACROSS_AT[c, 1]]
+
+
 def plane_features(
     cv: np.ndarray,
     earlier: np.ndarray,
@@ -118,11 +180,16 @@ def plane_features(
     p: np.ndarray,
     scale: np.ndarray,
     pixels: int,
+    res: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The integer features (n, causal.feature_count(k) + EXTRA) of plane k's sub-pixels at rows i,
-    columns j (`causal.features` of its canvas and the earlier planes, then `extras`)."""
-    f, base = causal.features(cv, earlier, k, i, j, w, extra=EXTRA)
-    _put_extras(f, f.shape[1] - EXTRA, np.asarray(p, np.int64), np.asarray(scale, np.int64), base, pixels)
+    """The integer features of plane k's sub-pixels at rows i, columns j: `causal.features` of its
+    canvas and the earlier planes, then `extras`, then with residual planes `res` the residuals
+    (`put_residuals`): causal.feature_count(k) + EXTRA (+ residual_count(k)) columns."""
+    more = 0 if res is None else residual_count(k)
+    f, base = causal.features(cv, earlier, k, i, j, w, extra=EXTRA + more)
+    _put_extras(f, f.shape[1] - EXTRA - more, np.asarray(p, np.int64), np.asarray(scale, np.int64), base, pixels)
+    if res is not None:
+        put_residuals(f, res, k, np.asarray(i, np.int64), np.asarray(j, np.int64))
     return f
 
 
@@ -179,6 +246,7 @@ def encode(
     channels, h, w = x.shape
     order = np.concatenate([i * w + j for i, j in wavefronts(h, w)])
     earlier = causal.pad_planes(x)
+    res = residual_planes(x, [fit.predictions(c) for c in range(channels)]) if reads_residuals(planes) else None
     tab = symbols.table()
     ideal, words = np.zeros(h * w), rans.NOTHING
     keep = keep and x.size <= KEEP_SUBPIXELS
@@ -193,7 +261,7 @@ def encode(
             at = order[s : s + SEGMENT]
             i, j = np.divmod(at, w)
             p = preds[at].astype(np.int64)
-            f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w)
+            f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w, res)
             mixtures = symbols.parts(planes[c].outputs(f), p)
             bits[s : s + SEGMENT] = PRECISION - np.log2(symbols.record(tab, *mixtures, values[s : s + SEGMENT], io))
         mine = (io[1].astype(np.int32), io[2].astype(np.int32), values.astype(np.uint8)) if keep else ()
@@ -260,6 +328,8 @@ def decode(
     io = rans.source(coder.get_compressed())  # the pixels: the compiled coder goes on from here
     tab = symbols.table()
     x = np.zeros((channels, height, width), np.int64)
+    reads = kept is None and reads_residuals(planes)
+    res = np.zeros((channels, height + 2 * causal.PAD, width + 2 * causal.PAD), np.int64) if reads else None
     state: dict = {}
 
     # What the decoder's linear model says of each sub-pixel, compared with what the encoder's
@@ -284,10 +354,12 @@ def decode(
             state.update(plane=f.c, cv=causal.canvas(x, f.c), earlier=causal.pad_planes(x[: f.c]))
         cv = state["cv"]
         feats = plane_features(
-            cv, state["earlier"], f.c, f.i, f.j, width, f.p, model.scales[f.c][f.contexts], height * width
+            cv, state["earlier"], f.c, f.i, f.j, width, f.p, model.scales[f.c][f.contexts], height * width, res
         )
         v = symbols.decode(tab, *symbols.parts(planes[f.c].outputs(feats), f.p), io)
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
+        if res is not None:
+            res[f.c, f.i + causal.PAD, f.j + causal.PAD] = residuals(v, np.asarray(f.p, np.int64))
         return v
 
     out = linear.decode_planes(model, height, width, channels, values if kept is None else replay, progress)

@@ -23,13 +23,18 @@ from nfcompress.coders.causal.train import (
 from nfcompress.coders.linear import model as linear
 
 
+def inputs(k: int) -> int:
+    """How many features plane k's network reads: the causal model's, the extras, the residuals."""
+    return causal.feature_count(k) + model.EXTRA + model.residual_count(k)
+
+
 class AdaptiveNet(nn.Module):
     """The three planes' networks (green, red, blue; grey images take green's)."""
 
     def __init__(self, hidden: int = 128, mixtures: int = 3) -> None:
         super().__init__()
         self.hidden, self.mixtures = hidden, mixtures
-        self.planes = nn.ModuleList(PlaneNet(causal.feature_count(k) + model.EXTRA, hidden, mixtures) for k in range(3))
+        self.planes = nn.ModuleList(PlaneNet(inputs(k), hidden, mixtures) for k in range(3))
 
     def settings(self) -> dict:
         """The architecture, as the card records it."""
@@ -64,10 +69,11 @@ def features(s: Sample, at: np.ndarray | None = None) -> list[tuple[np.ndarray, 
     at = np.arange(h * w) if at is None else np.asarray(at, np.int64)
     i, j = np.divmod(at, w)
     earlier = causal.pad_planes(x)
+    res = model.residual_planes(x, [q.ravel() for q in s.predictions])
     out = []
     for k in range(c):
         p = s.predictions[k].ravel()[at].astype(np.int64)
-        f = model.plane_features(causal.canvas(x, k), earlier[:k], k, i, j, w, p, s.scales[k].ravel()[at], h * w)
+        f = model.plane_features(causal.canvas(x, k), earlier[:k], k, i, j, w, p, s.scales[k].ravel()[at], h * w, res)
         out.append((f, p, x[k].ravel()[at]))
     return out
 
@@ -94,25 +100,31 @@ def batch_loss(
 
 
 @torch.no_grad()
-def start_from_causal(net: AdaptiveNet, planes: list[causal.PlaneWeights]) -> None:
-    """Start from the shipped causal network: its weights for the causal features, zero for the
-    extras, and zero mean outputs (each component at the fitted prediction)."""
-    for k, (layer, pw) in enumerate(zip(net.planes, planes)):
-        n = causal.feature_count(k)
+def _load_padded(net: AdaptiveNet, planes: list[causal.PlaneWeights]) -> None:
+    """Integer networks into `net`, zero first-layer weights for the inputs they did not read."""
+    for layer, pw in zip(net.planes, planes):
         state = float_layers(pw)
         first = torch.zeros_like(layer.first.weight)
-        first[:, :n] = state["first.weight"]
+        first[:, : state["first.weight"].shape[1]] = state["first.weight"]
         layer.load_state_dict({**state, "first.weight": first})
+
+
+@torch.no_grad()
+def start_from_causal(net: AdaptiveNet, planes: list[causal.PlaneWeights]) -> None:
+    """Start from the shipped causal network: its weights for the causal features, zero for the
+    extras and residuals, and zero mean outputs (each component at the fitted prediction)."""
+    _load_padded(net, planes)
+    for layer in net.planes:
         layer.out.weight[: net.mixtures] = 0
         layer.out.bias[: net.mixtures] = 0
 
 
 def shipped_net(version: int = model.NEWEST) -> AdaptiveNet:
-    """The shipped adaptive network of format `version`'s files as a float network, to tune it."""
+    """The shipped adaptive network of format `version`'s files as a float network, to tune it
+    (zero weights for the residuals where it did not read them)."""
     planes = model.load(version=version)
     net = AdaptiveNet(planes[0].first.shape[1])
-    for layer, pw in zip(net.planes, planes):
-        layer.load_state_dict(float_layers(pw))
+    _load_padded(net, planes)
     return net
 
 
@@ -138,4 +150,4 @@ def export(checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], n
             "payload": round(payload / subpixels, 4),
             "linear_payload": round(lin / subpixels, 4),
         }
-    return write_card(out_dir, name, ck, bound, [causal.feature_count(k) + model.EXTRA for k in range(3)], metrics)
+    return write_card(out_dir, name, ck, bound, [inputs(k) for k in range(3)], metrics)
