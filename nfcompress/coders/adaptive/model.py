@@ -10,8 +10,9 @@ Order and side information are the linear model's (`linear.model.decode_planes`)
 channel (green, red, blue; grey alone), wavefronts in increasing t = 2i + j, the fitted model
 first in the stream. A plane's features are the causal model's (`causal.model.features`: its
 causal neighbours and the 3x3 window of each earlier plane, which is decoded everywhere by
-then) and three more (`extras`). The network is the causal model's integer arithmetic, grey
-images take green's network, and files decode alike on every machine.
+then) and three more (`extras`); from version 18's network also the fitted prediction's
+residuals on sub-pixels decoded before (`put_residuals`). The network is the causal model's
+integer arithmetic, grey images take green's network, and files decode alike on every machine.
 """
 
 from __future__ import annotations
@@ -135,9 +136,8 @@ def residual_planes(x: np.ndarray, predictions: list[np.ndarray]) -> np.ndarray:
     prediction (weight units, raster order), in 1/16 and clipped to OFFSET_LIMIT, 0 outside the
     image: what the network reads of the planes `x` (C, H, W) once decoded."""
     c, h, w = x.shape
-    out = np.zeros(
-        (c, h + 2 * causal.PAD, w + 2 * causal.PAD), np.int16
-    )  # |r| <= OFFSET_LIMIT: a 12 MP photo's take 72 MB
+    # int16 holds every residual (at most OFFSET_LIMIT): a 12 MP photo's planes take 72 MB.
+    out = np.zeros((c, h + 2 * causal.PAD, w + 2 * causal.PAD), np.int16)
     for k in range(c):
         inner = out[k, causal.PAD : causal.PAD + h, causal.PAD : causal.PAD + w]
         inner[...] = residuals(x[k].ravel(), np.asarray(predictions[k], np.int64)).reshape(h, w)
