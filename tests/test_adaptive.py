@@ -105,7 +105,7 @@ def test_the_residual_features_read_only_sub_pixels_decoded_before_in_the_decode
             assert f[n].tolist() == own + across
             later = res.copy()
             t = 2 * i[n] + j[n]
-            front = 2 * (np.arange(h)[:, None] + pad - pad) + np.arange(w)[None, :] >= t
+            front = 2 * np.arange(h)[:, None] + np.arange(w)[None, :] >= t
             later[k, pad : pad + h, pad : pad + w][front] = rng.integers(-999, 999, front.sum())
             later[k + 1 :] = rng.integers(-999, 999, later[k + 1 :].shape)
             g = np.zeros((1, adaptive.residual_count(k)), np.int64)
