@@ -33,7 +33,7 @@ def _photo(h: int, w: int, grey: bool = False) -> np.ndarray:
 def _residual_planes(seed: int, hidden: int = 8, mixtures: int = 2) -> list:
     """Random small networks that read the fitted residuals too (version 18's inputs)."""
     planes = [
-        dataclasses.replace(pw, first=pw.first[: causal.feature_count(k) + adaptive.EXTRA + adaptive.residual_count(k)])
+        dataclasses.replace(pw, first=pw.first[: adaptive.inputs(k)])
         for k, pw in enumerate(tiny_planes(seed, adaptive.EXTRA + adaptive.residual_count(2), hidden, mixtures))
     ]
     assert adaptive.reads_residuals(planes) and not adaptive.reads_residuals(tiny_planes(seed, adaptive.EXTRA))
@@ -411,14 +411,14 @@ def test_training_starts_from_the_causal_network_exactly():
 
 
 def test_tuning_a_network_that_read_no_residuals_starts_from_it_with_zero_weights_for_them():
-    from nfcompress.coders.adaptive.train import inputs, shipped_net
+    from nfcompress.coders.adaptive.train import shipped_net
 
     old = adaptive.load(version=17)
     state = {k: v.double().numpy() for k, v in shipped_net(17).state_dict().items()}
     for k, pw in enumerate(old):
         started = causal.quantize(state, k)
         n = causal.feature_count(k) + adaptive.EXTRA
-        assert started.first.shape[0] == inputs(k) == n + adaptive.residual_count(k)
+        assert started.first.shape[0] == adaptive.inputs(k) == n + adaptive.residual_count(k)
         assert np.array_equal(started.first[:n], pw.first) and not started.first[n:].any()
         assert all(np.array_equal(getattr(started, f), getattr(pw, f)) for f in ("second", "out", "out_bias"))
 

@@ -25,6 +25,7 @@ __all__ = [
     "NEIGHBOURS",
     "ACROSS",
     "residual_count",
+    "inputs",
     "reads_residuals",
     "residual_planes",
     "put_residuals",
@@ -126,9 +127,15 @@ def residual_count(k: int) -> int:
     return len(NEIGHBOURS) + k * len(ACROSS)
 
 
+def inputs(k: int) -> int:
+    """How many features plane k's network reads from version 18: the causal model's, the
+    extras, the residuals."""
+    return causal.feature_count(k) + EXTRA + residual_count(k)
+
+
 def reads_residuals(planes: list[causal.PlaneWeights]) -> bool:
     """Whether networks read the fitted residuals (version 18's do; their inputs say so)."""
-    return planes[0].first.shape[0] == causal.feature_count(0) + EXTRA + residual_count(0)
+    return planes[0].first.shape[0] == inputs(0)
 
 
 def residual_planes(x: np.ndarray, predictions: list[np.ndarray]) -> np.ndarray:

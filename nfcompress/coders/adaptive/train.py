@@ -23,18 +23,13 @@ from nfcompress.coders.causal.train import (
 from nfcompress.coders.linear import model as linear
 
 
-def inputs(k: int) -> int:
-    """How many features plane k's network reads: the causal model's, the extras, the residuals."""
-    return causal.feature_count(k) + model.EXTRA + model.residual_count(k)
-
-
 class AdaptiveNet(nn.Module):
     """The three planes' networks (green, red, blue; grey images take green's)."""
 
     def __init__(self, hidden: int = 128, mixtures: int = 3) -> None:
         super().__init__()
         self.hidden, self.mixtures = hidden, mixtures
-        self.planes = nn.ModuleList(PlaneNet(inputs(k), hidden, mixtures) for k in range(3))
+        self.planes = nn.ModuleList(PlaneNet(model.inputs(k), hidden, mixtures) for k in range(3))
 
     def settings(self) -> dict:
         """The architecture, as the card records it."""
@@ -150,4 +145,4 @@ def export(checkpoint: Path, out_dir: Path, sets: dict[str, list[np.ndarray]], n
             "payload": round(payload / subpixels, 4),
             "linear_payload": round(lin / subpixels, 4),
         }
-    return write_card(out_dir, name, ck, bound, [inputs(k) for k in range(3)], metrics)
+    return write_card(out_dir, name, ck, bound, [model.inputs(k) for k in range(3)], metrics)
