@@ -30,13 +30,15 @@ def _photo(h: int, w: int, grey: bool = False) -> np.ndarray:
     return np.ascontiguousarray(img[..., None] if grey else img)
 
 
-def _residual_planes(seed: int, hidden: int = 8, mixtures: int = 2) -> list:
-    """Random small networks that read the fitted residuals too (version 18's inputs)."""
+def _residual_planes(seed: int, hidden: int = 8, mixtures: int = 2, version: int = adaptive.NEWEST) -> list:
+    """Random small networks that read the fitted residuals too (the inputs of version 18's or
+    19's network)."""
+    rings = adaptive.RINGS[version]
     planes = [
-        dataclasses.replace(pw, first=pw.first[: adaptive.inputs(k)])
-        for k, pw in enumerate(tiny_planes(seed, adaptive.EXTRA + adaptive.residual_count(2), hidden, mixtures))
+        dataclasses.replace(pw, first=pw.first[: adaptive.inputs(k, rings)])
+        for k, pw in enumerate(tiny_planes(seed, adaptive.EXTRA + adaptive.residual_count(2, rings), hidden, mixtures))
     ]
-    assert adaptive.reads_residuals(planes) and not adaptive.reads_residuals(tiny_planes(seed, adaptive.EXTRA))
+    assert adaptive.rings_of(planes) is rings and adaptive.rings_of(tiny_planes(seed, adaptive.EXTRA)) == ()
     return planes
 
 
@@ -47,13 +49,13 @@ def _residual_planes(seed: int, hidden: int = 8, mixtures: int = 2) -> list:
     seed=st.integers(0, 3),
     noise=st.booleans(),
     grey=st.booleans(),
-    residuals=st.booleans(),
+    residuals=st.sampled_from([None, *adaptive.RINGS]),
 )
 def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey, residuals):
     img = _photo(h, w, grey)
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
-    planes = _residual_planes(seed) if residuals else tiny_planes(seed, adaptive.EXTRA)
+    planes = _residual_planes(seed, version=residuals) if residuals else tiny_planes(seed, adaptive.EXTRA)
     data, bits, side, _ = adaptive.encode(img, planes)
     assert np.array_equal(adaptive.decode(data, h, w, img.shape[2], planes), img)
     assert 8 * len(data) >= bits.sum() + side - 64
@@ -84,32 +86,52 @@ def test_the_extra_features_are_the_fitted_offset_its_scale_and_the_size_within_
     assert np.abs(e).max() < causal.FEATURE_LIMIT
 
 
-def test_the_residual_features_read_only_sub_pixels_decoded_before_in_the_decoders_order():
+def _ring_features(res: np.ndarray, k: int, y: int, x: int, rings: tuple) -> list[int]:
+    """What `put_residuals` should give plane k's sub-pixel at row y, column x, spelled out."""
+    pad, (h, w) = adaptive.RES_PAD, (res.shape[1] - 2 * adaptive.RES_PAD, res.shape[2] - 2 * adaptive.RES_PAD)
+    at = lambda q, di, dj: int(res[q, y + pad + di, x + pad + dj])  # noqa: E731
+    out: list[int] = []
+    for ring in rings:
+        out += [at(k, di, dj) for di, dj in ring.own]
+        out += [at(q, di, dj) for q in range(k) for di, dj in ring.across]
+        if ring.windows:
+            for q in [k, *range(k)]:
+                cells = adaptive.WINDOW_OWN if q == k else adaptive.WINDOW_ACROSS
+                inside = [at(q, di, dj) for di, dj in cells if 0 <= y + di < h and 0 <= x + dj < w]
+                n = max(len(inside), 1)
+                out += [sum(abs(v) for v in inside) // n, sum(inside) // n]
+    return out
+
+
+@pytest.mark.parametrize("version", sorted(adaptive.RINGS))
+def test_the_residual_features_read_only_sub_pixels_decoded_before_in_the_decoders_order(version):
     """Each plane's residual features at a sub-pixel are the same whatever the residuals of its
     own plane from its wavefront on and of the later planes (the decoder has not made them yet),
-    and they are `residual_planes` at NEIGHBOURS and the earlier planes' at ACROSS."""
+    and they are `residual_planes` at each ring's places and its windows' floored means."""
+    rings = adaptive.RINGS[version]
     rng = np.random.default_rng(2)
     h, w = 9, 11
     x = rng.integers(0, 256, (3, h, w))
     preds = [rng.integers(-(40 << 12), 300 << 12, h * w) for _ in range(3)]
     res = adaptive.residual_planes(x, preds)
-    assert np.abs(res).max() == adaptive.OFFSET_LIMIT and not res[:, : causal.PAD].any()
+    pad = adaptive.RES_PAD
+    assert np.abs(res).max() == adaptive.OFFSET_LIMIT and not res[:, :pad].any() and not res[:, :, -pad:].any()
+    assert all(2 * di + dj < 0 for ring in rings for di, dj in ring.own) and all(
+        2 * di + dj < 0 for di, dj in adaptive.WINDOW_OWN
+    )
     i, j = (a.ravel() for a in np.mgrid[0:h, 0:w])
-    pad = causal.PAD
     for k in range(3):
-        f = np.zeros((h * w, adaptive.residual_count(k)), np.int64)
-        adaptive.put_residuals(f, res, k, i, j)
+        f = np.zeros((h * w, adaptive.residual_count(k, rings)), np.int64)
+        adaptive.put_residuals(f, res, k, i, j, rings)
         for n in range(h * w):
-            own = [res[k, i[n] + pad + di, j[n] + pad + dj] for di, dj in adaptive.NEIGHBOURS]
-            across = [res[q, i[n] + pad + di, j[n] + pad + dj] for q in range(k) for di, dj in adaptive.ACROSS]
-            assert f[n].tolist() == own + across
+            assert f[n].tolist() == _ring_features(res, k, i[n], j[n], rings)
             later = res.copy()
             t = 2 * i[n] + j[n]
             front = 2 * np.arange(h)[:, None] + np.arange(w)[None, :] >= t
             later[k, pad : pad + h, pad : pad + w][front] = rng.integers(-999, 999, front.sum())
             later[k + 1 :] = rng.integers(-999, 999, later[k + 1 :].shape)
-            g = np.zeros((1, adaptive.residual_count(k)), np.int64)
-            adaptive.put_residuals(g, later, k, i[n : n + 1], j[n : n + 1])
+            g = np.zeros((1, adaptive.residual_count(k, rings)), np.int64)
+            adaptive.put_residuals(g, later, k, i[n : n + 1], j[n : n + 1], rings)
             assert np.array_equal(g[0], f[n])
 
 
@@ -280,11 +302,12 @@ def test_each_version_decodes_with_its_own_network():
         assert unpack(as_old)[0].version == old
         with pytest.raises(NfcError, match="checksum|corrupted"):
             decode(as_old)
-    # Each version's network and side information; from version 18 the network reads the residuals.
+    # Each version's network and side information; from version 18 the network reads the residuals
+    # (one ring), from version 19 two: each shipped network's inputs are its version's.
     for old in (13, 17):
         stream = adaptive.encode(img, version=old)[0]
         assert np.array_equal(adaptive.decode(stream, 40, 48, 3, version=old), img)
-    assert [adaptive.reads_residuals(adaptive.load(version=v)) for v in (13, 14, 16, 17, 18)] == [False] * 4 + [True]
+    assert all(adaptive.rings_of(adaptive.load(version=v)) is adaptive.RINGS.get(v, ()) for v in adaptive.MODELS)
 
 
 def test_damaged_or_replaced_adaptive_weights_are_refused(tmp_path, monkeypatch):
@@ -410,15 +433,17 @@ def test_training_starts_from_the_causal_network_exactly():
         assert not started.out[:, : net.mixtures].any() and np.array_equal(started.second, pw.second)
 
 
-def test_tuning_a_network_that_read_no_residuals_starts_from_it_with_zero_weights_for_them():
+@pytest.mark.parametrize("version", [17, 18])
+def test_tuning_an_older_network_starts_from_it_with_zero_weights_for_the_residuals_it_did_not_read(version):
     from nfcompress.coders.adaptive.train import shipped_net
 
-    old = adaptive.load(version=17)
-    state = {k: v.double().numpy() for k, v in shipped_net(17).state_dict().items()}
+    old = adaptive.load(version=version)
+    state = {k: v.double().numpy() for k, v in shipped_net(version).state_dict().items()}
     for k, pw in enumerate(old):
         started = causal.quantize(state, k)
-        n = causal.feature_count(k) + adaptive.EXTRA
-        assert started.first.shape[0] == adaptive.inputs(k) == n + adaptive.residual_count(k)
+        n = pw.first.shape[0]
+        assert n == causal.feature_count(k) + adaptive.EXTRA + adaptive.residual_count(k, adaptive.rings_of(old))
+        assert started.first.shape[0] == adaptive.inputs(k) > n
         assert np.array_equal(started.first[:n], pw.first) and not started.first[n:].any()
         assert all(np.array_equal(getattr(started, f), getattr(pw, f)) for f in ("second", "out", "out_bias"))
 

@@ -234,7 +234,7 @@ def test_the_shipped_weights_are_the_ones_each_version_names(kind, version):
     def extra(k: int) -> int:  # the adaptive model's extras, and from version 18 the fitted residuals
         if kind == "causal":
             return 0
-        return adaptive.EXTRA + (adaptive.residual_count(k) if version >= 18 else 0)
+        return adaptive.EXTRA + adaptive.residual_count(k, adaptive.RINGS.get(version, ()))
 
     assert card["config"]["features"] == [causal.feature_count(k) + extra(k) for k in range(3)]
     assert [p.second.shape[0] for p in module.load(version=version)] == [card["config"]["hidden"]] * 3

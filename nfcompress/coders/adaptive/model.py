@@ -26,7 +26,16 @@ __all__ = [
     "ACROSS",
     "residual_count",
     "inputs",
-    "reads_residuals",
+    "FAR_NEIGHBOURS",
+    "FAR_ACROSS",
+    "WINDOW_OWN",
+    "WINDOW_ACROSS",
+    "RES_PAD",
+    "Ring",
+    "NEAR",
+    "FAR",
+    "RINGS",
+    "rings_of",
     "residual_planes",
     "put_residuals",
     "MAX_FRONTS",
@@ -74,10 +83,18 @@ EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scal
 # which the network does not read (an image of one weight set saves 120 bits, of eight 1,920).
 SPIKELESS = 17
 # From version 18's network: the fitted prediction's signed residuals (`residual_planes`) where
-# the decoder knows them: at these neighbours (rows, columns) in the plane's own causal half, and
-# at these places around the pixel in each earlier plane (whole by then).
+# the decoder knows them, in rings: at the ring's neighbours (rows, columns) in the plane's own
+# causal half and at its places around the pixel in each earlier plane (whole by then); a ring
+# with windows also reads each window's mean absolute and mean residual (`WINDOW_OWN`, `WINDOW_ACROSS`).
 NEIGHBOURS = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0))
 ACROSS = ((0, 0), (0, -1), (-1, 0), (0, 1), (1, 0))
+FAR_NEIGHBOURS = ((-1, -2), (-2, -1), (-2, 1), (-2, 2), (0, -3), (-3, 0))
+FAR_ACROSS = ((-1, -1), (-1, 1), (1, -1), (1, 1), (0, -2), (-2, 0), (0, 2), (2, 0))
+# Own-plane cells decoded before the sub-pixel (on an earlier wavefront: 2 rows + columns < 0)
+# within 4 rows up and 4 columns either side; an earlier plane's 5x5 around the pixel.
+WINDOW_OWN = tuple((di, dj) for di in range(-4, 1) for dj in range(-4, 5) if 2 * di + dj < 0)
+WINDOW_ACROSS = tuple((di, dj) for di in range(-2, 3) for dj in range(-2, 3))
+RES_PAD = 4  # the residual planes' padding: the windows reach 4 cells out
 OFFSET_LIMIT = 1000  # the fitted prediction's offset from the median predictor, in 1/16, is clipped to this
 SEGMENT = 4096  # sub-pixels whose features and distributions are built at once when encoding
 # The most wavefronts (2 (H - 1) + W) of an image it codes: the network runs once per wavefront
@@ -122,31 +139,58 @@ def _bit_length(n: int) -> int:
     return k
 
 
-def residual_count(k: int) -> int:
-    """How many fitted residuals plane k's network reads (from version 18's network)."""
-    return len(NEIGHBOURS) + k * len(ACROSS)
+class Ring(NamedTuple):
+    """Residuals a network reads: of its own plane at `own` (rows, columns), of each earlier plane
+    at `across`, and with `windows` the mean absolute and mean residual of each window."""
+
+    own: np.ndarray  # (n, 2) int64
+    across: np.ndarray
+    windows: bool
+
+    def count(self, k: int) -> int:
+        """How many features this ring gives plane k."""
+        return len(self.own) + k * len(self.across) + 2 * (k + 1) * self.windows
 
 
-def inputs(k: int) -> int:
-    """How many features plane k's network reads from version 18: the causal model's, the
-    extras, the residuals."""
-    return causal.feature_count(k) + EXTRA + residual_count(k)
+def _ring(own: tuple, across: tuple, windows: bool) -> Ring:
+    return Ring(np.array(own, np.int64).reshape(-1, 2), np.array(across, np.int64).reshape(-1, 2), windows)
 
 
-def reads_residuals(planes: list[causal.PlaneWeights]) -> bool:
-    """Whether networks read the fitted residuals (version 18's do; their inputs say so)."""
-    return planes[0].first.shape[0] == inputs(0)
+NEAR, FAR = _ring(NEIGHBOURS, ACROSS, False), _ring(FAR_NEIGHBOURS, FAR_ACROSS, True)
+# The rings of each network that reads residuals, by the format version it came with: a network's
+# first layer says which it reads (`rings_of`).
+RINGS = {18: (NEAR,), 19: (NEAR, FAR)}
+_WINDOW_OWN_AT, _WINDOW_ACROSS_AT = np.array(WINDOW_OWN, np.int64), np.array(WINDOW_ACROSS, np.int64)
+
+
+def residual_count(k: int, rings: tuple[Ring, ...] = RINGS[max(RINGS)]) -> int:
+    """How many fitted residuals plane k's network reads in `rings` (by default the newest network's)."""
+    return sum(r.count(k) for r in rings)
+
+
+def inputs(k: int, rings: tuple[Ring, ...] = RINGS[max(RINGS)]) -> int:
+    """How many features plane k's network reads: the causal model's, the extras, the residuals
+    of `rings` (by default the newest network's)."""
+    return causal.feature_count(k) + EXTRA + residual_count(k, rings)
+
+
+def rings_of(planes: list[causal.PlaneWeights]) -> tuple[Ring, ...]:
+    """The residuals networks read, which their first layer's size tells (none before version 18)."""
+    for rings in RINGS.values():
+        if planes[0].first.shape[0] == inputs(0, rings):
+            return rings
+    return ()
 
 
 def residual_planes(x: np.ndarray, predictions: list[np.ndarray]) -> np.ndarray:
-    """Padded planes (C, H + 2 PAD, W + 2 PAD) of each sub-pixel's residual from its fitted
+    """Padded planes (C, H + 2 RES_PAD, W + 2 RES_PAD) of each sub-pixel's residual from its fitted
     prediction (weight units, raster order), in 1/16 and clipped to OFFSET_LIMIT, 0 outside the
     image: what the network reads of the planes `x` (C, H, W) once decoded."""
     c, h, w = x.shape
-    # int16 holds every residual (at most OFFSET_LIMIT): a 12 MP photo's planes take 72 MB.
-    out = np.zeros((c, h + 2 * causal.PAD, w + 2 * causal.PAD), np.int16)
+    # int16 holds every residual (at most OFFSET_LIMIT): a 12 MP photo's planes take 73 MB.
+    out = np.zeros((c, h + 2 * RES_PAD, w + 2 * RES_PAD), np.int16)
     for k in range(c):
-        inner = out[k, causal.PAD : causal.PAD + h, causal.PAD : causal.PAD + w]
+        inner = out[k, RES_PAD : RES_PAD + h, RES_PAD : RES_PAD + w]
         inner[...] = residuals(x[k].ravel(), np.asarray(predictions[k], np.int64)).reshape(h, w)
     return out
 
@@ -156,27 +200,62 @@ def residuals(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.clip((x.astype(np.int64) << 4) - (p >> (FRAC_BITS - 4)), -OFFSET_LIMIT, OFFSET_LIMIT)
 
 
-_NEIGHBOURS_AT = np.array(NEIGHBOURS, np.int64)
-_ACROSS_AT = np.array(ACROSS, np.int64)
-
-
-def put_residuals(f: np.ndarray, res: np.ndarray, k: int, i: np.ndarray, j: np.ndarray) -> None:
-    """Fill f's last `residual_count(k)` columns from the residual planes `res` (`residual_planes`,
-    at least k + 1 of them) for plane k's sub-pixels at rows i, columns j."""
-    _put_residuals(f, f.shape[1] - residual_count(k), res.reshape(len(res), -1), res.shape[2], k, i, j)
+def put_residuals(
+    f: np.ndarray, res: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, rings: tuple[Ring, ...] = RINGS[max(RINGS)]
+) -> None:
+    """Fill f's last `residual_count(k, rings)` columns from the residual planes `res`
+    (`residual_planes`, at least k + 1 of them) for plane k's sub-pixels at rows i, columns j."""
+    col, flat = f.shape[1] - residual_count(k, rings), res.reshape(len(res), -1)
+    h, w = res.shape[1] - 2 * RES_PAD, res.shape[2] - 2 * RES_PAD
+    for r in rings:
+        _put_ring(f, col, flat, h, w, k, i, j, r.own, r.across, r.windows, _WINDOW_OWN_AT, _WINDOW_ACROSS_AT)
+        col += r.count(k)
 
 
 @compiled
-def _put_residuals(f: np.ndarray, col: int, res: np.ndarray, cw: int, k: int, i: np.ndarray, j: np.ndarray) -> None:
-    """`put_residuals` over flat padded planes `res` of row length cw."""
-    n = len(_NEIGHBOURS_AT)
+def _put_ring(
+    f: np.ndarray,
+    col: int,
+    res: np.ndarray,
+    h: int,
+    w: int,
+    k: int,
+    i: np.ndarray,
+    j: np.ndarray,
+    own: np.ndarray,
+    across: np.ndarray,
+    windows: bool,
+    window_own: np.ndarray,
+    window_across: np.ndarray,
+) -> None:
+    """One ring of `put_residuals` from col on, over flat padded planes `res` of an H x W image."""
+    cw = w + 2 * RES_PAD
+    n, m = len(own), len(across)
     for a in range(len(i)):
-        at = (i[a] + causal.PAD) * cw + j[a] + causal.PAD
+        at = (i[a] + RES_PAD) * cw + j[a] + RES_PAD
         for c in range(n):
-            f[a, col + c] = res[k, at + _NEIGHBOURS_AT[c, 0] * cw + _NEIGHBOURS_AT[c, 1]]
+            f[a, col + c] = res[k, at + own[c, 0] * cw + own[c, 1]]
         for q in range(k):
-            for c in range(len(_ACROSS_AT)):
-                f[a, col + n + q * len(_ACROSS_AT) + c] = res[q, at + _ACROSS_AT[c, 0] * cw + _ACROSS_AT[c, 1]]
+            for c in range(m):
+                f[a, col + n + q * m + c] = res[q, at + across[c, 0] * cw + across[c, 1]]
+        if not windows:
+            continue
+        c0 = col + n + k * m
+        for q in range(k + 1):
+            cells = window_own if q == k else window_across
+            total = signed = count = 0
+            for c in range(len(cells)):
+                y, x = i[a] + cells[c, 0], j[a] + cells[c, 1]
+                if 0 <= y < h and 0 <= x < w:
+                    v = np.int64(res[q, at + cells[c, 0] * cw + cells[c, 1]])
+                    total += abs(v)
+                    signed += v
+                    count += 1
+            count = max(count, 1)
+            # The own plane's window first, then each earlier plane's; floored means.
+            slot = c0 if q == k else c0 + 2 + 2 * q
+            f[a, slot] = total // count
+            f[a, slot + 1] = signed // count
 
 
 def plane_features(
@@ -190,15 +269,16 @@ def plane_features(
     scale: np.ndarray,
     pixels: int,
     res: np.ndarray | None = None,
+    rings: tuple[Ring, ...] = RINGS[max(RINGS)],
 ) -> np.ndarray:
     """The integer features of plane k's sub-pixels at rows i, columns j: `causal.features` of its
     canvas and the earlier planes, then `extras`, then with residual planes `res` the residuals
-    (`put_residuals`): causal.feature_count(k) + EXTRA (+ residual_count(k)) columns."""
-    more = 0 if res is None else residual_count(k)
+    of `rings` (`put_residuals`): causal.feature_count(k) + EXTRA (+ residual_count(k, rings)) columns."""
+    more = 0 if res is None else residual_count(k, rings)
     f, base = causal.features(cv, earlier, k, i, j, w, extra=EXTRA + more)
     _put_extras(f, f.shape[1] - EXTRA - more, np.asarray(p, np.int64), np.asarray(scale, np.int64), base, pixels)
     if res is not None:
-        put_residuals(f, res, k, np.asarray(i, np.int64), np.asarray(j, np.int64))
+        put_residuals(f, res, k, np.asarray(i, np.int64), np.asarray(j, np.int64), rings)
     return f
 
 
@@ -255,7 +335,8 @@ def encode(
     channels, h, w = x.shape
     order = np.concatenate([i * w + j for i, j in wavefronts(h, w)])
     earlier = causal.pad_planes(x)
-    res = residual_planes(x, [fit.predictions(c) for c in range(channels)]) if reads_residuals(planes) else None
+    rings = rings_of(planes)
+    res = residual_planes(x, [fit.predictions(c) for c in range(channels)]) if rings else None
     tab = symbols.table()
     ideal, words = np.zeros(h * w), rans.NOTHING
     keep = keep and x.size <= KEEP_SUBPIXELS
@@ -270,7 +351,7 @@ def encode(
             at = order[s : s + SEGMENT]
             i, j = np.divmod(at, w)
             p = preds[at].astype(np.int64)
-            f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w, res)
+            f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w, res, rings)
             mixtures = symbols.parts(planes[c].outputs(f), p)
             bits[s : s + SEGMENT] = PRECISION - np.log2(symbols.record(tab, *mixtures, values[s : s + SEGMENT], io))
         mine = (io[1].astype(np.int32), io[2].astype(np.int32), values.astype(np.uint8)) if keep else ()
@@ -337,8 +418,8 @@ def decode(
     io = rans.source(coder.get_compressed())  # the pixels: the compiled coder goes on from here
     tab = symbols.table()
     x = np.zeros((channels, height, width), np.int64)
-    reads = kept is None and reads_residuals(planes)
-    res = np.zeros((channels, height + 2 * causal.PAD, width + 2 * causal.PAD), np.int16) if reads else None
+    rings = () if kept is not None else rings_of(planes)
+    res = np.zeros((channels, height + 2 * RES_PAD, width + 2 * RES_PAD), np.int16) if rings else None
     state: dict = {}
 
     # What the decoder's linear model says of each sub-pixel, compared with what the encoder's
@@ -363,12 +444,12 @@ def decode(
             state.update(plane=f.c, cv=causal.canvas(x, f.c), earlier=causal.pad_planes(x[: f.c]))
         cv = state["cv"]
         feats = plane_features(
-            cv, state["earlier"], f.c, f.i, f.j, width, f.p, model.scales[f.c][f.contexts], height * width, res
+            cv, state["earlier"], f.c, f.i, f.j, width, f.p, model.scales[f.c][f.contexts], height * width, res, rings
         )
         v = symbols.decode(tab, *symbols.parts(planes[f.c].outputs(feats), f.p), io)
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
         if res is not None:
-            res[f.c, f.i + causal.PAD, f.j + causal.PAD] = residuals(v, np.asarray(f.p, np.int64))
+            res[f.c, f.i + RES_PAD, f.j + RES_PAD] = residuals(v, np.asarray(f.p, np.int64))
         return v
 
     out = linear.decode_planes(model, height, width, channels, values if kept is None else replay, progress)
