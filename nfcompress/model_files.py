@@ -39,6 +39,7 @@ PAYLOAD_MODELS = {
         16: "nfc-adaptive-3",
         17: "nfc-adaptive-4",
         18: "nfc-adaptive-5",
+        19: "nfc-adaptive-6",
     },
 }
 
