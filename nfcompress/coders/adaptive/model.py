@@ -11,7 +11,8 @@ channel (green, red, blue; grey alone), wavefronts in increasing t = 2i + j, the
 first in the stream. A plane's features are the causal model's (`causal.model.features`: its
 causal neighbours and the 3x3 window of each earlier plane, which is decoded everywhere by
 then) and three more (`extras`); from version 18's network also the fitted prediction's
-residuals on sub-pixels decoded before (`put_residuals`). The network is the causal model's
+residuals on sub-pixels decoded before (`put_residuals`), from version 19's further out and
+their means over windows. The network is the causal model's
 integer arithmetic, grey images take green's network, and files decode alike on every machine.
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "NEAR",
     "FAR",
     "RINGS",
+    "NEWEST_RINGS",
     "rings_of",
     "residual_planes",
     "put_residuals",
@@ -161,15 +163,16 @@ NEAR, FAR = _ring(NEIGHBOURS, ACROSS, False), _ring(FAR_NEIGHBOURS, FAR_ACROSS, 
 # The rings of each network that reads residuals, by the format version it came with: a network's
 # first layer says which it reads (`rings_of`).
 RINGS = {18: (NEAR,), 19: (NEAR, FAR)}
+NEWEST_RINGS = RINGS[max(RINGS)]  # what a network trained now reads
 _WINDOW_OWN_AT, _WINDOW_ACROSS_AT = np.array(WINDOW_OWN, np.int64), np.array(WINDOW_ACROSS, np.int64)
 
 
-def residual_count(k: int, rings: tuple[Ring, ...] = RINGS[max(RINGS)]) -> int:
+def residual_count(k: int, rings: tuple[Ring, ...] = NEWEST_RINGS) -> int:
     """How many fitted residuals plane k's network reads in `rings` (by default the newest network's)."""
     return sum(r.count(k) for r in rings)
 
 
-def inputs(k: int, rings: tuple[Ring, ...] = RINGS[max(RINGS)]) -> int:
+def inputs(k: int, rings: tuple[Ring, ...] = NEWEST_RINGS) -> int:
     """How many features plane k's network reads: the causal model's, the extras, the residuals
     of `rings` (by default the newest network's)."""
     return causal.feature_count(k) + EXTRA + residual_count(k, rings)
@@ -202,7 +205,7 @@ def residuals(x: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def put_residuals(
-    f: np.ndarray, res: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, rings: tuple[Ring, ...] = RINGS[max(RINGS)]
+    f: np.ndarray, res: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, rings: tuple[Ring, ...] = NEWEST_RINGS
 ) -> None:
     """Fill f's last `residual_count(k, rings)` columns from the residual planes `res`
     (`residual_planes`, at least k + 1 of them) for plane k's sub-pixels at rows i, columns j."""
@@ -270,7 +273,7 @@ def plane_features(
     scale: np.ndarray,
     pixels: int,
     res: np.ndarray | None = None,
-    rings: tuple[Ring, ...] = RINGS[max(RINGS)],
+    rings: tuple[Ring, ...] = NEWEST_RINGS,
 ) -> np.ndarray:
     """The integer features of plane k's sub-pixels at rows i, columns j: `causal.features` of its
     canvas and the earlier planes, then `extras`, then with residual planes `res` the residuals
