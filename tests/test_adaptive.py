@@ -30,7 +30,7 @@ def _photo(h: int, w: int, grey: bool = False) -> np.ndarray:
     return np.ascontiguousarray(img[..., None] if grey else img)
 
 
-def _residual_planes(seed: int, hidden: int = 8, mixtures: int = 2, version: int = adaptive.NEWEST) -> list:
+def _residual_networks(seed: int, hidden: int = 8, mixtures: int = 2, version: int = adaptive.NEWEST) -> list:
     """Random small networks that read the fitted residuals too (the inputs of version 18's or
     19's network)."""
     rings = adaptive.RINGS[version]
@@ -55,7 +55,7 @@ def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey, residu
     img = _photo(h, w, grey)
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
-    planes = _residual_planes(seed, version=residuals) if residuals else tiny_planes(seed, adaptive.EXTRA)
+    planes = _residual_networks(seed, version=residuals) if residuals else tiny_planes(seed, adaptive.EXTRA)
     data, bits, side, _ = adaptive.encode(img, planes)
     assert np.array_equal(adaptive.decode(data, h, w, img.shape[2], planes), img)
     assert 8 * len(data) >= bits.sum() + side - 64
@@ -230,7 +230,7 @@ def test_channels_fitted_and_coded_on_threads_give_the_same_model_and_bytes():
     for part in ("weights", "scales", "spikes", "feedback"):
         assert all(np.array_equal(x, y) for x, y in zip(getattr(alone.model, part), getattr(threaded.model, part)))
     assert all(np.array_equal(alone.predictions(c), threaded.predictions(c)) for c in range(3))
-    planes = _residual_planes(6, hidden=16, mixtures=3)
+    planes = _residual_networks(6, hidden=16, mixtures=3)
     one, two = (adaptive.encode(img, planes, alone, keep=True, threads=t) for t in (1, 2))
     assert one.data == two.data and np.array_equal(one.pixel_bits, two.pixel_bits)
     assert all(np.array_equal(x, y) for a, b in zip(one.kept.intervals, two.kept.intervals) for x, y in zip(a, b))
@@ -238,7 +238,7 @@ def test_channels_fitted_and_coded_on_threads_give_the_same_model_and_bytes():
 
 def test_the_encoders_check_with_the_kept_intervals_decodes_as_the_decoder_and_catches_a_disagreement():
     img = _photo(40, 56)
-    planes = _residual_planes(3, hidden=16, mixtures=3)
+    planes = _residual_networks(3, hidden=16, mixtures=3)
     data, _, _, kept = adaptive.encode(img, planes, keep=True)
     assert np.array_equal(adaptive.decode(data, 40, 56, 3, planes, kept=kept), img)
     assert [len(v) for _, _, v in kept.intervals] == [40 * 56] * 3
@@ -249,7 +249,7 @@ def test_the_encoders_check_with_the_kept_intervals_decodes_as_the_decoder_and_c
     with pytest.raises(FormatError, match="predictions differ"):
         adaptive.decode(data, 40, 56, 3, planes, kept=kept._replace(predictions=[*kept.predictions[:2], wrong]))
     # Intervals other than the stream's (of a network that is not the decoder's) are refused.
-    other = adaptive.encode(img, _residual_planes(4, hidden=16, mixtures=3), keep=True).kept
+    other = adaptive.encode(img, _residual_networks(4, hidden=16, mixtures=3), keep=True).kept
     with pytest.raises(FormatError, match="does not decode to the image"):
         adaptive.decode(data, 40, 56, 3, planes, kept=other)
     # Where the kept values are not the image's, the decoder's linear model reads other neighbours.
