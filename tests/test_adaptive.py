@@ -116,7 +116,8 @@ def test_the_residual_features_read_only_sub_pixels_decoded_before_in_the_decode
     res = adaptive.residual_planes(x, preds)
     pad = adaptive.RES_PAD
     assert np.abs(res).max() == adaptive.OFFSET_LIMIT and not res[:, :pad].any() and not res[:, :, -pad:].any()
-    assert all(2 * di + dj < 0 for ring in rings for di, dj in ring.own) and all(
+    slope = adaptive.slope_of(rings)
+    assert all(slope * di + dj < 0 for ring in rings for di, dj in ring.own) and all(
         2 * di + dj < 0 for di, dj in adaptive.WINDOW_OWN
     )
     i, j = (a.ravel() for a in np.mgrid[0:h, 0:w])
@@ -126,8 +127,8 @@ def test_the_residual_features_read_only_sub_pixels_decoded_before_in_the_decode
         for n in range(h * w):
             assert f[n].tolist() == _ring_features(res, k, i[n], j[n], rings)
             later = res.copy()
-            t = 2 * i[n] + j[n]
-            front = 2 * np.arange(h)[:, None] + np.arange(w)[None, :] >= t
+            t = slope * i[n] + j[n]
+            front = slope * np.arange(h)[:, None] + np.arange(w)[None, :] >= t
             later[k, pad : pad + h, pad : pad + w][front] = rng.integers(-999, 999, front.sum())
             later[k + 1 :] = rng.integers(-999, 999, later[k + 1 :].shape)
             g = np.zeros((1, adaptive.residual_count(k, rings)), np.int64)

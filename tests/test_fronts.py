@@ -1,6 +1,8 @@
 """The linear model's compiled decoder step (`linear.fronts`) says of every wavefront what the
 numpy step it replaced said, integer for integer, in every scheme, class count and block grid."""
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import photo_like
@@ -129,11 +131,14 @@ def test_the_compiled_step_says_what_the_numpy_step_said(scheme, classes, blocks
                 assert np.asarray(getattr(a, name)).dtype == np.int64, name
 
 
-def test_the_compiled_step_gives_a_fitted_photo_the_encoders_predictions_and_contexts():
+@pytest.mark.parametrize("slope", [2, 3])
+def test_the_compiled_step_gives_a_fitted_photo_the_encoders_predictions_and_contexts(slope):
+    """In the wavefronts of either slope the adaptive model decodes in (`adaptive.model.slope_of`)."""
     img = photo_like(130, 128, 3, seed=4)
     fit = linear.fitted(img)
     assert fit.model.classes == 2 and linear._local_on(fit.model.classes)
-    got, out = _fronts(linear.decode_planes, fit.model, img, linear.SCHEME)
+    got, out = _fronts(functools.partial(linear.decode_planes, slope=slope), fit.model, img, linear.SCHEME)
+    assert len(got) == 3 * (slope * 129 + 128)
     assert np.array_equal(out, img)
     for f in got:
         k = f.i * img.shape[1] + f.j

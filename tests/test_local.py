@@ -2,14 +2,15 @@
 are exact integers that do not depend on how many are made at once."""
 
 import numpy as np
+import pytest
 
 from nfcompress.coders.linear import local
 from nfcompress.coders.linear import model as linear
 from nfcompress.coding.primitives import wavefronts
 
 
-def _wavefronts(h: int, w: int):
-    return list(wavefronts(h, w))
+def _wavefronts(h: int, w: int, slope: int = 2):
+    return list(wavefronts(h, w, slope))
 
 
 def _terms(tex: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -37,14 +38,15 @@ def _window_sums(t: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_a_decoders_sums_made_a_wavefront_at_a_time_are_the_encoders():
+@pytest.mark.parametrize("slope", [2, 3])
+def test_a_decoders_sums_made_a_wavefront_at_a_time_are_the_encoders(slope):
     h, w = 23, 37
     r = np.random.default_rng(0)
     tex, y = r.integers(-255, 256, (4, h, w)), r.integers(-255, 256, (h, w))
     t = _terms(tex.reshape(4, -1), y.ravel()).reshape(h, w, local.TERMS)
     whole = _window_sums(np.concatenate([np.zeros((3, w, local.TERMS), np.int64), t]))
     pre = local.prefix_sums(h)
-    for i, j in _wavefronts(h, w):
+    for i, j in _wavefronts(h, w, slope):
         for a, b in zip(i, j):
             s = np.zeros(local.TERMS, np.int64)
             local.window_at(pre, a, b, w, s)

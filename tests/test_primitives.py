@@ -95,15 +95,17 @@ def test_a_logistic_row_peaks_at_its_prediction_and_narrows_with_its_scale():
     assert narrow[100] > wide[100] and logistic_scale(np.array([0]))[0] < logistic_scale(np.array([64]))[0]
 
 
+@pytest.mark.parametrize("slope", [2, 3])
 @pytest.mark.parametrize("h, w", [(1, 1), (1, 9), (9, 1), (5, 7), (16, 3)])
-def test_wavefronts_visit_every_pixel_once_after_the_neighbours_it_reads(h, w):
+def test_wavefronts_visit_every_pixel_once_after_the_neighbours_it_reads(h, w, slope):
     seen = np.full((h, w), -1)
-    for t, (i, j) in enumerate(wavefronts(h, w)):
-        assert (seen[i, j] == -1).all() and (2 * i + j == t).all()
+    for t, (i, j) in enumerate(wavefronts(h, w, slope)):
+        assert (seen[i, j] == -1).all() and (slope * i + j == t).all()
         seen[i, j] = t
     assert (seen >= 0).all()
-    # West, north-west, north and north-east neighbours all lie on earlier wavefronts.
-    for dy, dx in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
+    # West, north-west, north and north-east neighbours all lie on earlier wavefronts; at slope 3
+    # also the cell right of north-east.
+    for dy, dx in ((0, -1), (-1, -1), (-1, 0), (-1, 1), *([(-1, 2)] if slope == 3 else [])):
         a, b = (
             seen[max(0, -dy) :, max(0, -dx) : w - max(0, dx)],
             seen[: h + min(0, dy) if dy else h, max(0, dx) :][:, : w - max(0, -dx) - max(0, dx)],

@@ -175,11 +175,12 @@ def every_scale() -> LogisticTables:
     return LogisticTables(np.arange(256))
 
 
-def wavefronts(h: int, w: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """For each wavefront t = 2i + j in order, its rows i and columns j."""
-    for t in range(2 * (h - 1) + w):
-        i = np.arange(max(0, -(-(t - w + 1) // 2)), min(h - 1, t // 2) + 1, dtype=np.int64)
-        yield i, t - 2 * i
+def wavefronts(h: int, w: int, slope: int = 2) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """For each wavefront t = slope i + j in order, its rows i and columns j. A steeper slope
+    takes more of the row above before a pixel (slope 3: its N, NE and the cell right of NE)."""
+    for t in range(slope * (h - 1) + w):
+        i = np.arange(max(0, -(-(t - w + 1) // slope)), min(h - 1, t // slope) + 1, dtype=np.int64)
+        yield i, t - slope * i
 
 
 def diagonals(rows: int, cols: int) -> list[tuple[np.ndarray, np.ndarray]]:

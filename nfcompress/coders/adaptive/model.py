@@ -7,12 +7,13 @@ the image and sent with it, know this image. The network learns how far to trust
 prediction from its neighbourhood, its scale and the image's size, and gives the distribution.
 
 Order and side information are the linear model's (`linear.model.decode_planes`): channel by
-channel (green, red, blue; grey alone), wavefronts in increasing t = 2i + j, the fitted model
-first in the stream. A plane's features are the causal model's (`causal.model.features`: its
-causal neighbours and the 3x3 window of each earlier plane, which is decoded everywhere by
-then) and three more (`extras`); from version 18's network also the fitted prediction's
-residuals on sub-pixels decoded before (`put_residuals`), from version 19's further out and
-their means over windows. The network is the causal model's
+channel (green, red, blue; grey alone), wavefronts in increasing t = 2i + j (from version 20's
+network t = 3i + j, `slope_of`), the fitted model first in the stream. A plane's features are
+the causal model's (`causal.model.features`: its causal neighbours and the 3x3 window of each
+earlier plane, which is decoded everywhere by then) and three more (`extras`); from version
+18's network also the fitted prediction's residuals on sub-pixels decoded before
+(`put_residuals`), from version 19's further out and their means over windows, from version
+20's right of NE. The network is the causal model's
 integer arithmetic, grey images take green's network, and files decode alike on every machine.
 """
 
@@ -29,15 +30,18 @@ __all__ = [
     "inputs",
     "FAR_NEIGHBOURS",
     "FAR_ACROSS",
+    "STEEP_NEIGHBOURS",
     "WINDOW_OWN",
     "WINDOW_ACROSS",
     "RES_PAD",
     "Ring",
     "NEAR",
     "FAR",
+    "STEEP",
     "RINGS",
     "NEWEST_RINGS",
     "rings_of",
+    "slope_of",
     "residual_planes",
     "put_residuals",
     "MAX_FRONTS",
@@ -93,6 +97,9 @@ NEIGHBOURS = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0))
 ACROSS = ((0, 0), (0, -1), (-1, 0), (0, 1), (1, 0))
 FAR_NEIGHBOURS = ((-1, -2), (-2, -1), (-2, 1), (-2, 2), (0, -3), (-3, 0))
 FAR_ACROSS = ((-1, -1), (-1, 1), (1, -1), (1, 1), (0, -2), (-2, 0), (0, 2), (2, 0))
+# From version 20's network: own-plane cells right of NE that wavefronts of slope 3 decode first
+# (`slope_of`); slope 2's wavefronts decode (-1, 2) with the sub-pixel itself.
+STEEP_NEIGHBOURS = ((-1, 2), (-2, 3))
 # Own-plane cells decoded before the sub-pixel (on an earlier wavefront: 2 rows + columns < 0)
 # within 4 rows up and 4 columns either side; an earlier plane's 5x5 around the pixel.
 WINDOW_OWN = tuple((di, dj) for di in range(-4, 1) for dj in range(-4, 5) if 2 * di + dj < 0)
@@ -160,9 +167,10 @@ def _ring(own: tuple, across: tuple, windows: bool) -> Ring:
 
 
 NEAR, FAR = _ring(NEIGHBOURS, ACROSS, False), _ring(FAR_NEIGHBOURS, FAR_ACROSS, True)
+STEEP = _ring(STEEP_NEIGHBOURS, (), False)
 # The rings of each network that reads residuals, by the format version it came with: a network's
-# first layer says which it reads (`rings_of`).
-RINGS = {18: (NEAR,), 19: (NEAR, FAR)}
+# first layer says which it reads (`rings_of`), and they the order its files take (`slope_of`).
+RINGS = {18: (NEAR,), 19: (NEAR, FAR), 20: (NEAR, FAR, STEEP)}
 NEWEST_RINGS = RINGS[max(RINGS)]  # what a network trained now reads
 _WINDOW_OWN_AT, _WINDOW_ACROSS_AT = np.array(WINDOW_OWN, np.int64), np.array(WINDOW_ACROSS, np.int64)
 
@@ -184,6 +192,12 @@ def rings_of(planes: list[causal.PlaneWeights]) -> tuple[Ring, ...]:
         if planes[0].first.shape[0] == inputs(0, rings):
             return rings
     return ()
+
+
+def slope_of(rings: tuple[Ring, ...]) -> int:
+    """The slope of the wavefronts (`wavefronts`) a network reading `rings` codes in: the least, at
+    least 2, under which every own-plane cell it reads lies on an earlier wavefront."""
+    return max([2] + [dj // -di + 1 for r in rings for di, dj in r.own.tolist() if di < 0])
 
 
 def residual_planes(x: np.ndarray, predictions: list[np.ndarray]) -> np.ndarray:
@@ -303,6 +317,7 @@ class Kept(NamedTuple):
     intervals: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     predictions: list[np.ndarray]
     scales: list[np.ndarray]
+    slope: int  # the wavefronts' (`slope_of`)
 
 
 class Encoded(NamedTuple):
@@ -337,9 +352,10 @@ def encode(
     fit = linear.fitted(colour) if fit is None else fit
     x = _planes(colour)
     channels, h, w = x.shape
-    order = np.concatenate([i * w + j for i, j in wavefronts(h, w)])
-    earlier = causal.pad_planes(x)
     rings = rings_of(planes)
+    slope = slope_of(rings)
+    order = np.concatenate([i * w + j for i, j in wavefronts(h, w, slope)])
+    earlier = causal.pad_planes(x)
     res = residual_planes(x, [fit.predictions(c) for c in range(channels)]) if rings else None
     tab = symbols.table()
     ideal, words = np.zeros(h * w), rans.NOTHING
@@ -380,7 +396,9 @@ def encode(
     data = coder.get_compressed().astype("<u4").tobytes()
     made = None
     if keep:
-        made = Kept(kept, [fit.predictions(c) for c in range(channels)], [fit.scale_codes(c) for c in range(channels)])
+        made = Kept(
+            kept, [fit.predictions(c) for c in range(channels)], [fit.scale_codes(c) for c in range(channels)], slope
+        )
     return Encoded(data, ideal.reshape(h, w), linear.side_bits(fit.model, spikes), made)
 
 
@@ -456,7 +474,10 @@ def decode(
             res[f.c, f.i + RES_PAD, f.j + RES_PAD] = residuals(v, np.asarray(f.p, np.int64))
         return v
 
-    out = linear.decode_planes(model, height, width, channels, values if kept is None else replay, progress)
+    slope = slope_of(rings) if kept is None else kept.slope
+    out = linear.decode_planes(
+        model, height, width, channels, values if kept is None else replay, progress, slope=slope
+    )
     if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
     if kept is not None and not all(

@@ -39,7 +39,9 @@ RIDGE = 10.0
 PRIOR = (0.5, 0.5, -0.25, 0.25, 0.0)
 STEPS = 16  # the prediction's unit, 1/16
 LOW, HIGH = -256 * STEPS, 512 * STEPS
-RING = 16  # columns of each row's prefix sums a decoder keeps: the window reads at most 10 back
+# Columns of each row's prefix sums a decoder keeps: between the newest decoded cell of a row up
+# to 3 rows above and the oldest a window reads lie at most 3 slope + 4 (`wavefronts`; 13 at slope 3).
+RING = 16
 
 
 def prefix_sums(h: int) -> np.ndarray:

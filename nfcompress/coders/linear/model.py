@@ -962,13 +962,15 @@ def decode_planes(
     values: Callable[[Front], np.ndarray],
     progress: Callable[[int, int], None] | None = None,
     scheme: int = SCHEME,
+    slope: int = 2,
 ) -> np.ndarray:
-    """The (H, W, C) uint8 image whose wavefronts, in decoding order, `values` decodes from what
-    the fitted model says of them (a `Front`); `progress(done, total)` is called PARTS times per
-    channel."""
+    """The (H, W, C) uint8 image whose wavefronts (of `slope`: `wavefronts`), in decoding order,
+    `values` decodes from what the fitted model says of them (a `Front`); `progress(done, total)`
+    is called PARTS times per channel. Every cell the fitted model reads lies on an earlier
+    wavefront of slope 2, and so of any steeper slope."""
     out = np.empty((height, width, channels), np.uint8)
     cross_err = np.zeros(height * width, np.int32)
-    steps = list(wavefronts(height, width))
+    steps = list(wavefronts(height, width, slope))
     for c in range(channels):
         plane = _plane(model, c, _Layout(height, width, c, model.classes, scheme), scheme)
         st = fronts.State.start(height, width, _pads([out[..., q] for q in range(c)]), cross_err, plane.local, OUTSIDE)
