@@ -144,3 +144,9 @@ def test_the_compiled_step_gives_a_fitted_photo_the_encoders_predictions_and_con
         k = f.i * img.shape[1] + f.j
         assert np.array_equal(f.p, fit.predictions(f.c)[k])
         assert np.array_equal(fit.model.scales[f.c][f.contexts], fit.scale_codes(f.c)[k])
+
+
+def test_wavefronts_steeper_than_the_local_predictors_prefix_sums_hold_are_refused():
+    img = photo_like(12, 16, 3, seed=5)
+    with pytest.raises(ValueError, match="slope 5"):
+        _fronts(functools.partial(linear.decode_planes, slope=5), linear.fitted(img).model, img, linear.SCHEME)

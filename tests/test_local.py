@@ -38,8 +38,11 @@ def _window_sums(t: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("slope", [2, 3])
+@pytest.mark.parametrize("slope", [2, 3, 4])
 def test_a_decoders_sums_made_a_wavefront_at_a_time_are_the_encoders(slope):
+    """At every slope whose rows' spans the ring of prefix sums holds (3 slope + 4 <= RING; at
+    slope 5 a window reads a cell its row's newest one overwrote)."""
+    assert 3 * 4 + 4 <= local.RING < 3 * 5 + 4
     h, w = 23, 37
     r = np.random.default_rng(0)
     tex, y = r.integers(-255, 256, (4, h, w)), r.integers(-255, 256, (h, w))

@@ -317,7 +317,7 @@ class Kept(NamedTuple):
     intervals: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     predictions: list[np.ndarray]
     scales: list[np.ndarray]
-    slope: int  # the wavefronts' (`slope_of`)
+    slope: int  # of the wavefronts it coded in (`slope_of` its network's rings, the decoder's too)
 
 
 class Encoded(NamedTuple):

@@ -39,8 +39,8 @@ RIDGE = 10.0
 PRIOR = (0.5, 0.5, -0.25, 0.25, 0.0)
 STEPS = 16  # the prediction's unit, 1/16
 LOW, HIGH = -256 * STEPS, 512 * STEPS
-# Columns of each row's prefix sums a decoder keeps: between the newest decoded cell of a row up
-# to 3 rows above and the oldest a window reads lie at most 3 slope + 4 (`wavefronts`; 13 at slope 3).
+# Columns of each row's prefix sums a decoder keeps: from the oldest a window reads to the newest
+# decoded, a row up to 3 rows above spans 3 slope + 4 of them (`wavefronts`; 10 at slope 2, 13 at 3).
 RING = 16
 
 

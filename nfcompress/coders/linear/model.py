@@ -968,6 +968,8 @@ def decode_planes(
     `values` decodes from what the fitted model says of them (a `Front`); `progress(done, total)`
     is called PARTS times per channel. Every cell the fitted model reads lies on an earlier
     wavefront of slope 2, and so of any steeper slope."""
+    if 3 * slope + 4 > local.RING:
+        raise ValueError(f"wavefronts of slope {slope} outrun the local predictor's prefix sums")
     out = np.empty((height, width, channels), np.uint8)
     cross_err = np.zeros(height * width, np.int32)
     steps = list(wavefronts(height, width, slope))
