@@ -17,6 +17,7 @@ from nfcompress.coders.adaptive import model as adaptive
 from nfcompress.coders.base import Payload
 from nfcompress.coders.causal import model as causal
 from nfcompress.coders.linear import model as linear
+from nfcompress.coding.primitives import wavefronts
 from nfcompress.container import Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 from nfcompress.weights import shipped_dir
@@ -101,6 +102,19 @@ def _ring_features(res: np.ndarray, k: int, y: int, x: int, rings: tuple) -> lis
                 n = max(len(inside), 1)
                 out += [sum(abs(v) for v in inside) // n, sum(inside) // n]
     return out
+
+
+def test_a_decoders_residuals_settled_a_wavefront_at_a_time_are_the_encoders_planes():
+    rng = np.random.default_rng(3)
+    h, w = 7, 12
+    x = rng.integers(0, 256, (2, h, w))
+    preds = [rng.integers(-(40 << 12), 300 << 12, h * w) for _ in range(2)]
+    res = np.zeros((2, h + 2 * adaptive.RES_PAD, w + 2 * adaptive.RES_PAD), np.int16)
+    for k in range(2):
+        for i, j in wavefronts(h, w, 3):
+            adaptive.settle_residuals(res, k, i, j, x[k, i, j], preds[k][i * w + j])
+    expected = adaptive.residual_planes(x, preds)
+    assert np.abs(expected).max() == adaptive.OFFSET_LIMIT and np.array_equal(res, expected)
 
 
 @pytest.mark.parametrize("version", sorted(adaptive.RINGS))

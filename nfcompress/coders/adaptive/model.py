@@ -43,6 +43,7 @@ __all__ = [
     "rings_of",
     "slope_of",
     "residual_planes",
+    "settle_residuals",
     "put_residuals",
     "MAX_FRONTS",
     "KEEP_SUBPIXELS",
@@ -216,6 +217,15 @@ def residual_planes(x: np.ndarray, predictions: list[np.ndarray]) -> np.ndarray:
 def residuals(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     """The residuals of values x from their fitted predictions p (weight units): in 1/16, clipped."""
     return np.clip((x.astype(np.int64) << 4) - (p >> (FRAC_BITS - 4)), -OFFSET_LIMIT, OFFSET_LIMIT)
+
+
+@compiled
+def settle_residuals(res: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, x: np.ndarray, p: np.ndarray) -> None:
+    """`residuals` of plane k's decoded values x (int64) at rows i, columns j, from their fitted
+    predictions p (int64), into the padded residual planes `res`: a decoder's wavefront at a time."""
+    for a in range(i.size):
+        r = (x[a] << 4) - (p[a] >> (FRAC_BITS - 4))
+        res[k, i[a] + RES_PAD, j[a] + RES_PAD] = min(max(r, -OFFSET_LIMIT), OFFSET_LIMIT)
 
 
 def put_residuals(
@@ -471,7 +481,7 @@ def decode(
         v = symbols.decode(tab, *symbols.parts(planes[f.c].outputs(feats), f.p), io)
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
         if res is not None:
-            res[f.c, f.i + RES_PAD, f.j + RES_PAD] = residuals(v, np.asarray(f.p, np.int64))
+            settle_residuals(res, f.c, f.i, f.j, v, f.p)
         return v
 
     slope = slope_of(rings) if kept is None else kept.slope
