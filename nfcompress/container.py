@@ -10,8 +10,9 @@ version 10 the causal model's, version 11 the screen model's, version 12 its sec
 version 13 the adaptive model's, version 14 its second network, version 15 the causal
 model's second network, version 16 the third network of each, version 17 the adaptive
 model's fourth, its side information without the spike shares, version 18 its fifth, which
-reads the fitted residuals of decoded sub-pixels, and version 19 its sixth, which reads a far ring
-of them and their means over windows. A file is written with the
+reads the fitted residuals of decoded sub-pixels, version 19 its sixth, which reads a far ring
+of them and their means over windows, and version 20 its seventh, which decodes in steeper
+wavefronts and reads the residuals they decode right of north-east. A file is written with the
 oldest version that holds its kind (`WRITTEN`). Every earlier version still reads.
 """
 
@@ -38,8 +39,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 19  # the newest; see WRITTEN for the version each payload kind is written with
-VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
+VERSION = 20  # the newest; see WRITTEN for the version each payload kind is written with
+VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -68,7 +69,7 @@ KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL, "screen": _JPEG | _
 KINDS = ("flow", *KIND_FLAGS)
 # The version a file of each kind is written with: the oldest that holds it, so that nfcompress
 # 0.9 and 0.10 still read every file of the kinds they know.
-WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 16, "screen": 12, "adaptive": 19}
+WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 16, "screen": 12, "adaptive": 20}
 
 
 @dataclass

@@ -40,6 +40,7 @@ PAYLOAD_MODELS = {
         17: "nfc-adaptive-4",
         18: "nfc-adaptive-5",
         19: "nfc-adaptive-6",
+        20: "nfc-adaptive-7",
     },
 }
 

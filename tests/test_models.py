@@ -109,7 +109,8 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert len(lines) == len(SHIPPED_MODELS) + 9  # and the causal model's three networks and the adaptive model's six
+    # and the causal model's three networks and the adaptive model's seven
+    assert len(lines) == len(SHIPPED_MODELS) + 10
     assert sorted(line.split(":")[0] for line in lines if "causal" in line) == [
         "nfc-causal (shipped, the causal model)",
         "nfc-causal-2 (shipped, the causal model)",
@@ -122,6 +123,7 @@ def test_models_command_marks_the_default_among_the_shipped(shipped):
         "nfc-adaptive-4 (shipped, the adaptive model)",
         "nfc-adaptive-5 (shipped, the adaptive model)",
         "nfc-adaptive-6 (shipped, the adaptive model)",
+        "nfc-adaptive-7 (shipped, the adaptive model)",
         "nfc-adaptive-96 (shipped, the adaptive model)",
     ]
     assert [line.split()[0] for line in lines if "default" in line] == [f"{DEFAULT_MODEL}"]

@@ -84,6 +84,7 @@ MODELS = {
     17: (PAYLOAD_MODELS["adaptive"][17], "b9fb4d9f649f22cf9e9733cd45d6ddfdb6261e74cea7766b1d7ff04096b49c4f"),
     18: (PAYLOAD_MODELS["adaptive"][18], "5a228bfef0c4ead0ff70bd7db85d2bcd5f720d1cb88609dea9a25c81f073c9d7"),
     19: (PAYLOAD_MODELS["adaptive"][19], "ba0110fa32d49e886068e13c542378923f8e430471f53ce99d051723ee57b936"),
+    20: (PAYLOAD_MODELS["adaptive"][20], "fabb26cb6999b83e32b62911e89044238a69d26c5a6c9b64c4cce5edbb7cb06d"),
 }
 NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
