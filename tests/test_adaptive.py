@@ -115,6 +115,10 @@ def test_a_decoders_residuals_settled_a_wavefront_at_a_time_are_the_encoders_pla
             adaptive.settle_residuals(res, k, i, j, x[k, i, j], preds[k][i * w + j])
     expected = adaptive.residual_planes(x, preds)
     assert np.abs(expected).max() == adaptive.OFFSET_LIMIT and np.array_equal(res, expected)
+    # The format's residual, spelled out (docs/format.md): clip(16 v - (p >> 8), -1000, 1000), 0 outside.
+    spelled = np.clip(16 * x - (np.stack(preds).reshape(2, h, w) >> 8), -1000, 1000)
+    pad = adaptive.RES_PAD
+    assert np.array_equal(expected[:, pad:-pad, pad:-pad], spelled) and expected.sum() == spelled.sum()
 
 
 @pytest.mark.parametrize("version", sorted(adaptive.RINGS))

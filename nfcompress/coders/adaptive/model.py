@@ -209,21 +209,19 @@ def residual_planes(x: np.ndarray, predictions: list[np.ndarray]) -> np.ndarray:
     c, h, w = x.shape
     # int16 holds every residual (at most OFFSET_LIMIT): a 12 MP photo's planes take 73 MB.
     out = np.zeros((c, h + 2 * RES_PAD, w + 2 * RES_PAD), np.int16)
+    columns = np.arange(w, dtype=np.int64)
     for k in range(c):
-        inner = out[k, RES_PAD : RES_PAD + h, RES_PAD : RES_PAD + w]
-        inner[...] = residuals(x[k].ravel(), np.asarray(predictions[k], np.int64)).reshape(h, w)
+        values, p = np.asarray(x[k], np.int64), np.asarray(predictions[k], np.int64).reshape(h, w)
+        for r in range(h):  # a row at a time: no index arrays the size of a large photo
+            settle_residuals(out, k, np.full(w, r, np.int64), columns, values[r], p[r])
     return out
-
-
-def residuals(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """The residuals of values x from their fitted predictions p (weight units): in 1/16, clipped."""
-    return np.clip((x.astype(np.int64) << 4) - (p >> (FRAC_BITS - 4)), -OFFSET_LIMIT, OFFSET_LIMIT)
 
 
 @compiled
 def settle_residuals(res: np.ndarray, k: int, i: np.ndarray, j: np.ndarray, x: np.ndarray, p: np.ndarray) -> None:
-    """`residuals` of plane k's decoded values x (int64) at rows i, columns j, from their fitted
-    predictions p (int64), into the padded residual planes `res`: a decoder's wavefront at a time."""
+    """The residuals of plane k's values x (int64) at rows i, columns j from their fitted predictions
+    p (int64, weight units), in 1/16 and clipped, into the padded residual planes `res`: the
+    encoder's whole planes (`residual_planes`) and the decoder's wavefront at a time alike."""
     for a in range(i.size):
         r = (x[a] << 4) - (p[a] >> (FRAC_BITS - 4))
         res[k, i[a] + RES_PAD, j[a] + RES_PAD] = min(max(r, -OFFSET_LIMIT), OFFSET_LIMIT)
