@@ -32,8 +32,8 @@ def _photo(h: int, w: int, grey: bool = False) -> np.ndarray:
 
 
 def _residual_networks(seed: int, hidden: int = 8, mixtures: int = 2, version: int = adaptive.NEWEST) -> list:
-    """Random small networks that read the fitted residuals too (the inputs of version 18's or
-    19's network)."""
+    """Random small networks that read the fitted residuals too (the inputs of the network of
+    `version`, 18 or later)."""
     rings = adaptive.RINGS[version]
     planes = [
         dataclasses.replace(pw, first=pw.first[: adaptive.inputs(k, rings)])
