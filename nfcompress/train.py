@@ -1,7 +1,8 @@
 """Training: patches of photos -> an IDF, with EMA weights, resumable checkpoints and a card."""
 
-__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp", "ema_step", "cpu_name", "timed_rate"]
+__all__ = ["TrainSettings", "parse_mix", "train", "start_ddp", "stop_ddp", "ema_step", "cpu_name", "timed_rate"]
 
+import faulthandler
 import json
 import math
 import os
@@ -100,8 +101,18 @@ def start_ddp() -> tuple[int, int]:
         return 0, 1
     import torch.distributed as dist
 
+    faulthandler.enable()  # a process that aborts in C++ still prints where its Python stood
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def stop_ddp(world: int) -> None:
+    """End torch.distributed together: every process waits for the others (rank 0 exports the card
+    meanwhile), so none tears down its end of the group while a peer still holds it."""
+    if world == 1:
+        return
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def cpu_name() -> str:

@@ -42,7 +42,7 @@ from nfcompress.coders.adaptive.train import (
 )
 from nfcompress.coders.causal import model as causal
 from nfcompress.data import list_images, load_photo, native_crop, split_heldout, thumbnail
-from nfcompress.train import cpu_name, ema_step, start_ddp, timed_rate
+from nfcompress.train import cpu_name, ema_step, start_ddp, stop_ddp, timed_rate
 
 HOLDOUT = ("tuxtype-data", "scribus-template", "hugin-data")
 PER_STEP, ROWS = 8, 4096  # samples per step, and sub-pixel rows drawn from each
@@ -152,8 +152,7 @@ def main() -> None:
     if rank == 0:
         card = export(Path(a.out), Path(a.models), held_out_sets(held), a.name)
         print(card["metrics"])
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    stop_ddp(world)
 
 
 def rate(step: int, steps: int, top: float) -> float:

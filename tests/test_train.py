@@ -136,7 +136,7 @@ def test_the_adaptive_models_script_trains_under_torchrun_with_its_processes_in_
         env=env,
         timeout=600,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[:4000] + "\n...\n" + run.stderr[-1000:]  # the processes' own words first
     card = json.loads((tmp_path / "models" / "nfc-adaptive-new.json").read_text())
     assert card["training"]["processes"] == 2 and card["training"]["steps"] == 3
     assert card["training"]["device"] == "cpu"
@@ -157,7 +157,7 @@ def test_the_adaptive_models_script_tunes_the_shipped_network_for_a_wall_time_bu
     args = [str(tmp_path / "train"), str(tmp_path / "out.pt"), "--pool", str(tmp_path / "pool.npy"), "--start"]
     args += ["--minutes", "0.05", "--models", str(tmp_path / "models"), "--bf16"]
     run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[:4000] + "\n...\n" + run.stderr[-1000:]  # the processes' own words first
     card = json.loads((tmp_path / "models" / "nfc-adaptive-new.json").read_text())  # exported: the checkpoint loads
     training = card["training"]
     assert training["start"] == f"the shipped {model.MODELS[model.NEWEST][0]} network, tuned"
