@@ -1,7 +1,7 @@
 """Compiled loops (numba) cached on disk where a folder can be written, compiled in every
 process where none can (a read-only install and no writable home)."""
 
-__all__ = ["compiled"]
+__all__ = ["compiled", "compiled_integer_sums"]
 
 from collections.abc import Callable
 
@@ -14,3 +14,12 @@ def compiled(fn: Callable) -> Callable:
         return njit(cache=True, nogil=True)(fn)
     except RuntimeError:  # numba found no folder to cache in
         return njit(nogil=True)(fn)
+
+
+def compiled_integer_sums(fn: Callable) -> Callable:
+    """`compiled` with fastmath, free to reorder and fuse its float sums: only for loops whose
+    every sum is of integers under 2**53, which any order gives exactly."""
+    try:
+        return njit(cache=True, nogil=True, fastmath=True)(fn)
+    except RuntimeError:
+        return njit(nogil=True, fastmath=True)(fn)

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 20  # the newest; see WRITTEN for the version each payload kind is written with
-VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
+VERSION = 21  # the newest; see WRITTEN for the version each payload kind is written with
+VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -69,7 +69,7 @@ KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL, "screen": _JPEG | _
 KINDS = ("flow", *KIND_FLAGS)
 # The version a file of each kind is written with: the oldest that holds it, so that nfcompress
 # 0.9 and 0.10 still read every file of the kinds they know.
-WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 16, "screen": 12, "adaptive": 20}
+WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 21, "screen": 12, "adaptive": 21}
 
 
 @dataclass

@@ -197,11 +197,11 @@ def train(a: argparse.Namespace, pool: list[Sample], photos: int, rank: int = 0,
     torch.manual_seed(a.seed)
     if a.start:
         net = shipped_net().to(a.device)
-        start = f"the shipped {model.MODELS[model.NEWEST][0]} network, tuned"
+        start = f"the shipped {model.NEWEST_NETWORK[0]} network, tuned"
     else:
         net = AdaptiveNet().to(a.device)
         start_from_causal(net, causal.load())
-        start = f"the shipped causal network ({causal.MODELS[causal.NEWEST][0]}), zero weights for the extras"
+        start = f"the shipped causal network ({causal.NEWEST_NETWORK[0]}), zero weights for the extras"
     ema = AdaptiveNet(net.hidden).to(a.device)
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), a.lr)

@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--val", default="../shared/data/photos/val")
     ap.add_argument("--models", default="models")
     ap.add_argument("--export-only", action="store_true")
-    ap.add_argument("--name", default=causal.MODELS[causal.NEWEST][0])
+    ap.add_argument("--name", default=causal.NEWEST_NETWORK[0])
     ap.add_argument("--start", action="store_true")
     ap.add_argument("--minutes", type=float, default=0.0)
     ap.add_argument("--bf16", action="store_true", help="the network's products in bfloat16 (the loss in float32)")
@@ -67,7 +67,7 @@ def train(a: argparse.Namespace, kept: list[Path]) -> None:
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), a.lr)
     sched = None if a.minutes else torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.steps, pct_start=0.03)
-    start = f"the shipped {causal.MODELS[causal.NEWEST][0]} network, tuned" if a.start else "fresh"
+    start = f"the shipped {causal.NEWEST_NETWORK[0]} network, tuned" if a.start else "fresh"
     rng = np.random.default_rng(a.seed)
     shares = np.array([k[3] for k in KINDS])
     history, t0, saved, run, trained = [], time.time(), time.time(), 0.0, 0

@@ -31,7 +31,7 @@ def _photo(h: int, w: int, grey: bool = False) -> np.ndarray:
     return np.ascontiguousarray(img[..., None] if grey else img)
 
 
-def _residual_networks(seed: int, hidden: int = 8, mixtures: int = 2, version: int = adaptive.NEWEST) -> list:
+def _residual_networks(seed: int, hidden: int = 8, mixtures: int = 2, version: int = max(adaptive.RINGS)) -> list:
     """Random small networks that read the fitted residuals too (the inputs of the network of
     `version`, 18 or later)."""
     rings = adaptive.RINGS[version]
@@ -51,14 +51,16 @@ def _residual_networks(seed: int, hidden: int = 8, mixtures: int = 2, version: i
     noise=st.booleans(),
     grey=st.booleans(),
     residuals=st.sampled_from([None, *adaptive.RINGS]),
+    tuned=st.booleans(),
 )
-def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey, residuals):
+def test_any_image_round_trips_under_any_weights(h, w, seed, noise, grey, residuals, tuned):
     img = _photo(h, w, grey)
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
     planes = _residual_networks(seed, version=residuals) if residuals else tiny_planes(seed, adaptive.EXTRA)
-    data, bits, side, _ = adaptive.encode(img, planes)
-    assert np.array_equal(adaptive.decode(data, h, w, img.shape[2], planes), img)
+    version = adaptive.ONLINE if tuned else adaptive.ONLINE - 1
+    data, bits, side, _ = adaptive.encode(img, planes, version=version)
+    assert np.array_equal(adaptive.decode(data, h, w, img.shape[2], planes, version=version), img)
     assert 8 * len(data) >= bits.sum() + side - 64
 
 
@@ -215,7 +217,7 @@ def test_the_adaptive_flag_is_read_from_version_13_only_and_stands_alone():
     head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="adaptive")
     data = bytearray(pack(head, [b"abcdefgh"]))
     h = unpack(bytes(data))[0]
-    assert (h.kind, h.version, h.model_name) == ("adaptive", 20, "")
+    assert (h.kind, h.version, h.model_name) == ("adaptive", 21, "")
     grey = unpack(pack(Header("", b"", 7, 3, "L", 0, 0, 1, device="any", kind="adaptive"), [b"abcd"]))[0]
     assert (grey.kind, grey.mode) == ("adaptive", "L")
 
@@ -230,7 +232,7 @@ def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_
     codec = Codec.load()
     res = codec.encode(img, coder="adaptive")
     h = unpack(res.data)[0]
-    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 20)
+    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 21)
     assert np.array_equal(decode(res.data), img)
     assert len(codec.encode(img).data) <= len(res.data)
     clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((64, 64), Image.Resampling.BOX))
@@ -313,24 +315,25 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
 def test_each_version_decodes_with_its_own_network():
     img = _photo(40, 48)
     data = encode(img, coder="adaptive")
-    assert unpack(data)[0].version == adaptive.NEWEST == 20
+    assert unpack(data)[0].version == adaptive.NEWEST == 21
     assert np.array_equal(decode(data), img)
-    # The same payload read as an earlier version's, under another network, fails loudly.
-    for old in (13, 17):
+    # The same payload read as an earlier version's, under another network or version 20's
+    # (the same network, its output layer untuned), fails loudly.
+    for old in (13, 17, 20):
         as_old = reheaded(data, old, data[4])
         assert unpack(as_old)[0].version == old
         with pytest.raises(NfcError, match="checksum|corrupted"):
             decode(as_old)
     # Each version's network and side information; from version 18 the network reads the residuals
     # (one ring), from version 19 two: each shipped network's inputs are its version's.
-    for old in (13, 17):
+    for old in (13, 17, 20):
         stream = adaptive.encode(img, version=old)[0]
         assert np.array_equal(adaptive.decode(stream, 40, 48, 3, version=old), img)
     assert all(adaptive.rings_of(adaptive.load(version=v)) is adaptive.RINGS.get(v, ()) for v in adaptive.MODELS)
 
 
 def test_damaged_or_replaced_adaptive_weights_are_refused(tmp_path, monkeypatch):
-    name = adaptive.MODELS[adaptive.NEWEST][0]
+    name = adaptive.NEWEST_NETWORK[0]
     weights = bytearray((SHIPPED / f"{name}.safetensors").read_bytes())
     weights[-9] ^= 1  # one weight off by a little: it would still load, and code other files
     (tmp_path / f"{name}.safetensors").write_bytes(bytes(weights))

@@ -117,14 +117,15 @@ def test_every_row_of_weights_sums_to_the_coders_total_and_keeps_a_floor():
 
 
 @settings(max_examples=25, deadline=None)
-@given(h=st.integers(1, 19), w=st.integers(1, 19), seed=st.integers(0, 3), noise=st.booleans())
-def test_any_image_round_trips_under_any_weights(h, w, seed, noise):
+@given(h=st.integers(1, 19), w=st.integers(1, 19), seed=st.integers(0, 3), noise=st.booleans(), tuned=st.booleans())
+def test_any_image_round_trips_under_any_weights(h, w, seed, noise, tuned):
     img = _photo(h, w)
     if noise:
         img = np.random.default_rng(seed).integers(0, 256, img.shape).astype(np.uint8)
     planes = tiny_planes(seed)
-    data, bits, _ = causal.encode(img, planes)
-    assert np.array_equal(causal.decode(data, h, w, planes), img)
+    version = causal.ONLINE if tuned else causal.ONLINE - 1
+    data, bits, _ = causal.encode(img, planes, version=version)
+    assert np.array_equal(causal.decode(data, h, w, planes, version=version), img)
     assert 8 * len(data) >= bits - 64
 
 
@@ -241,35 +242,39 @@ def test_each_version_decodes_with_its_own_network():
     img = _photo(24, 20)
     data = Codec.load().encode(img, coder="causal").data
     h = unpack(data)[0]
-    assert (h.kind, h.version) == ("causal", causal.NEWEST) == ("causal", 16)
+    assert (h.kind, h.version) == ("causal", causal.NEWEST) == ("causal", 21)
     assert np.array_equal(decode(data), img)
-    # The same payload read as version 10's, under the other network, fails loudly.
-    as_10 = reheaded(data, 10, data[4])
-    assert unpack(as_10)[0].version == 10
-    with pytest.raises(NfcError, match="checksum|corrupted"):
-        decode(as_10)
-    old = causal.encode(img, causal.load(version=10)).data
-    assert old != causal.encode(img).data
-    assert np.array_equal(causal.decode(old, 24, 20, version=10), img)
-    assert np.array_equal(causal.decode_many([old], 24, 20, version=10)[0], img)
+    # The same payload read as version 10's, under the other network, or as version 16's (the
+    # same network, its output layer untuned), fails loudly.
+    for version in (10, 16):
+        as_old = reheaded(data, version, data[4])
+        assert unpack(as_old)[0].version == version
+        with pytest.raises(NfcError, match="checksum|corrupted"):
+            decode(as_old)
+    for version in (10, 16):
+        old = causal.encode(img, version=version).data
+        assert old != causal.encode(img).data
+        assert np.array_equal(causal.decode(old, 24, 20, version=version), img)
+        assert np.array_equal(causal.decode_many([old], 24, 20, version=version)[0], img)
 
 
-def test_a_folder_decodes_files_of_both_versions_together():
+def test_a_folder_decodes_files_of_three_versions_together():
     from nfcompress.coders.causal import CausalCoder
 
     img = _photo(16, 16)
     new = Codec.load().encode(img, coder="causal").data
-    stream = causal.encode(img, causal.load(version=10)).data
-    repacked = pack(unpack(new)[0], [stream])
-    old = reheaded(repacked, 10, repacked[4])
-    payloads = [unpack(bytes(d))[:2] for d in (new, old, new)]
-    assert [h.version for h, _ in payloads] == [16, 10, 16]
+    olds = []
+    for version in (10, 16):
+        repacked = pack(unpack(new)[0], [causal.encode(img, version=version).data])
+        olds.append(reheaded(repacked, version, repacked[4]))
+    payloads = [unpack(bytes(d))[:2] for d in (new, olds[0], olds[1], new)]
+    assert [h.version for h, _ in payloads] == [21, 10, 16, 21]
     assert all(np.array_equal(x, img) for x in CausalCoder().decode_many(payloads))
 
 
 @pytest.mark.parametrize("where", ["shipped", "path"])
 def test_damaged_or_replaced_causal_weights_are_refused(tmp_path, monkeypatch, where):
-    name = causal.MODELS[causal.NEWEST][0]
+    name = causal.NEWEST_NETWORK[0]
     weights = bytearray((SHIPPED / f"{name}.safetensors").read_bytes())
     weights[-9] ^= 1  # one weight off by a little: it would still load, and code other files
     (tmp_path / f"{name}.safetensors").write_bytes(bytes(weights))
@@ -316,7 +321,7 @@ def test_a_file_of_a_version_between_two_networks_decodes_with_the_earlier_one()
 
     assert [pinned({10: "a", 15: "b"}, v) for v in (9, 10, 14, 15, 16)] == [None, "a", "a", "b", "b"]
     img = _photo(24, 20)
-    old = causal.encode(img, causal.load(version=10)).data
+    old = causal.encode(img, version=10).data
     data = Codec.load().encode(img, coder="causal").data
     as_12 = reheaded(pack(unpack(data)[0], [old]), 12, data[4])
     assert np.array_equal(decode(as_12), img)

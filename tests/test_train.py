@@ -160,7 +160,7 @@ def test_the_adaptive_models_script_tunes_the_shipped_network_for_a_wall_time_bu
     assert run.returncode == 0, run.stderr[:4000] + "\n...\n" + run.stderr[-1000:]  # the processes' own words first
     card = json.loads((tmp_path / "models" / "nfc-adaptive-new.json").read_text())  # exported: the checkpoint loads
     training = card["training"]
-    assert training["start"] == f"the shipped {model.MODELS[model.NEWEST][0]} network, tuned"
+    assert training["start"] == f"the shipped {model.NEWEST_NETWORK[0]} network, tuned"
     assert training["steps"] > 0 and "over 0.05 minutes" in training["schedule"]
     assert "products in bfloat16" in training["schedule"]
     assert card["config"]["hidden"] == model.load()[0].second.shape[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "MODELS",
     "NEWEST",
+    "NEWEST_NETWORK",
     "EXTRA",
     "SPIKELESS",
     "NEIGHBOURS",
@@ -67,7 +68,7 @@ import constriction
 import numpy as np
 
 from nfcompress.coders.causal import model as causal
-from nfcompress.coders.causal import symbols
+from nfcompress.coders.causal import online, symbols
 from nfcompress.coders.linear import model as linear
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, wavefronts
@@ -86,7 +87,12 @@ MODELS = {
     19: (PAYLOAD_MODELS["adaptive"][19], "ba0110fa32d49e886068e13c542378923f8e430471f53ce99d051723ee57b936"),
     20: (PAYLOAD_MODELS["adaptive"][20], "fabb26cb6999b83e32b62911e89044238a69d26c5a6c9b64c4cce5edbb7cb06d"),
 }
-NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
+# From this format version each plane's output layer is tuned to the image as it codes
+# (`causal.online`), with the network of version 20.
+ONLINE = 21
+RATE_PER_ROOT = 1.75e-5  # its step (`online.rate_for`): 7e-5 on a 64x64 image, 2e-4 from 512x512
+NEWEST = ONLINE  # the version new files are written with (container.WRITTEN)
+NEWEST_NETWORK = pinned(MODELS, NEWEST)  # the (name, sha256) of the network new files code with
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
 # From this format version the side information leaves out the linear model's spike shares,
 # which the network does not read (an image of one weight set saves 120 bits, of eight 1,920).
@@ -363,7 +369,11 @@ def encode(
     channels, h, w = x.shape
     rings = rings_of(planes)
     slope = slope_of(rings)
-    order = np.concatenate([i * w + j for i, j in wavefronts(h, w, slope)])
+    fronts = list(wavefronts(h, w, slope))
+    order = np.concatenate([i * w + j for i, j in fronts])
+    ends = np.cumsum([len(i) for i, _ in fronts])
+    cuts = _segments(ends)
+    tuned = version >= ONLINE
     earlier = causal.pad_planes(x)
     res = residual_planes(x, [fit.predictions(c) for c in range(channels)]) if rings else None
     tab = symbols.table()
@@ -376,13 +386,21 @@ def encode(
         in coding order."""
         cv, preds, scales = causal.canvas(x, c), fit.predictions(c), fit.scale_codes(c)
         io, bits, values = rans.sink(h * w), np.empty(h * w), x[c].ravel()[order]
-        for s in range(0, h * w, SEGMENT):
-            at = order[s : s + SEGMENT]
+        tuning = (
+            online.start(*planes[c].out.shape[::-1], online.rate_for(h, w, slope, RATE_PER_ROOT)) if tuned else None
+        )
+        for s, e in zip(cuts[:-1], cuts[1:]):
+            at = order[s:e]
             i, j = np.divmod(at, w)
             p = preds[at].astype(np.int64)
             f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w, res, rings)
-            mixtures = symbols.parts(planes[c].outputs(f), p)
-            bits[s : s + SEGMENT] = PRECISION - np.log2(symbols.record(tab, *mixtures, values[s : s + SEGMENT], io))
+            if tuning is None:
+                o = planes[c].outputs(f)
+            else:
+                hidden, o = planes[c].hidden_outputs(f)
+                inside = ends[(ends > s) & (ends <= e)] - s
+                online.adapt(tuning, hidden, o, p, values[s:e], inside)
+            bits[s:e] = PRECISION - np.log2(symbols.record(tab, *symbols.parts(o, p), values[s:e], io))
         mine = (io[1].astype(np.int32), io[2].astype(np.int32), values.astype(np.uint8)) if keep else ()
         return io, bits, mine
 
@@ -409,6 +427,17 @@ def encode(
             kept, [fit.predictions(c) for c in range(channels)], [fit.scale_codes(c) for c in range(channels)], slope
         )
     return Encoded(data, ideal.reshape(h, w), linear.side_bits(fit.model, spikes), made)
+
+
+def _segments(ends: np.ndarray) -> np.ndarray:
+    """Where the encoder's segments begin and end in coding order: at wavefront ends (`ends`,
+    cumulative), each of at least SEGMENT sub-pixels but the last."""
+    cuts, last = [0], 0
+    for e in ends:
+        if e - last >= SEGMENT or e == ends[-1]:
+            cuts.append(int(e))
+            last = e
+    return np.array(cuts, np.int64)
 
 
 def decode(
@@ -452,6 +481,10 @@ def decode(
     rings = () if kept is not None else rings_of(planes)
     res = np.zeros((channels, height + 2 * RES_PAD, width + 2 * RES_PAD), np.int16) if rings else None
     state: dict = {}
+    tuned = kept is None and version >= ONLINE
+    slope = slope_of(rings) if kept is None else kept.slope
+    rate = online.rate_for(height, width, slope, RATE_PER_ROOT)
+    tunings = [online.start(*planes[c].out.shape[::-1], rate) for c in range(channels)] if tuned else None
 
     # What the decoder's linear model says of each sub-pixel, compared with what the encoder's
     # network read once the image is decoded (one comparison, not one per wavefront).
@@ -477,13 +510,18 @@ def decode(
         feats = plane_features(
             cv, state["earlier"], f.c, f.i, f.j, width, f.p, model.scales[f.c][f.contexts], height * width, res, rings
         )
-        v = symbols.decode(tab, *symbols.parts(planes[f.c].outputs(feats), f.p), io)
+        if tunings is None:
+            v = symbols.decode(tab, *symbols.parts(planes[f.c].outputs(feats), f.p), io)
+        else:
+            hidden, o = planes[f.c].hidden_outputs(feats)
+            online.correct(tunings[f.c], hidden, o)
+            v = symbols.decode(tab, *symbols.parts(o, f.p), io)
+            online.learn(tunings[f.c], hidden, o, f.p, v)
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
         if res is not None:
             settle_residuals(res, f.c, f.i, f.j, v, f.p)
         return v
 
-    slope = slope_of(rings) if kept is None else kept.slope
     out = linear.decode_planes(
         model, height, width, channels, values if kept is None else replay, progress, slope=slope
     )

@@ -52,7 +52,7 @@ import constriction
 import numpy as np
 from safetensors.numpy import load_file
 
-from nfcompress.coders.causal import symbols
+from nfcompress.coders.causal import online, symbols
 from nfcompress.coders.causal.symbols import LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, MIX_BITS, OUT_BITS
 from nfcompress.coders.linear.symbols import ROW  # every row of weights sums to this (the coder adds 1 to each)
 from nfcompress.coding import rans
@@ -234,21 +234,26 @@ class PlaneWeights:
 
     def outputs(self, f: np.ndarray) -> np.ndarray:
         """Integer outputs (n, 3 K), in 2**-OUT_BITS, of integer features (n, features)."""
-        if len(f) <= ROWS:
-            return self._outputs(f)
-        o = np.empty((len(f), self.out.shape[1]))
-        for s in range(0, len(f), ROWS):
-            o[s : s + ROWS] = self._outputs(f[s : s + ROWS])
-        return o
+        return self.hidden_outputs(f)[1]
 
-    def _outputs(self, f: np.ndarray) -> np.ndarray:
+    def hidden_outputs(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The last hidden layer's integer activations (n, hidden), in 2**-ACT_BITS, and the
+        outputs (n, 3 K) they give, of integer features (n, features)."""
+        if len(f) <= ROWS:
+            return self._layers(f)
+        g, o = np.empty((len(f), self.out.shape[0])), np.empty((len(f), self.out.shape[1]))
+        for s in range(0, len(f), ROWS):
+            g[s : s + ROWS], o[s : s + ROWS] = self._layers(f[s : s + ROWS])
+        return g, o
+
+    def _layers(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h = f.astype(np.float64) @ self.first
         _rectify(h, self.first_bias, 2.0 ** -(FIRST_BITS - ACT_BITS), h, False)
         g = h @ self.second
         _rectify(g, self.second_bias, 2.0**-WEIGHT_BITS, h, True)
         o = g @ self.out
         o += self.out_bias
-        return o
+        return g, o
 
     def bound(self) -> float:
         """The largest magnitude any sum of the network can reach, for features under FEATURE_LIMIT."""
@@ -308,7 +313,12 @@ MODELS = {
     15: (PAYLOAD_MODELS["causal"][15], "fabcee8bc4406aa9f1179a0164a9cbc099d007f76ed972961796331f4e72733c"),
     16: (PAYLOAD_MODELS["causal"][16], "e3bf4049fbffcffae3ebb682b1ff18aded6b581c9a4062b45f15de9d17c2cf87"),
 }
-NEWEST = max(MODELS)  # the version new files are written with (container.WRITTEN)
+# From this format version each plane's output layer is tuned to the image as it codes
+# (`online`), with the network of version 16.
+ONLINE = 21
+RATE_PER_ROOT = 3.6e-5  # its step (`online.rate_for`): 1.2e-4 on a 32x32 thumbnail, 1.7e-4 on 64x64
+NEWEST = ONLINE  # the version new files are written with (container.WRITTEN)
+NEWEST_NETWORK = pinned(MODELS, NEWEST)  # the (name, sha256) of the network new files code with
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
 # decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
 MAX_PIXELS = 128 * 128
@@ -460,19 +470,29 @@ class Encoded(NamedTuple):
     kept: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
 
-def encode(rgb: np.ndarray, planes: list[PlaneWeights] | None = None, keep: bool = False) -> Encoded:
-    """An (H, W, 3) uint8 image as one ANS stream, its ideal bits and (with `keep`) its symbols'
-    intervals and values."""
-    planes = load() if planes is None else planes
+def encode(
+    rgb: np.ndarray, planes: list[PlaneWeights] | None = None, keep: bool = False, version: int = NEWEST
+) -> Encoded:
+    """An (H, W, 3) uint8 image as one ANS stream of format `version`'s layout, its ideal bits and
+    (with `keep`) its symbols' intervals and values."""
+    planes = load(version=version) if planes is None else planes
     x = planes_of(rgb)
     h, w = x.shape[1:]
     earlier = pad_planes(x)
     i, j, order = _encoding_order(h, w)
+    ends = np.cumsum([len(a) for a, _ in wavefronts(h, w)])
     # Every sub-pixel's network outputs, plane by plane in wavefront order, then taken in decoding order.
     parts = []
     for k in range(3):
         f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
-        parts.append((planes[k].outputs(f), base, x[k][i, j]))
+        values = x[k][i, j]
+        if version < ONLINE:
+            o = planes[k].outputs(f)
+        else:
+            hidden, o = planes[k].hidden_outputs(f)
+            tuning = online.start(*planes[k].out.shape[::-1], online.rate_for(h, w, 2, RATE_PER_ROOT))
+            online.adapt(tuning, hidden, o, base << FRAC_BITS, values, ends)
+        parts.append((o, base, values))
     o, base, sym = (np.concatenate(a)[order] for a in zip(*parts))
     tab, io = symbols.table(), rans.sink(len(sym))
     ideal = 0.0
@@ -549,26 +569,38 @@ def decode_many(
         except FormatError as e:
             results[n] = e
     if ios:
-        for n, x in zip(ios, _decode_together(list(ios.values()), height, width, planes)):
+        together = _decode_together(list(ios.values()), height, width, planes, version >= ONLINE)
+        for n, x in zip(ios, together):
             results[n] = (
                 x if rans.exhausted(ios[n]) else FormatError("corrupted payload: data left after the last pixel")
             )
     return results
 
 
-def _decode_together(ios: list[tuple], height: int, width: int, planes: list[PlaneWeights]) -> list[np.ndarray]:
-    """The images (H, W, 3) uint8 of decoding Ios of one size, in lockstep."""
+def _decode_together(
+    ios: list[tuple], height: int, width: int, planes: list[PlaneWeights], tuned: bool
+) -> list[np.ndarray]:
+    """The images (H, W, 3) uint8 of decoding Ios of one size, in lockstep (with `tuned`, each
+    plane's output layer tuned to each image as it decodes: `online`)."""
     count, tab = len(ios), symbols.table()
+    rate = online.rate_for(height, width, 2, RATE_PER_ROOT)
+    tunings = [online.start(*pw.out.shape[::-1], rate, count) for pw in planes] if tuned else None
     x = np.zeros((3, count, height, width), np.int64)
     edged = pad_planes(x.reshape(3 * count, height, width)).reshape(3, count, height + 2 * PAD, width + 2 * PAD)
     cvs = [np.stack([canvas(x[:, n], k) for n in range(count)]) for k in range(3)]
     cells = (height + 2 * PAD) * (width + 2 * PAD)  # of each image's canvas
     for step in _schedule(height, width):
-        outs, bases, sizes = [], [], []
+        outs, bases, sizes, hiddens = [], [], [], []
         for k, i, j in step:
             at = np.repeat(np.arange(count, dtype=np.int64) * cells, len(i))
             f, base = features(cvs[k], edged[:k], k, np.tile(i, count), np.tile(j, count), width, at)
-            outs.append(planes[k].outputs(f))
+            if tunings is None:
+                outs.append(planes[k].outputs(f))
+            else:
+                hidden, o = planes[k].hidden_outputs(f)
+                online.correct(tunings[k], hidden, o)
+                outs.append(o)
+                hiddens.append(hidden)
             bases.append(base)
             sizes.append(len(i))
         # Rows by plane, then image; each image's stream holds its planes' rows in turn.
@@ -581,8 +613,10 @@ def _decode_together(ios: list[tuple], height: int, width: int, planes: list[Pla
             part = slice(n * per, (n + 1) * per)
             v[by_image[part]] = symbols.decode(tab, p[part], q[part], mix[part], io)
         at = 0
-        for k, i, j in step:
+        for n, (k, i, j) in enumerate(step):
             vals = v[at : at + count * len(i)].reshape(count, len(i))
+            if tunings is not None:
+                online.learn(tunings[k], hiddens[n], outs[n], bases[n] << FRAC_BITS, vals.ravel())
             cvs[k][:, i + PAD, j + PAD] = edged[k][:, i + PAD, j + PAD] = vals
             at += count * len(i)
             _edge(edged[k], height, width)

@@ -26,8 +26,7 @@ from nfcompress.coders.causal.model import (
     CAUSAL,
     EDGE_FLAG,
     EXACT_LIMIT,
-    MODELS,
-    NEWEST,
+    NEWEST_NETWORK,
     PlaneWeights,
     canvas,
     dequantize,
@@ -134,7 +133,7 @@ def batch_loss(net: CausalNet, images: np.ndarray, half: bool = False) -> torch.
 
 
 def export(
-    checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | None = None, name: str = MODELS[NEWEST][0]
+    checkpoint: Path, out_dir: Path, val_dir: str, heldout: list[Path] | None = None, name: str = NEWEST_NETWORK[0]
 ) -> dict:
     """A float checkpoint (scripts/train_causal.py) as shipped integer weights and their card,
     which records the exact model's bits per sub-pixel (ideal, and of its payloads) on the fixed

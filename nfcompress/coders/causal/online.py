@@ -1,0 +1,225 @@
+"""A plane network's output layer tuned to the image as it codes: after each wavefront, a step of
+RMSprop down the bits of the sub-pixels it just coded, which the decoder, having decoded them,
+takes too. No side information: the steps are a function of decoded values alone.
+
+The steps change a copy of the output layer's weights, `Online.change` (outputs, hidden + 1: the
+last column for the bias), integers in 2**-CHANGE_BITS of a float network's weight. The products
+with the hidden activations (integers in 2**-8) are integers under 2**53, summed in float64 in
+any order to the same integers. The gradient of a sub-pixel's bits is taken in float64 with IEEE
+operations in a fixed order and `exp_one` (the same bits on every machine), rounded to an integer
+in 2**-GRAD_BITS, and summed over the wavefront as integers; RMSprop's running mean of the squared
+sums and its step are per weight, again IEEE operations in a fixed order.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Online", "rate_for", "start", "correct", "learn", "adapt"]
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nfcompress.coders.causal.symbols import LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, OUT_BITS
+from nfcompress.coding.primitives import FRAC_BITS, exp_one
+from nfcompress.compiled import compiled, compiled_integer_sums
+
+ACT_BITS = 8  # the hidden activations count in 2**-8 (`model.ACT_BITS`)
+CHANGE_BITS = 20  # a weight change counts in 2**-20 of a float network's weight
+CHANGE_LIMIT = float(1 << 24)  # no change's magnitude passes this (16 in float weights)
+HIDDEN_LIMIT = float(1 << 20)  # hidden activations are clipped to this for the changes' products
+GRAD_BITS = 10  # a sub-pixel's gradient of its bits counts in 2**-10
+GRAD_LIMIT = float(1 << 15)  # and is clipped to this
+RATE = 2e-4  # RMSprop's largest step, in float weights (`rate_for`)
+DECAY = 0.99  # the running mean of the squared gradient keeps this much a wavefront
+EPSILON = 1e-3 * 2.0 ** (ACT_BITS + GRAD_BITS)  # added to its root (gradients in the units summed)
+_SCALE_TOP = LOG_SCALE_MIN + 255 / LOG_SCALE_STEPS  # the largest log scale a scale code holds
+_MEAN = MEAN_SCALE * 2.0 ** (FRAC_BITS - OUT_BITS)
+
+
+@dataclass
+class Online:
+    """One plane's tuning in each of a batch of images: the changes to its output layer and
+    RMSprop's running means (both (images, outputs, hidden + 1) float64), and its step."""
+
+    change: np.ndarray
+    mean_square: np.ndarray
+    rate: float
+
+
+def rate_for(height: int, width: int, slope: int, per_root: float) -> float:
+    """RMSprop's step for an image coded in wavefronts of this slope: `per_root` times the root of
+    a wavefront's mean sub-pixels, at most RATE. Short wavefronts give noisy sums, which RMSprop
+    would scale up to full steps, so they take smaller ones."""
+    return min(RATE, per_root * math.sqrt(height * width / (slope * (height - 1) + width)))
+
+
+def start(outputs: int, hidden: int, rate: float = RATE, images: int = 1) -> Online:
+    """The tuning of a plane network with these sizes, in `images` images decoded together,
+    before its first wavefront: no change."""
+    return Online(np.zeros((images, outputs, hidden + 1)), np.zeros((images, outputs, hidden + 1)), rate)
+
+
+@compiled_integer_sums
+def _correct(change: np.ndarray, hidden: np.ndarray, o: np.ndarray) -> None:
+    n, outs, m = o.shape[0], o.shape[1], hidden.shape[1]
+    bias = 2.0**ACT_BITS
+    for a in range(n):
+        for c in range(outs):
+            s = change[c, m] * bias
+            for r in range(m):
+                s += min(hidden[a, r], HIDDEN_LIMIT) * change[c, r]
+            o[a, c] += np.floor(s / 2.0 ** (CHANGE_BITS - OUT_BITS + ACT_BITS))
+
+
+@compiled
+def _correct_each(change: np.ndarray, hidden: np.ndarray, o: np.ndarray) -> None:
+    size = len(o) // len(change)
+    for n in range(len(change)):
+        _correct(change[n], hidden[n * size : (n + 1) * size], o[n * size : (n + 1) * size])
+
+
+def correct(tuning: Online, hidden: np.ndarray, o: np.ndarray) -> None:
+    """Add the tuning's changes to outputs o (n, 3 K) of hidden activations (n, hidden), in place:
+    the rows are the images' in turn, as many each."""
+    _correct_each(tuning.change, hidden, o)
+
+
+@compiled
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + exp_one(-z))
+
+
+@compiled
+def _gradient(o: np.ndarray, a: int, centre: int, x: int, g: np.ndarray) -> None:
+    """Sub-pixel a's gradient of its bits (in nats) by its outputs o[a] (float network units,
+    times 2**GRAD_BITS, rounded and clipped) into g (3 K)."""
+    k = o.shape[1] // 3
+    top = o[a, 2 * k] / 2.0**OUT_BITS
+    for c in range(1, k):
+        top = max(top, o[a, 2 * k + c] / 2.0**OUT_BITS)
+    weight = np.empty(k)
+    mass = np.empty(k)
+    d_mean = np.empty(k)
+    d_scale = np.empty(k)
+    total = 0.0
+    for c in range(k):
+        weight[c] = exp_one(o[a, 2 * k + c] / 2.0**OUT_BITS - top)
+        total += weight[c]
+    p = 0.0
+    for c in range(k):
+        weight[c] /= total
+        mean = (centre + o[a, c] * _MEAN) / 2.0**FRAC_BITS
+        log_scale = o[a, k + c] / 2.0**OUT_BITS
+        held = LOG_SCALE_MIN < log_scale < _SCALE_TOP
+        log_scale = min(max(log_scale, LOG_SCALE_MIN), _SCALE_TOP)
+        inv = exp_one(-log_scale)
+        u = (x + 0.5 - mean) * inv
+        lo = (x - 0.5 - mean) * inv
+        su = 1.0 if x == 255 else _sigmoid(u)
+        sl = 0.0 if x == 0 else _sigmoid(lo)
+        if lo > 0:  # both near 1: their complements differ without cancelling
+            m = (1.0 if x == 0 else _sigmoid(-lo)) - (0.0 if x == 255 else _sigmoid(-u))
+        else:
+            m = su - sl
+        m = max(m, 1e-30)
+        du, dl = su * (1.0 - su), sl * (1.0 - sl)
+        mass[c] = m
+        d_mean[c] = -(du - dl) * inv / m
+        d_scale[c] = -(du * u - dl * lo) / m if held else 0.0
+        p += weight[c] * m
+    p = max(p, 1e-300)
+    for c in range(k):
+        r = weight[c] * mass[c] / p
+        parts = (-r * d_mean[c] * MEAN_SCALE, -r * d_scale[c], weight[c] - r)
+        for t in range(3):
+            v = parts[t] * 2.0**GRAD_BITS
+            v = 0.0 if v != v else min(max(v, -GRAD_LIMIT), GRAD_LIMIT)
+            g[t * k + c] = np.rint(v)
+
+
+@compiled_integer_sums
+def _accumulate(hidden: np.ndarray, g: np.ndarray, a: int, total: np.ndarray) -> None:
+    # GRAD_LIMIT * HIDDEN_LIMIT * a wavefront's at most 2**16 sub-pixels: under 2**51
+    m = hidden.shape[1]
+    bias = 2.0**ACT_BITS
+    for c in range(g.size):
+        gc = g[c]
+        for r in range(m):
+            total[c, r] += min(hidden[a, r], HIDDEN_LIMIT) * gc
+        total[c, m] += bias * gc
+
+
+@compiled
+def _learn(
+    change: np.ndarray,
+    mean_square: np.ndarray,
+    hidden: np.ndarray,
+    o: np.ndarray,
+    centre: np.ndarray,
+    x: np.ndarray,
+    lo: int,
+    hi: int,
+    rate: float,
+) -> None:
+    """A step down the bits of sub-pixels lo..hi (one wavefront) into change and mean_square."""
+    total = np.zeros(change.shape)
+    g = np.empty(o.shape[1])
+    for a in range(lo, hi):
+        _gradient(o, a, centre[a], x[a], g)
+        _accumulate(hidden, g, a, total)
+    for c in range(change.shape[0]):
+        for r in range(change.shape[1]):
+            t = total[c, r]
+            mean_square[c, r] = DECAY * mean_square[c, r] + (1.0 - DECAY) * (t * t)
+            step = rate * t / (np.sqrt(mean_square[c, r]) + EPSILON)
+            change[c, r] = min(max(change[c, r] - np.rint(step * 2.0**CHANGE_BITS), -CHANGE_LIMIT), CHANGE_LIMIT)
+
+
+@compiled
+def _learn_each(
+    change: np.ndarray,
+    mean_square: np.ndarray,
+    hidden: np.ndarray,
+    o: np.ndarray,
+    centre: np.ndarray,
+    x: np.ndarray,
+    rate: float,
+) -> None:
+    size = len(o) // len(change)
+    for n in range(len(change)):
+        _learn(change[n], mean_square[n], hidden, o, centre, x, n * size, (n + 1) * size, rate)
+
+
+def learn(tuning: Online, hidden: np.ndarray, o: np.ndarray, centre: np.ndarray, x: np.ndarray) -> None:
+    """The step after a wavefront: its sub-pixels' hidden activations (n, hidden), corrected
+    outputs o (n, 3 K), centres (the median or fitted predictions, in 2**-FRAC_BITS) and values,
+    the images' rows in turn, as many each."""
+    _learn_each(tuning.change, tuning.mean_square, hidden, o, centre, x, tuning.rate)
+
+
+@compiled
+def _adapt(
+    change: np.ndarray,
+    mean_square: np.ndarray,
+    hidden: np.ndarray,
+    o: np.ndarray,
+    centre: np.ndarray,
+    x: np.ndarray,
+    ends: np.ndarray,
+    rate: float,
+) -> None:
+    lo = 0
+    for hi in ends:
+        _correct(change, hidden[lo:hi], o[lo:hi])
+        _learn(change, mean_square, hidden, o, centre, x, lo, hi, rate)
+        lo = hi
+
+
+def adapt(
+    tuning: Online, hidden: np.ndarray, o: np.ndarray, centre: np.ndarray, x: np.ndarray, ends: np.ndarray
+) -> None:
+    """The encoder's `correct` and `learn` of whole wavefronts of one image in one loop:
+    sub-pixels in coding order, wavefronts ending at `ends` (exclusive; the last is len(x)); o
+    corrected in place."""
+    _adapt(tuning.change[0], tuning.mean_square[0], hidden, o, centre, x, ends, tuning.rate)
