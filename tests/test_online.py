@@ -136,3 +136,22 @@ def test_steps_lower_the_bits_of_what_they_learn_from():
 def test_short_wavefronts_take_smaller_steps():
     assert online.rate_for(32, 32, 2, 3.6e-5) < online.rate_for(64, 64, 2, 3.6e-5) < online.RATE
     assert online.rate_for(4000, 3000, 3, 1.75e-5) == online.RATE
+
+
+def test_the_gradient_and_the_step_round_every_operation_on_this_cpu():
+    import re
+
+    import numba
+    from numba import float64, int64
+
+    # Compiled afresh (cached code cannot be inspected): no fused multiply-add, which would round
+    # otherwise than IEEE's separate operations and differ from CPUs without one.
+    arrays = float64[:, :]
+    for fn, sig in [
+        (online._gradient, (arrays, int64, int64, int64, float64[:])),
+        (online._step, (arrays, arrays, arrays, float64)),
+    ]:
+        fresh = numba.njit(fn.py_func)
+        fresh.compile(sig)
+        asm = fresh.inspect_asm(sig)
+        assert "ret" in asm and not re.search(r"\bv?fn?m(add|sub)\d{3}[sp]d", asm), fn.__name__

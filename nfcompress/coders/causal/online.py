@@ -168,6 +168,12 @@ def _learn(
     for a in range(lo, hi):
         _gradient(o, a, centre[a], x[a], g)
         _accumulate(hidden, g, a, total)
+    _step(change, mean_square, total, rate)
+
+
+@compiled
+def _step(change: np.ndarray, mean_square: np.ndarray, total: np.ndarray, rate: float) -> None:
+    """RMSprop's step of each weight's change down its wavefront's gradient sum `total`."""
     for c in range(change.shape[0]):
         for r in range(change.shape[1]):
             t = total[c, r]
