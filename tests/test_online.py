@@ -41,7 +41,7 @@ def test_the_gradient_is_the_slope_of_the_bits_even_far_in_the_tails(value):
     centre = np.clip(np.rint((value + rng.normal(0, 8, 40)) * 2**FRAC_BITS), 0, (256 << FRAC_BITS) - 1).astype(np.int64)
     g, checked = np.empty(3 * K), 0
     for a in range(len(o)):
-        online._gradient(o, a, int(centre[a]), value, g)
+        online._gradient(o, a, int(centre[a]), value, g, np.empty((4, K)))
         t = torch.tensor(o[a : a + 1] / 2**OUT_BITS, requires_grad=True)
         bits = mixture_bits(t, torch.tensor([centre[a] / 2**FRAC_BITS]), torch.tensor([float(value)]))
         (want,) = torch.autograd.grad(bits.sum() * math.log(2), t)
@@ -148,7 +148,7 @@ def test_the_gradient_and_the_step_round_every_operation_on_this_cpu():
     # otherwise than IEEE's separate operations and differ from CPUs without one.
     arrays = float64[:, :]
     for fn, sig in [
-        (online._gradient, (arrays, int64, int64, int64, float64[:])),
+        (online._gradient, (arrays, int64, int64, int64, float64[:], arrays)),
         (online._step, (arrays, arrays, arrays, float64)),
     ]:
         fresh = numba.njit(fn.py_func)

@@ -86,22 +86,14 @@ def correct(tuning: Online, hidden: np.ndarray, o: np.ndarray) -> None:
 
 
 @compiled
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + exp_one(-z))
-
-
-@compiled
-def _gradient(o: np.ndarray, a: int, centre: int, x: int, g: np.ndarray) -> None:
+def _gradient(o: np.ndarray, a: int, centre: int, x: int, g: np.ndarray, work: np.ndarray) -> None:
     """Sub-pixel a's gradient of its bits (in nats) by its outputs o[a] (float network units,
-    times 2**GRAD_BITS, rounded and clipped) into g (3 K)."""
+    times 2**GRAD_BITS, rounded and clipped) into g (3 K); `work` (4, K) is scratch."""
     k = o.shape[1] // 3
     top = o[a, 2 * k] / 2.0**OUT_BITS
     for c in range(1, k):
         top = max(top, o[a, 2 * k + c] / 2.0**OUT_BITS)
-    weight = np.empty(k)
-    mass = np.empty(k)
-    d_mean = np.empty(k)
-    d_scale = np.empty(k)
+    weight, mass, d_mean, d_scale = work[0], work[1], work[2], work[3]
     total = 0.0
     for c in range(k):
         weight[c] = exp_one(o[a, 2 * k + c] / 2.0**OUT_BITS - top)
@@ -116,14 +108,17 @@ def _gradient(o: np.ndarray, a: int, centre: int, x: int, g: np.ndarray) -> None
         inv = exp_one(-log_scale)
         u = (x + 0.5 - mean) * inv
         lo = (x - 0.5 - mean) * inv
-        su = 1.0 if x == 255 else _sigmoid(u)
-        sl = 0.0 if x == 0 else _sigmoid(lo)
-        if lo > 0:  # both near 1: their complements differ without cancelling
-            m = (1.0 if x == 0 else _sigmoid(-lo)) - (0.0 if x == 255 else _sigmoid(-u))
-        else:
-            m = su - sl
-        m = max(m, 1e-30)
-        du, dl = su * (1.0 - su), sl * (1.0 - sl)
+        # sig(z) = 1 / (1 + e) and sig(-z) = e / (1 + e), e = exp(-z), from one exp each
+        su, cu = 1.0, 0.0  # sig(u), sig(-u): the value 255 takes all above
+        if x != 255:
+            e = exp_one(-u)
+            su, cu = 1.0 / (1.0 + e), e / (1.0 + e)
+        sl, cl = 0.0, 1.0  # and the value 0 all below
+        if x != 0:
+            e = exp_one(-lo)
+            sl, cl = 1.0 / (1.0 + e), e / (1.0 + e)
+        m = max(cl - cu if lo > 0 else su - sl, 1e-30)  # the complements where both are near 1
+        du, dl = su * cu, sl * cl
         mass[c] = m
         d_mean[c] = -(du - dl) * inv / m
         d_scale[c] = -(du * u - dl * lo) / m if held else 0.0
@@ -165,8 +160,9 @@ def _learn(
     """A step down the bits of sub-pixels lo..hi (one wavefront) into change and mean_square."""
     total = np.zeros(change.shape)
     g = np.empty(o.shape[1])
+    work = np.empty((4, o.shape[1] // 3))
     for a in range(lo, hi):
-        _gradient(o, a, centre[a], x[a], g)
+        _gradient(o, a, centre[a], x[a], g, work)
         _accumulate(hidden, g, a, total)
     _step(change, mean_square, total, rate)
 
