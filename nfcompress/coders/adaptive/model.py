@@ -90,7 +90,7 @@ MODELS = {
 # From this format version each plane's output layer is tuned to the image as it codes
 # (`causal.online`), with the network of version 20.
 ONLINE = 21
-RATE_PER_ROOT = 1.75e-5  # its step (`online.rate_for`): 7e-5 on a 64x64 image, 2e-4 from 512x512
+RATE = 2e-4  # its steps (`online`), in float weights
 NEWEST = ONLINE  # the version new files are written with (container.WRITTEN)
 NEWEST_NETWORK = pinned(MODELS, NEWEST)  # the (name, sha256) of the network new files code with
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
@@ -386,9 +386,7 @@ def encode(
         in coding order."""
         cv, preds, scales = causal.canvas(x, c), fit.predictions(c), fit.scale_codes(c)
         io, bits, values = rans.sink(h * w), np.empty(h * w), x[c].ravel()[order]
-        tuning = (
-            online.start(*planes[c].out.shape[::-1], online.rate_for(h, w, slope, RATE_PER_ROOT)) if tuned else None
-        )
+        tuning = online.start(*planes[c].out.shape[::-1], RATE) if tuned else None
         for s, e in zip(cuts[:-1], cuts[1:]):
             at = order[s:e]
             i, j = np.divmod(at, w)
@@ -483,8 +481,7 @@ def decode(
     state: dict = {}
     tuned = kept is None and version >= ONLINE
     slope = slope_of(rings) if kept is None else kept.slope
-    rate = online.rate_for(height, width, slope, RATE_PER_ROOT)
-    tunings = [online.start(*planes[c].out.shape[::-1], rate) for c in range(channels)] if tuned else None
+    tunings = [online.start(*planes[c].out.shape[::-1], RATE) for c in range(channels)] if tuned else None
 
     # What the decoder's linear model says of each sub-pixel, compared with what the encoder's
     # network read once the image is decoded (one comparison, not one per wavefront).

@@ -316,7 +316,7 @@ MODELS = {
 # From this format version each plane's output layer is tuned to the image as it codes
 # (`online`), with the network of version 16.
 ONLINE = 21
-RATE_PER_ROOT = 3.6e-5  # its step (`online.rate_for`): 1.2e-4 on a 32x32 thumbnail, 1.7e-4 on 64x64
+RATE = 3e-4  # its steps (`online`), in float weights
 NEWEST = ONLINE  # the version new files are written with (container.WRITTEN)
 NEWEST_NETWORK = pinned(MODELS, NEWEST)  # the (name, sha256) of the network new files code with
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
@@ -490,7 +490,7 @@ def encode(
             o = planes[k].outputs(f)
         else:
             hidden, o = planes[k].hidden_outputs(f)
-            tuning = online.start(*planes[k].out.shape[::-1], online.rate_for(h, w, 2, RATE_PER_ROOT))
+            tuning = online.start(*planes[k].out.shape[::-1], RATE)
             online.adapt(tuning, hidden, o, base << FRAC_BITS, values, ends)
         parts.append((o, base, values))
     o, base, sym = (np.concatenate(a)[order] for a in zip(*parts))
@@ -583,8 +583,7 @@ def _decode_together(
     """The images (H, W, 3) uint8 of decoding Ios of one size, in lockstep (with `tuned`, each
     plane's output layer tuned to each image as it decodes: `online`)."""
     count, tab = len(ios), symbols.table()
-    rate = online.rate_for(height, width, 2, RATE_PER_ROOT)
-    tunings = [online.start(*pw.out.shape[::-1], rate, count) for pw in planes] if tuned else None
+    tunings = [online.start(*pw.out.shape[::-1], RATE, count) for pw in planes] if tuned else None
     x = np.zeros((3, count, height, width), np.int64)
     edged = pad_planes(x.reshape(3 * count, height, width)).reshape(3, count, height + 2 * PAD, width + 2 * PAD)
     cvs = [np.stack([canvas(x[:, n], k) for n in range(count)]) for k in range(3)]

@@ -13,9 +13,8 @@ sums and its step are per weight, again IEEE operations in a fixed order.
 
 from __future__ import annotations
 
-__all__ = ["Online", "rate_for", "start", "correct", "learn", "adapt"]
+__all__ = ["Online", "start", "correct", "learn", "adapt"]
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +29,6 @@ CHANGE_LIMIT = float(1 << 24)  # no change's magnitude passes this (16 in float 
 HIDDEN_LIMIT = float(1 << 20)  # hidden activations are clipped to this for the changes' products
 GRAD_BITS = 10  # a sub-pixel's gradient of its bits counts in 2**-10
 GRAD_LIMIT = float(1 << 15)  # and is clipped to this
-RATE = 2e-4  # RMSprop's largest step, in float weights (`rate_for`)
 DECAY = 0.99  # the running mean of the squared gradient keeps this much a wavefront
 EPSILON = 1e-3 * 2.0 ** (ACT_BITS + GRAD_BITS)  # added to its root (gradients in the units summed)
 _SCALE_TOP = LOG_SCALE_MIN + 255 / LOG_SCALE_STEPS  # the largest log scale a scale code holds
@@ -45,19 +43,14 @@ class Online:
     change: np.ndarray
     mean_square: np.ndarray
     rate: float
+    decayed: np.ndarray  # (images,): DECAY to the power of the steps taken, for RMSprop's bias correction
 
 
-def rate_for(height: int, width: int, slope: int, per_root: float) -> float:
-    """RMSprop's step for an image coded in wavefronts of this slope: `per_root` times the root of
-    a wavefront's mean sub-pixels, at most RATE. Short wavefronts give noisy sums, which RMSprop
-    would scale up to full steps, so they take smaller ones."""
-    return min(RATE, per_root * math.sqrt(height * width / (slope * (height - 1) + width)))
-
-
-def start(outputs: int, hidden: int, rate: float = RATE, images: int = 1) -> Online:
+def start(outputs: int, hidden: int, rate: float, images: int = 1) -> Online:
     """The tuning of a plane network with these sizes, in `images` images decoded together,
-    before its first wavefront: no change."""
-    return Online(np.zeros((images, outputs, hidden + 1)), np.zeros((images, outputs, hidden + 1)), rate)
+    before its first wavefront: no change; RMSprop's steps of `rate` (in float weights)."""
+    shape = (images, outputs, hidden + 1)
+    return Online(np.zeros(shape), np.zeros(shape), rate, np.ones(images))
 
 
 @compiled_integer_sums
@@ -156,25 +149,30 @@ def _learn(
     lo: int,
     hi: int,
     rate: float,
+    decayed: np.ndarray,
+    n: int,
 ) -> None:
-    """A step down the bits of sub-pixels lo..hi (one wavefront) into change and mean_square."""
+    """A step down the bits of sub-pixels lo..hi (one wavefront, of image n) into change,
+    mean_square and decayed[n]."""
     total = np.zeros(change.shape)
     g = np.empty(o.shape[1])
     work = np.empty((4, o.shape[1] // 3))
     for a in range(lo, hi):
         _gradient(o, a, centre[a], x[a], g, work)
         _accumulate(hidden, g, a, total)
-    _step(change, mean_square, total, rate)
+    decayed[n] *= DECAY
+    _step(change, mean_square, total, rate, 1.0 - decayed[n])
 
 
 @compiled
-def _step(change: np.ndarray, mean_square: np.ndarray, total: np.ndarray, rate: float) -> None:
-    """RMSprop's step of each weight's change down its wavefront's gradient sum `total`."""
+def _step(change: np.ndarray, mean_square: np.ndarray, total: np.ndarray, rate: float, weight: float) -> None:
+    """RMSprop's step of each weight's change down its wavefront's gradient sum `total`, the
+    running mean of the squares over its `weight` (1 - DECAY^steps: Adam's bias correction)."""
     for c in range(change.shape[0]):
         for r in range(change.shape[1]):
             t = total[c, r]
             mean_square[c, r] = DECAY * mean_square[c, r] + (1.0 - DECAY) * (t * t)
-            step = rate * t / (np.sqrt(mean_square[c, r]) + EPSILON)
+            step = rate * t / (np.sqrt(mean_square[c, r] / weight) + EPSILON)
             change[c, r] = min(max(change[c, r] - np.rint(step * 2.0**CHANGE_BITS), -CHANGE_LIMIT), CHANGE_LIMIT)
 
 
@@ -187,17 +185,18 @@ def _learn_each(
     centre: np.ndarray,
     x: np.ndarray,
     rate: float,
+    decayed: np.ndarray,
 ) -> None:
     size = len(o) // len(change)
     for n in range(len(change)):
-        _learn(change[n], mean_square[n], hidden, o, centre, x, n * size, (n + 1) * size, rate)
+        _learn(change[n], mean_square[n], hidden, o, centre, x, n * size, (n + 1) * size, rate, decayed, n)
 
 
 def learn(tuning: Online, hidden: np.ndarray, o: np.ndarray, centre: np.ndarray, x: np.ndarray) -> None:
     """The step after a wavefront: its sub-pixels' hidden activations (n, hidden), corrected
     outputs o (n, 3 K), centres (the median or fitted predictions, in 2**-FRAC_BITS) and values,
     the images' rows in turn, as many each."""
-    _learn_each(tuning.change, tuning.mean_square, hidden, o, centre, x, tuning.rate)
+    _learn_each(tuning.change, tuning.mean_square, hidden, o, centre, x, tuning.rate, tuning.decayed)
 
 
 @compiled
@@ -210,11 +209,12 @@ def _adapt(
     x: np.ndarray,
     ends: np.ndarray,
     rate: float,
+    decayed: np.ndarray,
 ) -> None:
     lo = 0
     for hi in ends:
         _correct(change, hidden[lo:hi], o[lo:hi])
-        _learn(change, mean_square, hidden, o, centre, x, lo, hi, rate)
+        _learn(change, mean_square, hidden, o, centre, x, lo, hi, rate, decayed, 0)
         lo = hi
 
 
@@ -224,4 +224,4 @@ def adapt(
     """The encoder's `correct` and `learn` of whole wavefronts of one image in one loop:
     sub-pixels in coding order, wavefronts ending at `ends` (exclusive; the last is len(x)); o
     corrected in place."""
-    _adapt(tuning.change[0], tuning.mean_square[0], hidden, o, centre, x, ends, tuning.rate)
+    _adapt(tuning.change[0], tuning.mean_square[0], hidden, o, centre, x, ends, tuning.rate, tuning.decayed)
