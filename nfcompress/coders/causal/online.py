@@ -6,22 +6,24 @@ The steps change a copy of the output layer's weights, `Online.change` (outputs,
 last column for the bias), integers in 2**-CHANGE_BITS of a float network's weight. The products
 with the hidden activations (integers in 2**-8) are integers under 2**53, summed in float64 in
 any order to the same integers. The gradient of a sub-pixel's bits is taken in float64 with IEEE
-operations in a fixed order and `exp_one` (the same bits on every machine), rounded to an integer
-in 2**-GRAD_BITS, and summed over the wavefront as integers; RMSprop's running mean of the squared
-sums and its step are per weight, again IEEE operations in a fixed order.
+operations in a fixed order from the codec's own integer tables of the logistics (the same bits
+on every machine), rounded to an integer in 2**-GRAD_BITS, and summed over the wavefront as
+integers; RMSprop's running mean of the squared sums and its step are per weight, again IEEE
+operations in a fixed order.
 """
 
 from __future__ import annotations
 
 __all__ = ["Online", "start", "correct", "learn", "adapt"]
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from nfcompress.coders.causal.symbols import LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, OUT_BITS
-from nfcompress.coding.primitives import FRAC_BITS, exp_one
-from nfcompress.compiled import compiled, compiled_integer_sums
+from nfcompress.coders.causal.symbols import MEAN_SCALE, MIX_BITS, OUT_BITS, parts, table
+from nfcompress.coding.primitives import FLOOR, FRAC_BITS, MEAN_STEPS, PRECISION, logistic_scale
+from nfcompress.compiled import compiled, compiled_integer_sums, compiled_unchecked_division
 
 ACT_BITS = 8  # the hidden activations count in 2**-8 (`model.ACT_BITS`)
 CHANGE_BITS = 20  # a weight change counts in 2**-20 of a float network's weight
@@ -31,8 +33,14 @@ GRAD_BITS = 10  # a sub-pixel's gradient of its bits counts in 2**-10
 GRAD_LIMIT = float(1 << 15)  # and is clipped to this
 DECAY = 0.99  # the running mean of the squared gradient keeps this much a wavefront
 EPSILON = 1e-3 * 2.0 ** (ACT_BITS + GRAD_BITS)  # added to its root (gradients in the units summed)
-_SCALE_TOP = LOG_SCALE_MIN + 255 / LOG_SCALE_STEPS  # the largest log scale a scale code holds
-_MEAN = MEAN_SCALE * 2.0 ** (FRAC_BITS - OUT_BITS)
+_FRAC = FRAC_BITS - 4  # a prediction's bits below the 1/16 the tables take (MEAN_STEPS)
+_CDF_TOTAL = float((1 << PRECISION) - 256 * (1 + FLOOR))  # where the tables' cumulative weights end
+
+
+@functools.cache
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`symbols.table()` and 1 / scale of each scale code, the form the compiled loops read."""
+    return (*table(), 1.0 / logistic_scale(np.arange(256)))
 
 
 @dataclass
@@ -78,48 +86,40 @@ def correct(tuning: Online, hidden: np.ndarray, o: np.ndarray) -> None:
     _correct_each(tuning.change, hidden, o)
 
 
-@compiled
-def _gradient(o: np.ndarray, a: int, centre: int, x: int, g: np.ndarray, work: np.ndarray) -> None:
-    """Sub-pixel a's gradient of its bits (in nats) by its outputs o[a] (float network units,
-    times 2**GRAD_BITS, rounded and clipped) into g (3 K); `work` (4, K) is scratch."""
-    k = o.shape[1] // 3
-    top = o[a, 2 * k] / 2.0**OUT_BITS
-    for c in range(1, k):
-        top = max(top, o[a, 2 * k + c] / 2.0**OUT_BITS)
-    weight, mass, d_mean, d_scale = work[0], work[1], work[2], work[3]
+@compiled_unchecked_division
+def _gradient(
+    p: np.ndarray, q: np.ndarray, mix: np.ndarray, a: int, x: int, tab: tuple, g: np.ndarray, work: np.ndarray
+) -> None:
+    """Sub-pixel a's gradient of its bits (in nats) by the float network's outputs (times
+    2**GRAD_BITS, rounded and clipped) into g (3 K), under the mixture `symbols.parts` made of
+    its outputs (components' predictions p, scale codes q and weights mix, (n, K) each): the
+    logistics' cumulative weights at the value's edges from the codec's tables (`tab`:
+    `symbols.table()` and each scale code's 1 / scale), so no exp; `work` (3, K) is scratch."""
+    cum, inverse = tab[0], tab[3]
+    k = p.shape[1]
+    mass, d_mean, d_scale = work[0], work[1], work[2]
     total = 0.0
     for c in range(k):
-        weight[c] = exp_one(o[a, 2 * k + c] / 2.0**OUT_BITS - top)
-        total += weight[c]
-    p = 0.0
-    for c in range(k):
-        weight[c] /= total
-        mean = (centre + o[a, c] * _MEAN) / 2.0**FRAC_BITS
-        log_scale = o[a, k + c] / 2.0**OUT_BITS
-        held = LOG_SCALE_MIN < log_scale < _SCALE_TOP
-        log_scale = min(max(log_scale, LOG_SCALE_MIN), _SCALE_TOP)
-        inv = exp_one(-log_scale)
-        u = (x + 0.5 - mean) * inv
-        lo = (x - 0.5 - mean) * inv
-        # sig(z) = 1 / (1 + e) and sig(-z) = e / (1 + e), e = exp(-z), from one exp each
-        su, cu = 1.0, 0.0  # sig(u), sig(-u): the value 255 takes all above
-        if x != 255:
-            e = exp_one(-u)
-            su, cu = 1.0 / (1.0 + e), e / (1.0 + e)
-        sl, cl = 0.0, 1.0  # and the value 0 all below
-        if x != 0:
-            e = exp_one(-lo)
-            sl, cl = 1.0 / (1.0 + e), e / (1.0 + e)
-        m = max(cl - cu if lo > 0 else su - sl, 1e-30)  # the complements where both are near 1
+        row = q[a, c] * MEAN_STEPS + ((p[a, c] >> _FRAC) & (MEAN_STEPS - 1))
+        at = 256 - (p[a, c] >> FRAC_BITS) + x  # the value's upper edge in the row
+        high = _CDF_TOTAL if x == 255 else float(cum[row, at])
+        low = 0.0 if x == 0 else float(cum[row, at - 1])
+        su, cu = high / _CDF_TOTAL, (_CDF_TOTAL - high) / _CDF_TOTAL  # sig(u), sig(-u)
+        sl, cl = low / _CDF_TOTAL, (_CDF_TOTAL - low) / _CDF_TOTAL
+        m = max(high - low, 1.0) / _CDF_TOTAL
+        inv = inverse[q[a, c]]
+        mean = (p[a, c] >> _FRAC) / MEAN_STEPS  # in grey levels, to the 1/16 the tables take
+        u, lo = (x + 0.5 - mean) * inv, (x - 0.5 - mean) * inv
         du, dl = su * cu, sl * cl
         mass[c] = m
         d_mean[c] = -(du - dl) * inv / m
-        d_scale[c] = -(du * u - dl * lo) / m if held else 0.0
-        p += weight[c] * m
-    p = max(p, 1e-300)
+        d_scale[c] = -(du * u - dl * lo) / m if 0 < q[a, c] < 255 else 0.0
+        total += mix[a, c] / 2.0**MIX_BITS * m
+    total = max(total, 1e-300)
     for c in range(k):
-        r = weight[c] * mass[c] / p
-        parts = (-r * d_mean[c] * MEAN_SCALE, -r * d_scale[c], weight[c] - r)
+        weight = mix[a, c] / 2.0**MIX_BITS
+        r = weight * mass[c] / total
+        parts = (-r * d_mean[c] * MEAN_SCALE, -r * d_scale[c], weight - r)
         for t in range(3):
             v = parts[t] * 2.0**GRAD_BITS
             v = 0.0 if v != v else min(max(v, -GRAD_LIMIT), GRAD_LIMIT)
@@ -151,20 +151,22 @@ def _learn(
     rate: float,
     decayed: np.ndarray,
     n: int,
+    tab: tuple,
 ) -> None:
     """A step down the bits of sub-pixels lo..hi (one wavefront, of image n) into change,
     mean_square and decayed[n]."""
     total = np.zeros(change.shape)
     g = np.empty(o.shape[1])
-    work = np.empty((4, o.shape[1] // 3))
+    work = np.empty((3, o.shape[1] // 3))
+    p, q, mix = parts(o[lo:hi], centre[lo:hi])
     for a in range(lo, hi):
-        _gradient(o, a, centre[a], x[a], g, work)
+        _gradient(p, q, mix, a - lo, x[a], tab, g, work)
         _accumulate(hidden, g, a, total)
     decayed[n] *= DECAY
     _step(change, mean_square, total, rate, 1.0 - decayed[n])
 
 
-@compiled
+@compiled_unchecked_division
 def _step(change: np.ndarray, mean_square: np.ndarray, total: np.ndarray, rate: float, weight: float) -> None:
     """RMSprop's step of each weight's change down its wavefront's gradient sum `total`, the
     running mean of the squares over its `weight` (1 - DECAY^steps: Adam's bias correction)."""
@@ -186,17 +188,18 @@ def _learn_each(
     x: np.ndarray,
     rate: float,
     decayed: np.ndarray,
+    tab: tuple,
 ) -> None:
     size = len(o) // len(change)
     for n in range(len(change)):
-        _learn(change[n], mean_square[n], hidden, o, centre, x, n * size, (n + 1) * size, rate, decayed, n)
+        _learn(change[n], mean_square[n], hidden, o, centre, x, n * size, (n + 1) * size, rate, decayed, n, tab)
 
 
 def learn(tuning: Online, hidden: np.ndarray, o: np.ndarray, centre: np.ndarray, x: np.ndarray) -> None:
     """The step after a wavefront: its sub-pixels' hidden activations (n, hidden), corrected
     outputs o (n, 3 K), centres (the median or fitted predictions, in 2**-FRAC_BITS) and values,
     the images' rows in turn, as many each."""
-    _learn_each(tuning.change, tuning.mean_square, hidden, o, centre, x, tuning.rate, tuning.decayed)
+    _learn_each(tuning.change, tuning.mean_square, hidden, o, centre, x, tuning.rate, tuning.decayed, _tables())
 
 
 @compiled
@@ -210,11 +213,12 @@ def _adapt(
     ends: np.ndarray,
     rate: float,
     decayed: np.ndarray,
+    tab: tuple,
 ) -> None:
     lo = 0
     for hi in ends:
         _correct(change, hidden[lo:hi], o[lo:hi])
-        _learn(change, mean_square, hidden, o, centre, x, lo, hi, rate, decayed, 0)
+        _learn(change, mean_square, hidden, o, centre, x, lo, hi, rate, decayed, 0, tab)
         lo = hi
 
 
@@ -224,4 +228,4 @@ def adapt(
     """The encoder's `correct` and `learn` of whole wavefronts of one image in one loop:
     sub-pixels in coding order, wavefronts ending at `ends` (exclusive; the last is len(x)); o
     corrected in place."""
-    _adapt(tuning.change[0], tuning.mean_square[0], hidden, o, centre, x, ends, tuning.rate, tuning.decayed)
+    _adapt(tuning.change[0], tuning.mean_square[0], hidden, o, centre, x, ends, tuning.rate, tuning.decayed, _tables())
