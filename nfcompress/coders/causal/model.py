@@ -460,6 +460,12 @@ def _encoding_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return i, j, order
 
 
+@functools.cache
+def _front_ends(h: int, w: int) -> np.ndarray:
+    """Where each of a plane's wavefronts ends among its sub-pixels in wavefront order."""
+    return np.cumsum([len(i) for i, _ in wavefronts(h, w)])
+
+
 class Encoded(NamedTuple):
     """An image's stream (`encode`), its ideal bits, and, where asked for, its symbols' intervals
     in the stream and values (starts, frequencies and values, 3 H W each, in the stream's order)
@@ -480,7 +486,7 @@ def encode(
     h, w = x.shape[1:]
     earlier = pad_planes(x)
     i, j, order = _encoding_order(h, w)
-    ends = np.cumsum([len(a) for a, _ in wavefronts(h, w)])
+    ends = _front_ends(h, w)
     # Every sub-pixel's network outputs, plane by plane in wavefront order, then taken in decoding order.
     parts = []
     for k in range(3):
