@@ -24,6 +24,7 @@ __all__ = [
     "FRAC_BITS",
     "MEAN_STEPS",
     "FLOOR",
+    "CDF_TOTAL",
     "LOG_SCALE_MIN",
     "LOG_SCALE_STEP",
     "logistic_scale",
@@ -86,7 +87,7 @@ LOG_SCALE_MIN, LOG_SCALE_STEP = -4.0, 1.0 / 16  # scale code q means scale exp(-
 # Every value's weight is at least FLOOR: no sub-pixel costs under about 0.0014 bits, so a
 # payload bounds the size it can decode to.
 FLOOR = 64
-_TOTAL = (1 << PRECISION) - 256 * (1 + FLOOR)
+CDF_TOTAL = (1 << PRECISION) - 256 * (1 + FLOOR)  # where the logistics' cumulative weights end
 
 
 def logistic_scale(q: np.ndarray) -> np.ndarray:
@@ -107,7 +108,7 @@ def _every_cumulative() -> np.ndarray:
     never falling (compiled, each number by the operations of numpy's form in tests)."""
     out = np.empty((256, MEAN_STEPS, 512))
     edges = np.arange(512, dtype=np.float64) - 255.5
-    _cumulatives(logistic_scale(np.arange(256)), edges, np.arange(MEAN_STEPS) / MEAN_STEPS, float(_TOTAL), out)
+    _cumulatives(logistic_scale(np.arange(256)), edges, np.arange(MEAN_STEPS) / MEAN_STEPS, float(CDF_TOTAL), out)
     out.flags.writeable = False
     return out
 
@@ -147,7 +148,7 @@ class LogisticTables:
         self.cum = _every_cumulative()[np.asarray(scales, np.int64)].reshape(-1, 512)
         pmf = np.diff(self.cum, axis=1) + FLOOR
         self.windows = np.lib.stride_tricks.sliding_window_view(pmf, 256, axis=1)
-        self.total = float(_TOTAL + FLOOR)
+        self.total = float(CDF_TOTAL + FLOOR)
 
     @staticmethod
     def index(p: np.ndarray, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

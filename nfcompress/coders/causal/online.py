@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nfcompress.coders.causal.symbols import MEAN_SCALE, MIX_BITS, OUT_BITS, parts, table
-from nfcompress.coding.primitives import FLOOR, FRAC_BITS, MEAN_STEPS, PRECISION, logistic_scale
+from nfcompress.coding.primitives import CDF_TOTAL, FRAC_BITS, MEAN_STEPS, logistic_scale
 from nfcompress.compiled import compiled, compiled_integer_sums, compiled_unchecked_division
 
 ACT_BITS = 8  # the hidden activations count in 2**-8 (`model.ACT_BITS`)
@@ -34,7 +34,7 @@ GRAD_LIMIT = float(1 << 15)  # and is clipped to this
 DECAY = 0.99  # the running mean of the squared gradient keeps this much a wavefront
 EPSILON = 1e-3 * 2.0 ** (ACT_BITS + GRAD_BITS)  # added to its root (gradients in the units summed)
 _FRAC = FRAC_BITS - 4  # a prediction's bits below the 1/16 the tables take (MEAN_STEPS)
-_CDF_TOTAL = float((1 << PRECISION) - 256 * (1 + FLOOR))  # where the tables' cumulative weights end
+_CDF_TOTAL = float(CDF_TOTAL)
 
 
 @functools.cache
