@@ -53,7 +53,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from nfcompress.coders.causal import online, symbols
-from nfcompress.coders.causal.symbols import LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, MIX_BITS, OUT_BITS
+from nfcompress.coders.causal.symbols import ACT_BITS, LOG_SCALE_MIN, LOG_SCALE_STEPS, MEAN_SCALE, MIX_BITS, OUT_BITS
 from nfcompress.coders.linear.symbols import ROW  # every row of weights sums to this (the coder adds 1 to each)
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, det_exp, every_scale, ordered_sum, wavefronts
@@ -212,8 +212,9 @@ def _features(
 
 # The integer network's fixed point: inputs are grey levels; the first layer's weights count in
 # 2**-16 (its float weights over 16, as the float network reads features in units of 16), the
-# others' in 2**-12; hidden activations in 2**-8, outputs in 2**-20 (`symbols.OUT_BITS`).
-FIRST_BITS, WEIGHT_BITS, ACT_BITS = 16, 12, 8
+# others' in 2**-12; hidden activations in 2**-8 (`symbols.ACT_BITS`), outputs in 2**-20
+# (`symbols.OUT_BITS`).
+FIRST_BITS, WEIGHT_BITS = 16, 12
 EXACT_LIMIT = 2.0**52  # every integer the network forms stays under this, so float64 holds it exactly
 FEATURE_LIMIT = 1024  # no feature's magnitude reaches this (`features`: at most 510, or 383)
 # Rows the network runs at once: its layers then stay in the core's cache (4,096 rows at once

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nfcompress.coders.causal.symbols import MEAN_SCALE, MIX_BITS, OUT_BITS, parts, table
+from nfcompress.coders.causal.symbols import ACT_BITS, MEAN_SCALE, MIX_BITS, OUT_BITS, parts, table
 from nfcompress.coding.primitives import CDF_TOTAL, FRAC_BITS, MEAN_STEPS, logistic_scale
 from nfcompress.compiled import compiled, compiled_integer_sums, compiled_unchecked_division
 
-ACT_BITS = 8  # the hidden activations count in 2**-8 (`model.ACT_BITS`)
 CHANGE_BITS = 20  # a weight change counts in 2**-20 of a float network's weight
 CHANGE_LIMIT = float(1 << 24)  # no change's magnitude passes this (16 in float weights)
 HIDDEN_LIMIT = float(1 << 20)  # hidden activations are clipped to this for the changes' products

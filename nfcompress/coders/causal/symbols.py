@@ -4,6 +4,7 @@ each value under the mixture `model.mixture_rows` gives, built from the componen
 parameters, the weights against `mixture_rows` and the stream against constriction's."""
 
 __all__ = [
+    "ACT_BITS",
     "OUT_BITS",
     "MIX_BITS",
     "LOG_SCALE_MIN",
@@ -24,6 +25,7 @@ from nfcompress.coding.primitives import FLOOR, FRAC_BITS, MEAN_STEPS, every_sca
 from nfcompress.coding.rans import code
 from nfcompress.compiled import compiled
 
+ACT_BITS = 8  # the network's hidden activations count in 2**-ACT_BITS
 OUT_BITS = 20  # the network's outputs count in 2**-OUT_BITS
 MIX_BITS = 12  # mixture weights are integers summing to 2**MIX_BITS
 LOG_SCALE_MIN, LOG_SCALE_STEPS = -4.0, 16  # a component's scale code q: its log scale is -4 + q / 16
