@@ -2,6 +2,7 @@
 encoder's loop and the decoder's steps give the same integers."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from nfcompress.coders.causal.train import mixture_bits
 from nfcompress.coding.primitives import FRAC_BITS
 
 K, HIDDEN = 3, 16
+NETWORK = SimpleNamespace(out=np.zeros((HIDDEN, 3 * K)))  # a plane network's output layer: its shape
 
 
 def _outputs(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -74,10 +76,10 @@ def _fronts(n: int, rng: np.random.Generator) -> np.ndarray:
 def test_the_encoders_loop_is_the_decoders_steps():
     hidden, o, centre, x = _case(1, 300)
     ends = _fronts(len(x), np.random.default_rng(1))
-    encoder = online.start(3 * K, HIDDEN, 2e-4)
+    encoder = online.start(NETWORK, 2e-4)
     mine = o.copy()
     online.adapt(encoder, hidden, mine, centre, x, ends)
-    decoder = online.start(3 * K, HIDDEN, 2e-4)
+    decoder = online.start(NETWORK, 2e-4)
     theirs, lo = o.copy(), 0
     for hi in ends:
         part = slice(lo, hi)
@@ -94,7 +96,7 @@ def test_a_wavefronts_step_does_not_depend_on_the_order_of_its_sub_pixels():
     ends = _fronts(len(x), np.random.default_rng(2))
     rng = np.random.default_rng(3)
     shuffled = np.concatenate([lo + rng.permutation(hi - lo) for lo, hi in zip(np.r_[0, ends[:-1]], ends)])
-    a, b = online.start(3 * K, HIDDEN, 2e-4), online.start(3 * K, HIDDEN, 2e-4)
+    a, b = online.start(NETWORK, 2e-4), online.start(NETWORK, 2e-4)
     oa, ob = o.copy(), o[shuffled].copy()
     online.adapt(a, hidden, oa, centre, x, ends)
     online.adapt(b, hidden[shuffled], ob, centre[shuffled], x[shuffled], ends)
@@ -106,13 +108,13 @@ def test_images_decoded_together_are_tuned_apart():
     one, two = _case(4, 60), _case(5, 60)
     alone = []
     for hidden, o, centre, x in (one, two):
-        t = online.start(3 * K, HIDDEN, 2e-4)
+        t = online.start(NETWORK, 2e-4)
         o = o.copy()
         online.correct(t, hidden, o)
         online.learn(t, hidden, o, centre, x)
         online.correct(t, hidden, o)
         alone.append((t.change[0], o))
-    both = online.start(3 * K, HIDDEN, 2e-4, images=2)
+    both = online.start(NETWORK, 2e-4, images=2)
     hidden, o, centre, x = (np.concatenate([a, b]) for a, b in zip(one, two))
     online.correct(both, hidden, o)
     online.learn(both, hidden, o, centre, x)
@@ -123,7 +125,7 @@ def test_images_decoded_together_are_tuned_apart():
 
 def test_steps_lower_the_bits_of_what_they_learn_from():
     hidden, o, centre, x = _case(6, 400)
-    t = online.start(3 * K, HIDDEN, 2e-3)
+    t = online.start(NETWORK, 2e-3)
 
     def bits() -> float:
         mine = o.copy()
@@ -146,7 +148,7 @@ def test_steps_lower_the_bits_of_what_they_learn_from():
 
 def test_the_first_step_moves_each_weight_by_the_rate():
     hidden, o, centre, x = _case(7, 100)
-    t = online.start(3 * K, HIDDEN, 1e-3)
+    t = online.start(NETWORK, 1e-3)
     online.learn(t, hidden, o.copy(), centre, x)
     moved = np.abs(t.change[0][t.change[0] != 0]) / 2**online.CHANGE_BITS
     # RMSprop's mean of squares after one step is 1 - DECAY of the square: corrected for that

@@ -386,7 +386,7 @@ def encode(
         in coding order."""
         cv, preds, scales = causal.canvas(x, c), fit.predictions(c), fit.scale_codes(c)
         io, bits, values = rans.sink(h * w), np.empty(h * w), x[c].ravel()[order]
-        tuning = online.start(*planes[c].out.shape[::-1], RATE) if tuned else None
+        tuning = online.start(planes[c], RATE) if tuned else None
         for s, e in zip(cuts[:-1], cuts[1:]):
             at = order[s:e]
             i, j = np.divmod(at, w)
@@ -481,7 +481,7 @@ def decode(
     state: dict = {}
     tuned = kept is None and version >= ONLINE
     slope = slope_of(rings) if kept is None else kept.slope
-    tunings = [online.start(*planes[c].out.shape[::-1], RATE) for c in range(channels)] if tuned else None
+    tunings = [online.start(planes[c], RATE) for c in range(channels)] if tuned else None
 
     # What the decoder's linear model says of each sub-pixel, compared with what the encoder's
     # network read once the image is decoded (one comparison, not one per wavefront).

@@ -497,7 +497,7 @@ def encode(
             o = planes[k].outputs(f)
         else:
             hidden, o = planes[k].hidden_outputs(f)
-            tuning = online.start(*planes[k].out.shape[::-1], RATE)
+            tuning = online.start(planes[k], RATE)
             online.adapt(tuning, hidden, o, base << FRAC_BITS, values, ends)
         parts.append((o, base, values))
     o, base, sym = (np.concatenate(a)[order] for a in zip(*parts))
@@ -590,7 +590,7 @@ def _decode_together(
     """The images (H, W, 3) uint8 of decoding Ios of one size, in lockstep (with `tuned`, each
     plane's output layer tuned to each image as it decodes: `online`)."""
     count, tab = len(ios), symbols.table()
-    tunings = [online.start(*pw.out.shape[::-1], RATE, count) for pw in planes] if tuned else None
+    tunings = [online.start(pw, RATE, count) for pw in planes] if tuned else None
     x = np.zeros((3, count, height, width), np.int64)
     edged = pad_planes(x.reshape(3 * count, height, width)).reshape(3, count, height + 2 * PAD, width + 2 * PAD)
     cvs = [np.stack([canvas(x[:, n], k) for n in range(count)]) for k in range(3)]

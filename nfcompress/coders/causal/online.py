@@ -18,12 +18,16 @@ __all__ = ["Online", "start", "correct", "learn", "adapt"]
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nfcompress.coders.causal.symbols import ACT_BITS, MEAN_SCALE, MIX_BITS, OUT_BITS, parts, table
 from nfcompress.coding.primitives import CDF_TOTAL, FRAC_BITS, MEAN_STEPS, logistic_scale
 from nfcompress.compiled import compiled, compiled_integer_sums, compiled_unchecked_division
+
+if TYPE_CHECKING:
+    from nfcompress.coders.causal.model import PlaneWeights  # which imports this module
 
 CHANGE_BITS = 20  # a weight change counts in 2**-20 of a float network's weight
 CHANGE_LIMIT = float(1 << 24)  # no change's magnitude passes this (16 in float weights)
@@ -53,9 +57,10 @@ class Online:
     decayed: np.ndarray  # (images,): DECAY to the power of the steps taken, for RMSprop's bias correction
 
 
-def start(outputs: int, hidden: int, rate: float, images: int = 1) -> Online:
-    """The tuning of a plane network with these sizes, in `images` images decoded together,
-    before its first wavefront: no change; RMSprop's steps of `rate` (in float weights)."""
+def start(network: PlaneWeights, rate: float, images: int = 1) -> Online:
+    """The tuning of a plane network in `images` images decoded together, before its first
+    wavefront: no change; RMSprop's steps of `rate` (in float weights)."""
+    hidden, outputs = network.out.shape
     shape = (images, outputs, hidden + 1)
     return Online(np.zeros(shape), np.zeros(shape), rate, np.ones(images))
 
