@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nfcompress.coders.causal import online
+from nfcompress.coders.causal import online, symbols
 from nfcompress.coders.causal.symbols import OUT_BITS
 from nfcompress.coders.causal.train import mixture_bits
 from nfcompress.coding.primitives import FRAC_BITS
@@ -37,8 +37,6 @@ def _case(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 
 @pytest.mark.parametrize("value", [0, 1, 128, 254, 255])
 def test_the_gradient_is_the_slope_of_the_bits_of_the_mixture_coded_even_far_in_the_tails(value):
-    from nfcompress.coders.causal import symbols
-
     rng = np.random.default_rng(value)
     o = _outputs(rng, 400)
     o[:10, :K] = rng.choice([-30, 30], (10, K)) * 2**OUT_BITS  # means 480 grey levels off
@@ -78,15 +76,16 @@ def test_the_encoders_loop_is_the_decoders_steps():
     ends = _fronts(len(x), np.random.default_rng(1))
     encoder = online.start(NETWORK, 2e-4)
     mine = o.copy()
-    online.adapt(encoder, hidden, mine, centre, x, ends)
+    coded = online.adapt(encoder, hidden, mine, centre, x, ends)
     decoder = online.start(NETWORK, 2e-4)
     theirs, lo = o.copy(), 0
     for hi in ends:
         part = slice(lo, hi)
         online.correct(decoder, hidden[part], theirs[part])
-        online.learn(decoder, hidden[part], theirs[part], centre[part], x[part])
+        online.learn(decoder, hidden[part], symbols.parts(theirs[part], centre[part]), x[part])
         lo = hi
     assert np.array_equal(mine, theirs)
+    assert all(np.array_equal(a, b) for a, b in zip(coded, symbols.parts(theirs, centre)))
     assert np.array_equal(encoder.change, decoder.change) and np.any(encoder.change != 0)
     assert np.all(encoder.change == np.rint(encoder.change))  # integers
 
@@ -111,13 +110,13 @@ def test_images_decoded_together_are_tuned_apart():
         t = online.start(NETWORK, 2e-4)
         o = o.copy()
         online.correct(t, hidden, o)
-        online.learn(t, hidden, o, centre, x)
+        online.learn(t, hidden, symbols.parts(o, centre), x)
         online.correct(t, hidden, o)
         alone.append((t.change[0], o))
     both = online.start(NETWORK, 2e-4, images=2)
     hidden, o, centre, x = (np.concatenate([a, b]) for a, b in zip(one, two))
     online.correct(both, hidden, o)
-    online.learn(both, hidden, o, centre, x)
+    online.learn(both, hidden, symbols.parts(o, centre), x)
     online.correct(both, hidden, o)
     assert np.array_equal(both.change[0], alone[0][0]) and np.array_equal(both.change[1], alone[1][0])
     assert np.array_equal(o, np.concatenate([alone[0][1], alone[1][1]]))
@@ -142,14 +141,14 @@ def test_steps_lower_the_bits_of_what_they_learn_from():
     for _ in range(20):
         mine = o.copy()
         online.correct(t, hidden, mine)
-        online.learn(t, hidden, mine, centre, x)
+        online.learn(t, hidden, symbols.parts(mine, centre), x)
     assert bits() < 0.98 * before
 
 
 def test_the_first_step_moves_each_weight_by_the_rate():
     hidden, o, centre, x = _case(7, 100)
     t = online.start(NETWORK, 1e-3)
-    online.learn(t, hidden, o.copy(), centre, x)
+    online.learn(t, hidden, symbols.parts(o, centre), x)
     moved = np.abs(t.change[0][t.change[0] != 0]) / 2**online.CHANGE_BITS
     # RMSprop's mean of squares after one step is 1 - DECAY of the square: corrected for that
     # (Adam's bias correction), a step is the rate, less where epsilon counts

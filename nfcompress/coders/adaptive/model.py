@@ -393,12 +393,11 @@ def encode(
             p = preds[at].astype(np.int64)
             f = plane_features(cv, earlier[:c], c, i, j, w, p, scales[at], h * w, res, rings)
             if tuning is None:
-                o = planes[c].outputs(f)
+                mixtures = symbols.parts(planes[c].outputs(f), p)
             else:
                 hidden, o = planes[c].hidden_outputs(f)
-                inside = ends[(ends > s) & (ends <= e)] - s
-                online.adapt(tuning, hidden, o, p, values[s:e], inside)
-            bits[s:e] = PRECISION - np.log2(symbols.record(tab, *symbols.parts(o, p), values[s:e], io))
+                mixtures = online.adapt(tuning, hidden, o, p, values[s:e], ends[(ends > s) & (ends <= e)] - s)
+            bits[s:e] = PRECISION - np.log2(symbols.record(tab, *mixtures, values[s:e], io))
         mine = (io[1].astype(np.int32), io[2].astype(np.int32), values.astype(np.uint8)) if keep else ()
         return io, bits, mine
 
@@ -512,8 +511,9 @@ def decode(
         else:
             hidden, o = planes[f.c].hidden_outputs(feats)
             online.correct(tunings[f.c], hidden, o)
-            v = symbols.decode(tab, *symbols.parts(o, f.p), io)
-            online.learn(tunings[f.c], hidden, o, f.p, v)
+            mixtures = symbols.parts(o, f.p)
+            v = symbols.decode(tab, *mixtures, io)
+            online.learn(tunings[f.c], hidden, mixtures, v)
         cv[f.i + causal.PAD, f.j + causal.PAD] = x[f.c, f.i, f.j] = v
         if res is not None:
             settle_residuals(res, f.c, f.i, f.j, v, f.p)

@@ -488,25 +488,23 @@ def encode(
     earlier = pad_planes(x)
     i, j, order = _encoding_order(h, w)
     ends = _front_ends(h, w)
-    # Every sub-pixel's network outputs, plane by plane in wavefront order, then taken in decoding order.
+    # Every sub-pixel's mixture, plane by plane in wavefront order, then taken in decoding order.
     parts = []
     for k in range(3):
         f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
         values = x[k][i, j]
         if version < ONLINE:
-            o = planes[k].outputs(f)
+            mixtures = symbols.parts(planes[k].outputs(f), base << FRAC_BITS)
         else:
             hidden, o = planes[k].hidden_outputs(f)
-            tuning = online.start(planes[k], RATE)
-            online.adapt(tuning, hidden, o, base << FRAC_BITS, values, ends)
-        parts.append((o, base, values))
-    o, base, sym = (np.concatenate(a)[order] for a in zip(*parts))
+            mixtures = online.adapt(online.start(planes[k], RATE), hidden, o, base << FRAC_BITS, values, ends)
+        parts.append((*mixtures, values))
+    p, q, mix, sym = (np.concatenate(a)[order] for a in zip(*parts))
     tab, io = symbols.table(), rans.sink(len(sym))
     ideal = 0.0
     for s in range(0, len(sym), SEGMENT):
         part = slice(s, s + SEGMENT)
-        mixtures = symbols.parts(o[part], base[part] << FRAC_BITS)
-        freq = symbols.record(tab, *mixtures, sym[part], io)
+        freq = symbols.record(tab, p[part], q[part], mix[part], sym[part], io)
         ideal += float(np.sum(PRECISION - np.log2(freq)))
     kept = (io[1].astype(np.int32), io[2].astype(np.int32), sym.astype(np.uint8)) if keep else None
     return Encoded(rans.finish(io, rans.NOTHING).astype("<u4").tobytes(), ideal, kept)
@@ -612,17 +610,23 @@ def _decode_together(
         # Rows by plane, then image; each image's stream holds its planes' rows in turn.
         by_image = _by_image(tuple(sizes), count)
         o, base = np.concatenate(outs)[by_image], np.concatenate(bases)[by_image]
-        p, q, mix = symbols.parts(o, base << FRAC_BITS)
+        mixtures = symbols.parts(o, base << FRAC_BITS)
+        p, q, mix = mixtures
         v = np.empty(len(by_image), np.int64)
         per = sum(sizes)
         for n, io in enumerate(ios):
             part = slice(n * per, (n + 1) * per)
             v[by_image[part]] = symbols.decode(tab, p[part], q[part], mix[part], io)
+        if tunings is not None:  # the mixtures back in the planes' order, as the values
+            by_plane = [np.empty_like(a) for a in mixtures]
+            for a, b in zip(by_plane, mixtures):
+                a[by_image] = b
         at = 0
         for n, (k, i, j) in enumerate(step):
-            vals = v[at : at + count * len(i)].reshape(count, len(i))
+            rows = slice(at, at + count * len(i))
+            vals = v[rows].reshape(count, len(i))
             if tunings is not None:
-                online.learn(tunings[k], hiddens[n], outs[n], bases[n] << FRAC_BITS, vals.ravel())
+                online.learn(tunings[k], hiddens[n], tuple(a[rows] for a in by_plane), vals.ravel())
             cvs[k][:, i + PAD, j + PAD] = edged[k][:, i + PAD, j + PAD] = vals
             at += count * len(i)
             _edge(edged[k], height, width)

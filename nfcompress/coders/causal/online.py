@@ -147,8 +147,7 @@ def _learn(
     change: np.ndarray,
     mean_square: np.ndarray,
     hidden: np.ndarray,
-    o: np.ndarray,
-    centre: np.ndarray,
+    mixture: tuple,
     x: np.ndarray,
     lo: int,
     hi: int,
@@ -157,14 +156,14 @@ def _learn(
     n: int,
     tab: tuple,
 ) -> None:
-    """A step down the bits of sub-pixels lo..hi (one wavefront, of image n) into change,
-    mean_square and decayed[n]."""
+    """A step down the bits of sub-pixels lo..hi (one wavefront, of image n) under their
+    mixtures into change, mean_square and decayed[n]."""
+    p, q, mix = mixture
     total = np.zeros(change.shape)
-    g = np.empty(o.shape[1])
-    work = np.empty((3, o.shape[1] // 3))
-    p, q, mix = parts(o[lo:hi], centre[lo:hi])
+    g = np.empty(3 * p.shape[1])
+    work = np.empty((3, p.shape[1]))
     for a in range(lo, hi):
-        _gradient(p, q, mix, a - lo, x[a], tab, g, work)
+        _gradient(p, q, mix, a, x[a], tab, g, work)
         _accumulate(hidden, g, a, total)
     decayed[n] *= DECAY
     _step(change, mean_square, total, rate, 1.0 - decayed[n])
@@ -187,23 +186,22 @@ def _learn_each(
     change: np.ndarray,
     mean_square: np.ndarray,
     hidden: np.ndarray,
-    o: np.ndarray,
-    centre: np.ndarray,
+    mixture: tuple,
     x: np.ndarray,
     rate: float,
     decayed: np.ndarray,
     tab: tuple,
 ) -> None:
-    size = len(o) // len(change)
+    size = len(x) // len(change)
     for n in range(len(change)):
-        _learn(change[n], mean_square[n], hidden, o, centre, x, n * size, (n + 1) * size, rate, decayed, n, tab)
+        _learn(change[n], mean_square[n], hidden, mixture, x, n * size, (n + 1) * size, rate, decayed, n, tab)
 
 
-def learn(tuning: Online, hidden: np.ndarray, o: np.ndarray, centre: np.ndarray, x: np.ndarray) -> None:
-    """The step after a wavefront: its sub-pixels' hidden activations (n, hidden), corrected
-    outputs o (n, 3 K), centres (the median or fitted predictions, in 2**-FRAC_BITS) and values,
-    the images' rows in turn, as many each."""
-    _learn_each(tuning.change, tuning.mean_square, hidden, o, centre, x, tuning.rate, tuning.decayed, _tables())
+def learn(tuning: Online, hidden: np.ndarray, mixture: tuple, x: np.ndarray) -> None:
+    """The step after a wavefront: its sub-pixels' hidden activations (n, hidden), the mixtures
+    they were coded under (`symbols.parts` of the corrected outputs) and their values, the
+    images' rows in turn, as many each."""
+    _learn_each(tuning.change, tuning.mean_square, hidden, mixture, x, tuning.rate, tuning.decayed, _tables())
 
 
 @compiled
@@ -218,18 +216,25 @@ def _adapt(
     rate: float,
     decayed: np.ndarray,
     tab: tuple,
-) -> None:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = o.shape[1] // 3
+    mixture = (np.empty((len(x), k), np.int64), np.empty((len(x), k), np.int64), np.empty((len(x), k), np.int64))
     lo = 0
     for hi in ends:
         _correct(change, hidden[lo:hi], o[lo:hi])
-        _learn(change, mean_square, hidden, o, centre, x, lo, hi, rate, decayed, 0, tab)
+        p, q, mix = parts(o[lo:hi], centre[lo:hi])
+        mixture[0][lo:hi], mixture[1][lo:hi], mixture[2][lo:hi] = p, q, mix
+        _learn(change, mean_square, hidden, mixture, x, lo, hi, rate, decayed, 0, tab)
         lo = hi
+    return mixture
 
 
 def adapt(
     tuning: Online, hidden: np.ndarray, o: np.ndarray, centre: np.ndarray, x: np.ndarray, ends: np.ndarray
-) -> None:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The encoder's `correct` and `learn` of whole wavefronts of one image in one loop:
     sub-pixels in coding order, wavefronts ending at `ends` (exclusive; the last is len(x)); o
-    corrected in place."""
-    _adapt(tuning.change[0], tuning.mean_square[0], hidden, o, centre, x, ends, tuning.rate, tuning.decayed, _tables())
+    corrected in place, and the mixtures it gives (`symbols.parts`) returned for the coding."""
+    return _adapt(
+        tuning.change[0], tuning.mean_square[0], hidden, o, centre, x, ends, tuning.rate, tuning.decayed, _tables()
+    )
