@@ -450,21 +450,16 @@ def _decoding_cells(h: int, w: int) -> np.ndarray:
 
 
 @functools.cache
-def _encoding_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows and columns of a plane's sub-pixels in wavefront order, and where each sub-pixel
-    the decoder takes (`_schedule`) stands among the three planes' so ordered, one after another."""
+def _encoding_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows and columns of a plane's sub-pixels in wavefront order, where each sub-pixel the
+    decoder takes (`_schedule`) stands among the three planes' so ordered, one after another, and
+    where each wavefront ends among a plane's."""
     fronts = list(wavefronts(h, w))
     i, j = np.concatenate([a for a, _ in fronts]), np.concatenate([b for _, b in fronts])
     starts = np.concatenate([[0], np.cumsum([len(a) for a, _ in fronts])])
     steps = [(k, s - LAG * k) for s in range(len(fronts) + 2 * LAG) for k in range(3) if 0 <= s - LAG * k < len(fronts)]
     order = np.concatenate([np.arange(starts[t], starts[t + 1]) + k * h * w for k, t in steps])
-    return i, j, order
-
-
-@functools.cache
-def _front_ends(h: int, w: int) -> np.ndarray:
-    """Where each of a plane's wavefronts ends among its sub-pixels in wavefront order."""
-    return np.cumsum([len(i) for i, _ in wavefronts(h, w)])
+    return i, j, order, starts[1:]
 
 
 class Encoded(NamedTuple):
@@ -486,8 +481,7 @@ def encode(
     x = planes_of(rgb)
     h, w = x.shape[1:]
     earlier = pad_planes(x)
-    i, j, order = _encoding_order(h, w)
-    ends = _front_ends(h, w)
+    i, j, order, ends = _encoding_order(h, w)
     # Every sub-pixel's mixture, plane by plane in wavefront order, then taken in decoding order.
     parts = []
     for k in range(3):
