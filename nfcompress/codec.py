@@ -18,7 +18,7 @@ import numpy as np
 
 from nfcompress import policy
 from nfcompress.coders.base import Payload, Progress, undecodable
-from nfcompress.container import MAX_PIXELS, MODES, Header, pack, unpack
+from nfcompress.container import LEAN, MAX_PIXELS, MODES, Header, pack, unpack
 from nfcompress.errors import ChecksumError, FormatError, NfcError
 from nfcompress.model_files import DEFAULT_MODEL, find_card
 
@@ -137,7 +137,19 @@ def decode_model_free(header: Header, chunks: list[bytes], alpha_data: bytes, pr
     """The pixels of a file of a model-free payload (its parsed header and chunks), checked
     against its checksum; no weights of the user's choosing, no torch."""
     decode = functools.partial(policy.MODEL_FREE[header.kind].decode, header, chunks, progress)
-    return _checked_by(decode, header, alpha_data)
+    try:
+        return _checked_by(decode, header, alpha_data)
+    except FormatError as e:
+        raise _cut_or_damaged(e, header) from None
+
+
+def _cut_or_damaged(e: NfcError, header: Header) -> NfcError:
+    """A payload's error, which in a file that gives no payload size (from LEAN) may come of a
+    file cut short: said so."""
+    said = str(e)
+    if header.version >= LEAN and said.startswith("corrupted payload"):
+        return type(e)("truncated or " + said)
+    return e
 
 
 def _checked_by(colour_of: Callable[[], np.ndarray], header: Header, alpha_data: bytes) -> np.ndarray:
@@ -176,6 +188,8 @@ def decode_model_free_many(
                     out[n] = colour if isinstance(colour, NfcError) else _checked(colour, header, alpha)
             except NfcError as e:
                 out[n] = e
+            if isinstance(out[n], NfcError):
+                out[n] = _cut_or_damaged(out[n], files[n][0])
     return out
 
 

@@ -12,8 +12,10 @@ model's second network, version 16 the third network of each, version 17 the ada
 model's fourth, its side information without the spike shares, version 18 its fifth, which
 reads the fitted residuals of decoded sub-pixels, version 19 its sixth, which reads a far ring
 of them and their means over windows, and version 20 its seventh, which decodes in steeper
-wavefronts and reads the residuals they decode right of north-east. A file is written with the
-oldest version that holds its kind (`WRITTEN`). Every earlier version still reads.
+wavefronts and reads the residuals they decode right of north-east. Version 21 tunes the causal
+and adaptive networks' output layers as they code; from version 22 (`LEAN`) a model-free file
+gives no payload size and leaves out the zero bytes that end its payload. A file is written with
+the oldest version that holds its kind (`WRITTEN`). Every earlier version still reads.
 """
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "MAX_PIXELS",
     "KINDS",
     "WRITTEN",
+    "LEAN",
     "Header",
     "pack",
     "unpack",
@@ -39,8 +42,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 21  # the newest; see WRITTEN for the version each payload kind is written with
-VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21)
+VERSION = 22  # the newest; see WRITTEN for the version each payload kind is written with
+VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -69,7 +72,11 @@ KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL, "screen": _JPEG | _
 KINDS = ("flow", *KIND_FLAGS)
 # The version a file of each kind is written with: the oldest that holds it, so that nfcompress
 # 0.9 and 0.10 still read every file of the kinds they know.
-WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 21, "screen": 12, "adaptive": 21}
+WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 22, "screen": 12, "adaptive": 22}
+# From this version a model-free file gives no payload size (the payload runs to the alpha stream,
+# or to the end) and leaves out the zero bytes that end its payload's last 32-bit word (at most 3;
+# the decoder puts them back): 3 to 4 of a 32x32 thumbnail's 19 bytes beside its pixels' bits.
+LEAN = 22
 
 
 @dataclass
@@ -179,16 +186,28 @@ def pack(h: Header, chunks: list[bytes], alpha: bytes = b"") -> bytes:
 
 
 def _pack_model_free(h: Header, chunks: list[bytes], alpha: bytes) -> bytes:
-    """A file of a model-free payload: no model fields, no tiling, one chunk."""
+    """A file of a model-free payload: no model fields, no tiling, one chunk (from LEAN: of no
+    size given, without the zero bytes that end it)."""
     if len(chunks) != 1 or h.version < WRITTEN[h.kind]:
         raise ValueError(f"a model-free file has one chunk and a version from {WRITTEN[h.kind]}")
     flags = _MODEL_FREE | (_ALPHA if alpha else 0) | KIND_FLAGS[h.kind]
     flags |= MODES.index(h.mode) << 4
+    lean = WRITTEN[h.kind] >= LEAN
     head = bytearray(MAGIC) + bytes([WRITTEN[h.kind], flags]) + _varint(h.width) + _varint(h.height)
-    head += _varint(len(chunks[0])) + (_varint(len(alpha)) if alpha else b"")
+    head += (b"" if lean else _varint(len(chunks[0]))) + (_varint(len(alpha)) if alpha else b"")
     head += struct.pack("<I", h.pixel_crc)
     head += struct.pack("<H", zlib.crc32(head) & 0xFFFF)
-    return bytes(head) + chunks[0] + alpha
+    return bytes(head) + (_trimmed(chunks[0]) if lean else chunks[0]) + alpha
+
+
+def _trimmed(payload: bytes) -> bytes:
+    """A payload of whole 32-bit words without the zero bytes that end its last one (at most 3)."""
+    if len(payload) % 4:
+        raise ValueError("a payload is a whole number of 32-bit words")
+    end = len(payload)
+    while end > max(len(payload) - 3, 0) and payload[end - 1] == 0:
+        end -= 1
+    return payload[:end]
 
 
 def _flags(r: _Reader, version: int) -> dict:
@@ -278,7 +297,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
         n_chunks = r.varint("chunk count", MAX_CHUNKS)
         if 4 * n_chunks > len(data):
             raise FormatError(f"truncated .nfc file: {n_chunks} chunks cannot fit in {len(data)} bytes")
-    sizes = [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
+    lean = model_free and version >= LEAN
+    sizes = [] if lean else [r.varint("chunk size", 1 << 40) for _ in range(n_chunks)]
     if any(s % 4 or s < (0 if model_free else 4) for s in sizes):
         raise FormatError("corrupted .nfc file: a chunk size is not a whole number of 32-bit words")
     alpha_size = r.varint("alpha size", 1 << 40) if f["alpha"] else 0
@@ -295,10 +315,15 @@ def unpack(data: bytes) -> tuple[Header, list[bytes], bytes]:
     if width == 0 or height == 0 or width * height > MAX_PIXELS:
         raise FormatError(f"corrupted .nfc header (image size {width}x{height} out of range)")
     body = len(data) - r.pos
+    if lean:
+        sizes = [max(body - alpha_size, 0)]
     if sum(sizes) + alpha_size != body:
         kind = "truncated" if sum(sizes) + alpha_size > body else "corrupted"
         raise FormatError(f"{kind} .nfc file: payload is {body} bytes, the header says {sum(sizes) + alpha_size}")
     chunks = [r.take(s, "payload") for s in sizes]
+    if lean:  # the zero bytes that ended its last word
+        chunks = [chunks[0] + bytes(-sizes[0] % 4)]
+        sizes = [len(chunks[0])]
     alpha = r.take(alpha_size, "alpha payload")
     h = Header(
         model_name=name or ("" if version >= 5 else UNNAMED_BEFORE_5),

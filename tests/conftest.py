@@ -200,18 +200,21 @@ def tiny_planes(seed: int, extra: int = 0, hidden: int = 8, mixtures: int = 2) -
 
 def reheaded(data: bytes, version: int, flags: int | None = None) -> bytes:
     """A file (as `pack` wrote it) whose header says another format version (and flags), with its
-    header check made good again."""
+    header check made good again; a model-free file's payload size and whole last word are put in
+    or left out as the new version's layout has them (from LEAN, none)."""
     import struct
     import zlib
 
-    from nfcompress.container import unpack
+    from nfcompress.container import LEAN, _trimmed, _varint, unpack
 
-    _, chunks, alpha = unpack(data)
-    payload = sum(map(len, chunks)) + len(alpha)  # the bytes after the header check
-    d = bytearray(data)
-    d[3] = version
-    if flags is not None:
-        d[4] = flags
-    end = len(d) - payload - 2
-    d[end : end + 2] = struct.pack("<H", zlib.crc32(bytes(d[:end])) & 0xFFFF)
-    return bytes(d)
+    h, chunks, alpha = unpack(data)
+    head = bytearray(data[:3]) + bytes([version, data[4] if flags is None else flags])
+    if not h.model_free:
+        payload = sum(map(len, chunks)) + len(alpha)  # the bytes after the header check
+        head = head + data[5 : len(data) - payload - 2]
+        return bytes(head) + struct.pack("<H", zlib.crc32(bytes(head)) & 0xFFFF) + data[len(data) - payload :]
+    lean = version >= LEAN
+    head += _varint(h.width) + _varint(h.height) + (b"" if lean else _varint(len(chunks[0])))
+    head += (_varint(len(alpha)) if alpha else b"") + struct.pack("<I", h.pixel_crc)
+    head += struct.pack("<H", zlib.crc32(bytes(head)) & 0xFFFF)
+    return bytes(head) + (_trimmed(chunks[0]) if lean else chunks[0]) + alpha

@@ -217,7 +217,7 @@ def test_the_adaptive_flag_is_read_from_version_13_only_and_stands_alone():
     head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="adaptive")
     data = bytearray(pack(head, [b"abcdefgh"]))
     h = unpack(bytes(data))[0]
-    assert (h.kind, h.version, h.model_name) == ("adaptive", 21, "")
+    assert (h.kind, h.version, h.model_name) == ("adaptive", adaptive.NEWEST, "")
     grey = unpack(pack(Header("", b"", 7, 3, "L", 0, 0, 1, device="any", kind="adaptive"), [b"abcd"]))[0]
     assert (grey.kind, grey.mode) == ("adaptive", "L")
 
@@ -232,7 +232,7 @@ def test_the_shipped_model_codes_photos_in_colour_grey_and_alpha_and_auto_keeps_
     codec = Codec.load()
     res = codec.encode(img, coder="adaptive")
     h = unpack(res.data)[0]
-    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, 21)
+    assert (res.coder, h.kind, h.model_free, h.version) == ("adaptive", "adaptive", True, adaptive.NEWEST)
     assert np.array_equal(decode(res.data), img)
     assert len(codec.encode(img).data) <= len(res.data)
     clean = np.asarray(Image.fromarray(_photo(128, 128)).resize((64, 64), Image.Resampling.BOX))
@@ -315,7 +315,7 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
 def test_each_version_decodes_with_its_own_network():
     img = _photo(40, 48)
     data = encode(img, coder="adaptive")
-    assert unpack(data)[0].version == adaptive.NEWEST == 21
+    assert unpack(data)[0].version == adaptive.NEWEST == 22
     assert np.array_equal(decode(data), img)
     # The same payload read as an earlier version's, under another network or version 20's
     # (the same network, its output layer untuned), fails loudly.

@@ -14,7 +14,7 @@ from nfcompress.codec import Codec
 from nfcompress.coders.adaptive import model as adaptive_model
 from nfcompress.coders.causal import model as causal
 from nfcompress.coding import rans
-from nfcompress.container import Header, pack, unpack
+from nfcompress.container import LEAN, Header, pack, unpack
 from nfcompress.errors import FormatError, NfcError
 from nfcompress.weights import shipped_dir
 
@@ -238,11 +238,19 @@ def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_pa
     assert np.array_equal(back, np.asarray(Image.open(THUMB)))
 
 
+@pytest.mark.parametrize("cut", [1, 4, 100])
+def test_a_causal_file_cut_short_fails_saying_it_may_be(cut):
+    data = Codec.load().encode(_photo(24, 20), coder="causal").data
+    assert unpack(data)[0].version >= LEAN  # no payload size: the payload's decode finds the cut
+    with pytest.raises(NfcError, match="truncated or corrupted|checksum"):
+        decode(data[:-cut])
+
+
 def test_each_version_decodes_with_its_own_network():
     img = _photo(24, 20)
     data = Codec.load().encode(img, coder="causal").data
     h = unpack(data)[0]
-    assert (h.kind, h.version) == ("causal", causal.NEWEST) == ("causal", 21)
+    assert (h.kind, h.version) == ("causal", causal.NEWEST) == ("causal", 22)
     assert np.array_equal(decode(data), img)
     # The same payload read as version 10's, under the other network, or as version 16's (the
     # same network, its output layer untuned), fails loudly.
@@ -267,8 +275,10 @@ def test_a_folder_decodes_files_of_three_versions_together():
     for version in (10, 16):
         repacked = pack(unpack(new)[0], [causal.encode(img, version=version).data])
         olds.append(reheaded(repacked, version, repacked[4]))
-    payloads = [unpack(bytes(d))[:2] for d in (new, olds[0], olds[1], new)]
-    assert [h.version for h, _ in payloads] == [21, 10, 16, 21]
+    # Version 21's payload is version 22's, in a file that gives its size.
+    olds.append(reheaded(new, 21))
+    payloads = [unpack(bytes(d))[:2] for d in (new, *olds, new)]
+    assert [h.version for h, _ in payloads] == [22, 10, 16, 21, 22]
     assert all(np.array_equal(x, img) for x in CausalCoder().decode_many(payloads))
 
 

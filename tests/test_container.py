@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nfcompress.container import (
+    LEAN,
     MAX_PIXELS,
     SHIPPED_MODELS,
     UNNAMED_BEFORE_5,
@@ -235,3 +236,32 @@ def test_the_jpeg_history_flag_of_a_linear_file_is_read_from_version_9_only():
         unpack(_with_crc(b"NFC" + bytes([8, 0x23 | 0x08]) + body) + b"abcd")
     head = Header("", b"", 70, 33, "RGB", 0, 0, 0xDEADBEEF, device="any", kind="jpeg")
     assert unpack(pack(head, [b"abcdefgh"]))[0].kind == "jpeg"
+
+
+@pytest.mark.parametrize(
+    "payload", [b"abcd\x05\x00\x00\x00", b"abcd\x00\x00\x00\x00", b"\x00\x00\x00\x00", b"abcd1234", b""]
+)
+@pytest.mark.parametrize("alpha", [b"", b"xyz"])
+def test_a_lean_file_gives_no_payload_size_and_its_payload_back_whole(payload, alpha):
+    h = _header(model_name="", model_hash=b"", mode="RGBA" if alpha else "RGB", tile=0, batch=0, kind="causal")
+    assert WRITTEN["causal"] >= LEAN
+    data = pack(h, [payload], alpha=alpha)
+    h2, chunks, alpha2 = unpack(data)
+    assert (h2.kind, h2.version, chunks, alpha2, h2.chunk_sizes) == ("causal", LEAN, [payload], alpha, [len(payload)])
+    kept = len(payload) - min(3, len(payload) - len(payload.rstrip(b"\x00")))
+    # magic, version, flags, width, height, alpha size, pixel CRC, header CRC; then the payload
+    # without the zero bytes that end its last word
+    assert len(data) == 3 + 1 + 1 + 1 + 1 + bool(alpha) + 4 + 2 + kept + len(alpha)
+
+
+def test_a_lean_payload_must_be_whole_words():
+    h = _header(model_name="", model_hash=b"", mode="RGB", tile=0, batch=0, kind="adaptive")
+    with pytest.raises(ValueError, match="32-bit words"):
+        pack(h, [b"abcde"])
+
+
+def test_the_kinds_written_before_lean_keep_their_payload_size():
+    h = _header(model_name="", model_hash=b"", mode="RGB", tile=0, batch=0, kind="screen")
+    assert WRITTEN["screen"] < LEAN
+    data = pack(h, [b"abcd\x00\x00\x00\x00"])
+    assert unpack(data)[1] == [b"abcd\x00\x00\x00\x00"] and data.endswith(b"\x00" * 4)

@@ -91,7 +91,7 @@ MODELS = {
 # (`causal.online`), with the network of version 20.
 ONLINE = 21
 RATE = 2e-4  # its steps (`online`), in float weights
-NEWEST = ONLINE  # the version new files are written with (container.WRITTEN)
+NEWEST = 22  # the version new files are written with (container.WRITTEN; 22 is a leaner file)
 NEWEST_NETWORK = pinned(MODELS, NEWEST)  # the (name, sha256) of the network new files code with
 EXTRA = 3  # features beyond the causal model's: the fitted prediction, its scale code, the image size
 # From this format version the side information leaves out the linear model's spike shares,

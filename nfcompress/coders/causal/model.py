@@ -318,7 +318,7 @@ MODELS = {
 # (`online`), with the network of version 16.
 ONLINE = 21
 RATE = 3e-4  # its steps (`online`), in float weights
-NEWEST = ONLINE  # the version new files are written with (container.WRITTEN)
+NEWEST = 22  # the version new files are written with (container.WRITTEN; 22 is a leaner file)
 NEWEST_NETWORK = pinned(MODELS, NEWEST)  # the (name, sha256) of the network new files code with
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
 # decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
