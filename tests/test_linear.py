@@ -514,3 +514,21 @@ def test_the_compiled_predictions_are_numpys():
     want = np.clip(np.einsum("fn,nf->n", x.astype(np.int64), weights[sets]), 0, 255 << 12)
     got = fitting.predictions(x, weights, sets, 255 << 12)
     assert np.array_equal(got, want) and 0 < (got == 0).sum() < 3000 and (got == 255 << 12).any()
+
+
+def test_contexts_no_pixel_reads_repeat_the_scale_code_before_them_and_cost_less():
+    img = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "nature-thumb-64x48.png").convert("RGB"))
+    fit = linear.fitted(img)
+    for codes, r in zip(fit.model.scales, fit.rasters):
+        unused = np.bincount(r.contexts, minlength=len(codes)) == 0
+        assert unused.any() and not unused.all()
+        assert all(codes[k] == (codes[k - 1] if k else 128) for k in np.flatnonzero(unused))
+    # Any other codes there decode alike (no pixel reads them) and cost more.
+    zeroed = [
+        np.where(np.bincount(r.contexts, minlength=len(q)) == 0, 0, q) for q, r in zip(fit.model.scales, fit.rasters)
+    ]
+    other = linear.LinearModel(fit.model.weights, zeroed, fit.model.spikes, fit.model.feedback, fit.model.blocks)
+    data, *_ = linear.encode(img, fit.model)
+    data0, *_ = linear.encode(img, other)
+    assert len(data) < len(data0) and linear.side_bits(fit.model) < linear.side_bits(other)
+    assert np.array_equal(linear.decode(data, 48, 64, 3), img) and np.array_equal(linear.decode(data0, 48, 64, 3), img)

@@ -547,7 +547,18 @@ def _fit_channel(
     resid = rgb[..., c].ravel() - r.p / (1 << FRAC_BITS)
     hits = rgb[..., c].ravel() == r.medians
     codes, q = _fit_spikes(resid, hits, r.contexts, r.spikes, codes, _spike_count(classes))
-    return (wq, codes, q, fb), r
+    return (wq, _unused_repeated(codes, np.bincount(r.contexts, minlength=len(codes)) == 0), q, fb), r
+
+
+def _unused_repeated(codes: np.ndarray, unused: np.ndarray) -> np.ndarray:
+    """Scale codes where each context no pixel reads repeats the code before it (the first, 128):
+    its step then costs the fewest bits (`_scale_steps`)."""
+    out, before = codes.copy(), 128
+    for k in range(len(out)):
+        if unused[k]:
+            out[k] = before
+        before = out[k]
+    return out
 
 
 class _Bands:
