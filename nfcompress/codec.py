@@ -185,11 +185,13 @@ def decode_model_free_many(
                 else:
                     header, _, alpha = files[n]
                     colour = together[k]
-                    out[n] = colour if isinstance(colour, NfcError) else _checked(colour, header, alpha)
-            except NfcError as e:
+                    out[n] = (
+                        _cut_or_damaged(colour, header)
+                        if isinstance(colour, NfcError)
+                        else _checked(colour, header, alpha)
+                    )
+            except NfcError as e:  # decode_model_free's, said as it says them, or the checksum's
                 out[n] = e
-            if isinstance(out[n], NfcError):
-                out[n] = _cut_or_damaged(out[n], files[n][0])
     return out
 
 

@@ -1,5 +1,6 @@
 """The causal model: features read only decoded cells, the integer network is exact, files round-trip."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from nfcompress import decode
-from nfcompress.codec import Codec
+from nfcompress.codec import Codec, decode_model_free_many
 from nfcompress.coders.adaptive import model as adaptive_model
 from nfcompress.coders.causal import model as causal
 from nfcompress.coding import rans
@@ -244,6 +245,11 @@ def test_a_causal_file_cut_short_fails_saying_it_may_be(cut):
     assert unpack(data)[0].version >= LEAN  # no payload size: the payload's decode finds the cut
     with pytest.raises(NfcError, match="truncated or corrupted|checksum"):
         decode(data[:-cut])
+    # And decoded together with another, as a folder is.
+    files = [unpack(data[:-cut]), unpack(data)]
+    cut_short, whole = decode_model_free_many(files)
+    assert isinstance(cut_short, NfcError) and re.search("truncated or corrupted|checksum", str(cut_short))
+    assert np.array_equal(whole, decode(data))
 
 
 def test_each_version_decodes_with_its_own_network():
