@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nfcompress.coders.causal.symbols import ACT_BITS, MEAN_SCALE, MIX_BITS, OUT_BITS, parts, table
+from nfcompress.coders.causal.symbols import ACT_BITS, MEAN_SCALE, MIX_BITS, OUT_BITS, SUBSTEP_BITS, parts, table
 from nfcompress.coding.primitives import CDF_TOTAL, FRAC_BITS, MEAN_STEPS, logistic_scale
 from nfcompress.compiled import compiled, compiled_integer_sums, compiled_unchecked_division
 
@@ -36,7 +36,6 @@ GRAD_BITS = 10  # a sub-pixel's gradient of its bits counts in 2**-10
 GRAD_LIMIT = float(1 << 15)  # and is clipped to this
 DECAY = 0.99  # the running mean of the squared gradient keeps this much a wavefront
 EPSILON = 1e-3 * 2.0 ** (ACT_BITS + GRAD_BITS)  # added to its root (gradients in the units summed)
-_FRAC = FRAC_BITS - 4  # a prediction's bits below the 1/16 the tables take (MEAN_STEPS)
 _CDF_TOTAL = float(CDF_TOTAL)
 
 
@@ -104,7 +103,7 @@ def _gradient(
     mass, d_mean, d_scale = work[0], work[1], work[2]
     total = 0.0
     for c in range(k):
-        row = q[a, c] * MEAN_STEPS + ((p[a, c] >> _FRAC) & (MEAN_STEPS - 1))
+        row = q[a, c] * MEAN_STEPS + ((p[a, c] >> SUBSTEP_BITS) & (MEAN_STEPS - 1))
         at = 256 - (p[a, c] >> FRAC_BITS) + x  # the value's upper edge in the row
         high = _CDF_TOTAL if x == 255 else float(cum[row, at])
         low = 0.0 if x == 0 else float(cum[row, at - 1])
@@ -112,7 +111,7 @@ def _gradient(
         sl, cl = low / _CDF_TOTAL, (_CDF_TOTAL - low) / _CDF_TOTAL
         m = max(high - low, 1.0) / _CDF_TOTAL
         inv = inverse[q[a, c]]
-        mean = (p[a, c] >> _FRAC) / MEAN_STEPS  # in grey levels, to the 1/16 the tables take
+        mean = (p[a, c] >> SUBSTEP_BITS) / MEAN_STEPS  # in grey levels, to the 1/16 the tables take
         u, lo = (x + 0.5 - mean) * inv, (x - 0.5 - mean) * inv
         du, dl = su * cu, sl * cl
         mass[c] = m

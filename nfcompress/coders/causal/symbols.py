@@ -7,6 +7,7 @@ __all__ = [
     "ACT_BITS",
     "OUT_BITS",
     "MIX_BITS",
+    "SUBSTEP_BITS",
     "LOG_SCALE_MIN",
     "LOG_SCALE_STEPS",
     "MEAN_SCALE",
@@ -30,7 +31,7 @@ OUT_BITS = 20  # the network's outputs count in 2**-OUT_BITS
 MIX_BITS = 12  # mixture weights are integers summing to 2**MIX_BITS
 LOG_SCALE_MIN, LOG_SCALE_STEPS = -4.0, 16  # a component's scale code q: its log scale is -4 + q / 16
 MEAN_SCALE = 16  # a component's mean is the median prediction plus 16 times its output
-_FRAC = FRAC_BITS - 4  # the bits of a prediction below its 1/MEAN_STEPS step
+SUBSTEP_BITS = FRAC_BITS - 4  # the bits of a prediction below its 1/MEAN_STEPS step
 _TOP = ROW - 255 * FLOOR  # LogisticTables.total: a component's last weight is _TOP - cum
 _LANES = 32  # values a run of `_weights` sums at once
 
@@ -90,7 +91,7 @@ def _weights(tab: tuple, p: np.ndarray, q: np.ndarray, mix: np.ndarray, k: int, 
     # taken from lo to hi only, in whole runs of _LANES (a loop the compiler vectorises).
     lo, hi, floors = 255, 0, 0
     for c in range(p.shape[1]):
-        r = q[k, c] * MEAN_STEPS + ((p[k, c] >> _FRAC) & (MEAN_STEPS - 1))
+        r = q[k, c] * MEAN_STEPS + ((p[k, c] >> SUBSTEP_BITS) & (MEAN_STEPS - 1))
         base = 255 - (p[k, c] >> FRAC_BITS)
         lo, hi = min(lo, first[r] - base), max(hi, last[r] - base)
         floors += mix[k, c] * FLOOR
@@ -100,7 +101,7 @@ def _weights(tab: tuple, p: np.ndarray, q: np.ndarray, mix: np.ndarray, k: int, 
         w[v] = floors
     w[255] = 0  # the last value has no FLOOR of its own (`add_logistic`)
     for c in range(p.shape[1]):
-        r = q[k, c] * MEAN_STEPS + ((p[k, c] >> _FRAC) & (MEAN_STEPS - 1))
+        r = q[k, c] * MEAN_STEPS + ((p[k, c] >> SUBSTEP_BITS) & (MEAN_STEPS - 1))
         line, m = cum[r, 255 - (p[k, c] >> FRAC_BITS) :], mix[k, c]
         w[0] += m * line[1]
         if runs * _LANES > 254:
