@@ -45,7 +45,15 @@ def test_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.nfc"]
 
 
-@pytest.mark.parametrize("delay", [0.5, 2.0])  # while torch loads, and while coding
+def _catches_sigterm(pid: int) -> bool:
+    """Whether process pid has a handler for SIGTERM (Linux: the caught-signals mask in /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught >> (signal.SIGTERM - 1) & 1)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the handler's mask in /proc")
+@pytest.mark.parametrize("delay", [0.0, 2.0])  # after the handler is set (imports still running), and while coding
 def test_sigterm_midway_leaves_no_partial_output_and_the_input_untouched(tiny_models_dir, tmp_path, delay):
     src = tmp_path / "big.png"
     Image.fromarray(photo_like(900, 900, 3)).save(src)
@@ -58,6 +66,11 @@ def test_sigterm_midway_leaves_no_partial_output_and_the_input_untouched(tiny_mo
         stderr=subprocess.PIPE,
         text=True,
     )
+    # A loaded machine can take longer than any fixed wait to reach the handler: wait for it.
+    deadline = time.monotonic() + 60
+    while p.poll() is None and not _catches_sigterm(p.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert p.poll() is None and _catches_sigterm(p.pid), "the command never set its SIGTERM handler"
     time.sleep(delay)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
