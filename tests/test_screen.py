@@ -239,6 +239,52 @@ def test_damaged_screen_files_are_refused_never_wrong():
         nfcompress.decode(data[:-4])
 
 
+def _fresh_state_payloads(monkeypatch, images: list[np.ndarray], scheme: model.Scheme = model.SCHEME) -> list[bytes]:
+    """Each image's payload from a state of arrays no earlier state used."""
+    out = []
+    for img in images:
+        monkeypatch.setattr(model, "_SPARES", model._Spares())
+        out.append(model.encode(img, scheme)[0])
+    monkeypatch.setattr(model, "_SPARES", model._Spares())
+    return out
+
+
+def test_a_state_on_the_arrays_of_earlier_ones_codes_as_a_fresh_one(monkeypatch):
+    white = np.full((5, 7, 3), 255, np.uint8)
+    white[2, 3] = 0
+    images = [_screenshot(40, 60), photo_like(24, 20, 1), white, photo_like(30, 33, 3, seed=2), _screenshot(20, 30)]
+    schemes = list(model.SCHEMES.values())  # counts from a prior and from ones
+    fresh = [_fresh_state_payloads(monkeypatch, images, scheme) for scheme in schemes]
+    bad = bytearray(fresh[-1][0])
+    bad[len(bad) // 2] ^= 0x10
+    monkeypatch.setattr(model, "GENERATIONS", 4)  # the tables are cleared every 4 states
+    for _ in range(3):
+        for scheme, payloads in zip(schemes, fresh):
+            for img, data in zip(images, payloads):
+                assert model.encode(img, scheme)[0] == data
+                assert np.array_equal(model.decode(data, *img.shape, scheme), img)
+        with pytest.raises(FormatError):
+            model.decode(bytes(bad), 40, 60, 3)
+
+
+def test_the_tables_last_generation_holds_the_largest_colour(monkeypatch):
+    white = np.full((6, 6, 3), 255, np.uint8)
+    white[::2, ::3] = 7
+    data = _fresh_state_payloads(monkeypatch, [white])[0]
+    for _ in range(kernels.GENERATIONS + 2):
+        assert model.encode(white)[0] == data
+
+
+def test_states_coding_on_threads_at_once_take_arrays_of_their_own(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [photo_like(40, 40 + k, 3, seed=k) for k in range(4)] + [_screenshot(48, 64)] * 4
+    fresh = _fresh_state_payloads(monkeypatch, images)
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            assert list(pool.map(lambda img: model.encode(img)[0], images)) == fresh
+
+
 def test_prior_counts_are_integers_from_shares_of_what_was_met():
     occ = {"slots": np.array([[0, 0, 0], [3, 1, 0], [0, 0, 7]]), "raw": np.zeros((1, 2, 4), np.int64)}
     counts = prior.from_occurrences(occ)

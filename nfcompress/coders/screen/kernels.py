@@ -12,6 +12,8 @@ __all__ = [
     "ABSENT",
     "BUCKETS",
     "FAR",
+    "GENERATIONS",
+    "GENERATION_SHIFT",
     "GROUPED",
     "HASH_BITS",
     "PALETTE",
@@ -28,13 +30,19 @@ from nfcompress.compiled import compiled
 
 ABSENT = -1  # a canvas cell outside the image
 HASH_BITS = 22  # a hash table's key
+# A table entry: a colour plus 1 (0: none yet) in its low GENERATION_SHIFT bits, and above them the
+# generation of the state that wrote it; an entry of another generation reads as none, so that a
+# table is used again without clearing it (`model._State`).
+GENERATION_SHIFT = 25
+GENERATIONS = 63  # the generations an int32 entry tells apart, 1 to 63
 BUCKETS, FAR = 5, 5  # the slot context's parts: slot buckets of W and N (`model._buckets`), far guess
 RAW_CONTEXTS = 8  # contexts of a NEW colour's channels
 PALETTE = 512  # colours the palette keeps, at most
 GROUPED = 64  # from this many NEW colours in a wavefront, their residuals are coded by context
 # State: cv, sym, tables, slots, coarse, fresh, ranks, raw, palette, lookup, size (the palette's
-# size, int64[1]). Settings: offsets, period, by_length, lengths, mix, blend, new_flag, grouped,
-# pairs, equalities, far_code, bucket, cw, step (model._State.state and model._State.settings).
+# size, int64[1]), generation (the tables', int64[1]). Settings: offsets, period, by_length,
+# lengths, mix, blend, new_flag, grouped, pairs, equalities, far_code, bucket, cw, step
+# (model._State.state and model._State.settings).
 
 
 @compiled
@@ -200,6 +208,8 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
     """One wavefront: every pixel's slot, then the escaped pixels' colours (`_escapes`), then
     the counts, canvas and tables learn them."""
     cv, sym, tables, slots, coarse = state[0], state[1], state[2], state[3], state[4]
+    generation = state[11][0]
+    mask = (1 << GENERATION_SHIFT) - 1
     offsets, period, by_length, lengths, mix, blend = settings[:6]
     pairs, equalities, far_code, bucket, cw, step = settings[8:]
     encoding = xs.size > 0
@@ -233,7 +243,8 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
         for k in range(4):
             cand[i, k] = near[k]
         for s in range(nt):
-            cand[i, 4 + s] = tables[keys[i, s]] - 1
+            entry = tables[keys[i, s]]
+            cand[i, 4 + s] = (entry & mask if entry >> GENERATION_SHIFT == generation else 0) - 1
         for k in range(4, 12):
             cand[i, nt + k] = near[k]
         if has_period:
@@ -286,7 +297,7 @@ def _front(state: tuple, settings: tuple, at: np.ndarray, xs: np.ndarray, io: tu
         slots[ctx[i], slot[i]] += step
         coarse[ctx[i] // FAR, slot[i]] += step
         for s in range(nt):
-            tables[keys[i, s]] = x[i] + 1
+            tables[keys[i, s]] = (x[i] + 1) | (generation << GENERATION_SHIFT)
 
 
 @compiled

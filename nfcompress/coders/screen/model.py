@@ -35,13 +35,16 @@ __all__ = [
     "occurrences",
 ]
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 from nfcompress.coders.screen import kernels, prior
 from nfcompress.coders.screen.content import colours
-from nfcompress.coders.screen.kernels import ABSENT, BUCKETS, FAR, HASH_BITS, PALETTE, RAW_CONTEXTS
+from nfcompress.coders.screen.kernels import ABSENT, BUCKETS, FAR, GENERATIONS, HASH_BITS, PALETTE, RAW_CONTEXTS
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import PRECISION, wavefronts
 from nfcompress.errors import FormatError
@@ -49,6 +52,7 @@ from nfcompress.errors import FormatError
 # Causal neighbours (rows up, columns left): all on earlier wavefronts of t = 2i + j.
 CANDIDATES = ((0, 1), (1, 0), (1, -1), (1, 1), (0, 2), (2, 0), (2, -1), (1, 2), (2, 1), (2, -2), (0, 3), (3, 0))
 _PRIOR_12 = "77f5c327a2e67d8ad17e94ea2df3ac6542760df93b34109eb32a713e1d604700"  # prior.safetensors
+T = TypeVar("T")
 _MIX = np.array([(0x9E3779B97F4A7C15 * (2 * k + 1)) % (1 << 64) | 1 for k in range(len(CANDIDATES))], np.uint64)
 
 
@@ -206,35 +210,85 @@ def _hash_plan(hash_sets: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.n
     return np.array(order, np.int64), np.array([len(hash_sets[k]) for k in order], np.int64)
 
 
+class _Spares:
+    """The large arrays of states that are done, for the next state of this process: memory the
+    system hands out zeroed costs a page fault a page at first touch, which took most of the
+    time of a small image (25 of 36 ms a 32x32 thumbnail). One of each kind is kept."""
+
+    def __init__(self) -> None:
+        self._lock, self._kept = threading.Lock(), {}
+
+    def take(self, key: tuple, make: Callable[[], T]) -> T:
+        """A kept item of `key`, or a new one from `make`."""
+        with self._lock:
+            got = self._kept.pop(key, None)
+        return make() if got is None else got
+
+    def give(self, key: tuple, item: object) -> None:
+        """Keep an item of `key` for the next `take`."""
+        with self._lock:
+            self._kept.setdefault(key, item)
+
+
+_SPARES = _Spares()
+
+
 class _State:
-    """The adaptive counts, the palette and the decoded canvas, as encoder and decoder share them."""
+    """The adaptive counts, the palette and the decoded canvas, as encoder and decoder share them;
+    a context manager, which at its end hands its large arrays over to the next state (their
+    counts are set afresh, the palette's lookup cleared, the hash tables' generation moved on)."""
 
     def __init__(self, layout: _Layout, channels: int, scheme: Scheme) -> None:
         self.layout, self.channels, self.scheme = layout, channels, scheme
         self.bucket = _buckets(scheme)
         self.cv = layout.canvas(ABSENT)
         self.sym = layout.canvas(scheme.slots, np.int8)  # a cell outside (`_buckets`; NEW: slots + 1)
-        self.slots = np.ones((CONTEXTS, scheme.slots), np.int64)
+        counts = (CONTEXTS, scheme.slots)
+        self.slots = _SPARES.take(("slots", counts), lambda: np.empty(counts, np.int64))
         # The same counts without the far guess's part of the context, which learn sooner (how a
         # slot's weights read both: `kernels._front`).
-        self.coarse = np.ones((CONTEXTS // FAR, scheme.slots), np.int64)
+        coarse = (CONTEXTS // FAR, scheme.slots)
+        self.coarse = _SPARES.take(("coarse", coarse), lambda: np.empty(coarse, np.int64))
         self.palette, self.size = np.zeros(PALETTE, np.int64), np.zeros(1, np.int64)  # colours in it: size[0]
         # Each colour's palette index plus 1 (0: not there), the cell past the last for ABSENT.
-        self.lookup = np.zeros((1 << (8 * channels)) + 1, np.int16)
+        colours = (1 << (8 * channels)) + 1
+        self.lookup = _SPARES.take(("lookup", colours), lambda: np.zeros(colours, np.int16))
         self.ranks = np.ones(PALETTE + 1, np.int64)  # the last: NEW, unless the scheme flags it
         self.fresh = np.ones((NEW_CONTEXTS, 2), np.int64)
         self.raw = np.ones((channels, RAW_CONTEXTS, 256), np.int64)
         if scheme.prior:
             self._start_from(prior.load(scheme.prior))
-        # Colours plus 1 (0: absent), so that the tables start as zeros the system gives lazily.
-        self.tables = np.zeros(len(scheme.hash_sets) << HASH_BITS, np.int32)
+        else:
+            self.slots.fill(1)
+            self.coarse.fill(1)
+        # Colours plus 1 (0: absent) under this state's generation (`kernels.GENERATION_SHIFT`).
+        entries = len(scheme.hash_sets) << HASH_BITS
+        self.tables, self.generation = _SPARES.take(
+            ("tables", entries), lambda: (np.zeros(entries, np.int32), np.zeros(1, np.int64))
+        )
+        if self.generation[0] == GENERATIONS:
+            self.tables.fill(0)
+            self.generation[0] = 0
+        self.generation[0] += 1
         self.plan = _hash_plan(scheme.hash_sets)
+
+    def __enter__(self) -> "_State":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lookup[self.palette[: self.size[0]]] = 0  # the only colours it holds
+        _SPARES.give(("slots", self.slots.shape), self.slots)
+        _SPARES.give(("coarse", self.coarse.shape), self.coarse)
+        _SPARES.give(("lookup", self.lookup.size), self.lookup)
+        _SPARES.give(("tables", self.tables.size), (self.tables, self.generation))
 
     def _start_from(self, counts: dict[str, np.ndarray]) -> None:
         """Start from a prior's counts (a grey image's channel from green's)."""
         if counts["slots"].shape != self.slots.shape or counts["raw"].shape[1:] != self.raw.shape[1:]:
             raise FormatError("the screen model's prior does not fit this payload version")
-        for name in ("slots", "coarse", "fresh", "ranks"):
+        np.copyto(self.slots, counts["slots"])
+        np.copyto(self.coarse, counts["coarse"])
+        for name in ("fresh", "ranks"):
             setattr(self, name, counts[name].copy())
         self.raw = counts["raw"][[1] if self.channels == 1 else [0, 1, 2]].copy()
 
@@ -254,7 +308,7 @@ class _State:
         """The arrays `kernels.segment` reads and changes."""
         return (
             self.cv, self.sym, self.tables, self.slots, self.coarse, self.fresh, self.ranks, self.raw,
-            self.palette, self.lookup, self.size,
+            self.palette, self.lookup, self.size, self.generation,
         )  # fmt: skip
 
 
@@ -267,16 +321,25 @@ def encode(planes: np.ndarray, scheme: Scheme = SCHEME) -> tuple[bytes, float]:
 def occurrences(planes: np.ndarray) -> dict[str, np.ndarray]:
     """How often each symbol is coded in each context of an image by the newest scheme started
     without a prior: what a prior learns from (`prior.from_occurrences`)."""
-    return _encode(planes, replace(SCHEME, prior=""))[2].occurrences()
+    return _encode(planes, replace(SCHEME, prior=""), counted=True)[2]
 
 
-def _encode(planes: np.ndarray, scheme: Scheme) -> tuple[bytes, float, _State]:
-    """The payload, its ideal bits and the coder's state at the end."""
+def _encode(
+    planes: np.ndarray, scheme: Scheme, counted: bool = False
+) -> tuple[bytes, float, dict[str, np.ndarray] | None]:
+    """The payload, its ideal bits and (where `counted`) the coder's `occurrences` at the end."""
     h, w, channels = planes.shape
     grid = colours(planes)
     period = _period(grid) if scheme.period else 0
     layout = _Layout(h, w, period)
-    st = _State(layout, channels, scheme)
+    with _State(layout, channels, scheme) as st:
+        data, ideal = _encode_with(st, grid, period)
+        return data, ideal, st.occurrences() if counted else None
+
+
+def _encode_with(st: _State, grid: np.ndarray, period: int) -> tuple[bytes, float]:
+    """The payload of an image's colours `grid` from a fresh state, and its ideal bits."""
+    layout, scheme = st.layout, st.scheme
     canvas = layout.canvas(ABSENT)
     layout.place(canvas, grid)
     words, ideal = ([np.array([period], "<u4")], 32.0) if scheme.period else ([], 0.0)
@@ -288,7 +351,7 @@ def _encode(planes: np.ndarray, scheme: Scheme) -> tuple[bytes, float, _State]:
         seg = rans.finish(io, rans.NOTHING).astype("<u4")
         words += [np.array([len(seg)], "<u4"), seg]
         ideal += float(np.sum(PRECISION - np.log2(io[2][: io[0][1]]))) + 32.0  # and the segment's word count
-    return np.concatenate(words).tobytes(), ideal, st
+    return np.concatenate(words).tobytes(), ideal
 
 
 def _period(grid: np.ndarray) -> int:
@@ -313,7 +376,16 @@ def decode(data: bytes, height: int, width: int, channels: int, scheme: Scheme =
     if period > PERIOD or 0 < period < 4:
         raise FormatError("corrupted payload: a period of rows out of range")
     layout = _Layout(height, width, period)
-    st = _State(layout, channels, scheme)
+    with _State(layout, channels, scheme) as st:
+        grid = _decode_with(st, words)
+    if (grid < 0).any() or (grid >= 1 << (8 * channels)).any():
+        raise FormatError("corrupted payload: a pixel repeats no colour")
+    return _planes(grid, channels)
+
+
+def _decode_with(st: _State, words: np.ndarray) -> np.ndarray:
+    """The colours (H, W) of a payload's words (`decode`) from a fresh state."""
+    layout, scheme = st.layout, st.scheme
     pos = 1 if scheme.period else 0
     state, settings = st.state(), st.settings()
     for a, b in layout.segments():
@@ -328,7 +400,4 @@ def decode(data: bytes, height: int, width: int, channels: int, scheme: Scheme =
             raise FormatError("corrupted payload: data left after a segment's last pixel")
     if pos != len(words):
         raise FormatError("corrupted payload: data left after the last segment")
-    grid = layout.image(st.cv)
-    if (grid < 0).any() or (grid >= 1 << (8 * channels)).any():
-        raise FormatError("corrupted payload: a pixel repeats no colour")
-    return _planes(grid, channels)
+    return layout.image(st.cv)
