@@ -20,7 +20,7 @@ __all__ = [
 
 import importlib
 
-__version__ = "0.28.0"
+__version__ = "0.29.0"
 
 # Loaded on first use, so `nfcompress --help` does not wait for torch.
 _LAZY = {

@@ -14,7 +14,8 @@ reads the fitted residuals of decoded sub-pixels, version 19 its sixth, which re
 of them and their means over windows, and version 20 its seventh, which decodes in steeper
 wavefronts and reads the residuals they decode right of north-east. Version 21 tunes the causal
 and adaptive networks' output layers as they code; from version 22 (`LEAN`) a model-free file
-gives no payload size and leaves out the zero bytes that end its payload. A file is written with
+gives no payload size and leaves out the zero bytes that end its payload. From version 23 a
+causal file may hold a grey image. A file is written with
 the oldest version that holds its kind (`WRITTEN`). Every earlier version still reads.
 """
 
@@ -42,8 +43,8 @@ from dataclasses import dataclass, field
 from nfcompress.errors import FormatError
 
 MAGIC = b"NFC"
-VERSION = 22  # the newest; see WRITTEN for the version each payload kind is written with
-VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)
+VERSION = 23  # the newest; see WRITTEN for the version each payload kind is written with
+VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
 # Models shipped with nfcompress, oldest first. Version 5 files do not spell out their names: the
 # model hash says which one a file needs (an unnamed file's model_name is "").
 SHIPPED_MODELS = ("nfc-small",)
@@ -72,11 +73,12 @@ KIND_FLAGS = {"linear": 0, "jpeg": _JPEG, "causal": _CAUSAL, "screen": _JPEG | _
 KINDS = ("flow", *KIND_FLAGS)
 # The version a file of each kind is written with: the oldest that holds it, so that nfcompress
 # 0.9 and 0.10 still read every file of the kinds they know.
-WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 22, "screen": 12, "adaptive": 22}
+WRITTEN = {"flow": 10, "linear": 10, "jpeg": 10, "causal": 23, "screen": 12, "adaptive": 22}
 # From this version a model-free file gives no payload size (the payload runs to the alpha stream,
 # or to the end) and leaves out the zero bytes that end its payload's last 32-bit word (at most 3;
 # the decoder puts them back): 3 to 4 of a 32x32 thumbnail's 19 bytes beside its pixels' bits.
 LEAN = 22
+GREY_CAUSAL = 23  # from this version a causal file may hold a grey image (modes L and LA)
 
 
 @dataclass
@@ -222,7 +224,8 @@ def _flags(r: _Reader, version: int) -> dict:
             & ((_NAMED if version < 13 else 0) | (_ORIENTED if version < 10 else 0) | (_ONE_TILE if version < 9 else 0))
             or (flags & _ADAPTIVE and flags & (_JPEG | _CAUSAL))  # the adaptive flag stands alone
             or (flags & (_JPEG | _CAUSAL) == _JPEG | _CAUSAL and version < 11)  # a screen payload
-            or (flags & (_JPEG | _CAUSAL) == _CAUSAL and (flags >> 4) & 0x03 < 2)  # the causal model codes colour only
+            # The causal model codes colour only before GREY_CAUSAL.
+            or (flags & (_JPEG | _CAUSAL) == _CAUSAL and (flags >> 4) & 0x03 < 2 and version < GREY_CAUSAL)
         ):
             raise FormatError("corrupted .nfc header (flags a model-free file cannot have)")
         name_len = r.take(1, "header")[0] if flags & _NAMED and not model_free else 0

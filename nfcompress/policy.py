@@ -19,7 +19,7 @@ FLOW_FROM_EFFORT).
 |        | not tried; and before the screen model on images it would try that are over          |
 |        | SCREEN_ALONE_FROM pixels of over SCREEN_COLOURS colours (at effort 1), where then no |
 |        | other model is tried                                                                 |
-| causal | on colour images of at most 128x128 that are not thin strips                         |
+| causal | on colour and grey images of at most 128x128 that are not thin strips                |
 | screen | first, on images where SCREEN_FROM of the pixels or more repeat a neighbour; on     |
 |        | those over SCREEN_ALONE_FROM pixels where its file is under SCREEN_SURE bits per     |
 |        | sub-pixel or that have at most SCREEN_COLOURS colours, no other model is tried       |
@@ -314,7 +314,7 @@ def encode_screen(colour: np.ndarray, repeats: bool | None = None) -> Payload | 
 def _refuse_causal(colour: np.ndarray) -> Payload:
     h, w, c = colour.shape
     raise NfcError(
-        f"the causal coder codes colour images of at most 16384 pixels (128x128) that are not thin "
+        f"the causal coder codes colour and grey images of at most 16384 pixels (128x128) that are not thin "
         f"strips, not this {'grey' if c == 1 else 'colour'} {w}x{h} one (the auto coder takes any)"
     )
 

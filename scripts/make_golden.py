@@ -84,6 +84,7 @@ ENTRIES = [
     ("jpeg-rgb-64x64", "linear", 1),
     ("jpeg-gray-72x64", "linear", 1),
     *[(s, "causal", 1) for s in ("rgb-32x32", "rgb-37x23", "rgba-20x13", "palette-alpha-24x16", "rgb-1x1")],
+    *[(s, "causal", 1) for s in ("gray-29x21", "gray-alpha-19x11", "gray-1x1")],
     ("rgb-70x40", "auto", 1),
     ("gray-alpha-19x11", "flow", 1),
     ("gray-alpha-19x11", "linear", 1),

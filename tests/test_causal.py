@@ -130,6 +130,50 @@ def test_any_image_round_trips_under_any_weights(h, w, seed, noise, tuned):
     assert 8 * len(data) >= bits - 64
 
 
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(1, 19), w=st.integers(1, 19), seed=st.integers(0, 3), noise=st.booleans())
+def test_any_grey_image_round_trips_under_any_weights_as_green_alone(h, w, seed, noise):
+    grey = _photo(h, w)[..., 1:2].copy()
+    if noise:
+        grey = np.random.default_rng(seed).integers(0, 256, grey.shape).astype(np.uint8)
+    planes = tiny_planes(seed)
+    data, bits, kept = causal.encode(grey, planes, keep=True, version=causal.GREY)
+    assert np.array_equal(causal.decode(data, h, w, planes, version=causal.GREY, channels=1), grey)
+    assert np.array_equal(causal.replay(data, h, w, kept, channels=1), grey)
+    assert 8 * len(data) >= bits - 64 and len(kept[0]) == h * w
+    # Green's network alone codes it: red's and blue's are never read.
+    others = [planes[0], *tiny_planes(seed + 1)[1:]]
+    assert np.array_equal(causal.decode(data, h, w, others, version=causal.GREY, channels=1), grey)
+    with pytest.raises(ValueError, match="version 23 or later"):
+        causal.encode(grey, planes, version=causal.GREY - 1)
+    out = causal.decode_many([data], h, w, planes, version=causal.GREY - 1, channels=1)[0]
+    assert isinstance(out, FormatError) and "holds no grey image" in str(out)
+
+
+def test_grey_and_colour_files_of_one_size_decode_apart_in_a_folder():
+    from nfcompress.coders.causal import CausalCoder
+
+    codec = Codec.load()
+    colour = _photo(16, 20)
+    grey = np.ascontiguousarray(colour[..., 0])
+    datas = [codec.encode(img, coder="causal").data for img in (grey, colour, grey[::-1].copy())]
+    assert [unpack(d)[0].mode for d in datas] == ["L", "RGB", "L"]
+    out = CausalCoder().decode_many([unpack(d)[:2] for d in datas])
+    assert [x.shape for x in out] == [(16, 20, 1), (16, 20, 3), (16, 20, 1)]
+    assert np.array_equal(decode(datas[0]), grey) and np.array_equal(decode(datas[2]), grey[::-1])
+
+
+def test_auto_codes_a_grey_thumbnail_with_the_causal_model_and_its_alpha_apart():
+    grey = np.asarray(Image.open(THUMB).convert("L"))[:32, :32].copy()
+    codec = Codec.load()
+    res = codec.encode(grey)
+    assert res.coder == "causal" and np.array_equal(decode(res.data), grey)
+    assert len(res.data) < len(codec.encode(grey, coder="adaptive").data)
+    la = np.dstack([grey, np.full(grey.shape, 200, np.uint8)])
+    res = codec.encode(la, coder="causal")
+    assert unpack(res.data)[0].mode == "LA" and np.array_equal(decode(res.data), la)
+
+
 def test_streams_of_one_size_decode_together_as_each_alone_and_a_bad_one_fails_alone():
     planes = tiny_planes(1)
     images = [_photo(9, 13)] + [
@@ -190,11 +234,11 @@ def test_the_shipped_model_codes_a_thumbnail_smaller_than_raw_and_the_codec_keep
     assert len(auto.data) <= len(res.data)
 
 
-def test_the_causal_coder_refuses_grey_and_large_images_and_forged_sizes():
+def test_the_causal_coder_refuses_large_images_and_forged_sizes():
     codec = Codec.load()
-    with pytest.raises(NfcError, match="colour images of at most"):
-        codec.encode(np.zeros((8, 8), np.uint8), coder="causal")
-    with pytest.raises(NfcError, match="colour images of at most"):
+    with pytest.raises(NfcError, match="grey images of at most 16384 pixels .* not this grey 128x129"):
+        codec.encode(np.zeros((129, 128), np.uint8), coder="causal")
+    with pytest.raises(NfcError, match="grey images of at most 16384 pixels .* not this colour 128x129"):
         codec.encode(np.zeros((129, 128, 3), np.uint8), coder="causal")
     with pytest.raises(FormatError, match="at most"):
         causal.decode(b"\0" * 8, 1000, 1000)
@@ -228,9 +272,10 @@ def test_the_causal_flag_is_read_from_version_10_only_and_never_beside_the_jpeg_
     h = unpack(bytes(data))[0]
     assert (h.kind, h.oriented) == ("causal", False)
 
-    for version, flags in [(9, data[4]), (10, data[4] | 0x08), (10, data[4] & ~0x30)]:
+    for version, flags in [(9, data[4]), (10, data[4] | 0x08), (10, data[4] & ~0x30), (22, data[4] & ~0x30)]:
         with pytest.raises(FormatError, match="model-free file cannot have"):
             unpack(reheaded(data, version, flags))
+    assert unpack(reheaded(data, causal.GREY, data[4] & ~0x30))[0].mode == "L"  # grey from version 23
 
 
 def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
@@ -256,7 +301,7 @@ def test_each_version_decodes_with_its_own_network():
     img = _photo(24, 20)
     data = Codec.load().encode(img, coder="causal").data
     h = unpack(data)[0]
-    assert (h.kind, h.version) == ("causal", causal.NEWEST) == ("causal", 22)
+    assert (h.kind, h.version) == ("causal", causal.NEWEST) == ("causal", 23)
     assert np.array_equal(decode(data), img)
     # The same payload read as version 10's, under the other network, or as version 16's (the
     # same network, its output layer untuned), fails loudly.
@@ -281,10 +326,11 @@ def test_a_folder_decodes_files_of_three_versions_together():
     for version in (10, 16):
         repacked = pack(unpack(new)[0], [causal.encode(img, version=version).data])
         olds.append(reheaded(repacked, version, repacked[4]))
-    # Version 21's payload is version 22's, in a file that gives its size.
-    olds.append(reheaded(new, 21))
+    # Version 21's payload is that of versions 22 and 23 (which take grey images too), in a file
+    # that gives its size.
+    olds += [reheaded(new, 21), reheaded(new, 22)]
     payloads = [unpack(bytes(d))[:2] for d in (new, *olds, new)]
-    assert [h.version for h, _ in payloads] == [22, 10, 16, 21, 22]
+    assert [h.version for h, _ in payloads] == [23, 10, 16, 21, 22, 23]
     assert all(np.array_equal(x, img) for x in CausalCoder().decode_many(payloads))
 
 
@@ -325,11 +371,11 @@ def test_auto_leaves_out_the_linear_model_at_effort_1_on_the_smallest_images_the
     monkeypatch.setattr(policy.linear_model, "fitted", lambda *a, **k: fits.append(a[0].shape) or real(*a, **k))
     small = np.asarray(Image.fromarray(_photo(128, 128)).resize((32, 32), Image.Resampling.BOX))
     wider = np.asarray(Image.fromarray(_photo(128, 128)).resize((33, 32), Image.Resampling.BOX))
-    grey = np.ascontiguousarray(small[..., 1:2])  # the causal model codes no grey image
+    grey = np.ascontiguousarray(small[..., 1:2])  # grey as colour: the causal model codes it
     out = policy.encode_auto([small, wider, grey], None, 1, lambda i, p: len(p.chunks[0]))
-    assert out[0].kind == "causal" and fits == [(32, 33, 3), (32, 32, 1)]
+    assert out[0].kind == out[2].kind == "causal" and fits == [(32, 33, 3)]
     policy.encode_auto([small], None, policy.FLOW_FROM_EFFORT, lambda i, p: len(p.chunks[0]))
-    assert fits[2:] == [(32, 32, 3)]
+    assert fits[1:] == [(32, 32, 3)]
 
 
 def test_a_file_of_a_version_between_two_networks_decodes_with_the_earlier_one():

@@ -247,7 +247,8 @@ def test_a_lean_file_gives_no_payload_size_and_its_payload_back_whole(payload, a
     assert WRITTEN["causal"] >= LEAN
     data = pack(h, [payload], alpha=alpha)
     h2, chunks, alpha2 = unpack(data)
-    assert (h2.kind, h2.version, chunks, alpha2, h2.chunk_sizes) == ("causal", LEAN, [payload], alpha, [len(payload)])
+    assert (h2.kind, h2.version) == ("causal", WRITTEN["causal"])
+    assert (chunks, alpha2, h2.chunk_sizes) == ([payload], alpha, [len(payload)])
     kept = len(payload) - min(3, len(payload) - len(payload.rstrip(b"\x00")))
     # magic, version, flags, width, height, alpha size, pixel CRC, header CRC; then the payload
     # without the zero bytes that end its last word

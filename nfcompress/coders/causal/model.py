@@ -5,7 +5,8 @@ A flow sees the whole image at once and pays for it in how sharply it can predic
 linear model pays for its weights. On small images a network that reads the decoded pixels
 around each sub-pixel, trained once on many photos, codes smaller than both.
 
-Planes code in the order green, red, blue; within a plane, wavefronts t = 2i + j (row i,
+Planes code in the order green, red, blue (a grey image, from format version 23, as green
+alone); within a plane, wavefronts t = 2i + j (row i,
 column j) in increasing t, as in the linear model (`wavefronts`), red LAG wavefronts behind green and blue LAG
 behind red, so that one step of the decoder codes a wavefront of each. A sub-pixel reads its own
 plane's causal neighbours (`CAUSAL`) and the 3x3 window of each plane coded before it, as
@@ -85,8 +86,15 @@ def feature_count(k: int) -> int:
 
 
 def planes_of(rgb: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) uint8 image as int64 planes (3, H, W) in coding order."""
-    return np.ascontiguousarray(rgb[..., list(ORDER)].transpose(2, 0, 1)).astype(np.int64)
+    """An (H, W, 3) or (H, W, 1) uint8 image as int64 planes (3 or 1, H, W) in coding order."""
+    order = list(ORDER) if rgb.shape[2] == 3 else [0]
+    return np.ascontiguousarray(rgb[..., order].transpose(2, 0, 1)).astype(np.int64)
+
+
+def _pixels_of(planes: np.ndarray) -> np.ndarray:
+    """`planes_of`'s inverse: uint8 (H, W, C) from planes (C, H, W) in coding order."""
+    order = np.argsort(ORDER) if len(planes) == 3 else [0]
+    return np.ascontiguousarray(planes.transpose(1, 2, 0)[..., order].astype(np.uint8))
 
 
 def pad_planes(planes: np.ndarray) -> np.ndarray:
@@ -318,7 +326,8 @@ MODELS = {
 # (`online`), with the network of version 16.
 ONLINE = 21
 RATE = 3e-4  # its steps (`online`), in float weights
-NEWEST = 22  # the version new files are written with (container.WRITTEN; 22 is a leaner file)
+NEWEST = 23  # the version new files are written with (container.WRITTEN; 22 is a leaner file)
+GREY = 23  # from this format version a causal file may hold a grey image (green's network codes it)
 NEWEST_NETWORK = pinned(MODELS, NEWEST)  # the (name, sha256) of the network new files code with
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
 # decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
@@ -432,32 +441,35 @@ def save(planes: list[PlaneWeights], path: Path) -> None:
     save_file(out, str(path))
 
 
-def _schedule(h: int, w: int) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
-    """Decoding steps: in step s, green's wavefront s, red's s - LAG and blue's s - 2 LAG (those
-    that exist), each as (plane, rows, columns). A plane's window reaches LAG wavefronts ahead."""
+def _schedule(h: int, w: int, n: int = 3) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Decoding steps of n planes: in step s, green's wavefront s, red's s - LAG and blue's
+    s - 2 LAG (those that exist), each as (plane, rows, columns). A plane's window reaches LAG
+    wavefronts ahead."""
     fronts = list(wavefronts(h, w))
     steps = [
-        [(k, *fronts[s - LAG * k]) for k in range(3) if 0 <= s - LAG * k < len(fronts)]
-        for s in range(len(fronts) + 2 * LAG)
+        [(k, *fronts[s - LAG * k]) for k in range(n) if 0 <= s - LAG * k < len(fronts)]
+        for s in range(len(fronts) + (n - 1) * LAG)
     ]
     return [step for step in steps if step]
 
 
 @functools.cache
-def _decoding_cells(h: int, w: int) -> np.ndarray:
-    """Each sub-pixel's index in a (3, h, w) array, in the order the decoder takes them (`_schedule`)."""
-    return np.concatenate([(k * h + i) * w + j for step in _schedule(h, w) for k, i, j in step])
+def _decoding_cells(h: int, w: int, n: int = 3) -> np.ndarray:
+    """Each sub-pixel's index in an (n, h, w) array, in the order the decoder takes them (`_schedule`)."""
+    return np.concatenate([(k * h + i) * w + j for step in _schedule(h, w, n) for k, i, j in step])
 
 
 @functools.cache
-def _encoding_order(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _encoding_order(h: int, w: int, n: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The rows and columns of a plane's sub-pixels in wavefront order, where each sub-pixel the
-    decoder takes (`_schedule`) stands among the three planes' so ordered, one after another, and
+    decoder takes (`_schedule`) stands among the n planes' so ordered, one after another, and
     where each wavefront ends among a plane's."""
     fronts = list(wavefronts(h, w))
     i, j = np.concatenate([a for a, _ in fronts]), np.concatenate([b for _, b in fronts])
     starts = np.concatenate([[0], np.cumsum([len(a) for a, _ in fronts])])
-    steps = [(k, s - LAG * k) for s in range(len(fronts) + 2 * LAG) for k in range(3) if 0 <= s - LAG * k < len(fronts)]
+    steps = [
+        (k, s - LAG * k) for s in range(len(fronts) + (n - 1) * LAG) for k in range(n) if 0 <= s - LAG * k < len(fronts)
+    ]
     order = np.concatenate([np.arange(starts[t], starts[t + 1]) + k * h * w for k, t in steps])
     return i, j, order, starts[1:]
 
@@ -475,16 +487,18 @@ class Encoded(NamedTuple):
 def encode(
     rgb: np.ndarray, planes: list[PlaneWeights] | None = None, keep: bool = False, version: int = NEWEST
 ) -> Encoded:
-    """An (H, W, 3) uint8 image as one ANS stream of format `version`'s layout, its ideal bits and
-    (with `keep`) its symbols' intervals and values."""
+    """An (H, W, 3) uint8 image (or, from format version GREY, an (H, W, 1) one) as one ANS stream
+    of format `version`'s layout, its ideal bits and (with `keep`) its symbols' intervals and values."""
+    if rgb.shape[2] == 1 and version < GREY:
+        raise ValueError(f"causal files of grey images are of format version {GREY} or later")
     planes = load(version=version) if planes is None else planes
     x = planes_of(rgb)
-    h, w = x.shape[1:]
+    n, h, w = x.shape
     earlier = pad_planes(x)
-    i, j, order, ends = _encoding_order(h, w)
+    i, j, order, ends = _encoding_order(h, w, n)
     # Every sub-pixel's mixture, plane by plane in wavefront order, then taken in decoding order.
     parts = []
-    for k in range(3):
+    for k in range(n):
         f, base = features(canvas(x, k), earlier[:k], k, i, j, w)
         values = x[k][i, j]
         if version < ONLINE:
@@ -504,7 +518,9 @@ def encode(
     return Encoded(rans.finish(io, rans.NOTHING).astype("<u4").tobytes(), ideal, kept)
 
 
-def replay(data: bytes, height: int, width: int, kept: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def replay(
+    data: bytes, height: int, width: int, kept: tuple[np.ndarray, np.ndarray, np.ndarray], channels: int = 3
+) -> np.ndarray:
     """`decode` of a stream `encode` made, with the intervals it kept in place of those the
     decoder builds from its network's mixtures: the encoder's check. Every other step is the
     decoder's (its schedule, its stream: `rans.follow`, the stream decodes to the kept values
@@ -515,11 +531,11 @@ def replay(data: bytes, height: int, width: int, kept: tuple[np.ndarray, np.ndar
     starts, freqs, values = kept
     if not rans.follow(io, starts, freqs):
         raise FormatError("the stream does not decode to the image the encoder coded")
-    x = np.zeros((3, height, width), np.uint8)
-    x.ravel()[_decoding_cells(height, width)] = values
+    x = np.zeros((channels, height, width), np.uint8)
+    x.ravel()[_decoding_cells(height, width, channels)] = values
     if not rans.exhausted(io):
         raise FormatError("corrupted payload: data left after the last pixel")
-    return np.ascontiguousarray(x.transpose(1, 2, 0)[..., np.argsort(ORDER)].astype(np.uint8))
+    return _pixels_of(x)
 
 
 def _source(data: bytes) -> tuple:
@@ -534,11 +550,16 @@ def _source(data: bytes) -> tuple:
 
 
 def decode(
-    data: bytes, height: int, width: int, planes: list[PlaneWeights] | None = None, version: int = NEWEST
+    data: bytes,
+    height: int,
+    width: int,
+    planes: list[PlaneWeights] | None = None,
+    version: int = NEWEST,
+    channels: int = 3,
 ) -> np.ndarray:
-    """The (H, W, 3) uint8 image from a stream made by `encode` (with the networks of format
-    `version`'s files where `planes` is None)."""
-    out = decode_many([data], height, width, planes, version)[0]
+    """The (H, W, channels) uint8 image from a stream made by `encode` (with the networks of
+    format `version`'s files where `planes` is None)."""
+    out = decode_many([data], height, width, planes, version, channels)[0]
     if isinstance(out, FormatError):
         raise out
     return out
@@ -550,16 +571,21 @@ def decode_many(
     width: int,
     planes: list[PlaneWeights] | None = None,
     version: int = NEWEST,
+    channels: int = 3,
 ) -> list[np.ndarray | FormatError]:
-    """`decode` of streams of images of one size and format version, each image or the
-    FormatError that says why not: they decode in lockstep, each step's network run once for all
-    of them (on thumbnails the calls, not the sums, take the time)."""
+    """`decode` of streams of images of one size, channel count and format version, each image or
+    the FormatError that says why not: they decode in lockstep, each step's network run once for
+    all of them (on thumbnails the calls, not the sums, take the time)."""
     planes = load(version=version) if planes is None else planes
     if height * width > MAX_PIXELS:
         error = FormatError(
             f"corrupted .nfc file: a causal file holds at most {MAX_PIXELS} pixels, not {width}x{height}"
         )
         return [error] * len(streams)
+    if channels == 1 and version < GREY:
+        return [FormatError(f"corrupted .nfc file: a causal file of version {version} holds no grey image")] * len(
+            streams
+        )
     results: list[np.ndarray | FormatError | None] = [None] * len(streams)
     ios = {}
     for n, data in enumerate(streams):
@@ -568,7 +594,7 @@ def decode_many(
         except FormatError as e:
             results[n] = e
     if ios:
-        together = _decode_together(list(ios.values()), height, width, planes, version >= ONLINE)
+        together = _decode_together(list(ios.values()), height, width, planes[:channels], version >= ONLINE)
         for n, x in zip(ios, together):
             results[n] = (
                 x if rans.exhausted(ios[n]) else FormatError("corrupted payload: data left after the last pixel")
@@ -579,15 +605,18 @@ def decode_many(
 def _decode_together(
     ios: list[tuple], height: int, width: int, planes: list[PlaneWeights], tuned: bool
 ) -> list[np.ndarray]:
-    """The images (H, W, 3) uint8 of decoding Ios of one size, in lockstep (with `tuned`, each
-    plane's output layer tuned to each image as it decodes: `online`)."""
-    count, tab = len(ios), symbols.table()
+    """The images (H, W, C) uint8 of decoding Ios of one size, in lockstep, C the networks in
+    `planes` (3, or green's alone for grey images; with `tuned`, each plane's output layer tuned to
+    each image as it decodes: `online`)."""
+    count, tab, n_planes = len(ios), symbols.table(), len(planes)
     tunings = [online.start(pw, RATE, count) for pw in planes] if tuned else None
-    x = np.zeros((3, count, height, width), np.int64)
-    edged = pad_planes(x.reshape(3 * count, height, width)).reshape(3, count, height + 2 * PAD, width + 2 * PAD)
-    cvs = [np.stack([canvas(x[:, n], k) for n in range(count)]) for k in range(3)]
+    x = np.zeros((n_planes, count, height, width), np.int64)
+    edged = pad_planes(x.reshape(n_planes * count, height, width)).reshape(
+        n_planes, count, height + 2 * PAD, width + 2 * PAD
+    )
+    cvs = [np.stack([canvas(x[:, n], k) for n in range(count)]) for k in range(n_planes)]
     cells = (height + 2 * PAD) * (width + 2 * PAD)  # of each image's canvas
-    for step in _schedule(height, width):
+    for step in _schedule(height, width, n_planes):
         outs, bases, sizes, hiddens = [], [], [], []
         for k, i, j in step:
             at = np.repeat(np.arange(count, dtype=np.int64) * cells, len(i))
@@ -627,8 +656,8 @@ def _decode_together(
             if k == 0:
                 for c in cvs[1:]:
                     _outside_from(c, edged[0], height, width)
-    x = np.stack([c[:, PAD : PAD + height, PAD : PAD + width] for c in cvs], -1)
-    return [np.ascontiguousarray(x[n][..., np.argsort(ORDER)].astype(np.uint8)) for n in range(count)]
+    x = np.stack([c[:, PAD : PAD + height, PAD : PAD + width] for c in cvs], 1)
+    return [_pixels_of(x[n]) for n in range(count)]
 
 
 @functools.cache
