@@ -278,10 +278,13 @@ def test_the_causal_flag_is_read_from_version_10_only_and_never_beside_the_jpeg_
     assert unpack(reheaded(data, causal.GREY, data[4] & ~0x30))[0].mode == "L"  # grey from version 23
 
 
-def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path):
-    data, back = code_apart(THUMB, tmp_path, "causal")
-    assert unpack(data)[0].kind == "causal"
-    assert np.array_equal(back, np.asarray(Image.open(THUMB)))
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_encode_and_decode_in_separate_processes_with_other_thread_counts(tmp_path, mode):
+    src = tmp_path / "thumb.png"
+    Image.open(THUMB).convert(mode).save(src)
+    data, back = code_apart(src, tmp_path, "causal")
+    assert (unpack(data)[0].kind, unpack(data)[0].mode) == ("causal", mode)
+    assert np.array_equal(back, np.asarray(Image.open(src)))
 
 
 @pytest.mark.parametrize("cut", [1, 4, 100])
