@@ -59,6 +59,7 @@ from nfcompress.coders.linear.symbols import ROW  # every row of weights sums to
 from nfcompress.coding import rans
 from nfcompress.coding.primitives import FRAC_BITS, PRECISION, det_exp, every_scale, ordered_sum, wavefronts
 from nfcompress.compiled import compiled
+from nfcompress.container import GREY_CAUSAL
 from nfcompress.errors import FormatError, NfcError
 from nfcompress.model_files import PAYLOAD_MODELS, pinned, sha256_file, shipped_dir
 
@@ -327,7 +328,7 @@ MODELS = {
 ONLINE = 21
 RATE = 3e-4  # its steps (`online`), in float weights
 NEWEST = 23  # the version new files are written with (container.WRITTEN; 22 is a leaner file)
-GREY = 23  # from this format version a causal file may hold a grey image (green's network codes it)
+GREY = GREY_CAUSAL  # from this format version a causal file may hold a grey image (green's network codes it)
 NEWEST_NETWORK = pinned(MODELS, NEWEST)  # the (name, sha256) of the network new files code with
 # The largest image (pixels) the codec tries the causal model on, and the largest a file may hold:
 # decoding costs a network run per wavefront, fine on thumbnails, slow on photos.
@@ -577,15 +578,13 @@ def decode_many(
     the FormatError that says why not: they decode in lockstep, each step's network run once for
     all of them (on thumbnails the calls, not the sums, take the time)."""
     planes = load(version=version) if planes is None else planes
+    wrong = ""
     if height * width > MAX_PIXELS:
-        error = FormatError(
-            f"corrupted .nfc file: a causal file holds at most {MAX_PIXELS} pixels, not {width}x{height}"
-        )
-        return [error] * len(streams)
-    if channels == 1 and version < GREY:
-        return [FormatError(f"corrupted .nfc file: a causal file of version {version} holds no grey image")] * len(
-            streams
-        )
+        wrong = f"holds at most {MAX_PIXELS} pixels, not {width}x{height}"
+    elif channels == 1 and version < GREY:
+        wrong = f"of version {version} holds no grey image"
+    if wrong:
+        return [FormatError(f"corrupted .nfc file: a causal file {wrong}")] * len(streams)
     results: list[np.ndarray | FormatError | None] = [None] * len(streams)
     ios = {}
     for n, data in enumerate(streams):
